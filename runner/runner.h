@@ -1,0 +1,67 @@
+// Runner: the one thread that owns all live service state. It runs the scheduler, one libcurl
+// multi handle with every in-flight probe, and the state machine, and hands each tick to a sink
+// (the Writer) without touching the disk. Other threads talk to it only through the thread-safe
+// command methods below, which wake its loop with curl_multi_wakeup.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "runner/probe.h"
+#include "storage/model.h"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace vigil {
+
+struct RunnerOptions {
+  std::size_t max_concurrency = 1000;  // probes in flight at once; the rest wait, late
+  std::string region;                  // written on every tick
+  ProbeLimits limits;
+};
+
+// Receives every tick record, on the runner thread. Must not block (Writer::submit qualifies).
+using TickSink = std::function<void(TickRecord)>;
+
+class Runner {
+ public:
+  // Registers the probe_* and vigil_* runner metrics in `registry`.
+  Runner(RunnerOptions options, TickSink sink, prometheus::Registry& registry);
+  // Calls stop().
+  ~Runner();
+  Runner(const Runner&) = delete;
+  Runner& operator=(const Runner&) = delete;
+
+  // Starts the thread with these services and the state stored by a previous run (services
+  // without an entry start fresh). Each service's first probe falls at first_probe_offset()
+  // within its interval. Call once.
+  void start(std::vector<Service> services,
+             std::unordered_map<ServiceId, ServiceRuntime> runtime);
+
+  // Commands, safe from any thread; applied by the runner thread within one loop iteration.
+  // upsert: a new service starts being probed, a changed one continues with its new spec.
+  void upsert_service(Service service);
+  // The service is no longer probed; an in-flight probe of it is abandoned, unrecorded.
+  void remove_service(ServiceId id);
+
+  // Stops scheduling, lets in-flight probes finish (each ends by its own timeout), delivers
+  // their ticks to the sink, and joins the thread. Idempotent.
+  void stop();
+
+  // When the loop last went round (it wakes at least once a second); /healthz reads it.
+  TimePoint last_alive() const;
+  std::size_t in_flight() const;
+
+ private:
+  class Loop;
+  std::unique_ptr<Loop> loop_;
+};
+
+}  // namespace vigil

@@ -1,0 +1,78 @@
+// Writer: the one thread that writes ticks. The runner submits TickRecords without ever waiting
+// on disk; the writer drains them in batches (every `flush_interval`, or as soon as `max_batch`
+// records are queued) and applies each batch in one Store transaction, so ticks, metrics and
+// events always agree after a crash.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "storage/model.h"
+#include "storage/store.h"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace vigil {
+
+struct WriterOptions {
+  std::chrono::milliseconds flush_interval{100};
+  std::size_t max_batch = 1000;
+};
+
+class Writer {
+ public:
+  // Registers vigil_writer_* metrics in `registry` and starts the thread. `store` must outlive
+  // the Writer.
+  Writer(Store& store, prometheus::Registry& registry, WriterOptions options = {});
+  // Flushes what is queued, then joins the thread.
+  ~Writer();
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+
+  // Queues one record. Never blocks on I/O; safe from any thread.
+  void submit(TickRecord record);
+
+  // Blocks until everything submitted before the call is committed (or failed). For shutdown
+  // and tests.
+  void flush();
+
+  // Writes what is queued and stops the thread. Idempotent.
+  void stop();
+
+  // When the thread last completed a loop iteration; /healthz reads it.
+  TimePoint last_alive() const;
+  std::size_t queue_depth() const;
+  std::uint64_t committed_records() const;
+  std::uint64_t failed_batches() const;
+
+ private:
+  struct Metrics;
+  void run();
+
+  Store& store_;
+  WriterOptions options_;
+  std::unique_ptr<Metrics> metrics_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::condition_variable drained_;
+  std::deque<TickRecord> queue_;
+  std::uint64_t submitted_ = 0;  // guarded by mutex_
+  std::uint64_t handled_ = 0;    // records committed or dropped; guarded by mutex_
+  bool stopping_ = false;
+
+  std::atomic<std::int64_t> last_alive_ms_{0};
+  std::atomic<std::uint64_t> committed_{0};
+  std::atomic<std::uint64_t> failed_batches_{0};
+  std::thread thread_;
+};
+
+}  // namespace vigil

@@ -1,0 +1,60 @@
+// A real HTTP target for tests: a cpp-httplib server on an ephemeral 127.0.0.1 port whose
+// answers the test controls. Routes:
+//   /ok                 200 "ok"
+//   /status/{code}      that status, body "status"
+//   /slow?ms=N          200 after N milliseconds
+//   /trickle            200, then one byte a second, for a minute
+//   /endless            200 with a body that never ends (chunked)
+//   /redirect-loop      302 to itself, forever
+//   /switch             200 or 503, whichever set_switch_up() last chose (starts up)
+//   /hits/{name}        200, counting requests per name (see hits())
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace httplib {
+class Server;
+}
+
+namespace vigil::test {
+
+class TargetServer {
+ public:
+  TargetServer();   // starts listening; throws on failure
+  ~TargetServer();  // stops and joins
+  int port() const { return port_; }
+  std::string url(const std::string& path) const;  // "http://127.0.0.1:<port><path>"
+  void set_switch_up(bool up) { switch_up_ = up; }
+  int hits(const std::string& name) const;
+
+ private:
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+  std::atomic<bool> switch_up_{true};
+  std::atomic<bool> stopping_{false};
+  mutable std::mutex hits_mutex_;
+  std::map<std::string, int> hits_;
+};
+
+// A 127.0.0.1 port with nothing listening (bound once, then released).
+int closed_port();
+
+// A fresh directory under the system temp dir, removed with its contents on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace vigil::test
