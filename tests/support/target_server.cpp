@@ -60,7 +60,7 @@ TargetServer::TargetServer() : server_(std::make_unique<httplib::Server>()) {
   port_ = s.bind_to_any_port("127.0.0.1");
   if (port_ <= 0) throw std::runtime_error("test target: cannot bind 127.0.0.1");
   thread_ = std::thread([this] { server_->listen_after_bind(); });
-  server_->wait_until_ready();
+  while (!server_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 TargetServer::~TargetServer() {
