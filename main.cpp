@@ -1,1 +1,196 @@
-int main() { return 0; }
+// vigil: wires config, storage, runner and api together.
+//   vigil run           runner and API in one process
+//   vigil runner        the runner alone (another process may serve the API on the same DB)
+//   vigil api           the API alone, reading the database
+//   vigil check-config  validate .env and the services file, list the services, start nothing
+#include <curl/curl.h>
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <prometheus/registry.h>
+#include <string>
+
+#include "api/server.h"
+#include "config/config.h"
+#include "config/logging.h"
+#include "runner/runner.h"
+#include "storage/store.h"
+#include "storage/writer.h"
+
+namespace {
+
+using namespace vigil;
+
+constexpr int kExitConfigError = 2;
+constexpr int kExitStartupFailure = 1;
+// A loop that has not gone round for this long is reported stalled by /healthz.
+constexpr auto kStalledAfter = std::chrono::seconds(10);
+
+void print_usage(std::ostream& out) {
+  out << "usage: vigil <command>\n"
+         "  run           probe services and serve the API (default)\n"
+         "  runner        probe services only\n"
+         "  api           serve the API only, from the database\n"
+         "  check-config  validate .env and the services file, list services, exit\n"
+         "  version       print the version\n"
+         "Settings come from .env in the working directory and the environment (see README).\n";
+}
+
+struct Modes {
+  bool runner = false;
+  bool api = false;
+};
+
+PartHealth health_of(std::optional<TimePoint> last_alive) {
+  if (!last_alive) return PartHealth::not_running;
+  return now_ms() - *last_alive < kStalledAfter ? PartHealth::alive : PartHealth::stalled;
+}
+
+std::string seconds_text(Millis ms) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", double(ms.count()) / 1000.0);
+  return text;
+}
+
+int check_config(const Settings& settings) {
+  const auto specs = load_services_file(settings.services_file, settings);
+  std::cout << settings.services_file << ": " << specs.size() << " services, all valid\n";
+  for (const auto& spec : specs)
+    std::cout << "  " << spec.name << "  " << spec.method << " " << spec.url << "  every "
+              << seconds_text(spec.interval) << " s, timeout " << seconds_text(spec.timeout)
+              << " s\n";
+  return 0;
+}
+
+// Blocks SIGINT/SIGTERM in every thread (threads inherit the mask) so that only the main
+// thread, in sigwait, receives them.
+sigset_t block_stop_signals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+int serve(const Settings& settings, Modes modes) {
+  const sigset_t stop_signals = block_stop_signals();
+
+  std::optional<std::vector<ServiceSpec>> specs;
+  if (modes.runner) specs = load_services_file(settings.services_file, settings);
+
+  std::unique_ptr<Store> store;
+  try {
+    store = open_sqlite_store(settings.db_file);
+  } catch (const StorageError& e) {
+    log_error(std::string("cannot open database: ") + e.what());
+    return kExitStartupFailure;
+  }
+
+  prometheus::Registry registry;
+  std::unique_ptr<Writer> writer;
+  std::unique_ptr<Runner> runner;
+  std::unique_ptr<ApiServer> api;
+
+  if (modes.runner) {
+    const SyncResult sync = store->sync_services(*specs, now_ms());
+    log_info("services file " + settings.services_file + ": " + std::to_string(specs->size()) +
+             " services (" + std::to_string(sync.inserted.size()) + " new, " +
+             std::to_string(sync.updated.size()) + " changed, " +
+             std::to_string(sync.deactivated.size()) + " deactivated)");
+    writer = std::make_unique<Writer>(*store, registry);
+    RunnerOptions options;
+    options.max_concurrency = settings.max_concurrency;
+    options.region = settings.region;
+    Writer* sink = writer.get();
+    runner = std::make_unique<Runner>(
+        options, [sink](TickRecord record) { sink->submit(std::move(record)); }, registry);
+  }
+
+  if (modes.api) {
+    api = std::make_unique<ApiServer>(*store, registry, [&runner, &writer] {
+      HealthReport report;
+      if (runner) report.runner = health_of(runner->last_alive());
+      if (writer) report.writer = health_of(writer->last_alive());
+      return report;
+    });
+    try {
+      const int port = api->start(settings.api_host, settings.api_port);
+      log_info("API listening on http://" + settings.api_host + ":" + std::to_string(port));
+    } catch (const std::exception& e) {
+      log_error(std::string("cannot start the API: ") + e.what());
+      return kExitStartupFailure;
+    }
+  }
+
+  if (runner) {
+    auto services = store->active_services();
+    const std::size_t count = services.size();
+    runner->start(std::move(services), store->load_runtime());
+    log_info("runner started: " + std::to_string(count) + " services, region " + settings.region +
+             ", database " + settings.db_file + ", at most " +
+             std::to_string(settings.max_concurrency) + " probes in flight");
+  }
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  log_info(std::string("received ") + (signal_number == SIGINT ? "SIGINT" : "SIGTERM") +
+           ", shutting down");
+
+  // Probes in flight finish first so their ticks reach the writer, which then flushes.
+  if (runner) runner->stop();
+  if (writer) writer->stop();
+  if (api) api->stop();
+  log_info("stopped cleanly");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string command = argc > 1 ? argv[1] : "run";
+  if (command == "help" || command == "--help" || command == "-h") {
+    print_usage(std::cout);
+    return 0;
+  }
+  if (command == "version" || command == "--version") {
+    std::cout << "vigil " << VIGIL_VERSION << "\n";
+    return 0;
+  }
+  Modes modes;
+  if (command == "run") {
+    modes = {true, true};
+  } else if (command == "runner") {
+    modes = {true, false};
+  } else if (command == "api") {
+    modes = {false, true};
+  } else if (command != "check-config") {
+    std::cerr << "vigil: unknown command \"" << command << "\"\n";
+    print_usage(std::cerr);
+    return kExitConfigError;
+  }
+  if (argc > 2) {
+    std::cerr << "vigil: unexpected argument \"" << argv[2] << "\"\n";
+    return kExitConfigError;
+  }
+
+  try {
+    const Settings settings = load_settings(merged_environment(read_dotenv(".env")));
+    set_log_level(settings.log_level);
+    if (command == "check-config") return check_config(settings);
+    curl_global_init(CURL_GLOBAL_DEFAULT);  // before any thread starts: it is not thread-safe
+    const int code = serve(settings, modes);
+    curl_global_cleanup();
+    return code;
+  } catch (const vigil::ConfigError& e) {
+    std::cerr << "vigil: configuration error: " << e.what() << "\n";
+    return kExitConfigError;
+  } catch (const std::exception& e) {
+    std::cerr << "vigil: " << e.what() << "\n";
+    return kExitStartupFailure;
+  }
+}

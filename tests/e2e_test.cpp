@@ -1,0 +1,233 @@
+// End-to-end: the real vigil binary, a real target server, a real SQLite file, real HTTP.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "support/process.h"
+#include "support/target_server.h"
+
+namespace vigil::test {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return condition();
+}
+
+class VigilProcess {
+ public:
+  VigilProcess(const TempDir& dir, const std::string& command, int api_port,
+               std::map<std::string, std::string> extra_env = {})
+      : log_path_(dir.file(command + ".log")) {
+    std::map<std::string, std::string> env = {{"API_PORT", std::to_string(api_port)},
+                                              {"API_HOST", "127.0.0.1"},
+                                              {"DB_FILE", dir.file("vigil.db")},
+                                              {"SERVICES_FILE", dir.file("services.json")},
+                                              {"LOG_LEVEL", "info"}};
+    for (auto& [k, v] : extra_env) env[k] = v;
+    process_ = std::make_unique<ChildProcess>(VIGIL_BINARY, std::vector<std::string>{command},
+                                              dir.path(), env, log_path_);
+  }
+  ChildProcess& process() { return *process_; }
+  std::string log() const { return read_file(log_path_); }
+
+  // SIGTERM and wait: a clean stop exits 0.
+  int stop() {
+    process_->signal(SIGTERM);
+    return process_->wait_for_exit(20s).value_or(-1);
+  }
+
+ private:
+  std::string log_path_;
+  std::unique_ptr<ChildProcess> process_;
+};
+
+std::optional<json> get_json(int port, const std::string& path) {
+  httplib::Client client("127.0.0.1", port);
+  client.set_connection_timeout(1);
+  client.set_read_timeout(5);
+  auto res = client.Get(path.c_str());
+  if (!res) return std::nullopt;
+  try {
+    return json::parse(res->body);
+  } catch (const json::exception&) {
+    return std::nullopt;
+  }
+}
+
+json service_named(const json& services, const std::string& name) {
+  for (const auto& s : services["data"]["services"]["data"])
+    if (s["name"] == name) return s;
+  return json();
+}
+
+void write_services(const TempDir& dir, const json& services) {
+  std::ofstream(dir.file("services.json")) << services.dump(2);
+}
+
+class EndToEnd : public ::testing::Test {
+ protected:
+  TargetServer target;
+  TempDir dir;
+  int api_port = closed_port();
+  json two_services() {
+    return json::array(
+        {{{"name", "healthy"}, {"url", target.url("/ok")}, {"interval_seconds", 0.2}},
+         {{"name", "refused"},
+          {"url", "http://127.0.0.1:" + std::to_string(closed_port()) + "/"},
+          {"interval_seconds", 0.2}}});
+  }
+  // Waits until both services have at least `ticks` ticks; returns the last listing.
+  json wait_for_ticks(int ticks) {
+    json listing;
+    eventually(
+        [&] {
+          auto body = get_json(api_port, "/v1/services");
+          if (!body) return false;
+          listing = *body;
+          const auto a = service_named(listing, "healthy");
+          const auto b = service_named(listing, "refused");
+          return !a.is_null() && !b.is_null() &&
+                 a["metric"]["data"]["tick_count"].get<int>() >= ticks &&
+                 b["metric"]["data"]["tick_count"].get<int>() >= ticks;
+        },
+        15s);
+    return listing;
+  }
+};
+
+TEST_F(EndToEnd, CheckConfigListsValidServices) {
+  write_services(dir, two_services());
+  auto result = run_command("cd " + dir.path() + " && SERVICES_FILE=services.json " +
+                            VIGIL_BINARY + " check-config");
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("2 services"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("healthy"), std::string::npos) << result.output;
+}
+
+TEST_F(EndToEnd, InvalidConfigExitsWithCode2NamingTheField) {
+  write_services(dir, json::array({{{"name", "x"}, {"url", "http://a/"}, {"interval_seconds", "ten"}}}));
+  auto result = run_command("cd " + dir.path() + " && SERVICES_FILE=services.json " +
+                            VIGIL_BINARY + " run");
+  EXPECT_EQ(result.exit_code, 2) << result.output;
+  EXPECT_NE(result.output.find("services.json"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("interval_seconds"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("\"ten\""), std::string::npos) << result.output;
+
+  write_services(dir, two_services());
+  result = run_command("cd " + dir.path() + " && SERVICES_FILE=services.json API_PORT=http " +
+                       VIGIL_BINARY + " check-config");
+  EXPECT_EQ(result.exit_code, 2) << result.output;
+  EXPECT_NE(result.output.find("API_PORT"), std::string::npos) << result.output;
+}
+
+TEST_F(EndToEnd, RunProbesServesApiAndStopsCleanly) {
+  write_services(dir, two_services());
+  VigilProcess vigil(dir, "run", api_port);
+  const json listing = wait_for_ticks(3);
+  const json healthy = service_named(listing, "healthy");
+  const json refused = service_named(listing, "refused");
+  ASSERT_FALSE(healthy.is_null()) << listing.dump() << vigil.log();
+  ASSERT_FALSE(refused.is_null()) << listing.dump() << vigil.log();
+  EXPECT_EQ(healthy["current_status"]["event"], "uptime");
+  EXPECT_EQ(refused["current_status"]["event"], "downtime");
+  EXPECT_EQ(healthy["metric"]["data"]["uptime_percent"], 100.0);
+  EXPECT_EQ(refused["metric"]["data"]["uptime_percent"], 0.0);
+
+  auto health = get_json(api_port, "/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ((*health)["status"], 200) << health->dump();
+
+  httplib::Client client("127.0.0.1", api_port);
+  auto metrics = client.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("probe_success{service=\"healthy\"} 1"), std::string::npos)
+      << metrics->body;
+  EXPECT_NE(metrics->body.find("probe_success{service=\"refused\"} 0"), std::string::npos);
+
+  const auto ticks = get_json(api_port, "/v1/services/" + std::to_string(refused["id"].get<int>()) +
+                                            "/ticks?limit=2");
+  ASSERT_TRUE(ticks);
+  ASSERT_EQ((*ticks)["data"]["ticks"]["data"].size(), 2u) << ticks->dump();
+  EXPECT_NE((*ticks)["data"]["ticks"]["data"][0]["error"].get<std::string>().find("refused"),
+            std::string::npos)
+      << ticks->dump();
+
+  EXPECT_EQ(vigil.stop(), 0) << vigil.log();
+  const std::string log = vigil.log();
+  EXPECT_NE(log.find("refused DOWN"), std::string::npos) << log;
+  EXPECT_NE(log.find("stopped cleanly"), std::string::npos) << log;
+}
+
+TEST_F(EndToEnd, RestartContinuesOpenEventsAndCounters) {
+  write_services(dir, two_services());
+  json first;
+  {
+    VigilProcess vigil(dir, "run", api_port);
+    first = wait_for_ticks(2);
+    ASSERT_EQ(vigil.stop(), 0) << vigil.log();
+  }
+  const int first_event_id = service_named(first, "healthy")["current_status"]["id"].get<int>();
+  const int first_ticks = service_named(first, "healthy")["metric"]["data"]["tick_count"].get<int>();
+
+  VigilProcess vigil(dir, "run", api_port);
+  const json second = wait_for_ticks(first_ticks + 3);
+  const json healthy = service_named(second, "healthy");
+  EXPECT_EQ(healthy["current_status"]["id"].get<int>(), first_event_id) << second.dump();
+  EXPECT_GT(healthy["metric"]["data"]["tick_count"].get<int>(), first_ticks);
+  const auto events =
+      get_json(api_port, "/v1/services/" + std::to_string(healthy["id"].get<int>()) + "/events");
+  ASSERT_TRUE(events);
+  EXPECT_EQ((*events)["data"]["events"]["data"].size(), 1u) << events->dump();
+  EXPECT_EQ(vigil.stop(), 0) << vigil.log();
+}
+
+TEST_F(EndToEnd, ServiceRemovedFromFileBecomesInactiveWithHistoryKept) {
+  write_services(dir, two_services());
+  int refused_id = 0;
+  {
+    VigilProcess vigil(dir, "run", api_port);
+    const json listing = wait_for_ticks(1);
+    refused_id = service_named(listing, "refused")["id"].get<int>();
+    ASSERT_EQ(vigil.stop(), 0) << vigil.log();
+  }
+  json only_healthy = two_services();
+  only_healthy.erase(1);
+  write_services(dir, only_healthy);
+  VigilProcess vigil(dir, "run", api_port);
+  ASSERT_TRUE(eventually([&] { return get_json(api_port, "/v1/services").has_value(); }, 10s));
+  const auto listing = get_json(api_port, "/v1/services");
+  EXPECT_EQ((*listing)["data"]["services"]["data"].size(), 1u) << listing->dump();
+  const auto old = get_json(api_port, "/v1/services/" + std::to_string(refused_id));
+  ASSERT_TRUE(old);
+  EXPECT_EQ((*old)["status"], 200) << old->dump();
+  EXPECT_GE((*old)["data"]["service"]["metric"]["data"]["tick_count"].get<int>(), 1);
+  EXPECT_EQ(vigil.stop(), 0) << vigil.log();
+}
+
+TEST_F(EndToEnd, RunnerAndApiAsSeparateProcessesShareTheDatabase) {
+  write_services(dir, two_services());
+  VigilProcess runner(dir, "runner", api_port);
+  VigilProcess api(dir, "api", api_port);
+  const json listing = wait_for_ticks(3);
+  EXPECT_EQ(service_named(listing, "healthy")["current_status"]["event"], "uptime")
+      << listing.dump() << runner.log() << api.log();
+  EXPECT_EQ(runner.stop(), 0) << runner.log();
+  EXPECT_EQ(api.stop(), 0) << api.log();
+}
+
+}  // namespace
+}  // namespace vigil::test
