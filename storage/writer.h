@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -25,12 +26,15 @@ namespace vigil {
 struct WriterOptions {
   std::chrono::milliseconds flush_interval{100};
   std::size_t max_batch = 1000;
+  // Records waiting in the queue at most (the batch being committed aside); past it the oldest
+  // waiting record is dropped and counted, so a long storage outage costs bounded memory.
+  std::size_t max_queue = 1'000'000;
 };
 
 class Writer {
  public:
   // Registers vigil_writer_* metrics in `registry` and starts the thread. `store` must outlive
-  // the Writer.
+  // the Writer. So must `registry`: the Writer updates metrics that the registry owns.
   Writer(Store& store, prometheus::Registry& registry, WriterOptions options = {});
   // Flushes what is queued, then joins the thread.
   ~Writer();
@@ -52,6 +56,8 @@ class Writer {
   std::size_t queue_depth() const;
   std::uint64_t committed_records() const;
   std::uint64_t failed_batches() const;
+  // Records dropped: queue full, submitted after stop(), or still failing when stop() gave up.
+  std::uint64_t dropped_records() const;
 
  private:
   struct Metrics;
@@ -68,10 +74,18 @@ class Writer {
   std::uint64_t submitted_ = 0;  // guarded by mutex_
   std::uint64_t handled_ = 0;    // records committed or dropped; guarded by mutex_
   bool stopping_ = false;
+  bool finished_ = false;              // run() has returned; guarded by mutex_
+  std::uint64_t in_flight_begin_ = 0;  // sequence number of the batch being applied
+  std::size_t in_flight_count_ = 0;    // its size; 0 when none; guarded by mutex_
+  std::uint64_t flush_target_ = 0;     // flush() waits for records below this; guarded by mutex_
+  std::chrono::steady_clock::time_point drop_logged_at_{};  // guarded by mutex_
+  std::uint64_t drops_unlogged_ = 0;                        // guarded by mutex_
+  std::once_flag stop_once_;
 
   std::atomic<std::int64_t> last_alive_ms_{0};
   std::atomic<std::uint64_t> committed_{0};
-  std::atomic<std::uint64_t> failed_batches_{0};
+  std::atomic<std::uint64_t> failed_batches_{0};  // incremented under mutex_ (flush waits on it)
+  std::atomic<std::uint64_t> dropped_{0};
   std::thread thread_;
 };
 

@@ -1,0 +1,289 @@
+#include "storage/writer.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <algorithm>
+#include <exception>
+#include <iterator>
+#include <string>
+#include <utility>
+
+#include "config/logging.h"
+
+namespace vigil {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// A failed batch is retried after this long: storage faults (a full disk, a lock held by another
+// process) rarely clear within milliseconds, and retrying faster would only spin.
+constexpr auto kRetryDelay = std::chrono::seconds(1);
+// Once stop() is called, a still-failing batch gets this many more attempts before what is left
+// is dropped, so shutdown cannot hang on a broken disk.
+constexpr int kAttemptsAfterStop = 3;
+// A full queue drops on every submit; one warning per interval says how many.
+constexpr auto kDropLogInterval = std::chrono::seconds(10);
+
+}  // namespace
+
+struct Writer::Metrics {
+  explicit Metrics(prometheus::Registry& registry)
+      : batch_size(prometheus::BuildHistogram()
+                       .Name("vigil_writer_batch_size")
+                       .Help("Tick records per batch committed by the storage writer.")
+                       .Register(registry)
+                       .Add({}, prometheus::Histogram::BucketBoundaries{1, 10, 50, 100, 250, 500,
+                                                                        1000, 2500, 5000, 10000})),
+        batch_duration(
+            prometheus::BuildHistogram()
+                .Name("vigil_writer_batch_duration_seconds")
+                .Help("Time to commit one batch of tick records, in seconds.")
+                .Register(registry)
+                .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                                 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                                                 2.5, 5, 10})),
+        queue_depth(prometheus::BuildGauge()
+                        .Name("vigil_writer_queue_depth")
+                        .Help("Tick records waiting to be committed by the storage writer.")
+                        .Register(registry)
+                        .Add({})),
+        committed(prometheus::BuildCounter()
+                      .Name("vigil_writer_committed_ticks_total")
+                      .Help("Tick records committed to storage.")
+                      .Register(registry)
+                      .Add({})),
+        errors(prometheus::BuildCounter()
+                   .Name("vigil_storage_errors_total")
+                   .Help("Failed attempts to commit a batch of tick records; each is retried.")
+                   .Register(registry)
+                   .Add({})),
+        dropped(prometheus::BuildCounter()
+                    .Name("vigil_writer_dropped_ticks_total")
+                    .Help("Tick records dropped without being committed (queue full or "
+                          "storage still failing at shutdown).")
+                    .Register(registry)
+                    .Add({})) {}
+
+  prometheus::Histogram& batch_size;
+  prometheus::Histogram& batch_duration;
+  prometheus::Gauge& queue_depth;
+  prometheus::Counter& committed;
+  prometheus::Counter& errors;
+  prometheus::Counter& dropped;
+};
+
+Writer::Writer(Store& store, prometheus::Registry& registry, WriterOptions options)
+    : store_(store), options_(options), metrics_(std::make_unique<Metrics>(registry)) {
+  options_.max_batch = std::max<std::size_t>(options_.max_batch, 1);
+  options_.max_queue = std::max<std::size_t>(options_.max_queue, 1);
+  options_.flush_interval = std::max(options_.flush_interval, std::chrono::milliseconds(1));
+  last_alive_ms_ = to_unix_ms(now_ms());
+  thread_ = std::thread([this] { run(); });
+}
+
+Writer::~Writer() { stop(); }
+
+void Writer::submit(TickRecord record) {
+  std::uint64_t to_log = 0;
+  bool after_stop = false;
+  {
+    std::lock_guard lock(mutex_);
+    // stop() drains what was queued before it; accepting more would let a busy producer keep
+    // the writer from ever finishing.
+    const bool drop_new = stopping_;
+    const bool drop_oldest = !drop_new && queue_.size() >= options_.max_queue;
+    if (drop_new || drop_oldest) {
+      if (drop_oldest) {
+        queue_.pop_front();
+        ++handled_;
+      }
+      ++dropped_;
+      metrics_->dropped.Increment();
+      ++drops_unlogged_;
+      const auto now = SteadyClock::now();
+      if (now - drop_logged_at_ >= kDropLogInterval) {
+        drop_logged_at_ = now;
+        to_log = std::exchange(drops_unlogged_, 0);
+        after_stop = drop_new;
+      }
+    }
+    // A record refused after stop() never gets a sequence number: submitted_ - queue_.size()
+    // must stay the number of the oldest queued record, which flush() relies on.
+    if (!drop_new) {
+      queue_.push_back(std::move(record));
+      ++submitted_;
+      // One wake-up when a full batch is ready; the timed wait covers everything else.
+      if (queue_.size() == options_.max_batch) wake_.notify_one();
+    }
+  }
+  if (to_log > 0) {
+    log_warn("storage: dropped " + std::to_string(to_log) + " tick record(s): " +
+             (after_stop ? std::string("the writer is stopped")
+                         : "the write queue is full (" + std::to_string(options_.max_queue) +
+                               " records)"));
+  }
+}
+
+void Writer::flush() {
+  std::unique_lock lock(mutex_);
+  const std::uint64_t target = submitted_;
+  const std::uint64_t failures_before = failed_batches_.load();
+  // Records are handled in submission order: the batch in flight holds the oldest, the queue
+  // the rest, so "all before target" means neither holds a record numbered below it.
+  const auto done = [&] {
+    const bool batch_done = in_flight_count_ == 0 || in_flight_begin_ >= target;
+    const bool queue_done = submitted_ - queue_.size() >= target;
+    return finished_ || (batch_done && queue_done) || failed_batches_.load() != failures_before;
+  };
+  if (done()) return;
+  flush_target_ = std::max(flush_target_, target);
+  wake_.notify_one();
+  drained_.wait(lock, done);
+}
+
+void Writer::stop() {
+  std::call_once(stop_once_, [this] {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  });
+}
+
+TimePoint Writer::last_alive() const { return from_unix_ms(last_alive_ms_.load()); }
+
+std::size_t Writer::queue_depth() const {
+  std::lock_guard lock(mutex_);
+  return queue_.size() + in_flight_count_;
+}
+
+std::uint64_t Writer::committed_records() const { return committed_.load(); }
+std::uint64_t Writer::failed_batches() const { return failed_batches_.load(); }
+std::uint64_t Writer::dropped_records() const { return dropped_.load(); }
+
+void Writer::run() {
+  std::vector<TickRecord> batch;  // taken from the queue; kept across failed attempts
+  SteadyClock::time_point next_attempt{};
+  std::uint64_t streak = 0;  // consecutive failed attempts
+  int attempts_after_stop = 0;
+  std::uint64_t unlogged_drops = 0;
+
+  for (;;) {
+    bool stopping = false;
+    {
+      std::unique_lock lock(mutex_);
+      if (batch.empty()) {
+        wake_.wait_for(lock, options_.flush_interval, [&] {
+          return stopping_ || queue_.size() >= options_.max_batch ||
+                 flush_target_ > submitted_ - queue_.size();
+        });
+        const auto take = std::min(queue_.size(), options_.max_batch);
+        if (take > 0) {
+          in_flight_begin_ = submitted_ - queue_.size();
+          in_flight_count_ = take;
+          const auto end = queue_.begin() + static_cast<std::ptrdiff_t>(take);
+          batch.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(end));
+          queue_.erase(queue_.begin(), end);
+        }
+      } else {
+        // Retrying: sleep until the retry is due, in flush_interval steps so last_alive moves.
+        const auto until = std::min(next_attempt, SteadyClock::now() + options_.flush_interval);
+        wake_.wait_until(lock, until, [] { return false; });
+      }
+      stopping = stopping_;
+      metrics_->queue_depth.Set(static_cast<double>(queue_.size() + in_flight_count_));
+      // submit() reports the first drop at once; drops after it in the same interval are
+      // reported from here, so a burst that stops is still reported in full.
+      const auto now = SteadyClock::now();
+      if (drops_unlogged_ > 0 && now - drop_logged_at_ >= kDropLogInterval) {
+        drop_logged_at_ = now;
+        unlogged_drops = std::exchange(drops_unlogged_, 0);
+      }
+    }
+    last_alive_ms_ = to_unix_ms(now_ms());
+    if (unlogged_drops > 0) {
+      log_warn("storage: dropped " + std::to_string(std::exchange(unlogged_drops, 0)) +
+               " more tick record(s): the write queue was full or the writer stopped");
+    }
+
+    if (batch.empty()) {
+      if (stopping) break;  // submit() refuses new records once stopping, so this is drained
+      continue;
+    }
+    if (SteadyClock::now() < next_attempt) continue;
+
+    const auto started = SteadyClock::now();
+    try {
+      store_.apply(batch);
+      const std::chrono::duration<double> took = SteadyClock::now() - started;
+      metrics_->batch_size.Observe(static_cast<double>(batch.size()));
+      metrics_->batch_duration.Observe(took.count());
+      metrics_->committed.Increment(static_cast<double>(batch.size()));
+      committed_ += batch.size();
+      if (streak > 0) {
+        log_info("storage: writes recovered after " + std::to_string(streak) +
+                 " failed attempt(s)");
+      }
+      streak = 0;
+      {
+        std::lock_guard lock(mutex_);
+        handled_ += batch.size();
+        in_flight_count_ = 0;
+        metrics_->queue_depth.Set(static_cast<double>(queue_.size()));
+      }
+      batch.clear();
+      drained_.notify_all();
+      continue;
+    } catch (const std::exception& e) {
+      if (streak == 0) {
+        log_error("storage: committing " + std::to_string(batch.size()) +
+                  " tick record(s) failed, keeping them and retrying every " +
+                  std::to_string(kRetryDelay.count()) + " s: " + e.what());
+      }
+    } catch (...) {
+      if (streak == 0) log_error("storage: committing tick records failed: unknown error");
+    }
+
+    ++streak;
+    metrics_->errors.Increment();
+    next_attempt = SteadyClock::now() + kRetryDelay;
+    std::uint64_t gave_up = 0;
+    {
+      std::lock_guard lock(mutex_);
+      ++failed_batches_;
+      if (stopping && ++attempts_after_stop >= kAttemptsAfterStop) {
+        gave_up = batch.size() + queue_.size();
+        handled_ += gave_up;
+        dropped_ += gave_up;
+        metrics_->dropped.Increment(static_cast<double>(gave_up));
+        queue_.clear();
+        in_flight_count_ = 0;
+        batch.clear();
+      }
+    }
+    drained_.notify_all();
+    if (gave_up > 0) {
+      log_error("storage: still failing at shutdown after " + std::to_string(streak) +
+                " attempt(s); dropped " + std::to_string(gave_up) + " tick record(s)");
+    }
+  }
+
+  {
+    std::lock_guard lock(mutex_);
+    finished_ = true;
+    metrics_->queue_depth.Set(0);
+    unlogged_drops = std::exchange(drops_unlogged_, 0);
+  }
+  drained_.notify_all();
+  if (unlogged_drops > 0) {
+    log_warn("storage: dropped " + std::to_string(unlogged_drops) +
+             " more tick record(s): the write queue was full");
+  }
+}
+
+}  // namespace vigil
