@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 #include "storage/model.h"
 #include "storage/store.h"
@@ -18,13 +19,25 @@ nlohmann::json metric_json(const Metric& metric);
 
 // {"id","name","url","created_at","updated_at","current_status": event|null,
 //  "latest_event": {"data": event|null}, "metric": {"data": metric}}
+// plus "status" ("up", "down", "unknown" before the first tick), "active" and
+// "interval_seconds".
 nlohmann::json service_json(const ServiceView& view);
 
 // {"ts" (unix seconds),"ts_ms","up","status_code"|null,"response_ms","error"|null,"region"}
 nlohmann::json tick_json(const Tick& tick);
 
+// Streaming forms for large lists: append the same JSON as the functions above (keys sorted,
+// compact, invalid UTF-8 replaced by U+FFFD) to `out` without building a nlohmann tree.
+void append_event_json(std::string& out, const Event& event);
+void append_metric_json(std::string& out, const Metric& metric);
+void append_service_json(std::string& out, const ServiceView& view);
+void append_tick_json(std::string& out, const Tick& tick);
+
 // {"status": code, "status_desc": "OK", "data": data}
 nlohmann::json envelope(int status, nlohmann::json data);
+
+// The same envelope as text around `data_json`, JSON text the caller already rendered.
+std::string envelope_text(int status, std::string_view data_json);
 
 // {"status": code, "status_desc": reason, "data": {}, "error": message}
 nlohmann::json error_envelope(int status, const std::string& message);

@@ -1,0 +1,546 @@
+// The HTTP API end to end: a real ApiServer on 127.0.0.1, real HTTP calls, a real SQLite store
+// seeded through the Store contract (sync_services + apply).
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <prometheus/registry.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "api/server.h"
+#include "storage/store.h"
+#include "support/target_server.h"
+
+namespace vigil {
+namespace {
+
+using nlohmann::json;
+
+// Seeded history, in unix seconds. "alpha" is up on every tick; "beta" goes up -> down at
+// kT0 + 20, so it has one closed uptime event and one open downtime event.
+constexpr std::int64_t kT0 = 1'700'000'000;
+constexpr std::int64_t kSynced = kT0 - 60;
+
+struct Reply {
+  int status = 0;
+  json body;
+  std::string raw;
+  httplib::Headers headers;
+  std::string header(const std::string& name) const {
+    auto it = headers.find(name);
+    return it == headers.end() ? "" : it->second;
+  }
+};
+
+class ApiServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = open_sqlite_store(dir_.file("vigil.db"));
+    seed();
+    server_ = std::make_unique<ApiServer>(*store_, registry_, [this] {
+      HealthReport report;
+      report.writer = writer_health_.load();
+      return report;
+    });
+    port_ = server_->start("127.0.0.1", 0);
+    ASSERT_GT(port_, 0);
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", port_);
+    client_->set_read_timeout(std::chrono::seconds(5));
+    // One connection: the server handles its requests in order, so a request's metrics are
+    // recorded before the next request on it (the /metrics tests rely on this).
+    client_->set_keep_alive(true);
+  }
+
+  void TearDown() override {
+    client_.reset();
+    if (server_) server_->stop();
+  }
+
+  void seed() {
+    ServiceSpec alpha;
+    alpha.name = "alpha";
+    alpha.url = "http://alpha.test/health";
+    alpha.interval = Millis(10'000);
+    ServiceSpec beta;
+    beta.name = "beta";
+    beta.url = "http://beta.test/health";
+    beta.interval = Millis(10'000);
+    store_->sync_services({alpha, beta}, from_unix_ms(kSynced * 1000));
+    for (const auto& service : store_->active_services())
+      (service.spec.name == "alpha" ? alpha_id_ : beta_id_) = service.id;
+    ASSERT_GT(alpha_id_, 0);
+    ASSERT_GT(beta_id_, 0);
+
+    std::vector<TickRecord> batch;
+    Metric alpha_metric;
+    Metric beta_metric;
+    add(batch, alpha_id_, alpha_metric, 0, true, 40, EventKind::uptime);
+    add(batch, beta_id_, beta_metric, 0, true, 50, EventKind::uptime);
+    add(batch, alpha_id_, alpha_metric, 10, true, 60, std::nullopt);
+    add(batch, beta_id_, beta_metric, 10, true, 70, std::nullopt);
+    add(batch, alpha_id_, alpha_metric, 20, true, 50, std::nullopt);
+    add(batch, beta_id_, beta_metric, 20, false, 1000, EventKind::downtime);
+    add(batch, beta_id_, beta_metric, 30, false, 1200, std::nullopt);
+    store_->apply(batch);
+  }
+
+  static void add(std::vector<TickRecord>& batch, ServiceId id, Metric& metric,
+                  std::int64_t offset_s, bool up, double ms, std::optional<EventKind> opens) {
+    TickRecord record;
+    record.tick.service_id = id;
+    record.tick.ts = from_unix_ms((kT0 + offset_s) * 1000);
+    record.tick.up = up;
+    if (up) record.tick.status_code = 200;
+    if (!up) record.tick.error = "connection refused";
+    record.tick.response_ms = ms;
+    record.tick.region = "local";
+    metric.add(up, ms);
+    record.metric_after = metric;
+    record.opens_event = opens;
+    batch.push_back(record);
+  }
+
+  static Reply to_reply(const httplib::Result& result) {
+    if (!result) throw std::runtime_error("request failed: " + httplib::to_string(result.error()));
+    Reply reply;
+    reply.status = result->status;
+    reply.raw = result->body;
+    reply.headers = result->headers;
+    if (reply.header("Content-Type") == "application/json") reply.body = json::parse(result->body);
+    return reply;
+  }
+
+  Reply get(const std::string& path) { return to_reply(client_->Get(path.c_str())); }
+
+  std::string service_path(ServiceId id, const std::string& rest = "") const {
+    return "/v1/services/" + std::to_string(id) + rest;
+  }
+
+  // Overwrites the database and its WAL and shm files under the open store, so every later read
+  // fails with StorageError ("file is not a database") and ping() is false.
+  void corrupt_database() {
+    for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
+      const auto size = entry.file_size();
+      std::ofstream file(entry.path(), std::ios::binary | std::ios::in | std::ios::out);
+      file << std::string(size, '\xAB');
+    }
+  }
+
+  // Asserts the error envelope and returns its message.
+  static std::string expect_error(const Reply& reply, int status) {
+    EXPECT_EQ(reply.status, status) << reply.raw;
+    EXPECT_EQ(reply.header("Content-Type"), "application/json");
+    EXPECT_EQ(reply.body.value("status", 0), status) << reply.raw;
+    EXPECT_TRUE(reply.body.contains("status_desc")) << reply.raw;
+    EXPECT_TRUE(reply.body["data"].is_object()) << reply.raw;
+    return reply.body.value("error", "<no error field>");
+  }
+
+  test::TempDir dir_;
+  std::unique_ptr<Store> store_;
+  prometheus::Registry registry_;
+  std::atomic<PartHealth> writer_health_{PartHealth::alive};
+  std::unique_ptr<ApiServer> server_;
+  std::unique_ptr<httplib::Client> client_;
+  int port_ = 0;
+  ServiceId alpha_id_ = 0;
+  ServiceId beta_id_ = 0;
+};
+
+TEST_F(ApiServerTest, ListsServicesInSeedShape) {
+  const Reply reply = get("/v1/services");
+  ASSERT_EQ(reply.status, 200) << reply.raw;
+  EXPECT_EQ(reply.header("Content-Type"), "application/json");
+  EXPECT_EQ(reply.body["status"], 200);
+  EXPECT_EQ(reply.body["status_desc"], "OK");
+  EXPECT_FALSE(reply.body.contains("error"));
+  const json& list = reply.body["data"]["services"]["data"];
+  ASSERT_TRUE(list.is_array());
+  ASSERT_EQ(list.size(), 2u);
+
+  const json& alpha = list[0];
+  EXPECT_EQ(alpha["id"], alpha_id_);
+  EXPECT_EQ(alpha["name"], "alpha");
+  EXPECT_EQ(alpha["url"], "http://alpha.test/health");
+  EXPECT_EQ(alpha["created_at"], kSynced);
+  EXPECT_EQ(alpha["updated_at"], kSynced);
+  EXPECT_EQ(alpha["status"], "up");
+  EXPECT_EQ(alpha["active"], true);
+  EXPECT_DOUBLE_EQ(alpha["interval_seconds"].get<double>(), 10.0);
+  EXPECT_EQ(alpha["current_status"]["event"], "uptime");
+  EXPECT_EQ(alpha["current_status"]["date_started"], kT0);
+  EXPECT_TRUE(alpha["current_status"]["date_ended"].is_null());
+  EXPECT_EQ(alpha["latest_event"]["data"], alpha["current_status"]);
+  const json& am = alpha["metric"]["data"];
+  EXPECT_EQ(am["tick_count"], 3);
+  EXPECT_EQ(am["up_count"], 3);
+  EXPECT_EQ(am["down_count"], 0);
+  EXPECT_DOUBLE_EQ(am["uptime_percent"].get<double>(), 100.0);
+  EXPECT_DOUBLE_EQ(am["average_response_time_ms"].get<double>(), 50.0);
+
+  const json& beta = list[1];
+  EXPECT_EQ(beta["id"], beta_id_);
+  EXPECT_EQ(beta["name"], "beta");
+  EXPECT_EQ(beta["status"], "down");
+  EXPECT_EQ(beta["current_status"]["event"], "downtime");
+  EXPECT_EQ(beta["current_status"]["date_started"], kT0 + 20);
+  EXPECT_TRUE(beta["current_status"]["date_ended"].is_null());
+  for (const char* key : {"id", "created_at", "updated_at"})
+    EXPECT_TRUE(beta["current_status"].contains(key)) << key;
+  EXPECT_EQ(beta["latest_event"]["data"], beta["current_status"]);
+  const json& bm = beta["metric"]["data"];
+  EXPECT_EQ(bm["tick_count"], 4);
+  EXPECT_EQ(bm["up_count"], 2);
+  EXPECT_EQ(bm["down_count"], 2);
+  EXPECT_DOUBLE_EQ(bm["uptime_percent"].get<double>(), 50.0);
+  EXPECT_DOUBLE_EQ(bm["average_response_time_ms"].get<double>(), 580.0);
+}
+
+TEST_F(ApiServerTest, NeverProbedServiceHasNullCurrentStatus) {
+  ServiceSpec gamma;
+  gamma.name = "gamma";
+  gamma.url = "http://gamma.test/";
+  ServiceSpec alpha, beta;
+  for (const auto& s : store_->active_services()) (s.spec.name == "alpha" ? alpha : beta) = s.spec;
+  store_->sync_services({alpha, beta, gamma}, from_unix_ms(kT0 * 1000));
+  const Reply reply = get("/v1/services");
+  ASSERT_EQ(reply.status, 200) << reply.raw;
+  const json& list = reply.body["data"]["services"]["data"];
+  ASSERT_EQ(list.size(), 3u);
+  EXPECT_EQ(list[2]["name"], "gamma");
+  EXPECT_TRUE(list[2]["current_status"].is_null());
+  EXPECT_TRUE(list[2]["latest_event"]["data"].is_null());
+  EXPECT_EQ(list[2]["metric"]["data"]["tick_count"], 0);
+  EXPECT_EQ(list[2]["status"], "unknown");
+}
+
+TEST_F(ApiServerTest, GetsOneService) {
+  const Reply reply = get(service_path(beta_id_));
+  ASSERT_EQ(reply.status, 200) << reply.raw;
+  const json& service = reply.body["data"]["service"];
+  EXPECT_EQ(service["id"], beta_id_);
+  EXPECT_EQ(service["name"], "beta");
+  EXPECT_EQ(service["current_status"]["event"], "downtime");
+  EXPECT_EQ(service["metric"]["data"]["tick_count"], 4);
+}
+
+TEST_F(ApiServerTest, UnknownServiceIs404OnEveryServiceRoute) {
+  const ServiceId unknown = beta_id_ + 1000;
+  for (const std::string rest : {"", "/events", "/ticks"}) {
+    const std::string message = expect_error(get(service_path(unknown, rest)), 404);
+    EXPECT_NE(message.find(std::to_string(unknown)), std::string::npos) << rest << ": " << message;
+  }
+}
+
+TEST_F(ApiServerTest, BadServiceIdIs400) {
+  for (const std::string id : {"abc", "-1", "0", "99999999999999999999", "1x", "+1", "%201"}) {
+    const Reply reply = get("/v1/services/" + id);
+    const std::string message = expect_error(reply, 400);
+    EXPECT_NE(message.find("service id"), std::string::npos) << id << ": " << message;
+    expect_error(get("/v1/services/" + id + "/events"), 400);
+    expect_error(get("/v1/services/" + id + "/ticks"), 400);
+  }
+}
+
+TEST_F(ApiServerTest, UnknownRouteIs404Envelope) {
+  for (const std::string path : {"/nope", "/v1", "/v1/services/1/other", "/v1/services/"}) {
+    const std::string message = expect_error(get(path), 404);
+    EXPECT_EQ(message, "unknown route") << path;
+  }
+}
+
+TEST_F(ApiServerTest, EventsNewestFirst) {
+  const Reply reply = get(service_path(beta_id_, "/events"));
+  ASSERT_EQ(reply.status, 200) << reply.raw;
+  const json& events = reply.body["data"]["events"]["data"];
+  ASSERT_EQ(events.size(), 2u) << reply.raw;
+  EXPECT_EQ(events[0]["event"], "downtime");
+  EXPECT_EQ(events[0]["date_started"], kT0 + 20);
+  EXPECT_TRUE(events[0]["date_ended"].is_null());
+  EXPECT_EQ(events[1]["event"], "uptime");
+  EXPECT_EQ(events[1]["date_started"], kT0);
+  EXPECT_EQ(events[1]["date_ended"], kT0 + 20);
+  EXPECT_GT(events[0]["id"].get<std::int64_t>(), events[1]["id"].get<std::int64_t>());
+  // Fewer than `limit`: nothing more to page.
+  EXPECT_TRUE(reply.body["data"]["events"]["next"].is_null());
+}
+
+TEST_F(ApiServerTest, EventsPageWithLimitAndBefore) {
+  const Reply first = get(service_path(beta_id_, "/events?limit=1"));
+  ASSERT_EQ(first.status, 200) << first.raw;
+  const json& page1 = first.body["data"]["events"];
+  ASSERT_EQ(page1["data"].size(), 1u);
+  EXPECT_EQ(page1["data"][0]["event"], "downtime");
+  ASSERT_TRUE(page1["next"].is_number_integer()) << first.raw;
+  EXPECT_EQ(page1["next"], page1["data"][0]["id"]);
+
+  const Reply second = get(service_path(
+      beta_id_, "/events?limit=1&before=" + std::to_string(page1["next"].get<std::int64_t>())));
+  ASSERT_EQ(second.status, 200) << second.raw;
+  const json& page2 = second.body["data"]["events"];
+  ASSERT_EQ(page2["data"].size(), 1u);
+  EXPECT_EQ(page2["data"][0]["event"], "uptime");
+
+  const Reply third = get(service_path(
+      beta_id_, "/events?limit=1&before=" + std::to_string(page2["next"].get<std::int64_t>())));
+  ASSERT_EQ(third.status, 200) << third.raw;
+  EXPECT_TRUE(third.body["data"]["events"]["data"].empty());
+  EXPECT_TRUE(third.body["data"]["events"]["next"].is_null());
+}
+
+TEST_F(ApiServerTest, EventsRejectBadLimitAndBefore) {
+  for (const std::string query : {"limit=0", "limit=1001", "limit=x", "limit=", "limit=-5"}) {
+    const std::string message = expect_error(get(service_path(beta_id_, "/events?" + query)), 400);
+    EXPECT_NE(message.find("limit"), std::string::npos) << query << ": " << message;
+  }
+  EXPECT_EQ(get(service_path(beta_id_, "/events?limit=1000")).status, 200);
+  const std::string message = expect_error(get(service_path(beta_id_, "/events?before=x")), 400);
+  EXPECT_NE(message.find("before"), std::string::npos) << message;
+}
+
+TEST_F(ApiServerTest, TicksNewestFirstInRange) {
+  const Reply all = get(service_path(beta_id_, "/ticks"));
+  ASSERT_EQ(all.status, 200) << all.raw;
+  const json& ticks = all.body["data"]["ticks"]["data"];
+  ASSERT_EQ(ticks.size(), 4u);
+  EXPECT_EQ(ticks[0]["ts"], kT0 + 30);
+  EXPECT_EQ(ticks[0]["ts_ms"], (kT0 + 30) * 1000);
+  EXPECT_EQ(ticks[0]["up"], false);
+  EXPECT_TRUE(ticks[0]["status_code"].is_null());
+  EXPECT_EQ(ticks[0]["error"], "connection refused");
+  EXPECT_EQ(ticks[3]["ts"], kT0);
+  EXPECT_EQ(ticks[3]["status_code"], 200);
+
+  const Reply range = get(service_path(
+      beta_id_, "/ticks?from=" + std::to_string(kT0 + 10) + "&to=" + std::to_string(kT0 + 20)));
+  ASSERT_EQ(range.status, 200) << range.raw;
+  const json& inside = range.body["data"]["ticks"]["data"];
+  ASSERT_EQ(inside.size(), 2u) << range.raw;
+  EXPECT_EQ(inside[0]["ts"], kT0 + 20);
+  EXPECT_EQ(inside[1]["ts"], kT0 + 10);
+}
+
+TEST_F(ApiServerTest, TicksAcceptFractionalSecondsAsInclusiveBounds) {
+  // 10.0005 s is after the tick at exactly 10 s; 20.25 s is after the tick at 20 s.
+  const Reply reply =
+      get(service_path(beta_id_, "/ticks?from=" + std::to_string(kT0 + 10) +
+                                     ".0005&to=" + std::to_string(kT0 + 20) + ".25"));
+  ASSERT_EQ(reply.status, 200) << reply.raw;
+  const json& ticks = reply.body["data"]["ticks"]["data"];
+  ASSERT_EQ(ticks.size(), 1u) << reply.raw;
+  EXPECT_EQ(ticks[0]["ts"], kT0 + 20);
+}
+
+TEST_F(ApiServerTest, TicksLimit) {
+  const Reply reply = get(service_path(beta_id_, "/ticks?limit=1"));
+  ASSERT_EQ(reply.status, 200) << reply.raw;
+  const json& ticks = reply.body["data"]["ticks"]["data"];
+  ASSERT_EQ(ticks.size(), 1u);
+  EXPECT_EQ(ticks[0]["ts"], kT0 + 30);
+  expect_error(get(service_path(beta_id_, "/ticks?limit=0")), 400);
+  expect_error(get(service_path(beta_id_, "/ticks?limit=1001")), 400);
+}
+
+TEST_F(ApiServerTest, TicksRejectBadTimesNamingTheParameter) {
+  for (const std::string name : {"from", "to"}) {
+    for (const std::string value :
+         {"abc", "1e9", "-5", "1.", ".5", "nan", "1%20", "99999999999999999"}) {
+      const std::string message =
+          expect_error(get(service_path(beta_id_, "/ticks?" + name + "=" + value)), 400);
+      EXPECT_EQ(message.rfind(name + " ", 0), 0u) << name << "=" << value << ": " << message;
+    }
+  }
+  const std::string message =
+      expect_error(get(service_path(beta_id_, "/ticks?from=" + std::to_string(kT0 + 20) +
+                                                  "&to=" + std::to_string(kT0 + 10))),
+                   400);
+  EXPECT_NE(message.find("from"), std::string::npos) << message;
+}
+
+TEST_F(ApiServerTest, WrongMethodOnKnownPathIs405WithAllow) {
+  const Reply post = to_reply(client_->Post("/v1/services", "{}", "application/json"));
+  EXPECT_NE(expect_error(post, 405).find("POST"), std::string::npos);
+  EXPECT_EQ(post.header("Allow"), "GET, HEAD");
+  const Reply del = to_reply(client_->Delete(service_path(alpha_id_).c_str()));
+  expect_error(del, 405);
+  EXPECT_EQ(del.header("Allow"), "GET, HEAD");
+  // An unknown path stays 404 whatever the method.
+  expect_error(to_reply(client_->Post("/nope", "{}", "application/json")), 404);
+}
+
+// One raw HTTP/1.1 exchange, for requests httplib::Client cannot make (no Content-Length).
+// Returns the status line, or "" when nothing arrives within `wait`.
+std::string raw_status_line(int port, const std::string& request, std::chrono::milliseconds wait) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{static_cast<time_t>(wait.count() / 1000),
+             static_cast<suseconds_t>(wait.count() % 1000 * 1000)};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string reply;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::send(fd, request.data(), request.size(), 0) == static_cast<ssize_t>(request.size())) {
+    char buffer[512];
+    const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+    if (n > 0) reply.assign(buffer, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return reply.substr(0, reply.find("\r\n"));
+}
+
+TEST_F(ApiServerTest, WrongMethodWithoutDeclaredBodyIsAnsweredAtOnce) {
+  // What `curl -X POST` sends: no Content-Length, so no body.
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(raw_status_line(port_, "POST /v1/services HTTP/1.1\r\nHost: x\r\n\r\n",
+                            std::chrono::milliseconds(2000)),
+            "HTTP/1.1 405 Method Not Allowed");
+  EXPECT_EQ(raw_status_line(port_, "DELETE /nope HTTP/1.1\r\nHost: x\r\n\r\n",
+                            std::chrono::milliseconds(2000)),
+            "HTTP/1.1 404 Not Found");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+}
+
+TEST_F(ApiServerTest, OversizedBodyIs413) {
+  const std::string body(100 * 1024, 'x');
+  const Reply reply = to_reply(client_->Post("/v1/services", body, "application/json"));
+  const std::string message = expect_error(reply, 413);
+  EXPECT_NE(message.find("65536"), std::string::npos) << message;
+}
+
+TEST_F(ApiServerTest, HealthzOkWhenPartsAlive) {
+  const Reply reply = get("/healthz");
+  ASSERT_EQ(reply.status, 200) << reply.raw;
+  EXPECT_EQ(reply.body["data"]["runner"], "not_running");
+  EXPECT_EQ(reply.body["data"]["writer"], "alive");
+  EXPECT_EQ(reply.body["data"]["storage"], "ok");
+  EXPECT_FALSE(reply.body.contains("error"));
+}
+
+TEST_F(ApiServerTest, HealthzIs503WhenWriterStalled) {
+  writer_health_ = PartHealth::stalled;
+  const Reply reply = get("/healthz");
+  const std::string message = expect_error(reply, 503);
+  EXPECT_NE(message.find("writer"), std::string::npos) << message;
+  EXPECT_EQ(reply.body["data"]["writer"], "stalled");
+  EXPECT_EQ(reply.body["data"]["storage"], "ok");
+}
+
+TEST_F(ApiServerTest, HealthzIs503WhenStorageFails) {
+  corrupt_database();
+  const Reply reply = get("/healthz");
+  const std::string message = expect_error(reply, 503);
+  EXPECT_NE(message.find("storage"), std::string::npos) << message;
+  EXPECT_EQ(reply.body["data"]["storage"], "failed");
+  EXPECT_EQ(reply.body["data"]["writer"], "alive");
+}
+
+TEST_F(ApiServerTest, StorageFailureIs500WithGenericMessage) {
+  corrupt_database();
+  for (const std::string& path :
+       {std::string("/v1/services"), service_path(beta_id_), service_path(beta_id_, "/events"),
+        service_path(beta_id_, "/ticks")}) {
+    const Reply reply = get(path);
+    EXPECT_EQ(expect_error(reply, 500), "storage error") << path;
+    // SQLite's message stays in the log.
+    EXPECT_EQ(reply.raw.find("database"), std::string::npos) << reply.raw;
+  }
+  // The server survives and still answers.
+  EXPECT_EQ(get("/nope").status, 404);
+}
+
+TEST_F(ApiServerTest, KeepAliveRequestsAreNotDelayed) {
+  // With Nagle on, each request after the first on a connection waits ~40 ms for the client's
+  // delayed ACK (19 x 40 ms here); without it the whole loop takes a few milliseconds.
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(get("/healthz").status, 200);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(elapsed, std::chrono::milliseconds(400));
+}
+
+TEST_F(ApiServerTest, MetricsExposeApiCountersWithBoundedRouteLabels) {
+  ASSERT_EQ(get("/v1/services").status, 200);
+  ASSERT_EQ(get(service_path(alpha_id_)).status, 200);
+  ASSERT_EQ(get("/no-such-route-xyz").status, 404);
+  const Reply reply = get("/metrics");
+  ASSERT_EQ(reply.status, 200);
+  EXPECT_EQ(reply.header("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+  const std::string& text = reply.raw;
+  EXPECT_NE(text.find("# TYPE vigil_api_requests_total counter"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"(vigil_api_requests_total{code="200",route="/v1/services"} 1)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find(R"(vigil_api_requests_total{code="200",route="/v1/services/{id}"} 1)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find(R"(vigil_api_requests_total{code="404",route="unmatched"} 1)"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("no-such-route-xyz"), std::string::npos) << "raw path leaked into labels";
+  EXPECT_NE(text.find("# TYPE vigil_api_request_duration_seconds histogram"), std::string::npos);
+  EXPECT_NE(text.find(R"(vigil_api_request_duration_seconds_count{route="/v1/services"} 1)"),
+            std::string::npos)
+      << text;
+}
+
+TEST_F(ApiServerTest, MetricsPassPromtool) {
+  const char* promtool = "/usr/bin/promtool";
+  if (!std::filesystem::exists(promtool)) GTEST_SKIP() << "promtool not installed";
+  ASSERT_EQ(get("/v1/services").status, 200);
+  ASSERT_EQ(get("/nope").status, 404);
+  const Reply reply = get("/metrics");
+  ASSERT_EQ(reply.status, 200);
+  const std::string input = dir_.file("metrics.txt");
+  const std::string output = dir_.file("promtool.out");
+  std::ofstream(input) << reply.raw;
+  const std::string command =
+      std::string(promtool) + " check metrics < " + input + " > " + output + " 2>&1";
+  const int rc = std::system(command.c_str());
+  std::ifstream in(output);
+  const std::string said((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(rc, 0) << said << "\n--- input ---\n" << reply.raw;
+}
+
+TEST_F(ApiServerTest, StartFailsOnBusyPortNamingTheAddress) {
+  prometheus::Registry other_registry;
+  ApiServer other(*store_, other_registry, {});
+  try {
+    other.start("127.0.0.1", port_);
+    FAIL() << "bound a port already in use";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("127.0.0.1:" + std::to_string(port_)), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST_F(ApiServerTest, StopIsPromptWithIdleKeepAliveConnectionAndIdempotent) {
+  // The fixture's client keeps its connection open after this request.
+  ASSERT_EQ(get("/healthz").status, 200);
+  const auto start = std::chrono::steady_clock::now();
+  server_->stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  server_->stop();
+  httplib::Client fresh("127.0.0.1", port_);
+  fresh.set_connection_timeout(std::chrono::seconds(1));
+  EXPECT_FALSE(fresh.Get("/healthz"));
+}
+
+}  // namespace
+}  // namespace vigil
