@@ -25,8 +25,10 @@ struct ProbeResult {
   std::optional<int> status_code;  // absent when no HTTP response arrived
   double response_ms = 0;          // total time of the transfer
   std::string error;               // empty when up: "timeout after 2000 ms", "connection refused",
-                                   // "DNS resolution failed", "TLS: ...", "HTTP status 503
-                                   // not expected", "body larger than 1048576 bytes", ...
+                                   // "DNS resolution failed: <host>", "TLS: <curl's text>",
+                                   // "HTTP status 503 not expected", "too many redirects",
+                                   // "body larger than 1048576 bytes", "unsupported protocol:
+                                   // ...", "empty reply from server", else curl's own text
 };
 
 class Probe {
@@ -40,7 +42,9 @@ class Probe {
 
 // A probe for an http:// or https:// service: fresh connection, the spec's method, headers and
 // timeout, at most `limits.max_redirects` redirects followed, at most `limits.max_body_bytes`
-// read. Up when the final status is in spec.expected_status.
+// read. Up when the final status is in spec.expected_status. Only http and https are allowed,
+// also as redirect targets; the user agent is "vigil/<VIGIL_VERSION>". The probe copies what it
+// needs from `spec`. Throws std::runtime_error when curl cannot create the handle.
 std::unique_ptr<Probe> make_http_probe(const ServiceSpec& spec, const ProbeLimits& limits);
 
 }  // namespace vigil

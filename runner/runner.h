@@ -32,7 +32,10 @@ using TickSink = std::function<void(TickRecord)>;
 
 class Runner {
  public:
-  // Registers the probe_* and vigil_* runner metrics in `registry`.
+  // Registers the probe_* and vigil_* runner metrics in `registry`, which must outlive the
+  // Runner. Per-service series (label `service` = name) appear once the service has something
+  // to report (a probe result, or stored state from start()) and are removed with the service.
+  // Throws std::runtime_error when libcurl cannot be initialised.
   Runner(RunnerOptions options, TickSink sink, prometheus::Registry& registry);
   // Calls stop().
   ~Runner();
@@ -41,12 +44,16 @@ class Runner {
 
   // Starts the thread with these services and the state stored by a previous run (services
   // without an entry start fresh). Each service's first probe falls at first_probe_offset()
-  // within its interval. Call once.
-  void start(std::vector<Service> services,
-             std::unordered_map<ServiceId, ServiceRuntime> runtime);
+  // within its interval; inactive services are skipped. Call once (a second call throws
+  // std::logic_error).
+  void start(std::vector<Service> services, std::unordered_map<ServiceId, ServiceRuntime> runtime);
 
   // Commands, safe from any thread; applied by the runner thread within one loop iteration.
-  // upsert: a new service starts being probed, a changed one continues with its new spec.
+  // upsert: a new service starts being probed, a changed one continues with its new spec and
+  // keeps its runtime state (metric, open event). A changed interval keeps the service's phase
+  // (next slot = last slot + new interval, or now if that has passed); a changed URL, method,
+  // headers, timeout or expected status abandons an in-flight probe of the old spec, unrecorded.
+  // An inactive service (active == false) is removed.
   void upsert_service(Service service);
   // The service is no longer probed; an in-flight probe of it is abandoned, unrecorded.
   void remove_service(ServiceId id);
@@ -55,8 +62,10 @@ class Runner {
   // their ticks to the sink, and joins the thread. Idempotent.
   void stop();
 
-  // When the loop last went round (it wakes at least once a second); /healthz reads it.
+  // When the loop last went round (it wakes at least once a second); /healthz reads it. The
+  // epoch before start(). Safe from any thread.
   TimePoint last_alive() const;
+  // Probes in flight now. Safe from any thread.
   std::size_t in_flight() const;
 
  private:

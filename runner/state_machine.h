@@ -13,7 +13,7 @@ namespace vigil {
 
 struct Transition {
   EventKind to;
-  std::optional<EventKind> from;           // empty for a service's first tick
+  std::optional<EventKind> from;            // empty for a service's first tick
   std::optional<Millis> previous_duration;  // how long the previous event lasted
 };
 
@@ -28,8 +28,8 @@ struct TickOutcome {
 TickOutcome apply_probe_result(ServiceRuntime& state, ServiceId service, const ProbeResult& result,
                                TimePoint started, const std::string& region);
 
-// "payments DOWN: HTTP 503 in 12 ms" / "payments UP after 4m12s down": the log line for a
-// transition.
+// "payments DOWN: HTTP 503 in 12 ms" / "payments DOWN: connection refused" / "payments UP after
+// 4m12s down" / (first tick) "payments UP: HTTP 200 in 8 ms": the log line for a transition.
 std::string describe_transition(const std::string& service_name, const Transition& transition,
                                 const ProbeResult& result);
 

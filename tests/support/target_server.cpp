@@ -56,6 +56,25 @@ TargetServer::TargetServer() : server_(std::make_unique<httplib::Server>()) {
     ++hits_[req.matches[1]];
     res.set_content("hit", "text/plain");
   });
+  s.Get("/hang", [this](const httplib::Request& req, httplib::Response& res) {
+    const int ms = req.has_param("ms") ? std::stoi(req.get_param_value("ms")) : 60000;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    while (!stopping_ && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    res.set_content("late", "text/plain");
+  });
+  s.Get("/require-header", [](const httplib::Request& req, httplib::Response& res) {
+    const std::string name = req.get_param_value("name");
+    const bool ok = req.has_header(name.c_str()) &&
+                    req.get_header_value(name.c_str()) == req.get_param_value("value");
+    res.status = ok ? 200 : 400;
+    res.set_content(ok ? "present" : "missing", "text/plain");
+  });
+  s.Get(R"(/conn/([\w-]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard lock(hits_mutex_);
+    connection_ports_[req.matches[1]].insert(req.remote_port);
+    res.set_content("conn", "text/plain");
+  });
   s.new_task_queue = [] { return new httplib::ThreadPool(32); };
   port_ = s.bind_to_any_port("127.0.0.1");
   if (port_ <= 0) throw std::runtime_error("test target: cannot bind 127.0.0.1");
@@ -67,6 +86,12 @@ TargetServer::~TargetServer() {
   stopping_ = true;
   server_->stop();
   if (thread_.joinable()) thread_.join();
+}
+
+int TargetServer::connections(const std::string& name) const {
+  std::lock_guard lock(hits_mutex_);
+  auto it = connection_ports_.find(name);
+  return it == connection_ports_.end() ? 0 : static_cast<int>(it->second.size());
 }
 
 std::string TargetServer::url(const std::string& path) const {

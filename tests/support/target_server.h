@@ -8,12 +8,17 @@
 //   /redirect-loop      302 to itself, forever
 //   /switch             200 or 503, whichever set_switch_up() last chose (starts up)
 //   /hits/{name}        200, counting requests per name (see hits())
+//   /hang?ms=N          no answer for N ms (default 60000), cut short when the server stops,
+//                       so a never-answering target does not hold up the test's teardown
+//   /require-header?name=H&value=V   200 when the request has header H equal to V, else 400
+//   /conn/{name}        200, remembering each request's client port per name (see connections())
 #pragma once
 
 #include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -31,6 +36,8 @@ class TargetServer {
   std::string url(const std::string& path) const;  // "http://127.0.0.1:<port><path>"
   void set_switch_up(bool up) { switch_up_ = up; }
   int hits(const std::string& name) const;
+  // Distinct client ports seen by /conn/{name}: one per TCP connection the client opened.
+  int connections(const std::string& name) const;
 
  private:
   std::unique_ptr<httplib::Server> server_;
@@ -40,6 +47,7 @@ class TargetServer {
   std::atomic<bool> stopping_{false};
   mutable std::mutex hits_mutex_;
   std::map<std::string, int> hits_;
+  std::map<std::string, std::set<int>> connection_ports_;
 };
 
 // A 127.0.0.1 port with nothing listening (bound once, then released).

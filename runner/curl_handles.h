@@ -1,0 +1,38 @@
+// RAII owners for libcurl handles, private to runner/. Every CURL*, CURLM*, curl_slist* and CURLU*
+// the runner creates lives in one of these, so no error path can leak a handle.
+#pragma once
+
+#include <curl/curl.h>
+
+#include <memory>
+
+namespace vigil {
+
+struct CurlEasyDeleter {
+  void operator()(CURL* easy) const { curl_easy_cleanup(easy); }
+};
+struct CurlMultiDeleter {
+  void operator()(CURLM* multi) const { curl_multi_cleanup(multi); }
+};
+struct CurlSlistDeleter {
+  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
+};
+struct CurlUrlDeleter {
+  void operator()(CURLU* url) const { curl_url_cleanup(url); }
+};
+struct CurlStringDeleter {
+  void operator()(char* text) const { curl_free(text); }
+};
+
+using CurlEasyPtr = std::unique_ptr<CURL, CurlEasyDeleter>;
+using CurlMultiPtr = std::unique_ptr<CURLM, CurlMultiDeleter>;
+using CurlSlistPtr = std::unique_ptr<curl_slist, CurlSlistDeleter>;
+using CurlUrlPtr = std::unique_ptr<CURLU, CurlUrlDeleter>;
+using CurlStringPtr = std::unique_ptr<char, CurlStringDeleter>;
+
+// curl_global_init once per process, before the first handle. libcurl 7.84+ makes it thread-safe,
+// but calling it exactly once keeps us correct on older builds too. Throws std::runtime_error
+// when libcurl cannot initialise.
+void ensure_curl_global_init();
+
+}  // namespace vigil
