@@ -77,7 +77,6 @@ class Runner::Loop {
       }
     }
     last_alive_ms_ = to_unix_ms(now_ms());
-    log_info("runner: started with " + std::to_string(services_.size()) + " services");
     thread_ = std::thread([this] { run(); });
   }
 

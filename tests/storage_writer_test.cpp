@@ -43,8 +43,9 @@ struct Fixture {
     std::vector<ServiceSpec> specs;
     for (int i = 0; i < n; ++i) {
       ServiceSpec spec;
-      spec.name = "s" + std::to_string(i);
-      spec.url = "http://example.test/" + std::to_string(i);
+      // append() rather than "literal" + string: GCC 12 warns falsely (-Wrestrict) on that.
+      spec.name = std::string("s").append(std::to_string(i));
+      spec.url = std::string("http://example.test/").append(std::to_string(i));
       specs.push_back(spec);
     }
     store->sync_services(specs, at(0));
