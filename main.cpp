@@ -4,6 +4,7 @@
 //   vigil api           the API alone, reading the database
 //   vigil check-config  validate .env and the services file, list the services, start nothing
 #include <curl/curl.h>
+#include <prometheus/registry.h>
 #include <signal.h>
 
 #include <chrono>
@@ -11,7 +12,6 @@
 #include <iostream>
 #include <memory>
 #include <optional>
-#include <prometheus/registry.h>
 #include <string>
 
 #include "api/server.h"

@@ -15,9 +15,15 @@ namespace {
 
 using nlohmann::json;
 
-const char* const kKnownVariables[] = {
-    "API_HOST",   "API_PORT",    "DB_FILE",       "SERVICES_FILE", "RUNNER_SCRAPE_INTERVAL_SECONDS",
-    "RUNNER_HTTP_TIMEOUT_SECONDS", "RUNNER_MAX_CONCURRENCY", "PROBER_REGION", "LOG_LEVEL"};
+const char* const kKnownVariables[] = {"API_HOST",
+                                       "API_PORT",
+                                       "DB_FILE",
+                                       "SERVICES_FILE",
+                                       "RUNNER_SCRAPE_INTERVAL_SECONDS",
+                                       "RUNNER_HTTP_TIMEOUT_SECONDS",
+                                       "RUNNER_MAX_CONCURRENCY",
+                                       "PROBER_REGION",
+                                       "LOG_LEVEL"};
 
 std::string trim(std::string_view s) {
   const auto begin = s.find_first_not_of(" \t\r");
@@ -63,7 +69,8 @@ std::string format_seconds(Millis ms) {
 }
 
 bool is_token_char(unsigned char c) {
-  return std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(char(c)) != std::string_view::npos;
+  return std::isalnum(c) ||
+         std::string_view("!#$%&'*+-.^_`|~").find(char(c)) != std::string_view::npos;
 }
 
 // Checks an http(s) URL enough to catch typos at start-up: scheme, a host, an optional numeric
@@ -78,11 +85,11 @@ std::optional<std::string> url_problem(const std::string& url) {
     return "must start with http:// or https://";
   }
   for (unsigned char c : url)
-    if (std::isspace(c) || std::iscntrl(c)) return "must not contain whitespace or control characters";
+    if (std::isspace(c) || std::iscntrl(c))
+      return "must not contain whitespace or control characters";
   const auto authority = rest.substr(0, rest.find_first_of("/?#"));
-  std::string_view host = authority.substr(authority.rfind('@') == std::string_view::npos
-                                               ? 0
-                                               : authority.rfind('@') + 1);
+  std::string_view host = authority.substr(
+      authority.rfind('@') == std::string_view::npos ? 0 : authority.rfind('@') + 1);
   std::string_view port;
   if (host.starts_with("[")) {
     const auto close = host.find(']');
@@ -108,24 +115,29 @@ StatusRange parse_status_item(const json& item, const std::string& where) {
   auto valid = [](long long code) { return code >= 100 && code <= 599; };
   if (item.is_number_integer()) {
     const auto code = item.get<long long>();
-    if (!valid(code)) throw ConfigError(where + ": status code " + shown(item) + " is not in 100-599");
+    if (!valid(code))
+      throw ConfigError(where + ": status code " + shown(item) + " is not in 100-599");
     return {int(code), int(code)};
   }
   if (item.is_string()) {
     const auto text = item.get<std::string>();
     const auto dash = text.find('-');
     const auto lo = parse_integer(trim(std::string_view(text).substr(0, dash)));
-    const auto hi = dash == std::string::npos ? lo : parse_integer(trim(std::string_view(text).substr(dash + 1)));
+    const auto hi = dash == std::string::npos
+                        ? lo
+                        : parse_integer(trim(std::string_view(text).substr(dash + 1)));
     if (!lo || !hi || !valid(*lo) || !valid(*hi) || *lo > *hi)
       throw ConfigError(where + ": " + shown(item) +
                         " is not a status code or a range like \"200-299\" within 100-599");
     return {int(*lo), int(*hi)};
   }
-  throw ConfigError(where + ": expected a status code or a range like \"200-299\", got " + shown(item));
+  throw ConfigError(where + ": expected a status code or a range like \"200-299\", got " +
+                    shown(item));
 }
 
 double seconds_field(const json& value, const std::string& where) {
-  if (!value.is_number()) throw ConfigError(where + ": expected a number of seconds, got " + shown(value));
+  if (!value.is_number())
+    throw ConfigError(where + ": expected a number of seconds, got " + shown(value));
   const double seconds = value.get<double>();
   if (!std::isfinite(seconds) || seconds <= 0)
     throw ConfigError(where + ": must be a positive number of seconds, got " + shown(value));
@@ -134,8 +146,8 @@ double seconds_field(const json& value, const std::string& where) {
 
 ServiceSpec parse_service(const json& entry, const std::string& where, const Settings& settings) {
   if (!entry.is_object()) throw ConfigError(where + ": expected an object, got " + shown(entry));
-  static const std::set<std::string> known = {"name",   "url",     "interval_seconds", "timeout_seconds",
-                                              "method", "headers", "expected_status"};
+  static const std::set<std::string> known = {
+      "name", "url", "interval_seconds", "timeout_seconds", "method", "headers", "expected_status"};
   // Name the service in every message once it is known.
   const std::string named = entry.contains("name") && entry["name"].is_string()
                                 ? where + " (" + json_quoted(entry["name"].get<std::string>()) + ")"
@@ -147,7 +159,8 @@ ServiceSpec parse_service(const json& entry, const std::string& where, const Set
                         "expected_status)");
 
   ServiceSpec spec;
-  if (!entry.contains("name") || !entry["name"].is_string() || trim(entry["name"].get<std::string>()).empty())
+  if (!entry.contains("name") || !entry["name"].is_string() ||
+      trim(entry["name"].get<std::string>()).empty())
     throw ConfigError(where + ".name: required, a non-empty string" +
                       (entry.contains("name") ? ", got " + shown(entry["name"]) : ""));
   spec.name = entry["name"].get<std::string>();
@@ -165,15 +178,18 @@ ServiceSpec parse_service(const json& entry, const std::string& where, const Set
 
   spec.interval = settings.default_interval;
   if (entry.contains("interval_seconds")) {
-    spec.interval = seconds_to_millis(seconds_field(entry["interval_seconds"], at + ".interval_seconds"));
+    spec.interval =
+        seconds_to_millis(seconds_field(entry["interval_seconds"], at + ".interval_seconds"));
     if (spec.interval < kMinInterval)
       throw ConfigError(at + ".interval_seconds: " + shown(entry["interval_seconds"]) +
                         " is below the minimum of 0.1");
   }
   if (entry.contains("timeout_seconds")) {
-    spec.timeout = seconds_to_millis(seconds_field(entry["timeout_seconds"], at + ".timeout_seconds"));
+    spec.timeout =
+        seconds_to_millis(seconds_field(entry["timeout_seconds"], at + ".timeout_seconds"));
     if (spec.timeout < Millis(1))
-      throw ConfigError(at + ".timeout_seconds: " + shown(entry["timeout_seconds"]) + " is below 0.001");
+      throw ConfigError(at + ".timeout_seconds: " + shown(entry["timeout_seconds"]) +
+                        " is below 0.001");
     if (spec.timeout > spec.interval)
       throw ConfigError(at + ".timeout_seconds: " + shown(entry["timeout_seconds"]) +
                         " is above the interval of " + format_seconds(spec.interval) + " s");
@@ -183,23 +199,27 @@ ServiceSpec parse_service(const json& entry, const std::string& where, const Set
   }
 
   if (entry.contains("method")) {
-    static const std::set<std::string> methods = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+    static const std::set<std::string> methods = {"GET",   "HEAD",   "POST",   "PUT",
+                                                  "PATCH", "DELETE", "OPTIONS"};
     const auto& method = entry["method"];
     if (!method.is_string() || !methods.contains(method.get<std::string>()))
-      throw ConfigError(at + ".method: expected one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, got " +
-                        shown(method));
+      throw ConfigError(
+          at + ".method: expected one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, got " +
+          shown(method));
     spec.method = method.get<std::string>();
   }
 
   if (entry.contains("headers")) {
     const auto& headers = entry["headers"];
     if (!headers.is_object())
-      throw ConfigError(at + ".headers: expected an object of header names to strings, got " + shown(headers));
+      throw ConfigError(at + ".headers: expected an object of header names to strings, got " +
+                        shown(headers));
     for (const auto& [name, value] : headers.items()) {
-      const bool name_ok = !name.empty() && std::all_of(name.begin(), name.end(), [](unsigned char c) {
-        return is_token_char(c);
-      });
-      if (!name_ok) throw ConfigError(at + ".headers: " + json_quoted(name) + " is not a valid header name");
+      const bool name_ok =
+          !name.empty() &&
+          std::all_of(name.begin(), name.end(), [](unsigned char c) { return is_token_char(c); });
+      if (!name_ok)
+        throw ConfigError(at + ".headers: " + json_quoted(name) + " is not a valid header name");
       if (!value.is_string())
         throw ConfigError(at + ".headers." + name + ": expected a string, got " + shown(value));
       const auto text = value.get<std::string>();
@@ -212,7 +232,8 @@ ServiceSpec parse_service(const json& entry, const std::string& where, const Set
   if (entry.contains("expected_status")) {
     const auto& statuses = entry["expected_status"];
     if (!statuses.is_array() || statuses.empty())
-      throw ConfigError(at + ".expected_status: expected a non-empty list of codes or ranges, got " +
+      throw ConfigError(at +
+                        ".expected_status: expected a non-empty list of codes or ranges, got " +
                         shown(statuses));
     spec.expected_status.clear();
     for (std::size_t i = 0; i < statuses.size(); ++i)
@@ -234,14 +255,17 @@ EnvMap read_dotenv(const std::string& path) {
     if (text.empty() || text.front() == '#') continue;
     if (text.starts_with("export ")) text = trim(std::string_view(text).substr(7));
     const auto eq = text.find('=');
-    const std::string key = eq == std::string::npos ? "" : trim(std::string_view(text).substr(0, eq));
+    const std::string key =
+        eq == std::string::npos ? "" : trim(std::string_view(text).substr(0, eq));
     const bool key_ok = !key.empty() && std::all_of(key.begin(), key.end(), [](unsigned char c) {
       return std::isalnum(c) || c == '_';
     });
     if (!key_ok)
-      throw ConfigError(path + ":" + std::to_string(number) + ": expected KEY=VALUE, got " + json_quoted(text));
+      throw ConfigError(path + ":" + std::to_string(number) + ": expected KEY=VALUE, got " +
+                        json_quoted(text));
     std::string value = trim(std::string_view(text).substr(eq + 1));
-    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') && value.back() == value.front()) {
+    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') &&
+        value.back() == value.front()) {
       value = value.substr(1, value.size() - 2);
     } else if (const auto hash = value.find(" #"); hash != std::string::npos) {
       value = trim(std::string_view(value).substr(0, hash));  // trailing comment
@@ -266,14 +290,16 @@ Settings load_settings(const EnvMap& env) {
     return it->second;
   };
   auto bad = [](const char* name, const std::string& value, const std::string& expected) {
-    return ConfigError(std::string(name) + ": expected " + expected + ", got " + json_quoted(value));
+    return ConfigError(std::string(name) + ": expected " + expected + ", got " +
+                       json_quoted(value));
   };
   auto seconds = [&](const char* name, double minimum) -> std::optional<Millis> {
     const auto value = get(name);
     if (!value) return std::nullopt;
     const auto number = parse_number(*value);
     if (!number || *number < minimum)
-      throw bad(name, *value, "a number of seconds of at least " + format_seconds(seconds_to_millis(minimum)));
+      throw bad(name, *value,
+                "a number of seconds of at least " + format_seconds(seconds_to_millis(minimum)));
     return seconds_to_millis(*number);
   };
 
@@ -316,7 +342,8 @@ std::vector<ServiceSpec> parse_services(const std::string& json_text, const std:
   std::string prefix = "services";
   if (document.is_object()) {
     for (const auto& [key, value] : document.items())
-      if (key != "services") throw ConfigError(source + ": unknown top-level key " + json_quoted(key));
+      if (key != "services")
+        throw ConfigError(source + ": unknown top-level key " + json_quoted(key));
     if (!document.contains("services"))
       throw ConfigError(source + ": expected a list of services or an object with \"services\"");
     list = &document["services"];

@@ -23,15 +23,15 @@ class ConfigError : public std::runtime_error {
 using EnvMap = std::map<std::string, std::string>;
 
 struct Settings {
-  std::string api_host = "127.0.0.1";        // API_HOST
-  int api_port = 9999;                       // API_PORT
-  std::string db_file = "vigil.db";          // DB_FILE
+  std::string api_host = "127.0.0.1";           // API_HOST
+  int api_port = 9999;                          // API_PORT
+  std::string db_file = "vigil.db";             // DB_FILE
   std::string services_file = "services.json";  // SERVICES_FILE
-  Millis default_interval{15'000};           // RUNNER_SCRAPE_INTERVAL_SECONDS
-  Millis default_timeout{15'000};            // RUNNER_HTTP_TIMEOUT_SECONDS
-  std::size_t max_concurrency = 1000;        // RUNNER_MAX_CONCURRENCY
-  std::string region = "local";              // PROBER_REGION
-  LogLevel log_level = LogLevel::info;       // LOG_LEVEL
+  Millis default_interval{15'000};              // RUNNER_SCRAPE_INTERVAL_SECONDS
+  Millis default_timeout{15'000};               // RUNNER_HTTP_TIMEOUT_SECONDS
+  std::size_t max_concurrency = 1000;           // RUNNER_MAX_CONCURRENCY
+  std::string region = "local";                 // PROBER_REGION
+  LogLevel log_level = LogLevel::info;          // LOG_LEVEL
 };
 
 // Reads KEY=VALUE lines (blank lines and # comments skipped, optional `export `, values may be

@@ -1,10 +1,11 @@
+#include "config/config.h"
+
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <fstream>
 #include <string>
 
-#include "config/config.h"
 #include "support/target_server.h"
 
 namespace vigil {
@@ -69,7 +70,8 @@ TEST(ServicesFile, RejectsUnknownKey) {
 }
 
 TEST(ServicesFile, RejectsBadUrls) {
-  expect_error(R"([{"name": "a", "url": "ftp://a/"}])", {"services[0]", ".url", "ftp://a/", "http://"});
+  expect_error(R"([{"name": "a", "url": "ftp://a/"}])",
+               {"services[0]", ".url", "ftp://a/", "http://"});
   expect_error(R"([{"name": "a", "url": "http:///path"}])", {".url", "no host"});
   expect_error(R"([{"name": "a", "url": "http://a:99999/"}])", {".url", "invalid port"});
   expect_error(R"([{"name": "a", "url": "http://a b/"}])", {".url", "whitespace"});
@@ -91,15 +93,17 @@ TEST(ServicesFile, RejectsNonNumberAndTooSmallIntervals) {
 }
 
 TEST(ServicesFile, RejectsTimeoutAboveInterval) {
-  expect_error(R"([{"name": "a", "url": "http://a/", "interval_seconds": 1, "timeout_seconds": 2}])",
-               {"timeout_seconds", "2", "above the interval of 1 s"});
+  expect_error(
+      R"([{"name": "a", "url": "http://a/", "interval_seconds": 1, "timeout_seconds": 2}])",
+      {"timeout_seconds", "2", "above the interval of 1 s"});
 }
 
 TEST(ServicesFile, RejectsBadMethodHeadersAndStatuses) {
   expect_error(R"([{"name": "a", "url": "http://a/", "method": "FETCH"}])", {".method", "FETCH"});
   expect_error(R"([{"name": "a", "url": "http://a/", "headers": {"Bad Name": "x"}}])",
                {".headers", "Bad Name"});
-  expect_error(R"([{"name": "a", "url": "http://a/", "headers": {"X": 1}}])", {".headers.X", "string"});
+  expect_error(R"([{"name": "a", "url": "http://a/", "headers": {"X": 1}}])",
+               {".headers.X", "string"});
   expect_error(R"([{"name": "a", "url": "http://a/", "expected_status": ["299-200"]}])",
                {"expected_status[0]", "299-200"});
   expect_error(R"([{"name": "a", "url": "http://a/", "expected_status": [700]}])",

@@ -111,17 +111,18 @@ class EndToEnd : public ::testing::Test {
 
 TEST_F(EndToEnd, CheckConfigListsValidServices) {
   write_services(dir, two_services());
-  auto result = run_command("cd " + dir.path() + " && SERVICES_FILE=services.json " +
-                            VIGIL_BINARY + " check-config");
+  auto result = run_command("cd " + dir.path() + " && SERVICES_FILE=services.json " + VIGIL_BINARY +
+                            " check-config");
   EXPECT_EQ(result.exit_code, 0) << result.output;
   EXPECT_NE(result.output.find("2 services"), std::string::npos) << result.output;
   EXPECT_NE(result.output.find("healthy"), std::string::npos) << result.output;
 }
 
 TEST_F(EndToEnd, InvalidConfigExitsWithCode2NamingTheField) {
-  write_services(dir, json::array({{{"name", "x"}, {"url", "http://a/"}, {"interval_seconds", "ten"}}}));
-  auto result = run_command("cd " + dir.path() + " && SERVICES_FILE=services.json " +
-                            VIGIL_BINARY + " run");
+  write_services(dir,
+                 json::array({{{"name", "x"}, {"url", "http://a/"}, {"interval_seconds", "ten"}}}));
+  auto result =
+      run_command("cd " + dir.path() + " && SERVICES_FILE=services.json " + VIGIL_BINARY + " run");
   EXPECT_EQ(result.exit_code, 2) << result.output;
   EXPECT_NE(result.output.find("services.json"), std::string::npos) << result.output;
   EXPECT_NE(result.output.find("interval_seconds"), std::string::npos) << result.output;
@@ -158,8 +159,8 @@ TEST_F(EndToEnd, RunProbesServesApiAndStopsCleanly) {
       << metrics->body;
   EXPECT_NE(metrics->body.find("probe_success{service=\"refused\"} 0"), std::string::npos);
 
-  const auto ticks = get_json(api_port, "/v1/services/" + std::to_string(refused["id"].get<int>()) +
-                                            "/ticks?limit=2");
+  const auto ticks = get_json(
+      api_port, "/v1/services/" + std::to_string(refused["id"].get<int>()) + "/ticks?limit=2");
   ASSERT_TRUE(ticks);
   ASSERT_EQ((*ticks)["data"]["ticks"]["data"].size(), 2u) << ticks->dump();
   EXPECT_NE((*ticks)["data"]["ticks"]["data"][0]["error"].get<std::string>().find("refused"),
@@ -181,7 +182,8 @@ TEST_F(EndToEnd, RestartContinuesOpenEventsAndCounters) {
     ASSERT_EQ(vigil.stop(), 0) << vigil.log();
   }
   const int first_event_id = service_named(first, "healthy")["current_status"]["id"].get<int>();
-  const int first_ticks = service_named(first, "healthy")["metric"]["data"]["tick_count"].get<int>();
+  const int first_ticks =
+      service_named(first, "healthy")["metric"]["data"]["tick_count"].get<int>();
 
   VigilProcess vigil(dir, "run", api_port);
   const json second = wait_for_ticks(first_ticks + 3);

@@ -28,14 +28,15 @@ TargetServer::TargetServer() : server_(std::make_unique<httplib::Server>()) {
     res.set_content("slow", "text/plain");
   });
   s.Get("/trickle", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content_provider(60, "text/plain", [this](size_t offset, size_t, httplib::DataSink& sink) {
-      for (int i = 0; i < 10 && !stopping_; ++i)
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      if (stopping_) return false;
-      sink.write("x", 1);
-      (void)offset;
-      return true;
-    });
+    res.set_content_provider(60, "text/plain",
+                             [this](size_t offset, size_t, httplib::DataSink& sink) {
+                               for (int i = 0; i < 10 && !stopping_; ++i)
+                                 std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                               if (stopping_) return false;
+                               sink.write("x", 1);
+                               (void)offset;
+                               return true;
+                             });
   });
   s.Get("/endless", [this](const httplib::Request&, httplib::Response& res) {
     res.set_chunked_content_provider("text/plain", [this](size_t, httplib::DataSink& sink) {
