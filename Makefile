@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build local-run test format clean
+.PHONY: all deps build local-run test test-asan test-tsan fuzz format clean
 
 all: build
 
@@ -29,8 +29,52 @@ test:
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 	cd $(BUILD_DIR) && ctest --output-on-failure --timeout 300 -j $(JOBS)
 
+# The whole suite (unit, end-to-end, crash and hostile-target tests) under sanitizers, each in
+# its own build directory. -O1 keeps them fast enough; any report fails the test that caused it.
+SANITIZER_CMAKE = -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-g -O1"
+# detect_leaks: LeakSanitizer checks every test binary (and vigil, in the end-to-end tests) at exit.
+ASAN_ENV = ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+TSAN_ENV = TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+
+test-asan:
+	@scripts/install-deps.sh sanitize
+	cmake -S . -B build-asan $(SANITIZER_CMAKE) -DVIGIL_SANITIZE=address,undefined
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && $(ASAN_ENV) ctest --output-on-failure --timeout 600 -j $(JOBS)
+
+test-tsan:
+	@scripts/install-deps.sh sanitize
+	cmake -S . -B build-tsan $(SANITIZER_CMAKE) -DVIGIL_SANITIZE=thread
+	cmake --build build-tsan -j $(JOBS)
+	cd build-tsan && $(TSAN_ENV) ctest --output-on-failure --timeout 600 -j $(JOBS)
+
+# libFuzzer targets (fuzz/), built with clang, ASan and UBSan; each runs FUZZ_SECONDS from its
+# seed corpus (fuzz/corpus/<target>). New inputs go to build-fuzz/corpus, crashes to
+# build-fuzz/crashes.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@scripts/install-deps.sh fuzz
+	cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DVIGIL_FUZZ=ON -DVIGIL_BUILD_TESTS=OFF \
+		$(SANITIZER_CMAKE)
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_targets
+	fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h')
 
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) build-asan build-tsan build-fuzz
+
+# The benchmark suite (bench/, README "Benchmarks"): installs nginx-light, wrk and
+# prometheus-blackbox-exporter, builds vigil for Release in BENCH_BUILD_DIR and prints the tables
+# (about 20 minutes). BENCH_ARGS passes options, e.g. BENCH_ARGS="--only engine,api".
+# bench-smoke: the same at small N in under a minute (ctest runs it as bench_smoke).
+BENCH_BUILD_DIR ?= build-bench
+BENCH_ARGS ?=
+.PHONY: bench bench-smoke
+bench bench-smoke:
+	@scripts/install-deps.sh bench
+	cmake -S . -B $(BENCH_BUILD_DIR) -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target vigil_bench_tools
+	python3 bench/vigil_bench.py --build-dir $(BENCH_BUILD_DIR) $(if $(filter bench-smoke,$@),--smoke) $(BENCH_ARGS)

@@ -3,6 +3,8 @@
 //   vigil runner        the runner alone (another process may serve the API on the same DB)
 //   vigil api           the API alone, reading the database
 //   vigil check-config  validate .env and the services file, list the services, start nothing
+//   vigil beat          run a command and report it to a heartbeat's push URL
+//   vigil probe URL     probe once now and print a report (runner/probe_report.h)
 #include <curl/curl.h>
 #include <prometheus/registry.h>
 #include <signal.h>
@@ -14,10 +16,15 @@
 #include <optional>
 #include <string>
 
+#include "api/commands.h"
+#include "api/push_client.h"
 #include "api/server.h"
 #include "config/config.h"
 #include "config/logging.h"
+#include "runner/probe_report.h"
 #include "runner/runner.h"
+#include "storage/change_feed.h"
+#include "storage/retention.h"
 #include "storage/store.h"
 #include "storage/writer.h"
 
@@ -36,6 +43,10 @@ void print_usage(std::ostream& out) {
          "  runner        probe services only\n"
          "  api           serve the API only, from the database\n"
          "  check-config  validate .env and the services file, list services, exit\n"
+         "  beat <push-url-or-token> [--fail] [--msg TEXT] [-- COMMAND...]\n"
+         "                run COMMAND, then report success or failure to a heartbeat\n"
+         "  probe URL [options]\n"
+         "                probe once now: phases, certificate, conditions (see probe --help)\n"
          "  version       print the version\n"
          "Settings come from .env in the working directory and the environment (see README).\n";
 }
@@ -59,11 +70,47 @@ std::string seconds_text(Millis ms) {
 int check_config(const Settings& settings) {
   const auto specs = load_services_file(settings.services_file, settings);
   std::cout << settings.services_file << ": " << specs.size() << " services, all valid\n";
-  for (const auto& spec : specs)
+  for (const auto& spec : specs) {
+    if (spec.kind == ServiceKind::heartbeat) {
+      std::cout << "  " << spec.name << "  heartbeat  every " << seconds_text(spec.interval)
+                << " s, grace " << seconds_text(spec.grace) << " s, down after " << spec.threshold
+                << " missed\n";
+      continue;
+    }
     std::cout << "  " << spec.name << "  " << spec.method << " " << spec.url << "  every "
               << seconds_text(spec.interval) << " s, timeout " << seconds_text(spec.timeout)
               << " s\n";
+  }
   return 0;
+}
+
+// The API's way to the runner of this process: every call only queues a command.
+class RunnerCommands final : public ServiceCommands {
+ public:
+  explicit RunnerCommands(Runner& runner) : runner_(runner) {}
+  void service_changed(const Service& service) override { runner_.upsert_service(service); }
+  void service_removed(ServiceId id) override { runner_.remove_service(id); }
+  void beat(ServiceId id, const BeatReport& beat) override { runner_.record_beat(id, beat); }
+
+ private:
+  Runner& runner_;
+};
+
+int beat_command(const std::vector<std::string>& args) {
+  BeatOptions options;
+  try {
+    options = parse_beat_arguments(args);
+  } catch (const UsageError& e) {
+    std::cerr << "vigil beat: " << e.what() << "\n"
+              << "usage: vigil beat <push-url-or-token> [--fail] [--msg TEXT] [-- COMMAND...]\n";
+    return kExitConfigError;
+  }
+  // A bare token is pushed to this machine's API, as .env and the environment configure it.
+  Settings settings;
+  const bool bare_token =
+      !options.target.starts_with("http://") && !options.target.starts_with("https://");
+  if (bare_token) settings = load_settings(merged_environment(read_dotenv(".env")));
+  return run_beat(options, push_url(options.target, settings));
 }
 
 // Blocks SIGINT/SIGTERM in every thread (threads inherit the mask) so that only the main
@@ -94,6 +141,9 @@ int serve(const Settings& settings, Modes modes) {
   prometheus::Registry registry;
   std::unique_ptr<Writer> writer;
   std::unique_ptr<Runner> runner;
+  std::unique_ptr<RunnerCommands> commands;
+  std::unique_ptr<ChangeFeed> feed;
+  std::unique_ptr<RetentionCleaner> cleaner;
   std::unique_ptr<ApiServer> api;
 
   if (modes.runner) {
@@ -109,15 +159,26 @@ int serve(const Settings& settings, Modes modes) {
     Writer* sink = writer.get();
     runner = std::make_unique<Runner>(
         options, [sink](TickRecord record) { sink->submit(std::move(record)); }, registry);
+    commands = std::make_unique<RunnerCommands>(*runner);
   }
 
   if (modes.api) {
-    api = std::make_unique<ApiServer>(*store, registry, [&runner, &writer] {
-      HealthReport report;
-      if (runner) report.runner = health_of(runner->last_alive());
-      if (writer) report.writer = health_of(writer->last_alive());
-      return report;
-    });
+    ApiOptions api_options;
+    api_options.write_token = settings.api_token;
+    api_options.read_token = settings.api_read_token;
+    api_options.service_defaults = settings;
+    api_options.commands = commands.get();
+    api = std::make_unique<ApiServer>(
+        *store, registry,
+        [&runner, &writer] {
+          HealthReport report;
+          if (runner) report.runner = health_of(runner->last_alive());
+          if (writer) report.writer = health_of(writer->last_alive());
+          return report;
+        },
+        std::move(api_options));
+    if (settings.api_token.empty())
+      log_info("API_TOKEN is not set: API writes are accepted only from loopback clients");
     try {
       const int port = api->start(settings.api_host, settings.api_port);
       log_info("API listening on http://" + settings.api_host + ":" + std::to_string(port));
@@ -128,9 +189,22 @@ int serve(const Settings& settings, Modes modes) {
   }
 
   if (runner) {
+    // The revision first: a change made while the services load is then seen again by the
+    // feed (harmless) rather than missed.
+    const std::int64_t revision = store->services_revision();
     auto services = store->active_services();
     const std::size_t count = services.size();
     runner->start(std::move(services), store->load_runtime());
+    // Writes made by a `vigil api` process (and beats pushed to it) reach the runner from here.
+    Runner* target = runner.get();
+    feed = std::make_unique<ChangeFeed>(
+        *store, revision,
+        ChangeFeedHandlers{
+            [target](const Service& service) { target->upsert_service(service); },
+            [target](ServiceId id) { target->remove_service(id); },
+            [target](ServiceId id, const BeatReport& beat) { target->record_beat(id, beat); }});
+    cleaner = std::make_unique<RetentionCleaner>(
+        *store, RetentionOptions{settings.tick_retention, settings.cleanup_interval});
     log_info("runner started: " + std::to_string(count) + " services, region " + settings.region +
              ", database " + settings.db_file + ", at most " +
              std::to_string(settings.max_concurrency) + " probes in flight");
@@ -141,10 +215,13 @@ int serve(const Settings& settings, Modes modes) {
   log_info(std::string("received ") + (signal_number == SIGINT ? "SIGINT" : "SIGTERM") +
            ", shutting down");
 
-  // Probes in flight finish first so their ticks reach the writer, which then flushes.
-  if (runner) runner->stop();
-  if (writer) writer->stop();
+  // No new commands first (API, feed); then probes in flight finish so their ticks reach the
+  // writer, which then flushes.
   if (api) api->stop();
+  if (feed) feed->stop();
+  if (runner) runner->stop();
+  if (cleaner) cleaner->stop();
+  if (writer) writer->stop();
   log_info("stopped cleanly");
   return 0;
 }
@@ -160,6 +237,17 @@ int main(int argc, char** argv) {
   if (command == "version" || command == "--version") {
     std::cout << "vigil " << VIGIL_VERSION << "\n";
     return 0;
+  }
+  if (command == "probe") {  // issue 4: one probe now, no database
+    return probe_command(std::vector<std::string>(argv + 2, argv + argc), std::cout, std::cerr);
+  }
+  if (command == "beat") {
+    try {
+      return beat_command(std::vector<std::string>(argv + 2, argv + argc));
+    } catch (const vigil::ConfigError& e) {
+      std::cerr << "vigil: configuration error: " << e.what() << "\n";
+      return kExitConfigError;
+    }
   }
   Modes modes;
   if (command == "run") {

@@ -166,7 +166,21 @@ void append_metric_json(std::string& out, const Metric& metric) {
 }
 
 void append_service_json(std::string& out, const ServiceView& view) {
+  append_service_json(out, view, false);
+}
+
+void append_service_json(std::string& out, const ServiceView& view, bool with_push_token) {
   const Service& service = view.service;
+  const ServiceSpec& spec = service.spec;
+  const bool heartbeat = spec.kind == ServiceKind::heartbeat;
+  // A snooze that ran out reads as not muted (issue 3): computed here, on every read.
+  const bool muted = spec.muted_at(now_ms());
+  const auto append_optional_string = [&](const std::string& text) {
+    if (text.empty())
+      out += "null";
+    else
+      append_string(out, text);
+  };
   // The open event is both the current status and the latest event: a probed service always
   // has exactly one open event and it is the newest.
   const auto append_open_event = [&] {
@@ -181,10 +195,16 @@ void append_service_json(std::string& out, const ServiceView& view) {
   append_seconds(out, service.created_at);
   key(out, "current_status");
   append_open_event();
+  if (heartbeat) {
+    key(out, "grace_seconds");
+    append_double(out, static_cast<double>(spec.grace.count()) / 1000.0);
+  }
   key(out, "id");
   append_int(out, service.id);
   key(out, "interval_seconds");  // addition beyond the seed shape
   append_double(out, static_cast<double>(service.spec.interval.count()) / 1000.0);
+  key(out, "kind");
+  append_string(out, to_string(spec.kind));
   key(out, "latest_event");
   key(out += '{', "data", true);
   append_open_event();
@@ -193,14 +213,46 @@ void append_service_json(std::string& out, const ServiceView& view) {
   key(out += '{', "data", true);
   append_metric_json(out, view.metric);
   out += '}';
+  key(out, "muted");
+  out += muted ? "true" : "false";
+  key(out, "muted_until");  // set only while a snooze runs
+  if (muted && spec.muted_until)
+    append_seconds(out, *spec.muted_until);
+  else
+    out += "null";
   key(out, "name");
   append_string(out, service.spec.name);
+  key(out, "priority");
+  out += "\"p";
+  out += static_cast<char>('0' + spec.priority);
+  out += '"';
+  if (heartbeat && with_push_token) {
+    key(out, "push_token");
+    append_string(out, service.push_token);
+  }
+  key(out, "runbook");
+  append_optional_string(spec.runbook);
+  key(out, "source");
+  append_string(out, to_string(service.source));
   key(out, "status");  // addition beyond the seed shape: "up", "down" or "unknown"
   append_string(out, status_word(view));
+  key(out, "tags");
+  out += '[';
+  for (std::size_t i = 0; i < spec.tags.size(); ++i) {
+    if (i > 0) out += ',';
+    append_string(out, spec.tags[i]);
+  }
+  out += ']';
+  key(out, "team");
+  append_optional_string(spec.team);
+  if (heartbeat) {
+    key(out, "threshold");
+    append_int(out, spec.threshold);
+  }
   key(out, "updated_at");
   append_seconds(out, service.updated_at);
-  key(out, "url");
-  append_string(out, service.spec.url);
+  key(out, "url");  // null for a heartbeat: it is not probed
+  append_optional_string(service.spec.url);
   out += '}';
 }
 
@@ -210,6 +262,28 @@ void append_tick_json(std::string& out, const Tick& tick) {
     out += "null";
   else
     append_string(out, tick.error);
+  key(out, "message");  // heartbeats: the msg pushed with the report (issue 3)
+  if (tick.message.empty())
+    out += "null";
+  else
+    append_string(out, tick.message);
+  key(out, "phases_ms");  // issue 4: HTTP and TCP probes; null otherwise
+  if (tick.phases) {
+    const PhaseTimings& p = *tick.phases;
+    key(out += '{', "connect", true);
+    append_double(out, p.connect_ms);
+    key(out, "processing");
+    append_double(out, p.processing_ms);
+    key(out, "resolve");
+    append_double(out, p.resolve_ms);
+    key(out, "tls");
+    append_double(out, p.tls_ms);
+    key(out, "transfer");
+    append_double(out, p.transfer_ms);
+    out += '}';
+  } else {
+    out += "null";
+  }
   key(out, "region");
   append_string(out, tick.region);
   key(out, "response_ms");
@@ -239,7 +313,11 @@ json parsed(void (*append)(std::string&, const T&), const T& value) {
 
 json event_json(const Event& event) { return parsed(&append_event_json, event); }
 json metric_json(const Metric& metric) { return parsed(&append_metric_json, metric); }
-json service_json(const ServiceView& view) { return parsed(&append_service_json, view); }
+json service_json(const ServiceView& view, bool with_push_token) {
+  std::string text;
+  append_service_json(text, view, with_push_token);
+  return json::parse(text);
+}
 json tick_json(const Tick& tick) { return parsed(&append_tick_json, tick); }
 
 std::string envelope_text(int status, std::string_view data_json) {

@@ -20,10 +20,16 @@ nlohmann::json metric_json(const Metric& metric);
 // {"id","name","url","created_at","updated_at","current_status": event|null,
 //  "latest_event": {"data": event|null}, "metric": {"data": metric}}
 // plus "status" ("up", "down", "unknown" before the first tick), "active" and
-// "interval_seconds".
-nlohmann::json service_json(const ServiceView& view);
+// "interval_seconds", and (issue 3) "kind", "source", "team"|null, "priority" ("p1".."p5"),
+// "runbook"|null, "tags", "muted" (false once a snooze ran out), "muted_until"|null (while a
+// snooze runs); heartbeats have url null, "grace_seconds", "threshold" and, only when
+// `with_push_token`, "push_token".
+nlohmann::json service_json(const ServiceView& view, bool with_push_token = false);
 
-// {"ts" (unix seconds),"ts_ms","up","status_code"|null,"response_ms","error"|null,"region"}
+// {"ts" (unix seconds),"ts_ms","up","status_code"|null,"response_ms","error"|null,"region",
+//  "message"|null (a heartbeat report's msg),
+//  "phases_ms": {"resolve","connect","tls","processing","transfer"}|null (issue 4: the probe's
+//  phases in ms, adding up to response_ms)}
 nlohmann::json tick_json(const Tick& tick);
 
 // Streaming forms for large lists: append the same JSON as the functions above (keys sorted,
@@ -31,6 +37,7 @@ nlohmann::json tick_json(const Tick& tick);
 void append_event_json(std::string& out, const Event& event);
 void append_metric_json(std::string& out, const Metric& metric);
 void append_service_json(std::string& out, const ServiceView& view);
+void append_service_json(std::string& out, const ServiceView& view, bool with_push_token);
 void append_tick_json(std::string& out, const Tick& tick);
 
 // {"status": code, "status_desc": "OK", "data": data}

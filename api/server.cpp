@@ -11,6 +11,7 @@
 #include <atomic>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <exception>
 #include <limits>
@@ -21,10 +22,13 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "api/auth.h"
 #include "api/json_views.h"
+#include "config/config.h"
 #include "config/logging.h"
 
 namespace vigil {
@@ -42,7 +46,12 @@ constexpr int kDefaultLimit = 100;
 constexpr int kMaxLimit = 1000;
 constexpr const char* kJsonType = "application/json";
 constexpr const char* kPrometheusType = "text/plain; version=0.0.4; charset=utf-8";
-constexpr const char* kAllowGet = "GET, HEAD";
+// Issue 3: what a write body is called in validation messages ("service.interval_seconds: ..."),
+// the longest push msg, and how long the push route trusts a token it looked up.
+constexpr const char* kBodyName = "service";
+constexpr std::size_t kMaxPushMessage = 1024;
+constexpr auto kPushTokenTtl = std::chrono::seconds(5);
+constexpr std::size_t kMaxCachedPushTokens = 100'000;
 // The route label for requests that matched no route: keeps the label set bounded whatever
 // paths clients send.
 constexpr const char* kUnmatchedRoute = "unmatched";
@@ -185,14 +194,128 @@ std::string_view health_word(PartHealth health) {
   return "unknown";
 }
 
+// ---- issue 3: push tokens, bodies, flags ----
+
+// Push token -> service id, so a beat costs no query: learned from the store on a miss and kept
+// kPushTokenTtl (another process may deactivate or purge the service meanwhile), updated at once
+// by this API's own writes. Unknown tokens are not kept: each costs one indexed query.
+class PushTokenIndex {
+ public:
+  explicit PushTokenIndex(Store& store) : store_(store) {}
+
+  std::optional<ServiceId> find(const std::string& token) {
+    const auto now = std::chrono::steady_clock::now();
+    {
+      std::lock_guard lock(mutex_);
+      auto it = ids_.find(token);
+      if (it != ids_.end() && it->second.expires > now) return it->second.id;
+    }
+    const auto service = store_.find_by_push_token(token);
+    std::lock_guard lock(mutex_);
+    if (!service) {
+      ids_.erase(token);
+      return std::nullopt;
+    }
+    put(token, service->id, now);
+    return service->id;
+  }
+
+  void remember(const Service& service) {
+    if (service.push_token.empty()) return;
+    std::lock_guard lock(mutex_);
+    if (service.active && service.spec.kind == ServiceKind::heartbeat)
+      put(service.push_token, service.id, std::chrono::steady_clock::now());
+    else
+      ids_.erase(service.push_token);
+  }
+
+  void forget(const std::string& token) {
+    std::lock_guard lock(mutex_);
+    ids_.erase(token);
+  }
+
+ private:
+  struct Known {
+    ServiceId id;
+    std::chrono::steady_clock::time_point expires;
+  };
+  // Caller holds mutex_.
+  void put(const std::string& token, ServiceId id, std::chrono::steady_clock::time_point now) {
+    if (ids_.size() >= kMaxCachedPushTokens) ids_.clear();  // bounded; refills on demand
+    ids_[token] = Known{id, now + kPushTokenTtl};
+  }
+
+  Store& store_;
+  std::mutex mutex_;
+  std::unordered_map<std::string, Known> ids_;  // guarded by mutex_
+};
+
+// A write body: a JSON object, or a 400 saying what is wrong with it.
+json body_object(const httplib::Request& req) {
+  if (req.body.empty()) throw bad_request("body: expected a JSON object");
+  json body;
+  try {
+    body = json::parse(req.body);
+  } catch (const json::parse_error& e) {
+    throw bad_request(std::string("body: not valid JSON: ") + e.what());
+  }
+  if (!body.is_object()) {
+    std::string shown = dump(body);
+    if (shown.size() > 80) shown = shown.substr(0, 77) + "...";
+    throw bad_request("body: expected a JSON object, got " + shown);
+  }
+  return body;
+}
+
+std::optional<bool> bool_param(const httplib::Request& req, const char* name) {
+  if (!req.has_param(name)) return std::nullopt;
+  const auto value = req.get_param_value(name);
+  if (value == "true") return true;
+  if (value == "false") return false;
+  throw bad_request(std::string(name) + " must be true or false");
+}
+
+// Runs a validation, turning its ConfigError into a 400 with the same message.
+template <typename Body>
+auto validated(Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const ConfigError& e) {
+    throw bad_request(e.what());
+  }
+}
+
+// Runs a store write, turning a name conflict into a 409.
+template <typename Body>
+auto conflict_checked(Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const ConflictError& e) {
+    throw ApiError(409, e.what());
+  }
+}
+
+// A request path fit for the log: a push token is a secret, so it is masked.
+std::string loggable_path(const std::string& path) {
+  constexpr std::string_view kPush = "/v1/push/";
+  if (!path.starts_with(kPush)) return path;
+  const auto end = path.find('/', kPush.size());
+  return std::string(kPush) + "<token>" + (end == std::string::npos ? "" : path.substr(end));
+}
+
+// ---- end of issue 3 helpers ----
+
 }  // namespace
 
 class ApiServer::Impl {
  public:
-  Impl(Store& store, prometheus::Registry& registry, HealthCheck health)
+  Impl(Store& store, prometheus::Registry& registry, HealthCheck health, ApiOptions options)
       : store_(store),
         registry_(registry),
         health_(std::move(health)),
+        options_(std::move(options)),
+        tokens_{options_.write_token, options_.read_token},
+        push_tokens_(store),
         requests_(prometheus::BuildCounter()
                       .Name("vigil_api_requests_total")
                       .Help("HTTP API requests by route pattern and status code.")
@@ -242,44 +365,122 @@ class ApiServer::Impl {
   }
 
  private:
-  // One entry per route pattern: the label used in metrics and how to recognise its paths
-  // (needed to tell 405 on a known path from 404 on an unknown one).
+  // One entry per route pattern: the label used in metrics, how to recognise its paths (needed
+  // to tell 405 on a known path from 404 on an unknown one) and the methods it allows.
   struct Route {
     const char* label;
     std::regex pattern;
+    std::string allow;  // "GET, HEAD, POST"
   };
 
-  using Handler = void (Impl::*)(const httplib::Request&, httplib::Response&);
+  // Who may call an endpoint: anyone, readers (API_READ_TOKEN when set), writers.
+  enum class Gate { open, read, write };
 
-  void add_route(const char* label, const char* pattern, Handler handler) {
-    routes_.push_back(Route{label, std::regex(pattern)});
-    server_.Get(pattern,
-                [this, label, handler](const httplib::Request& req, httplib::Response& res) {
-                  tl_request.route = label;
-                  try {
-                    (this->*handler)(req, res);
-                  } catch (const ApiError& e) {
-                    send_error(res, e.status, e.what());
-                  }
-                  // Anything else reaches the exception handler: 500 with a generic message.
-                });
+  using Handler = void (Impl::*)(const httplib::Request&, httplib::Response&,
+                                 const std::smatch& path);
+
+  // One method of one route.
+  struct Endpoint {
+    std::string method;  // GET (also serves HEAD), POST, PATCH, DELETE
+    std::size_t route;   // index in routes_
+    Gate gate;
+    Handler handler;
+  };
+
+  void add_route(const char* label, const char* pattern, const std::string& method, Gate gate,
+                 Handler handler) {
+    std::size_t route = 0;
+    while (route < routes_.size() && std::string_view(routes_[route].label) != label) ++route;
+    const std::string allow = method == "GET" ? "GET, HEAD" : method;
+    if (route == routes_.size())
+      routes_.push_back(Route{label, std::regex(pattern), allow});
+    else
+      routes_[route].allow += ", " + allow;
+    const std::size_t index = endpoints_.size();
+    endpoints_.push_back(Endpoint{method, route, gate, handler});
+    const auto callback = [this, index](const httplib::Request& req, httplib::Response& res) {
+      invoke(endpoints_[index], req, res, req.matches);
+    };
+    if (method == "GET")
+      server_.Get(pattern, callback);
+    else if (method == "POST")
+      server_.Post(pattern, callback);
+    else if (method == "PATCH")
+      server_.Patch(pattern, callback);
+    else if (method == "DELETE")
+      server_.Delete(pattern, callback);
+    else
+      throw std::logic_error("api: no route registration for method " + method);
   }
 
-  const char* match_route(const std::string& path) const {
+  void invoke(const Endpoint& endpoint, const httplib::Request& req, httplib::Response& res,
+              const std::smatch& path) {
+    tl_request.route = routes_[endpoint.route].label;
+    try {
+      authorize(endpoint.gate, req);
+      (this->*endpoint.handler)(req, res, path);
+    } catch (const ApiError& e) {
+      if (e.status == 401) res.set_header("WWW-Authenticate", "Bearer");
+      send_error(res, e.status, e.what());
+    }
+    // Anything else reaches the exception handler: 500 with a generic message.
+  }
+
+  Credentials credentials(const httplib::Request& req) const {
+    auto it = req.headers.find("Authorization");
+    return Credentials{it == req.headers.end() ? std::string_view() : std::string_view(it->second),
+                       req.remote_addr};
+  }
+
+  // Throws 401/403 unless the caller may pass `gate`. Never says which token was expected.
+  void authorize(Gate gate, const httplib::Request& req) const {
+    if (gate == Gate::open) return;
+    const Access access = gate == Gate::write ? write_access(tokens_, credentials(req))
+                                              : read_access(tokens_, credentials(req));
+    if (access == Access::allowed) return;
+    if (access == Access::unauthenticated)
+      throw ApiError(401, std::string("this route needs Authorization: Bearer <") +
+                              (gate == Gate::write ? "API_TOKEN" : "API_READ_TOKEN") + ">");
+    if (gate == Gate::write && tokens_.write.empty())
+      throw ApiError(403,
+                     "writes are accepted only from loopback clients while API_TOKEN is "
+                     "not set");
+    throw ApiError(403, "wrong token");
+  }
+
+  const Route* match_route(const std::string& path) const {
     for (const auto& route : routes_)
-      if (std::regex_match(path, route.pattern)) return route.label;
+      if (std::regex_match(path, route.pattern)) return &route;
     return nullptr;
   }
 
+  bool allows(const Route& route, const std::string& method) const {
+    const std::string wanted = method == "HEAD" ? "GET" : method;
+    for (const auto& endpoint : endpoints_)
+      if (&routes_[endpoint.route] == &route && endpoint.method == wanted) return true;
+    return false;
+  }
+
   void configure() {
-    // Ids are captured loosely ([^/]+) so that "abc" or "-1" reach the handler and get a 400
-    // naming the problem instead of a 404 for an unknown route.
-    add_route("/v1/services", "/v1/services", &Impl::list_services);
-    add_route("/v1/services/{id}", R"(/v1/services/([^/]+))", &Impl::get_service);
-    add_route("/v1/services/{id}/events", R"(/v1/services/([^/]+)/events)", &Impl::events);
-    add_route("/v1/services/{id}/ticks", R"(/v1/services/([^/]+)/ticks)", &Impl::ticks);
-    add_route("/healthz", "/healthz", &Impl::healthz);
-    add_route("/metrics", "/metrics", &Impl::metrics);
+    // Ids and tokens are captured loosely ([^/]+) so that "abc" or "-1" reach the handler and
+    // get a 400 naming the problem instead of a 404 for an unknown route.
+    add_route("/v1/services", "/v1/services", "GET", Gate::read, &Impl::list_services);
+    add_route("/v1/services", "/v1/services", "POST", Gate::write, &Impl::create_service);
+    add_route("/v1/services/{id}", R"(/v1/services/([^/]+))", "GET", Gate::read,
+              &Impl::get_service);
+    add_route("/v1/services/{id}", R"(/v1/services/([^/]+))", "PATCH", Gate::write,
+              &Impl::patch_service);
+    add_route("/v1/services/{id}", R"(/v1/services/([^/]+))", "DELETE", Gate::write,
+              &Impl::delete_service);
+    add_route("/v1/services/{id}/events", R"(/v1/services/([^/]+)/events)", "GET", Gate::read,
+              &Impl::events);
+    add_route("/v1/services/{id}/ticks", R"(/v1/services/([^/]+)/ticks)", "GET", Gate::read,
+              &Impl::ticks);
+    // The push token in the path is the credential: cron jobs carry no other.
+    add_route("/v1/push/{token}", R"(/v1/push/([^/]+)(/fail)?)", "GET", Gate::open, &Impl::push);
+    add_route("/v1/push/{token}", R"(/v1/push/([^/]+)(/fail)?)", "POST", Gate::open, &Impl::push);
+    add_route("/healthz", "/healthz", "GET", Gate::open, &Impl::healthz);
+    add_route("/metrics", "/metrics", "GET", Gate::read, &Impl::metrics);
 
     // httplib's default options add SO_REUSEPORT, which lets a second vigil bind the same port
     // and silently share its traffic; SO_REUSEADDR alone still allows a quick restart.
@@ -298,11 +499,20 @@ class ApiServer::Impl {
     server_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       tl_request = RequestContext{true, std::chrono::steady_clock::now(), nullptr};
       // httplib 0.11.4 reads a body for POST/PUT/PATCH/DELETE even when none is declared, so
-      // `curl -X POST` would wait out the read timeout (5 s) for its 405. No length and no
-      // chunking means no body: answer now. Declared bodies still get read (and 413 if large).
+      // `curl -X POST` would wait out the read timeout (5 s). No length and no chunking means
+      // no body: dispatch to the endpoint here (a DELETE, a push), or answer 404/405 now.
+      // Declared bodies still get read (and 413 if large) and routed by httplib.
       const bool bodyless =
           !req.has_header("Content-Length") && !req.has_header("Transfer-Encoding");
       if (req.method != "GET" && req.method != "HEAD" && bodyless) {
+        for (const auto& endpoint : endpoints_) {
+          std::smatch path;
+          if (endpoint.method == req.method &&
+              std::regex_match(req.path, path, routes_[endpoint.route].pattern)) {
+            invoke(endpoint, req, res, path);
+            return httplib::Server::HandlerResponse::Handled;
+          }
+        }
         res.status = 404;  // on_error turns it into 405 on a known path
         on_error(req, res);
         return httplib::Server::HandlerResponse::Handled;
@@ -329,12 +539,11 @@ class ApiServer::Impl {
   bool on_error(const httplib::Request& req, httplib::Response& res) noexcept {
     try {
       if (!res.body.empty()) return false;
-      const char* route = match_route(req.path);
-      if (route && !tl_request.route) tl_request.route = route;
-      const bool wrong_method = req.method != "GET" && req.method != "HEAD";
-      if (route && wrong_method && (res.status == 404 || res.status == 400)) {
-        res.set_header("Allow", kAllowGet);
-        send_error(res, 405, "method " + req.method + " not allowed on " + route);
+      const Route* route = match_route(req.path);
+      if (route && !tl_request.route) tl_request.route = route->label;
+      if (route && !allows(*route, req.method) && (res.status == 404 || res.status == 400)) {
+        res.set_header("Allow", route->allow);
+        send_error(res, 405, "method " + req.method + " not allowed on " + route->label);
         return true;
       }
       switch (res.status) {
@@ -371,7 +580,7 @@ class ApiServer::Impl {
     }
     try {
       // Details go to the log only: storage messages can carry paths and SQL.
-      log_error("api: " + req.method + " " + req.path + " failed: " + what);
+      log_error("api: " + req.method + " " + loggable_path(req.path) + " failed: " + what);
       res.headers.clear();
       send_error(res, 500, storage ? "storage error" : "internal error");
     } catch (...) {
@@ -389,8 +598,9 @@ class ApiServer::Impl {
           std::chrono::steady_clock::now() - context.start;
       durations_.Add({{"route", route}}, buckets_).Observe(elapsed.count());
       if (log_enabled(LogLevel::debug))
-        log_debug("api: " + req.method + " " + req.path + " " + std::to_string(res.status) + " " +
-                  std::to_string(elapsed.count() * 1000.0) + "ms");
+        log_debug("api: " + req.method + " " + loggable_path(req.path) + " " +
+                  std::to_string(res.status) + " " + std::to_string(elapsed.count() * 1000.0) +
+                  "ms");
     } catch (...) {
       // Metrics must never take a request thread down.
     }
@@ -398,30 +608,233 @@ class ApiServer::Impl {
 
   // Routes.
 
-  void list_services(const httplib::Request&, httplib::Response& res) {
+  void list_services(const httplib::Request& req, httplib::Response& res, const std::smatch&) {
+    const ServiceFilter filter = service_filter(req);
     // One store query and one pass writing text: no per-service queries and no JSON tree,
     // whose build, dump and free dominated the time for 10,000 services.
-    const std::vector<ServiceView> views = store_.list_services();
+    const std::vector<ServiceView> views = store_.list_services(filter);
     std::string data;
     data.reserve(views.size() * 700 + 64);
     data += R"({"services":{"data":)";
     append_list(data, views, &append_service_json);
+    // A full page may have more behind it: `next` is the offset of the following page.
+    data += R"(,"next":)";
+    const bool full = filter.limit && views.size() == static_cast<std::size_t>(*filter.limit);
+    data += full ? std::to_string(filter.offset + *filter.limit) : std::string("null");
     data += "}}";
     send_json_text(res, 200, envelope_text(200, data));
   }
 
-  void get_service(const httplib::Request& req, httplib::Response& res) {
-    const ServiceId id = parse_service_id(req.matches[1].str());
+  void get_service(const httplib::Request& req, httplib::Response& res, const std::smatch& path) {
+    const ServiceId id = parse_service_id(path[1].str());
     auto view = store_.get_service(id);
     if (!view) throw not_found(id);
-    std::string data = R"({"service":)";
-    append_service_json(data, *view);
-    data += '}';
-    send_json_text(res, 200, envelope_text(200, data));
+    send_service(res, 200, *view, may_see_secrets(tokens_, credentials(req)));
   }
 
-  void events(const httplib::Request& req, httplib::Response& res) {
-    const ServiceId id = parse_service_id(req.matches[1].str());
+  // ---- issue 3: writes and pushes ----
+
+  void create_service(const httplib::Request& req, httplib::Response& res, const std::smatch&) {
+    const json body = body_object(req);
+    const ServiceSpec spec =
+        validated([&] { return parse_service_spec(body, kBodyName, options_.service_defaults); });
+    const Service created = conflict_checked([&] { return store_.create_service(spec, now_ms()); });
+    if (options_.commands) options_.commands->service_changed(created);
+    push_tokens_.remember(created);
+    ServiceView view;
+    view.service = created;
+    send_service(res, 201, view, true);  // the one response that always shows the push token
+  }
+
+  void patch_service(const httplib::Request& req, httplib::Response& res, const std::smatch& path) {
+    const ServiceId id = parse_service_id(path[1].str());
+    json body = body_object(req);
+    auto current = store_.get_service(id);
+    if (!current) throw not_found(id);
+    if (current->service.source == ServiceSource::file)
+      throw file_owned(current->service, "edit it in the services file");
+    std::optional<bool> active;
+    if (body.contains("active")) {
+      if (!body["active"].is_boolean())
+        throw bad_request("active: expected true or false, got " + dump(body["active"]));
+      active = body["active"].get<bool>();
+      body.erase("active");
+    }
+    Service service = current->service;
+    if (!body.empty()) {
+      const ServiceSpec spec = validated([&] {
+        const json merged =
+            merge_service_patch(service.spec, body, kBodyName, options_.service_defaults);
+        return parse_service_spec(merged, kBodyName, options_.service_defaults);
+      });
+      auto updated = conflict_checked([&] { return store_.update_service(id, spec, now_ms()); });
+      if (!updated) throw not_found(id);  // purged meanwhile
+      service = std::move(*updated);
+    }
+    if (active && *active != service.active) {
+      auto changed = store_.set_service_active(id, *active, now_ms());
+      if (!changed) throw not_found(id);
+      service = std::move(*changed);
+    }
+    if (options_.commands) options_.commands->service_changed(service);
+    push_tokens_.remember(service);
+    auto view = store_.get_service(id);
+    if (!view) throw not_found(id);
+    send_service(res, 200, *view, true);
+  }
+
+  void delete_service(const httplib::Request& req, httplib::Response& res,
+                      const std::smatch& path) {
+    const ServiceId id = parse_service_id(path[1].str());
+    const bool purge = bool_param(req, "purge").value_or(false);
+    auto current = store_.get_service(id);
+    if (!current) throw not_found(id);
+    const Service& service = current->service;
+    if (service.source == ServiceSource::file && (!purge || service.active))
+      throw file_owned(service, purge ? "remove it from the file first (vigil deactivates it at "
+                                        "the next start), then purge it"
+                                      : "remove it from the file");
+    // The runner lets go first, so no tick of a purged service is produced after the delete.
+    if (options_.commands) options_.commands->service_removed(id);
+    push_tokens_.forget(service.push_token);
+    if (purge) {
+      if (!store_.purge_service(id)) throw not_found(id);
+      send_json(res, 200, envelope(200, json{{"id", id}, {"purged", true}}));
+      return;
+    }
+    if (!store_.set_service_active(id, false, now_ms())) throw not_found(id);
+    auto view = store_.get_service(id);
+    if (!view) throw not_found(id);
+    send_service(res, 200, *view, false);
+  }
+
+  void push(const httplib::Request& req, httplib::Response& res, const std::smatch& path) {
+    const std::string token = path[1].str();
+    const bool fail = path[2].matched;
+    // The token first: an unknown one is a 404 whatever else the request says, and nothing
+    // is written for it.
+    const auto id = push_tokens_.find(token);
+    if (!id) throw ApiError(404, "unknown push token");
+    const BeatReport beat = beat_report(req, fail);
+    if (options_.commands) {
+      options_.commands->beat(*id, beat);
+    } else {
+      switch (store_.enqueue_beat(*id, beat)) {
+        case Store::BeatQueued::queued:
+          break;
+        case Store::BeatQueued::unknown_service:
+          push_tokens_.forget(token);
+          throw ApiError(404, "unknown push token");
+        case Store::BeatQueued::full:
+          throw ApiError(503,
+                         "too many beats waiting for the runner process: is `vigil runner` "
+                         "running on this database?");
+      }
+    }
+    res.status = 200;
+    res.set_content("OK", "text/plain");
+  }
+
+  static BeatReport beat_report(const httplib::Request& req, bool fail) {
+    // Query and form fields (httplib parses both into params), or a JSON object body.
+    std::optional<std::string> status, message;
+    std::optional<double> duration;
+    if (req.has_param("status")) status = req.get_param_value("status");
+    if (req.has_param("msg")) message = req.get_param_value("msg");
+    if (req.has_param("duration_ms")) {
+      const auto text = req.get_param_value("duration_ms");
+      double value = 0;
+      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+      if (text.empty() || ec != std::errc{} || end != text.data() + text.size())
+        throw bad_request("duration_ms must be a number of milliseconds, 0 or more");
+      duration = value;
+    }
+    if (req.get_header_value("Content-Type").starts_with("application/json") && !req.body.empty()) {
+      const json body = body_object(req);
+      for (const auto& [key, value] : body.items()) {
+        if (key == "status" && value.is_string()) {
+          status = value.get<std::string>();
+        } else if (key == "msg" && value.is_string()) {
+          message = value.get<std::string>();
+        } else if (key == "duration_ms" && value.is_number()) {
+          duration = value.get<double>();
+        } else if (key == "status" || key == "msg" || key == "duration_ms") {
+          throw bad_request(key + ": wrong type, got " + dump(value));
+        } else {
+          throw bad_request("body: unknown key \"" + key + "\" (known: status, msg, duration_ms)");
+        }
+      }
+    }
+    BeatReport beat;
+    beat.at = now_ms();
+    beat.up = !fail;
+    if (status) {
+      if (*status != "up" && *status != "down") throw bad_request("status must be up or down");
+      if (fail && *status == "up") throw bad_request("status: /fail always records a failure");
+      beat.up = *status == "up";
+    }
+    if (message) {
+      if (message->size() > kMaxPushMessage)
+        throw bad_request("msg: at most " + std::to_string(kMaxPushMessage) + " bytes, got " +
+                          std::to_string(message->size()));
+      beat.message = std::move(*message);
+    }
+    if (duration) {
+      if (!std::isfinite(*duration) || *duration < 0 || *duration > 1e10)
+        throw bad_request("duration_ms must be a number of milliseconds, 0 or more");
+      beat.duration_ms = *duration;
+    }
+    return beat;
+  }
+
+  static ServiceFilter service_filter(const httplib::Request& req) {
+    ServiceFilter filter;
+    filter.now = now_ms();
+    const auto text = [&](const char* name) -> std::optional<std::string> {
+      if (!req.has_param(name)) return std::nullopt;
+      auto value = req.get_param_value(name);
+      if (value.empty()) throw bad_request(std::string(name) + " must not be empty");
+      return value;
+    };
+    filter.team = text("team");
+    filter.tag = text("tag");
+    if (const auto status = text("status")) {
+      if (*status != "up" && *status != "down") throw bad_request("status must be up or down");
+      filter.status = *status == "up" ? EventKind::uptime : EventKind::downtime;
+    }
+    filter.muted = bool_param(req, "muted");
+    if (const auto kind = text("kind")) {
+      if (*kind != "http" && *kind != "heartbeat")
+        throw bad_request("kind must be http or heartbeat");
+      filter.kind = *kind == "http" ? ServiceKind::http : ServiceKind::heartbeat;
+    }
+    if (req.has_param("limit")) filter.limit = parse_limit(req);
+    if (req.has_param("offset")) {
+      const auto offset = parse_int64(req.get_param_value("offset"));
+      if (!offset || *offset < 0 || *offset > 1'000'000'000)
+        throw bad_request("offset must be an integer, 0 or more");
+      filter.offset = static_cast<int>(*offset);
+    }
+    return filter;
+  }
+
+  static void send_service(httplib::Response& res, int status, const ServiceView& view,
+                           bool with_push_token) {
+    std::string data = R"({"service":)";
+    append_service_json(data, view, with_push_token);
+    data += '}';
+    send_json_text(res, status, envelope_text(status, data));
+  }
+
+  static ApiError file_owned(const Service& service, const std::string& what_to_do) {
+    return ApiError(409, "service " + std::to_string(service.id) + " (\"" + service.spec.name +
+                             "\") is managed by the services file: " + what_to_do);
+  }
+
+  // ---- end of issue 3 ----
+
+  void events(const httplib::Request& req, httplib::Response& res, const std::smatch& path) {
+    const ServiceId id = parse_service_id(path[1].str());
     const int limit = parse_limit(req);
     std::optional<std::int64_t> before;
     if (req.has_param("before")) {
@@ -442,8 +855,8 @@ class ApiServer::Impl {
     send_json_text(res, 200, envelope_text(200, data));
   }
 
-  void ticks(const httplib::Request& req, httplib::Response& res) {
-    const ServiceId id = parse_service_id(req.matches[1].str());
+  void ticks(const httplib::Request& req, httplib::Response& res, const std::smatch& path) {
+    const ServiceId id = parse_service_id(path[1].str());
     const auto from = time_param(req, "from");
     const auto to = time_param(req, "to");
     if (from && to && *to < *from) throw bad_request("from must not be after to");
@@ -461,7 +874,7 @@ class ApiServer::Impl {
     send_json_text(res, 200, envelope_text(200, data));
   }
 
-  void healthz(const httplib::Request&, httplib::Response& res) {
+  void healthz(const httplib::Request&, httplib::Response& res, const std::smatch&) {
     json data = json::object();
     std::vector<std::string> failed;
     try {
@@ -492,7 +905,7 @@ class ApiServer::Impl {
     send_json(res, 503, body);
   }
 
-  void metrics(const httplib::Request&, httplib::Response& res) {
+  void metrics(const httplib::Request&, httplib::Response& res, const std::smatch&) {
     res.status = 200;
     res.set_content(prometheus::TextSerializer().Serialize(registry_.Collect()), kPrometheusType);
   }
@@ -504,20 +917,25 @@ class ApiServer::Impl {
   Store& store_;
   prometheus::Registry& registry_;
   HealthCheck health_;
+  const ApiOptions options_;
+  const AccessTokens tokens_;
+  PushTokenIndex push_tokens_;
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& durations_;
   const prometheus::Histogram::BucketBoundaries buckets_;
 
   httplib::Server server_;
   std::vector<Route> routes_;
+  std::vector<Endpoint> endpoints_;
   std::mutex lifecycle_mutex_;
   bool started_ = false;  // guarded by lifecycle_mutex_
   std::atomic<bool> listen_done_{false};
   std::thread thread_;
 };
 
-ApiServer::ApiServer(Store& store, prometheus::Registry& registry, HealthCheck health)
-    : impl_(std::make_unique<Impl>(store, registry, std::move(health))) {}
+ApiServer::ApiServer(Store& store, prometheus::Registry& registry, HealthCheck health,
+                     ApiOptions options)
+    : impl_(std::make_unique<Impl>(store, registry, std::move(health), std::move(options))) {}
 
 ApiServer::~ApiServer() = default;
 

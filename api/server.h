@@ -1,9 +1,24 @@
-// ApiServer: the HTTP API (cpp-httplib) on its own thread pool. It only reads the Store and the
-// Prometheus registry; it never mutates runner state.
+// ApiServer: the HTTP API (cpp-httplib) on its own thread pool. It reads the Store and the
+// Prometheus registry, writes services to the Store, and hands changes and pushed beats to the
+// runner through ServiceCommands; it never mutates runner state itself.
 //
 // Routes (every JSON body is the envelope {"status","status_desc","data"[,"error"]}):
-//   GET /v1/services                      all active services with metric and open event
-//   GET /v1/services/{id}                 one service (404 when unknown)
+//   GET /v1/services                      active services with metric and open event, ordered
+//                                         by id; filters ?team= &tag= &status=up|down
+//                                         &muted=true|false &kind=http|heartbeat, pages with
+//                                         ?limit=1..1000 &offset=; data.services.next is the
+//                                         next offset when the page is full, else null
+//   POST /v1/services                     create (write): 201 {"service"} (with push_token);
+//                                         400 bad field (the services file's message), 409
+//                                         name taken
+//   GET /v1/services/{id}                 one service (404 when unknown); push_token shown to
+//                                         writers and API_READ_TOKEN holders
+//   PATCH /v1/services/{id}               partial update (write): fields replace, null resets;
+//                                         "active": true|false; 409 for a file service
+//   DELETE /v1/services/{id}[?purge=true] deactivate (write), or delete with its history
+//   GET|HEAD|POST /v1/push/{token}[/fail] a heartbeat report: 200 "OK"; 404 unknown token,
+//                                         nothing written; ?status=up|down &msg= &duration_ms=
+//                                         (also as a form or JSON body)
 //   GET /v1/services/{id}/events          ?limit=1..1000 (100) &before=<event id>, newest first;
 //                                         data.events.next is the `before` of the next page
 //                                         when the page is full, else null
@@ -15,9 +30,13 @@
 //                                         vigil_api_requests_total{route,code} and
 //                                         vigil_api_request_duration_seconds{route}
 // Errors use the envelope with "error": 400 bad parameter (an id that is not a positive integer,
-// a bad limit/before/from/to, from after to; the message names the parameter), 404 unknown id
-// or route, 405 wrong method on a known path (with Allow), 413 body over 64 KiB, 500 storage
+// a bad limit/before/from/to, from after to; the message names the parameter), 401 token
+// missing, 403 wrong token or a remote write without API_TOKEN, 404 unknown id or route, 405
+// wrong method on a known path (with Allow), 409 conflict, 413 body over 64 KiB, 500 storage
 // failure or any exception (generic message; details go to the log only).
+// Access: writes need API_TOKEN as a bearer token, or a loopback client when it is unset; the
+// /v1 reads and /metrics need API_READ_TOKEN (or API_TOKEN) when it is set; /healthz and the
+// push routes (their token is in the path) are open.
 // Connections time out after 5 s without progress; idle keep-alive connections after 1 s.
 #pragma once
 
@@ -25,6 +44,8 @@
 #include <memory>
 #include <string>
 
+#include "api/commands.h"
+#include "config/config.h"
 #include "storage/store.h"
 
 namespace prometheus {
@@ -42,10 +63,20 @@ struct HealthReport {
 };
 using HealthCheck = std::function<HealthReport()>;
 
+struct ApiOptions {
+  std::string write_token;    // API_TOKEN; empty: writes only from loopback clients
+  std::string read_token;     // API_READ_TOKEN; empty: reads open
+  Settings service_defaults;  // default interval and timeout for created services
+  // The runner of this process, or null (`vigil api`): then a pushed beat is queued in the
+  // database for the runner process, and writes reach it through its ChangeFeed.
+  ServiceCommands* commands = nullptr;
+};
+
 class ApiServer {
  public:
-  // `store` and `registry` must outlive the server.
-  ApiServer(Store& store, prometheus::Registry& registry, HealthCheck health);
+  // `store`, `registry` and `options.commands` must outlive the server.
+  ApiServer(Store& store, prometheus::Registry& registry, HealthCheck health,
+            ApiOptions options = {});
   ~ApiServer();  // stops
   ApiServer(const ApiServer&) = delete;
   ApiServer& operator=(const ApiServer&) = delete;

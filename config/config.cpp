@@ -10,6 +10,9 @@
 #include <set>
 #include <sstream>
 
+#include "config/conditions.h"
+#include "config/probe_options.h"
+
 namespace vigil {
 namespace {
 
@@ -23,7 +26,11 @@ const char* const kKnownVariables[] = {"API_HOST",
                                        "RUNNER_HTTP_TIMEOUT_SECONDS",
                                        "RUNNER_MAX_CONCURRENCY",
                                        "PROBER_REGION",
-                                       "LOG_LEVEL"};
+                                       "LOG_LEVEL",
+                                       "API_TOKEN",
+                                       "API_READ_TOKEN",
+                                       "RETENTION_DAYS",
+                                       "CLEANUP_INTERVAL_SECONDS"};
 
 std::string trim(std::string_view s) {
   const auto begin = s.find_first_not_of(" \t\r");
@@ -39,7 +46,11 @@ std::string shown(const json& value) {
   return text;
 }
 
-std::string json_quoted(std::string_view s) { return json(std::string(s)).dump(); }
+// Invalid UTF-8 (a .env line is raw bytes) is replaced, not thrown: found by fuzz/settings_fuzzer,
+// `FOO\xff=1` in .env made vigil exit 1 with nlohmann's type_error instead of this ConfigError.
+std::string json_quoted(std::string_view s) {
+  return json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 // Strictly parses a whole string as a finite decimal number.
 std::optional<double> parse_number(std::string_view text) {
@@ -73,16 +84,20 @@ bool is_token_char(unsigned char c) {
          std::string_view("!#$%&'*+-.^_`|~").find(char(c)) != std::string_view::npos;
 }
 
-// Checks an http(s) URL enough to catch typos at start-up: scheme, a host, an optional numeric
-// port in range, no whitespace. Returns the problem, or nothing when the URL is acceptable.
+// Checks a probe URL enough to catch typos at start-up: scheme (http, https, or tcp for a TCP
+// check), a host, an optional numeric port in range (required for tcp, which takes nothing
+// after it), no whitespace. Returns the problem, or nothing when the URL is acceptable.
 std::optional<std::string> url_problem(const std::string& url) {
   std::string_view rest(url);
+  const bool tcp = rest.starts_with("tcp://");
   if (rest.starts_with("http://")) {
     rest.remove_prefix(7);
   } else if (rest.starts_with("https://")) {
     rest.remove_prefix(8);
+  } else if (tcp) {
+    rest.remove_prefix(6);
   } else {
-    return "must start with http:// or https://";
+    return "must start with http://, https:// or tcp://";
   }
   for (unsigned char c : url)
     if (std::isspace(c) || std::iscntrl(c))
@@ -108,31 +123,10 @@ std::optional<std::string> url_problem(const std::string& url) {
     const auto number = parse_integer(port);
     if (!number || *number < 1 || *number > 65535) return "has an invalid port";
   }
+  if (tcp && port.empty()) return "needs a port (tcp://host:port)";
+  if (tcp && rest.size() > authority.size() && rest.substr(authority.size()) != "/")
+    return "takes nothing after the port (tcp://host:port)";
   return std::nullopt;
-}
-
-StatusRange parse_status_item(const json& item, const std::string& where) {
-  auto valid = [](long long code) { return code >= 100 && code <= 599; };
-  if (item.is_number_integer()) {
-    const auto code = item.get<long long>();
-    if (!valid(code))
-      throw ConfigError(where + ": status code " + shown(item) + " is not in 100-599");
-    return {int(code), int(code)};
-  }
-  if (item.is_string()) {
-    const auto text = item.get<std::string>();
-    const auto dash = text.find('-');
-    const auto lo = parse_integer(trim(std::string_view(text).substr(0, dash)));
-    const auto hi = dash == std::string::npos
-                        ? lo
-                        : parse_integer(trim(std::string_view(text).substr(dash + 1)));
-    if (!lo || !hi || !valid(*lo) || !valid(*hi) || *lo > *hi)
-      throw ConfigError(where + ": " + shown(item) +
-                        " is not a status code or a range like \"200-299\" within 100-599");
-    return {int(*lo), int(*hi)};
-  }
-  throw ConfigError(where + ": expected a status code or a range like \"200-299\", got " +
-                    shown(item));
 }
 
 double seconds_field(const json& value, const std::string& where) {
@@ -144,19 +138,167 @@ double seconds_field(const json& value, const std::string& where) {
   return seconds;
 }
 
+// ---- service management and heartbeats (issue 3): kind, heartbeat and metadata keys ----
+
+// Keys only a probed service has, and keys only a heartbeat has.
+const char* const kProbeOnlyKeys[] = {"url", "timeout_seconds", "method", "headers",
+                                      "expected_status"};
+const char* const kHeartbeatOnlyKeys[] = {"grace_seconds", "threshold"};
+constexpr std::size_t kMaxTextField = 200;  // team, each tag
+constexpr std::size_t kMaxTags = 32;
+
+bool has_control_characters(std::string_view text) {
+  return std::any_of(text.begin(), text.end(), [](unsigned char c) { return std::iscntrl(c); });
+}
+
+// "kind", and the keys the other kind does not take. A heartbeat is not probed, so it has no
+// url, and it must say how often it reports.
+ServiceKind parse_kind(const json& entry, const std::string& at) {
+  ServiceKind kind = ServiceKind::http;
+  if (entry.contains("kind")) {
+    const auto& value = entry["kind"];
+    if (!value.is_string() || (value != "http" && value != "heartbeat"))
+      throw ConfigError(at + ".kind: expected \"http\" or \"heartbeat\", got " + shown(value));
+    if (value == "heartbeat") kind = ServiceKind::heartbeat;
+  }
+  if (kind == ServiceKind::heartbeat) {
+    for (const char* key : kProbeOnlyKeys)
+      if (entry.contains(key))
+        throw ConfigError(at + "." + key +
+                          ": not allowed for a heartbeat (it is not probed; it reports in)");
+    if (!entry.contains("interval_seconds"))
+      throw ConfigError(at + ".interval_seconds: required for a heartbeat (how often it reports)");
+  } else {
+    for (const char* key : kHeartbeatOnlyKeys)
+      if (entry.contains(key))
+        throw ConfigError(at + "." + key + ": only for a service of kind \"heartbeat\"");
+  }
+  return kind;
+}
+
+void parse_heartbeat_fields(const json& entry, const std::string& at, ServiceSpec& spec) {
+  if (spec.kind != ServiceKind::heartbeat) return;
+  // A year bounds interval x threshold + grace far from any overflow, and is longer than any
+  // schedule a heartbeat watches.
+  constexpr Millis kMaxHeartbeatSpan{365LL * 86'400'000};
+  if (spec.interval > kMaxHeartbeatSpan)
+    throw ConfigError(at + ".interval_seconds: " + shown(entry["interval_seconds"]) +
+                      " is above the maximum for a heartbeat of 31536000 (365 days)");
+  // Default slack: a tenth of the interval, so a job that runs a little late is not down.
+  spec.grace = spec.interval / 10;
+  if (entry.contains("grace_seconds")) {
+    const auto& value = entry["grace_seconds"];
+    if (!value.is_number() || !std::isfinite(value.get<double>()) || value.get<double>() < 0)
+      throw ConfigError(at + ".grace_seconds: expected a number of seconds, 0 or more, got " +
+                        shown(value));
+    if (value.get<double>() > 31'536'000)
+      throw ConfigError(at + ".grace_seconds: " + shown(value) +
+                        " is above the maximum of 31536000 (365 days)");
+    spec.grace = seconds_to_millis(value.get<double>());
+  }
+  if (entry.contains("threshold")) {
+    const auto& value = entry["threshold"];
+    if (!value.is_number_integer() || value.get<long long>() < 1 || value.get<long long>() > 1000)
+      throw ConfigError(at + ".threshold: expected a whole number of missed intervals from 1 to " +
+                        "1000, got " + shown(value));
+    spec.threshold = int(value.get<long long>());
+  }
+}
+
+// A short single-line label: team, a tag.
+std::string label_field(const json& value, const std::string& where) {
+  if (!value.is_string()) throw ConfigError(where + ": expected a string, got " + shown(value));
+  const auto text = value.get<std::string>();
+  if (text.empty() || text != trim(text) || text.size() > kMaxTextField ||
+      has_control_characters(text))
+    throw ConfigError(where + ": " + shown(value) +
+                      " must be 1 to 200 characters without leading or trailing spaces or "
+                      "control characters");
+  return text;
+}
+
+// What people route alerts with: team, priority, runbook, tags, and the mute with its snooze.
+void parse_routing_metadata(const json& entry, const std::string& at, ServiceSpec& spec) {
+  if (entry.contains("team")) spec.team = label_field(entry["team"], at + ".team");
+  if (entry.contains("priority")) {
+    const auto& value = entry["priority"];
+    const std::string text = value.is_string() ? value.get<std::string>() : "";
+    if (text.size() != 2 || text[0] != 'p' || text[1] < '1' || text[1] > '5')
+      throw ConfigError(at + ".priority: expected one of \"p1\" (most urgent) to \"p5\", got " +
+                        shown(value));
+    spec.priority = text[1] - '0';
+  }
+  if (entry.contains("runbook")) {
+    const auto& value = entry["runbook"];
+    if (!value.is_string())
+      throw ConfigError(at + ".runbook: expected an http(s) URL, got " + shown(value));
+    spec.runbook = value.get<std::string>();
+    const bool web = spec.runbook.starts_with("http://") || spec.runbook.starts_with("https://");
+    const auto problem = web ? url_problem(spec.runbook)
+                             : std::optional<std::string>("must start with http:// or https://");
+    if (problem) throw ConfigError(at + ".runbook: " + json_quoted(spec.runbook) + " " + *problem);
+  }
+  if (entry.contains("tags")) {
+    const auto& tags = entry["tags"];
+    if (!tags.is_array() || tags.size() > kMaxTags)
+      throw ConfigError(at + ".tags: expected a list of at most 32 strings, got " + shown(tags));
+    for (std::size_t i = 0; i < tags.size(); ++i) {
+      auto tag = label_field(tags[i], at + ".tags[" + std::to_string(i) + "]");
+      if (std::find(spec.tags.begin(), spec.tags.end(), tag) != spec.tags.end())
+        throw ConfigError(at + ".tags[" + std::to_string(i) + "]: duplicate tag " +
+                          json_quoted(tag));
+      spec.tags.push_back(std::move(tag));
+    }
+  }
+  if (entry.contains("muted")) {
+    if (!entry["muted"].is_boolean())
+      throw ConfigError(at + ".muted: expected true or false, got " + shown(entry["muted"]));
+    spec.muted = entry["muted"].get<bool>();
+  }
+  if (entry.contains("muted_until")) {
+    const auto& value = entry["muted_until"];
+    if (!value.is_number() || !std::isfinite(value.get<double>()) || value.get<double>() < 0 ||
+        value.get<double>() > 1e11)
+      throw ConfigError(at + ".muted_until: expected a unix time in seconds, got " + shown(value));
+    // A snooze is a mute that ends by itself: muted_until alone means muted.
+    if (entry.contains("muted") && !spec.muted)
+      throw ConfigError(at + ".muted_until: a snooze needs \"muted\": true (or no \"muted\")");
+    spec.muted = true;
+    spec.muted_until = TimePoint(seconds_to_millis(value.get<double>()));
+  }
+}
+
+// ---- end of service management ----
+
 ServiceSpec parse_service(const json& entry, const std::string& where, const Settings& settings) {
   if (!entry.is_object()) throw ConfigError(where + ": expected an object, got " + shown(entry));
-  static const std::set<std::string> known = {
-      "name", "url", "interval_seconds", "timeout_seconds", "method", "headers", "expected_status"};
+  static const std::set<std::string> known = {"name",
+                                              "url",
+                                              "interval_seconds",
+                                              "timeout_seconds",
+                                              "method",
+                                              "headers",
+                                              "expected_status",
+                                              "kind",
+                                              "grace_seconds",
+                                              "threshold",
+                                              "team",
+                                              "priority",
+                                              "runbook",
+                                              "tags",
+                                              "muted",
+                                              "muted_until"};
   // Name the service in every message once it is known.
   const std::string named = entry.contains("name") && entry["name"].is_string()
                                 ? where + " (" + json_quoted(entry["name"].get<std::string>()) + ")"
                                 : where;
   for (const auto& [key, value] : entry.items())
-    if (!known.contains(key))
+    if (!known.contains(key) && !is_probe_option_key(key))
       throw ConfigError(named + ": unknown key " + json_quoted(key) +
                         " (known: name, url, interval_seconds, timeout_seconds, method, headers, "
-                        "expected_status)");
+                        "expected_status, kind, grace_seconds, threshold, team, priority, "
+                        "runbook, tags, muted, muted_until, " +
+                        probe_option_keys_text() + ")");
 
   ServiceSpec spec;
   if (!entry.contains("name") || !entry["name"].is_string() ||
@@ -169,12 +311,15 @@ ServiceSpec parse_service(const json& entry, const std::string& where, const Set
                       " must not have leading or trailing spaces and be at most 200 characters");
   const std::string& at = named;
 
-  if (!entry.contains("url") || !entry["url"].is_string())
-    throw ConfigError(at + ".url: required, a string" +
-                      (entry.contains("url") ? ", got " + shown(entry["url"]) : ""));
-  spec.url = entry["url"].get<std::string>();
-  if (auto problem = url_problem(spec.url))
-    throw ConfigError(at + ".url: " + json_quoted(spec.url) + " " + *problem);
+  spec.kind = parse_kind(entry, at);  // issue 3: a heartbeat has no url
+  if (spec.kind == ServiceKind::http) {
+    if (!entry.contains("url") || !entry["url"].is_string())
+      throw ConfigError(at + ".url: required, a string" +
+                        (entry.contains("url") ? ", got " + shown(entry["url"]) : ""));
+    spec.url = entry["url"].get<std::string>();
+    if (auto problem = url_problem(spec.url))
+      throw ConfigError(at + ".url: " + json_quoted(spec.url) + " " + *problem);
+  }
 
   spec.interval = settings.default_interval;
   if (entry.contains("interval_seconds")) {
@@ -229,17 +374,12 @@ ServiceSpec parse_service(const json& entry, const std::string& where, const Set
     }
   }
 
-  if (entry.contains("expected_status")) {
-    const auto& statuses = entry["expected_status"];
-    if (!statuses.is_array() || statuses.empty())
-      throw ConfigError(at +
-                        ".expected_status: expected a non-empty list of codes or ranges, got " +
-                        shown(statuses));
-    spec.expected_status.clear();
-    for (std::size_t i = 0; i < statuses.size(); ++i)
-      spec.expected_status.push_back(
-          parse_status_item(statuses[i], at + ".expected_status[" + std::to_string(i) + "]"));
-  }
+  if (entry.contains("expected_status"))
+    spec.expected_status = parse_status_ranges(entry["expected_status"], at + ".expected_status");
+
+  parse_heartbeat_fields(entry, at, spec);  // issue 3
+  parse_routing_metadata(entry, at, spec);  // issue 3
+  parse_probe_options(entry, at, spec);     // issue 4: conditions, TLS, TCP, thresholds
   return spec;
 }
 
@@ -325,6 +465,30 @@ Settings load_settings(const EnvMap& env) {
     if (!level) throw bad("LOG_LEVEL", *v, "one of debug, info, warn, error");
     settings.log_level = *level;
   }
+
+  // Issue 3: write/read tokens, tick retention.
+  const auto token = [&](const char* name) -> std::string {
+    const auto value = get(name);
+    if (!value) return {};
+    // Sent in an Authorization header: printable ASCII without spaces. Long enough that it
+    // cannot be guessed online. The value is never echoed: it is a secret.
+    const bool printable = std::all_of(value->begin(), value->end(),
+                                       [](unsigned char c) { return c > 0x20 && c < 0x7f; });
+    if (!printable || value->size() < 16)
+      throw ConfigError(std::string(name) +
+                        ": expected at least 16 printable characters without spaces (for "
+                        "example the output of `openssl rand -hex 32`)");
+    return *value;
+  };
+  settings.api_token = token("API_TOKEN");
+  settings.api_read_token = token("API_READ_TOKEN");
+  if (auto v = get("RETENTION_DAYS")) {
+    const auto days = parse_number(*v);
+    if (!days || *days < 0 || *days > 100'000)
+      throw bad("RETENTION_DAYS", *v, "a number of days from 0 (keep forever) to 100000");
+    settings.tick_retention = seconds_to_millis(*days * 86'400);
+  }
+  if (auto v = seconds("CLEANUP_INTERVAL_SECONDS", 1)) settings.cleanup_interval = *v;
   return settings;
 }
 
@@ -333,7 +497,7 @@ std::vector<ServiceSpec> parse_services(const std::string& json_text, const std:
   json document;
   try {
     document = json::parse(json_text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for 1e400 (fuzz finding)
     throw ConfigError(source + ": not valid JSON: " + e.what());
   }
   // The file is a list of services, or an object with a "services" list (room for other
@@ -370,5 +534,94 @@ std::vector<ServiceSpec> load_services_file(const std::string& path, const Setti
   text << in.rdbuf();
   return parse_services(text.str(), path, settings);
 }
+
+}  // namespace vigil
+
+namespace vigil {
+
+// ---- service management (issue 3): one service object, its JSON form, a PATCH ----
+
+ServiceSpec parse_service_spec(const json& entry, const std::string& where,
+                               const Settings& settings) {
+  return parse_service(entry, where, settings);
+}
+
+namespace {
+
+json seconds_json(Millis ms) {
+  // Whole seconds stay integers, so a merged PATCH reads back as the user wrote it.
+  if (ms.count() % 1000 == 0) return ms.count() / 1000;
+  return double(ms.count()) / 1000.0;
+}
+
+json status_item_json(const StatusRange& range) {
+  if (range.lo == range.hi) return range.lo;
+  return std::to_string(range.lo) + "-" + std::to_string(range.hi);
+}
+
+}  // namespace
+
+json service_spec_json(const ServiceSpec& spec) {
+  // Every key parse_service reads must be written here: merge_service_patch builds on it, and a
+  // key left out would be reset by any PATCH (config_test checks the round trip).
+  json out = json::object();
+  out["name"] = spec.name;
+  out["kind"] = to_string(spec.kind);
+  out["interval_seconds"] = seconds_json(spec.interval);
+  if (spec.kind == ServiceKind::http) {
+    out["url"] = spec.url;
+    out["timeout_seconds"] = seconds_json(spec.timeout);
+    out["method"] = spec.method;
+    json headers = json::object();
+    for (const auto& [name, value] : spec.headers) headers[name] = value;
+    out["headers"] = headers;
+    json statuses = json::array();
+    for (const auto& range : spec.expected_status) statuses.push_back(status_item_json(range));
+    out["expected_status"] = statuses;
+    add_probe_options_json(spec.probe, out);  // issue 4
+  } else {
+    out["grace_seconds"] = seconds_json(spec.grace);
+    out["threshold"] = spec.threshold;
+  }
+  if (!spec.team.empty()) out["team"] = spec.team;
+  out["priority"] = "p" + std::to_string(spec.priority);
+  if (!spec.runbook.empty()) out["runbook"] = spec.runbook;
+  out["tags"] = spec.tags;
+  // "muted" only when true: a PATCH that only sets muted_until then means a snooze.
+  if (spec.muted) out["muted"] = true;
+  if (spec.muted && spec.muted_until)
+    out["muted_until"] = seconds_json(spec.muted_until->time_since_epoch());
+  return out;
+}
+
+json merge_service_patch(const ServiceSpec& current, const json& patch, const std::string& where,
+                         const Settings& settings) {
+  if (!patch.is_object())
+    throw ConfigError(where + ": expected an object of the fields to change, got " + shown(patch));
+  json merged = service_spec_json(current);
+  if (patch.contains("kind") && patch["kind"] != merged["kind"])
+    throw ConfigError(where + ".kind: cannot be changed (create a new service of the other kind)");
+
+  // Defaults derived from the interval follow a new interval unless set in the same PATCH.
+  if (patch.contains("interval_seconds")) {
+    if (!patch.contains("timeout_seconds") &&
+        current.timeout == std::min(settings.default_timeout, current.interval))
+      merged.erase("timeout_seconds");
+    if (!patch.contains("grace_seconds") && current.grace == current.interval / 10)
+      merged.erase("grace_seconds");
+  }
+  // Muting or unmuting starts over: the old snooze does not carry into the new state.
+  if (patch.contains("muted") && !patch.contains("muted_until")) merged.erase("muted_until");
+
+  for (const auto& [key, value] : patch.items()) {
+    if (value.is_null())
+      merged.erase(key);  // back to the default
+    else
+      merged[key] = value;
+  }
+  return merged;
+}
+
+// ---- end of service management ----
 
 }  // namespace vigil

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstddef>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -32,6 +33,11 @@ struct Settings {
   std::size_t max_concurrency = 1000;           // RUNNER_MAX_CONCURRENCY
   std::string region = "local";                 // PROBER_REGION
   LogLevel log_level = LogLevel::info;          // LOG_LEVEL
+  // Service management and heartbeats (issue 3).
+  std::string api_token;       // API_TOKEN: empty means writes only from loopback clients
+  std::string api_read_token;  // API_READ_TOKEN: empty means reads are open
+  Millis tick_retention{30LL * 24 * 3600 * 1000};  // RETENTION_DAYS; zero keeps ticks forever
+  Millis cleanup_interval{3'600'000};              // CLEANUP_INTERVAL_SECONDS
 };
 
 // Reads KEY=VALUE lines (blank lines and # comments skipped, optional `export `, values may be
@@ -45,12 +51,31 @@ EnvMap merged_environment(const EnvMap& dotenv);
 // Builds Settings from variables; unset ones keep their defaults.
 Settings load_settings(const EnvMap& env);
 
-// Parses the services file: a JSON list of services (see README). Defaults for interval and
-// timeout come from `settings`. Rejects unknown keys, bad URLs, duplicate names, non-number or
-// too small intervals, a timeout above the interval, bad methods, headers and status ranges.
+// Parses the services file: a JSON list of services (see README), each checked by
+// parse_service_spec. Defaults for interval and timeout come from `settings`. Rejects unknown
+// keys, bad URLs, duplicate names, non-number or too small intervals, a timeout above the
+// interval, bad methods, headers and status ranges, bad heartbeat and metadata fields.
 std::vector<ServiceSpec> parse_services(const std::string& json_text, const std::string& source,
                                         const Settings& settings);
 std::vector<ServiceSpec> load_services_file(const std::string& path, const Settings& settings);
+
+// One service object, from the services file or an API body, checked by the same rules with the
+// same messages. `where` starts every message ("services.json: services[2]", "service"); the
+// service's name follows it once known. Defaults come from `settings`. Throws ConfigError.
+ServiceSpec parse_service_spec(const nlohmann::json& entry, const std::string& where,
+                               const Settings& settings);
+
+// The service object that parse_service_spec reads back to a spec equal to `spec` (every
+// field explicit, optional ones omitted when empty). The base a PATCH is merged onto.
+nlohmann::json service_spec_json(const ServiceSpec& spec);
+
+// A PATCH body applied to `current`: each key of `patch` replaces the current value (whole
+// lists and objects), null resets it to its default. Values that were defaults derived from the
+// interval (timeout, grace) follow a changed interval; a changed mute drops the old snooze.
+// Returns the object to check with parse_service_spec. Throws ConfigError (prefixed by `where`)
+// when `patch` is not an object or tries to change the kind.
+nlohmann::json merge_service_patch(const ServiceSpec& current, const nlohmann::json& patch,
+                                   const std::string& where, const Settings& settings);
 
 // Minimum interval a service may declare.
 inline constexpr Millis kMinInterval{100};

@@ -8,6 +8,7 @@
 
 #include "config/logging.h"
 #include "runner/curl_handles.h"
+#include "runner/heartbeat.h"
 #include "runner/runner_metrics.h"
 #include "runner/scheduler.h"
 #include "runner/state_machine.h"
@@ -28,7 +29,21 @@ struct UpsertCommand {
 struct RemoveCommand {
   ServiceId id;
 };
-using Command = std::variant<UpsertCommand, RemoveCommand>;
+struct BeatCommand {
+  ServiceId id;
+  BeatReport beat;
+};
+using Command = std::variant<UpsertCommand, RemoveCommand, BeatCommand>;
+
+// Far enough for any heartbeat deadline, near enough that steady_clock (ns) cannot overflow.
+constexpr Millis kFarestDeadline{50LL * 365 * 24 * 3600 * 1000};
+
+// The steady-clock instant of a wall-clock one: deadlines are stored in wall time (ticks,
+// creation) but waited for on the steady clock.
+SteadyTime to_steady(TimePoint wall) {
+  const Millis ahead = std::clamp<Millis>(wall - now_ms(), -kFarestDeadline, kFarestDeadline);
+  return Clock::now() + ahead;
+}
 
 std::chrono::nanoseconds interval_of(const ServiceSpec& spec) {
   // A zero interval would make the scheduler spin on one service.
@@ -38,7 +53,13 @@ std::chrono::nanoseconds interval_of(const ServiceSpec& spec) {
 // Whether a change of spec changes what a probe does (and so an in-flight probe is stale).
 bool probe_changed(const ServiceSpec& a, const ServiceSpec& b) {
   return a.url != b.url || a.method != b.method || a.headers != b.headers ||
-         a.timeout != b.timeout || a.expected_status != b.expected_status;
+         a.timeout != b.timeout || a.expected_status != b.expected_status ||
+         a.probe != b.probe;  // probe depth (issue 4): conditions, TLS, TCP, thresholds
+}
+
+// Probe depth (issue 4): the spec's failure/success thresholds for the state machine.
+Thresholds thresholds_of(const ServiceSpec& spec) {
+  return {spec.probe.failure_threshold, spec.probe.success_threshold};
 }
 
 }  // namespace
@@ -74,6 +95,13 @@ class Runner::Loop {
       if (it != services_.end() && stored != runtime.end()) {
         it->second.runtime = std::move(stored->second);
         metrics_.record_state(it->second.metrics, it->second.spec.name, it->second.runtime);
+        // A heartbeat's deadline follows from its stored last report (issue 3).
+        if (it->second.spec.kind == ServiceKind::heartbeat) {
+          if (it->second.runtime.last_beat_at)
+            metrics_.record_beat(it->second.metrics, it->second.spec.name,
+                                 *it->second.runtime.last_beat_at);
+          schedule_heartbeat(it->second, id);
+        }
       }
     }
     last_alive_ms_ = to_unix_ms(now_ms());
@@ -111,6 +139,10 @@ class Runner::Loop {
     ServiceId service;
     std::unique_ptr<Probe> probe;
     TimePoint started;  // wall clock, becomes tick.ts
+    // Probe depth: a TCP conversation after the transfer (see Probe::transfer_done). While set,
+    // the probe is in talking_ and its easy handle stays in the multi.
+    std::optional<SocketWait> waiting = std::nullopt;
+    CURLcode code = CURLE_OK;  // the transfer's, for finish()
   };
 
   // Everything the runner keeps per service, kept small for 100,000 services.
@@ -121,6 +153,10 @@ class Runner::Loop {
     SteadyTime next_due;           // the slot that heap entry holds
     std::unique_ptr<InFlight> in_flight;
     ServiceMetrics metrics;
+    // Heartbeats (issue 3): when silence gives the next down tick. Reports move it later
+    // without touching the heap; the heap entry, when it pops early, is pushed again.
+    SteadyTime deadline;
+    TimePoint created_at;  // the deadline's base until the first report
   };
 
   void run() {
@@ -131,7 +167,10 @@ class Runner::Loop {
         log_info("runner: stopping; waiting for " + std::to_string(in_flight_count_.load()) +
                  " probes in flight");
       }
-      if (!draining) start_due_probes(Clock::now());
+      if (!draining) {
+        fire_missed_heartbeats(Clock::now());
+        start_due_probes(Clock::now());
+      }
       int running = 0;
       const CURLMcode performed = curl_multi_perform(multi_.get(), &running);
       if (performed != CURLM_OK) {
@@ -140,12 +179,15 @@ class Runner::Loop {
       collect_finished();
       if (draining && in_flight_count_ == 0) break;
 
-      const CURLMcode polled =
-          curl_multi_poll(multi_.get(), nullptr, 0, poll_timeout_ms(draining), nullptr);
+      prepare_conversation_fds();  // probe depth: TCP conversations' sockets join the poll
+      const CURLMcode polled = curl_multi_poll(multi_.get(), conversation_fds_.data(),
+                                               static_cast<unsigned>(conversation_fds_.size()),
+                                               poll_timeout_ms(draining), nullptr);
       if (polled != CURLM_OK) {
         log_error(std::string("runner: curl_multi_poll: ") + curl_multi_strerror(polled));
         std::this_thread::sleep_for(10ms);  // do not spin on a persistent error
       }
+      advance_conversations();
       last_alive_ms_ = to_unix_ms(now_ms());
     }
     log_info("runner: stopped");
@@ -167,6 +209,8 @@ class Runner::Loop {
     for (auto& command : scratch_commands_) {
       if (auto* upsert_command = std::get_if<UpsertCommand>(&command)) {
         upsert(std::move(upsert_command->service), now);
+      } else if (auto* beat_command = std::get_if<BeatCommand>(&command)) {
+        beat(beat_command->id, std::move(beat_command->beat));
       } else {
         remove(std::get<RemoveCommand>(command).id);
       }
@@ -183,6 +227,25 @@ class Runner::Loop {
     auto [it, inserted] = services_.try_emplace(service.id);
     Entry& entry = it->second;
     ServiceSpec& spec = service.spec;
+    entry.created_at = service.created_at;
+    if (!inserted && entry.spec.kind != spec.kind) {
+      // A probed service became a heartbeat or back: its schedule starts over, its history stays.
+      abandon(entry);
+      entry.generation = ++generation_counter_;  // the old heap entry becomes stale
+      if (spec.kind == ServiceKind::heartbeat) {
+        entry.spec = std::move(spec);
+        schedule_heartbeat(entry, service.id);
+        return;
+      }
+      entry.next_due = now + first_probe_offset(spec.name, interval_of(spec));
+      scheduler_.schedule(service.id, entry.next_due, entry.generation);
+      entry.spec = std::move(spec);
+      return;
+    }
+    if (spec.kind == ServiceKind::heartbeat) {
+      upsert_heartbeat(entry, service.id, std::move(spec), inserted);
+      return;
+    }
     if (inserted) {
       entry.generation = ++generation_counter_;
       entry.next_due = now + first_probe_offset(spec.name, interval_of(spec));
@@ -224,9 +287,88 @@ class Runner::Loop {
     metrics_.services.Set(double(services_.size()));
   }
 
+  // ---- heartbeats (issue 3) ----
+
+  void upsert_heartbeat(Entry& entry, ServiceId id, ServiceSpec spec, bool inserted) {
+    const bool renamed = !inserted && entry.spec.name != spec.name;
+    const bool timing_changed = inserted || entry.spec.interval != spec.interval ||
+                                entry.spec.grace != spec.grace ||
+                                entry.spec.threshold != spec.threshold;
+    entry.spec = std::move(spec);
+    if (renamed) {
+      metrics_.remove(entry.metrics);
+      metrics_.record_state(entry.metrics, entry.spec.name, entry.runtime);
+      if (entry.runtime.last_beat_at)
+        metrics_.record_beat(entry.metrics, entry.spec.name, *entry.runtime.last_beat_at);
+    }
+    if (timing_changed) schedule_heartbeat(entry, id);
+    if (inserted) {
+      metrics_.services.Set(double(services_.size()));
+      log_debug("runner: added heartbeat " + entry.spec.name);
+    }
+  }
+
+  static SteadyTime deadline_of(const Entry& entry) {
+    return to_steady(heartbeat_deadline(entry.spec, entry.runtime, entry.created_at));
+  }
+
+  // Recomputes the deadline from the entry's state and gives it a fresh heap entry.
+  void schedule_heartbeat(Entry& entry, ServiceId id) {
+    entry.deadline = deadline_of(entry);
+    entry.generation = ++generation_counter_;
+    entry.next_due = entry.deadline;
+    deadlines_.schedule(id, entry.deadline, entry.generation);
+  }
+
+  void fire_missed_heartbeats(SteadyTime now) {
+    while (const auto due = deadlines_.pop_due(now)) {
+      auto it = services_.find(due->service);
+      if (it == services_.end() || it->second.generation != due->generation) continue;  // stale
+      Entry& entry = it->second;
+      if (entry.deadline > now) {
+        // A report moved the deadline since this slot was queued.
+        entry.next_due = entry.deadline;
+        deadlines_.schedule(due->service, entry.deadline, entry.generation);
+        continue;
+      }
+      record_result(entry, due->service, missed_heartbeat_result(), now_ms(), {});
+      entry.deadline = deadline_of(entry);
+      entry.next_due = entry.deadline;
+      deadlines_.schedule(due->service, entry.deadline, entry.generation);
+    }
+  }
+
+  void beat(ServiceId id, BeatReport beat) {
+    auto it = services_.find(id);
+    if (it == services_.end() || it->second.spec.kind != ServiceKind::heartbeat) {
+      log_debug("runner: beat for service " + std::to_string(id) + " ignored: not a heartbeat");
+      return;
+    }
+    Entry& entry = it->second;
+    // Ticks of one service stay in order: a beat queued before a missed-deadline tick was
+    // written is stamped no earlier than that tick.
+    TimePoint at = beat.at;
+    if (entry.runtime.last_tick_at && at < *entry.runtime.last_tick_at)
+      at = *entry.runtime.last_tick_at;
+    record_result(entry, id, beat_result(beat), at, beat.message);
+    entry.runtime.last_beat_at = at;
+    metrics_.record_beat(entry.metrics, entry.spec.name, at);
+
+    entry.deadline = deadline_of(entry);
+    if (entry.deadline < entry.next_due) {
+      // Earlier than the queued slot (a failure report, which has no threshold's slack).
+      entry.generation = ++generation_counter_;
+      entry.next_due = entry.deadline;
+      deadlines_.schedule(id, entry.deadline, entry.generation);
+    }
+  }
+
+  // ---- end of heartbeats ----
+
   // Drops an in-flight probe without recording anything.
   void abandon(Entry& entry) {
     if (!entry.in_flight) return;
+    std::erase(talking_, entry.in_flight.get());
     curl_multi_remove_handle(multi_.get(), entry.in_flight->probe->easy());
     entry.in_flight.reset();
     --in_flight_count_;
@@ -269,7 +411,7 @@ class Runner::Loop {
   void start_probe(Entry& entry, ServiceId id, SteadyTime due, SteadyTime now) {
     std::unique_ptr<Probe> probe;
     try {
-      probe = make_http_probe(entry.spec, options_.limits);
+      probe = make_probe(entry.spec, options_.limits);
     } catch (const std::exception& e) {
       log_error("runner: cannot start probe of " + entry.spec.name + ": " + e.what());
       return;
@@ -298,10 +440,61 @@ class Runner::Loop {
       const CURLcode code = message->data.result;
       char* user = nullptr;
       curl_easy_getinfo(easy, CURLINFO_PRIVATE, &user);
+      auto* done = reinterpret_cast<InFlight*>(user);
+      // Probe depth: a TCP probe may go on talking on the connection; its handle stays in.
+      done->code = code;
+      done->waiting = done->probe->transfer_done(code);
+      if (done->waiting) {
+        talking_.push_back(done);
+        continue;
+      }
       curl_multi_remove_handle(multi_.get(), easy);
-      finish(reinterpret_cast<InFlight*>(user), code);
+      finish(done, code);
     }
   }
+
+  // ---- probe depth (issue 4): TCP conversations and retries ----
+
+  // The sockets of the probes in a conversation, for curl_multi_poll's extra fds.
+  void prepare_conversation_fds() {
+    conversation_fds_.clear();
+    for (const InFlight* probe : talking_)
+      conversation_fds_.push_back({probe->waiting->socket, probe->waiting->events, 0});
+  }
+
+  // Lets each conversation whose socket is ready, or whose deadline passed, take its next step;
+  // a finished one is recorded like any probe.
+  void advance_conversations() {
+    if (talking_.empty()) return;
+    const auto now = Clock::now();
+    std::vector<InFlight*> finished;
+    for (std::size_t i = 0; i < talking_.size(); ++i) {
+      InFlight* probe = talking_[i];
+      const short revents = i < conversation_fds_.size() ? conversation_fds_[i].revents : 0;
+      if (revents == 0 && now < probe->waiting->deadline) continue;
+      probe->waiting = probe->probe->resume(revents);
+      if (!probe->waiting) finished.push_back(probe);
+    }
+    for (InFlight* probe : finished) {
+      std::erase(talking_, probe);
+      curl_multi_remove_handle(multi_.get(), probe->probe->easy());
+      finish(probe, probe->code);
+    }
+  }
+
+  // While failing but not yet down, the next probe comes after retry_interval rather than the
+  // interval; the schedule then continues from that slot.
+  void schedule_retry(Entry& entry, ServiceId id, const ProbeResult& result) {
+    const auto& retry = entry.spec.probe.retry_interval;
+    if (result.up || !retry || entry.runtime.open_event_kind == EventKind::downtime) return;
+    const SteadyTime due = Clock::now() + *retry;
+    if (due >= entry.next_due) return;
+    entry.generation = ++generation_counter_;  // the regular slot's heap entry becomes stale
+    entry.next_due = due;
+    scheduler_.schedule(id, due, entry.generation);
+  }
+
+  // ---- end of probe depth ----
 
   void finish(InFlight* done, CURLcode code) {
     auto it = services_.find(done->service);
@@ -317,8 +510,17 @@ class Runner::Loop {
     metrics_.in_flight.Set(double(in_flight_count_.load()));
 
     const ProbeResult result = owned->probe->finish(code);
-    TickOutcome outcome =
-        apply_probe_result(entry.runtime, done->service, result, owned->started, options_.region);
+    record_result(entry, done->service, result, owned->started, {});
+    schedule_retry(entry, done->service, result);  // probe depth
+  }
+
+  // A probe result or heartbeat report through the state machine, the metrics, the log and the
+  // sink: one path for every kind of service. `message` goes with the tick (heartbeats).
+  void record_result(Entry& entry, ServiceId id, const ProbeResult& result, TimePoint started,
+                     std::string message) {
+    TickOutcome outcome = apply_probe_result(entry.runtime, id, result, started, options_.region,
+                                             thresholds_of(entry.spec));
+    outcome.record.tick.message = std::move(message);
     metrics_.record_probe(entry.metrics, entry.spec.name, result);
     metrics_.record_state(entry.metrics, entry.spec.name, entry.runtime);
     if (outcome.transition) {
@@ -344,6 +546,14 @@ class Runner::Loop {
         wait = std::clamp<std::chrono::nanoseconds>(next->due - Clock::now(), 0ns, wait);
       }
     }
+    if (!draining) {
+      if (const auto next = deadlines_.peek()) {
+        wait = std::clamp<std::chrono::nanoseconds>(next->due - Clock::now(), 0ns, wait);
+      }
+    }
+    for (const InFlight* probe : talking_)  // probe depth: a conversation's deadline
+      wait =
+          std::clamp<std::chrono::nanoseconds>(probe->waiting->deadline - Clock::now(), 0ns, wait);
     // Round up: sleeping 0 ms for a slot 0.3 ms away would spin.
     return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wait).count());
   }
@@ -355,9 +565,13 @@ class Runner::Loop {
 
   // Runner thread only.
   Scheduler scheduler_;
+  Scheduler deadlines_;  // heartbeats: not probed, so never held back by max_concurrency
   std::unordered_map<ServiceId, Entry> services_;
   std::uint64_t generation_counter_ = 0;
   std::vector<Command> scratch_commands_;
+  // Probe depth: probes in a TCP conversation (owned by their Entry), and their poll fds.
+  std::vector<InFlight*> talking_;
+  std::vector<curl_waitfd> conversation_fds_;
 
   // Shared with other threads.
   std::mutex commands_mutex_;
@@ -384,6 +598,10 @@ void Runner::start(std::vector<Service> services,
 void Runner::upsert_service(Service service) { loop_->enqueue(UpsertCommand{std::move(service)}); }
 
 void Runner::remove_service(ServiceId id) { loop_->enqueue(RemoveCommand{id}); }
+
+void Runner::record_beat(ServiceId id, BeatReport beat) {
+  loop_->enqueue(BeatCommand{id, std::move(beat)});
+}
 
 void Runner::stop() { loop_->stop(); }
 

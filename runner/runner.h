@@ -58,6 +58,17 @@ class Runner {
   // The service is no longer probed; an in-flight probe of it is abandoned, unrecorded.
   void remove_service(ServiceId id);
 
+  // Heartbeats (issue 3): a service of kind heartbeat is not probed; it has a deadline in a heap
+  // of its own. Silent past last report + interval x threshold + grace (from its creation when
+  // it never reported), it gets a down tick with error kMissedHeartbeat, and then one more
+  // every interval + grace while it stays silent, so its uptime stays tick-based like a probed
+  // service's. At start() the deadline follows from the stored state, so a heartbeat that went
+  // silent while vigil was down is down right away.
+  // record_beat: a pushed report becomes a tick (up, or down at once whatever the threshold,
+  // with the message and duration) through the same state machine and sink as a probe, and
+  // moves the deadline. A beat for a service the runner does not have as a heartbeat is ignored.
+  void record_beat(ServiceId id, BeatReport beat);
+
   // Stops scheduling, lets in-flight probes finish (each ends by its own timeout), delivers
   // their ticks to the sink, and joins the thread. Idempotent.
   void stop();

@@ -48,13 +48,23 @@ std::string describe_result(const ProbeResult& result) {
 }  // namespace
 
 TickOutcome apply_probe_result(ServiceRuntime& state, ServiceId service, const ProbeResult& result,
-                               TimePoint started, const std::string& region) {
+                               TimePoint started, const std::string& region,
+                               Thresholds thresholds) {
   TickOutcome outcome;
   state.metric.add(result.up, result.response_ms);
   state.last_tick_at = started;
+  if (result.up) {
+    ++state.consecutive_successes;
+    state.consecutive_failures = 0;
+  } else {
+    ++state.consecutive_failures;
+    state.consecutive_successes = 0;
+  }
+  const int run = result.up ? state.consecutive_successes : state.consecutive_failures;
+  const bool run_long_enough = run >= (result.up ? thresholds.successes : thresholds.failures);
 
   const EventKind kind = kind_of(result);
-  if (!state.open_event_kind || *state.open_event_kind != kind) {
+  if (run_long_enough && (!state.open_event_kind || *state.open_event_kind != kind)) {
     Transition transition{kind, state.open_event_kind, std::nullopt};
     if (state.open_event_kind && state.open_event_started) {
       transition.previous_duration = started - *state.open_event_started;
@@ -73,6 +83,7 @@ TickOutcome apply_probe_result(ServiceRuntime& state, ServiceId service, const P
   tick.response_ms = result.response_ms;
   tick.error = result.error;
   tick.region = region;
+  tick.phases = result.phases;
   outcome.record.metric_after = state.metric;
   return outcome;
 }

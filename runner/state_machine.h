@@ -22,11 +22,22 @@ struct TickOutcome {
   std::optional<Transition> transition;
 };
 
-// Updates `state` (metric, open event) with the result of a probe that started at `started`,
-// and returns the record to store. An event opens on the first tick and whenever up/down
-// differs from the open event's kind.
+// Probe depth (issue 4): how many consecutive raw results of one kind it takes to change the
+// service's status (its open event). 1 and 1: every tick decides.
+struct Thresholds {
+  int failures = 1;   // consecutive down ticks before the service is down
+  int successes = 1;  // consecutive up ticks before it is up (again)
+};
+
+// Updates `state` (metric, counters, open event) with the result of a probe that started at
+// `started`, and returns the record to store. The tick and the metric are always the raw
+// result. An event of a kind opens, at this tick, once the current run of results of that kind
+// reaches its threshold and the open event (if any) is of the other kind; before the first
+// event the service has no status, so with thresholds above 1 the first event waits for its
+// run too.
 TickOutcome apply_probe_result(ServiceRuntime& state, ServiceId service, const ProbeResult& result,
-                               TimePoint started, const std::string& region);
+                               TimePoint started, const std::string& region,
+                               Thresholds thresholds = {});
 
 // "payments DOWN: HTTP 503 in 12 ms" / "payments DOWN: connection refused" / "payments UP after
 // 4m12s down" / (first tick) "payments UP: HTTP 200 in 8 ms": the log line for a transition.

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages vigil needs, when they are missing.
-#   scripts/install-deps.sh [build|test|bench]   (default: build)
+#   scripts/install-deps.sh [build|test|sanitize|fuzz|bench]   (default: build)
 # As root it runs apt-get; otherwise it prints the exact apt-get line and exits 1.
 set -euo pipefail
 
 profile="${1:-build}"
 packages=(build-essential cmake pkg-config
-  libcpp-httplib-dev libcurl4-openssl-dev libsqlitecpp-dev nlohmann-json3-dev
+  libcpp-httplib-dev libcurl4-openssl-dev libssl-dev libsqlitecpp-dev nlohmann-json3-dev
   prometheus-cpp-dev libgtest-dev)
 case "$profile" in
   build) ;;
-  test) packages+=(prometheus sqlite3 curl) ;;  # promtool checks /metrics; sqlite3 and curl for scripted tests
-  bench) packages+=(prometheus sqlite3 curl nginx-light wrk prometheus-blackbox-exporter libbenchmark-dev) ;;
-  *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
+  test) packages+=(prometheus sqlite3 curl openssl python3) ;;  # promtool checks /metrics; sqlite3 and curl for scripted tests; openssl makes the TLS tests' certificates; python3 runs tests/crash
+  sanitize) packages+=(prometheus sqlite3 curl openssl python3 libasan8 libubsan1 libtsan2) ;;  # the test suite under GCC's ASan/UBSan/TSan runtimes
+  fuzz) packages+=(clang libclang-rt-14-dev llvm) ;;  # libFuzzer and clang's sanitizer runtimes; llvm-symbolizer for readable reports
+  bench) packages+=(python3 sqlite3 nginx-light wrk prometheus-blackbox-exporter libbenchmark-dev) ;;  # bench/vigil_bench.py: the target, the load generator, the exporter compared; micro-benchmarks
+  *) echo "usage: $0 [build|test|sanitize|fuzz|bench]" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -34,7 +35,92 @@ struct StatusRange {
   friend bool operator==(const StatusRange&, const StatusRange&) = default;
 };
 
-// What the services file (or later the API) declares about one service.
+// ---- probe depth (issue 4): conditions, HTTP/TLS options, TCP conversation, thresholds ----
+
+struct CompiledConditions;  // config/conditions.h: the parsed, ready-to-evaluate form
+
+// The conditions a response must meet besides its status (which stays in expected_status).
+// `source` is the canonical JSON text of the services file's "conditions" object (without
+// "status"), empty when there are none: it is what is compared and stored. `compiled` is built
+// from it once, when the spec is parsed or read back, and shared by every copy of the spec.
+struct Conditions {
+  std::string source;
+  std::shared_ptr<const CompiledConditions> compiled;
+  bool empty() const { return source.empty(); }
+  friend bool operator==(const Conditions& a, const Conditions& b) { return a.source == b.source; }
+};
+
+enum class IpVersion { any, v4, v6 };
+
+// Every issue-4 field of a service, defaults as in the README. Persisted as one JSON column
+// (services.probe_options) holding only the fields that differ from these defaults.
+struct ProbeOptions {
+  Conditions conditions;
+  std::string body;  // request body (POST, PUT, PATCH, DELETE)
+  bool follow_redirects = true;
+  int max_redirects = 10;
+  bool insecure_skip_verify = false;
+  std::string ca_file;      // PEM bundle trusted instead of the system's
+  std::string client_cert;  // PEM
+  std::string client_key;   // PEM
+  std::string proxy;        // empty: no proxy (the http_proxy environment is ignored)
+  IpVersion ip_version = IpVersion::any;
+  std::string user_agent;                // empty: "vigil/<version>"
+  std::string tcp_send;                  // tcp:// only: written after connecting
+  std::string tcp_expect;                // tcp:// only: must be read back within the timeout
+  int failure_threshold = 1;             // consecutive down ticks before the service is down
+  int success_threshold = 1;             // consecutive up ticks before it is up again
+  std::optional<Millis> retry_interval;  // while failing but not yet down
+  friend bool operator==(const ProbeOptions&, const ProbeOptions&) = default;
+};
+
+// Non-overlapping phases of one probe, in ms, that add up to its total (response_ms): name
+// resolution, TCP connect, TLS handshake (0 without TLS), request sent to first response byte,
+// first byte to the end. A probe that stopped early charges the time to the phase it was in.
+struct PhaseTimings {
+  double resolve_ms = 0;
+  double connect_ms = 0;
+  double tls_ms = 0;
+  double processing_ms = 0;
+  double transfer_ms = 0;
+  double total_ms() const { return resolve_ms + connect_ms + tls_ms + processing_ms + transfer_ms; }
+  friend bool operator==(const PhaseTimings&, const PhaseTimings&) = default;
+};
+
+// ---- end of probe depth ----
+
+// ---- service management and heartbeats (issue 3): kind, source, alert-routing metadata ----
+
+// How a service is checked: probed over the network by the runner (http: any URL scheme the
+// probes support), or expected to push heartbeats to /v1/push/{push_token} (heartbeat).
+enum class ServiceKind { http, heartbeat };
+inline const char* to_string(ServiceKind kind) {
+  return kind == ServiceKind::heartbeat ? "heartbeat" : "http";
+}
+
+// Who owns a service row: the services file (reconciled at every start) or the write API. A
+// file sync never touches a service the API created, and the API does not edit file services.
+enum class ServiceSource { file, api };
+inline const char* to_string(ServiceSource source) {
+  return source == ServiceSource::api ? "api" : "file";
+}
+
+inline constexpr int kDefaultPriority = 3;  // p3
+
+// The error of the down tick a heartbeat gets when its deadline passes without a report.
+inline constexpr const char* kMissedHeartbeat = "missed heartbeat";
+
+// A heartbeat report pushed to /v1/push/{token}: what the API hands the runner.
+struct BeatReport {
+  TimePoint at;                       // when it arrived
+  bool up = true;                     // false: the job reported a failure (/fail, status=down)
+  std::string message;                // "msg", at most 1 KiB; stored with the tick
+  std::optional<double> duration_ms;  // how long the job ran; becomes the tick's response time
+};
+
+// ---- end of service management ----
+
+// What the services file or the write API declares about one service.
 struct ServiceSpec {
   std::string name;
   std::string url;
@@ -43,6 +129,21 @@ struct ServiceSpec {
   std::string method = "GET";
   std::vector<std::pair<std::string, std::string>> headers;  // sent in this order
   std::vector<StatusRange> expected_status{StatusRange{200, 399}};
+  ProbeOptions probe;  // probe depth (issue 4)
+
+  // Service management and heartbeats (issue 3).
+  ServiceKind kind = ServiceKind::http;
+  Millis grace{0};                  // heartbeat: slack past interval x threshold before it is down
+  int threshold = 1;                // heartbeat: consecutive missed intervals before it is down
+  std::string team;                 // empty: none
+  int priority = kDefaultPriority;  // 1 (p1, most urgent) to 5 (p5)
+  std::string runbook;              // http(s) URL; empty: none
+  std::vector<std::string> tags;
+  bool muted = false;
+  std::optional<TimePoint> muted_until;  // a snooze: the mute ends by itself at this instant
+
+  // Muted at `now`: muted, and the snooze, if any, has not run out.
+  bool muted_at(TimePoint now) const { return muted && (!muted_until || now < *muted_until); }
 
   bool accepts_status(int code) const {
     for (const auto& range : expected_status)
@@ -57,6 +158,8 @@ struct Service {
   ServiceId id = 0;
   ServiceSpec spec;
   bool active = true;
+  ServiceSource source = ServiceSource::file;  // issue 3
+  std::string push_token;  // heartbeats only (issue 3): the secret in /v1/push/{token}
   TimePoint created_at;
   TimePoint updated_at;
 };
@@ -105,6 +208,8 @@ struct Tick {
   double response_ms = 0;
   std::string error;  // empty when up; otherwise why it is down
   std::string region;
+  std::optional<PhaseTimings> phases;  // probe depth: HTTP and TCP probes; absent otherwise
+  std::string message;  // heartbeats (issue 3): the msg pushed with the beat; empty otherwise
 };
 
 // What the runner hands the writer for one tick: the tick itself, the service's metric after
@@ -122,6 +227,11 @@ struct ServiceRuntime {
   std::optional<EventKind> open_event_kind;
   std::optional<TimePoint> open_event_started;
   std::optional<TimePoint> last_tick_at;
+  std::optional<TimePoint> last_beat_at;  // heartbeats (issue 3): the newest pushed report
+  // Probe depth: the current run of raw results, for failure/success thresholds. Not stored:
+  // after a restart both start again from 0.
+  int consecutive_failures = 0;
+  int consecutive_successes = 0;
 };
 
 }  // namespace vigil

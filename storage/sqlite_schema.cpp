@@ -25,7 +25,7 @@ struct Migration {
 // - services.headers is JSON: [["Name", "value"], ...] in the order they are sent.
 // - services.expected_status is text: comma-separated codes and inclusive ranges, "200-399,404".
 // - services.source says who owns a row: 'file' (the services file, reconciled by
-//   sync_services) or, later, 'api'. sync_services never touches rows it does not own.
+//   sync_services) or 'api' (the write API). sync_services never touches rows it does not own.
 // - service_metrics.last_tick_at is the newest tick's ts, kept by apply() in the same upsert as
 //   the counters, so load_runtime() is one join rather than one index probe per service.
 constexpr Migration kMigrations[] = {
@@ -80,6 +80,63 @@ CREATE TABLE service_ticks (
   region      TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX service_ticks_by_service_ts ON service_ticks(service_id, ts);
+)sql"},
+    // Service management and heartbeats (issue 3).
+    // - kind: 'http' (probed) or 'heartbeat' (pushes to /v1/push/{push_token}); heartbeats use
+    //   grace_ms and threshold, and have url ''.
+    // - Alert-routing metadata: team, priority (1..5), runbook, tags (JSON list of strings),
+    //   muted with muted_until (unix ms, NULL: until unmuted).
+    // - revision: the transaction that last wrote the row; one counter across services and
+    //   service_tombstones (rows purged), so a runner process polls for changes cheaply.
+    // - pending_beats: beats pushed to a `vigil api` process, taken by the runner process.
+    // - service_ticks.message: the msg pushed with a heartbeat report.
+    // - service_ticks_by_ts: retention deletes the oldest ticks in small batches.
+    {2, R"sql(
+ALTER TABLE services ADD COLUMN kind        TEXT    NOT NULL DEFAULT 'http';
+ALTER TABLE services ADD COLUMN grace_ms    INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE services ADD COLUMN threshold   INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE services ADD COLUMN team        TEXT    NOT NULL DEFAULT '';
+ALTER TABLE services ADD COLUMN priority    INTEGER NOT NULL DEFAULT 3;
+ALTER TABLE services ADD COLUMN runbook     TEXT    NOT NULL DEFAULT '';
+ALTER TABLE services ADD COLUMN tags        TEXT    NOT NULL DEFAULT '[]';
+ALTER TABLE services ADD COLUMN muted       INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE services ADD COLUMN muted_until INTEGER;
+ALTER TABLE services ADD COLUMN push_token  TEXT;
+ALTER TABLE services ADD COLUMN revision    INTEGER NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX services_by_push_token ON services(push_token) WHERE push_token IS NOT NULL;
+CREATE INDEX services_by_revision ON services(revision);
+
+CREATE TABLE service_tombstones (
+  revision   INTEGER NOT NULL,
+  service_id INTEGER NOT NULL
+);
+CREATE INDEX service_tombstones_by_revision ON service_tombstones(revision);
+
+CREATE TABLE pending_beats (
+  id          INTEGER PRIMARY KEY,
+  service_id  INTEGER NOT NULL REFERENCES services(id) ON DELETE CASCADE,
+  at          INTEGER NOT NULL,
+  up          INTEGER NOT NULL CHECK (up IN (0, 1)),
+  message     TEXT    NOT NULL DEFAULT '',
+  duration_ms REAL
+);
+
+ALTER TABLE service_ticks ADD COLUMN message TEXT;
+CREATE INDEX service_ticks_by_ts ON service_ticks(ts);
+)sql"},
+    // Probe depth (issue 4). Only added columns, so it applies to a version-1 or -2 file alike.
+    // - services.probe_options: JSON of the service's issue-4 fields that differ from their
+    //   defaults (conditions, TLS/HTTP options, TCP send/expect, thresholds, retry interval),
+    //   in the services-file shape; '' when all are defaults.
+    // - service_ticks.*_us: the probe's phases in whole microseconds (INTEGER: a varint of 2-3
+    //   bytes where a REAL takes 8); NULL for ticks without phases (heartbeats, older ticks).
+    {3, R"sql(
+ALTER TABLE services ADD COLUMN probe_options TEXT NOT NULL DEFAULT '';
+ALTER TABLE service_ticks ADD COLUMN resolve_us    INTEGER;
+ALTER TABLE service_ticks ADD COLUMN connect_us    INTEGER;
+ALTER TABLE service_ticks ADD COLUMN tls_us        INTEGER;
+ALTER TABLE service_ticks ADD COLUMN processing_us INTEGER;
+ALTER TABLE service_ticks ADD COLUMN transfer_us   INTEGER;
 )sql"},
 };
 

@@ -2,11 +2,16 @@
 // apply() statements prepared once) and a pool of read-only connections, so API threads read
 // concurrently from WAL snapshots and never wait for the writer.
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <sqlite3.h>
+#include <sys/random.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -19,7 +24,9 @@
 #include <utility>
 #include <vector>
 
+#include "config/config.h"
 #include "config/logging.h"
+#include "config/probe_options.h"
 #include "storage/model.h"
 #include "storage/sqlite_schema.h"
 #include "storage/store.h"
@@ -34,6 +41,9 @@ constexpr int kBusyTimeoutMs = 5000;
 constexpr std::size_t kMaxIdleReaders = 8;
 
 constexpr const char* kFileSource = "file";
+// Purge deletes a service's ticks in batches of this many, each its own transaction, so the
+// writer never waits behind one huge delete.
+constexpr std::size_t kPurgeBatch = 5000;
 
 // ---- encoding of the spec fields that are not plain columns ----
 
@@ -86,6 +96,47 @@ std::vector<StatusRange> decode_status(std::string_view text) {
   return ranges;
 }
 
+// ---- service management (issue 3) ----
+
+std::string encode_tags(const std::vector<std::string>& tags) {
+  return nlohmann::json(tags).dump();
+}
+
+std::vector<std::string> decode_tags(const std::string& text) {
+  return nlohmann::json::parse(text).get<std::vector<std::string>>();
+}
+
+ServiceKind decode_service_kind(const std::string& text) {
+  if (text == "http") return ServiceKind::http;
+  if (text == "heartbeat") return ServiceKind::heartbeat;
+  throw StorageError("unknown service kind '" + text + "' in services");
+}
+
+// A push token: 192 bits from the kernel's CSPRNG, base64url without padding (32 characters),
+// so it can sit in a URL path as is.
+std::string new_push_token() {
+  unsigned char bytes[24];
+  std::size_t filled = 0;
+  while (filled < sizeof bytes) {
+    const ssize_t n = ::getrandom(bytes + filled, sizeof bytes - filled, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw StorageError("storage: cannot read random bytes for a push token");
+    }
+    filled += static_cast<std::size_t>(n);
+  }
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string token;
+  for (std::size_t i = 0; i < sizeof bytes; i += 3) {
+    const unsigned v = unsigned(bytes[i]) << 16 | unsigned(bytes[i + 1]) << 8 | bytes[i + 2];
+    for (int shift = 18; shift >= 0; shift -= 6) token += kAlphabet[(v >> shift) & 63];
+  }
+  return token;
+}
+
+// ---- end of service management ----
+
 std::optional<EventKind> parse_kind(const std::string& text) {
   if (text == "uptime") return EventKind::uptime;
   if (text == "downtime") return EventKind::downtime;
@@ -100,11 +151,56 @@ EventKind require_kind(const std::string& text) {
 std::int64_t ms(TimePoint t) { return to_unix_ms(t); }
 std::int64_t ms(Millis d) { return d.count(); }
 
-// Columns s.id .. s.updated_at in this order, starting at `first`.
+// Columns s.id .. s.push_token in this order, starting at `first`.
 constexpr const char* kServiceColumns =
     "s.id, s.name, s.url, s.interval_ms, s.timeout_ms, s.method, s.headers, s.expected_status, "
-    "s.active, s.created_at, s.updated_at";
-constexpr int kServiceColumnCount = 11;
+    "s.active, s.created_at, s.updated_at, "
+    // issue 3
+    "s.kind, s.grace_ms, s.threshold, s.team, s.priority, s.runbook, s.tags, s.muted, "
+    "s.muted_until, s.source, s.push_token, "
+    // issue 4
+    "s.probe_options";
+constexpr int kServiceColumnCount = 23;
+
+// ---- probe depth (issue 4): services.probe_options and the ticks' phase columns ----
+
+ProbeOptions read_probe_options(const std::string& text) {
+  try {
+    return decode_probe_options(text);
+  } catch (const ConfigError& e) {
+    throw StorageError(std::string("bad services.probe_options: ") + e.what());
+  }
+}
+
+std::int64_t to_us(double ms) { return std::llround(ms * 1000.0); }
+double from_us(std::int64_t us) { return static_cast<double>(us) / 1000.0; }
+
+// Binds the five phase columns at ?first.. (NULL without phases).
+void bind_phases(SQLite::Statement& statement, int first, const std::optional<PhaseTimings>& p) {
+  if (!p) {
+    for (int i = 0; i < 5; ++i) statement.bind(first + i);
+    return;
+  }
+  statement.bind(first + 0, to_us(p->resolve_ms));
+  statement.bind(first + 1, to_us(p->connect_ms));
+  statement.bind(first + 2, to_us(p->tls_ms));
+  statement.bind(first + 3, to_us(p->processing_ms));
+  statement.bind(first + 4, to_us(p->transfer_ms));
+}
+
+// Reads the five phase columns starting at `first`; NULL resolve_us means no phases.
+std::optional<PhaseTimings> read_phases(const SQLite::Statement& row, int first) {
+  if (row.isColumnNull(first)) return std::nullopt;
+  PhaseTimings p;
+  p.resolve_ms = from_us(row.getColumn(first + 0).getInt64());
+  p.connect_ms = from_us(row.getColumn(first + 1).getInt64());
+  p.tls_ms = from_us(row.getColumn(first + 2).getInt64());
+  p.processing_ms = from_us(row.getColumn(first + 3).getInt64());
+  p.transfer_ms = from_us(row.getColumn(first + 4).getInt64());
+  return p;
+}
+
+// ---- end of probe depth ----
 
 Service read_service(const SQLite::Statement& row, int first) {
   Service service;
@@ -119,7 +215,82 @@ Service read_service(const SQLite::Statement& row, int first) {
   service.active = row.getColumn(first + 8).getInt() != 0;
   service.created_at = from_unix_ms(row.getColumn(first + 9).getInt64());
   service.updated_at = from_unix_ms(row.getColumn(first + 10).getInt64());
+  // Issue 3: kind, heartbeat deadline, metadata, source, push token.
+  const int m = first + 11;
+  service.spec.kind = decode_service_kind(row.getColumn(m + 0).getString());
+  service.spec.grace = Millis(row.getColumn(m + 1).getInt64());
+  service.spec.threshold = row.getColumn(m + 2).getInt();
+  service.spec.team = row.getColumn(m + 3).getString();
+  service.spec.priority = row.getColumn(m + 4).getInt();
+  service.spec.runbook = row.getColumn(m + 5).getString();
+  service.spec.tags = decode_tags(row.getColumn(m + 6).getString());
+  service.spec.muted = row.getColumn(m + 7).getInt() != 0;
+  if (!row.isColumnNull(m + 8))
+    service.spec.muted_until = from_unix_ms(row.getColumn(m + 8).getInt64());
+  service.source =
+      row.getColumn(m + 9).getString() == "api" ? ServiceSource::api : ServiceSource::file;
+  if (!row.isColumnNull(m + 10)) service.push_token = row.getColumn(m + 10).getString();
+  service.spec.probe = read_probe_options(row.getColumn(first + 22).getString());  // issue 4
   return service;
+}
+
+// The columns a ServiceSpec is stored in (beside name), in the order bind_spec binds them.
+constexpr const char* kSpecColumns[] = {
+    "url",  "interval_ms", "timeout_ms",  "method",       "headers",  "expected_status",
+    "kind", "grace_ms",    "threshold",   "team",         "priority", "runbook",
+    "tags", "muted",       "muted_until", "probe_options"};  // issue 4
+constexpr int kSpecColumnCount = static_cast<int>(std::size(kSpecColumns));
+
+// Binds the spec's columns to parameters ?first .. ?first + kSpecColumnCount - 1.
+void bind_spec(SQLite::Statement& statement, const ServiceSpec& spec, int first) {
+  int i = first;
+  statement.bind(i++, spec.url);
+  statement.bind(i++, ms(spec.interval));
+  statement.bind(i++, ms(spec.timeout));
+  statement.bind(i++, spec.method);
+  statement.bind(i++, encode_headers(spec.headers));
+  statement.bind(i++, encode_status(spec.expected_status));
+  statement.bind(i++, to_string(spec.kind));
+  statement.bind(i++, ms(spec.grace));
+  statement.bind(i++, spec.threshold);
+  statement.bind(i++, spec.team);
+  statement.bind(i++, spec.priority);
+  statement.bind(i++, spec.runbook);
+  statement.bind(i++, encode_tags(spec.tags));
+  statement.bind(i++, spec.muted ? 1 : 0);
+  if (spec.muted_until)
+    statement.bind(i++, ms(*spec.muted_until));
+  else
+    statement.bind(i++);
+  statement.bind(i++, encode_probe_options(spec.probe));  // issue 4
+}
+
+// "url, interval_ms, ..." and "?2, ?3, ..." for an INSERT; "url = ?2, ..." for an UPDATE.
+std::string spec_column_list() {
+  std::string out;
+  for (const char* column : kSpecColumns) out += std::string(out.empty() ? "" : ", ") + column;
+  return out;
+}
+std::string spec_placeholders(int first) {
+  std::string out;
+  for (int i = 0; i < kSpecColumnCount; ++i) out += (i ? ", ?" : "?") + std::to_string(first + i);
+  return out;
+}
+std::string spec_assignments(int first) {
+  std::string out;
+  for (int i = 0; i < kSpecColumnCount; ++i)
+    out += std::string(i ? ", " : "") + kSpecColumns[i] + " = ?" + std::to_string(first + i);
+  return out;
+}
+
+// The next revision: one more than any row of services or service_tombstones carries. Called
+// inside a write transaction, which makes it unique.
+std::int64_t next_revision(SQLite::Database& db) {
+  return db
+      .execAndGet(
+          "SELECT COALESCE(MAX(r), 0) + 1 FROM (SELECT MAX(revision) AS r FROM services"
+          " UNION ALL SELECT MAX(revision) FROM service_tombstones)")
+      .getInt64();
 }
 
 // services ⟕ service_metrics ⟕ open event, in one pass: the partial unique index makes the
@@ -162,6 +333,8 @@ template <typename Body>
 auto guarded(const char* operation, Body&& body) -> decltype(body()) {
   try {
     return body();
+  } catch (const ConflictError&) {
+    throw;  // its message is for the API client as it is
   } catch (const StorageError& e) {
     throw StorageError(std::string("storage: ") + operation + ": " + e.what());
   } catch (const SQLite::Exception& e) {
@@ -222,8 +395,9 @@ struct ApplyStatements {
   explicit ApplyStatements(SQLite::Database& db)
       : insert_tick(db,
                     "INSERT INTO service_ticks"
-                    "(service_id, ts, up, status_code, response_ms, error, region)"
-                    " VALUES(?, ?, ?, ?, ?, ?, ?)"),
+                    "(service_id, ts, up, status_code, response_ms, error, region, message,"
+                    " resolve_us, connect_us, tls_us, processing_us, transfer_us)"
+                    " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
         close_open_event(db,
                          "UPDATE service_events SET date_ended = ?2, updated_at = ?2"
                          " WHERE service_id = ?1 AND date_ended IS NULL"),
@@ -248,6 +422,39 @@ struct ApplyStatements {
   SQLite::Statement open_event;
   SQLite::Statement upsert_metric;
 };
+
+// ---- service management (issue 3): the statements that write a whole spec ----
+
+// INSERT of an active service: ?1 name, ?2.. the spec, then push token, revision, time.
+std::string insert_service_sql(const char* source) {
+  const int extra = 2 + kSpecColumnCount;
+  return "INSERT INTO services(name, " + spec_column_list() +
+         ", active, source, push_token, revision, created_at, updated_at) VALUES(?1, " +
+         spec_placeholders(2) + ", 1, '" + source + "', ?" + std::to_string(extra) + ", ?" +
+         std::to_string(extra + 1) + ", ?" + std::to_string(extra + 2) + ", ?" +
+         std::to_string(extra + 2) + ")";
+}
+
+// UPDATE of a service's spec: ?1 id, ?2.. the spec, then push token, revision, time and name. A
+// heartbeat keeps the token it has (the one bound is used only when it has none); other kinds
+// lose it.
+std::string update_service_sql(const std::string& also_set) {
+  const std::string token = "?" + std::to_string(2 + kSpecColumnCount);
+  return "UPDATE services SET " + spec_assignments(2) + ", push_token = CASE WHEN " + token +
+         " IS NULL THEN NULL ELSE COALESCE(push_token, " + token + ") END, revision = ?" +
+         std::to_string(3 + kSpecColumnCount) + ", updated_at = ?" +
+         std::to_string(4 + kSpecColumnCount) + ", name = ?" +
+         std::to_string(5 + kSpecColumnCount) + also_set + " WHERE id = ?1";
+}
+
+void bind_push_token(SQLite::Statement& statement, int index, const ServiceSpec& spec) {
+  if (spec.kind == ServiceKind::heartbeat)
+    statement.bind(index, new_push_token());
+  else
+    statement.bind(index);
+}
+
+// ---- end of service management ----
 
 class SqliteStore final : public Store {
  public:
@@ -298,25 +505,18 @@ class SqliteStore final : public Store {
         by_name.emplace(stored.back().service.spec.name, stored.size() - 1);
       }
 
-      SQLite::Statement insert(
-          *db_,
-          "INSERT INTO services(name, url, interval_ms, timeout_ms, method, headers,"
-          " expected_status, active, source, created_at, updated_at)"
-          " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, 'file', ?8, ?8)");
-      SQLite::Statement update(
-          *db_,
-          "UPDATE services SET url = ?2, interval_ms = ?3, timeout_ms = ?4, method = ?5,"
-          " headers = ?6, expected_status = ?7, active = 1, updated_at = ?8 WHERE id = ?1");
-      SQLite::Statement deactivate(*db_,
-                                   "UPDATE services SET active = 0, updated_at = ?2 WHERE id = ?1");
-      const auto bind_spec = [&](SQLite::Statement& statement, const ServiceSpec& spec) {
-        statement.bind(2, spec.url);
-        statement.bind(3, ms(spec.interval));
-        statement.bind(4, ms(spec.timeout));
-        statement.bind(5, spec.method);
-        statement.bind(6, encode_headers(spec.headers));
-        statement.bind(7, encode_status(spec.expected_status));
-        statement.bind(8, ms(now));
+      // ?1 name or id, ?2.. the spec, then the push token, the revision and the time.
+      const int extra = 2 + kSpecColumnCount;
+      SQLite::Statement insert(*db_, insert_service_sql(kFileSource));
+      SQLite::Statement update(*db_, update_service_sql(", active = 1"));
+      SQLite::Statement deactivate(
+          *db_, "UPDATE services SET active = 0, revision = ?3, updated_at = ?2 WHERE id = ?1");
+      const std::int64_t revision = next_revision(*db_);
+      const auto bind_spec_and_rest = [&](SQLite::Statement& statement, const ServiceSpec& spec) {
+        bind_spec(statement, spec, 2);
+        bind_push_token(statement, extra, spec);
+        statement.bind(extra + 1, revision);
+        statement.bind(extra + 2, ms(now));
       };
 
       SyncResult result;
@@ -325,7 +525,7 @@ class SqliteStore final : public Store {
         if (found == by_name.end()) {
           insert.tryReset();
           insert.bind(1, spec.name);
-          bind_spec(insert, spec);
+          bind_spec_and_rest(insert, spec);
           insert.exec();
           result.inserted.push_back(spec.name);
           continue;
@@ -341,7 +541,8 @@ class SqliteStore final : public Store {
         if (!row.service.active || row.service.spec != spec) {
           update.tryReset();
           update.bind(1, row.service.id);
-          bind_spec(update, spec);
+          bind_spec_and_rest(update, spec);
+          update.bind(extra + 3, spec.name);
           update.exec();
           result.updated.push_back(spec.name);
         }
@@ -352,6 +553,7 @@ class SqliteStore final : public Store {
         deactivate.tryReset();
         deactivate.bind(1, row.service.id);
         deactivate.bind(2, ms(now));
+        deactivate.bind(3, revision);
         deactivate.exec();
         result.deactivated.push_back(row.service.spec.name);
       }
@@ -378,9 +580,15 @@ class SqliteStore final : public Store {
           *db,
           "SELECT m.service_id, m.tick_count, m.up_count, m.down_count,"
           " m.average_response_time_ms, m.uptime_percent, m.last_tick_at,"
-          " e.event, e.date_started"
+          " e.event, e.date_started,"
+          // Issue 3: a heartbeat's newest report, found from its newest tick backwards.
+          " CASE WHEN s.kind = 'heartbeat' THEN (SELECT t.ts FROM service_ticks t"
+          "   WHERE t.service_id = m.service_id AND t.error IS NOT ?1"
+          "   ORDER BY t.ts DESC LIMIT 1) END"
           " FROM service_metrics m"
+          " JOIN services s ON s.id = m.service_id"
           " LEFT JOIN service_events e ON e.service_id = m.service_id AND e.date_ended IS NULL");
+      select.bind(1, kMissedHeartbeat);
       std::unordered_map<ServiceId, ServiceRuntime> runtime;
       while (select.executeStep()) {
         ServiceRuntime state;
@@ -394,6 +602,8 @@ class SqliteStore final : public Store {
           state.open_event_kind = require_kind(select.getColumn(7).getString());
           state.open_event_started = from_unix_ms(select.getColumn(8).getInt64());
         }
+        if (!select.isColumnNull(9))
+          state.last_beat_at = from_unix_ms(select.getColumn(9).getInt64());
         runtime.emplace(select.getColumn(0).getInt64(), state);
       }
       return runtime;
@@ -420,8 +630,10 @@ class SqliteStore final : public Store {
       }
     }
 
+    std::unordered_set<ServiceId> gone;  // services of the batch that no longer exist
     std::lock_guard lock(write_mutex_);
     guarded("apply", [&] {
+      gone.clear();  // a retried batch starts over
       auto& s = *apply_statements_;
       // IMMEDIATE takes the write lock up front (waiting up to busy_timeout for the other
       // process) instead of failing on a read-to-write upgrade halfway through the batch.
@@ -445,7 +657,21 @@ class SqliteStore final : public Store {
         else
           s.insert_tick.bindNoCopy(6, tick.error);
         s.insert_tick.bindNoCopy(7, tick.region);
-        s.insert_tick.exec();
+        if (tick.message.empty())
+          s.insert_tick.bind(8);
+        else
+          s.insert_tick.bindNoCopy(8, tick.message);
+        bind_phases(s.insert_tick, 9, tick.phases);  // issue 4
+        if (gone.contains(tick.service_id)) continue;
+        try {
+          s.insert_tick.exec();
+        } catch (const SQLite::Exception& e) {
+          // The service was purged after the runner produced this tick: skip its records
+          // rather than fail (and forever retry) the whole batch.
+          if (e.getExtendedErrorCode() != SQLITE_CONSTRAINT_FOREIGNKEY) throw;
+          gone.insert(tick.service_id);
+          continue;
+        }
 
         if (record.opens_event) {
           s.close_open_event.tryReset();
@@ -461,6 +687,7 @@ class SqliteStore final : public Store {
       }
       const auto written_at = ms(now_ms());
       for (const ServiceId id : order) {
+        if (gone.contains(id)) continue;
         const auto& info = touched.at(id);
         const auto& metric = batch[info.last_record].metric_after;
         s.upsert_metric.tryReset();
@@ -476,13 +703,38 @@ class SqliteStore final : public Store {
       }
       txn.commit();
     });
+    if (!gone.empty()) {
+      std::size_t skipped = 0;
+      for (const auto& record : batch) skipped += gone.contains(record.tick.service_id) ? 1 : 0;
+      log_warn("storage: skipped " + std::to_string(skipped) + " tick record(s) of " +
+               std::to_string(gone.size()) + " service(s) that no longer exist (purged)");
+    }
   }
 
-  std::vector<ServiceView> list_services() override {
+  using Store::list_services;
+  std::vector<ServiceView> list_services(const ServiceFilter& filter) override {
     return guarded("list_services", [&] {
       auto db = readers_.acquire();
+      // Each filter adds one condition with its own numbered parameter; one query either way.
+      std::string where = " WHERE s.active = 1";
+      if (filter.team) where += " AND s.team = ?1";
+      if (filter.tag) where += " AND EXISTS (SELECT 1 FROM json_each(s.tags) WHERE value = ?2)";
+      if (filter.status) where += " AND e.event = ?3";
+      if (filter.muted) {
+        where += std::string(*filter.muted ? " AND " : " AND NOT ") +
+                 "(s.muted = 1 AND (s.muted_until IS NULL OR s.muted_until > ?4))";
+      }
+      if (filter.kind) where += " AND s.kind = ?5";
       SQLite::Statement select(*db, std::string("SELECT ") + kServiceColumns +
-                                        kViewColumnsAndJoins + " WHERE s.active = 1 ORDER BY s.id");
+                                        kViewColumnsAndJoins + where +
+                                        " ORDER BY s.id LIMIT ?6 OFFSET ?7");
+      if (filter.team) select.bind(1, *filter.team);
+      if (filter.tag) select.bind(2, *filter.tag);
+      if (filter.status) select.bind(3, to_string(*filter.status));
+      if (filter.muted) select.bind(4, ms(filter.now));
+      if (filter.kind) select.bind(5, to_string(*filter.kind));
+      select.bind(6, filter.limit ? *filter.limit : -1);  // -1: no limit
+      select.bind(7, std::max(filter.offset, 0));
       std::vector<ServiceView> views;
       while (select.executeStep()) views.push_back(read_view(select));
       return views;
@@ -536,7 +788,8 @@ class SqliteStore final : public Store {
       // rowid breaks ties between ticks of the same millisecond (e.g. two regions), newest first.
       SQLite::Statement select(
           *db,
-          "SELECT ts, up, status_code, response_ms, error, region FROM service_ticks"
+          "SELECT ts, up, status_code, response_ms, error, region, message,"
+          " resolve_us, connect_us, tls_us, processing_us, transfer_us FROM service_ticks"
           " WHERE service_id = ? AND ts >= ? AND ts <= ? ORDER BY ts DESC, rowid DESC LIMIT ?");
       select.bind(1, id);
       select.bind(2, query.from ? ms(*query.from) : std::numeric_limits<std::int64_t>::min());
@@ -552,9 +805,221 @@ class SqliteStore final : public Store {
         tick.response_ms = select.getColumn(3).getDouble();
         if (!select.isColumnNull(4)) tick.error = select.getColumn(4).getString();
         tick.region = select.getColumn(5).getString();
+        if (!select.isColumnNull(6)) tick.message = select.getColumn(6).getString();
+        tick.phases = read_phases(select, 7);  // issue 4
         ticks.push_back(std::move(tick));
       }
       return ticks;
+    });
+  }
+
+  // ---- service management, heartbeats, retention (issue 3) ----
+
+  Service create_service(const ServiceSpec& spec, TimePoint now) override {
+    std::lock_guard lock(write_mutex_);
+    return guarded("create_service", [&] {
+      SQLite::Transaction txn(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+      throw_if_name_taken(spec.name, std::nullopt);
+      SQLite::Statement insert(*db_, insert_service_sql("api"));
+      insert.bind(1, spec.name);
+      bind_spec(insert, spec, 2);
+      const int extra = 2 + kSpecColumnCount;
+      bind_push_token(insert, extra, spec);
+      insert.bind(extra + 1, next_revision(*db_));
+      insert.bind(extra + 2, ms(now));
+      insert.exec();
+      auto created = read_service_by_id(*db_, db_->getLastInsertRowid());
+      txn.commit();
+      return *created;
+    });
+  }
+
+  std::optional<Service> update_service(ServiceId id, const ServiceSpec& spec,
+                                        TimePoint now) override {
+    std::lock_guard lock(write_mutex_);
+    return guarded("update_service", [&]() -> std::optional<Service> {
+      SQLite::Transaction txn(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+      if (!read_service_by_id(*db_, id)) return std::nullopt;
+      throw_if_name_taken(spec.name, id);
+      SQLite::Statement update(*db_, update_service_sql(""));
+      update.bind(1, id);
+      bind_spec(update, spec, 2);
+      const int extra = 2 + kSpecColumnCount;
+      bind_push_token(update, extra, spec);
+      update.bind(extra + 1, next_revision(*db_));
+      update.bind(extra + 2, ms(now));
+      update.bind(extra + 3, spec.name);
+      update.exec();
+      auto updated = read_service_by_id(*db_, id);
+      txn.commit();
+      return updated;
+    });
+  }
+
+  std::optional<Service> set_service_active(ServiceId id, bool active, TimePoint now) override {
+    std::lock_guard lock(write_mutex_);
+    return guarded("set_service_active", [&]() -> std::optional<Service> {
+      SQLite::Transaction txn(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+      SQLite::Statement update(
+          *db_, "UPDATE services SET active = ?2, revision = ?3, updated_at = ?4 WHERE id = ?1");
+      update.bind(1, id);
+      update.bind(2, active ? 1 : 0);
+      update.bind(3, next_revision(*db_));
+      update.bind(4, ms(now));
+      if (update.exec() == 0) return std::nullopt;
+      auto changed = read_service_by_id(*db_, id);
+      txn.commit();
+      return changed;
+    });
+  }
+
+  bool purge_service(ServiceId id) override {
+    // The history goes first, in short transactions, so the writer is never held up for long;
+    // the service row (and what the cascade finds left) goes last, with its tombstone.
+    for (;;) {
+      std::lock_guard lock(write_mutex_);
+      const int deleted = guarded("purge_service", [&] {
+        SQLite::Statement erase(*db_,
+                                "DELETE FROM service_ticks WHERE rowid IN (SELECT rowid FROM"
+                                " service_ticks WHERE service_id = ?1 LIMIT ?2)");
+        erase.bind(1, id);
+        erase.bind(2, static_cast<std::int64_t>(kPurgeBatch));
+        return erase.exec();
+      });
+      if (deleted < static_cast<int>(kPurgeBatch)) break;
+    }
+    std::lock_guard lock(write_mutex_);
+    return guarded("purge_service", [&] {
+      SQLite::Transaction txn(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+      SQLite::Statement erase(*db_, "DELETE FROM services WHERE id = ?1");
+      erase.bind(1, id);
+      if (erase.exec() == 0) return false;
+      SQLite::Statement tombstone(
+          *db_, "INSERT INTO service_tombstones(revision, service_id) VALUES(?, ?)");
+      tombstone.bind(1, next_revision(*db_));
+      tombstone.bind(2, id);
+      tombstone.exec();
+      txn.commit();
+      return true;
+    });
+  }
+
+  std::optional<Service> find_by_push_token(const std::string& token) override {
+    if (token.empty()) return std::nullopt;
+    return guarded("find_by_push_token", [&]() -> std::optional<Service> {
+      auto db = readers_.acquire();
+      SQLite::Statement select(*db, std::string("SELECT ") + kServiceColumns +
+                                        " FROM services s WHERE s.push_token = ? AND s.active = 1");
+      select.bind(1, token);
+      if (!select.executeStep()) return std::nullopt;
+      return read_service(select, 0);
+    });
+  }
+
+  std::int64_t services_revision() override {
+    return guarded("services_revision", [&] {
+      auto db = readers_.acquire();
+      return next_revision(*db) - 1;
+    });
+  }
+
+  ServiceChanges service_changes(std::int64_t after_revision) override {
+    return guarded("service_changes", [&] {
+      auto db = readers_.acquire();
+      // One read transaction: the three reads see the same snapshot.
+      SQLite::Transaction snapshot(*db);
+      ServiceChanges changes;
+      changes.revision = next_revision(*db) - 1;
+      if (changes.revision <= after_revision) return changes;
+      SQLite::Statement changed(*db, std::string("SELECT ") + kServiceColumns +
+                                         " FROM services s WHERE s.revision > ? ORDER BY s.id");
+      changed.bind(1, after_revision);
+      while (changed.executeStep()) changes.changed.push_back(read_service(changed, 0));
+      SQLite::Statement purged(
+          *db, "SELECT service_id FROM service_tombstones WHERE revision > ? ORDER BY revision");
+      purged.bind(1, after_revision);
+      while (purged.executeStep()) changes.purged.push_back(purged.getColumn(0).getInt64());
+      return changes;
+    });
+  }
+
+  BeatQueued enqueue_beat(ServiceId id, const BeatReport& beat) override {
+    std::lock_guard lock(write_mutex_);
+    return guarded("enqueue_beat", [&] {
+      // Ids only grow, and beats are taken oldest first: the id span bounds the queue length
+      // with two index lookups instead of a count.
+      const std::int64_t span =
+          db_->execAndGet("SELECT COALESCE(MAX(id) - MIN(id) + 1, 0) FROM pending_beats")
+              .getInt64();
+      if (span >= kMaxPendingBeats) return BeatQueued::full;
+      SQLite::Statement insert(*db_,
+                               "INSERT INTO pending_beats(service_id, at, up, message, duration_ms)"
+                               " VALUES(?, ?, ?, ?, ?)");
+      insert.bind(1, id);
+      insert.bind(2, ms(beat.at));
+      insert.bind(3, beat.up ? 1 : 0);
+      insert.bind(4, beat.message);
+      if (beat.duration_ms)
+        insert.bind(5, *beat.duration_ms);
+      else
+        insert.bind(5);
+      try {
+        insert.exec();
+      } catch (const SQLite::Exception& e) {
+        if (e.getExtendedErrorCode() == SQLITE_CONSTRAINT_FOREIGNKEY)
+          return BeatQueued::unknown_service;
+        throw;
+      }
+      return BeatQueued::queued;
+    });
+  }
+
+  std::vector<std::pair<ServiceId, BeatReport>> take_beats(std::size_t max) override {
+    std::vector<std::pair<ServiceId, BeatReport>> beats;
+    if (max == 0) return beats;
+    // Polled every half second by the runner process: a read first, so an empty queue never
+    // takes the write lock.
+    const bool any = guarded("take_beats", [&] {
+      auto db = readers_.acquire();
+      return (*db).execAndGet("SELECT EXISTS (SELECT 1 FROM pending_beats)").getInt() != 0;
+    });
+    if (!any) return beats;
+    std::lock_guard lock(write_mutex_);
+    return guarded("take_beats", [&] {
+      beats.clear();
+      SQLite::Transaction txn(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+      SQLite::Statement select(*db_,
+                               "SELECT id, service_id, at, up, message, duration_ms FROM"
+                               " pending_beats ORDER BY id LIMIT ?");
+      select.bind(1, static_cast<std::int64_t>(max));
+      std::int64_t last_id = 0;
+      while (select.executeStep()) {
+        last_id = select.getColumn(0).getInt64();
+        BeatReport beat;
+        beat.at = from_unix_ms(select.getColumn(2).getInt64());
+        beat.up = select.getColumn(3).getInt() != 0;
+        beat.message = select.getColumn(4).getString();
+        if (!select.isColumnNull(5)) beat.duration_ms = select.getColumn(5).getDouble();
+        beats.emplace_back(select.getColumn(1).getInt64(), std::move(beat));
+      }
+      SQLite::Statement erase(*db_, "DELETE FROM pending_beats WHERE id <= ?");
+      erase.bind(1, last_id);
+      erase.exec();
+      txn.commit();
+      return beats;
+    });
+  }
+
+  std::size_t delete_ticks_older_than(TimePoint cutoff, std::size_t batch_size) override {
+    if (batch_size == 0) return 0;
+    std::lock_guard lock(write_mutex_);
+    return guarded("delete_ticks_older_than", [&] {
+      SQLite::Statement erase(*db_,
+                              "DELETE FROM service_ticks WHERE rowid IN (SELECT rowid FROM"
+                              " service_ticks WHERE ts < ?1 ORDER BY ts LIMIT ?2)");
+      erase.bind(1, ms(cutoff));
+      erase.bind(2, static_cast<std::int64_t>(batch_size));
+      return static_cast<std::size_t>(erase.exec());
     });
   }
 
@@ -571,6 +1036,26 @@ class SqliteStore final : public Store {
   }
 
  private:
+  // Issue 3 helpers; the caller holds write_mutex_ and a transaction on db_.
+  static std::optional<Service> read_service_by_id(SQLite::Database& db, ServiceId id) {
+    SQLite::Statement select(
+        db, std::string("SELECT ") + kServiceColumns + " FROM services s WHERE s.id = ?");
+    select.bind(1, id);
+    if (!select.executeStep()) return std::nullopt;
+    return read_service(select, 0);
+  }
+
+  void throw_if_name_taken(const std::string& name, std::optional<ServiceId> except) {
+    SQLite::Statement select(*db_, "SELECT id, active FROM services WHERE name = ?");
+    select.bind(1, name);
+    if (!select.executeStep()) return;
+    const ServiceId owner = select.getColumn(0).getInt64();
+    if (except && owner == *except) return;
+    throw ConflictError("service name \"" + name + "\" is already taken by service " +
+                        std::to_string(owner) +
+                        (select.getColumn(1).getInt() != 0 ? "" : " (inactive)"));
+  }
+
   const std::string path_;
   std::mutex write_mutex_;  // guards db_ and apply_statements_
   std::unique_ptr<SQLite::Database> db_;

@@ -2,7 +2,7 @@
 // The SQLite implementation is the embedded default; another backend (PostgreSQL, for several
 // vigil instances) implements the same interface without touching runner/ or api/.
 //
-// Thread-safety: every method may be called from any thread. Writes (sync_services, apply) are
+// Thread-safety: every method may be called from any thread. Writes (sync_services, apply, ...) are
 // serialised on one write connection; reads use their own connections and never block on a
 // write in progress (WAL). Errors are reported by throwing StorageError.
 #pragma once
@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "storage/model.h"
@@ -22,6 +23,12 @@ namespace vigil {
 class StorageError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+// A write would give a service a name another service already has (the API answers 409).
+class ConflictError : public StorageError {
+ public:
+  using StorageError::StorageError;
 };
 
 // What sync_services did, by service name.
@@ -36,6 +43,27 @@ struct ServiceView {
   Service service;
   Metric metric;                    // zeros before the first tick
   std::optional<Event> open_event;  // current_status; empty before the first tick
+};
+
+// Which active services list_services returns (the filters combine) and which page of them.
+// Every member has an initializer, so designated initializers may name only what they set.
+struct ServiceFilter {
+  std::optional<std::string> team{};
+  std::optional<std::string> tag{};
+  std::optional<EventKind> status{};  // uptime: open event is uptime ("up"); downtime: "down"
+  std::optional<bool> muted{};        // muted at `now` (a snooze that ran out is not muted)
+  std::optional<ServiceKind> kind{};
+  TimePoint now{};             // for `muted`
+  std::optional<int> limit{};  // every match when empty
+  int offset = 0;
+};
+
+// What changed in the services table after a revision, so that a runner process follows the
+// writes of another (API) process.
+struct ServiceChanges {
+  std::vector<Service> changed;   // created, updated, deactivated or reactivated (see .active)
+  std::vector<ServiceId> purged;  // deleted with their history
+  std::int64_t revision = 0;      // the revision these reach: pass it to the next call
 };
 
 struct TickQuery {
@@ -66,8 +94,10 @@ class Store {
   // Either all of it is committed or none of it (StorageError).
   virtual void apply(const std::vector<TickRecord>& batch) = 0;
 
-  // API reads. Active services only for lists; get_service also finds inactive ones.
-  virtual std::vector<ServiceView> list_services() = 0;
+  // API reads. Active services only for lists, ordered by id, in one query; get_service also
+  // finds inactive ones.
+  virtual std::vector<ServiceView> list_services(const ServiceFilter& filter) = 0;
+  std::vector<ServiceView> list_services() { return list_services(ServiceFilter{}); }
   virtual std::optional<ServiceView> get_service(ServiceId id) = 0;
 
   // Events of a service, newest first; with `before`, only events whose id is smaller.
@@ -79,6 +109,42 @@ class Store {
 
   // True when a trivial read succeeds (used by /healthz).
   virtual bool ping() = 0;
+
+  // ---- service management, heartbeats, retention (issue 3) ----
+
+  // Inserts an active service owned by the API. A heartbeat gets a fresh random push token
+  // (192 bits, base64url). Returns the stored row. Throws ConflictError when any service,
+  // active or not, has that name.
+  virtual Service create_service(const ServiceSpec& spec, TimePoint now) = 0;
+  // Replaces the spec of service `id`, whatever its source or state. Empty when there is no
+  // such service; ConflictError when another service has the new name. A kind change gives a
+  // heartbeat a push token and takes it from a probed service.
+  virtual std::optional<Service> update_service(ServiceId id, const ServiceSpec& spec,
+                                                TimePoint now) = 0;
+  // Deactivates (history kept) or reactivates service `id`. Empty when there is no such service.
+  virtual std::optional<Service> set_service_active(ServiceId id, bool active, TimePoint now) = 0;
+  // Deletes service `id` with its ticks, metric and events. False when there was none. Ticks of
+  // it that reach apply() afterwards are skipped, not an error.
+  virtual bool purge_service(ServiceId id) = 0;
+  // The active heartbeat whose push token is `token`; empty for any other token.
+  virtual std::optional<Service> find_by_push_token(const std::string& token) = 0;
+
+  // The revision of the services table: it grows with every transaction that writes services
+  // (sync_services included). service_changes(r) lists what changed after revision r.
+  virtual std::int64_t services_revision() = 0;
+  virtual ServiceChanges service_changes(std::int64_t after_revision) = 0;
+
+  // A beat pushed to a `vigil api` process, kept until the runner process takes it. At most
+  // kMaxPendingBeats wait: past that no runner process is taking them (full).
+  enum class BeatQueued { queued, unknown_service, full };
+  static constexpr std::int64_t kMaxPendingBeats = 100'000;
+  virtual BeatQueued enqueue_beat(ServiceId id, const BeatReport& beat) = 0;
+  // Removes and returns up to `max` queued beats, oldest first.
+  virtual std::vector<std::pair<ServiceId, BeatReport>> take_beats(std::size_t max) = 0;
+
+  // Retention: deletes up to `batch_size` ticks with ts < cutoff in one short transaction, so
+  // the writer never waits long behind it. Returns how many it deleted. Metrics and events stay.
+  virtual std::size_t delete_ticks_older_than(TimePoint cutoff, std::size_t batch_size) = 0;
 };
 
 // Opens (creating if needed) the SQLite database at `path` in WAL mode and migrates it to the

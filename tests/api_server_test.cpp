@@ -373,12 +373,17 @@ TEST_F(ApiServerTest, TicksRejectBadTimesNamingTheParameter) {
 }
 
 TEST_F(ApiServerTest, WrongMethodOnKnownPathIs405WithAllow) {
-  const Reply post = to_reply(client_->Post("/v1/services", "{}", "application/json"));
-  EXPECT_NE(expect_error(post, 405).find("POST"), std::string::npos);
-  EXPECT_EQ(post.header("Allow"), "GET, HEAD");
-  const Reply del = to_reply(client_->Delete(service_path(alpha_id_).c_str()));
-  expect_error(del, 405);
-  EXPECT_EQ(del.header("Allow"), "GET, HEAD");
+  const Reply put = to_reply(client_->Put("/v1/services", "{}", "application/json"));
+  EXPECT_NE(expect_error(put, 405).find("PUT"), std::string::npos);
+  EXPECT_EQ(put.header("Allow"), "GET, HEAD, POST");
+  const Reply put_one =
+      to_reply(client_->Put(service_path(alpha_id_).c_str(), "{}", "application/json"));
+  expect_error(put_one, 405);
+  EXPECT_EQ(put_one.header("Allow"), "GET, HEAD, PATCH, DELETE");
+  const Reply post_events =
+      to_reply(client_->Post(service_path(alpha_id_, "/events").c_str(), "{}", "application/json"));
+  expect_error(post_events, 405);
+  EXPECT_EQ(post_events.header("Allow"), "GET, HEAD");
   // An unknown path stays 404 whatever the method.
   expect_error(to_reply(client_->Post("/nope", "{}", "application/json")), 404);
 }
@@ -409,9 +414,13 @@ std::string raw_status_line(int port, const std::string& request, std::chrono::m
 TEST_F(ApiServerTest, WrongMethodWithoutDeclaredBodyIsAnsweredAtOnce) {
   // What `curl -X POST` sends: no Content-Length, so no body.
   const auto start = std::chrono::steady_clock::now();
-  EXPECT_EQ(raw_status_line(port_, "POST /v1/services HTTP/1.1\r\nHost: x\r\n\r\n",
+  EXPECT_EQ(raw_status_line(port_, "PUT /v1/services HTTP/1.1\r\nHost: x\r\n\r\n",
                             std::chrono::milliseconds(2000)),
             "HTTP/1.1 405 Method Not Allowed");
+  // A route that takes the method answers at once too (here: 400, the body is missing).
+  EXPECT_EQ(raw_status_line(port_, "POST /v1/services HTTP/1.1\r\nHost: x\r\n\r\n",
+                            std::chrono::milliseconds(2000)),
+            "HTTP/1.1 400 Bad Request");
   EXPECT_EQ(raw_status_line(port_, "DELETE /nope HTTP/1.1\r\nHost: x\r\n\r\n",
                             std::chrono::milliseconds(2000)),
             "HTTP/1.1 404 Not Found");

@@ -9,12 +9,20 @@ namespace {
 
 using namespace std::chrono_literals;
 
-ProbeResult up(int status = 200, double ms = 12) { return ProbeResult{true, status, ms, ""}; }
+ProbeResult result(bool up, std::optional<int> status, double ms, std::string error) {
+  ProbeResult r;
+  r.up = up;
+  r.status_code = status;
+  r.response_ms = ms;
+  r.error = std::move(error);
+  return r;
+}
+ProbeResult up(int status = 200, double ms = 12) { return result(true, status, ms, ""); }
 ProbeResult down_status(int status, double ms = 12) {
-  return ProbeResult{false, status, ms, "HTTP status " + std::to_string(status) + " not expected"};
+  return result(false, status, ms, "HTTP status " + std::to_string(status) + " not expected");
 }
 ProbeResult down_error(const std::string& error, double ms = 3) {
-  return ProbeResult{false, std::nullopt, ms, error};
+  return result(false, std::nullopt, ms, error);
 }
 
 const TimePoint kT0 = from_unix_ms(1'700'000'000'000);
@@ -113,7 +121,7 @@ TEST(DescribeTransition, SaysWhatHappenedInOneLine) {
 
   const Transition went_down{EventKind::downtime, EventKind::uptime, Millis(3h)};
   // A response arrived but something else made it down: that reason, not the status.
-  ProbeResult timed_out{false, 200, 2000, "timeout after 2000 ms"};
+  const ProbeResult timed_out = result(false, 200, 2000, "timeout after 2000 ms");
   EXPECT_EQ(describe_transition("payments", went_down, timed_out),
             "payments DOWN: timeout after 2000 ms");
 
@@ -128,6 +136,91 @@ TEST(DescribeTransition, SaysWhatHappenedInOneLine) {
   const Transition first_up{EventKind::uptime, std::nullopt, std::nullopt};
   EXPECT_EQ(describe_transition("payments", first_up, up(200, 7.6)),
             "payments UP: HTTP 200 in 8 ms");
+}
+
+}  // namespace
+}  // namespace vigil
+
+// ---- probe depth (issue 4): failure and success thresholds ----
+
+namespace vigil {
+namespace {
+
+TEST(StateMachineThresholds, ThreeFailuresBeforeDownTwoSuccessesBeforeUp) {
+  ServiceRuntime state;
+  const Thresholds thresholds{3, 2};
+  const std::vector<ProbeResult> results = {
+      up(),                              // 0: a run of 1 < 2: no status yet
+      up(),                              // 1: two ups: uptime opens here
+      down_status(503),                  // 2
+      down_error("connection refused"),  // 3
+      up(),                              // 4: the failure run breaks
+      down_status(503),                  // 5
+      down_status(503),                  // 6
+      down_status(503),                  // 7: third in a row: downtime opens
+      down_status(503),                  // 8
+      up(),                              // 9
+      down_status(503),                  // 10: the success run breaks
+      up(),                              // 11
+      up(),                              // 12: second in a row: uptime opens
+  };
+  std::vector<std::optional<EventKind>> opens;
+  std::vector<bool> raw;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    const TickOutcome o = apply_probe_result(state, 5, results[i], kT0 + i * 10s, "", thresholds);
+    opens.push_back(o.record.opens_event);
+    raw.push_back(o.record.tick.up);
+    EXPECT_EQ(o.transition.has_value(), o.record.opens_event.has_value()) << i;
+    // Ticks stay raw: each one says what its own probe saw.
+    EXPECT_EQ(o.record.tick.up, results[i].up) << i;
+    EXPECT_EQ(o.record.tick.error, results[i].error) << i;
+  }
+  std::vector<std::optional<EventKind>> expected(results.size());
+  expected[1] = EventKind::uptime;
+  expected[7] = EventKind::downtime;
+  expected[12] = EventKind::uptime;
+  EXPECT_EQ(opens, expected);
+  // The metric counts raw ticks, thresholds or not.
+  EXPECT_EQ(state.metric.tick_count, 13);
+  EXPECT_EQ(state.metric.up_count, 6);
+  EXPECT_EQ(state.metric.down_count, 7);
+  EXPECT_EQ(state.open_event_kind, EventKind::uptime);
+  EXPECT_EQ(state.open_event_started, kT0 + 120s);
+  EXPECT_EQ(state.consecutive_successes, 2);
+  EXPECT_EQ(state.consecutive_failures, 0);
+}
+
+TEST(StateMachineThresholds, FirstEventWaitsForItsRun) {
+  ServiceRuntime state;
+  const Thresholds thresholds{2, 1};
+  EXPECT_FALSE(
+      apply_probe_result(state, 1, down_status(500), kT0, "", thresholds).record.opens_event);
+  EXPECT_FALSE(state.open_event_kind);  // no status yet: "unknown"
+  const TickOutcome second =
+      apply_probe_result(state, 1, down_status(500), kT0 + 1s, "", thresholds);
+  EXPECT_EQ(second.record.opens_event, EventKind::downtime);
+  ASSERT_TRUE(second.transition);
+  EXPECT_FALSE(second.transition->from);
+}
+
+TEST(StateMachineThresholds, DefaultsDecideOnEveryTick) {
+  ServiceRuntime a;
+  ServiceRuntime b;
+  for (int i = 0; i < 6; ++i) {
+    const ProbeResult r = i % 2 ? up() : down_status(500);
+    const auto with_defaults = apply_probe_result(a, 1, r, kT0 + i * 1s, "");
+    const auto with_ones = apply_probe_result(b, 1, r, kT0 + i * 1s, "", Thresholds{1, 1});
+    EXPECT_EQ(with_defaults.record.opens_event, r.up ? EventKind::uptime : EventKind::downtime);
+    EXPECT_EQ(with_defaults.record.opens_event, with_ones.record.opens_event);
+  }
+}
+
+TEST(StateMachineThresholds, PhasesGoWithTheTick) {
+  ServiceRuntime state;
+  ProbeResult r = up(200, 21);
+  r.phases = PhaseTimings{1, 2, 5, 10, 3};
+  EXPECT_EQ(apply_probe_result(state, 1, r, kT0, "").record.tick.phases, r.phases);
+  EXPECT_FALSE(apply_probe_result(state, 1, up(), kT0 + 1s, "").record.tick.phases);
 }
 
 }  // namespace

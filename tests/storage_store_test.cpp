@@ -381,12 +381,17 @@ TEST(StorageStore, AFailingBatchLeavesNothingHalfWritten) {
   const auto events_before = store->events(id, 10, std::nullopt);
   const auto metric_before = store->get_service(id)->metric;
 
-  // A status change (closes an event, opens one, moves the metric), then a tick of a service
-  // that does not exist: the foreign key fails the last statement of the batch.
+  // A status change (closes an event, opens one, moves the metric), then a tick the database
+  // refuses (a trigger stands in for a full disk): the last statement of the batch fails.
+  {
+    SQLite::Database db(path, SQLite::OPEN_READWRITE);
+    db.exec(
+        "CREATE TRIGGER refuse_4500 BEFORE INSERT ON service_ticks WHEN NEW.ts = 4500"
+        " BEGIN SELECT RAISE(ABORT, 'injected failure'); END");
+  }
   Prober failing = probe;
   std::vector<TickRecord> batch{failing.next(false, at(3000)), failing.next(false, at(4000))};
-  Prober ghost{id + 1000, {}, {}};
-  batch.push_back(ghost.next(true, at(4500)));
+  batch.push_back(failing.next(false, at(4500)));
   EXPECT_THROW(store->apply(batch), StorageError);
 
   EXPECT_EQ(count(path, "SELECT COUNT(*) FROM service_ticks"), 2);
@@ -398,7 +403,7 @@ TEST(StorageStore, AFailingBatchLeavesNothingHalfWritten) {
   EXPECT_EQ(store->get_service(id)->metric, metric_before);
   EXPECT_EQ(store->load_runtime().at(id).last_tick_at, at(2000));
 
-  // The write connection is healthy afterwards: the same records without the ghost commit.
+  // The write connection is healthy afterwards: the same records without the refused one commit.
   batch.pop_back();
   store->apply(batch);
   EXPECT_EQ(count(path, "SELECT COUNT(*) FROM service_ticks"), 4);

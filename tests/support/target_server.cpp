@@ -76,6 +76,31 @@ TargetServer::TargetServer() : server_(std::make_unique<httplib::Server>()) {
     connection_ports_[req.matches[1]].insert(req.remote_port);
     res.set_content("conn", "text/plain");
   });
+  // Probe depth (issue 4): bodies, headers and redirects for conditions.
+  s.Get("/json", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(
+        R"({"status":"UP","db":{"ok":true,"latency_ms":12},"items":[1,2,3],"version":"1.2"})",
+        "application/json");
+  });
+  s.Get("/text", [](const httplib::Request& req, httplib::Response& res) {
+    const std::string type = req.has_param("type") ? req.get_param_value("type") : "text/plain";
+    res.set_content(req.get_param_value("body"), type.c_str());
+  });
+  s.Get(R"(/redirect/(\d+))", [](const httplib::Request& req, httplib::Response& res) {
+    const int left = std::stoi(req.matches[1]);
+    if (left == 0) {
+      res.set_content("ok", "text/plain");
+      return;
+    }
+    res.set_redirect("/redirect/" + std::to_string(left - 1));
+  });
+  const auto echo = [](const httplib::Request& req, httplib::Response& res) {
+    res.set_content(req.method + " " + req.body, "text/plain");
+  };
+  s.Post("/echo", echo);
+  s.Put("/echo", echo);
+  s.Patch("/echo", echo);
+  s.Delete("/echo", echo);
   s.new_task_queue = [] { return new httplib::ThreadPool(32); };
   port_ = s.bind_to_any_port("127.0.0.1");
   if (port_ <= 0) throw std::runtime_error("test target: cannot bind 127.0.0.1");

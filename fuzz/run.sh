@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs every libFuzzer target of a VIGIL_FUZZ build for a bounded time:
+#   fuzz/run.sh <build dir> [seconds per target]        (`make fuzz` calls it)
+# Each target starts from its seed corpus (fuzz/corpus/<target>) and the inputs of earlier runs
+# (<build dir>/corpus/<target>, where new ones are saved). A crash, a sanitizer report, a failed
+# property, a leak or an input running over 10 s stops that target and leaves the input in
+# <build dir>/crashes/<target>/; make it a regression test by copying it to
+# fuzz/regressions/<target>/ (the test suite replays those) and fixing the bug.
+set -uo pipefail
+build="${1:?usage: fuzz/run.sh <build dir> [seconds per target]}"
+seconds="${2:-60}"
+here="$(cd "$(dirname "$0")" && pwd)"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
+if [[ -z "${ASAN_SYMBOLIZER_PATH:-}" ]] && command -v llvm-symbolizer >/dev/null; then
+  export ASAN_SYMBOLIZER_PATH="$(command -v llvm-symbolizer)"
+fi
+
+failed=()
+for source in "$here"/*_fuzzer.cpp; do
+  target="$(basename "$source" .cpp)"
+  binary="$build/fuzz/$target"
+  [[ -x "$binary" ]] || { echo "missing $binary: build the fuzz_targets target first" >&2; exit 2; }
+  mkdir -p "$build/corpus/$target" "$build/crashes/$target"
+  dict=()
+  case "$target" in
+    api_request_fuzzer) dict=(-dict="$here/http.dict") ;;
+    settings_fuzzer) ;;
+    *) dict=(-dict="$here/json.dict") ;;
+  esac
+  echo "=== $target: ${seconds} s"
+  log="$build/crashes/$target/last-run.log"
+  "$binary" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+    -print_final_stats=1 -artifact_prefix="$build/crashes/$target/" "${dict[@]}" \
+    "$build/corpus/$target" "$here/corpus/$target" >"$log" 2>&1
+  code=$?
+  grep -E '^stat::number_of_executed_units|^stat::new_units_added|^#[0-9]+.*DONE' "$log" | tr '\n' ' '
+  echo
+  if [[ $code -ne 0 ]]; then
+    failed+=("$target")
+    echo "--- $target FAILED (exit $code); the end of $log:" >&2
+    tail -40 "$log" >&2
+  fi
+done
+
+if [[ ${#failed[@]} -gt 0 ]]; then
+  echo "fuzz: failures in ${failed[*]}; inputs in $build/crashes/<target>/" >&2
+  exit 1
+fi
+echo "fuzz: every target ran ${seconds} s without a failure"

@@ -1,0 +1,61 @@
+#include "storage/change_feed.h"
+
+#include <exception>
+#include <string>
+
+#include "config/logging.h"
+
+namespace vigil {
+namespace {
+
+// Beats taken per poll at most; more wait for the next poll rather than make one long one.
+constexpr std::size_t kBeatsPerPoll = 10'000;
+
+}  // namespace
+
+ChangeFeed::ChangeFeed(Store& store, std::int64_t from_revision, ChangeFeedHandlers handlers,
+                       std::chrono::milliseconds interval)
+    : store_(store), revision_(from_revision), handlers_(std::move(handlers)), interval_(interval) {
+  thread_ = std::thread([this] { run(); });
+}
+
+ChangeFeed::~ChangeFeed() { stop(); }
+
+void ChangeFeed::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_requested_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void ChangeFeed::run() {
+  for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      if (wake_.wait_for(lock, interval_, [this] { return stop_requested_; })) return;
+    }
+    try {
+      poll();
+      if (failures_ > 0) log_info("change feed: database readable again");
+      failures_ = 0;
+    } catch (const std::exception& e) {
+      if (failures_++ == 0)
+        log_warn(std::string("change feed: cannot read changes, retrying: ") + e.what());
+    }
+  }
+}
+
+void ChangeFeed::poll() {
+  const ServiceChanges changes = store_.service_changes(revision_);
+  for (const auto& service : changes.changed)
+    if (handlers_.changed) handlers_.changed(service);
+  for (const ServiceId id : changes.purged)
+    if (handlers_.purged) handlers_.purged(id);
+  revision_ = std::max(revision_, changes.revision);
+  for (const auto& [id, beat] : store_.take_beats(kBeatsPerPoll))
+    if (handlers_.beat) handlers_.beat(id, beat);
+}
+
+}  // namespace vigil
