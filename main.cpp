@@ -11,11 +11,14 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <optional>
 #include <string>
 
+#include "alerting/alerter.h"
+#include "alerting/alerting_config.h"
 #include "api/commands.h"
 #include "api/push_client.h"
 #include "api/server.h"
@@ -67,8 +70,19 @@ std::string seconds_text(Millis ms) {
   return text;
 }
 
+// ${NAME} in the services file's "alerting" section: the environment, else .env.
+EnvLookup alerting_environment() {
+  return [dotenv = read_dotenv(".env")](const std::string& name) -> std::optional<std::string> {
+    if (const char* value = std::getenv(name.c_str())) return std::string(value);
+    const auto found = dotenv.find(name);
+    if (found == dotenv.end()) return std::nullopt;
+    return found->second;
+  };
+}
+
 int check_config(const Settings& settings) {
   const auto specs = load_services_file(settings.services_file, settings);
+  const auto alerting = load_alerting_config(settings.services_file, alerting_environment());
   std::cout << settings.services_file << ": " << specs.size() << " services, all valid\n";
   for (const auto& spec : specs) {
     if (spec.kind == ServiceKind::heartbeat) {
@@ -81,6 +95,8 @@ int check_config(const Settings& settings) {
               << seconds_text(spec.interval) << " s, timeout " << seconds_text(spec.timeout)
               << " s\n";
   }
+  if (!alerting.empty())
+    std::cout << "alerting: " << alerting.channels.size() << " channels, all valid\n";
   return 0;
 }
 
@@ -128,7 +144,11 @@ int serve(const Settings& settings, Modes modes) {
   const sigset_t stop_signals = block_stop_signals();
 
   std::optional<std::vector<ServiceSpec>> specs;
-  if (modes.runner) specs = load_services_file(settings.services_file, settings);
+  AlertingConfig alerting;
+  if (modes.runner) {
+    specs = load_services_file(settings.services_file, settings);
+    alerting = load_alerting_config(settings.services_file, alerting_environment());
+  }
 
   std::unique_ptr<Store> store;
   try {
@@ -140,6 +160,8 @@ int serve(const Settings& settings, Modes modes) {
 
   prometheus::Registry registry;
   std::unique_ptr<Writer> writer;
+  std::unique_ptr<Alerter> alerter;
+  std::unique_ptr<AlertStore> alert_reads;  // the API's own connection to the alerts tables
   std::unique_ptr<Runner> runner;
   std::unique_ptr<RunnerCommands> commands;
   std::unique_ptr<ChangeFeed> feed;
@@ -157,8 +179,21 @@ int serve(const Settings& settings, Modes modes) {
     options.max_concurrency = settings.max_concurrency;
     options.region = settings.region;
     Writer* sink = writer.get();
+    // Alerting (issue 5): status changes reach the Alerter's queue, never its I/O.
+    try {
+      alerter = std::make_unique<Alerter>(settings.db_file, *store, std::move(alerting), registry);
+    } catch (const StorageError& e) {
+      log_error(std::string("cannot open alerts: ") + e.what());
+      return kExitStartupFailure;
+    }
+    Alerter* alerts = alerter.get();
     runner = std::make_unique<Runner>(
-        options, [sink](TickRecord record) { sink->submit(std::move(record)); }, registry);
+        options,
+        [sink, alerts](TickRecord record) {
+          alerts->on_tick(record);
+          sink->submit(std::move(record));
+        },
+        registry);
     commands = std::make_unique<RunnerCommands>(*runner);
   }
 
@@ -168,6 +203,14 @@ int serve(const Settings& settings, Modes modes) {
     api_options.read_token = settings.api_read_token;
     api_options.service_defaults = settings;
     api_options.commands = commands.get();
+    try {
+      alert_reads = std::make_unique<AlertStore>(settings.db_file);
+    } catch (const StorageError& e) {
+      log_error(std::string("cannot open alerts: ") + e.what());
+      return kExitStartupFailure;
+    }
+    api_options.alerts = alert_reads.get();
+    api_options.alerter = alerter.get();
     api = std::make_unique<ApiServer>(
         *store, registry,
         [&runner, &writer] {
@@ -194,6 +237,7 @@ int serve(const Settings& settings, Modes modes) {
     const std::int64_t revision = store->services_revision();
     auto services = store->active_services();
     const std::size_t count = services.size();
+    alerter->start();
     runner->start(std::move(services), store->load_runtime());
     // Writes made by a `vigil api` process (and beats pushed to it) reach the runner from here.
     Runner* target = runner.get();
@@ -204,7 +248,10 @@ int serve(const Settings& settings, Modes modes) {
             [target](ServiceId id) { target->remove_service(id); },
             [target](ServiceId id, const BeatReport& beat) { target->record_beat(id, beat); }});
     cleaner = std::make_unique<RetentionCleaner>(
-        *store, RetentionOptions{settings.tick_retention, settings.cleanup_interval});
+        *store, RetentionOptions{.retention = settings.tick_retention,
+                                 .interval = settings.cleanup_interval,
+                                 .minute_retention = settings.minute_retention,
+                                 .hour_retention = settings.hour_retention});
     log_info("runner started: " + std::to_string(count) + " services, region " + settings.region +
              ", database " + settings.db_file + ", at most " +
              std::to_string(settings.max_concurrency) + " probes in flight");
@@ -220,6 +267,7 @@ int serve(const Settings& settings, Modes modes) {
   if (api) api->stop();
   if (feed) feed->stop();
   if (runner) runner->stop();
+  if (alerter) alerter->stop();
   if (cleaner) cleaner->stop();
   if (writer) writer->stop();
   log_info("stopped cleanly");

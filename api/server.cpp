@@ -26,8 +26,13 @@
 #include <utility>
 #include <vector>
 
+#include "alerting/alert_store.h"
+#include "alerting/alert_views.h"
+#include "alerting/alerter.h"
 #include "api/auth.h"
 #include "api/json_views.h"
+#include "api/series_routes.h"
+#include "api/uptime_gauges.h"
 #include "config/config.h"
 #include "config/logging.h"
 
@@ -324,7 +329,8 @@ class ApiServer::Impl {
                        .Name("vigil_api_request_duration_seconds")
                        .Help("HTTP API request duration by route pattern, in seconds.")
                        .Register(registry)),
-        buckets_{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5} {
+        buckets_{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5},
+        uptime_gauges_(store, registry) {
     configure();
   }
 
@@ -476,9 +482,18 @@ class ApiServer::Impl {
               &Impl::events);
     add_route("/v1/services/{id}/ticks", R"(/v1/services/([^/]+)/ticks)", "GET", Gate::read,
               &Impl::ticks);
+    // Time series (issue 6): api/series_routes.h.
+    add_route("/v1/services/{id}/metrics", R"(/v1/services/([^/]+)/metrics)", "GET", Gate::read,
+              &Impl::service_metrics);
+    add_route("/v1/services/{id}/series", R"(/v1/services/([^/]+)/series)", "GET", Gate::read,
+              &Impl::service_series);
+    add_route("/v1/uptime", "/v1/uptime", "GET", Gate::read, &Impl::all_uptime);
     // The push token in the path is the credential: cron jobs carry no other.
     add_route("/v1/push/{token}", R"(/v1/push/([^/]+)(/fail)?)", "GET", Gate::open, &Impl::push);
     add_route("/v1/push/{token}", R"(/v1/push/([^/]+)(/fail)?)", "POST", Gate::open, &Impl::push);
+    add_route("/v1/alerts", "/v1/alerts", "GET", Gate::read, &Impl::list_alerts);  // issue 5
+    add_route("/v1/alerts/test", "/v1/alerts/test", "POST", Gate::write, &Impl::test_alert);
+    add_route("/v1/alerts/{id}", R"(/v1/alerts/([^/]+))", "GET", Gate::read, &Impl::get_alert);
     add_route("/healthz", "/healthz", "GET", Gate::open, &Impl::healthz);
     add_route("/metrics", "/metrics", "GET", Gate::read, &Impl::metrics);
 
@@ -855,6 +870,93 @@ class ApiServer::Impl {
     send_json_text(res, 200, envelope_text(200, data));
   }
 
+  // ---- time series (issue 6) ----
+
+  // Runs a series:: route body, turning its BadParam into a 400.
+  template <typename Body>
+  static void send_series(httplib::Response& res, Body&& body) {
+    nlohmann::json data;
+    try {
+      data = body();
+    } catch (const series::BadParam& e) {
+      throw bad_request(e.what());
+    }
+    send_json(res, 200, envelope(200, std::move(data)));
+  }
+
+  static series::Params params_of(const httplib::Request& req) {
+    return [&req](const char* name) -> std::optional<std::string> {
+      if (!req.has_param(name)) return std::nullopt;
+      return req.get_param_value(name);
+    };
+  }
+
+  void service_metrics(const httplib::Request& req, httplib::Response& res,
+                       const std::smatch& path) {
+    const ServiceId id = parse_service_id(path[1].str());
+    if (!store_.get_service(id)) throw not_found(id);
+    send_series(res, [&] { return series::service_metrics(store_, id, params_of(req), now_ms()); });
+  }
+
+  void service_series(const httplib::Request& req, httplib::Response& res,
+                      const std::smatch& path) {
+    const ServiceId id = parse_service_id(path[1].str());
+    if (!store_.get_service(id)) throw not_found(id);
+    send_series(res, [&] { return series::service_series(store_, id, params_of(req), now_ms()); });
+  }
+
+  void all_uptime(const httplib::Request& req, httplib::Response& res, const std::smatch&) {
+    send_series(res, [&] { return series::all_uptime(store_, params_of(req), now_ms()); });
+  }
+
+  // ---- end of time series ----
+
+  // ---- alerting (issue 5) ----
+
+  AlertStore& alert_store() const {
+    if (!options_.alerts) throw ApiError(503, "alerting is not available in this process");
+    return *options_.alerts;
+  }
+
+  void list_alerts(const httplib::Request& req, httplib::Response& res, const std::smatch&) {
+    AlertQuery query;
+    query.limit = parse_limit(req);
+    if (req.has_param("active")) {
+      const auto value = req.get_param_value("active");
+      if (value != "true" && value != "false") throw bad_request("active must be true or false");
+      query.active = value == "true";
+    }
+    if (req.has_param("service_id"))
+      query.service_id = parse_service_id(req.get_param_value("service_id"));
+    if (const auto since = time_param(req, "since")) query.since = from_unix_ms(since->ceil_ms());
+    json alerts = json::array();
+    for (const auto& alert : alert_store().alerts(query)) alerts.push_back(alert_json(alert));
+    send_json(res, 200, envelope(200, json{{"alerts", std::move(alerts)}}));
+  }
+
+  void get_alert(const httplib::Request&, httplib::Response& res, const std::smatch& path) {
+    const auto id = parse_int64(path[1].str());
+    if (!id || *id < 1) throw bad_request("alert id must be a positive integer");
+    const auto alert = alert_store().alert(*id);
+    if (!alert) throw ApiError(404, "alert " + std::to_string(*id) + " not found");
+    json data = alert_json(*alert);
+    data["notifications"] = json::array();
+    for (const auto& n : alert_store().notifications(*id))
+      data["notifications"].push_back(notification_json(n));
+    send_json(res, 200, envelope(200, json{{"alert", std::move(data)}}));
+  }
+
+  void test_alert(const httplib::Request& req, httplib::Response& res, const std::smatch&) {
+    if (!req.has_param("channel")) throw bad_request("channel is required");
+    if (!options_.alerter) throw ApiError(503, "no alerter runs in this process (vigil api)");
+    const auto channel = req.get_param_value("channel");
+    if (!options_.alerter->send_test(channel))
+      throw ApiError(404, "channel " + json(channel).dump() + " not found");
+    send_json(res, 202, envelope(202, json{{"channel", channel}, {"queued", true}}));
+  }
+
+  // ---- end of alerting ----
+
   void ticks(const httplib::Request& req, httplib::Response& res, const std::smatch& path) {
     const ServiceId id = parse_service_id(path[1].str());
     const auto from = time_param(req, "from");
@@ -906,6 +1008,7 @@ class ApiServer::Impl {
   }
 
   void metrics(const httplib::Request&, httplib::Response& res, const std::smatch&) {
+    uptime_gauges_.refresh_if_stale();  // issue 6: at most every 10 s
     res.status = 200;
     res.set_content(prometheus::TextSerializer().Serialize(registry_.Collect()), kPrometheusType);
   }
@@ -923,6 +1026,7 @@ class ApiServer::Impl {
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& durations_;
   const prometheus::Histogram::BucketBoundaries buckets_;
+  UptimeGauges uptime_gauges_;  // issue 6
 
   httplib::Server server_;
   std::vector<Route> routes_;

@@ -24,6 +24,15 @@
 //                                         when the page is full, else null
 //   GET /v1/services/{id}/ticks           ?from=&to= (unix seconds, inclusive, may have a
 //                                         decimal fraction) &limit=1..1000 (100), newest first
+//   GET /v1/services/{id}/metrics         issue 6 (api/series_routes.h): ?window= or ?from=&to=
+//   GET /v1/services/{id}/series          ... and ?step=60|300|3600|86400
+//   GET /v1/uptime                        every active service's uptime and p95 of a window
+//   GET /v1/alerts                        alerts, newest first: ?active=true|false &service_id=
+//                                         &since=<unix seconds, created at or after>
+//                                         &limit=1..1000 (100)  (issue 5)
+//   GET /v1/alerts/{id}                   one alert with its notifications (404 when unknown)
+//   POST /v1/alerts/test?channel=NAME     a test notification (write): 202; 404 unknown
+//                                         channel; 503 when this process runs no Alerter
 //   GET /healthz                          200 {"data":{"runner":..,"writer":..,"storage":..}}
 //                                         or 503 when a part is not alive
 //   GET /metrics                          Prometheus text exposition of the registry, including
@@ -54,6 +63,9 @@ class Registry;
 
 namespace vigil {
 
+class AlertStore;
+class Alerter;
+
 // Liveness of the parts /healthz reports; a part that is not running in this process (e.g. the
 // runner under `vigil api`) reports not_running and does not fail the check.
 enum class PartHealth { alive, stalled, not_running };
@@ -70,6 +82,10 @@ struct ApiOptions {
   // The runner of this process, or null (`vigil api`): then a pushed beat is queued in the
   // database for the runner process, and writes reach it through its ChangeFeed.
   ServiceCommands* commands = nullptr;
+  // Alerting (issue 5): the alerts tables to read (null: /v1/alerts answers 503), and the
+  // Alerter of this process for test notifications (null under `vigil api`). Must outlive it.
+  AlertStore* alerts = nullptr;
+  Alerter* alerter = nullptr;
 };
 
 class ApiServer {

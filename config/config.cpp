@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <utility>
 
 #include "config/conditions.h"
 #include "config/probe_options.h"
@@ -30,6 +31,8 @@ const char* const kKnownVariables[] = {"API_HOST",
                                        "API_TOKEN",
                                        "API_READ_TOKEN",
                                        "RETENTION_DAYS",
+                                       "RETENTION_MINUTE_DAYS",
+                                       "RETENTION_HOUR_DAYS",
                                        "CLEANUP_INTERVAL_SECONDS"};
 
 std::string trim(std::string_view s) {
@@ -488,6 +491,16 @@ Settings load_settings(const EnvMap& env) {
       throw bad("RETENTION_DAYS", *v, "a number of days from 0 (keep forever) to 100000");
     settings.tick_retention = seconds_to_millis(*days * 86'400);
   }
+  // Issue 6: rollup retention per resolution, in days like RETENTION_DAYS.
+  for (auto [name, target] : {std::pair{"RETENTION_MINUTE_DAYS", &settings.minute_retention},
+                              std::pair{"RETENTION_HOUR_DAYS", &settings.hour_retention}}) {
+    if (auto v = get(name)) {
+      const auto days = parse_number(*v);
+      if (!days || *days < 0 || *days > 100'000)
+        throw bad(name, *v, "a number of days from 0 (keep forever) to 100000");
+      *target = seconds_to_millis(*days * 86'400);
+    }
+  }
   if (auto v = seconds("CLEANUP_INTERVAL_SECONDS", 1)) settings.cleanup_interval = *v;
   return settings;
 }
@@ -500,13 +513,13 @@ std::vector<ServiceSpec> parse_services(const std::string& json_text, const std:
   } catch (const json::exception& e) {  // parse_error, and out_of_range for 1e400 (fuzz finding)
     throw ConfigError(source + ": not valid JSON: " + e.what());
   }
-  // The file is a list of services, or an object with a "services" list (room for other
-  // sections later).
+  // The file is a list of services, or an object with a "services" list and an optional
+  // "alerting" section (parsed by alerting/alerting_config.h).
   const json* list = &document;
   std::string prefix = "services";
   if (document.is_object()) {
     for (const auto& [key, value] : document.items())
-      if (key != "services")
+      if (key != "services" && key != "alerting")
         throw ConfigError(source + ": unknown top-level key " + json_quoted(key));
     if (!document.contains("services"))
       throw ConfigError(source + ": expected a list of services or an object with \"services\"");

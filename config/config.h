@@ -38,6 +38,9 @@ struct Settings {
   std::string api_read_token;  // API_READ_TOKEN: empty means reads are open
   Millis tick_retention{30LL * 24 * 3600 * 1000};  // RETENTION_DAYS; zero keeps ticks forever
   Millis cleanup_interval{3'600'000};              // CLEANUP_INTERVAL_SECONDS
+  // Time series (issue 6): rollup retention per resolution; zero keeps them forever.
+  Millis minute_retention{30LL * 24 * 3600 * 1000};  // RETENTION_MINUTE_DAYS
+  Millis hour_retention{400LL * 24 * 3600 * 1000};   // RETENTION_HOUR_DAYS
 };
 
 // Reads KEY=VALUE lines (blank lines and # comments skipped, optional `export `, values may be

@@ -19,10 +19,9 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "api/server.h"
 #include "config/config.h"
@@ -51,14 +50,13 @@ struct Fixture {
     dir = templ;
     store = open_sqlite_store(dir + "/fuzz.db");
     const Settings settings;
-    store->sync_services(
-        parse_services(R"([
+    store->sync_services(parse_services(R"([
           {"name": "web", "url": "http://127.0.0.1:1/", "team": "core", "tags": ["prod"]},
           {"name": "db", "url": "https://127.0.0.1:2/health", "interval_seconds": 5},
           {"name": "nightly", "kind": "heartbeat", "interval_seconds": 3600}
         ])",
-                       "seed.json", settings),
-        now_ms());
+                                        "seed.json", settings),
+                         now_ms());
     ServiceId web_id = 0, db_id = 0;
     for (const Service& service : store->active_services()) {
       if (service.spec.name == "web") web_id = service.id;
@@ -91,8 +89,8 @@ struct Fixture {
     }
     store->apply(batch);
     ApiOptions options;
-    server = std::make_unique<ApiServer>(*store, registry, [] { return HealthReport{}; },
-                                         std::move(options));
+    server = std::make_unique<ApiServer>(
+        *store, registry, [] { return HealthReport{}; }, std::move(options));
     port = server->start("127.0.0.1", 0);
   }
   ~Fixture() {
@@ -205,9 +203,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // Every request of the input, answered or not (see exchange), was counted by now.
   static double errors_before = 0;
   const double errors = server_errors(fixture->registry);
-  FUZZ_CHECK(errors == errors_before,
-             "the server answered 500 (its log line is above) to:\n" +
-                 std::string(request.substr(0, 600)));
+  FUZZ_CHECK(errors == errors_before, "the server answered 500 (its log line is above) to:\n" +
+                                          std::string(request.substr(0, 600)));
   errors_before = errors;
 
   // The first answer, when it arrived whole: a JSON one must be an envelope with its status.

@@ -6,12 +6,11 @@
 // stay bounded).
 #include <cstddef>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "config/conditions.h"
 #include "config/config.h"
@@ -24,8 +23,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   constexpr std::string_view kSeparator = "\n====\n";
   const auto split = input.find(kSeparator);
   const std::string_view conditions_text = input.substr(0, split);
-  const std::string_view body =
-      split == std::string_view::npos ? std::string_view() : input.substr(split + kSeparator.size());
+  const std::string_view body = split == std::string_view::npos
+                                    ? std::string_view()
+                                    : input.substr(split + kSeparator.size());
 
   nlohmann::json object;
   try {

@@ -6,11 +6,11 @@
 #include <cstdlib>
 #include <string>
 
-#define FUZZ_CHECK(condition, message)                                                  \
-  do {                                                                                  \
-    if (!(condition)) {                                                                 \
-      std::fprintf(stderr, "fuzz property failed: %s: %s\n", #condition,                \
-                   std::string(message).c_str());                                       \
-      std::abort();                                                                     \
-    }                                                                                   \
+#define FUZZ_CHECK(condition, message)                                   \
+  do {                                                                   \
+    if (!(condition)) {                                                  \
+      std::fprintf(stderr, "fuzz property failed: %s: %s\n", #condition, \
+                   std::string(message).c_str());                        \
+      std::abort();                                                      \
+    }                                                                    \
   } while (false)

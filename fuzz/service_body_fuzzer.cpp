@@ -5,10 +5,9 @@
 // read back equal through service_spec_json (what the database and the next PATCH start from).
 #include <cstddef>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "config/config.h"
 #include "fuzz_check.h"
@@ -77,9 +76,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   body.erase("active");
   for (const ServiceSpec& base : patch_bases()) {
     try {
-      const ServiceSpec patched =
-          parse_service_spec(merge_service_patch(base, body, "service", settings()), "service",
-                             settings());
+      const ServiceSpec patched = parse_service_spec(
+          merge_service_patch(base, body, "service", settings()), "service", settings());
       if (body.empty()) FUZZ_CHECK(patched == base, "an empty PATCH changed " + base.name);
       check_round_trip(patched);
     } catch (const ConfigError&) {

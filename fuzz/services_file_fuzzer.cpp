@@ -5,10 +5,9 @@
 // a crash, a sanitizer report or a hang is a bug.
 #include <cstddef>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "config/config.h"
 #include "fuzz_check.h"

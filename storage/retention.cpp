@@ -2,6 +2,7 @@
 
 #include <exception>
 #include <string>
+#include <utility>
 
 #include "config/logging.h"
 
@@ -9,7 +10,9 @@ namespace vigil {
 
 RetentionCleaner::RetentionCleaner(Store& store, RetentionOptions options)
     : store_(store), options_(options) {
-  if (options_.retention > Millis::zero()) thread_ = std::thread([this] { run(); });
+  if (options_.retention > Millis::zero() || options_.minute_retention > Millis::zero() ||
+      options_.hour_retention > Millis::zero())
+    thread_ = std::thread([this] { run(); });
 }
 
 RetentionCleaner::~RetentionCleaner() { stop(); }
@@ -35,14 +38,29 @@ void RetentionCleaner::run() {
 }
 
 void RetentionCleaner::clean() {
-  const TimePoint cutoff = now_ms() - options_.retention;
+  const TimePoint now = now_ms();
+  const TimePoint cutoff = now - options_.retention;
   const auto started = std::chrono::steady_clock::now();
   std::size_t total = 0;
-  try {
+  // Batches of one kind of row until none is left older than its cutoff; false once stopping.
+  const auto drain = [&](auto&& delete_batch) {
     for (;;) {
-      const std::size_t deleted = store_.delete_ticks_older_than(cutoff, options_.batch_size);
+      const std::size_t deleted = delete_batch();
       total += deleted;
-      if (deleted < options_.batch_size || stopping(options_.pause)) break;
+      if (deleted < options_.batch_size) return true;
+      if (stopping(options_.pause)) return false;
+    }
+  };
+  try {
+    bool go_on = options_.retention == Millis::zero() ||
+                 drain([&] { return store_.delete_ticks_older_than(cutoff, options_.batch_size); });
+    // Issue 6: the rollups, each resolution with its own retention.
+    for (auto [resolution, keep] : {std::pair{RollupResolution::minute, options_.minute_retention},
+                                    std::pair{RollupResolution::hour, options_.hour_retention}}) {
+      if (!go_on || keep == Millis::zero()) continue;
+      go_on = drain([&, resolution = resolution, keep = keep] {
+        return store_.delete_rollups_older_than(resolution, now - keep, options_.batch_size);
+      });
     }
   } catch (const std::exception& e) {
     // The next cleanup tries again; ticks only wait a little longer to go.
@@ -51,9 +69,8 @@ void RetentionCleaner::clean() {
   if (total > 0) {
     const auto took =
         std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - started);
-    log_info("retention: deleted " + std::to_string(total) + " tick(s) older than " +
-             std::to_string(to_unix_seconds(cutoff)) + " in " + std::to_string(took.count()) +
-             " ms");
+    log_info("retention: deleted " + std::to_string(total) + " tick(s) and rollup row(s) past" +
+             " their retention in " + std::to_string(took.count()) + " ms");
   }
 }
 

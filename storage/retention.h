@@ -1,7 +1,8 @@
 // RetentionCleaner: the thread that deletes raw ticks older than the retention period (Settings
-// RETENTION_DAYS), once at start and then every `interval`. It deletes in small batches, each its
-// own short transaction, with a pause between them, so the writer and the API never wait long
-// behind it. Metrics and events are kept: they summarise what the deleted ticks said.
+// RETENTION_DAYS) and rollup rows older than theirs (issue 6: RETENTION_MINUTE_DAYS,
+// RETENTION_HOUR_DAYS), once at start and then every `interval`. It deletes in small batches,
+// each its own short transaction, with a pause between them, so the writer and the API never
+// wait long behind it. Metrics and events are kept: they summarise what the deleted ticks said.
 #pragma once
 
 #include <chrono>
@@ -20,11 +21,14 @@ struct RetentionOptions {
   Millis interval{3'600'000};                 // between cleanups
   std::size_t batch_size = 1000;              // ticks per transaction
   Millis pause{5};                            // between batches: room for the writer
+  // Issue 6: rollup rows older than these go (zero: none ever go), in the same cleanup.
+  Millis minute_retention{30LL * 24 * 3600 * 1000};
+  Millis hour_retention{400LL * 24 * 3600 * 1000};
 };
 
 class RetentionCleaner {
  public:
-  // Starts the thread (none when options.retention is zero). `store` must outlive the cleaner.
+  // Starts the thread (none when every retention is zero). `store` must outlive the cleaner.
   RetentionCleaner(Store& store, RetentionOptions options);
   ~RetentionCleaner();  // stop()
   RetentionCleaner(const RetentionCleaner&) = delete;

@@ -138,6 +138,92 @@ ALTER TABLE service_ticks ADD COLUMN tls_us        INTEGER;
 ALTER TABLE service_ticks ADD COLUMN processing_us INTEGER;
 ALTER TABLE service_ticks ADD COLUMN transfer_us   INTEGER;
 )sql"},
+    // Time series (issue 6). Only new tables, so it applies whatever came before.
+    // - service_rollups_minute / _hour: per service and period (bucket: its start, unix ms,
+    //   aligned to the minute or hour in UTC) what its ticks said: counts, response-time sum,
+    //   min and max, the latency histogram (storage/rollups.h encoding), and the phase sums of
+    //   the phase_count ticks that had phases. Written by apply() with the ticks they summarise.
+    // - *_by_bucket: retention deletes the oldest rows in small batches.
+    {4, R"sql(
+CREATE TABLE service_rollups_minute (
+  service_id    INTEGER NOT NULL REFERENCES services(id) ON DELETE CASCADE,
+  bucket        INTEGER NOT NULL,
+  count         INTEGER NOT NULL,
+  up            INTEGER NOT NULL,
+  down          INTEGER NOT NULL,
+  sum_ms        REAL    NOT NULL,
+  min_ms        REAL    NOT NULL,
+  max_ms        REAL    NOT NULL,
+  histogram     BLOB    NOT NULL,
+  phase_count   INTEGER NOT NULL DEFAULT 0,
+  resolve_ms    REAL    NOT NULL DEFAULT 0,
+  connect_ms    REAL    NOT NULL DEFAULT 0,
+  tls_ms        REAL    NOT NULL DEFAULT 0,
+  processing_ms REAL    NOT NULL DEFAULT 0,
+  transfer_ms   REAL    NOT NULL DEFAULT 0,
+  PRIMARY KEY (service_id, bucket)
+) WITHOUT ROWID;
+CREATE INDEX service_rollups_minute_by_bucket ON service_rollups_minute(bucket);
+
+CREATE TABLE service_rollups_hour (
+  service_id    INTEGER NOT NULL REFERENCES services(id) ON DELETE CASCADE,
+  bucket        INTEGER NOT NULL,
+  count         INTEGER NOT NULL,
+  up            INTEGER NOT NULL,
+  down          INTEGER NOT NULL,
+  sum_ms        REAL    NOT NULL,
+  min_ms        REAL    NOT NULL,
+  max_ms        REAL    NOT NULL,
+  histogram     BLOB    NOT NULL,
+  phase_count   INTEGER NOT NULL DEFAULT 0,
+  resolve_ms    REAL    NOT NULL DEFAULT 0,
+  connect_ms    REAL    NOT NULL DEFAULT 0,
+  tls_ms        REAL    NOT NULL DEFAULT 0,
+  processing_ms REAL    NOT NULL DEFAULT 0,
+  transfer_ms   REAL    NOT NULL DEFAULT 0,
+  PRIMARY KEY (service_id, bucket)
+) WITHOUT ROWID;
+CREATE INDEX service_rollups_hour_by_bucket ON service_rollups_hour(bucket);
+)sql"},
+    // Alerting (issue 5). Only new tables, so it applies whatever came before.
+    // - alerts: one row per down period of a service that alerted; at most one active per
+    //   service. external_reference_id is the PagerDuty dedup_key; alert_cycle counts reminders.
+    // - notifications: one row per channel per trigger/repeat/resolve, written with the alert
+    //   change before any delivery (pending), so a crash cannot lose a page. payload is the
+    //   message JSON; attempt counts deliveries tried; next_attempt_at drives the backoff.
+    {5, R"sql(
+CREATE TABLE alerts (
+  alert_id              INTEGER PRIMARY KEY,
+  alert_name            TEXT    NOT NULL,
+  service_id            INTEGER NOT NULL REFERENCES services(id) ON DELETE CASCADE,
+  active                INTEGER NOT NULL CHECK (active IN (0, 1)),
+  external_reference_id TEXT    NOT NULL,
+  alert_cycle           INTEGER NOT NULL DEFAULT 1,
+  reason                TEXT    NOT NULL DEFAULT '',
+  created_date          INTEGER NOT NULL,
+  closed_date           INTEGER
+);
+CREATE UNIQUE INDEX alerts_one_active ON alerts(service_id) WHERE active = 1;
+CREATE INDEX alerts_by_created ON alerts(created_date);
+
+CREATE TABLE notifications (
+  id              INTEGER PRIMARY KEY,
+  alert_id        INTEGER REFERENCES alerts(alert_id) ON DELETE CASCADE,
+  channel         TEXT    NOT NULL,
+  kind            TEXT    NOT NULL CHECK (kind IN ('trigger', 'repeat', 'resolve', 'test')),
+  payload         TEXT    NOT NULL,
+  status          TEXT    NOT NULL
+                  CHECK (status IN ('pending', 'sent', 'failed', 'suppressed')),
+  attempt         INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER,
+  response_code   INTEGER,
+  error           TEXT,
+  created_at      INTEGER NOT NULL,
+  sent_at         INTEGER
+);
+CREATE INDEX notifications_pending ON notifications(next_attempt_at) WHERE status = 'pending';
+CREATE INDEX notifications_by_alert ON notifications(alert_id, id);
+)sql"},
 };
 
 constexpr int kCurrentVersion = kMigrations[std::size(kMigrations) - 1].version;

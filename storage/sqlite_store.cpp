@@ -28,6 +28,7 @@
 #include "config/logging.h"
 #include "config/probe_options.h"
 #include "storage/model.h"
+#include "storage/rollup_sql.h"
 #include "storage/sqlite_schema.h"
 #include "storage/store.h"
 
@@ -474,6 +475,7 @@ class SqliteStore final : public Store {
       db_->exec("PRAGMA foreign_keys = ON");
       sqlite_schema::migrate(*db_, path);
       apply_statements_ = std::make_unique<ApplyStatements>(*db_);
+      rollup_writer_ = std::make_unique<rollup_sql::RollupWriter>(*db_);  // issue 6
     } catch (const StorageError&) {
       throw;
     } catch (const SQLite::Exception& e) {
@@ -634,6 +636,9 @@ class SqliteStore final : public Store {
     std::lock_guard lock(write_mutex_);
     guarded("apply", [&] {
       gone.clear();  // a retried batch starts over
+      // Issue 6: the ticks inserted, which the rollups fold in.
+      std::vector<const Tick*> inserted;
+      inserted.reserve(batch.size());
       auto& s = *apply_statements_;
       // IMMEDIATE takes the write lock up front (waiting up to busy_timeout for the other
       // process) instead of failing on a read-to-write upgrade halfway through the batch.
@@ -672,6 +677,7 @@ class SqliteStore final : public Store {
           gone.insert(tick.service_id);
           continue;
         }
+        inserted.push_back(&tick);
 
         if (record.opens_event) {
           s.close_open_event.tryReset();
@@ -701,6 +707,7 @@ class SqliteStore final : public Store {
         s.upsert_metric.bind(8, written_at);
         s.upsert_metric.exec();
       }
+      rollup_writer_->write(inserted);  // issue 6: same transaction as the ticks
       txn.commit();
     });
     if (!gone.empty()) {
@@ -1023,6 +1030,76 @@ class SqliteStore final : public Store {
     });
   }
 
+  // ---- time series (issue 6) ----
+
+  RollupSummary summarize(ServiceId id, TimePoint from, TimePoint to) override {
+    return guarded("summarize", [&] {
+      auto db = readers_.acquire();
+      SQLite::Transaction snapshot(*db);  // one consistent view across the pieces
+      auto all = rollup_sql::summarize(*db, id, ms(from), ms(to));
+      const auto it = all.find(id);
+      return it == all.end() ? RollupSummary{} : it->second;
+    });
+  }
+
+  std::map<ServiceId, RollupSummary> summarize_all(TimePoint from, TimePoint to) override {
+    return guarded("summarize_all", [&] {
+      auto db = readers_.acquire();
+      SQLite::Transaction snapshot(*db);
+      return rollup_sql::summarize(*db, std::nullopt, ms(from), ms(to));
+    });
+  }
+
+  std::vector<std::pair<TimePoint, RollupSummary>> rollups(ServiceId id,
+                                                           RollupResolution resolution,
+                                                           TimePoint from, TimePoint to) override {
+    return guarded("rollups", [&] {
+      auto db = readers_.acquire();
+      std::vector<std::pair<TimePoint, RollupSummary>> out;
+      for (auto& [bucket, summary] : rollup_sql::rows(*db, resolution, id, ms(from), ms(to)))
+        out.emplace_back(from_unix_ms(bucket), std::move(summary));
+      return out;
+    });
+  }
+
+  std::vector<Event> events_overlapping(ServiceId id, TimePoint from, TimePoint to) override {
+    return guarded("events_overlapping", [&] {
+      auto db = readers_.acquire();
+      SQLite::Statement select(*db,
+                               "SELECT id, event, date_started, date_ended, created_at, updated_at"
+                               " FROM service_events WHERE service_id = ?1 AND date_started < ?3"
+                               " AND (date_ended IS NULL OR date_ended > ?2) ORDER BY id");
+      select.bind(1, id);
+      select.bind(2, ms(from));
+      select.bind(3, ms(to));
+      std::vector<Event> out;
+      while (select.executeStep()) {
+        Event event;
+        event.id = select.getColumn(0).getInt64();
+        event.service_id = id;
+        event.kind = require_kind(select.getColumn(1).getString());
+        event.date_started = from_unix_ms(select.getColumn(2).getInt64());
+        if (!select.isColumnNull(3))
+          event.date_ended = from_unix_ms(select.getColumn(3).getInt64());
+        event.created_at = from_unix_ms(select.getColumn(4).getInt64());
+        event.updated_at = from_unix_ms(select.getColumn(5).getInt64());
+        out.push_back(event);
+      }
+      return out;
+    });
+  }
+
+  std::size_t delete_rollups_older_than(RollupResolution resolution, TimePoint cutoff,
+                                        std::size_t batch_size) override {
+    if (batch_size == 0) return 0;
+    std::lock_guard lock(write_mutex_);
+    return guarded("delete_rollups_older_than", [&] {
+      return rollup_sql::delete_older_than(*db_, resolution, ms(cutoff), batch_size);
+    });
+  }
+
+  // ---- end of time series ----
+
   bool ping() override {
     try {
       auto db = readers_.acquire();
@@ -1060,6 +1137,8 @@ class SqliteStore final : public Store {
   std::mutex write_mutex_;  // guards db_ and apply_statements_
   std::unique_ptr<SQLite::Database> db_;
   std::unique_ptr<ApplyStatements> apply_statements_;  // declared after db_: destroyed first
+  // Issue 6; declared after db_ as well.
+  std::unique_ptr<rollup_sql::RollupWriter> rollup_writer_;
   ReadPool readers_;
 };
 

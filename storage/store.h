@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "storage/model.h"
+#include "storage/rollups.h"
 
 namespace vigil {
 
@@ -145,6 +147,28 @@ class Store {
   // Retention: deletes up to `batch_size` ticks with ts < cutoff in one short transaction, so
   // the writer never waits long behind it. Returns how many it deleted. Metrics and events stay.
   virtual std::size_t delete_ticks_older_than(TimePoint cutoff, std::size_t batch_size) = 0;
+
+  // ---- time series (issue 6): rollups written by apply(), read for any window ----
+
+  // What the ticks of service `id` with ts in [from, to) said (count 0 when none): whole hours
+  // from hour rollups, whole minutes around them from minute rollups, raw ticks at the edges.
+  // Exact for counts and sums, percentiles within the histogram's bound, as long as the rows a
+  // window needs are still retained.
+  virtual RollupSummary summarize(ServiceId id, TimePoint from, TimePoint to) = 0;
+  // The same for every service with ticks in the window, keyed by id, in a fixed number of
+  // queries whatever the number of services.
+  virtual std::map<ServiceId, RollupSummary> summarize_all(TimePoint from, TimePoint to) = 0;
+  // Rollup rows of service `id` whose period starts in [from, to), oldest first.
+  virtual std::vector<std::pair<TimePoint, RollupSummary>> rollups(ServiceId id,
+                                                                   RollupResolution resolution,
+                                                                   TimePoint from,
+                                                                   TimePoint to) = 0;
+  // Events of service `id` that overlap [from, to) (open ones included), oldest first.
+  virtual std::vector<Event> events_overlapping(ServiceId id, TimePoint from, TimePoint to) = 0;
+  // Retention: deletes up to `batch_size` rollup rows of `resolution` whose period starts
+  // before `cutoff`, in one short transaction. Returns how many it deleted.
+  virtual std::size_t delete_rollups_older_than(RollupResolution resolution, TimePoint cutoff,
+                                                std::size_t batch_size) = 0;
 };
 
 // Opens (creating if needed) the SQLite database at `path` in WAL mode and migrates it to the

@@ -105,9 +105,11 @@ Service service(ServiceId id, const std::string& name, const std::string& url, M
   return s;
 }
 
-// The healthy target. A RawTarget rather than a TargetServer: httplib 0.11.4 (Debian's build)
-// listens with a backlog of 5, so 400 fresh connections a second overflow its accept queue
-// whenever its acceptor thread is descheduled, and the dropped SYN costs the probe a 1 s retry.
+// The healthy target, answering on its accepting thread. A RawTarget rather than a TargetServer:
+// httplib 0.11.4 (Debian's build) listens with a backlog of 5, so 400 fresh connections a second
+// overflow its accept queue whenever its acceptor thread is descheduled, and the dropped SYN costs
+// the probe a 1 s retry; and no thread per connection, so that the target's own CPU (several
+// times higher under sanitizers) does not starve the runner it is measuring.
 void answers_ok(RawConnection& c) {
   c.read_head();
   c.send("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok");
@@ -159,7 +161,7 @@ struct Hostile {
 
 TEST(ReliabilityHostile, HostileTargetsEndDownOnTimeWhileHealthyOnesStayPunctualAndMemoryFlat) {
   set_log_level(LogLevel::warn);  // hostile services flap in and out of view; keep output short
-  RawTarget healthy_target(answers_ok);
+  RawTarget healthy_target(answers_ok, RawTarget::Threading::inline_quick);
   test::TargetServer hostile_target;  // its /trickle, /endless and /redirect-loop
   RawTarget silent(never_answers);
   RawTarget tls_staller(stalls_tls);
@@ -202,11 +204,13 @@ TEST(ReliabilityHostile, HostileTargetsEndDownOnTimeWhileHealthyOnesStayPunctual
   std::this_thread::sleep_for(kMeasured / 2);
   const long rss_at_end = rss_kib();
   std::uint64_t probes = 0;
-  const double p99_lateness = histogram_quantile_bound(
-      registry, "vigil_scheduler_lateness_seconds", 0.99, &probes);
+  const double p99_lateness =
+      histogram_quantile_bound(registry, "vigil_scheduler_lateness_seconds", 0.99, &probes);
+  const double p90_lateness =
+      histogram_quantile_bound(registry, "vigil_scheduler_lateness_seconds", 0.9, &probes);
   runner.stop();
-  const double ran_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
-                           .count();
+  const double ran_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
   // Healthy: on time and up. Each has had ran_s / 0.5 s slots, its first within the first.
   const int healthy_slots = int(ran_s / 0.5) - 2;
@@ -218,9 +222,10 @@ TEST(ReliabilityHostile, HostileTargetsEndDownOnTimeWhileHealthyOnesStayPunctual
     EXPECT_EQ(s.up, s.ticks) << "healthy-" << id << ": "
                              << (s.errors.empty() ? "" : s.errors.begin()->first);
   }
-  std::printf("hostile test: %llu probes started, scheduler lateness p99 <= %g s, %d healthy "
-              "ticks in %.1f s\n",
-              static_cast<unsigned long long>(probes), p99_lateness, healthy_ticks, ran_s);
+  std::printf(
+      "hostile test: %llu probes started, scheduler lateness p90 <= %g s, p99 <= %g s, "
+      "%d healthy ticks in %.1f s\n",
+      static_cast<unsigned long long>(probes), p90_lateness, p99_lateness, healthy_ticks, ran_s);
   EXPECT_GT(p99_lateness, 0) << "no lateness histogram";
   EXPECT_LE(p99_lateness, 0.1);
 

@@ -158,7 +158,9 @@ def _check(db, previous_counts):
     if dangling:
         fail(f"foreign_key_check: {dangling[:5]}")
 
-    # A tick row is whole: nothing of a tick can be half there.
+    # A tick row is whole: nothing of a tick can be half there. (Every service here is an HTTP
+    # one with the default thresholds, so an up tick has its status code and an event opens at
+    # each change of a tick's up/down.)
     broken = db.execute(
         "SELECT service_id, ts, up, status_code, error FROM service_ticks "
         "WHERE up NOT IN (0, 1) OR response_ms < 0 OR region IS NULL "

@@ -84,6 +84,12 @@ void RawConnection::finish() {
   fd_ = -1;
 }
 
+void RawConnection::close() {
+  if (fd_ < 0) return;
+  ::close(fd_);
+  fd_ = -1;
+}
+
 void RawConnection::reset() {
   if (fd_ < 0) return;
   linger hard{1, 0};
@@ -92,7 +98,8 @@ void RawConnection::reset() {
   fd_ = -1;
 }
 
-RawTarget::RawTarget(Behaviour behave) : behave_(std::move(behave)) {
+RawTarget::RawTarget(Behaviour behave, Threading threading)
+    : behave_(std::move(behave)), threading_(threading) {
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listen_fd_ < 0) throw std::runtime_error("raw target: socket() failed");
   int yes = 1;
@@ -132,6 +139,12 @@ void RawTarget::accept_loop() {
     const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) continue;
     ++accepted_;
+    if (threading_ == Threading::inline_quick) {
+      RawConnection connection(fd, stopping_);
+      behave_(connection);
+      connection.close();
+      continue;
+    }
     std::lock_guard lock(connections_mutex_);
     for (std::size_t i = 0; i < connections_.size();) {
       if (*done[i]) {

@@ -33,8 +33,11 @@ class RawConnection {
   bool send(std::string_view bytes);
   // Holds the connection silently until the peer closes it, the target stops, or `limit`.
   void wait_for_close(std::chrono::milliseconds limit = std::chrono::seconds(60));
-  // Ends the connection in order (what happens after `behave` returns, unless it reset).
+  // Ends the connection in order (what happens after `behave` returns, unless it reset): a
+  // half-close, then waiting for the peer to close, so that no unread input turns it into a reset.
   void finish();
+  // Closes at once: for a peer that has sent all it will send.
+  void close();
   // Closes with SO_LINGER 0, so the peer sees a TCP reset instead of an orderly end.
   void reset();
   bool stopping() const { return stopping_; }
@@ -47,9 +50,17 @@ class RawConnection {
 class RawTarget {
  public:
   using Behaviour = std::function<void(RawConnection&)>;
+  enum class Threading {
+    per_connection,  // `behave` on a thread of its own: it may hold the connection for long
+    // `behave` on the accepting thread, connection after connection, and the connection closed
+    // right after it: for a quick answer at a high rate, where creating a thread would cost more
+    // than the answer. `behave` must not wait (read_head's own wait aside).
+    inline_quick,
+  };
 
-  explicit RawTarget(Behaviour behave);  // starts listening; throws on failure
-  ~RawTarget();                          // stops accepting, ends and joins every connection
+  // Starts listening; throws on failure.
+  explicit RawTarget(Behaviour behave, Threading threading = Threading::per_connection);
+  ~RawTarget();  // stops accepting, ends and joins every connection
   RawTarget(const RawTarget&) = delete;
   RawTarget& operator=(const RawTarget&) = delete;
 
@@ -62,6 +73,7 @@ class RawTarget {
   void accept_loop();
 
   Behaviour behave_;
+  Threading threading_;
   int listen_fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stopping_{false};

@@ -1,0 +1,474 @@
+#include "alerting/alerter.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/registry.h>
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "alerting/channel.h"
+#include "config/logging.h"
+#include "runner/curl_handles.h"
+
+namespace vigil {
+namespace {
+
+constexpr std::size_t kMaxResponseBytes = 64 * 1024;
+constexpr Millis kMaxWait{1'000};
+
+struct StatusEvent {
+  ServiceId service = 0;
+  EventKind kind = EventKind::uptime;
+  TimePoint at;
+  std::string reason;
+};
+
+std::string reason_of(const Tick& tick) {
+  if (!tick.error.empty()) return tick.error;
+  if (tick.status_code) return "HTTP " + std::to_string(*tick.status_code);
+  return tick.up ? "up" : "down";
+}
+
+std::int64_t seconds_between(TimePoint from, TimePoint to) {
+  return std::max<std::int64_t>(0, (to_unix_ms(to) - to_unix_ms(from)) / 1000);
+}
+
+std::size_t collect_body(char* data, std::size_t size, std::size_t count, void* target) {
+  auto& body = *static_cast<std::string*>(target);
+  const std::size_t bytes = size * count;
+  if (body.size() < kMaxResponseBytes)
+    body.append(data, std::min(bytes, kMaxResponseBytes - body.size()));
+  return bytes;
+}
+
+}  // namespace
+
+class Alerter::Loop {
+ public:
+  Loop(const std::string& db_path, Store& services, AlertingConfig config,
+       prometheus::Registry& registry, AlerterOptions options)
+      : store_(db_path),
+        services_(services),
+        config_(std::move(config)),
+        options_(std::move(options)),
+        notifications_total_(prometheus::BuildCounter()
+                                 .Name("vigil_notifications_total")
+                                 .Help("Alert notification deliveries by channel and result "
+                                       "(sent, retry: failed and tried again later, failed: "
+                                       "given up)")
+                                 .Register(registry)) {
+    for (const auto& [name, channel] : config_.channels)
+      channels_.emplace(name, make_channel(channel));
+    ensure_curl_global_init();
+    multi_.reset(curl_multi_init());
+    if (!multi_) throw std::runtime_error("alerting: cannot initialise libcurl");
+  }
+
+  ~Loop() { stop(); }
+
+  void start() {
+    reconcile();
+    thread_ = std::thread([this] { run(); });
+  }
+
+  void on_tick(const TickRecord& record) {
+    if (!record.opens_event) return;
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) return;
+      queue_.push_back(StatusEvent{record.tick.service_id, *record.opens_event, record.tick.ts,
+                                   reason_of(record.tick)});
+      ++queued_;
+    }
+    curl_multi_wakeup(multi_.get());
+  }
+
+  bool send_test(const std::string& channel) {
+    if (!channels_.contains(channel)) return false;
+    const TimePoint now = options_.clock();
+    AlertMessage message;
+    message.kind = "test";
+    message.service = "vigil";
+    message.status = "down";
+    message.since = to_unix_seconds(now);
+    message.reason = "test notification";
+    message.external_reference_id = "vigil-test-" + std::to_string(to_unix_ms(now));
+    store_.add_notifications(std::nullopt, now,
+                             {NewNotification{channel, "test", message.to_json().dump(), false}});
+    curl_multi_wakeup(multi_.get());
+    return true;
+  }
+
+  void flush() {
+    std::unique_lock lock(mutex_);
+    const std::uint64_t target = queued_;
+    handled_cv_.wait(lock, [&] { return handled_ >= target || finished_; });
+  }
+
+  void stop() {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_ && !thread_.joinable()) return;
+      stopping_ = true;
+    }
+    if (multi_) curl_multi_wakeup(multi_.get());
+    if (thread_.joinable()) thread_.join();
+    for (auto& [easy, transfer] : in_flight_) curl_multi_remove_handle(multi_.get(), easy);
+    in_flight_.clear();
+    {
+      std::lock_guard lock(mutex_);
+      finished_ = true;  // flush() never waits on a thread that is not there
+    }
+    handled_cv_.notify_all();
+  }
+
+  AlertStore& store() { return store_; }
+
+ private:
+  struct Transfer {
+    NotificationRecord notification;
+    const Channel* channel = nullptr;
+    CurlEasyPtr easy;
+    CurlSlistPtr headers;
+    std::string response;
+  };
+
+  void run() {
+    TimePoint next_check{};
+    for (;;) {
+      std::deque<StatusEvent> events;
+      bool stopping = false;
+      {
+        std::lock_guard lock(mutex_);
+        events.swap(queue_);
+        stopping = stopping_;
+      }
+      for (const auto& event : events) guard("handling a status change", [&] { handle(event); });
+      {
+        std::lock_guard lock(mutex_);
+        handled_ += events.size();
+        if (stopping) finished_ = true;
+      }
+      handled_cv_.notify_all();
+      if (stopping) return;
+
+      const TimePoint now = options_.clock();
+      if (now >= next_check) {
+        guard("checking mutes and reminders", [&] { check_active_alerts(now); });
+        next_check = now + options_.check_interval;
+      }
+      guard("starting deliveries", [&] { start_due(now); });
+      int running = 0;
+      curl_multi_perform(multi_.get(), &running);
+      finish_done();
+
+      Millis wait = std::min(kMaxWait, options_.check_interval);
+      guard("reading the next delivery", [&] {
+        if (const auto due = store_.next_due(); due && in_flight_.size() < options_.max_in_flight)
+          wait = std::clamp(std::chrono::duration_cast<Millis>(*due - options_.clock()), Millis(1),
+                            wait);
+      });
+      curl_multi_poll(multi_.get(), nullptr, 0, static_cast<int>(wait.count()), nullptr);
+    }
+  }
+
+  // One bad row or a busy database must not stop alerting: log and go on.
+  template <typename F>
+  void guard(const char* what, F&& body) {
+    try {
+      body();
+    } catch (const std::exception& e) {
+      log_error(std::string("alerting: ") + what + ": " + e.what());
+    }
+  }
+
+  AlertMessage message_for(const Service& service, const AlertRecord& alert,
+                           const std::string& kind, TimePoint at) const {
+    AlertMessage m;
+    m.kind = kind;
+    m.service = service.spec.name;
+    m.service_id = service.id;
+    const bool resolve = kind == "resolve";
+    m.status = resolve ? "up" : "down";
+    m.previous_status = resolve ? "down" : "up";
+    m.since = to_unix_seconds(resolve ? at : alert.created_date);
+    m.duration_s = seconds_between(alert.created_date, at);
+    m.reason = resolve ? "up again" : alert.reason;
+    m.url = service.spec.url;
+    m.team = service.spec.team;
+    m.priority = service.spec.priority;
+    m.runbook = service.spec.runbook;
+    m.alert_id = alert.alert_id;
+    m.alert_cycle = alert.alert_cycle;
+    m.external_reference_id = alert.external_reference_id;
+    return m;
+  }
+
+  // Muted, snoozed or inside a maintenance window: record, do not send.
+  bool silenced(const ServiceSpec& spec, TimePoint now) const {
+    return spec.muted_at(now) || in_maintenance(config_.maintenance, spec, now);
+  }
+
+  // Channels that were really told about this alert (a trigger or reminder not suppressed).
+  std::set<std::string> told_channels(std::int64_t alert_id) {
+    std::set<std::string> told;
+    for (const auto& n : store_.notifications(alert_id))
+      if ((n.kind == "trigger" || n.kind == "repeat") && n.status != NotificationStatus::suppressed)
+        told.insert(n.channel);
+    return told;
+  }
+
+  void handle(const StatusEvent& event) {
+    const auto view = services_.get_service(event.service);
+    if (!view) return;  // purged meanwhile
+    const Service& service = view->service;
+    const auto active = store_.active_alert(service.id);
+    if (event.kind == EventKind::downtime) {
+      if (active) return;
+      const bool muted = silenced(service.spec, options_.clock());
+      const auto route = route_for(config_, service.spec);
+      store_.open_alert(service.id, service.spec.name + " down", event.reason, event.at,
+                        [&](const AlertRecord& alert) {
+                          std::vector<NewNotification> out;
+                          const auto payload =
+                              message_for(service, alert, "trigger", event.at).to_json().dump();
+                          for (const auto& channel : route)
+                            out.push_back(NewNotification{channel, "trigger", payload, muted});
+                          return out;
+                        });
+      log_info("alerting: " + service.spec.name + " down, alert opened" +
+               (muted ? " (muted: not notified)" : ""));
+      return;
+    }
+    if (!active) return;
+    close(service, *active, event.at);
+  }
+
+  void close(const Service& service, const AlertRecord& active, TimePoint at) {
+    const auto told = told_channels(active.alert_id);
+    const bool muted = silenced(service.spec, options_.clock());
+    const auto route = route_for(config_, service.spec);
+    store_.close_alert(active.alert_id, at, [&](const AlertRecord& alert) {
+      std::vector<NewNotification> out;
+      const auto payload = message_for(service, alert, "resolve", at).to_json().dump();
+      for (const auto& channel : route)
+        out.push_back(
+            NewNotification{channel, "resolve", payload, muted || !told.contains(channel)});
+      return out;
+    });
+    log_info("alerting: " + service.spec.name + " up, alert " + std::to_string(active.alert_id) +
+             " closed");
+  }
+
+  // Every check_interval: an alert whose mute has ended while the service is still down sends
+  // its trigger now; channels with repeat_every remind.
+  void check_active_alerts(TimePoint now) {
+    for (const auto& alert : store_.active_alerts()) {
+      const auto view = services_.get_service(alert.service_id);
+      if (!view || silenced(view->service.spec, now)) continue;
+      const Service& service = view->service;
+      const auto notifications = store_.notifications(alert.alert_id);
+      std::vector<std::string> untold;
+      std::vector<std::string> remind;
+      for (const auto& channel : route_for(config_, service.spec)) {
+        std::optional<TimePoint> last_told;
+        for (const auto& n : notifications)
+          if (n.channel == channel && (n.kind == "trigger" || n.kind == "repeat") &&
+              n.status != NotificationStatus::suppressed)
+            last_told = n.created_at;
+        const auto& repeat = config_.channels.at(channel).repeat_every;
+        if (!last_told)
+          untold.push_back(channel);
+        else if (repeat && now - *last_told >= *repeat)
+          remind.push_back(channel);
+      }
+      if (!untold.empty()) {
+        store_.add_notifications(alert.alert_id, now, [&] {
+          std::vector<NewNotification> out;
+          const auto payload = message_for(service, alert, "trigger", now).to_json().dump();
+          for (const auto& channel : untold)
+            out.push_back(NewNotification{channel, "trigger", payload, false});
+          return out;
+        }());
+      }
+      if (!remind.empty()) {
+        store_.next_cycle(alert.alert_id, now, [&](const AlertRecord& next) {
+          std::vector<NewNotification> out;
+          const auto payload = message_for(service, next, "repeat", now).to_json().dump();
+          for (const auto& channel : remind)
+            out.push_back(NewNotification{channel, "repeat", payload, false});
+          return out;
+        });
+      }
+    }
+  }
+
+  // At start: what the events say and the alerts do not (a downtime begun, or ended, while no
+  // Alerter was running) becomes a queued status change, handled first by the thread.
+  void reconcile() {
+    std::set<ServiceId> listed;
+    for (const auto& view : services_.list_services()) {
+      listed.insert(view.service.id);
+      if (!view.open_event) continue;
+      const auto active = store_.active_alert(view.service.id);
+      if (view.open_event->kind == EventKind::downtime && !active) {
+        std::string reason = "down";
+        TickQuery newest;
+        newest.limit = 1;
+        const auto last = services_.ticks(view.service.id, newest);
+        if (!last.empty()) reason = reason_of(last.front());
+        queue_.push_back(StatusEvent{view.service.id, EventKind::downtime,
+                                     view.open_event->date_started, reason});
+      } else if (view.open_event->kind == EventKind::uptime && active) {
+        queue_.push_back(
+            StatusEvent{view.service.id, EventKind::uptime, view.open_event->date_started, ""});
+      }
+    }
+    // An alert of a service that is gone (deactivated) is closed.
+    for (const auto& alert : store_.active_alerts()) {
+      if (listed.contains(alert.service_id)) continue;
+      if (const auto view = services_.get_service(alert.service_id))
+        close(view->service, alert, options_.clock());
+    }
+    queued_ += queue_.size();
+  }
+
+  void start_due(TimePoint now) {
+    if (in_flight_.size() >= options_.max_in_flight) return;
+    std::vector<std::int64_t> busy;
+    for (const auto& [easy, transfer] : in_flight_) busy.push_back(transfer->notification.id);
+    for (auto& n : store_.due(now, options_.max_in_flight - in_flight_.size(), busy)) start(n);
+  }
+
+  void start(const NotificationRecord& n) {
+    const auto channel = channels_.find(n.channel);
+    if (channel == channels_.end()) {
+      count(n.channel, "failed");
+      store_.record_failed(n.id, n.attempt, std::nullopt, "channel is no longer configured",
+                           options_.clock());
+      return;
+    }
+    OutgoingRequest request;
+    try {
+      request = channel->second->render(AlertMessage::from_json(nlohmann::json::parse(n.payload)));
+    } catch (const nlohmann::json::exception& e) {
+      count(n.channel, "failed");
+      store_.record_failed(n.id, n.attempt, std::nullopt,
+                           std::string("bad stored message: ") + e.what(), options_.clock());
+      return;
+    }
+    auto transfer = std::make_unique<Transfer>();
+    transfer->notification = n;
+    transfer->channel = channel->second.get();
+    transfer->easy.reset(curl_easy_init());
+    if (!transfer->easy) return;  // out of memory: tried again next round
+    CURL* easy = transfer->easy.get();
+    for (const auto& [name, value] : request.headers) {
+      curl_slist* grown = curl_slist_append(transfer->headers.get(), (name + ": " + value).c_str());
+      if (!grown) return;
+      transfer->headers.release();
+      transfer->headers.reset(grown);
+    }
+    curl_easy_setopt(easy, CURLOPT_URL, request.url.c_str());
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, static_cast<long>(request.body.size()));
+    curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, request.body.c_str());
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, transfer->headers.get());
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.request_timeout.count()));
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_USERAGENT, "vigil/" VIGIL_VERSION);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, collect_body);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer->response);
+    if (curl_multi_add_handle(multi_.get(), easy) != CURLM_OK) return;
+    in_flight_.emplace(easy, std::move(transfer));
+  }
+
+  void finish_done() {
+    int left = 0;
+    while (CURLMsg* message = curl_multi_info_read(multi_.get(), &left)) {
+      if (message->msg != CURLMSG_DONE) continue;
+      CURL* easy = message->easy_handle;
+      const CURLcode result = message->data.result;
+      curl_multi_remove_handle(multi_.get(), easy);
+      const auto found = in_flight_.find(easy);
+      if (found == in_flight_.end()) continue;
+      const auto transfer = std::move(found->second);
+      in_flight_.erase(found);
+      guard("recording a delivery", [&] { record(*transfer, result); });
+    }
+  }
+
+  void record(const Transfer& transfer, CURLcode result) {
+    const auto& n = transfer.notification;
+    const int attempt = n.attempt + 1;
+    long status = 0;
+    curl_easy_getinfo(transfer.easy.get(), CURLINFO_RESPONSE_CODE, &status);
+    std::optional<int> code;
+    if (status > 0) code = static_cast<int>(status);
+    std::string error;
+    if (result != CURLE_OK) {
+      error = curl_easy_strerror(result);
+    } else if (status < 200 || status > 299) {
+      error = "HTTP " + std::to_string(status);
+    } else if (auto refused = transfer.channel->rejected(transfer.response)) {
+      error = *refused;
+    }
+    const TimePoint now = options_.clock();
+    if (error.empty()) {
+      store_.record_sent(n.id, attempt, *code, now);
+      count(n.channel, "sent");
+      return;
+    }
+    if (static_cast<std::size_t>(attempt) <= options_.backoff.size()) {
+      store_.record_retry(n.id, attempt, code, error, now + options_.backoff[attempt - 1]);
+      count(n.channel, "retry");
+      log_warn("alerting: " + n.kind + " to channel " + n.channel + " failed (" + error +
+               "), attempt " + std::to_string(attempt) + "; trying again");
+      return;
+    }
+    store_.record_failed(n.id, attempt, code, error, now);
+    count(n.channel, "failed");
+    log_error("alerting: " + n.kind + " to channel " + n.channel + " failed (" + error +
+              ") after " + std::to_string(attempt) + " attempts; giving up");
+  }
+
+  void count(const std::string& channel, const char* result) {
+    notifications_total_.Add({{"channel", channel}, {"result", result}}).Increment();
+  }
+
+  AlertStore store_;
+  Store& services_;
+  AlertingConfig config_;
+  AlerterOptions options_;
+  prometheus::Family<prometheus::Counter>& notifications_total_;
+  std::map<std::string, std::unique_ptr<Channel>> channels_;
+  CurlMultiPtr multi_;
+  std::map<CURL*, std::unique_ptr<Transfer>> in_flight_;  // runner thread only
+
+  std::mutex mutex_;
+  std::condition_variable handled_cv_;
+  std::deque<StatusEvent> queue_;  // guarded by mutex_
+  std::uint64_t queued_ = 0;       // guarded by mutex_
+  std::uint64_t handled_ = 0;      // guarded by mutex_
+  bool stopping_ = false;          // guarded by mutex_
+  bool finished_ = false;          // guarded by mutex_
+  std::thread thread_;
+};
+
+Alerter::Alerter(const std::string& db_path, Store& services, AlertingConfig config,
+                 prometheus::Registry& registry, AlerterOptions options)
+    : loop_(std::make_unique<Loop>(db_path, services, std::move(config), registry,
+                                   std::move(options))) {}
+Alerter::~Alerter() { stop(); }
+void Alerter::start() { loop_->start(); }
+void Alerter::on_tick(const TickRecord& record) { loop_->on_tick(record); }
+bool Alerter::send_test(const std::string& channel) { return loop_->send_test(channel); }
+void Alerter::stop() { loop_->stop(); }
+void Alerter::flush() { loop_->flush(); }
+AlertStore& Alerter::store() { return loop_->store(); }
+
+}  // namespace vigil

@@ -1,0 +1,82 @@
+// Alerter: turns a service's transitions into alerts and delivers their notifications.
+//
+// The runner hands it every tick record (on_tick: only queues, never blocks, never does I/O on
+// the runner thread). Its own thread then, for a record that opens a downtime event, opens an
+// alert and records one pending notification per routed channel in one transaction, and for one
+// that opens an uptime event closes the alert with its resolves; only then does it deliver, with
+// its own curl multi handle, so a crash between "down detected" and "receiver told" leaves a
+// pending row that the next start delivers. At start it also reconciles the alerts with the
+// stored events (a downtime that began while the Alerter was not running still alerts).
+//
+// Delivery: each notification is tried, and on a failure (no answer within request_timeout, a
+// non-2xx status, a channel's own refusal) tried again after backoff[0], backoff[1], ... and
+// given up (recorded failed) after the last. Outcomes are counted in
+// vigil_notifications_total{channel,result="sent"|"retry"|"failed"}.
+//
+// Noise control: a muted service (muted, or snoozed until a time not yet reached) or one inside
+// a maintenance window gets its alerts and notifications recorded as suppressed; if it is still
+// down when the mute or window ends, one trigger goes out then. Channels with repeat_every remind
+// while the alert stays active, each reminder incrementing alert_cycle.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "alerting/alert_store.h"
+#include "alerting/alerting_config.h"
+#include "storage/model.h"
+#include "storage/store.h"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace vigil {
+
+struct AlerterOptions {
+  // Delay before the 2nd, 3rd, ... attempt; after the last delay's attempt fails, give up.
+  std::vector<Millis> backoff{Millis(1'000), Millis(5'000), Millis(30'000), Millis(120'000),
+                              Millis(600'000)};
+  Millis request_timeout{10'000};
+  std::size_t max_in_flight = 32;
+  // The clock for mutes, snoozes and reminders (tests inject one). Tick times come from ticks.
+  std::function<TimePoint()> clock = now_ms;
+  // How often mutes and reminders are re-checked.
+  Millis check_interval{1'000};
+};
+
+class Alerter {
+ public:
+  // Opens its own connection to the database at `db_path`. `services` (to read a service's
+  // name, team, mute...) and `registry` must outlive the Alerter. Throws StorageError.
+  Alerter(const std::string& db_path, Store& services, AlertingConfig config,
+          prometheus::Registry& registry, AlerterOptions options = {});
+  ~Alerter();  // stop()
+  Alerter(const Alerter&) = delete;
+  Alerter& operator=(const Alerter&) = delete;
+
+  // Reconciles with the stored events, then starts the thread. Once.
+  void start();
+  // A tick record from the runner; only one that opens an event matters. Never blocks.
+  void on_tick(const TickRecord& record);
+  // Queues a test notification to `channel`; false when there is no such channel.
+  bool send_test(const std::string& channel);
+  // Stops the thread; deliveries in flight are abandoned (they stay pending and are tried
+  // again at the next start). Idempotent.
+  void stop();
+  // Blocks until every record queued before the call has been turned into alert rows (for
+  // tests and shutdown).
+  void flush();
+
+  AlertStore& store();
+
+ private:
+  class Loop;
+  std::unique_ptr<Loop> loop_;
+};
+
+}  // namespace vigil

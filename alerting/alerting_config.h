@@ -1,0 +1,58 @@
+// The "alerting" section of the services file: channels and routing. Parsed here, not in
+// config/, because only the Alerter uses it; config/ lets the section through.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <nlohmann/json_fwd.hpp>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "alerting/maintenance.h"
+#include "storage/model.h"
+
+namespace vigil {
+
+enum class ChannelType { webhook, slack, pagerduty };
+
+struct ChannelConfig {
+  std::string name;
+  ChannelType type = ChannelType::webhook;
+  // webhook: where to POST (required). slack: the incoming-webhook URL, or with `token` the
+  // chat.postMessage endpoint (default https://slack.com/api/chat.postMessage). pagerduty: the
+  // Events API v2 endpoint (default https://events.pagerduty.com/v2/enqueue).
+  std::string url;
+  std::vector<std::pair<std::string, std::string>> headers;  // webhook only
+  std::string token;        // slack chat.postMessage: SLACK_API_TOKEN
+  std::string channel_id;   // slack chat.postMessage: SLACK_CHANNEL_ID
+  std::string routing_key;  // pagerduty: PAGERDUTY_ROUTING_KEY
+  std::optional<Millis> repeat_every;
+};
+
+struct AlertingConfig {
+  std::map<std::string, ChannelConfig> channels;  // by name
+  std::vector<std::string> default_channels;      // services without a team route
+  std::map<std::string, std::vector<std::string>> teams;
+  std::vector<MaintenanceWindow> maintenance;
+  bool empty() const { return channels.empty(); }
+};
+
+// Looks up ${NAME} references and the defaults SLACK_API_TOKEN, SLACK_CHANNEL_ID and
+// PAGERDUTY_ROUTING_KEY; empty when unset.
+using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+
+// Parses the "alerting" object (`where` starts every message, e.g. "services.json: alerting").
+// Throws ConfigError naming the field. Secrets never appear in a message.
+AlertingConfig parse_alerting_config(const nlohmann::json& section, const std::string& where,
+                                     const EnvLookup& env);
+// The "alerting" section of a services file's text: empty config when the file is a plain list
+// or has no such section.
+AlertingConfig load_alerting_config(const std::string& path, const EnvLookup& env);
+
+// The channels a service's alerts go to: its team's list when the team has one, else the
+// default list.
+std::vector<std::string> route_for(const AlertingConfig& config, const ServiceSpec& spec);
+
+}  // namespace vigil

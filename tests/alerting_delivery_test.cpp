@@ -1,0 +1,695 @@
+// Alerting (issue 5): the Alerter against real receivers (cpp-httplib on 127.0.0.1 standing in
+// for a webhook, Slack and PagerDuty), a real SQLite file, real curl. Status changes are fed as
+// the runner feeds them (tick records that open an event); mutes, snoozes and reminders use an
+// injected clock.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <prometheus/registry.h>
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "alerting/alerter.h"
+#include "alerting/alerting_config.h"
+#include "config/config.h"
+#include "config/logging.h"
+#include "storage/store.h"
+#include "support/target_server.h"
+
+namespace vigil {
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+// A receiver: every POST is recorded by path; each path answers from a script (status, body)
+// consumed in order, the last entry repeating; /hang never answers (until the receiver stops).
+class Receiver {
+ public:
+  struct Request {
+    std::string path;
+    std::string body;
+    httplib::Headers headers;
+  };
+
+  Receiver() {
+    server_.Post(R"(/.*)", [this](const httplib::Request& req, httplib::Response& res) {
+      if (req.path == "/hang") {
+        for (int i = 0; i < 3000 && !stopping_; ++i) std::this_thread::sleep_for(10ms);
+        return;
+      }
+      std::lock_guard lock(mutex_);
+      requests_.push_back({req.path, req.body, req.headers});
+      auto& script = scripts_[req.path];
+      std::pair<int, std::string> answer{200, "ok"};
+      if (!script.empty()) {
+        answer = script.front();
+        if (script.size() > 1) script.pop_front();
+      }
+      res.status = answer.first;
+      res.set_content(answer.second, "text/plain");
+    });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    for (int i = 0; i < 500 && !server_.is_running(); ++i) std::this_thread::sleep_for(2ms);
+  }
+  ~Receiver() {
+    stopping_ = true;
+    server_.stop();
+    thread_.join();
+  }
+  std::string url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
+  void script(const std::string& path, std::deque<std::pair<int, std::string>> answers) {
+    std::lock_guard lock(mutex_);
+    scripts_[path] = std::move(answers);
+  }
+  std::vector<Request> requests(const std::string& path) const {
+    std::lock_guard lock(mutex_);
+    std::vector<Request> out;
+    for (const auto& r : requests_)
+      if (r.path == path) out.push_back(r);
+    return out;
+  }
+  // Waits (at most `timeout`) until `path` has received `count` requests.
+  std::vector<Request> wait_for(const std::string& path, std::size_t count,
+                                Clock::duration timeout = 5s) const {
+    const auto deadline = Clock::now() + timeout;
+    while (requests(path).size() < count && Clock::now() < deadline)
+      std::this_thread::sleep_for(5ms);
+    return requests(path);
+  }
+
+ private:
+  httplib::Server server_;
+  std::thread thread_;
+  int port_ = 0;
+  std::atomic<bool> stopping_{false};
+  mutable std::mutex mutex_;
+  std::vector<Request> requests_;
+  std::map<std::string, std::deque<std::pair<int, std::string>>> scripts_;
+};
+
+// A clock the test moves by hand.
+class ManualClock {
+ public:
+  ManualClock() : now_(to_unix_ms(now_ms())) {}
+  TimePoint now() const { return from_unix_ms(now_.load()); }
+  void advance(Millis by) { now_ += by.count(); }
+  std::function<TimePoint()> function() {
+    return [this] { return now(); };
+  }
+
+ private:
+  std::atomic<std::int64_t> now_;
+};
+
+bool eventually(const std::function<bool()>& done, Clock::duration timeout = 5s) {
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return done();
+}
+
+double counter(prometheus::Registry& registry, const std::string& channel,
+               const std::string& result) {
+  for (const auto& f : registry.Collect()) {
+    if (f.name != "vigil_notifications_total") continue;
+    for (const auto& m : f.metric) {
+      std::map<std::string, std::string> labels;
+      for (const auto& l : m.label) labels[l.name] = l.value;
+      if (labels["channel"] == channel && labels["result"] == result) return m.counter.value;
+    }
+  }
+  return 0;
+}
+
+TickRecord status_change(ServiceId id, bool up, TimePoint at, std::optional<int> code = 503,
+                         std::string error = {}) {
+  TickRecord record;
+  record.tick.service_id = id;
+  record.tick.ts = at;
+  record.tick.up = up;
+  record.tick.status_code = code;
+  record.tick.error = std::move(error);
+  record.opens_event = up ? EventKind::uptime : EventKind::downtime;
+  return record;
+}
+
+EnvLookup env_of(std::map<std::string, std::string> values) {
+  return [values](const std::string& name) -> std::optional<std::string> {
+    const auto found = values.find(name);
+    if (found == values.end()) return std::nullopt;
+    return found->second;
+  };
+}
+
+class AlertingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    set_log_level(LogLevel::error);
+    store_ = open_sqlite_store(db());
+  }
+  std::string db() const { return dir_.file("vigil.db"); }
+
+  ServiceId add_service(const std::string& name, const std::string& team = "", int priority = 3,
+                        bool muted = false, std::optional<TimePoint> muted_until = {}) {
+    ServiceSpec spec;
+    spec.name = name;
+    spec.url = "http://127.0.0.1:1/" + name;
+    spec.team = team;
+    spec.priority = priority;
+    spec.runbook = "https://runbooks.example/" + name;
+    spec.muted = muted;
+    spec.muted_until = muted_until;
+    return store_->create_service(spec, now_ms()).id;
+  }
+
+  AlertingConfig config(const json& section) {
+    return parse_alerting_config(section, "alerting", env_of({}));
+  }
+
+  std::unique_ptr<Alerter> alerter(const json& section, AlerterOptions options = {}) {
+    auto a =
+        std::make_unique<Alerter>(db(), *store_, config(section), registry_, std::move(options));
+    a->start();
+    return a;
+  }
+
+  AlerterOptions fast() {
+    AlerterOptions options;
+    options.backoff = {100ms, 100ms};
+    options.request_timeout = 2s;
+    options.check_interval = 20ms;
+    return options;
+  }
+
+  test::TempDir dir_;
+  std::unique_ptr<Store> store_;
+  prometheus::Registry registry_;
+  Receiver receiver_;
+};
+
+TEST_F(AlertingTest, WebhookGetsTheExactTriggerThenResolveJson) {
+  const ServiceId id = add_service("payments", "sre", 2);
+  auto a = alerter({{"channels",
+                     {{"hook",
+                       {{"type", "webhook"},
+                        {"url", receiver_.url("/hook")},
+                        {"headers", {{"X-Secret", "s3"}}}}}}},
+                    {"default", {"hook"}}},
+                   fast());
+  const TimePoint down_at = from_unix_ms(1'700'000'000'000);
+  a->on_tick(status_change(id, false, down_at));
+  auto got = receiver_.wait_for("/hook", 1);
+  ASSERT_EQ(got.size(), 1u);
+  const auto alert = a->store().active_alert(id);
+  ASSERT_TRUE(alert);
+  EXPECT_EQ(alert->alert_cycle, 1);
+  EXPECT_EQ(alert->external_reference_id.size(), 32u);
+  const json expected_trigger = {{"kind", "trigger"},
+                                 {"service", "payments"},
+                                 {"status", "down"},
+                                 {"previous_status", "up"},
+                                 {"since", 1'700'000'000},
+                                 {"duration_s", 0},
+                                 {"reason", "HTTP 503"},
+                                 {"url", "http://127.0.0.1:1/payments"},
+                                 {"team", "sre"},
+                                 {"priority", 2},
+                                 {"runbook", "https://runbooks.example/payments"},
+                                 {"alert_id", alert->alert_id},
+                                 {"alert_cycle", 1}};
+  EXPECT_EQ(json::parse(got[0].body), expected_trigger);
+  EXPECT_EQ(got[0].headers.find("X-Secret")->second, "s3");
+  EXPECT_EQ(got[0].headers.find("Content-Type")->second, "application/json");
+
+  // A second down record while the alert is open changes nothing.
+  a->on_tick(status_change(id, false, down_at + 1s));
+  a->on_tick(status_change(id, true, down_at + 95s, 200));
+  got = receiver_.wait_for("/hook", 2);
+  ASSERT_EQ(got.size(), 2u);
+  json expected_resolve = expected_trigger;
+  expected_resolve["kind"] = "resolve";
+  expected_resolve["status"] = "up";
+  expected_resolve["previous_status"] = "down";
+  expected_resolve["since"] = 1'700'000'095;
+  expected_resolve["duration_s"] = 95;
+  expected_resolve["reason"] = "up again";
+  EXPECT_EQ(json::parse(got[1].body), expected_resolve);
+
+  EXPECT_FALSE(a->store().active_alert(id));
+  const auto closed = a->store().alert(alert->alert_id);
+  ASSERT_TRUE(closed && closed->closed_date);
+  EXPECT_EQ(*closed->closed_date, down_at + 95s);
+  ASSERT_TRUE(eventually([&] {
+    const auto n = a->store().notifications(alert->alert_id);
+    return n.size() == 2 && n[1].status == NotificationStatus::sent;
+  }));
+  const auto notes = a->store().notifications(alert->alert_id);
+  EXPECT_EQ(notes[0].kind, "trigger");
+  EXPECT_EQ(notes[0].status, NotificationStatus::sent);
+  EXPECT_EQ(notes[0].attempt, 1);
+  EXPECT_EQ(notes[0].response_code, 200);
+  EXPECT_EQ(notes[1].kind, "resolve");
+  EXPECT_EQ(counter(registry_, "hook", "sent"), 2);
+}
+
+TEST_F(AlertingTest, ServerErrorThenSuccessIsRetriedWithBackoff) {
+  const ServiceId id = add_service("api");
+  receiver_.script("/flaky", {{500, "boom"}, {200, "ok"}});
+  auto a =
+      alerter({{"channels", {{"hook", {{"type", "webhook"}, {"url", receiver_.url("/flaky")}}}}},
+               {"default", {"hook"}}},
+              fast());
+  a->on_tick(status_change(id, false, now_ms()));
+  const auto got = receiver_.wait_for("/flaky", 2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].body, got[1].body);  // the same message, tried again
+  ASSERT_TRUE(eventually([&] {
+    const auto alert = a->store().active_alert(id);
+    if (!alert) return false;
+    const auto n = a->store().notifications(alert->alert_id);
+    return n.size() == 1 && n[0].status == NotificationStatus::sent;
+  }));
+  const auto n = a->store().notifications(a->store().active_alert(id)->alert_id)[0];
+  EXPECT_EQ(n.attempt, 2);
+  EXPECT_EQ(n.response_code, 200);
+  EXPECT_EQ(counter(registry_, "hook", "retry"), 1);
+  EXPECT_EQ(counter(registry_, "hook", "sent"), 1);
+}
+
+TEST_F(AlertingTest, AReceiverDownForGoodIsGivenUpAndRecorded) {
+  const ServiceId id = add_service("api");
+  const std::string dead = "http://127.0.0.1:" + std::to_string(test::closed_port()) + "/x";
+  auto a = alerter(
+      {{"channels", {{"hook", {{"type", "webhook"}, {"url", dead}}}}}, {"default", {"hook"}}},
+      fast());
+  a->on_tick(status_change(id, false, now_ms()));
+  ASSERT_TRUE(eventually([&] {
+    const auto alert = a->store().active_alert(id);
+    return alert &&
+           a->store().notifications(alert->alert_id).at(0).status == NotificationStatus::failed;
+  }));
+  const auto n = a->store().notifications(a->store().active_alert(id)->alert_id)[0];
+  EXPECT_EQ(n.attempt, 3);  // the first try and one per backoff step
+  EXPECT_FALSE(n.response_code);
+  EXPECT_NE(n.error.find("onnect"), std::string::npos) << n.error;
+  EXPECT_TRUE(n.sent_at);
+  EXPECT_EQ(counter(registry_, "hook", "retry"), 2);
+  EXPECT_EQ(counter(registry_, "hook", "failed"), 1);
+}
+
+TEST_F(AlertingTest, AHangingReceiverTimesOutWithoutHoldingUpOthers) {
+  const ServiceId id = add_service("api");
+  auto options = fast();
+  options.backoff = {};
+  options.request_timeout = 700ms;
+  auto a = alerter({{"channels",
+                     {{"stuck", {{"type", "webhook"}, {"url", receiver_.url("/hang")}}},
+                      {"hook", {{"type", "webhook"}, {"url", receiver_.url("/hook")}}}}},
+                    {"default", {"stuck", "hook"}}},
+                   options);
+  const auto start = Clock::now();
+  a->on_tick(status_change(id, false, now_ms()));
+  ASSERT_EQ(receiver_.wait_for("/hook", 1).size(), 1u);
+  EXPECT_LT(Clock::now() - start, 600ms);  // delivered while the other still hangs
+  ASSERT_TRUE(eventually([&] { return counter(registry_, "stuck", "failed") == 1; }));
+  EXPECT_GE(Clock::now() - start, 650ms);
+  const auto notes = a->store().notifications(a->store().active_alert(id)->alert_id);
+  ASSERT_EQ(notes.size(), 2u);
+  const auto& stuck = notes[0].channel == "stuck" ? notes[0] : notes[1];
+  EXPECT_EQ(stuck.status, NotificationStatus::failed);
+  EXPECT_NE(stuck.error.find("imeout"), std::string::npos) << stuck.error;
+}
+
+TEST_F(AlertingTest, APendingDeliverySurvivesARestart) {
+  const ServiceId id = add_service("api");
+  {
+    // Stopped while the delivery hangs: the notification stays pending.
+    auto a =
+        alerter({{"channels", {{"hook", {{"type", "webhook"}, {"url", receiver_.url("/hang")}}}}},
+                 {"default", {"hook"}}},
+                fast());
+    a->on_tick(status_change(id, false, now_ms()));
+    a->flush();
+    std::this_thread::sleep_for(100ms);
+    a->stop();
+    const auto alert = a->store().active_alert(id);
+    ASSERT_TRUE(alert);
+    EXPECT_EQ(a->store().notifications(alert->alert_id).at(0).status, NotificationStatus::pending);
+  }
+  // The next start (the channel now reachable) delivers it.
+  auto a =
+      alerter({{"channels", {{"hook", {{"type", "webhook"}, {"url", receiver_.url("/hook")}}}}},
+               {"default", {"hook"}}},
+              fast());
+  const auto got = receiver_.wait_for("/hook", 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(json::parse(got[0].body)["kind"], "trigger");
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(receiver_.requests("/hook").size(), 1u);  // once, not once per start
+}
+
+TEST_F(AlertingTest, ADowntimeStoredWithoutItsAlertAlertsAtStart) {
+  // The writer committed the down tick, then the process died before the alert was written.
+  const ServiceId id = add_service("api");
+  TickRecord down = status_change(id, false, now_ms() - 30s, std::nullopt, "connection refused");
+  down.metric_after.add(false, 1);
+  store_->apply({down});
+  auto a =
+      alerter({{"channels", {{"hook", {{"type", "webhook"}, {"url", receiver_.url("/hook")}}}}},
+               {"default", {"hook"}}},
+              fast());
+  const auto got = receiver_.wait_for("/hook", 1);
+  ASSERT_EQ(got.size(), 1u);
+  const auto body = json::parse(got[0].body);
+  EXPECT_EQ(body["reason"], "connection refused");
+  EXPECT_EQ(body["since"], to_unix_seconds(down.tick.ts));
+}
+
+TEST_F(AlertingTest, RoutesByTeamElseDefault) {
+  const ServiceId sre = add_service("db", "sre");
+  const ServiceId other = add_service("web", "frontend");
+  auto a = alerter({{"channels",
+                     {{"a", {{"type", "webhook"}, {"url", receiver_.url("/a")}}},
+                      {"b", {{"type", "webhook"}, {"url", receiver_.url("/b")}}}}},
+                    {"default", {"a"}},
+                    {"teams", {{"sre", {"b"}}}}},
+                   fast());
+  a->on_tick(status_change(sre, false, now_ms()));
+  a->on_tick(status_change(other, false, now_ms()));
+  ASSERT_EQ(receiver_.wait_for("/a", 1).size(), 1u);
+  ASSERT_EQ(receiver_.wait_for("/b", 1).size(), 1u);
+  EXPECT_EQ(json::parse(receiver_.requests("/a")[0].body)["service"], "web");
+  EXPECT_EQ(json::parse(receiver_.requests("/b")[0].body)["service"], "db");
+}
+
+TEST_F(AlertingTest, AMutedServiceIsRecordedButNotNotified) {
+  const ServiceId id = add_service("api", "", 3, true);
+  auto a =
+      alerter({{"channels", {{"hook", {{"type", "webhook"}, {"url", receiver_.url("/hook")}}}}},
+               {"default", {"hook"}}},
+              fast());
+  a->on_tick(status_change(id, false, now_ms()));
+  a->on_tick(status_change(id, true, now_ms()));
+  a->flush();
+  std::this_thread::sleep_for(200ms);
+  EXPECT_TRUE(receiver_.requests("/hook").empty());
+  const auto alerts = a->store().alerts({});
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_FALSE(alerts[0].active);
+  const auto notes = a->store().notifications(alerts[0].alert_id);
+  ASSERT_EQ(notes.size(), 2u);
+  EXPECT_EQ(notes[0].status, NotificationStatus::suppressed);
+  EXPECT_EQ(notes[1].status, NotificationStatus::suppressed);
+}
+
+TEST_F(AlertingTest, WhenASnoozeRunsOutWhileDownOneTriggerGoesOut) {
+  ManualClock clock;
+  const ServiceId id = add_service("api", "", 3, true, clock.now() + 10min);
+  auto options = fast();
+  options.clock = clock.function();
+  auto a =
+      alerter({{"channels", {{"hook", {{"type", "webhook"}, {"url", receiver_.url("/hook")}}}}},
+               {"default", {"hook"}}},
+              options);
+  a->on_tick(status_change(id, false, clock.now()));
+  a->flush();
+  std::this_thread::sleep_for(150ms);
+  EXPECT_TRUE(receiver_.requests("/hook").empty());
+  clock.advance(10min);
+  const auto got = receiver_.wait_for("/hook", 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(json::parse(got[0].body)["kind"], "trigger");
+  EXPECT_EQ(json::parse(got[0].body)["duration_s"], 600);
+  std::this_thread::sleep_for(150ms);
+  EXPECT_EQ(receiver_.requests("/hook").size(), 1u);  // one, not one per check
+  // It was told, so the resolve goes out too.
+  a->on_tick(status_change(id, true, clock.now()));
+  EXPECT_EQ(receiver_.wait_for("/hook", 2).size(), 2u);
+}
+
+TEST_F(AlertingTest, RemindersRepeatWhileDownAndCountCycles) {
+  ManualClock clock;
+  const ServiceId id = add_service("api");
+  auto options = fast();
+  options.clock = clock.function();
+  auto a = alerter(
+      {{"channels",
+        {{"hook",
+          {{"type", "webhook"}, {"url", receiver_.url("/hook")}, {"repeat_every_seconds", 60}}}}},
+       {"default", {"hook"}}},
+      options);
+  a->on_tick(status_change(id, false, clock.now()));
+  ASSERT_EQ(receiver_.wait_for("/hook", 1).size(), 1u);
+  clock.advance(59s);
+  std::this_thread::sleep_for(150ms);
+  EXPECT_EQ(receiver_.requests("/hook").size(), 1u);
+  clock.advance(1s);
+  auto got = receiver_.wait_for("/hook", 2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(json::parse(got[1].body)["kind"], "repeat");
+  EXPECT_EQ(json::parse(got[1].body)["alert_cycle"], 2);
+  EXPECT_EQ(json::parse(got[1].body)["duration_s"], 60);
+  clock.advance(60s);
+  got = receiver_.wait_for("/hook", 3);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(json::parse(got[2].body)["alert_cycle"], 3);
+  EXPECT_EQ(a->store().active_alert(id)->alert_cycle, 3);
+}
+
+TEST_F(AlertingTest, SlackIncomingWebhookMessage) {
+  const ServiceId id = add_service("payments");
+  auto a = alerter({{"channels", {{"chat", {{"type", "slack"}, {"url", receiver_.url("/slack")}}}}},
+                    {"default", {"chat"}}},
+                   fast());
+  a->on_tick(status_change(id, false, from_unix_ms(1'700'000'000'000)));
+  const auto got = receiver_.wait_for("/slack", 1);
+  ASSERT_EQ(got.size(), 1u);
+  const json expected = {{"text", "payments is DOWN"},
+                         {"attachments",
+                          {{{"color", "#d50200"},
+                            {"title", "payments is DOWN"},
+                            {"text",
+                             "Down since 2023-11-14 22:13:20 UTC\nReason: HTTP 503\nRunbook: "
+                             "<https://runbooks.example/payments>"}}}}};
+  EXPECT_EQ(json::parse(got[0].body), expected);
+  EXPECT_EQ(got[0].headers.find("Authorization"), got[0].headers.end());
+}
+
+TEST_F(AlertingTest, SlackPostMessageUsesTheTokenAndRetriesWhenSlackSaysNotOk) {
+  const ServiceId id = add_service("payments");
+  receiver_.script("/api/chat.postMessage",
+                   {{200, R"({"ok":false,"error":"ratelimited"})"}, {200, R"({"ok":true})"}});
+  const auto cfg = parse_alerting_config(
+      {{"channels",
+        {{"chat",
+          {{"type", "slack"},
+           {"url", receiver_.url("/api/chat.postMessage")},
+           {"token", "${SLACK_API_TOKEN}"}}}}},
+       {"default", {"chat"}}},
+      "alerting", env_of({{"SLACK_API_TOKEN", "xoxb-1"}, {"SLACK_CHANNEL_ID", "C42"}}));
+  Alerter a(db(), *store_, cfg, registry_, fast());
+  a.start();
+  a.on_tick(status_change(id, false, now_ms()));
+  const auto got = receiver_.wait_for("/api/chat.postMessage", 2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].headers.find("Authorization")->second, "Bearer xoxb-1");
+  EXPECT_EQ(json::parse(got[0].body)["channel"], "C42");
+  ASSERT_TRUE(eventually([&] { return counter(registry_, "chat", "sent") == 1; }));
+  EXPECT_EQ(counter(registry_, "chat", "retry"), 1);
+  const auto n = a.store().notifications(a.store().active_alert(id)->alert_id)[0];
+  EXPECT_EQ(n.attempt, 2);
+}
+
+TEST_F(AlertingTest, PagerDutyTriggerAndResolveShareTheDedupKey) {
+  const ServiceId id = add_service("payments", "sre", 1);
+  const auto cfg = parse_alerting_config(
+      {{"channels", {{"pd", {{"type", "pagerduty"}, {"url", receiver_.url("/v2/enqueue")}}}}},
+       {"default", {"pd"}}},
+      "alerting", env_of({{"PAGERDUTY_ROUTING_KEY", "R0UTING"}}));
+  Alerter a(db(), *store_, cfg, registry_, fast());
+  a.start();
+  a.on_tick(status_change(id, false, from_unix_ms(1'700'000'000'000)));
+  ASSERT_EQ(receiver_.wait_for("/v2/enqueue", 1).size(), 1u);
+  const auto alert = a.store().active_alert(id);
+  ASSERT_TRUE(alert);
+  a.on_tick(status_change(id, true, from_unix_ms(1'700'000'060'000), 200));
+  const auto got = receiver_.wait_for("/v2/enqueue", 2);
+  ASSERT_EQ(got.size(), 2u);
+  const json expected_trigger = {
+      {"routing_key", "R0UTING"},
+      {"dedup_key", alert->external_reference_id},
+      {"event_action", "trigger"},
+      {"payload",
+       {{"summary", "payments is down: HTTP 503"},
+        {"source", "http://127.0.0.1:1/payments"},
+        {"severity", "critical"},
+        {"timestamp", "2023-11-14T22:13:20Z"},
+        {"component", "payments"},
+        {"group", "sre"},
+        {"custom_details",
+         {{"alert_id", alert->alert_id}, {"alert_cycle", 1}, {"kind", "trigger"}}}}},
+      {"links", {{{"href", "https://runbooks.example/payments"}, {"text", "Runbook"}}}}};
+  EXPECT_EQ(json::parse(got[0].body), expected_trigger);
+  const json expected_resolve = {{"routing_key", "R0UTING"},
+                                 {"dedup_key", alert->external_reference_id},
+                                 {"event_action", "resolve"}};
+  EXPECT_EQ(json::parse(got[1].body), expected_resolve);
+}
+
+TEST_F(AlertingTest, TestNotificationGoesToTheNamedChannel) {
+  auto a = alerter(
+      {{"channels", {{"hook", {{"type", "webhook"}, {"url", receiver_.url("/hook")}}}}}}, fast());
+  EXPECT_FALSE(a->send_test("nope"));
+  EXPECT_TRUE(a->send_test("hook"));
+  const auto got = receiver_.wait_for("/hook", 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(json::parse(got[0].body)["kind"], "test");
+}
+
+TEST_F(AlertingTest, AMaintenanceWindowSilencesItsServicesUntilItEnds) {
+  ManualClock clock;
+  const ServiceId in_window = add_service("db");
+  const ServiceId outside = add_service("web");
+  auto options = fast();
+  options.clock = clock.function();
+  const auto start = to_unix_seconds(clock.now()) - 60;
+  auto a =
+      alerter({{"channels", {{"hook", {{"type", "webhook"}, {"url", receiver_.url("/hook")}}}}},
+               {"default", {"hook"}},
+               {"maintenance", {{{"services", {"db"}}, {"start", start}, {"end", start + 1860}}}}},
+              options);
+  a->on_tick(status_change(in_window, false, clock.now()));
+  a->on_tick(status_change(outside, false, clock.now()));
+  ASSERT_EQ(receiver_.wait_for("/hook", 1).size(), 1u);
+  std::this_thread::sleep_for(150ms);
+  ASSERT_EQ(receiver_.requests("/hook").size(), 1u);
+  EXPECT_EQ(json::parse(receiver_.requests("/hook")[0].body)["service"], "web");
+  const auto held = a->store().active_alert(in_window);
+  ASSERT_TRUE(held);
+  EXPECT_EQ(a->store().notifications(held->alert_id).at(0).status, NotificationStatus::suppressed);
+  clock.advance(30min);  // the window ends with db still down: one trigger now
+  const auto got = receiver_.wait_for("/hook", 2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(json::parse(got[1].body)["service"], "db");
+  std::this_thread::sleep_for(150ms);
+  EXPECT_EQ(receiver_.requests("/hook").size(), 2u);
+}
+
+TEST(MaintenanceWindowTest, RecurringWeeklyAndDailyWindowsInALocalTimezone) {
+  const auto windows = parse_maintenance(
+      json::array({{{"every", "sun 02:00"}, {"duration_minutes", 60}, {"timezone", "+02:00"}},
+                   {{"every", "daily 23:30"}, {"duration_minutes", 60}, {"tags", {"batch"}}}}),
+      "alerting.maintenance");
+  ASSERT_EQ(windows.size(), 2u);
+  // 2023-11-12 was a Sunday: 02:00 at +02:00 is 00:00 UTC.
+  const TimePoint sunday_utc_midnight = from_unix_ms(1'699'747'200'000);
+  EXPECT_FALSE(windows[0].active_at(sunday_utc_midnight - 1s));
+  EXPECT_TRUE(windows[0].active_at(sunday_utc_midnight));
+  EXPECT_TRUE(windows[0].active_at(sunday_utc_midnight + 59min));
+  EXPECT_FALSE(windows[0].active_at(sunday_utc_midnight + 60min));
+  EXPECT_TRUE(windows[0].active_at(sunday_utc_midnight + std::chrono::hours(24 * 7)));
+  EXPECT_FALSE(windows[0].active_at(sunday_utc_midnight + std::chrono::hours(24)));
+  // Daily 23:30 UTC for an hour crosses midnight.
+  EXPECT_TRUE(windows[1].active_at(sunday_utc_midnight - 10min));
+  EXPECT_TRUE(windows[1].active_at(sunday_utc_midnight + 29min));
+  EXPECT_FALSE(windows[1].active_at(sunday_utc_midnight + 30min));
+
+  ServiceSpec batch;
+  batch.name = "etl";
+  batch.tags = {"nightly", "batch"};
+  ServiceSpec web;
+  web.name = "web";
+  EXPECT_TRUE(windows[1].applies_to(batch));
+  EXPECT_FALSE(windows[1].applies_to(web));
+  EXPECT_TRUE(windows[0].applies_to(web));  // no services, no tags: global
+  EXPECT_TRUE(in_maintenance(windows, batch, sunday_utc_midnight + 20min));
+  EXPECT_FALSE(in_maintenance(windows, web, sunday_utc_midnight - 10min));
+}
+
+// ---- the "alerting" section ----
+
+void expect_config_error(const json& section, const std::string& needle,
+                         std::map<std::string, std::string> env = {}) {
+  try {
+    parse_alerting_config(section, "services.json: alerting", env_of(std::move(env)));
+    ADD_FAILURE() << "accepted " << section.dump();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+TEST(AlertingConfigTest, SubstitutesEnvironmentVariablesAndNamesBadFields) {
+  const auto cfg =
+      parse_alerting_config({{"channels",
+                              {{"hook",
+                                {{"type", "webhook"},
+                                 {"url", "http://127.0.0.1/${HOOK_PATH}"},
+                                 {"headers", {{"Authorization", "Bearer ${HOOK_TOKEN}"}}}}}}}},
+                            "alerting", env_of({{"HOOK_PATH", "in"}, {"HOOK_TOKEN", "t0k"}}));
+  EXPECT_EQ(cfg.channels.at("hook").url, "http://127.0.0.1/in");
+  EXPECT_EQ(cfg.channels.at("hook").headers.at(0).second, "Bearer t0k");
+
+  expect_config_error({{"channels", {{"hook", {{"type", "webhook"}, {"url", "${NOPE}"}}}}}},
+                      "alerting.channels.hook.url: environment variable NOPE is not set");
+  expect_config_error({{"channels", {{"hook", {{"type", "fax"}}}}}}, "channels.hook.type");
+  expect_config_error({{"channels", {{"hook", {{"type", "webhook"}}}}}}, "channels.hook.url");
+  expect_config_error({{"channels", {{"hook", {{"type", "webhook"}, {"url", "ftp://x"}}}}}},
+                      "channels.hook.url");
+  expect_config_error({{"channels", {{"pd", {{"type", "pagerduty"}}}}}}, "channels.pd.routing_key");
+  expect_config_error({{"channels", {{"s", {{"type", "slack"}}}}}}, "channels.s");
+  expect_config_error({{"default", {"ghost"}}}, "alerting.default[0]: unknown channel");
+  expect_config_error({{"teams", {{"sre", {"ghost"}}}}}, "alerting.teams.sre[0]");
+  expect_config_error({{"chanels", json::object()}}, "unknown key \"chanels\"");
+  expect_config_error({{"maintenance", {{{"every", "someday 02:00"}, {"duration_minutes", 5}}}}},
+                      "alerting.maintenance[0].every");
+  expect_config_error({{"maintenance", {{{"every", "sun 02:00"}}}}},
+                      "maintenance[0].duration_minutes");
+  expect_config_error(
+      {{"maintenance",
+        {{{"every", "sun 02:00"}, {"duration_minutes", 5}, {"timezone", "Mars/Olympus"}}}}},
+      "maintenance[0].timezone");
+  expect_config_error({{"maintenance", {{{"start", 10}, {"end", 5}}}}}, "maintenance[0].end");
+  expect_config_error(
+      {{"channels",
+        {{"hook", {{"type", "webhook"}, {"url", "http://x"}, {"repeat_every_seconds", 0}}}}}},
+      "repeat_every_seconds");
+  // A secret never appears in a message.
+  try {
+    parse_alerting_config({{"channels", {{"hook", {{"type", "webhook"}, {"url", "${T}"}}}}}},
+                          "alerting", env_of({{"T", "ftp://secret-value"}}));
+    ADD_FAILURE();
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()).find("secret-value"), std::string::npos) << e.what();
+  }
+}
+
+TEST(AlertingConfigTest, TheServicesFileMayCarryAnAlertingSection) {
+  test::TempDir dir;
+  const std::string path = dir.file("services.json");
+  std::ofstream(path) << R"({"services": [{"name": "a", "url": "http://127.0.0.1/"}],
+    "alerting": {"channels": {"hook": {"type": "webhook", "url": "http://127.0.0.1:9/h"}},
+                 "default": ["hook"]}})";
+  Settings settings;
+  EXPECT_EQ(load_services_file(path, settings).size(), 1u);
+  const auto cfg = load_alerting_config(path, env_of({}));
+  EXPECT_EQ(cfg.default_channels, std::vector<std::string>{"hook"});
+}
+
+}  // namespace
+}  // namespace vigil

@@ -1,0 +1,356 @@
+// Issue 6: the latency histogram, and the minute/hour rollups apply() writes, checked against the
+// raw ticks they summarise in a real database file.
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "storage/retention.h"
+#include "storage/rollups.h"
+#include "storage/store.h"
+#include "support/target_server.h"
+
+namespace vigil {
+namespace {
+
+using test::TempDir;
+
+constexpr double kBound = 0.0955;  // sqrt(1.2) - 1, rounded up: the documented error bound
+constexpr std::int64_t kBase = 1'699'999'200'000;  // a whole UTC hour
+
+double exact_percentile(std::vector<double> values, double q) {
+  std::sort(values.begin(), values.end());
+  const auto rank =
+      std::max<std::size_t>(1, static_cast<std::size_t>(std::ceil(q * values.size())));
+  return values[rank - 1];
+}
+
+void expect_within_bound(double got, double exact) {
+  EXPECT_LE(std::abs(got - exact), kBound * exact) << "got " << got << ", exact " << exact;
+}
+
+TEST(LatencyHistogram, PercentilesStayWithinTheStatedErrorOverTheWholeRange) {
+  std::mt19937_64 rng(42);
+  std::uniform_real_distribution<double> exponent(std::log(0.1), std::log(120'000.0));
+  std::vector<double> values;
+  LatencyHistogram histogram;
+  for (int i = 0; i < 20'000; ++i) {
+    values.push_back(std::exp(exponent(rng)));
+    histogram.add(values.back());
+  }
+  const double lo = *std::min_element(values.begin(), values.end());
+  const double hi = *std::max_element(values.begin(), values.end());
+  for (double q : {0.001, 0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0})
+    expect_within_bound(*histogram.percentile(q, lo, hi), exact_percentile(values, q));
+}
+
+TEST(LatencyHistogram, ASingleValueIsReportedExactlyThanksToMinMaxClamping) {
+  LatencyHistogram histogram;
+  histogram.add(123.4, 5);
+  EXPECT_DOUBLE_EQ(*histogram.percentile(0.5, 123.4, 123.4), 123.4);
+  EXPECT_FALSE(LatencyHistogram().percentile(0.5, 0, 0).has_value());
+}
+
+TEST(LatencyHistogram, MergeEqualsAddingEverythingAndTheBlobRoundTrips) {
+  LatencyHistogram a, b, all;
+  for (int i = 0; i < 1000; ++i) {
+    const double ms = 0.05 + i * 37.3;
+    (i % 3 ? a : b).add(ms);
+    all.add(ms);
+  }
+  all.add(500'000);  // past the last finite bucket
+  b.add(500'000);
+  a.merge(b);
+  EXPECT_EQ(a, all);
+  EXPECT_EQ(all.total(), 1001u);
+  const std::string blob = all.encode();
+  EXPECT_LT(blob.size(), 2u * LatencyHistogram::kBuckets + 8);  // compact: a few bytes a bucket
+  EXPECT_EQ(LatencyHistogram::decode(blob.data(), blob.size()), all);
+}
+
+TEST(LatencyHistogram, DecodeRejectsMalformedBlobs) {
+  const unsigned char bad_index[] = {200, 1};
+  const unsigned char truncated[] = {3, 0x80};
+  EXPECT_THROW(LatencyHistogram::decode(bad_index, sizeof bad_index), std::invalid_argument);
+  EXPECT_THROW(LatencyHistogram::decode(truncated, sizeof truncated), std::invalid_argument);
+}
+
+// ---- rollups in the store ----
+
+struct Generated {
+  std::vector<Tick> ticks;  // as applied
+};
+
+class RollupStore : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store = open_sqlite_store(dir.file("vigil.db"));
+    ServiceSpec a, b;
+    a.name = "a";
+    a.url = "http://a.test/";
+    b.name = "b";
+    b.url = "http://b.test/";
+    store->sync_services({a, b}, from_unix_ms(kBase));
+    for (const auto& s : store->active_services()) ids.push_back(s.id);
+  }
+
+  // About three hours of ticks at irregular times for both services, applied in batches of
+  // irregular size, so minute and hour rows are upserted across batches.
+  void generate() {
+    std::mt19937_64 rng(7);
+    std::uniform_int_distribution<std::int64_t> gap(1, 20'000);
+    std::uniform_real_distribution<double> exponent(std::log(1.0), std::log(5'000.0));
+    std::uniform_int_distribution<int> batch_size(1, 60);
+    std::vector<TickRecord> batch;
+    int want = batch_size(rng);
+    for (ServiceId id : ids) {
+      Metric metric;
+      for (std::int64_t t = kBase - 30 * 60'000 + gap(rng); t < kBase + 3 * 3'600'000;
+           t += gap(rng)) {
+        TickRecord record;
+        record.tick.service_id = id;
+        record.tick.ts = from_unix_ms(t);
+        record.tick.up = rng() % 10 != 0;
+        record.tick.response_ms = std::exp(exponent(rng));
+        if (rng() % 2) record.tick.phases = PhaseTimings{1, 2, 3, record.tick.response_ms - 7, 1};
+        metric.add(record.tick.up, record.tick.response_ms);
+        record.metric_after = metric;
+        ticks.push_back(record.tick);
+        batch.push_back(record);
+        if (static_cast<int>(batch.size()) == want) {
+          store->apply(batch);
+          batch.clear();
+          want = batch_size(rng);
+        }
+      }
+    }
+    store->apply(batch);
+  }
+
+  void expect_matches_raw(ServiceId id, std::int64_t from, std::int64_t to) {
+    SCOPED_TRACE("window [" + std::to_string(from - kBase) + ", " + std::to_string(to - kBase) +
+                 ") ms from base, service " + std::to_string(id));
+    std::vector<double> values;
+    std::int64_t up = 0;
+    double sum = 0, phase_processing = 0;
+    std::int64_t phases = 0;
+    for (const auto& t : ticks) {
+      const auto ts = to_unix_ms(t.ts);
+      if (t.service_id != id || ts < from || ts >= to) continue;
+      values.push_back(t.response_ms);
+      up += t.up ? 1 : 0;
+      sum += t.response_ms;
+      if (t.phases) {
+        ++phases;
+        phase_processing += t.phases->processing_ms;
+      }
+    }
+    const RollupSummary got = store->summarize(id, from_unix_ms(from), from_unix_ms(to));
+    ASSERT_EQ(got.count, static_cast<std::int64_t>(values.size()));
+    EXPECT_EQ(got.up, up);
+    EXPECT_EQ(got.down, got.count - up);
+    EXPECT_NEAR(got.sum_ms, sum, 1e-6 * std::max(1.0, sum));
+    EXPECT_EQ(got.phase_count, phases);
+    EXPECT_NEAR(got.phase_sums.processing_ms, phase_processing, 1e-6 * std::max(1.0, sum));
+    if (values.empty()) return;
+    EXPECT_DOUBLE_EQ(got.min_ms, *std::min_element(values.begin(), values.end()));
+    EXPECT_DOUBLE_EQ(got.max_ms, *std::max_element(values.begin(), values.end()));
+    for (double q : {0.5, 0.9, 0.95, 0.99})
+      expect_within_bound(*got.percentile(q), exact_percentile(values, q));
+  }
+
+  TempDir dir;
+  std::unique_ptr<Store> store;
+  std::vector<ServiceId> ids;
+  std::vector<Tick> ticks;
+};
+
+TEST_F(RollupStore, SummariesOfWindowsCuttingThroughMinutesAndHoursMatchTheRawTicks) {
+  generate();
+  std::mt19937_64 rng(99);
+  std::uniform_int_distribution<std::int64_t> instant(kBase - 40 * 60'000,
+                                                      kBase + 3 * 3'600'000 + 600'000);
+  // Fixed windows: exact hours, an hour plus partial minutes either side, within one minute,
+  // and random ones.
+  std::vector<std::pair<std::int64_t, std::int64_t>> windows = {
+      {kBase, kBase + 3'600'000},
+      {kBase - 1'234'567, kBase + 2 * 3'600'000 + 61'001},
+      {kBase + 90'500, kBase + 110'000},
+      {kBase - 3'600'000, kBase + 4 * 3'600'000}};
+  for (int i = 0; i < 20; ++i) {
+    auto a = instant(rng), b = instant(rng);
+    windows.emplace_back(std::min(a, b), std::max(a, b));
+  }
+  for (const auto& [from, to] : windows)
+    for (ServiceId id : ids) expect_matches_raw(id, from, to);
+}
+
+TEST_F(RollupStore, SummarizeAllEqualsEachServiceOnItsOwn) {
+  generate();
+  const auto from = from_unix_ms(kBase - 777'777), to = from_unix_ms(kBase + 2 * 3'600'000 + 5'555);
+  const auto all = store->summarize_all(from, to);
+  ASSERT_EQ(all.size(), ids.size());
+  for (ServiceId id : ids) {
+    const auto one = store->summarize(id, from, to);
+    EXPECT_EQ(all.at(id).count, one.count);
+    EXPECT_EQ(all.at(id).up, one.up);
+    EXPECT_EQ(all.at(id).histogram, one.histogram);
+  }
+}
+
+TEST_F(RollupStore, RollupRowsAgreeWithTheTicksTableFromOutside) {
+  generate();
+  SQLite::Database db(dir.file("vigil.db"), SQLite::OPEN_READONLY);
+  for (const char* table : {"service_rollups_minute", "service_rollups_hour"}) {
+    const std::int64_t period = std::string(table).ends_with("minute") ? 60'000 : 3'600'000;
+    SQLite::Statement mismatches(
+        db, std::string("SELECT COUNT(*) FROM ") + table +
+                " r WHERE r.count != (SELECT COUNT(*) FROM service_ticks t WHERE t.service_id ="
+                " r.service_id AND t.ts >= r.bucket AND t.ts < r.bucket + ?1) OR r.up != (SELECT"
+                " COUNT(*) FROM service_ticks t WHERE t.service_id = r.service_id AND t.up = 1 AND"
+                " t.ts >= r.bucket AND t.ts < r.bucket + ?1) OR r.bucket % ?1 != 0");
+    mismatches.bind(1, period);
+    ASSERT_TRUE(mismatches.executeStep());
+    EXPECT_EQ(mismatches.getColumn(0).getInt64(), 0) << table;
+    EXPECT_EQ(db.execAndGet(std::string("SELECT SUM(count) FROM ") + table).getInt64(),
+              static_cast<std::int64_t>(ticks.size()));
+  }
+}
+
+TEST_F(RollupStore, RollupRowsAreListedOldestFirst) {
+  generate();
+  const auto hours = store->rollups(ids[0], RollupResolution::hour, from_unix_ms(kBase - 3'600'000),
+                                    from_unix_ms(kBase + 10 * 3'600'000));
+  ASSERT_EQ(hours.size(), 4u);  // the half hour before kBase, then three whole hours
+  for (std::size_t i = 0; i < hours.size(); ++i)
+    EXPECT_EQ(to_unix_ms(hours[i].first), kBase + (std::int64_t(i) - 1) * 3'600'000);
+}
+
+TEST_F(RollupStore, RetentionDeletesEachResolutionOnItsOwnInBatches) {
+  generate();
+  SQLite::Database db(dir.file("vigil.db"), SQLite::OPEN_READONLY);
+  const auto rows = [&](const char* table, std::int64_t before) {
+    return db
+        .execAndGet(std::string("SELECT COUNT(*) FROM ") + table + " WHERE bucket < " +
+                    std::to_string(before))
+        .getInt64();
+  };
+  const std::int64_t cutoff = kBase + 3'600'000;
+  const std::int64_t old_minutes = rows("service_rollups_minute", cutoff);
+  const std::int64_t hours_before = rows("service_rollups_hour", kBase + 100 * 3'600'000);
+  ASSERT_GT(old_minutes, 10);
+  std::size_t deleted = 0, calls = 0;
+  for (std::size_t n; (n = store->delete_rollups_older_than(RollupResolution::minute,
+                                                            from_unix_ms(cutoff), 7)) > 0;
+       ++calls) {
+    EXPECT_LE(n, 7u);
+    deleted += n;
+    ASSERT_LT(calls, 10'000u);
+  }
+  EXPECT_EQ(static_cast<std::int64_t>(deleted), old_minutes);
+  EXPECT_EQ(rows("service_rollups_minute", cutoff), 0);
+  EXPECT_GT(rows("service_rollups_minute", kBase + 100 * 3'600'000), 0);  // newer ones stay
+  EXPECT_EQ(rows("service_rollups_hour", kBase + 100 * 3'600'000), hours_before);  // untouched
+  EXPECT_EQ(store->delete_rollups_older_than(RollupResolution::hour, from_unix_ms(cutoff), 100),
+            4u);
+}
+
+TEST_F(RollupStore, PurgingAServiceDeletesItsRollups) {
+  generate();
+  ASSERT_TRUE(store->purge_service(ids[0]));
+  SQLite::Database db(dir.file("vigil.db"), SQLite::OPEN_READONLY);
+  for (const char* table : {"service_rollups_minute", "service_rollups_hour"})
+    EXPECT_EQ(db.execAndGet(std::string("SELECT COUNT(*) FROM ") + table +
+                            " WHERE service_id = " + std::to_string(ids[0]))
+                  .getInt64(),
+              0);
+  EXPECT_EQ(store->summarize(ids[0], from_unix_ms(0), from_unix_ms(kBase * 2)).count, 0);
+}
+
+TEST_F(RollupStore, EventsOverlappingIncludeThoseStraddlingTheEdges) {
+  // up at 0, down at 10 min, up at 20 min (open).
+  std::vector<TickRecord> batch;
+  Metric metric;
+  const auto add = [&](std::int64_t t, bool up, std::optional<EventKind> opens) {
+    TickRecord r;
+    r.tick.service_id = ids[0];
+    r.tick.ts = from_unix_ms(kBase + t);
+    r.tick.up = up;
+    metric.add(up, 5);
+    r.metric_after = metric;
+    r.opens_event = opens;
+    batch.push_back(r);
+  };
+  add(0, true, EventKind::uptime);
+  add(600'000, false, EventKind::downtime);
+  add(1'200'000, true, EventKind::uptime);
+  store->apply(batch);
+  const auto events = [&](std::int64_t from, std::int64_t to) {
+    std::vector<std::string> kinds;
+    for (const auto& e :
+         store->events_overlapping(ids[0], from_unix_ms(kBase + from), from_unix_ms(kBase + to)))
+      kinds.push_back(to_string(e.kind));
+    return kinds;
+  };
+  EXPECT_EQ(events(300'000, 900'000), (std::vector<std::string>{"uptime", "downtime"}));
+  EXPECT_EQ(events(700'000, 800'000), (std::vector<std::string>{"downtime"}));
+  EXPECT_EQ(events(600'000, 1'200'000), (std::vector<std::string>{"downtime"}));  // [from, to)
+  EXPECT_EQ(events(5'000'000, 6'000'000), (std::vector<std::string>{"uptime"}));  // the open one
+  EXPECT_TRUE(events(-900'000, -1).empty());
+}
+
+TEST_F(RollupStore, RetentionCleanerKeepsEachResolutionForItsOwnPeriod) {
+  const std::int64_t now = to_unix_ms(now_ms());
+  const std::int64_t day = 86'400'000;
+  std::vector<TickRecord> batch;
+  Metric metric;
+  for (std::int64_t age_days : {500, 40, 1}) {
+    TickRecord r;
+    r.tick.service_id = ids[0];
+    r.tick.ts = from_unix_ms(now - age_days * day);
+    r.tick.up = true;
+    r.tick.response_ms = 3;
+    metric.add(true, 3);
+    r.metric_after = metric;
+    batch.push_back(r);
+  }
+  store->apply(batch);
+  SQLite::Database db(dir.file("vigil.db"), SQLite::OPEN_READONLY);
+  const auto rows = [&](const char* table) {
+    return db.execAndGet(std::string("SELECT COUNT(*) FROM ") + table).getInt64();
+  };
+  ASSERT_EQ(rows("service_rollups_minute"), 3);
+  RetentionCleaner cleaner(*store, RetentionOptions{.retention = Millis(0),
+                                                    .batch_size = 1,
+                                                    .pause = Millis(1),
+                                                    .minute_retention = Millis(30 * day),
+                                                    .hour_retention = Millis(400 * day)});
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while ((rows("service_rollups_minute") > 1 || rows("service_rollups_hour") > 2) &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  cleaner.stop();
+  EXPECT_EQ(rows("service_rollups_minute"), 1);  // the day-old one
+  EXPECT_EQ(rows("service_rollups_hour"), 2);    // 40 days and 1 day
+  EXPECT_EQ(rows("service_ticks"), 3);           // RETENTION_DAYS 0: ticks stay
+}
+
+TEST_F(RollupStore, ACorruptHistogramIsAStorageErrorNotACrash) {
+  generate();
+  {
+    SQLite::Database db(dir.file("vigil.db"), SQLite::OPEN_READWRITE);
+    db.exec("UPDATE service_rollups_hour SET histogram = x'ff01'");
+  }
+  EXPECT_THROW(store->summarize(ids[0], from_unix_ms(kBase), from_unix_ms(kBase + 3'600'000)),
+               StorageError);
+}
+
+}  // namespace
+}  // namespace vigil
