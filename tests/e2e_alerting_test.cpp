@@ -16,21 +16,13 @@
 
 #include "support/process.h"
 #include "support/target_server.h"
+#include "support/vigil_process.h"
 
 namespace vigil::test {
 namespace {
 
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return condition();
-}
 
 class Receiver {
  public:

@@ -11,49 +11,13 @@
 
 #include "support/process.h"
 #include "support/target_server.h"
+#include "support/vigil_process.h"
 
 namespace vigil::test {
 namespace {
 
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return condition();
-}
-
-class VigilProcess {
- public:
-  VigilProcess(const TempDir& dir, const std::string& command, int api_port,
-               std::map<std::string, std::string> extra_env = {})
-      : log_path_(dir.file(command + ".log")) {
-    std::map<std::string, std::string> env = {{"API_PORT", std::to_string(api_port)},
-                                              {"API_HOST", "127.0.0.1"},
-                                              {"DB_FILE", dir.file("vigil.db")},
-                                              {"SERVICES_FILE", dir.file("services.json")},
-                                              {"LOG_LEVEL", "info"}};
-    for (auto& [k, v] : extra_env) env[k] = v;
-    process_ = std::make_unique<ChildProcess>(VIGIL_BINARY, std::vector<std::string>{command},
-                                              dir.path(), env, log_path_);
-  }
-  ChildProcess& process() { return *process_; }
-  std::string log() const { return read_file(log_path_); }
-
-  // SIGTERM and wait: a clean stop exits 0.
-  int stop() {
-    process_->signal(SIGTERM);
-    return process_->wait_for_exit(20s).value_or(-1);
-  }
-
- private:
-  std::string log_path_;
-  std::unique_ptr<ChildProcess> process_;
-};
 
 std::optional<json> get_json(int port, const std::string& path) {
   httplib::Client client("127.0.0.1", port);
