@@ -21,6 +21,7 @@ Figures are read from /proc/<pid>/stat and status (CPU, RSS), vigil's /metrics a
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -153,6 +154,17 @@ class Children:
 CHILDREN = Children()
 
 
+def communicate(proc, timeout):
+    """(stdout, stderr) of a started child once it exits; BenchError past `timeout` seconds. The
+    child is stopped either way."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{proc.bench_name} did not finish within {timeout} s") from None
+    finally:
+        CHILDREN.stop(proc)
+
+
 def raise_fd_limit():
     """Thousands of probes in flight need as many sockets; children inherit the limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -227,12 +239,14 @@ class Usage:
     def __init__(self, pid, nginx=None):
         self.pid, self.nginx = pid, nginx
         self.start = self._sample()
+        self.wall_start_ms = int(time.time() * 1000)
 
     def _sample(self):
         return (time.monotonic(), cpu_ms(self.pid), self.nginx.cpu_ms() if self.nginx else 0.0,
                 machine_cpu())
 
     def stop(self):
+        self.wall_stop_ms = int(time.time() * 1000)
         t0, c0, n0, (b0, a0) = self.start
         t1, c1, n1, (b1, a1) = self._sample()
         self.seconds = t1 - t0
@@ -395,10 +409,7 @@ def run_wrk(url, script, seconds, connections, threads=1, headers=()):
         argv += ["-H", header]
     argv.append(url)
     proc = CHILDREN.start("wrk", argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = proc.communicate(timeout=seconds + 30)
-    finally:
-        CHILDREN.stop(proc)
+    out, err = communicate(proc, seconds + 30)
     for line in out.splitlines():
         if line.startswith("BENCHJSON "):
             result = json.loads(line[len("BENCHJSON "):])
@@ -547,7 +558,7 @@ class Vigil:
 
     def scrape(self):
         started = time.monotonic()
-        with urllib.request.urlopen(self.url("/metrics"), timeout=300) as response:
+        with urllib.request.urlopen(self.url("/metrics"), timeout=600) as response:
             lines = []
             size = 0
             for line in response:
@@ -574,6 +585,17 @@ class Vigil:
         finally:
             db.close()
         return ticks, counted
+
+    def db_window(self, from_ms, to_ms):
+        """(ticks, up ticks) of probes that started in [from_ms, to_ms): what the runner did in
+        a window, exactly, whatever the time a /metrics scrape around it took."""
+        db = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
+        try:
+            ticks, up = db.execute("SELECT count(*), coalesce(sum(up), 0) FROM service_ticks "
+                                   "WHERE ts >= ? AND ts < ?", (from_ms, to_ms)).fetchone()
+        finally:
+            db.close()
+        return ticks, up
 
     def push_tokens(self):
         db = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
@@ -610,10 +632,7 @@ def run_bare(build_dir, nginx, seconds):
     proc = CHILDREN.start("vigil_bench_curl", [bare, "--seconds", str(seconds), "--max-probes",
                                                str(int(seconds * 40000)), "--concurrency", "64"]
                           + urls, stdout=subprocess.PIPE, text=True)
-    try:
-        out, _ = proc.communicate(timeout=seconds + 30)
-    finally:
-        CHILDREN.stop(proc)
+    out, _ = communicate(proc, seconds + 30)
     if proc.returncode != 0:
         raise BenchError(f"vigil_bench_curl exited with code {proc.returncode}")
     result = json.loads(out)
@@ -649,24 +668,18 @@ def run_vigil_engine(p, build_dir, workdir, nginx, seconds, concurrency):
     with Vigil(build_dir, workdir, f"engine-{concurrency}", services, concurrency,
                p["startup_timeout"]) as vigil:
         time.sleep(p["engine_warmup"])
-        m1 = vigil.scrape()
         usage = Usage(vigil.proc.pid, nginx)
         time.sleep(seconds)
         usage.stop()
-        m2 = vigil.scrape()
         rss, peak = vigil.memory_mb()
-        probes = m2.probes() - m1.probes()
-        up = m2.get("vigil_probes_total|up") - m1.get("vigil_probes_total|up")
-        committed = (m2.get("vigil_writer_committed_ticks_total")
-                     - m1.get("vigil_writer_committed_ticks_total"))
         vigil.stop()
         ticks, counted = vigil.db_counts()
+        probes, up = vigil.db_window(usage.wall_start_ms, usage.wall_stop_ms)
     return {"engine": f"vigil run ({count} services at 0.1 s, ≤{concurrency} in flight)",
             "probes_per_s": probes / usage.seconds, "cpu_ms_per_probe": usage.cpu_ms / max(probes, 1),
             "rss_mb": rss, "peak_rss_mb": peak, "ok_ratio": up / max(probes, 1),
             "cpu_percent": usage.percent, "nginx_cpu_percent": usage.nginx_percent,
-            "machine_cpu_percent": usage.machine_percent,
-            "ticks_written_per_s": committed / usage.seconds, "lost_ticks": counted - ticks}
+            "machine_cpu_percent": usage.machine_percent, "lost_ticks": counted - ticks}
 
 
 def section_engine(p, build_dir, workdir, nginx):
@@ -729,9 +742,6 @@ def scale_run(p, build_dir, workdir, nginx, count, interval, window, warmup, lab
         _, hwm = vigil.memory_mb()
         lateness = histogram_delta(m1, m2, "vigil_scheduler_lateness_seconds")
         batches = histogram_delta(m1, m2, "vigil_writer_batch_size")
-        probes = m2.probes() - m1.probes()
-        committed = (m2.get("vigil_writer_committed_ticks_total")
-                     - m1.get("vigil_writer_committed_ticks_total"))
         probes_at_end = m2.probes()
         queue_end = m2.get("vigil_writer_queue_depth")
         queue_max = max(m1.get("vigil_writer_queue_depth"), queue_end)
@@ -741,9 +751,11 @@ def scale_run(p, build_dir, workdir, nginx, count, interval, window, warmup, lab
             "vigil_runner_skipped_probes_total")
         seconds = usage.seconds
         shutdown_error = None
+        probes = None
         try:
             vigil.stop()
             ticks, counted = vigil.db_counts()
+            probes, _ = vigil.db_window(usage.wall_start_ms, usage.wall_stop_ms)
         except BenchError as e:
             # The window's figures stand; what reached the database is unknown.
             shutdown_error = f"{e}; writer queue {int(queue_end):,} at the last scrape"
@@ -757,8 +769,9 @@ def scale_run(p, build_dir, workdir, nginx, count, interval, window, warmup, lab
             "machine_cpu_percent": usage.machine_percent,
             "rss_mb": rss_steady, "rss_after_scrape_mb": rss, "hwm_mb": hwm,
             "rss_kb_per_service": rss_steady * 1024 / count,
-            "probes_per_s": probes / seconds, "expected_per_s": count / interval,
-            "ticks_written_per_s": committed / seconds,
+            # Every probe is a tick, and every tick is in the database once vigil has stopped.
+            "probes_per_s": None if probes is None else probes / seconds,
+            "expected_per_s": count / interval,
             "batch_p50": quantile(batches, 0.5), "queue_end": queue_end, "queue_max_seen": queue_max,
             "skipped": skipped, "dropped": dropped, "storage_errors": storage_errors,
             "ticks_in_db": ticks, "ticks_counted": counted, "probes_at_last_scrape": probes_at_end,
@@ -827,19 +840,16 @@ def section_api(p, build_dir, workdir, nginx):
                          f"{len(tokens)} heartbeat tokens in turn"))
         for name, paths, connections, note in plan:
             script = wrk_script(os.path.join(workdir, "api.lua"), paths)
-            m1 = vigil.scrape()
             usage = Usage(vigil.proc.pid)
             result = run_wrk(vigil.url("/"), script, seconds, connections)
             usage.stop()
-            m2 = vigil.scrape()
-            probes = m2.probes() - m1.probes()
             rows.append({"endpoint": name, "connections": connections, "rps": result["rps"],
                          "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"],
                          "max_ms": result["max_ms"],
                          "errors": result["status_errors"] + result["socket_errors"]
                          + result["timeouts"],
                          "requests": result["requests"],
-                         "ticks_per_s_meanwhile": probes / result["seconds"],
+                         "window_ms": (usage.wall_start_ms, usage.wall_stop_ms),
                          "vigil_cpu_percent": usage.percent,
                          "machine_cpu_percent": usage.machine_percent,
                          "note": note})
@@ -849,6 +859,10 @@ def section_api(p, build_dir, workdir, nginx):
         rss, _ = vigil.memory_mb()
         vigil.stop()
         ticks, counted = vigil.db_counts()
+        for r in rows:  # from the database, now that every tick is in it
+            if "window_ms" in r:
+                r["ticks_per_s_meanwhile"] = (vigil.db_window(*r["window_ms"])[0]
+                                              / ((r["window_ms"][1] - r["window_ms"][0]) / 1000))
     return {"rows": rows, "services": count, "heartbeats": beats, "interval_s": p["api_interval"],
             "rss_mb": rss, "lost_ticks": counted - ticks}
 
@@ -863,10 +877,7 @@ def section_storage(p, build_dir, workdir):
         proc = CHILDREN.start("vigil_bench_storage", [
             tool, "--dir", directory, "--seconds", str(p["storage_seconds"]), "--services",
             str(count)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            out, err = proc.communicate(timeout=p["storage_seconds"] * 10 + 120)
-        finally:
-            CHILDREN.stop(proc)
+        out, err = communicate(proc, p["storage_seconds"] * 10 + 120)
         if proc.returncode != 0:
             raise BenchError(f"vigil_bench_storage failed: {err.strip()[:300]}")
         runs.append(json.loads(out))
@@ -883,10 +894,7 @@ def section_micro(p, build_dir):
         argv.append(f"--benchmark_filter={p['micro_filter']}")
     proc = CHILDREN.start("vigil_bench_micro", argv, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = proc.communicate(timeout=300)
-    finally:
-        CHILDREN.stop(proc)
+    out, err = communicate(proc, 300)
     if proc.returncode != 0:
         raise BenchError(f"vigil_bench_micro failed: {err.strip()[:300]}")
     rows = []
@@ -931,9 +939,8 @@ def print_engine(e):
           ["engine", "probes/s", "CPU-ms/probe", "RSS MB", "ok"], rows)
     for r in e["rows"]:
         if r["engine"].startswith("vigil"):
-            print(f"\n{r['engine']}: {fmt(r['cpu_percent'])} % of a core, "
-                  f"{fmt(r['ticks_written_per_s'], 0)} ticks/s written, lost ticks "
-                  f"{r['lost_ticks']}; nginx {fmt(r['nginx_cpu_percent'])} % of a core, "
+            print(f"\n{r['engine']}: {fmt(r['cpu_percent'])} % of a core, every probe a tick "
+                  f"in the database (lost ticks: {r['lost_ticks']}); nginx {fmt(r['nginx_cpu_percent'])} % of a core, "
                   f"machine {fmt(r['machine_cpu_percent'])} % busy (all cores)")
     print(f"\nCPU-ms per probe, vigil's cheapest over blackbox_exporter: "
           f"{fmt(e['vigil_over_blackbox_cpu'], 3)}; over the bare loop: "
@@ -944,7 +951,7 @@ def print_scale(s):
     rows = []
     for r in s["rows"]:
         if "error" in r:
-            rows.append([f"{r['label']}", fmt(r["services"])] + [r["error"]] + [""] * 12)
+            rows.append([f"{r['label']}", fmt(r["services"])] + [r["error"]] + [""] * 11)
             continue
         rows.append([r["label"], fmt(r["services"]), fmt(r["interval_s"]),
                      f"{fmt(r['lateness_p50_s'] * 1000 if r['lateness_p50_s'] is not None else None, 1)}"
@@ -954,7 +961,6 @@ def print_scale(s):
                      f"{fmt(r['nginx_cpu_percent'], 0)} / {fmt(r['machine_cpu_percent'], 0)}",
                      fmt(r["rss_mb"]), fmt(r["rss_kb_per_service"], 2),
                      f"{fmt(r['probes_per_s'], 0)} / {fmt(r['expected_per_s'], 0)}",
-                     fmt(r["ticks_written_per_s"], 0),
                      f"{fmt(r['queue_end'], 0)} (≤{fmt(r['queue_max_seen'], 0)})",
                      f"{fmt(r['lost_ticks'], 0)} ({fmt(r['ticks_in_db'], 0)} in DB)"
                      if r["lost_ticks"] is not None else "unknown: see below",
@@ -965,7 +971,7 @@ def print_scale(s):
     table("Scale (vigil run, all services probed over the nginx ports; 5 % answer 503)",
           ["run", "services", "interval s", "lateness ms p50 / p99 / max", "vigil CPU %",
            "nginx % / machine %", "RSS MB",
-           "RSS KB/svc", "probes/s done / due", "ticks/s written", "writer queue end (max)",
+           "RSS KB/svc", "ticks/s written / due", "writer queue end (max)",
            "lost ticks", "skipped slots", "start-up s", "/metrics scrape"], rows)
     for note in notes:
         print(f"\n{note}")
@@ -1080,6 +1086,10 @@ def machine_line():
             f"load average {load[0]:.2f} at start")
 
 
+def interrupt(*_):
+    raise KeyboardInterrupt
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--build-dir", required=True, help="CMake build directory (Release)")
@@ -1103,24 +1113,26 @@ def main():
         key, _, value = item.partition("=")
         if key not in p:
             parser.error(f"--set: unknown parameter {key!r} (known: {', '.join(sorted(p))})")
-        p[key] = json.loads(value) if value[:1] in "[{\"" or value[:1].isdigit() else value
+        # Numbers and lists as JSON (0.5, [100, 1000]); anything else as text (engine_parts=vigil).
+        p[key] = json.loads(value) if value and (value[0] in "[{\"" or value[0].isdigit()) else value
     sections = (args.only or "engine,scale,api,storage,micro").split(",")
     build_dir = os.path.abspath(args.build_dir)
     raise_fd_limit()
     # SIGTERM (ctest's timeout, a kill) unwinds like Ctrl-C, so the finally below stops children.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, interrupt)
 
     workdir = tempfile.mkdtemp(prefix="vigil-bench-")
     results = {"machine": machine_line(), "smoke": args.smoke}
     print(f"# vigil benchmark{' (smoke)' if args.smoke else ''}\n\n{results['machine']}", flush=True)
     missing, failed = [], []
     nginx = None
+    targets_started = contextlib.ExitStack()  # nginx, shared by the sections that probe it
     try:
         for section in sections:
             log(f"section {section}")
             try:
                 if section in ("engine", "scale", "api") and nginx is None:
-                    nginx = Nginx(workdir, p["nginx_ports"]).__enter__()
+                    nginx = targets_started.enter_context(Nginx(workdir, p["nginx_ports"]))
                 if section == "engine":
                     results["engine"] = section_engine(p, build_dir, workdir, nginx)
                     print_engine(results["engine"])
@@ -1149,8 +1161,7 @@ def main():
     except KeyboardInterrupt:
         failed.append("interrupted")
     finally:
-        if nginx is not None:
-            nginx.__exit__(None, None, None)
+        targets_started.close()
         CHILDREN.stop_all()
 
     checks = targets(results)
@@ -1194,7 +1205,7 @@ def smoke_failures(results):
         for r in s["rows"]:
             if "error" in r:
                 continue
-            if r["lost_ticks"] != 0 or not r["ticks_in_db"] or r["probes_per_s"] <= 0:
+            if r["lost_ticks"] != 0 or not r["ticks_in_db"] or not r["probes_per_s"]:
                 problems.append(f"scale {r['label']} {r['services']}: lost {r['lost_ticks']}, "
                                 f"{r['ticks_in_db']} ticks in DB")
             if r["lateness_p99_s"] is None:

@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -460,26 +461,27 @@ void bind_push_token(SQLite::Statement& statement, int index, const ServiceSpec&
 class SqliteStore final : public Store {
  public:
   explicit SqliteStore(const std::string& path) : path_(path), readers_(path) {
-    try {
-      // NOMUTEX: write_mutex_ already serialises every use of this connection.
-      db_ = std::make_unique<SQLite::Database>(
-          path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX,
-          kBusyTimeoutMs);
-      const auto mode = db_->execAndGet("PRAGMA journal_mode = WAL").getString();
-      if (mode != "wal")
-        throw StorageError("cannot enable WAL on " + path + " (journal_mode is " + mode + ")");
-      // With WAL, NORMAL still survives a process crash with every committed transaction (the
-      // WAL is written before COMMIT returns); only an OS crash or power loss may lose the last
-      // transactions, never corrupt the file. It saves an fsync per commit.
-      db_->exec("PRAGMA synchronous = NORMAL");
-      db_->exec("PRAGMA foreign_keys = ON");
-      sqlite_schema::migrate(*db_, path);
-      apply_statements_ = std::make_unique<ApplyStatements>(*db_);
-      rollup_writer_ = std::make_unique<rollup_sql::RollupWriter>(*db_);  // issue 6
-    } catch (const StorageError&) {
-      throw;
-    } catch (const SQLite::Exception& e) {
-      throw StorageError("storage: cannot open database " + path + ": " + e.what());
+    // Two processes (`vigil runner` and `vigil api`) may open a new file at the same moment.
+    // Switching to WAL and migrating take locks for which SQLite may answer SQLITE_BUSY without
+    // calling the busy handler, so the whole opening is retried until kBusyTimeoutMs.
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(kBusyTimeoutMs);
+    for (int attempt = 0;; ++attempt) {
+      try {
+        open_write_connection();
+        return;
+      } catch (const StorageError&) {
+        throw;
+      } catch (const SQLite::Exception& e) {
+        const bool busy =
+            (e.getErrorCode() & 0xff) == SQLITE_BUSY || (e.getErrorCode() & 0xff) == SQLITE_LOCKED;
+        if (!busy || std::chrono::steady_clock::now() >= deadline)
+          throw StorageError("storage: cannot open database " + path + ": " + e.what());
+        rollup_writer_.reset();
+        apply_statements_.reset();
+        db_.reset();
+        std::this_thread::sleep_for(std::chrono::milliseconds(5 + 5 * std::min(attempt, 9)));
+      }
     }
   }
 
@@ -1113,6 +1115,23 @@ class SqliteStore final : public Store {
   }
 
  private:
+  void open_write_connection() {
+    // NOMUTEX: write_mutex_ already serialises every use of this connection.
+    db_ = std::make_unique<SQLite::Database>(
+        path_, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX, kBusyTimeoutMs);
+    const auto mode = db_->execAndGet("PRAGMA journal_mode = WAL").getString();
+    if (mode != "wal")
+      throw StorageError("cannot enable WAL on " + path_ + " (journal_mode is " + mode + ")");
+    // With WAL, NORMAL still survives a process crash with every committed transaction (the
+    // WAL is written before COMMIT returns); only an OS crash or power loss may lose the last
+    // transactions, never corrupt the file. It saves an fsync per commit.
+    db_->exec("PRAGMA synchronous = NORMAL");
+    db_->exec("PRAGMA foreign_keys = ON");
+    sqlite_schema::migrate(*db_, path_);
+    apply_statements_ = std::make_unique<ApplyStatements>(*db_);
+    rollup_writer_ = std::make_unique<rollup_sql::RollupWriter>(*db_);  // issue 6
+  }
+
   // Issue 3 helpers; the caller holds write_mutex_ and a transaction on db_.
   static std::optional<Service> read_service_by_id(SQLite::Database& db, ServiceId id) {
     SQLite::Statement select(

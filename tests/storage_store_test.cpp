@@ -157,6 +157,37 @@ TEST(StorageStore, UsesWriteAheadLogging) {
   EXPECT_TRUE(store->ping());
 }
 
+// `vigil runner` and `vigil api` are started together on a database that does not exist yet:
+// both switch it to WAL and migrate it at once. Each must wait for the other, never fail with
+// "database is locked" (SQLite skips the busy handler for some of these lock changes).
+TEST(StorageStore, ConnectionsOpeningAFreshDatabaseAtOnceAllSucceed) {
+  for (int round = 0; round < 20; ++round) {
+    TempDir dir;
+    const auto path = dir.file("vigil.db");
+    constexpr int kOpeners = 6;
+    std::atomic<int> ready{0};
+    std::vector<std::future<std::string>> openers;
+    for (int i = 0; i < kOpeners; ++i) {
+      openers.push_back(std::async(std::launch::async, [&] {
+        ++ready;
+        while (ready.load() < kOpeners) std::this_thread::yield();
+        try {
+          auto store = open_sqlite_store(path);
+          return store->ping() ? std::string() : std::string("ping failed");
+        } catch (const StorageError& e) {
+          return std::string(e.what());
+        }
+      }));
+    }
+    for (auto& opener : openers) EXPECT_EQ(opener.get(), "") << "round " << round;
+    SQLite::Database db(path, SQLite::OPEN_READONLY);
+    EXPECT_EQ(db.execAndGet("SELECT MAX(version) FROM schema_version").getInt(),
+              sqlite_schema::current_version());
+    EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM schema_version").getInt(),
+              sqlite_schema::current_version());
+  }
+}
+
 TEST(StorageStore, SyncInsertsUpdatesDeactivatesAndReactivatesByNameKeepingHistory) {
   TempDir dir;
   auto store = open_sqlite_store(dir.file("vigil.db"));
