@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -83,6 +84,7 @@ EnvLookup alerting_environment() {
 int check_config(const Settings& settings) {
   const auto specs = load_services_file(settings.services_file, settings);
   const auto alerting = load_alerting_config(settings.services_file, alerting_environment());
+  check_alert_routes(alerting, specs, settings.services_file);
   std::cout << settings.services_file << ": " << specs.size() << " services, all valid\n";
   for (const auto& spec : specs) {
     if (spec.kind == ServiceKind::heartbeat) {
@@ -142,12 +144,24 @@ sigset_t block_stop_signals() {
 
 int serve(const Settings& settings, Modes modes) {
   const sigset_t stop_signals = block_stop_signals();
+  // A file-size limit (RLIMIT_FSIZE) reached while writing would otherwise kill the process;
+  // ignored, the write fails with EFBIG and the writer holds its ticks like on a full disk.
+  ::signal(SIGXFSZ, SIG_IGN);
 
   std::optional<std::vector<ServiceSpec>> specs;
-  AlertingConfig alerting;
+  std::optional<AlertingConfig> alerting;
   if (modes.runner) {
     specs = load_services_file(settings.services_file, settings);
     alerting = load_alerting_config(settings.services_file, alerting_environment());
+    check_alert_routes(*alerting, *specs, settings.services_file);
+  } else if (std::filesystem::exists(settings.services_file)) {
+    // `vigil api`: the channels to check written services against and the file's maintenance
+    // windows to list. The runner process is the one that must have them right.
+    try {
+      alerting = load_alerting_config(settings.services_file, alerting_environment());
+    } catch (const ConfigError& e) {
+      log_warn(std::string("alerting section not used by the API: ") + e.what());
+    }
   }
 
   std::unique_ptr<Store> store;
@@ -174,14 +188,15 @@ int serve(const Settings& settings, Modes modes) {
              " services (" + std::to_string(sync.inserted.size()) + " new, " +
              std::to_string(sync.updated.size()) + " changed, " +
              std::to_string(sync.deactivated.size()) + " deactivated)");
-    writer = std::make_unique<Writer>(*store, registry);
+    writer = std::make_unique<Writer>(*store, registry,
+                                      WriterOptions{.max_queue = settings.storage_queue_max_ticks});
     RunnerOptions options;
     options.max_concurrency = settings.max_concurrency;
     options.region = settings.region;
     Writer* sink = writer.get();
     // Alerting (issue 5): status changes reach the Alerter's queue, never its I/O.
     try {
-      alerter = std::make_unique<Alerter>(settings.db_file, *store, std::move(alerting), registry);
+      alerter = std::make_unique<Alerter>(settings.db_file, *store, *alerting, registry);
     } catch (const StorageError& e) {
       log_error(std::string("cannot open alerts: ") + e.what());
       return kExitStartupFailure;
@@ -201,6 +216,8 @@ int serve(const Settings& settings, Modes modes) {
     ApiOptions api_options;
     api_options.write_token = settings.api_token;
     api_options.read_token = settings.api_read_token;
+    api_options.status_page_title = settings.status_page_title;
+    api_options.status_page_public = settings.status_page_public;
     api_options.service_defaults = settings;
     api_options.commands = commands.get();
     try {
@@ -211,12 +228,17 @@ int serve(const Settings& settings, Modes modes) {
     }
     api_options.alerts = alert_reads.get();
     api_options.alerter = alerter.get();
+    if (runner) api_options.collectables.push_back(runner->service_series());
+    api_options.alerting = alerting ? &*alerting : nullptr;
     api = std::make_unique<ApiServer>(
         *store, registry,
         [&runner, &writer] {
           HealthReport report;
           if (runner) report.runner = health_of(runner->last_alive());
-          if (writer) report.writer = health_of(writer->last_alive());
+          if (writer) {
+            report.writer = health_of(writer->last_alive());
+            report.storage_failure = writer->failure();
+          }
           return report;
         },
         std::move(api_options));

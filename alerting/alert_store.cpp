@@ -3,8 +3,10 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <random>
 
+#include "config/logging.h"
 #include "storage/sqlite_schema.h"
 
 namespace vigil {
@@ -14,7 +16,7 @@ constexpr int kBusyTimeoutMs = 5000;
 
 const char* const kAlertColumns =
     "alert_id, alert_name, service_id, active, external_reference_id, alert_cycle, reason, "
-    "created_date, closed_date";
+    "created_date, closed_date, previous_status";
 const char* const kNotificationColumns =
     "id, alert_id, channel, kind, payload, status, attempt, next_attempt_at, response_code, "
     "error, created_at, sent_at";
@@ -47,6 +49,7 @@ AlertRecord read_alert(SQLite::Statement& row) {
   alert.reason = row.getColumn(6).getString();
   alert.created_date = from_unix_ms(row.getColumn(7).getInt64());
   alert.closed_date = optional_time(row.getColumn(8));
+  if (!row.getColumn(9).isNull()) alert.previous_status = row.getColumn(9).getString();
   return alert;
 }
 
@@ -183,19 +186,24 @@ AlertRecord AlertStore::insert_with(const std::function<std::int64_t()>& change,
 }
 
 AlertRecord AlertStore::open_alert(ServiceId service, const std::string& name,
-                                   const std::string& reason, TimePoint at,
+                                   const std::string& reason,
+                                   const std::optional<std::string>& previous_status, TimePoint at,
                                    const Compose& compose) {
   return insert_with(
       [&] {
         SQLite::Statement insert(
             *db_,
             "INSERT INTO alerts(alert_name, service_id, active, external_reference_id, "
-            "alert_cycle, reason, created_date) VALUES(?, ?, 1, ?, 1, ?, ?)");
+            "alert_cycle, reason, created_date, previous_status) VALUES(?, ?, 1, ?, 1, ?, ?, ?)");
         insert.bind(1, name);
         insert.bind(2, service);
         insert.bind(3, random_reference());
         insert.bind(4, reason);
         insert.bind(5, to_unix_ms(at));
+        if (previous_status)
+          insert.bind(6, *previous_status);
+        else
+          insert.bind(6);
         insert.exec();
         return db_->getLastInsertRowid();
       },
@@ -327,12 +335,14 @@ std::vector<AlertRecord> AlertStore::alerts(const AlertQuery& query) {
     if (query.active) sql += " AND active = ?";
     if (query.service_id) sql += " AND service_id = ?";
     if (query.since) sql += " AND created_date >= ?";
+    if (query.before_id) sql += " AND alert_id < ?";
     sql += " ORDER BY alert_id DESC LIMIT ?";
     SQLite::Statement row(*db_, sql);
     int i = 1;
     if (query.active) row.bind(i++, *query.active ? 1 : 0);
     if (query.service_id) row.bind(i++, *query.service_id);
     if (query.since) row.bind(i++, to_unix_ms(*query.since));
+    if (query.before_id) row.bind(i++, *query.before_id);
     row.bind(i, query.limit);
     std::vector<AlertRecord> out;
     while (row.executeStep()) out.push_back(read_alert(row));
@@ -354,6 +364,56 @@ std::vector<NotificationRecord> AlertStore::notifications(std::int64_t alert_id)
     std::vector<NotificationRecord> out;
     while (row.executeStep()) out.push_back(read_notification(row));
     return out;
+  });
+}
+
+// ---- maintenance windows created through the API (schema 6) ----
+
+std::vector<MaintenanceWindow> AlertStore::maintenance_windows() {
+  std::lock_guard lock(mutex_);
+  return guarded("reading maintenance windows", [&] {
+    SQLite::Statement row(*db_, "SELECT id, definition FROM maintenance_windows ORDER BY id");
+    std::vector<MaintenanceWindow> out;
+    while (row.executeStep()) {
+      const std::int64_t id = row.getColumn(0).getInt64();
+      const std::string where = "maintenance window " + std::to_string(id);
+      try {
+        auto window =
+            parse_maintenance_window(nlohmann::json::parse(row.getColumn(1).getString()), where);
+        window.id = id;
+        out.push_back(std::move(window));
+      } catch (const std::exception& e) {
+        // E.g. its time zone was removed from the system: the others still count. Read every
+        // second by the Alerter, so said once.
+        if (unreadable_windows_.insert(id).second)
+          log_error("skipping stored " + where + ": " + e.what());
+      }
+    }
+    return out;
+  });
+}
+
+MaintenanceWindow AlertStore::add_maintenance_window(const MaintenanceWindow& window,
+                                                     TimePoint at) {
+  std::lock_guard lock(mutex_);
+  return guarded("writing a maintenance window", [&] {
+    SQLite::Statement insert(
+        *db_, "INSERT INTO maintenance_windows(definition, created_at) VALUES(?, ?)");
+    insert.bind(1, maintenance_definition_json(window).dump());
+    insert.bind(2, to_unix_ms(at));
+    insert.exec();
+    MaintenanceWindow stored = window;
+    stored.id = db_->getLastInsertRowid();
+    return stored;
+  });
+}
+
+bool AlertStore::delete_maintenance_window(std::int64_t id) {
+  std::lock_guard lock(mutex_);
+  return guarded("deleting a maintenance window", [&] {
+    SQLite::Statement remove(*db_, "DELETE FROM maintenance_windows WHERE id = ?");
+    remove.bind(1, id);
+    return remove.exec() > 0;
   });
 }
 

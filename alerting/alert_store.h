@@ -1,4 +1,5 @@
-// AlertStore: the alerts and notifications tables (schema version 5), on a connection of its own
+// AlertStore: the alerts and notifications tables (schema version 5), and the maintenance windows
+// created through the API (version 6), on a connection of its own
 // to the database file. The Alerter writes through it; the API reads through another instance.
 // Every method is safe from any thread (one connection, one mutex); errors throw StorageError.
 #pragma once
@@ -7,9 +8,11 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "alerting/maintenance.h"
 #include "storage/model.h"
 #include "storage/store.h"
 
@@ -29,6 +32,9 @@ struct AlertRecord {
   std::string reason;
   TimePoint created_date;
   std::optional<TimePoint> closed_date;
+  // The status before the service went down: "up", or empty when it had none (its first probe
+  // was down). The trigger's previous_status.
+  std::optional<std::string> previous_status;
 };
 
 enum class NotificationStatus { pending, sent, failed, suppressed };
@@ -63,6 +69,7 @@ struct AlertQuery {
   std::optional<ServiceId> service_id{};
   std::optional<TimePoint> since{};  // created_date >= since
   int limit = 100;
+  std::optional<std::int64_t> before_id{};  // keyset paging: only alerts with a smaller id
 };
 
 class AlertStore {
@@ -81,7 +88,8 @@ class AlertStore {
   // Opens an active alert for `service` with a fresh random external_reference_id and, in the
   // same transaction, the notifications `compose` returns (pending ones due at `at`).
   AlertRecord open_alert(ServiceId service, const std::string& name, const std::string& reason,
-                         TimePoint at, const Compose& compose);
+                         const std::optional<std::string>& previous_status, TimePoint at,
+                         const Compose& compose);
   // Closes alert `id` at `at` with its notifications (the resolves), in one transaction.
   AlertRecord close_alert(std::int64_t id, TimePoint at, const Compose& compose);
   // A reminder: alert_cycle + 1 and the notifications, in one transaction.
@@ -103,10 +111,19 @@ class AlertStore {
                      const std::string& error, TimePoint at);
 
   // Reads for the API and the Alerter.
+  // Alerts matching `query`, newest (highest alert_id) first, at most query.limit.
   std::vector<AlertRecord> alerts(const AlertQuery& query);
   std::optional<AlertRecord> alert(std::int64_t id);
   // Notifications of alert `id`, oldest first.
   std::vector<NotificationRecord> notifications(std::int64_t alert_id);
+
+  // Maintenance windows created through the API, oldest first, each with its id. A stored
+  // window that no longer parses (its time zone gone from the system) is logged and skipped.
+  std::vector<MaintenanceWindow> maintenance_windows();
+  // Stores `window` (its id is ignored) and returns it with its new id.
+  MaintenanceWindow add_maintenance_window(const MaintenanceWindow& window, TimePoint at);
+  // False when there is no window `id`.
+  bool delete_maintenance_window(std::int64_t id);
 
  private:
   AlertRecord insert_with(const std::function<std::int64_t()>& change, TimePoint at,
@@ -116,6 +133,7 @@ class AlertStore {
                                    const std::vector<NewNotification>& notifications);
 
   std::mutex mutex_;
+  std::set<std::int64_t> unreadable_windows_;  // maintenance windows already logged as skipped
   std::unique_ptr<SQLite::Database> db_;
   std::string path_;
 };

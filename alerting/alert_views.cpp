@@ -17,6 +17,8 @@ nlohmann::json alert_json(const AlertRecord& a) {
           {"external_reference_id", a.external_reference_id},
           {"alert_cycle", a.alert_cycle},
           {"reason", a.reason},
+          {"previous_status",
+           a.previous_status ? nlohmann::json(*a.previous_status) : nlohmann::json(nullptr)},
           {"created_date", to_unix_seconds(a.created_date)},
           {"closed_date", seconds_or_null(a.closed_date)}};
 }

@@ -8,7 +8,8 @@
 namespace vigil {
 
 // {alert_id, alert_name, service_id, active, external_reference_id, alert_cycle, reason,
-//  created_date, closed_date (null while active)}
+//  previous_status ("up", or null when the first probe was down), created_date, closed_date
+//  (null while active)}
 nlohmann::json alert_json(const AlertRecord& alert);
 // {id, channel, kind, attempt, status, response_code, error, created_at, sent_at,
 //  next_attempt_at}: the payload stays internal.

@@ -194,7 +194,10 @@ class Alerter::Loop {
     m.service_id = service.id;
     const bool resolve = kind == "resolve";
     m.status = resolve ? "up" : "down";
-    m.previous_status = resolve ? "down" : "up";
+    // A trigger reports the change from the status before (none: the first probe was down); a
+    // reminder and a resolve follow a down status.
+    m.previous_status =
+        kind == "trigger" ? alert.previous_status : std::optional<std::string>("down");
     m.since = to_unix_seconds(resolve ? at : alert.created_date);
     m.duration_s = seconds_between(alert.created_date, at);
     m.reason = resolve ? "up again" : alert.reason;
@@ -208,9 +211,24 @@ class Alerter::Loop {
     return m;
   }
 
-  // Muted, snoozed or inside a maintenance window: record, do not send.
+  // Muted, snoozed or inside a maintenance window (of the services file, or of the API as last
+  // read by refresh_windows): record, do not send.
   bool silenced(const ServiceSpec& spec, TimePoint now) const {
-    return spec.muted_at(now) || in_maintenance(config_.maintenance, spec, now);
+    return spec.muted_at(now) || in_maintenance(config_.maintenance, spec, now) ||
+           in_maintenance(api_windows_, spec, now);
+  }
+
+  // Windows created through the API, possibly by another process (`vigil api`): read again
+  // before each decision, so one takes effect without a restart.
+  void refresh_windows() { api_windows_ = store_.maintenance_windows(); }
+
+  // The status of `service` before the event at `at`: the last one this Alerter saw, else the
+  // newest stored event begun before `at` (the writer may or may not have stored this one yet).
+  std::optional<EventKind> status_before(ServiceId service, TimePoint at) {
+    if (const auto seen = last_kind_.find(service); seen != last_kind_.end()) return seen->second;
+    for (const auto& stored : services_.events(service, 5, std::nullopt))
+      if (stored.date_started < at) return stored.kind;
+    return std::nullopt;
   }
 
   // Channels that were really told about this alert (a trigger or reminder not suppressed).
@@ -226,12 +244,17 @@ class Alerter::Loop {
     const auto view = services_.get_service(event.service);
     if (!view) return;  // purged meanwhile
     const Service& service = view->service;
+    const auto before = status_before(service.id, event.at);
+    last_kind_[service.id] = event.kind;
     const auto active = store_.active_alert(service.id);
     if (event.kind == EventKind::downtime) {
       if (active) return;
+      refresh_windows();
       const bool muted = silenced(service.spec, options_.clock());
       const auto route = route_for(config_, service.spec);
-      store_.open_alert(service.id, service.spec.name + " down", event.reason, event.at,
+      std::optional<std::string> previous;
+      if (before) previous = before == EventKind::uptime ? "up" : "down";
+      store_.open_alert(service.id, service.spec.name + " down", event.reason, previous, event.at,
                         [&](const AlertRecord& alert) {
                           std::vector<NewNotification> out;
                           const auto payload =
@@ -249,6 +272,7 @@ class Alerter::Loop {
   }
 
   void close(const Service& service, const AlertRecord& active, TimePoint at) {
+    refresh_windows();
     const auto told = told_channels(active.alert_id);
     const bool muted = silenced(service.spec, options_.clock());
     const auto route = route_for(config_, service.spec);
@@ -267,6 +291,7 @@ class Alerter::Loop {
   // Every check_interval: an alert whose mute has ended while the service is still down sends
   // its trigger now; channels with repeat_every remind.
   void check_active_alerts(TimePoint now) {
+    refresh_windows();
     for (const auto& alert : store_.active_alerts()) {
       const auto view = services_.get_service(alert.service_id);
       if (!view || silenced(view->service.spec, now)) continue;
@@ -280,7 +305,7 @@ class Alerter::Loop {
           if (n.channel == channel && (n.kind == "trigger" || n.kind == "repeat") &&
               n.status != NotificationStatus::suppressed)
             last_told = n.created_at;
-        const auto& repeat = config_.channels.at(channel).repeat_every;
+        const auto repeat = repeat_for(config_, service.spec, channel);
         if (!last_told)
           untold.push_back(channel);
         else if (repeat && now - *last_told >= *repeat)
@@ -448,6 +473,8 @@ class Alerter::Loop {
   std::map<std::string, std::unique_ptr<Channel>> channels_;
   CurlMultiPtr multi_;
   std::map<CURL*, std::unique_ptr<Transfer>> in_flight_;  // runner thread only
+  std::vector<MaintenanceWindow> api_windows_;            // alerter thread only
+  std::map<ServiceId, EventKind> last_kind_;              // alerter thread only
 
   std::mutex mutex_;
   std::condition_variable handled_cv_;

@@ -14,9 +14,16 @@
 // vigil_notifications_total{channel,result="sent"|"retry"|"failed"}.
 //
 // Noise control: a muted service (muted, or snoozed until a time not yet reached) or one inside
-// a maintenance window gets its alerts and notifications recorded as suppressed; if it is still
-// down when the mute or window ends, one trigger goes out then. Channels with repeat_every remind
-// while the alert stays active, each reminder incrementing alert_cycle.
+// a maintenance window (the services file's, or one created through the API: those are read
+// from the database at every check, so they apply without a restart) gets its alerts and
+// notifications recorded as suppressed; if it is still down when the mute or window ends, one
+// trigger goes out then. Alerts go to the service's own channels, else its team's, else the
+// default (route_for); reminders every repeat_for while the alert stays active, each one
+// incrementing alert_cycle.
+//
+// previous_status: a trigger carries the status before the downtime, the last this Alerter saw
+// for the service or else the newest stored event before it (so also the first transition after
+// a start), and none when the service had no status yet; reminders and resolves carry "down".
 #pragma once
 
 #include <condition_variable>

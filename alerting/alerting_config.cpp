@@ -193,11 +193,43 @@ AlertingConfig load_alerting_config(const std::string& path, const EnvLookup& en
 }
 
 std::vector<std::string> route_for(const AlertingConfig& config, const ServiceSpec& spec) {
+  if (!spec.alert_channels.empty()) return spec.alert_channels;
   if (!spec.team.empty()) {
     const auto team = config.teams.find(spec.team);
     if (team != config.teams.end()) return team->second;
   }
   return config.default_channels;
+}
+
+std::optional<Millis> repeat_for(const AlertingConfig& config, const ServiceSpec& spec,
+                                 const std::string& channel) {
+  if (spec.repeat_every) return spec.repeat_every;
+  const auto found = config.channels.find(channel);
+  if (found == config.channels.end()) return std::nullopt;
+  return found->second.repeat_every;
+}
+
+void check_alert_routes(const AlertingConfig& config, const ServiceSpec& spec,
+                        const std::string& where) {
+  for (std::size_t i = 0; i < spec.alert_channels.size(); ++i) {
+    const auto& name = spec.alert_channels[i];
+    if (config.channels.contains(name)) continue;
+    std::string known;
+    for (const auto& [channel, unused] : config.channels)
+      known += (known.empty() ? "" : ", ") + channel;
+    throw ConfigError(where + ".alerts[" + std::to_string(i) + "]: unknown channel " +
+                      quoted(name) +
+                      (known.empty() ? " (no channels are configured in the alerting section)"
+                                     : " (known: " + known + ")"));
+  }
+}
+
+void check_alert_routes(const AlertingConfig& config, const std::vector<ServiceSpec>& specs,
+                        const std::string& source) {
+  for (std::size_t i = 0; i < specs.size(); ++i)
+    check_alert_routes(
+        config, specs[i],
+        source + ": services[" + std::to_string(i) + "] (" + quoted(specs[i].name) + ")");
 }
 
 }  // namespace vigil

@@ -51,8 +51,20 @@ AlertingConfig parse_alerting_config(const nlohmann::json& section, const std::s
 // or has no such section.
 AlertingConfig load_alerting_config(const std::string& path, const EnvLookup& env);
 
-// The channels a service's alerts go to: its team's list when the team has one, else the
-// default list.
+// The channels a service's alerts go to: its own "alerts" list when it has one, else its team's
+// list when the team has one, else the default list.
 std::vector<std::string> route_for(const AlertingConfig& config, const ServiceSpec& spec);
+// How often to remind `channel` of an active alert of the service: the service's
+// repeat_every_seconds, else the channel's; empty: never.
+std::optional<Millis> repeat_for(const AlertingConfig& config, const ServiceSpec& spec,
+                                 const std::string& channel);
+// Throws ConfigError "<where>.alerts[i]: unknown channel "x" (known: ...)" when the service's
+// "alerts" names a channel the config does not have. `where` names the service, e.g.
+// "services.json: services[2] (\"api\")" or "service".
+void check_alert_routes(const AlertingConfig& config, const ServiceSpec& spec,
+                        const std::string& where);
+// The same for every service of a services file (`source` its path), in file order.
+void check_alert_routes(const AlertingConfig& config, const std::vector<ServiceSpec>& specs,
+                        const std::string& source);
 
 }  // namespace vigil

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -13,10 +14,13 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr std::int64_t kDayMs = 86'400'000;
-constexpr std::int64_t kWeekMs = 7 * kDayMs;
-
 std::int64_t positive_mod(std::int64_t a, std::int64_t b) { return ((a % b) + b) % b; }
+
+// Unix seconds as the API shows them: a whole number unless there are milliseconds.
+json seconds_json(std::int64_t ms) {
+  if (ms % 1000 == 0) return ms / 1000;
+  return static_cast<double>(ms) / 1000.0;
+}
 
 std::vector<std::string> names(const json& entry, const char* key, const std::string& at) {
   std::vector<std::string> out;
@@ -38,23 +42,21 @@ TimePoint unix_seconds(const json& entry, const char* key, const std::string& at
   return from_unix_ms(static_cast<std::int64_t>(value.get<double>() * 1000));
 }
 
-// "UTC", "Z" or "+HH:MM" / "-HH:MM".
-Millis parse_offset(const std::string& text, const std::string& at) {
-  if (text == "UTC" || text == "Z" || text == "Etc/UTC") return Millis(0);
-  if (text.size() == 6 && (text[0] == '+' || text[0] == '-') && text[3] == ':' &&
-      std::isdigit(static_cast<unsigned char>(text[1])) &&
-      std::isdigit(static_cast<unsigned char>(text[2])) &&
-      std::isdigit(static_cast<unsigned char>(text[4])) &&
-      std::isdigit(static_cast<unsigned char>(text[5]))) {
-    const int hours = (text[1] - '0') * 10 + (text[2] - '0');
-    const int minutes = (text[4] - '0') * 10 + (text[5] - '0');
-    if (hours <= 14 && minutes < 60) {
-      const std::int64_t ms = (hours * 60 + minutes) * 60'000LL;
-      return Millis(text[0] == '-' ? -ms : ms);
-    }
-  }
-  throw ConfigError(at + ".timezone: expected \"UTC\" or an offset like \"+02:00\", got " +
-                    json(text).dump());
+constexpr std::array<const char*, 7> kDays = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
+
+// The window's occurrence starting on local day `day` (days since 1970-01-01, local calendar),
+// or empty when it does not recur on that day.
+std::optional<std::int64_t> occurrence_ms(const MaintenanceWindow& window, std::int64_t day) {
+  if (window.weekday && positive_mod(day + 4, 7) != *window.weekday)
+    return std::nullopt;  // 1970-01-01 was a Thursday
+  return window.zone->to_utc(day * 86'400 + window.minute_of_day * 60LL) * 1000;
+}
+
+// The local day (days since 1970-01-01 on the zone's calendar) of `now`.
+std::int64_t local_day(const MaintenanceWindow& window, TimePoint now) {
+  const std::int64_t seconds = to_unix_seconds(now);
+  const std::int64_t local = seconds + window.zone->offset_at(seconds);
+  return local >= 0 ? local / 86'400 : (local - 86'399) / 86'400;
 }
 
 }  // namespace
@@ -69,20 +71,22 @@ bool MaintenanceWindow::applies_to(const ServiceSpec& spec) const {
 
 bool MaintenanceWindow::active_at(TimePoint now) const {
   if (!recurring()) return now >= *start && now < *end;
-  const std::int64_t local = to_unix_ms(now) + utc_offset.count();
-  std::int64_t position;  // within the period, from its local midnight (Sunday for a week)
-  std::int64_t begins = minute_of_day * 60'000LL;
-  std::int64_t period = kDayMs;
-  if (weekday) {
-    // 1970-01-01 was a Thursday (4).
-    const std::int64_t day = local >= 0 ? local / kDayMs : (local - kDayMs + 1) / kDayMs;
-    position = positive_mod(day + 4, 7) * kDayMs + positive_mod(local, kDayMs);
-    begins += *weekday * kDayMs;
-    period = kWeekMs;
-  } else {
-    position = positive_mod(local, kDayMs);
-  }
-  return positive_mod(position - begins, period) < duration.count();
+  // An occurrence lasts at most a week: one that started up to 8 local days ago may still run.
+  const std::int64_t today = local_day(*this, now);
+  const std::int64_t at = to_unix_ms(now);
+  for (std::int64_t day = today - 8; day <= today + 1; ++day)
+    if (const auto begins = occurrence_ms(*this, day))
+      if (at >= *begins && at < *begins + duration.count()) return true;
+  return false;
+}
+
+std::optional<TimePoint> MaintenanceWindow::next_start(TimePoint now) const {
+  if (!recurring()) return now < *start ? start : std::nullopt;
+  const std::int64_t today = local_day(*this, now);
+  for (std::int64_t day = today - 1; day <= today + 8; ++day)
+    if (const auto begins = occurrence_ms(*this, day); begins && *begins > to_unix_ms(now))
+      return from_unix_ms(*begins);
+  return std::nullopt;
 }
 
 bool in_maintenance(const std::vector<MaintenanceWindow>& windows, const ServiceSpec& spec,
@@ -92,73 +96,114 @@ bool in_maintenance(const std::vector<MaintenanceWindow>& windows, const Service
   return false;
 }
 
+MaintenanceWindow parse_maintenance_window(const json& entry, const std::string& at) {
+  static const std::set<std::string> known = {
+      "services", "tags", "start", "end", "every", "duration_minutes", "timezone"};
+  if (!entry.is_object()) throw ConfigError(at + ": expected an object");
+  for (const auto& [key, value] : entry.items())
+    if (!known.contains(key))
+      throw ConfigError(at + ": unknown key " + json(key).dump() +
+                        " (known: services, tags, start, end, every, duration_minutes, "
+                        "timezone)");
+  MaintenanceWindow window;
+  window.services = names(entry, "services", at);
+  window.tags = names(entry, "tags", at);
+  const bool one_off = entry.contains("start") || entry.contains("end");
+  if (one_off == entry.contains("every"))
+    throw ConfigError(at + ": give either \"start\" and \"end\", or \"every\"");
+  if (one_off) {
+    if (!entry.contains("start") || !entry.contains("end"))
+      throw ConfigError(at + ": a one-off window needs both \"start\" and \"end\"");
+    if (entry.contains("duration_minutes") || entry.contains("timezone"))
+      throw ConfigError(at + ": duration_minutes and timezone are for a recurring window");
+    window.start = unix_seconds(entry, "start", at);
+    window.end = unix_seconds(entry, "end", at);
+    if (*window.end <= *window.start) throw ConfigError(at + ".end: must be after start");
+    return window;
+  }
+  const json& every = entry["every"];
+  const std::string text = every.is_string() ? every.get<std::string>() : "";
+  const auto space = text.find(' ');
+  const std::string day = space == std::string::npos ? "" : text.substr(0, space);
+  const std::string clock = space == std::string::npos ? "" : text.substr(space + 1);
+  const auto digit = [&](std::size_t i) {
+    return std::isdigit(static_cast<unsigned char>(clock[i]));
+  };
+  bool ok = clock.size() == 5 && clock[2] == ':' && digit(0) && digit(1) && digit(3) && digit(4);
+  if (ok) {
+    const int hour = (clock[0] - '0') * 10 + (clock[1] - '0');
+    const int minute = (clock[3] - '0') * 10 + (clock[4] - '0');
+    ok = hour < 24 && minute < 60;
+    window.minute_of_day = hour * 60 + minute;
+  }
+  if (ok && day != "daily") {
+    const auto found = std::find(kDays.begin(), kDays.end(), day);
+    ok = found != kDays.end();
+    if (ok) window.weekday = static_cast<int>(found - kDays.begin());
+  }
+  if (!ok)
+    throw ConfigError(at + ".every: expected \"<sun..sat|daily> HH:MM\", got " + every.dump());
+  if (!entry.contains("duration_minutes") || !entry["duration_minutes"].is_number() ||
+      !std::isfinite(entry["duration_minutes"].get<double>()) ||
+      entry["duration_minutes"].get<double>() <= 0 ||
+      entry["duration_minutes"].get<double>() > (window.weekday ? 7 * 1440 : 1440))
+    throw ConfigError(at + ".duration_minutes: required, minutes above 0 and at most the period");
+  window.duration =
+      Millis(static_cast<std::int64_t>(entry["duration_minutes"].get<double>() * 60'000));
+  if (entry.contains("timezone")) {
+    const json& zone = entry["timezone"];
+    if (!zone.is_string())
+      throw ConfigError(at +
+                        ".timezone: expected \"UTC\", an offset like \"+02:00\" or a name "
+                        "like \"Europe/Berlin\", got " +
+                        zone.dump());
+    try {
+      window.zone = TimeZone::load(zone.get<std::string>());
+    } catch (const TimeZoneError& e) {
+      throw ConfigError(at + ".timezone: " + e.what());
+    }
+  }
+  return window;
+}
+
 std::vector<MaintenanceWindow> parse_maintenance(const json& list, const std::string& where) {
   if (!list.is_array()) throw ConfigError(where + ": expected a list of windows");
   std::vector<MaintenanceWindow> out;
-  static const std::set<std::string> known = {
-      "services", "tags", "start", "end", "every", "duration_minutes", "timezone"};
-  for (std::size_t i = 0; i < list.size(); ++i) {
-    const std::string at = where + "[" + std::to_string(i) + "]";
-    const json& entry = list[i];
-    if (!entry.is_object()) throw ConfigError(at + ": expected an object");
-    for (const auto& [key, value] : entry.items())
-      if (!known.contains(key))
-        throw ConfigError(at + ": unknown key " + json(key).dump() +
-                          " (known: services, tags, start, end, every, duration_minutes, "
-                          "timezone)");
-    MaintenanceWindow window;
-    window.services = names(entry, "services", at);
-    window.tags = names(entry, "tags", at);
-    const bool one_off = entry.contains("start") || entry.contains("end");
-    if (one_off == entry.contains("every"))
-      throw ConfigError(at + ": give either \"start\" and \"end\", or \"every\"");
-    if (one_off) {
-      if (!entry.contains("start") || !entry.contains("end"))
-        throw ConfigError(at + ": a one-off window needs both \"start\" and \"end\"");
-      if (entry.contains("duration_minutes") || entry.contains("timezone"))
-        throw ConfigError(at + ": duration_minutes and timezone are for a recurring window");
-      window.start = unix_seconds(entry, "start", at);
-      window.end = unix_seconds(entry, "end", at);
-      if (*window.end <= *window.start) throw ConfigError(at + ".end: must be after start");
-    } else {
-      const json& every = entry["every"];
-      const std::string text = every.is_string() ? every.get<std::string>() : "";
-      static const std::array<const char*, 7> days = {"sun", "mon", "tue", "wed",
-                                                      "thu", "fri", "sat"};
-      const auto space = text.find(' ');
-      const std::string day = space == std::string::npos ? "" : text.substr(0, space);
-      const std::string clock = space == std::string::npos ? "" : text.substr(space + 1);
-      bool ok = clock.size() == 5 && clock[2] == ':' && std::isdigit((unsigned char)clock[0]) &&
-                std::isdigit((unsigned char)clock[1]) && std::isdigit((unsigned char)clock[3]) &&
-                std::isdigit((unsigned char)clock[4]);
-      if (ok) {
-        const int hour = (clock[0] - '0') * 10 + (clock[1] - '0');
-        const int minute = (clock[3] - '0') * 10 + (clock[4] - '0');
-        ok = hour < 24 && minute < 60;
-        window.minute_of_day = hour * 60 + minute;
-      }
-      if (ok && day != "daily") {
-        const auto found = std::find(days.begin(), days.end(), day);
-        ok = found != days.end();
-        if (ok) window.weekday = static_cast<int>(found - days.begin());
-      }
-      if (!ok)
-        throw ConfigError(at + ".every: expected \"<sun..sat|daily> HH:MM\", got " + every.dump());
-      if (!entry.contains("duration_minutes") || !entry["duration_minutes"].is_number() ||
-          entry["duration_minutes"].get<double>() <= 0 ||
-          entry["duration_minutes"].get<double>() > (window.weekday ? 7 * 1440 : 1440))
-        throw ConfigError(at +
-                          ".duration_minutes: required, minutes above 0 and at most the period");
-      window.duration =
-          Millis(static_cast<std::int64_t>(entry["duration_minutes"].get<double>() * 60'000));
-      if (entry.contains("timezone")) {
-        if (!entry["timezone"].is_string())
-          throw ConfigError(at + ".timezone: expected \"UTC\" or an offset like \"+02:00\"");
-        window.utc_offset = parse_offset(entry["timezone"].get<std::string>(), at);
-      }
-    }
-    out.push_back(std::move(window));
+  for (std::size_t i = 0; i < list.size(); ++i)
+    out.push_back(parse_maintenance_window(list[i], where + "[" + std::to_string(i) + "]"));
+  return out;
+}
+
+json maintenance_definition_json(const MaintenanceWindow& window) {
+  json out = json::object();
+  if (!window.services.empty()) out["services"] = window.services;
+  if (!window.tags.empty()) out["tags"] = window.tags;
+  if (!window.recurring()) {
+    out["start"] = seconds_json(to_unix_ms(*window.start));
+    out["end"] = seconds_json(to_unix_ms(*window.end));
+    return out;
   }
+  char clock[16];
+  std::snprintf(clock, sizeof clock, "%02d:%02d", window.minute_of_day / 60,
+                window.minute_of_day % 60);
+  out["every"] = std::string(window.weekday ? kDays[*window.weekday] : "daily") + " " + clock;
+  if (window.duration.count() % 60'000 == 0)
+    out["duration_minutes"] = window.duration.count() / 60'000;
+  else
+    out["duration_minutes"] = static_cast<double>(window.duration.count()) / 60'000.0;
+  out["timezone"] = window.zone->name();
+  return out;
+}
+
+json maintenance_json(const MaintenanceWindow& window, TimePoint now) {
+  json out = maintenance_definition_json(window);
+  out["id"] = window.id ? json(*window.id) : json(nullptr);
+  out["source"] = window.id ? "api" : "file";
+  out["services"] = window.services;
+  out["tags"] = window.tags;
+  out["active"] = window.active_at(now);
+  const auto next = window.next_start(now);
+  out["next_start"] = next ? seconds_json(to_unix_ms(*next)) : json(nullptr);
   return out;
 }
 

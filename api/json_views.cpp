@@ -191,6 +191,13 @@ void append_service_json(std::string& out, const ServiceView& view, bool with_pu
   };
   key(out += '{', "active", true);  // addition beyond the seed shape
   out += service.active ? "true" : "false";
+  key(out, "alerts");  // issue 5: the channels its alerts go to; [] routes by team or default
+  out += '[';
+  for (std::size_t i = 0; i < spec.alert_channels.size(); ++i) {
+    if (i > 0) out += ',';
+    append_string(out, spec.alert_channels[i]);
+  }
+  out += ']';
   key(out, "created_at");
   append_seconds(out, service.created_at);
   key(out, "current_status");
@@ -230,6 +237,11 @@ void append_service_json(std::string& out, const ServiceView& view, bool with_pu
     key(out, "push_token");
     append_string(out, service.push_token);
   }
+  key(out, "repeat_every_seconds");  // issue 5: null means each channel's own
+  if (spec.repeat_every)
+    append_double(out, static_cast<double>(spec.repeat_every->count()) / 1000.0);
+  else
+    out += "null";
   key(out, "runbook");
   append_optional_string(spec.runbook);
   key(out, "source");

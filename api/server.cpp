@@ -1,6 +1,7 @@
 #include "api/server.h"
 
 #include <httplib.h>
+#include <prometheus/collectable.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/histogram.h>
@@ -14,10 +15,12 @@
 #include <cmath>
 #include <cstdint>
 #include <exception>
+#include <iterator>
 #include <limits>
 #include <mutex>
 #include <optional>
 #include <regex>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -29,9 +32,16 @@
 #include "alerting/alert_store.h"
 #include "alerting/alert_views.h"
 #include "alerting/alerter.h"
+#include "alerting/alerting_config.h"
+#include "alerting/maintenance.h"
 #include "api/auth.h"
+#include "api/badges.h"
+#include "api/guarded_server.h"
 #include "api/json_views.h"
+#include "api/openapi.h"
+#include "api/paging.h"
 #include "api/series_routes.h"
+#include "api/status_page.h"
 #include "api/uptime_gauges.h"
 #include "config/config.h"
 #include "config/logging.h"
@@ -47,9 +57,8 @@ constexpr std::chrono::seconds kIoTimeout{5};
 // 0.11.4 notices stop() on an idle keep-alive connection only when its wait ends, so this bounds
 // how long stop() (and so vigil's shutdown) waits for idle clients such as a scraper.
 constexpr time_t kKeepAliveSeconds = 1;
-constexpr int kDefaultLimit = 100;
-constexpr int kMaxLimit = 1000;
 constexpr const char* kJsonType = "application/json";
+constexpr const char* kHtmlType = "text/html; charset=utf-8";
 constexpr const char* kPrometheusType = "text/plain; version=0.0.4; charset=utf-8";
 // Issue 3: what a write body is called in validation messages ("service.interval_seconds: ..."),
 // the longest push msg, and how long the push route trusts a token it looked up.
@@ -95,13 +104,52 @@ ServiceId parse_service_id(std::string_view text) {
   return *id;
 }
 
-int parse_limit(const httplib::Request& req) {
-  if (!req.has_param("limit")) return kDefaultLimit;
-  auto limit = parse_int64(req.get_param_value("limit"));
-  if (!limit || *limit < 1 || *limit > kMaxLimit)
-    throw bad_request("limit must be an integer from 1 to " + std::to_string(kMaxLimit));
-  return static_cast<int>(*limit);
+std::optional<std::string> optional_param(const httplib::Request& req, const char* name) {
+  if (!req.has_param(name)) return std::nullopt;
+  return req.get_param_value(name);
 }
+
+// ---- paging (api/paging.h): the same limit, cursor and next on every list ----
+
+int parse_limit(const httplib::Request& req) {
+  try {
+    return paging::parse_limit(optional_param(req, "limit"));
+  } catch (const paging::BadParam& e) {
+    throw bad_request(e.what());
+  }
+}
+
+// The position `cursor` names in `list`; `older` is the list's own older parameter (offset,
+// before), which says where to start too and so cannot be combined with a cursor.
+std::optional<paging::Key> parse_cursor(const httplib::Request& req, paging::List list,
+                                        std::int64_t scope, const char* older = nullptr) {
+  if (older && req.has_param("cursor") && req.has_param(older))
+    throw bad_request(std::string("cursor and ") + older + " cannot be combined: use cursor");
+  try {
+    return paging::parse_cursor(optional_param(req, "cursor"), list, scope);
+  } catch (const paging::BadParam& e) {
+    throw bad_request(e.what());
+  }
+}
+
+// Pages are read with limit + 1 rows, so that the last page is known without another request.
+// Trims `items` to `limit` and returns the cursor after its last item, or empty when the extra
+// row was not there (the last page).
+template <typename T, typename KeyOf>
+std::optional<std::string> trim_page(std::vector<T>& items, int limit, paging::List list,
+                                     std::int64_t scope, KeyOf key_of) {
+  if (items.size() <= static_cast<std::size_t>(limit)) return std::nullopt;
+  items.resize(static_cast<std::size_t>(limit));
+  return paging::encode_cursor(list, scope, key_of(items.back()));
+}
+
+// Appends `,"next":"<cursor>"` or `,"next":null` (a cursor is base64url: nothing to escape).
+void append_next(std::string& out, const std::optional<std::string>& next) {
+  out += R"(,"next":)";
+  out += next ? '"' + *next + '"' : std::string("null");
+}
+
+// ---- end of paging ----
 
 // A non-negative unix time in seconds with an optional decimal fraction ("1700000000",
 // "1700000000.25"), kept exact so from/to compare without float rounding.
@@ -255,14 +303,29 @@ class PushTokenIndex {
   std::unordered_map<std::string, Known> ids_;  // guarded by mutex_
 };
 
-// A write body: a JSON object, or a 400 saying what is wrong with it.
+// A write body: a JSON object, or a 400 saying what is wrong with it. nlohmann would keep the
+// last of two equal keys silently; a body that says two things is refused instead.
 json body_object(const httplib::Request& req) {
   if (req.body.empty()) throw bad_request("body: expected a JSON object");
   json body;
+  std::vector<std::set<std::string>> keys;  // one set per object being parsed, innermost last
+  std::optional<std::string> duplicate;
+  const json::parser_callback_t check_keys = [&](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) keys.emplace_back();
+    if (event == json::parse_event_t::object_end && !keys.empty()) keys.pop_back();
+    if (event == json::parse_event_t::key && !keys.empty() && !duplicate &&
+        !keys.back().insert(parsed.get<std::string>()).second)
+      duplicate = parsed.get<std::string>();
+    return true;
+  };
   try {
-    body = json::parse(req.body);
+    body = json::parse(req.body, check_keys);
   } catch (const json::parse_error& e) {
     throw bad_request(std::string("body: not valid JSON: ") + e.what());
+  }
+  if (duplicate) {
+    if (duplicate->size() > 80) *duplicate = duplicate->substr(0, 77) + "...";
+    throw bad_request("body: duplicate key " + dump(json(*duplicate)));
   }
   if (!body.is_object()) {
     std::string shown = dump(body);
@@ -330,7 +393,7 @@ class ApiServer::Impl {
                        .Help("HTTP API request duration by route pattern, in seconds.")
                        .Register(registry)),
         buckets_{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5},
-        uptime_gauges_(store, registry) {
+        uptime_gauges_(std::make_shared<UptimeGauges>(store)) {
     configure();
   }
 
@@ -347,6 +410,7 @@ class ApiServer::Impl {
     else if (port > 0 && port <= 65535 && server_.bind_to_port(host, port))
       bound = port;
     if (bound <= 0) throw std::runtime_error("api: cannot bind " + address);
+    server_.widen_listen_backlog();
 
     listen_done_ = false;
     thread_ = std::thread([this] {
@@ -470,6 +534,8 @@ class ApiServer::Impl {
   void configure() {
     // Ids and tokens are captured loosely ([^/]+) so that "abc" or "-1" reach the handler and
     // get a 400 naming the problem instead of a 404 for an unknown route.
+    // Every route must be documented in api/openapi.json under its label (the path template):
+    // StatusHttp.OpenApiDocumentsExactlyTheRegisteredRoutes fails otherwise.
     add_route("/v1/services", "/v1/services", "GET", Gate::read, &Impl::list_services);
     add_route("/v1/services", "/v1/services", "POST", Gate::write, &Impl::create_service);
     add_route("/v1/services/{id}", R"(/v1/services/([^/]+))", "GET", Gate::read,
@@ -494,8 +560,33 @@ class ApiServer::Impl {
     add_route("/v1/alerts", "/v1/alerts", "GET", Gate::read, &Impl::list_alerts);  // issue 5
     add_route("/v1/alerts/test", "/v1/alerts/test", "POST", Gate::write, &Impl::test_alert);
     add_route("/v1/alerts/{id}", R"(/v1/alerts/([^/]+))", "GET", Gate::read, &Impl::get_alert);
+    add_route("/v1/maintenance", "/v1/maintenance", "GET", Gate::read, &Impl::list_maintenance);
+    add_route("/v1/maintenance", "/v1/maintenance", "POST", Gate::write, &Impl::create_maintenance);
+    add_route("/v1/maintenance/{id}", R"(/v1/maintenance/([^/]+))", "DELETE", Gate::write,
+              &Impl::delete_maintenance);
     add_route("/healthz", "/healthz", "GET", Gate::open, &Impl::healthz);
     add_route("/metrics", "/metrics", "GET", Gate::read, &Impl::metrics);
+    // Issue 9: the API's own documentation, open like /healthz.
+    add_route("/openapi.json", "/openapi.json", "GET", Gate::open, &Impl::openapi_json);
+    add_route("/docs", "/docs", "GET", Gate::open, &Impl::docs);
+    // Status page and badges: public only when STATUS_PAGE_PUBLIC says so.
+    const Gate status_gate = options_.status_page_public ? Gate::open : Gate::read;
+    add_route("/", "/", "GET", status_gate, &Impl::status_page);
+    add_route("/services/{id}", R"(/services/([^/]+))", "GET", status_gate, &Impl::service_page);
+    add_route("/v1/services/{id}/badges/status.svg", R"(/v1/services/([^/]+)/badges/status\.svg)",
+              "GET", status_gate, &Impl::badge<BadgeKind::status, false>);
+    add_route("/v1/services/{id}/badges/uptime.svg", R"(/v1/services/([^/]+)/badges/uptime\.svg)",
+              "GET", status_gate, &Impl::badge<BadgeKind::uptime, false>);
+    add_route("/v1/services/{id}/badges/response-time.svg",
+              R"(/v1/services/([^/]+)/badges/response-time\.svg)", "GET", status_gate,
+              &Impl::badge<BadgeKind::response_time, false>);
+    // By name: (.+), since a name may hold a '/' (sent as %2F, decoded before matching).
+    add_route("/v1/badges/{name}/status.svg", R"(/v1/badges/(.+)/status\.svg)", "GET", status_gate,
+              &Impl::badge<BadgeKind::status, true>);
+    add_route("/v1/badges/{name}/uptime.svg", R"(/v1/badges/(.+)/uptime\.svg)", "GET", status_gate,
+              &Impl::badge<BadgeKind::uptime, true>);
+    add_route("/v1/badges/{name}/response-time.svg", R"(/v1/badges/(.+)/response-time\.svg)", "GET",
+              status_gate, &Impl::badge<BadgeKind::response_time, true>);
 
     // httplib's default options add SO_REUSEPORT, which lets a second vigil bind the same port
     // and silently share its traffic; SO_REUSEADDR alone still allows a quick restart.
@@ -624,18 +715,22 @@ class ApiServer::Impl {
   // Routes.
 
   void list_services(const httplib::Request& req, httplib::Response& res, const std::smatch&) {
-    const ServiceFilter filter = service_filter(req);
+    ServiceFilter filter = service_filter(req);
+    const int limit = parse_limit(req);
+    filter.limit = limit + 1;
+    if (const auto after = parse_cursor(req, paging::List::services, 0, "offset"))
+      filter.after_id = after->id;
     // One store query and one pass writing text: no per-service queries and no JSON tree,
     // whose build, dump and free dominated the time for 10,000 services.
-    const std::vector<ServiceView> views = store_.list_services(filter);
+    std::vector<ServiceView> views = store_.list_services(filter);
+    const auto next = trim_page(views, limit, paging::List::services, 0, [](const ServiceView& v) {
+      return paging::Key{0, v.service.id};
+    });
     std::string data;
     data.reserve(views.size() * 700 + 64);
     data += R"({"services":{"data":)";
     append_list(data, views, &append_service_json);
-    // A full page may have more behind it: `next` is the offset of the following page.
-    data += R"(,"next":)";
-    const bool full = filter.limit && views.size() == static_cast<std::size_t>(*filter.limit);
-    data += full ? std::to_string(filter.offset + *filter.limit) : std::string("null");
+    append_next(data, next);
     data += "}}";
     send_json_text(res, 200, envelope_text(200, data));
   }
@@ -651,8 +746,11 @@ class ApiServer::Impl {
 
   void create_service(const httplib::Request& req, httplib::Response& res, const std::smatch&) {
     const json body = body_object(req);
-    const ServiceSpec spec =
-        validated([&] { return parse_service_spec(body, kBodyName, options_.service_defaults); });
+    const ServiceSpec spec = validated([&] {
+      auto parsed = parse_service_spec(body, kBodyName, options_.service_defaults);
+      if (options_.alerting) check_alert_routes(*options_.alerting, parsed, kBodyName);
+      return parsed;
+    });
     const Service created = conflict_checked([&] { return store_.create_service(spec, now_ms()); });
     if (options_.commands) options_.commands->service_changed(created);
     push_tokens_.remember(created);
@@ -680,7 +778,9 @@ class ApiServer::Impl {
       const ServiceSpec spec = validated([&] {
         const json merged =
             merge_service_patch(service.spec, body, kBodyName, options_.service_defaults);
-        return parse_service_spec(merged, kBodyName, options_.service_defaults);
+        auto parsed = parse_service_spec(merged, kBodyName, options_.service_defaults);
+        if (options_.alerting) check_alert_routes(*options_.alerting, parsed, kBodyName);
+        return parsed;
       });
       auto updated = conflict_checked([&] { return store_.update_service(id, spec, now_ms()); });
       if (!updated) throw not_found(id);  // purged meanwhile
@@ -823,7 +923,6 @@ class ApiServer::Impl {
         throw bad_request("kind must be http or heartbeat");
       filter.kind = *kind == "http" ? ServiceKind::http : ServiceKind::heartbeat;
     }
-    if (req.has_param("limit")) filter.limit = parse_limit(req);
     if (req.has_param("offset")) {
       const auto offset = parse_int64(req.get_param_value("offset"));
       if (!offset || *offset < 0 || *offset > 1'000'000'000)
@@ -856,16 +955,19 @@ class ApiServer::Impl {
       before = parse_int64(req.get_param_value("before"));
       if (!before || *before < 1) throw bad_request("before must be a positive event id");
     }
-    const std::vector<Event> events = store_.events(id, limit, before);
+    // Events are newest first by id, so the cursor's key is the `before` of the next page.
+    if (const auto after = parse_cursor(req, paging::List::events, id, "before"))
+      before = after->id;
+    std::vector<Event> events = store_.events(id, limit + 1, before);
     // Events only exist for existing services, so the existence query is needed only when
     // the page is empty.
     if (events.empty() && !store_.get_service(id)) throw not_found(id);
+    const auto next = trim_page(events, limit, paging::List::events, id, [](const Event& e) {
+      return paging::Key{0, e.id};
+    });
     std::string data = R"({"events":{"data":)";
     append_list(data, events, &append_event_json);
-    // A full page may have more behind it: `next` is the `before` for the following page.
-    data += R"(,"next":)";
-    data += events.size() == static_cast<std::size_t>(limit) ? std::to_string(events.back().id)
-                                                             : std::string("null");
+    append_next(data, next);
     data += "}}";
     send_json_text(res, 200, envelope_text(200, data));
   }
@@ -920,7 +1022,8 @@ class ApiServer::Impl {
 
   void list_alerts(const httplib::Request& req, httplib::Response& res, const std::smatch&) {
     AlertQuery query;
-    query.limit = parse_limit(req);
+    const int limit = parse_limit(req);
+    query.limit = limit + 1;
     if (req.has_param("active")) {
       const auto value = req.get_param_value("active");
       if (value != "true" && value != "false") throw bad_request("active must be true or false");
@@ -929,9 +1032,16 @@ class ApiServer::Impl {
     if (req.has_param("service_id"))
       query.service_id = parse_service_id(req.get_param_value("service_id"));
     if (const auto since = time_param(req, "since")) query.since = from_unix_ms(since->ceil_ms());
+    if (const auto after = parse_cursor(req, paging::List::alerts, 0)) query.before_id = after->id;
+    auto records = alert_store().alerts(query);
+    const auto next = trim_page(records, limit, paging::List::alerts, 0, [](const AlertRecord& a) {
+      return paging::Key{0, a.alert_id};
+    });
     json alerts = json::array();
-    for (const auto& alert : alert_store().alerts(query)) alerts.push_back(alert_json(alert));
-    send_json(res, 200, envelope(200, json{{"alerts", std::move(alerts)}}));
+    for (const auto& alert : records) alerts.push_back(alert_json(alert));
+    send_json(res, 200,
+              envelope(200, json{{"alerts", std::move(alerts)},
+                                 {"next", next ? json(*next) : json(nullptr)}}));
   }
 
   void get_alert(const httplib::Request&, httplib::Response& res, const std::smatch& path) {
@@ -955,6 +1065,36 @@ class ApiServer::Impl {
     send_json(res, 202, envelope(202, json{{"channel", channel}, {"queued", true}}));
   }
 
+  // Maintenance windows: the services file's (read-only here) and the API's (stored).
+  void list_maintenance(const httplib::Request&, httplib::Response& res, const std::smatch&) {
+    const TimePoint now = now_ms();
+    json windows = json::array();
+    if (options_.alerting)
+      for (const auto& window : options_.alerting->maintenance)
+        windows.push_back(maintenance_json(window, now));
+    for (const auto& window : alert_store().maintenance_windows())
+      windows.push_back(maintenance_json(window, now));
+    send_json(res, 200, envelope(200, json{{"windows", std::move(windows)}}));
+  }
+
+  void create_maintenance(const httplib::Request& req, httplib::Response& res, const std::smatch&) {
+    const json body = body_object(req);
+    const MaintenanceWindow window =
+        validated([&] { return parse_maintenance_window(body, "maintenance"); });
+    const TimePoint now = now_ms();
+    const auto stored = alert_store().add_maintenance_window(window, now);
+    send_json(res, 201, envelope(201, json{{"window", maintenance_json(stored, now)}}));
+  }
+
+  void delete_maintenance(const httplib::Request&, httplib::Response& res,
+                          const std::smatch& path) {
+    const auto id = parse_int64(path[1].str());
+    if (!id || *id < 1) throw bad_request("maintenance window id must be a positive integer");
+    if (!alert_store().delete_maintenance_window(*id))
+      throw ApiError(404, "maintenance window " + std::to_string(*id) + " not found");
+    send_json(res, 200, envelope(200, json{{"id", *id}, {"deleted", true}}));
+  }
+
   // ---- end of alerting ----
 
   void ticks(const httplib::Request& req, httplib::Response& res, const std::smatch& path) {
@@ -963,15 +1103,23 @@ class ApiServer::Impl {
     const auto to = time_param(req, "to");
     if (from && to && *to < *from) throw bad_request("from must not be after to");
     TickQuery query;
-    query.limit = parse_limit(req);
+    const int limit = parse_limit(req);
+    query.limit = limit + 1;
     if (from) query.from = from_unix_ms(from->ceil_ms());
     if (to) query.to = from_unix_ms(to->floor_ms());
+    // from/to stay filters: a cursor continues the same window (pass them again with it).
+    if (const auto after = parse_cursor(req, paging::List::ticks, id))
+      query.before = TickPosition{from_unix_ms(after->ts_ms), after->id};
     std::vector<Tick> ticks;
     // from == to within one millisecond can round to an empty range; no tick can match it.
     if (!(query.from && query.to && *query.from > *query.to)) ticks = store_.ticks(id, query);
     if (ticks.empty() && !store_.get_service(id)) throw not_found(id);
+    const auto next = trim_page(ticks, limit, paging::List::ticks, id, [](const Tick& t) {
+      return paging::Key{to_unix_ms(t.ts), t.seq};
+    });
     std::string data = R"({"ticks":{"data":)";
     append_list(data, ticks, &append_tick_json);
+    append_next(data, next);
     data += "}}";
     send_json_text(res, 200, envelope_text(200, data));
   }
@@ -979,12 +1127,14 @@ class ApiServer::Impl {
   void healthz(const httplib::Request&, httplib::Response& res, const std::smatch&) {
     json data = json::object();
     std::vector<std::string> failed;
+    std::string storage_failure;
     try {
       const HealthReport report = health_ ? health_() : HealthReport{};
       data["runner"] = health_word(report.runner);
       data["writer"] = health_word(report.writer);
       if (report.runner == PartHealth::stalled) failed.push_back("runner");
       if (report.writer == PartHealth::stalled) failed.push_back("writer");
+      storage_failure = report.storage_failure;
     } catch (const std::exception& e) {
       log_error(std::string("api: health check failed: ") + e.what());
       data["runner"] = data["writer"] = "unknown";
@@ -998,6 +1148,11 @@ class ApiServer::Impl {
     }
     data["storage"] = storage_ok ? "ok" : "failed";
     if (!storage_ok) failed.push_back("storage");
+    if (storage_ok && !storage_failure.empty()) {
+      data["storage"] = "failing";
+      data["storage_error"] = storage_failure;
+      failed.push_back("storage writes failing (" + storage_failure + ")");
+    }
 
     if (failed.empty()) return send_json(res, 200, envelope(200, std::move(data)));
     std::string message = "unhealthy:";
@@ -1007,12 +1162,132 @@ class ApiServer::Impl {
     send_json(res, 503, body);
   }
 
-  void metrics(const httplib::Request&, httplib::Response& res, const std::smatch&) {
-    uptime_gauges_.refresh_if_stale();  // issue 6: at most every 10 s
-    res.status = 200;
-    res.set_content(prometheus::TextSerializer().Serialize(registry_.Collect()), kPrometheusType);
+  // The registry's families and the collectables', a family of the same name merged into one:
+  // the text format allows a name's HELP and TYPE once.
+  std::vector<prometheus::MetricFamily> collect_metrics() const {
+    auto families = registry_.Collect();
+    std::unordered_map<std::string, std::size_t> index;
+    for (std::size_t i = 0; i < families.size(); ++i) index.emplace(families[i].name, i);
+    std::vector<std::shared_ptr<prometheus::Collectable>> collectables = options_.collectables;
+    collectables.push_back(uptime_gauges_);
+    for (const auto& collectable : collectables) {
+      for (auto& family : collectable->Collect()) {
+        const auto [it, added] = index.emplace(family.name, families.size());
+        if (added) {
+          families.push_back(std::move(family));
+        } else {
+          auto& into = families[it->second].metric;
+          into.insert(into.end(), std::make_move_iterator(family.metric.begin()),
+                      std::make_move_iterator(family.metric.end()));
+        }
+      }
+    }
+    return families;
   }
 
+  void metrics(const httplib::Request&, httplib::Response& res, const std::smatch&) {
+    res.status = 200;
+    res.set_content(prometheus::TextSerializer().Serialize(collect_metrics()), kPrometheusType);
+  }
+
+  // ---- issue 9: documentation, badges, status page ----
+
+  void openapi_json(const httplib::Request&, httplib::Response& res, const std::smatch&) {
+    res.status = 200;
+    res.set_content(std::string(openapi_document()), kJsonType);
+  }
+
+  void docs(const httplib::Request&, httplib::Response& res, const std::smatch&) {
+    // The document is fixed at build time: render it once.
+    static const std::string page = render_docs_html(openapi_document());
+    res.status = 200;
+    res.set_content(page, kHtmlType);
+  }
+
+  void status_page(const httplib::Request& req, httplib::Response& res, const std::smatch&) {
+    int page = 1;
+    if (req.has_param("page")) {
+      const auto value = parse_int64(req.get_param_value("page"));
+      if (!value || *value < 1 || *value > 1'000'000)
+        throw bad_request("page must be an integer from 1 to 1000000");
+      page = static_cast<int>(*value);
+    }
+    const StatusPageData data =
+        load_status_page(store_, options_.status_page_title, now_ms(), page);
+    send_page(res, 200, render_status_page(data));
+  }
+
+  void service_page(const httplib::Request&, httplib::Response& res, const std::smatch& path) {
+    const ServiceId id = parse_service_id(path[1].str());
+    const auto data =
+        load_service_page(store_, options_.alerts, options_.status_page_title, id, now_ms());
+    if (!data)
+      return send_page(res, 404,
+                       render_not_found_page(options_.status_page_title,
+                                             "There is no service " + std::to_string(id) + "."));
+    send_page(res, 200, render_service_page(*data));
+  }
+
+  void send_page(httplib::Response& res, int status, std::string page) const {
+    res.status = status;
+    res.body = std::move(page);
+    res.set_header("Content-Type", kHtmlType);
+    res.set_header("Cache-Control", "no-cache");
+  }
+
+  enum class BadgeKind { status, uptime, response_time };
+
+  // The service of a badge path: by id, or the active service of that name.
+  ServiceView badge_service(const std::string& key, bool by_name) {
+    if (!by_name) {
+      const ServiceId id = parse_service_id(key);
+      auto view = store_.get_service(id);
+      if (!view) throw not_found(id);
+      return std::move(*view);
+    }
+    for (ServiceView& view : store_.list_services())
+      if (view.service.spec.name == key) return std::move(view);
+    throw ApiError(
+        404,
+        "service " + json(key).dump(-1, ' ', false, json::error_handler_t::replace) + " not found");
+  }
+
+  template <BadgeKind kind, bool by_name>
+  void badge(const httplib::Request& req, httplib::Response& res, const std::smatch& path) {
+    const std::string window_name = req.has_param("window") ? req.get_param_value("window") : "";
+    const auto window = badges::window_of(window_name);
+    // Checked before the lookup so a bad window is a 400 whatever the service.
+    if (kind != BadgeKind::status && !window)
+      throw bad_request("window must be one of 24h, 7d, 30d");
+    const ServiceView view = badge_service(path[1].str(), by_name);
+    badges::Badge badge;
+    if constexpr (kind == BadgeKind::status) {
+      badge = badges::status_badge(view);
+    } else {
+      const TimePoint now = now_ms();
+      const RollupSummary summary = store_.summarize(view.service.id, now - *window, now);
+      badge = kind == BadgeKind::uptime ? badges::uptime_badge(summary, window_name)
+                                        : badges::response_time_badge(summary, window_name);
+    }
+    res.status = 200;
+    res.set_content(badges::render_svg(badge), "image/svg+xml; charset=utf-8");
+    // Short for the state, longer for the window figures; private when a token is needed.
+    res.set_header("Cache-Control",
+                   std::string(options_.status_page_public ? "public" : "private") +
+                       (kind == BadgeKind::status ? ", max-age=60" : ", max-age=300"));
+  }
+
+  // ---- end of issue 9 ----
+
+ public:
+  std::vector<RouteInfo> route_list() const {
+    std::vector<RouteInfo> out;
+    for (const auto& endpoint : endpoints_)
+      out.push_back(RouteInfo{endpoint.method, routes_[endpoint.route].label});
+    return out;
+  }
+
+ private:
   static ApiError not_found(ServiceId id) {
     return ApiError(404, "service " + std::to_string(id) + " not found");
   }
@@ -1026,9 +1301,12 @@ class ApiServer::Impl {
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& durations_;
   const prometheus::Histogram::BucketBoundaries buckets_;
-  UptimeGauges uptime_gauges_;  // issue 6
+  std::shared_ptr<UptimeGauges> uptime_gauges_;  // issue 6: collected with the registry
 
-  httplib::Server server_;
+  // Limits on request sizes, deadlines and connections that httplib 0.11.4 lacks.
+  GuardedServer server_{ConnectionLimits{}, [](int status, std::string_view message) {
+                          return error_envelope(status, std::string(message)).dump();
+                        }};
   std::vector<Route> routes_;
   std::vector<Endpoint> endpoints_;
   std::mutex lifecycle_mutex_;
@@ -1046,5 +1324,7 @@ ApiServer::~ApiServer() = default;
 int ApiServer::start(const std::string& host, int port) { return impl_->start(host, port); }
 
 void ApiServer::stop() { impl_->stop(); }
+
+std::vector<RouteInfo> ApiServer::routes() const { return impl_->route_list(); }
 
 }  // namespace vigil

@@ -2,12 +2,14 @@
 // Prometheus registry, writes services to the Store, and hands changes and pushed beats to the
 // runner through ServiceCommands; it never mutates runner state itself.
 //
-// Routes (every JSON body is the envelope {"status","status_desc","data"[,"error"]}):
+// Routes (every JSON body is the envelope {"status","status_desc","data"[,"error"]}).
+// The four lists (services, events, ticks, alerts) page alike (api/paging.h): ?limit=1..1000
+// (100) &cursor=, and `next` beside the items is the cursor of the following page, or null on
+// the last one.
 //   GET /v1/services                      active services with metric and open event, ordered
 //                                         by id; filters ?team= &tag= &status=up|down
-//                                         &muted=true|false &kind=http|heartbeat, pages with
-//                                         ?limit=1..1000 &offset=; data.services.next is the
-//                                         next offset when the page is full, else null
+//                                         &muted=true|false &kind=http|heartbeat; pages in
+//                                         data.services.next (older: &offset=, not with cursor)
 //   POST /v1/services                     create (write): 201 {"service"} (with push_token);
 //                                         400 bad field (the services file's message), 409
 //                                         name taken
@@ -19,52 +21,73 @@
 //   GET|HEAD|POST /v1/push/{token}[/fail] a heartbeat report: 200 "OK"; 404 unknown token,
 //                                         nothing written; ?status=up|down &msg= &duration_ms=
 //                                         (also as a form or JSON body)
-//   GET /v1/services/{id}/events          ?limit=1..1000 (100) &before=<event id>, newest first;
-//                                         data.events.next is the `before` of the next page
-//                                         when the page is full, else null
+//   GET /v1/services/{id}/events          newest first; pages in data.events.next (older:
+//                                         &before=<event id>, not with cursor)
 //   GET /v1/services/{id}/ticks           ?from=&to= (unix seconds, inclusive, may have a
-//                                         decimal fraction) &limit=1..1000 (100), newest first
+//                                         decimal fraction; filters kept with a cursor), newest
+//                                         first; pages in data.ticks.next
 //   GET /v1/services/{id}/metrics         issue 6 (api/series_routes.h): ?window= or ?from=&to=
 //   GET /v1/services/{id}/series          ... and ?step=60|300|3600|86400
 //   GET /v1/uptime                        every active service's uptime and p95 of a window
 //   GET /v1/alerts                        alerts, newest first: ?active=true|false &service_id=
-//                                         &since=<unix seconds, created at or after>
-//                                         &limit=1..1000 (100)  (issue 5)
+//                                         &since=<unix seconds, created at or after>; pages in
+//                                         data.next (beside data.alerts)  (issue 5)
 //   GET /v1/alerts/{id}                   one alert with its notifications (404 when unknown)
 //   POST /v1/alerts/test?channel=NAME     a test notification (write): 202; 404 unknown
 //                                         channel; 503 when this process runs no Alerter
+//   GET /v1/maintenance                   every maintenance window, the services file's (id
+//                                         null) then the API's, with active and next_start
+//   POST /v1/maintenance                  create a window (write; alerting/maintenance.h shape):
+//                                         201 {"window"}; 400 naming the bad field
+//   DELETE /v1/maintenance/{id}           delete an API window (write): 404 when unknown
 //   GET /healthz                          200 {"data":{"runner":..,"writer":..,"storage":..}}
-//                                         or 503 when a part is not alive
+//                                         or 503 when a part is not alive or writes to the
+//                                         database fail (data.storage "failing", the reason
+//                                         in data.storage_error and the error message)
 //   GET /metrics                          Prometheus text exposition of the registry, including
 //                                         vigil_api_requests_total{route,code} and
 //                                         vigil_api_request_duration_seconds{route}
+//   GET /openapi.json, GET /docs          the OpenAPI 3 document (api/openapi.json, built in) and
+//                                         an HTML page from it; open (issue 9)
+//   GET /, GET /services/{id}             the status page and a service's page, HTML
+//                                         (api/status_page.h); ?page= on /
+//   GET /v1/services/{id}/badges/{status,uptime,response-time}.svg   shields-style SVG
+//   GET /v1/badges/{name}/{status,uptime,response-time}.svg          badges (api/badges.h),
+//                                         ?window=24h|7d|30d; 404 unknown, 400 bad window
+//   (the status page and badges are open when status_page_public, else gated like /v1 reads)
 // Errors use the envelope with "error": 400 bad parameter (an id that is not a positive integer,
-// a bad limit/before/from/to, from after to; the message names the parameter), 401 token
+// a bad limit/cursor/before/from/to, from after to; the message names the parameter), 401 token
 // missing, 403 wrong token or a remote write without API_TOKEN, 404 unknown id or route, 405
 // wrong method on a known path (with Allow), 409 conflict, 413 body over 64 KiB, 500 storage
 // failure or any exception (generic message; details go to the log only).
 // Access: writes need API_TOKEN as a bearer token, or a loopback client when it is unset; the
 // /v1 reads and /metrics need API_READ_TOKEN (or API_TOKEN) when it is set; /healthz and the
 // push routes (their token is in the path) are open.
-// Connections time out after 5 s without progress; idle keep-alive connections after 1 s.
+// Connections time out after 5 s without progress; idle keep-alive connections after 1 s. The
+// limits httplib lacks (414/431/408 for long, large or slow request heads, a deadline per
+// request, at most 512 connections, 503 past it) are api/guarded_server.h's. A JSON body with a
+// key twice is 400.
 #pragma once
 
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "api/commands.h"
 #include "config/config.h"
 #include "storage/store.h"
 
 namespace prometheus {
+class Collectable;
 class Registry;
-}
+}  // namespace prometheus
 
 namespace vigil {
 
 class AlertStore;
 class Alerter;
+struct AlertingConfig;
 
 // Liveness of the parts /healthz reports; a part that is not running in this process (e.g. the
 // runner under `vigil api`) reports not_running and does not fail the check.
@@ -72,8 +95,19 @@ enum class PartHealth { alive, stalled, not_running };
 struct HealthReport {
   PartHealth runner = PartHealth::not_running;
   PartHealth writer = PartHealth::not_running;
+  // Non-empty while the writer's commits fail (disk full, file read-only, locked by another
+  // process): the last storage error. /healthz then answers 503 naming it.
+  std::string storage_failure;
 };
 using HealthCheck = std::function<HealthReport()>;
+
+// One registered endpoint: its method and its path template as api/openapi.json documents it
+// ("/v1/services/{id}"). GET also answers HEAD.
+struct RouteInfo {
+  std::string method;
+  std::string path;
+  friend bool operator==(const RouteInfo&, const RouteInfo&) = default;
+};
 
 struct ApiOptions {
   std::string write_token;    // API_TOKEN; empty: writes only from loopback clients
@@ -86,6 +120,17 @@ struct ApiOptions {
   // Alerter of this process for test notifications (null under `vigil api`). Must outlive it.
   AlertStore* alerts = nullptr;
   Alerter* alerter = nullptr;
+  // The services file's alerting section: created and changed services' "alerts" are checked
+  // against its channels (400 for an unknown one), and GET /v1/maintenance lists its windows.
+  // Null: names are not checked, no file windows. Must outlive the server.
+  const AlertingConfig* alerting = nullptr;
+  // Status page and badges (issue 9): STATUS_PAGE_TITLE, and STATUS_PAGE_PUBLIC (false: they
+  // need the read token like the /v1 reads, true: open to anyone who reaches the port).
+  std::string status_page_title = "vigil status";
+  bool status_page_public = false;
+  // Series /metrics collects besides `registry` (the runner's per-service series); a family
+  // that both have (vigil_service_uptime_ratio) is exposed once with every sample.
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectables;
 };
 
 class ApiServer {
@@ -104,6 +149,9 @@ class ApiServer {
   // Stops accepting, finishes requests in progress, joins (within about a second when idle
   // keep-alive clients are connected). Idempotent.
   void stop();
+
+  // Every endpoint registered, in registration order (for the OpenAPI consistency test).
+  std::vector<RouteInfo> routes() const;
 
  private:
   class Impl;

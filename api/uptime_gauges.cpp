@@ -1,10 +1,7 @@
 #include "api/uptime_gauges.h"
 
-#include <prometheus/family.h>
-#include <prometheus/gauge.h>
-#include <prometheus/registry.h>
-
 #include <exception>
+#include <unordered_map>
 
 #include "config/logging.h"
 
@@ -22,46 +19,57 @@ constexpr WindowSpec kWindows[] = {{"1h", Millis(3'600'000)},
 
 }  // namespace
 
-UptimeGauges::UptimeGauges(Store& store, prometheus::Registry& registry,
-                           std::chrono::steady_clock::duration max_age)
-    : store_(store),
-      family_(prometheus::BuildGauge()
-                  .Name("vigil_service_uptime_ratio")
-                  .Help("Up ticks over all ticks of the service.")
-                  .Register(registry)),
-      max_age_(max_age) {}
+UptimeGauges::UptimeGauges(Store& store, std::chrono::steady_clock::duration max_age)
+    : store_(store), max_age_(max_age) {
+  static_assert(std::size(kWindows) == kWindowCount);
+}
 
-void UptimeGauges::refresh_if_stale() {
-  std::lock_guard lock(mutex_);
+void UptimeGauges::refresh_if_stale() const {
   const auto now = std::chrono::steady_clock::now();
-  if (refreshed_ && now - refreshed_at_ < max_age_) return;
-  refreshed_ = true;
+  if (refreshed_at_ && now - *refreshed_at_ < max_age_) return;
   refreshed_at_ = now;
   try {
     const TimePoint to = now_ms();
     const auto services = store_.list_services();
-    std::map<std::pair<std::string, std::string>, prometheus::Gauge*> next;
-    for (const auto& window : kWindows) {
-      const auto summaries = store_.summarize_all(to - window.length, to);
-      for (const auto& view : services) {
-        const auto it = summaries.find(view.service.id);
-        if (it == summaries.end() || it->second.count == 0) continue;
-        std::pair key{view.service.spec.name, std::string(window.name)};
-        auto found = gauges_.find(key);
-        prometheus::Gauge* gauge =
-            found != gauges_.end() ? found->second
-                                   : &family_.Add({{"service", key.first}, {"window", key.second}});
-        gauge->Set(double(it->second.up) / double(it->second.count));
-        next.emplace(std::move(key), gauge);
+    std::vector<Row> rows(services.size());
+    std::unordered_map<ServiceId, std::size_t> row_of;
+    for (std::size_t i = 0; i < services.size(); ++i) {
+      rows[i].service = services[i].service.spec.name;
+      row_of.emplace(services[i].service.id, i);
+    }
+    for (std::size_t w = 0; w < kWindowCount; ++w) {
+      for (const auto& [id, summary] : store_.summarize_all(to - kWindows[w].length, to)) {
+        const auto row = row_of.find(id);
+        if (row == row_of.end() || summary.count == 0) continue;
+        rows[row->second].ratio[w] = double(summary.up) / double(summary.count);
       }
     }
-    // Services gone or without ticks in a window lose that series.
-    for (const auto& [key, gauge] : gauges_)
-      if (!next.contains(key)) family_.Remove(gauge);
-    gauges_ = std::move(next);
+    rows_ = std::move(rows);
   } catch (const std::exception& e) {
     log_warn(std::string("api: uptime gauges not refreshed: ") + e.what());
   }
+}
+
+std::vector<prometheus::MetricFamily> UptimeGauges::Collect() const {
+  std::lock_guard lock(mutex_);
+  refresh_if_stale();
+  prometheus::MetricFamily family{"vigil_service_uptime_ratio",
+                                  "Up ticks over all ticks of the service.",
+                                  prometheus::MetricType::Gauge,
+                                  {}};
+  for (const auto& row : rows_) {
+    for (std::size_t w = 0; w < kWindowCount; ++w) {
+      if (!row.ratio[w]) continue;
+      prometheus::ClientMetric metric;
+      metric.label = {{"service", row.service}, {"window", kWindows[w].name}};
+      metric.gauge.value = *row.ratio[w];
+      family.metric.push_back(std::move(metric));
+    }
+  }
+  if (family.metric.empty()) return {};
+  std::vector<prometheus::MetricFamily> out;
+  out.push_back(std::move(family));
+  return out;
 }
 
 }  // namespace vigil

@@ -7,15 +7,18 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "api/json_views.h"
+#include "api/status_page.h"
 #include "config/conditions.h"
 #include "runner/conditions.h"
 #include "runner/probe.h"
@@ -176,13 +179,16 @@ void BM_MetricsScrape(benchmark::State& state) {
     metrics.record_probe(series[i], name, result);
     metrics.record_state(series[i], name, runtime);
   }
-  // What one probed HTTP service's series hold on the heap (label maps, metric objects, the
-  // families' indexes): the metrics' share of vigil's memory per service.
+  // What one probed HTTP service's series hold on the heap between scrapes: the metrics' share
+  // of vigil's memory per service.
   state.counters["heap_bytes_per_service"] =
       double(mallinfo2().uordblks - heap_before) / double(series.size());
   std::size_t bytes = 0;
   for (auto _ : state) {
-    const std::string text = prometheus::TextSerializer().Serialize(registry.Collect());
+    // As /metrics does: the registry's families, then the per-service series collected apart.
+    auto families = registry.Collect();
+    for (auto& family : metrics.service_series()->Collect()) families.push_back(std::move(family));
+    const std::string text = prometheus::TextSerializer().Serialize(families);
     bytes = text.size();
   }
   state.counters["bytes"] = static_cast<double>(bytes);
@@ -233,6 +239,23 @@ void BM_StoreListServices(benchmark::State& state) {
 }
 BENCHMARK(BM_StoreListServices)->Arg(10'000)->Unit(benchmark::kMillisecond);
 
+// One page of 1,000 (the largest) from the middle of 10,000 services: by cursor (keyset: an id
+// seek) against the older offset (which reads and skips the rows before it). Issue 6 paging.
+void BM_StoreListServicesPage(benchmark::State& state) {
+  ServiceListFixture fixture(10'000);
+  const bool keyset = state.range(0) == 1;
+  const auto ids = fixture.store().active_services();
+  ServiceFilter filter;
+  filter.limit = 1001;  // the API reads one more to know whether a next page exists
+  if (keyset)
+    filter.after_id = ids[4999].id;
+  else
+    filter.offset = 5000;
+  for (auto _ : state) benchmark::DoNotOptimize(fixture.store().list_services(filter));
+  state.SetLabel(keyset ? "cursor" : "offset");
+}
+BENCHMARK(BM_StoreListServicesPage)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond);
+
 // GET /v1/services, the rendering half: every service as JSON text inside the envelope.
 void BM_RenderServiceList(benchmark::State& state) {
   ServiceListFixture fixture(static_cast<int>(state.range(0)));
@@ -254,6 +277,101 @@ void BM_RenderServiceList(benchmark::State& state) {
   state.counters["bytes"] = static_cast<double>(bytes);
 }
 BENCHMARK(BM_RenderServiceList)->Arg(10'000)->Unit(benchmark::kMillisecond);
+
+// Issue 9: the status page's HTML for range(0) services on one page, each with a full 90-day
+// bar, four uptime figures and a 96-point sparkline: the rendering alone (GET / pages 50 at a
+// time; this is the whole set at once, the bound the issue sets at 200 ms).
+void BM_RenderStatusPage(benchmark::State& state) {
+  const int count = static_cast<int>(state.range(0));
+  const TimePoint now = now_ms();
+  StatusPageData data;
+  data.title = "vigil status";
+  data.now = now;
+  data.total = count;
+  data.down = count / 20;
+  for (int i = 0; i < count; ++i) {
+    if (i % 50 == 0)
+      data.groups.push_back(StatusGroup{"team-" + std::to_string(i / 50), {}, false});
+    ServiceRow row;
+    row.view.service.id = i + 1;
+    row.view.service.spec.name = "service <" + std::to_string(i) + "> & co";
+    row.state = i % 20 == 0 ? ServiceState::down : ServiceState::up;
+    row.state_for = Millis(3'600'000 + i);
+    for (auto& u : row.uptime_percent) u = 99.0 + double(i % 100) / 100.0;
+    for (int d = 0; d < kBarDays; ++d) {
+      BarCell cell;
+      cell.start = now - Millis(std::int64_t(kBarDays - 1 - d) * 86'400'000);
+      cell.probes = 1440;
+      cell.up = 1440 - (d + i) % 7;
+      cell.downtime_minutes = double((d + i) % 7);
+      row.days.push_back(cell);
+    }
+    for (int b = 0; b < kSparkBuckets; ++b) {
+      LatencyPoint point;
+      point.start = now - Millis(std::int64_t(kSparkBuckets - 1 - b) * 900'000);
+      point.mean_ms = 20.0 + (b * 7 + i) % 40;
+      point.p95_ms = 40.0 + (b * 13 + i) % 80;
+      row.sparkline.push_back(point);
+    }
+    data.groups.back().rows.push_back(std::move(row));
+  }
+  std::size_t bytes = 0;
+  for (auto _ : state) {
+    const std::string html = render_status_page(data);
+    bytes = html.size();
+    benchmark::DoNotOptimize(html.data());
+  }
+  state.counters["bytes"] = static_cast<double>(bytes);
+}
+BENCHMARK(BM_RenderStatusPage)->Arg(1'000)->Unit(benchmark::kMillisecond);
+
+// A database of range(0) services of which the 50 on the first page have 90 days of history
+// (a tick every 2 hours, and every 5 minutes over the last day), built once per size.
+Store& status_page_store(int count) {
+  static std::map<int, std::unique_ptr<ServiceListFixture>> fixtures;
+  auto& fixture = fixtures[count];
+  if (fixture) return fixture->store();
+  fixture = std::make_unique<ServiceListFixture>(count);
+  Store& store = fixture->store();
+  const std::int64_t now = to_unix_ms(now_ms());
+  std::vector<ServiceView> views = store.list_services();
+  std::sort(views.begin(), views.end(), [](const ServiceView& a, const ServiceView& b) {
+    return a.service.spec.name < b.service.spec.name;
+  });
+  for (std::size_t i = 0; i < views.size() && i < std::size_t(kStatusPageSize); ++i) {
+    std::vector<TickRecord> batch;
+    Metric metric;
+    const auto add = [&](std::int64_t t, bool up) {
+      TickRecord r;
+      r.tick.service_id = views[i].service.id;
+      r.tick.ts = from_unix_ms(t);
+      r.tick.up = up;
+      r.tick.response_ms = 20.0 + double(t / 300'000 % 50);
+      metric.add(up, r.tick.response_ms);
+      r.metric_after = metric;
+      batch.push_back(r);
+    };
+    for (std::int64_t t = now - 90LL * 86'400'000; t < now - 86'400'000; t += 7'200'000)
+      add(t, t / 7'200'000 % 97 != 0);
+    for (std::int64_t t = now - 86'400'000; t < now - 60'000; t += 300'000) add(t, true);
+    store.apply(batch);
+  }
+  return store;
+}
+
+// GET / end to end minus HTTP: the store reads for the first page of range(0) services (every
+// service for the overall state; rollups and events for the 50 shown) and its rendering.
+void BM_StatusPageFromStore(benchmark::State& state) {
+  Store& store = status_page_store(static_cast<int>(state.range(0)));
+  std::size_t bytes = 0;
+  for (auto _ : state) {
+    const std::string html = render_status_page(load_status_page(store, "vigil", now_ms(), 1));
+    bytes = html.size();
+    benchmark::DoNotOptimize(html.data());
+  }
+  state.counters["bytes"] = static_cast<double>(bytes);
+}
+BENCHMARK(BM_StatusPageFromStore)->Arg(1'000)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

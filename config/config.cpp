@@ -33,7 +33,10 @@ const char* const kKnownVariables[] = {"API_HOST",
                                        "RETENTION_DAYS",
                                        "RETENTION_MINUTE_DAYS",
                                        "RETENTION_HOUR_DAYS",
-                                       "CLEANUP_INTERVAL_SECONDS"};
+                                       "CLEANUP_INTERVAL_SECONDS",
+                                       "STATUS_PAGE_TITLE",
+                                       "STATUS_PAGE_PUBLIC",
+                                       "STORAGE_QUEUE_MAX_TICKS"};
 
 std::string trim(std::string_view s) {
   const auto begin = s.find_first_not_of(" \t\r");
@@ -269,6 +272,30 @@ void parse_routing_metadata(const json& entry, const std::string& at, ServiceSpe
     spec.muted = true;
     spec.muted_until = TimePoint(seconds_to_millis(value.get<double>()));
   }
+  // Alerting (issue 5): the names are checked against the alerting section by its reader
+  // (check_alert_routes), which this parser does not see.
+  if (entry.contains("alerts")) {
+    const auto& list = entry["alerts"];
+    if (!list.is_array() || list.size() > kMaxTags)
+      throw ConfigError(at + ".alerts: expected a list of at most 32 channel names, got " +
+                        shown(list));
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      auto name = label_field(list[i], at + ".alerts[" + std::to_string(i) + "]");
+      if (std::find(spec.alert_channels.begin(), spec.alert_channels.end(), name) !=
+          spec.alert_channels.end())
+        throw ConfigError(at + ".alerts[" + std::to_string(i) + "]: duplicate channel " +
+                          json_quoted(name));
+      spec.alert_channels.push_back(std::move(name));
+    }
+  }
+  if (entry.contains("repeat_every_seconds")) {
+    const auto& value = entry["repeat_every_seconds"];
+    if (!value.is_number() || !std::isfinite(value.get<double>()) || value.get<double>() < 1 ||
+        value.get<double>() > 1e7)
+      throw ConfigError(at + ".repeat_every_seconds: expected a number of seconds from 1, got " +
+                        shown(value));
+    spec.repeat_every = seconds_to_millis(value.get<double>());
+  }
 }
 
 // ---- end of service management ----
@@ -290,7 +317,9 @@ ServiceSpec parse_service(const json& entry, const std::string& where, const Set
                                               "runbook",
                                               "tags",
                                               "muted",
-                                              "muted_until"};
+                                              "muted_until",
+                                              "alerts",
+                                              "repeat_every_seconds"};
   // Name the service in every message once it is known.
   const std::string named = entry.contains("name") && entry["name"].is_string()
                                 ? where + " (" + json_quoted(entry["name"].get<std::string>()) + ")"
@@ -300,7 +329,7 @@ ServiceSpec parse_service(const json& entry, const std::string& where, const Set
       throw ConfigError(named + ": unknown key " + json_quoted(key) +
                         " (known: name, url, interval_seconds, timeout_seconds, method, headers, "
                         "expected_status, kind, grace_seconds, threshold, team, priority, "
-                        "runbook, tags, muted, muted_until, " +
+                        "runbook, tags, muted, muted_until, alerts, repeat_every_seconds, " +
                         probe_option_keys_text() + ")");
 
   ServiceSpec spec;
@@ -462,6 +491,12 @@ Settings load_settings(const EnvMap& env) {
       throw bad("RUNNER_MAX_CONCURRENCY", *v, "a whole number from 1 to 1000000");
     settings.max_concurrency = std::size_t(*count);
   }
+  if (auto v = get("STORAGE_QUEUE_MAX_TICKS")) {
+    const auto count = parse_integer(*v);
+    if (!count || *count < 1 || *count > 100'000'000)
+      throw bad("STORAGE_QUEUE_MAX_TICKS", *v, "a whole number from 1 to 100000000");
+    settings.storage_queue_max_ticks = std::size_t(*count);
+  }
   if (auto v = get("PROBER_REGION")) settings.region = *v;
   if (auto v = get("LOG_LEVEL")) {
     const auto level = parse_log_level(*v);
@@ -502,6 +537,16 @@ Settings load_settings(const EnvMap& env) {
     }
   }
   if (auto v = seconds("CLEANUP_INTERVAL_SECONDS", 1)) settings.cleanup_interval = *v;
+  // Issue 9: the status page.
+  if (auto v = get("STATUS_PAGE_TITLE")) {
+    if (v->empty() || v->size() > 200 || has_control_characters(*v))
+      throw bad("STATUS_PAGE_TITLE", *v, "1 to 200 characters without control characters");
+    settings.status_page_title = *v;
+  }
+  if (auto v = get("STATUS_PAGE_PUBLIC")) {
+    if (*v != "true" && *v != "false") throw bad("STATUS_PAGE_PUBLIC", *v, "true or false");
+    settings.status_page_public = *v == "true";
+  }
   return settings;
 }
 
@@ -604,6 +649,8 @@ json service_spec_json(const ServiceSpec& spec) {
   if (spec.muted) out["muted"] = true;
   if (spec.muted && spec.muted_until)
     out["muted_until"] = seconds_json(spec.muted_until->time_since_epoch());
+  if (!spec.alert_channels.empty()) out["alerts"] = spec.alert_channels;  // issue 5
+  if (spec.repeat_every) out["repeat_every_seconds"] = seconds_json(*spec.repeat_every);
   return out;
 }
 

@@ -41,6 +41,11 @@ struct Settings {
   // Time series (issue 6): rollup retention per resolution; zero keeps them forever.
   Millis minute_retention{30LL * 24 * 3600 * 1000};  // RETENTION_MINUTE_DAYS
   Millis hour_retention{400LL * 24 * 3600 * 1000};   // RETENTION_HOUR_DAYS
+  // Status page and badges (issue 9).
+  std::string status_page_title = "vigil status";  // STATUS_PAGE_TITLE
+  bool status_page_public = false;  // STATUS_PAGE_PUBLIC: true opens them without API_READ_TOKEN
+  // Issue 7: tick records held in memory while storage fails; past it the oldest are dropped.
+  std::size_t storage_queue_max_ticks = 1'000'000;  // STORAGE_QUEUE_MAX_TICKS
 };
 
 // Reads KEY=VALUE lines (blank lines and # comments skipped, optional `export `, values may be

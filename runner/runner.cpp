@@ -66,6 +66,9 @@ Thresholds thresholds_of(const ServiceSpec& spec) {
 
 class Runner::Loop {
  public:
+  std::shared_ptr<prometheus::Collectable> service_series() const {
+    return metrics_.service_series();
+  }
   Loop(RunnerOptions options, TickSink sink, prometheus::Registry& registry)
       : options_(std::move(options)), sink_(std::move(sink)), metrics_(registry) {
     ensure_curl_global_init();
@@ -608,5 +611,9 @@ void Runner::stop() { loop_->stop(); }
 TimePoint Runner::last_alive() const { return loop_->last_alive(); }
 
 std::size_t Runner::in_flight() const { return loop_->in_flight(); }
+
+std::shared_ptr<prometheus::Collectable> Runner::service_series() const {
+  return loop_->service_series();
+}
 
 }  // namespace vigil

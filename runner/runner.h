@@ -16,8 +16,9 @@
 #include "storage/model.h"
 
 namespace prometheus {
+class Collectable;
 class Registry;
-}
+}  // namespace prometheus
 
 namespace vigil {
 
@@ -32,10 +33,10 @@ using TickSink = std::function<void(TickRecord)>;
 
 class Runner {
  public:
-  // Registers the probe_* and vigil_* runner metrics in `registry`, which must outlive the
-  // Runner. Per-service series (label `service` = name) appear once the service has something
-  // to report (a probe result, or stored state from start()) and are removed with the service.
-  // Throws std::runtime_error when libcurl cannot be initialised.
+  // Registers the runner's own vigil_* metrics in `registry`, which must outlive the Runner.
+  // Per-service series (label `service` = name; see service_series()) appear once the service has
+  // something to report (a probe result, or stored state from start()) and are removed with the
+  // service. Throws std::runtime_error when libcurl cannot be initialised.
   Runner(RunnerOptions options, TickSink sink, prometheus::Registry& registry);
   // Calls stop().
   ~Runner();
@@ -78,6 +79,9 @@ class Runner {
   TimePoint last_alive() const;
   // Probes in flight now. Safe from any thread.
   std::size_t in_flight() const;
+  // The per-service series (probe_success{service}, ...): kept outside `registry` in a compact
+  // form, so /metrics must collect them too (ApiOptions::collectables). Safe from any thread.
+  std::shared_ptr<prometheus::Collectable> service_series() const;
 
  private:
   class Loop;

@@ -141,6 +141,11 @@ struct ServiceSpec {
   std::vector<std::string> tags;
   bool muted = false;
   std::optional<TimePoint> muted_until;  // a snooze: the mute ends by itself at this instant
+  // Alerting (issue 5): the channels its alerts go to, by name (empty: by team, else the
+  // default), checked against the alerting section by whoever knows it; and its reminder period
+  // (empty: each channel's own repeat_every_seconds).
+  std::vector<std::string> alert_channels;  // services file: "alerts"
+  std::optional<Millis> repeat_every;       // services file: "repeat_every_seconds"
 
   // Muted at `now`: muted, and the snooze, if any, has not run out.
   bool muted_at(TimePoint now) const { return muted && (!muted_until || now < *muted_until); }
@@ -210,6 +215,8 @@ struct Tick {
   std::string region;
   std::optional<PhaseTimings> phases;  // probe depth: HTTP and TCP probes; absent otherwise
   std::string message;  // heartbeats (issue 3): the msg pushed with the beat; empty otherwise
+  // Set by Store::ticks only: orders ticks of the same ts (the API's paging key with ts).
+  std::int64_t seq = 0;
 };
 
 // What the runner hands the writer for one tick: the tick itself, the service's metric after

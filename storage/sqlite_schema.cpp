@@ -224,6 +224,24 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_pending ON notifications(next_attempt_at) WHERE status = 'pending';
 CREATE INDEX notifications_by_alert ON notifications(alert_id, id);
 )sql"},
+    // Alerting, continued (issue 5). Only added columns and a new table.
+    // - services.alert_channels: JSON list of channel names the service alerts to ('[]': route
+    //   by team, else default); services.repeat_every_ms: its reminder period (NULL: the
+    //   channel's).
+    // - alerts.previous_status: the status before the service went down ('up', or NULL when it
+    //   had none: its first probe was down), sent as previous_status in the trigger.
+    // - maintenance_windows: the windows created through the API; definition is the window's
+    //   JSON in the services-file shape (alerting/maintenance.h), parsed again when read.
+    {6, R"sql(
+ALTER TABLE services ADD COLUMN alert_channels  TEXT    NOT NULL DEFAULT '[]';
+ALTER TABLE services ADD COLUMN repeat_every_ms INTEGER;
+ALTER TABLE alerts ADD COLUMN previous_status TEXT;
+CREATE TABLE maintenance_windows (
+  id         INTEGER PRIMARY KEY,
+  definition TEXT    NOT NULL,
+  created_at INTEGER NOT NULL
+);
+)sql"},
 };
 
 constexpr int kCurrentVersion = kMigrations[std::size(kMigrations) - 1].version;

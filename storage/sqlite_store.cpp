@@ -161,8 +161,10 @@ constexpr const char* kServiceColumns =
     "s.kind, s.grace_ms, s.threshold, s.team, s.priority, s.runbook, s.tags, s.muted, "
     "s.muted_until, s.source, s.push_token, "
     // issue 4
-    "s.probe_options";
-constexpr int kServiceColumnCount = 23;
+    "s.probe_options, "
+    // issue 5
+    "s.alert_channels, s.repeat_every_ms";
+constexpr int kServiceColumnCount = 25;
 
 // ---- probe depth (issue 4): services.probe_options and the ticks' phase columns ----
 
@@ -233,14 +235,19 @@ Service read_service(const SQLite::Statement& row, int first) {
       row.getColumn(m + 9).getString() == "api" ? ServiceSource::api : ServiceSource::file;
   if (!row.isColumnNull(m + 10)) service.push_token = row.getColumn(m + 10).getString();
   service.spec.probe = read_probe_options(row.getColumn(first + 22).getString());  // issue 4
+  // Issue 5: alert routing of the service.
+  service.spec.alert_channels = decode_tags(row.getColumn(first + 23).getString());
+  if (!row.isColumnNull(first + 24))
+    service.spec.repeat_every = Millis(row.getColumn(first + 24).getInt64());
   return service;
 }
 
 // The columns a ServiceSpec is stored in (beside name), in the order bind_spec binds them.
+// Issue 4 added probe_options; issue 5 alert_channels and repeat_every_ms.
 constexpr const char* kSpecColumns[] = {
-    "url",  "interval_ms", "timeout_ms",  "method",       "headers",  "expected_status",
-    "kind", "grace_ms",    "threshold",   "team",         "priority", "runbook",
-    "tags", "muted",       "muted_until", "probe_options"};  // issue 4
+    "url",  "interval_ms", "timeout_ms",  "method",        "headers",        "expected_status",
+    "kind", "grace_ms",    "threshold",   "team",          "priority",       "runbook",
+    "tags", "muted",       "muted_until", "probe_options", "alert_channels", "repeat_every_ms"};
 constexpr int kSpecColumnCount = static_cast<int>(std::size(kSpecColumns));
 
 // Binds the spec's columns to parameters ?first .. ?first + kSpecColumnCount - 1.
@@ -265,6 +272,11 @@ void bind_spec(SQLite::Statement& statement, const ServiceSpec& spec, int first)
   else
     statement.bind(i++);
   statement.bind(i++, encode_probe_options(spec.probe));  // issue 4
+  statement.bind(i++, encode_tags(spec.alert_channels));  // issue 5
+  if (spec.repeat_every)
+    statement.bind(i++, ms(*spec.repeat_every));
+  else
+    statement.bind(i++);
 }
 
 // "url, interval_ms, ..." and "?2, ?3, ..." for an INSERT; "url = ?2, ..." for an UPDATE.
@@ -734,6 +746,7 @@ class SqliteStore final : public Store {
                  "(s.muted = 1 AND (s.muted_until IS NULL OR s.muted_until > ?4))";
       }
       if (filter.kind) where += " AND s.kind = ?5";
+      if (filter.after_id) where += " AND s.id > ?8";
       SQLite::Statement select(*db, std::string("SELECT ") + kServiceColumns +
                                         kViewColumnsAndJoins + where +
                                         " ORDER BY s.id LIMIT ?6 OFFSET ?7");
@@ -744,6 +757,7 @@ class SqliteStore final : public Store {
       if (filter.kind) select.bind(5, to_string(*filter.kind));
       select.bind(6, filter.limit ? *filter.limit : -1);  // -1: no limit
       select.bind(7, std::max(filter.offset, 0));
+      if (filter.after_id) select.bind(8, *filter.after_id);
       std::vector<ServiceView> views;
       while (select.executeStep()) views.push_back(read_view(select));
       return views;
@@ -794,16 +808,26 @@ class SqliteStore final : public Store {
     if (query.limit <= 0) return {};
     return guarded("ticks", [&] {
       auto db = readers_.acquire();
-      // rowid breaks ties between ticks of the same millisecond (e.g. two regions), newest first.
+      // rowid breaks ties between ticks of the same millisecond (e.g. two regions), newest first,
+      // and is the seq of the paging position. With a position, the upper ts bound becomes
+      // min(to, position ts), so the index range stays a plain seek; the rowid condition only
+      // sorts out the ticks of that one ts (any lower ts satisfies it through the OR).
       SQLite::Statement select(
-          *db,
-          "SELECT ts, up, status_code, response_ms, error, region, message,"
-          " resolve_us, connect_us, tls_us, processing_us, transfer_us FROM service_ticks"
-          " WHERE service_id = ? AND ts >= ? AND ts <= ? ORDER BY ts DESC, rowid DESC LIMIT ?");
+          *db, std::string("SELECT ts, up, status_code, response_ms, error, region, message,"
+                           " resolve_us, connect_us, tls_us, processing_us, transfer_us, rowid"
+                           " FROM service_ticks WHERE service_id = ?1 AND ts >= ?2 AND ts <= ?3") +
+                   (query.before ? " AND (ts < ?5 OR rowid < ?6)" : "") +
+                   " ORDER BY ts DESC, rowid DESC LIMIT ?4");
+      std::int64_t upper = query.to ? ms(*query.to) : std::numeric_limits<std::int64_t>::max();
+      if (query.before) upper = std::min(upper, ms(query.before->ts));
       select.bind(1, id);
       select.bind(2, query.from ? ms(*query.from) : std::numeric_limits<std::int64_t>::min());
-      select.bind(3, query.to ? ms(*query.to) : std::numeric_limits<std::int64_t>::max());
+      select.bind(3, upper);
       select.bind(4, query.limit);
+      if (query.before) {
+        select.bind(5, ms(query.before->ts));
+        select.bind(6, query.before->seq);
+      }
       std::vector<Tick> ticks;
       while (select.executeStep()) {
         Tick tick;
@@ -816,6 +840,7 @@ class SqliteStore final : public Store {
         tick.region = select.getColumn(5).getString();
         if (!select.isColumnNull(6)) tick.message = select.getColumn(6).getString();
         tick.phases = read_phases(select, 7);  // issue 4
+        tick.seq = select.getColumn(12).getInt64();
         ticks.push_back(std::move(tick));
       }
       return ticks;

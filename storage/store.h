@@ -58,6 +58,7 @@ struct ServiceFilter {
   TimePoint now{};             // for `muted`
   std::optional<int> limit{};  // every match when empty
   int offset = 0;
+  std::optional<ServiceId> after_id{};  // keyset paging: only services with a greater id
 };
 
 // What changed in the services table after a revision, so that a runner process follows the
@@ -68,10 +69,17 @@ struct ServiceChanges {
   std::int64_t revision = 0;      // the revision these reach: pass it to the next call
 };
 
+// Where a page of ticks starts: strictly after (older than) the tick at `ts` with `seq`.
+struct TickPosition {
+  TimePoint ts;
+  std::int64_t seq = 0;  // Tick::seq
+};
+
 struct TickQuery {
   std::optional<TimePoint> from;  // inclusive
   std::optional<TimePoint> to;    // inclusive
   int limit = 100;
+  std::optional<TickPosition> before{};  // keyset paging: only ticks after it, newest first
 };
 
 class Store {
@@ -106,7 +114,8 @@ class Store {
   virtual std::vector<Event> events(ServiceId id, int limit,
                                     std::optional<std::int64_t> before) = 0;
 
-  // Ticks of a service within [from, to], newest first.
+  // Ticks of a service within [from, to] (and after `before`), newest first: by ts, then by
+  // seq (the insertion order of ticks with the same ts), both descending. Each has its seq set.
   virtual std::vector<Tick> ticks(ServiceId id, const TickQuery& query) = 0;
 
   // True when a trivial read succeeds (used by /healthz).

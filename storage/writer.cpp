@@ -166,6 +166,11 @@ std::uint64_t Writer::committed_records() const { return committed_.load(); }
 std::uint64_t Writer::failed_batches() const { return failed_batches_.load(); }
 std::uint64_t Writer::dropped_records() const { return dropped_.load(); }
 
+std::string Writer::failure() const {
+  std::lock_guard lock(mutex_);
+  return failure_;
+}
+
 void Writer::run() {
   std::vector<TickRecord> batch;  // taken from the queue; kept across failed attempts
   SteadyClock::time_point next_attempt{};
@@ -218,6 +223,7 @@ void Writer::run() {
     if (SteadyClock::now() < next_attempt) continue;
 
     const auto started = SteadyClock::now();
+    std::string error;
     try {
       store_.apply(batch);
       const std::chrono::duration<double> took = SteadyClock::now() - started;
@@ -234,19 +240,23 @@ void Writer::run() {
         std::lock_guard lock(mutex_);
         handled_ += batch.size();
         in_flight_count_ = 0;
+        failure_.clear();
         metrics_->queue_depth.Set(static_cast<double>(queue_.size()));
       }
       batch.clear();
       drained_.notify_all();
       continue;
     } catch (const std::exception& e) {
-      if (streak == 0) {
-        log_error("storage: committing " + std::to_string(batch.size()) +
-                  " tick record(s) failed, keeping them and retrying every " +
-                  std::to_string(kRetryDelay.count()) + " s: " + e.what());
-      }
+      error = e.what();
     } catch (...) {
-      if (streak == 0) log_error("storage: committing tick records failed: unknown error");
+      error = "unknown error";
+    }
+    // Logged once per outage (and once at recovery), not once per retry.
+    if (streak == 0) {
+      log_error("storage: committing " + std::to_string(batch.size()) +
+                " tick record(s) failed, holding them in memory (at most " +
+                std::to_string(options_.max_queue) + " queued) and retrying every " +
+                std::to_string(kRetryDelay.count()) + " s: " + error);
     }
 
     ++streak;
@@ -256,6 +266,7 @@ void Writer::run() {
     {
       std::lock_guard lock(mutex_);
       ++failed_batches_;
+      failure_ = error.empty() ? "unknown error" : error;
       if (stopping && ++attempts_after_stop >= kAttemptsAfterStop) {
         gave_up = batch.size() + queue_.size();
         handled_ += gave_up;

@@ -11,6 +11,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -58,6 +59,10 @@ class Writer {
   std::uint64_t failed_batches() const;
   // Records dropped: queue full, submitted after stop(), or still failing when stop() gave up.
   std::uint64_t dropped_records() const;
+  // While commits fail (from the first failed attempt until one succeeds): the last error, as
+  // SQLite reported it ("database or disk is full", "database is locked"); empty otherwise.
+  // /healthz reports it.
+  std::string failure() const;
 
  private:
   struct Metrics;
@@ -80,6 +85,7 @@ class Writer {
   std::uint64_t flush_target_ = 0;     // flush() waits for records below this; guarded by mutex_
   std::chrono::steady_clock::time_point drop_logged_at_{};  // guarded by mutex_
   std::uint64_t drops_unlogged_ = 0;                        // guarded by mutex_
+  std::string failure_;                                     // guarded by mutex_
   std::once_flag stop_once_;
 
   std::atomic<std::int64_t> last_alive_ms_{0};

@@ -213,6 +213,7 @@ TEST_F(AlertingTest, WebhookGetsTheExactTriggerThenResolveJson) {
                     {"default", {"hook"}}},
                    fast());
   const TimePoint down_at = from_unix_ms(1'700'000'000'000);
+  a->on_tick(status_change(id, true, down_at - 60s, 200));  // up first: no alert
   a->on_tick(status_change(id, false, down_at));
   auto got = receiver_.wait_for("/hook", 1);
   ASSERT_EQ(got.size(), 1u);
@@ -589,6 +590,116 @@ TEST_F(AlertingTest, AMaintenanceWindowSilencesItsServicesUntilItEnds) {
   EXPECT_EQ(json::parse(got[1].body)["service"], "db");
   std::this_thread::sleep_for(150ms);
   EXPECT_EQ(receiver_.requests("/hook").size(), 2u);
+}
+
+TEST_F(AlertingTest, PreviousStatusIsNullForAFirstProbeDownAndReadFromStoredEventsAfterStart) {
+  const json section = {
+      {"channels", {{"hook", {{"type", "webhook"}, {"url", receiver_.url("/hook")}}}}},
+      {"default", {"hook"}}};
+  const ServiceId fresh = add_service("fresh");
+  const ServiceId known = add_service("known");
+  // Before this start the writer stored an uptime event for "known" (its first, up, tick).
+  TickRecord up = status_change(known, true, now_ms() - 60s, 200);
+  up.metric_after.add(true, 1);
+  store_->apply({up});
+  auto a = alerter(section, fast());
+  a->on_tick(status_change(fresh, false, now_ms()));  // its very first probe is down
+  auto got = receiver_.wait_for("/hook", 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_TRUE(json::parse(got[0].body)["previous_status"].is_null()) << got[0].body;
+  EXPECT_FALSE(a->store().active_alert(fresh)->previous_status);
+  // The first transition of "known" after this start: the Alerter has not seen it before.
+  a->on_tick(status_change(known, false, now_ms()));
+  got = receiver_.wait_for("/hook", 2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(json::parse(got[1].body)["service"], "known");
+  EXPECT_EQ(json::parse(got[1].body)["previous_status"], "up");
+  EXPECT_EQ(a->store().active_alert(known)->previous_status, "up");
+  a->on_tick(status_change(fresh, true, now_ms(), 200));
+  got = receiver_.wait_for("/hook", 3);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(json::parse(got[2].body)["kind"], "resolve");
+  EXPECT_EQ(json::parse(got[2].body)["previous_status"], "down");
+  // Up and down again: now it was up before.
+  a->on_tick(status_change(fresh, false, now_ms()));
+  got = receiver_.wait_for("/hook", 4);
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ(json::parse(got[3].body)["previous_status"], "up");
+}
+
+TEST_F(AlertingTest, AServiceOwnChannelsAndRepeatBeatItsTeamAndChannel) {
+  ManualClock clock;
+  auto options = fast();
+  options.clock = clock.function();
+  ServiceSpec spec;
+  spec.name = "checkout";
+  spec.url = "http://127.0.0.1:1/checkout";
+  spec.team = "sre";
+  spec.alert_channels = {"own"};
+  spec.repeat_every = 30s;
+  const ServiceId own = store_->create_service(spec, now_ms()).id;
+  const ServiceId team = add_service("db", "sre");
+  auto a = alerter(
+      {{"channels",
+        {{"own",
+          {{"type", "webhook"}, {"url", receiver_.url("/own")}, {"repeat_every_seconds", 3600}}},
+         {"team", {{"type", "webhook"}, {"url", receiver_.url("/team")}}},
+         {"default", {{"type", "webhook"}, {"url", receiver_.url("/default")}}}}},
+       {"teams", {{"sre", {"team"}}}},
+       {"default", {"default"}}},
+      options);
+  a->on_tick(status_change(own, false, clock.now()));
+  a->on_tick(status_change(team, false, clock.now()));
+  ASSERT_EQ(receiver_.wait_for("/own", 1).size(), 1u);
+  ASSERT_EQ(receiver_.wait_for("/team", 1).size(), 1u);
+  EXPECT_EQ(json::parse(receiver_.requests("/own")[0].body)["service"], "checkout");
+  EXPECT_EQ(json::parse(receiver_.requests("/team")[0].body)["service"], "db");
+  // The service's 30 s, not the channel's hour.
+  clock.advance(30s);
+  const auto got = receiver_.wait_for("/own", 2);
+  ASSERT_EQ(got.size(), 2u);
+  const json repeat = json::parse(got[1].body);
+  EXPECT_EQ(repeat["kind"], "repeat");
+  EXPECT_EQ(repeat["alert_cycle"], 2);
+  EXPECT_EQ(repeat["previous_status"], "down");
+  std::this_thread::sleep_for(150ms);
+  EXPECT_EQ(receiver_.requests("/team").size(), 1u);  // the team channel has no repeat
+  EXPECT_TRUE(receiver_.requests("/default").empty());
+}
+
+TEST_F(AlertingTest, AnApiWindowSilencesWithoutARestartAndItsEndSendsOneTrigger) {
+  ManualClock clock;
+  const ServiceId id = add_service("db");
+  auto options = fast();
+  options.clock = clock.function();
+  auto a =
+      alerter({{"channels", {{"hook", {{"type", "webhook"}, {"url", receiver_.url("/hook")}}}}},
+               {"default", {"hook"}}},
+              options);
+  // Created after the Alerter started, through another connection, as the API does.
+  AlertStore api(db());
+  const auto start = to_unix_seconds(clock.now()) - 60;
+  const auto window = api.add_maintenance_window(
+      parse_maintenance_window({{"services", {"db"}}, {"start", start}, {"end", start + 660}},
+                               "maintenance"),
+      clock.now());
+  ASSERT_TRUE(window.id);
+  a->on_tick(status_change(id, false, clock.now()));
+  a->flush();
+  std::this_thread::sleep_for(150ms);
+  EXPECT_TRUE(receiver_.requests("/hook").empty());
+  const auto held = a->store().active_alert(id);
+  ASSERT_TRUE(held);
+  EXPECT_EQ(a->store().notifications(held->alert_id).at(0).status, NotificationStatus::suppressed);
+  clock.advance(10min);  // the window ends with db still down: one trigger
+  const auto got = receiver_.wait_for("/hook", 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(json::parse(got[0].body)["kind"], "trigger");
+  std::this_thread::sleep_for(150ms);
+  EXPECT_EQ(receiver_.requests("/hook").size(), 1u);
+  EXPECT_TRUE(api.delete_maintenance_window(*window.id));
+  EXPECT_FALSE(api.delete_maintenance_window(*window.id));
+  EXPECT_TRUE(api.maintenance_windows().empty());
 }
 
 TEST(MaintenanceWindowTest, RecurringWeeklyAndDailyWindowsInALocalTimezone) {

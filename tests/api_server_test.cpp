@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <netinet/in.h>
+#include <prometheus/collectable.h>
+#include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -280,27 +282,30 @@ TEST_F(ApiServerTest, EventsNewestFirst) {
   EXPECT_TRUE(reply.body["data"]["events"]["next"].is_null());
 }
 
-TEST_F(ApiServerTest, EventsPageWithLimitAndBefore) {
+TEST_F(ApiServerTest, EventsPageWithLimitAndCursor) {
   const Reply first = get(service_path(beta_id_, "/events?limit=1"));
   ASSERT_EQ(first.status, 200) << first.raw;
   const json& page1 = first.body["data"]["events"];
   ASSERT_EQ(page1["data"].size(), 1u);
   EXPECT_EQ(page1["data"][0]["event"], "downtime");
-  ASSERT_TRUE(page1["next"].is_number_integer()) << first.raw;
-  EXPECT_EQ(page1["next"], page1["data"][0]["id"]);
+  ASSERT_TRUE(page1["next"].is_string()) << first.raw;
 
-  const Reply second = get(service_path(
-      beta_id_, "/events?limit=1&before=" + std::to_string(page1["next"].get<std::int64_t>())));
+  const Reply second =
+      get(service_path(beta_id_, "/events?limit=1&cursor=" + page1["next"].get<std::string>()));
   ASSERT_EQ(second.status, 200) << second.raw;
   const json& page2 = second.body["data"]["events"];
   ASSERT_EQ(page2["data"].size(), 1u);
   EXPECT_EQ(page2["data"][0]["event"], "uptime");
+  // The last page says so itself: no empty page after it.
+  EXPECT_TRUE(page2["next"].is_null()) << second.raw;
 
-  const Reply third = get(service_path(
-      beta_id_, "/events?limit=1&before=" + std::to_string(page2["next"].get<std::int64_t>())));
-  ASSERT_EQ(third.status, 200) << third.raw;
-  EXPECT_TRUE(third.body["data"]["events"]["data"].empty());
-  EXPECT_TRUE(third.body["data"]["events"]["next"].is_null());
+  // The older `before` (an event id) still starts a page below that event.
+  const Reply before =
+      get(service_path(beta_id_, "/events?limit=1&before=" +
+                                     std::to_string(page1["data"][0]["id"].get<std::int64_t>())));
+  ASSERT_EQ(before.status, 200) << before.raw;
+  EXPECT_EQ(before.body["data"]["events"]["data"], page2["data"]);
+  EXPECT_TRUE(before.body["data"]["events"]["next"].is_null());
 }
 
 TEST_F(ApiServerTest, EventsRejectBadLimitAndBefore) {
@@ -525,6 +530,64 @@ TEST_F(ApiServerTest, MetricsPassPromtool) {
   std::ifstream in(output);
   const std::string said((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(rc, 0) << said << "\n--- input ---\n" << reply.raw;
+}
+
+// Series kept outside the registry (the runner's per-service ones) are collected by /metrics
+// too; a family name both have is exposed once, with every sample, so promtool accepts it.
+TEST_F(ApiServerTest, MetricsMergeCollectablesIntoTheRegistrysFamilies) {
+  struct PerService final : prometheus::Collectable {
+    std::vector<prometheus::MetricFamily> Collect() const override {
+      prometheus::ClientMetric alpha;
+      alpha.label = {{"service", "alpha"}};
+      alpha.gauge.value = 0.75;
+      prometheus::ClientMetric beta = alpha;
+      beta.label = {{"service", "beta"}};
+      beta.gauge.value = 1;
+      return {{"vigil_service_uptime_ratio",
+               "Up ticks over all ticks of the service.",
+               prometheus::MetricType::Gauge,
+               {alpha}},
+              {"vigil_service_up",
+               "Current status of the service.",
+               prometheus::MetricType::Gauge,
+               {beta}}};
+    }
+  };
+  prometheus::Registry registry;
+  prometheus::BuildGauge()
+      .Name("vigil_service_uptime_ratio")
+      .Help("Up ticks over all ticks of the service.")
+      .Register(registry)
+      .Add({{"service", "alpha"}, {"window", "1h"}})
+      .Set(0.5);
+  ApiOptions options;
+  options.collectables.push_back(std::make_shared<PerService>());
+  ApiServer server(
+      *store_, registry, [] { return HealthReport{}; }, options);
+  const int port = server.start("127.0.0.1", 0);
+  httplib::Client client("127.0.0.1", port);
+  const auto reply = client.Get("/metrics");
+  ASSERT_TRUE(reply);
+  ASSERT_EQ(reply->status, 200);
+  const std::string& text = reply->body;
+  const auto occurrences = [&](const std::string& needle) {
+    std::size_t n = 0;
+    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(occurrences("# TYPE vigil_service_uptime_ratio gauge"), 1u) << text;
+  EXPECT_EQ(occurrences("vigil_service_uptime_ratio{service=\"alpha\",window=\"1h\"} 0.5"), 1u)
+      << text;
+  EXPECT_EQ(occurrences("vigil_service_uptime_ratio{service=\"alpha\"} 0.75"), 1u) << text;
+  EXPECT_EQ(occurrences("vigil_service_up{service=\"beta\"} 1"), 1u) << text;
+
+  const char* promtool = "/usr/bin/promtool";
+  if (!std::filesystem::exists(promtool)) GTEST_SKIP() << "promtool not installed";
+  const std::string input = dir_.file("merged.txt");
+  std::ofstream(input) << text;
+  const std::string command = std::string(promtool) + " check metrics < " + input + " > /dev/null";
+  EXPECT_EQ(std::system(command.c_str()), 0) << text;
+  server.stop();
 }
 
 TEST_F(ApiServerTest, StartFailsOnBusyPortNamingTheAddress) {

@@ -147,7 +147,8 @@ TEST(Settings, ReadsEveryVariable) {
                                     {"RUNNER_HTTP_TIMEOUT_SECONDS", "1"},
                                     {"RUNNER_MAX_CONCURRENCY", "50"},
                                     {"PROBER_REGION", "eu-west"},
-                                    {"LOG_LEVEL", "DEBUG"}});
+                                    {"LOG_LEVEL", "DEBUG"},
+                                    {"STORAGE_QUEUE_MAX_TICKS", "5000"}});
   EXPECT_EQ(s.api_host, "0.0.0.0");
   EXPECT_EQ(s.api_port, 8080);
   EXPECT_EQ(s.db_file, "/tmp/x.db");
@@ -157,6 +158,7 @@ TEST(Settings, ReadsEveryVariable) {
   EXPECT_EQ(s.max_concurrency, 50u);
   EXPECT_EQ(s.region, "eu-west");
   EXPECT_EQ(s.log_level, LogLevel::debug);
+  EXPECT_EQ(s.storage_queue_max_ticks, 5000u);
 }
 
 TEST(Settings, BadValuesNameTheVariableAndValue) {
@@ -166,6 +168,8 @@ TEST(Settings, BadValuesNameTheVariableAndValue) {
                                                        {"RUNNER_SCRAPE_INTERVAL_SECONDS", "0.01"},
                                                        {"RUNNER_HTTP_TIMEOUT_SECONDS", "-3"},
                                                        {"RUNNER_MAX_CONCURRENCY", "0"},
+                                                       {"STORAGE_QUEUE_MAX_TICKS", "0"},
+                                                       {"STORAGE_QUEUE_MAX_TICKS", "1e9"},
                                                        {"LOG_LEVEL", "loud"}};
   for (const auto& [name, value] : cases) {
     try {

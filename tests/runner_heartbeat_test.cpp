@@ -16,6 +16,7 @@
 #include "runner/heartbeat.h"
 #include "runner/runner.h"
 #include "runner/scheduler.h"
+#include "support/runner_metrics.h"
 #include "support/target_server.h"
 
 namespace vigil {
@@ -85,8 +86,9 @@ BeatReport report(bool up = true, std::string message = {},
   return BeatReport{now_ms(), up, std::move(message), duration};
 }
 
-double gauge(prometheus::Registry& registry, const std::string& family, const std::string& name) {
-  for (const auto& f : registry.Collect()) {
+double gauge(prometheus::Registry& registry, const Runner& runner, const std::string& family,
+             const std::string& name) {
+  for (const auto& f : test::collect(registry, runner)) {
     if (f.name != family) continue;
     for (const auto& m : f.metric)
       for (const auto& l : m.label)
@@ -165,10 +167,10 @@ TEST_F(HeartbeatTest, BeatsKeepItUpThenSilenceTakesItDownAndABeatBringsItBack) {
   EXPECT_EQ(ticks.back().record.opens_event, EventKind::uptime);
   EXPECT_LE(ticks.back().at - beat_at, 200ms);
   runner.stop();
-  EXPECT_GT(gauge(registry_, "vigil_heartbeat_last_seen_timestamp_seconds", "job"),
+  EXPECT_GT(gauge(registry_, runner, "vigil_heartbeat_last_seen_timestamp_seconds", "job"),
             double(to_unix_ms(now_ms())) / 1000.0 - 5);
-  EXPECT_EQ(gauge(registry_, "vigil_service_up", "job"), 1);
-  EXPECT_EQ(gauge(registry_, "probe_success", "job"), 1);
+  EXPECT_EQ(gauge(registry_, runner, "vigil_service_up", "job"), 1);
+  EXPECT_EQ(gauge(registry_, runner, "probe_success", "job"), 1);
 }
 
 TEST_F(HeartbeatTest, AFailureReportIsDownAtOnceWhateverTheThreshold) {
@@ -252,8 +254,9 @@ TEST_F(HeartbeatTest, AfterARestartASilentHeartbeatIsDownRightAwayAndARecentOneI
   EXPECT_EQ(down.record.opens_event, EventKind::downtime);
   EXPECT_EQ(down.record.metric_after.tick_count, 2);  // continues the stored metric
   // Its last-seen metric comes from the stored report.
-  EXPECT_NEAR(gauge(registry_, "vigil_heartbeat_last_seen_timestamp_seconds", "went-silent"),
-              double(to_unix_ms(*went_silent.last_beat_at)) / 1000.0, 0.001);
+  EXPECT_NEAR(
+      gauge(registry_, runner, "vigil_heartbeat_last_seen_timestamp_seconds", "went-silent"),
+      double(to_unix_ms(*went_silent.last_beat_at)) / 1000.0, 0.001);
   std::this_thread::sleep_for(500ms);
   runner.stop();
   EXPECT_TRUE(collector_.of(2).empty());
@@ -315,7 +318,7 @@ TEST_F(HeartbeatTest, ChangesAndRemovalFollowTheCommands) {
   runner.stop();
   EXPECT_EQ(collector_.of(1).size(), 2u);
   EXPECT_TRUE(collector_.of(99).empty());
-  EXPECT_EQ(gauge(registry_, "vigil_heartbeat_last_seen_timestamp_seconds", "job"), -1);
+  EXPECT_EQ(gauge(registry_, runner, "vigil_heartbeat_last_seen_timestamp_seconds", "job"), -1);
 }
 
 TEST(HeartbeatRules, DeadlineFollowsTheLastReportThresholdAndGrace) {

@@ -20,6 +20,7 @@
 
 #include "config/logging.h"
 #include "runner/scheduler.h"
+#include "support/runner_metrics.h"
 #include "support/target_server.h"
 
 namespace vigil {
@@ -105,9 +106,9 @@ const prometheus::ClientMetric* find_metric(const std::vector<prometheus::Metric
   return nullptr;
 }
 
-double gauge_value(prometheus::Registry& registry, const std::string& family,
+double gauge_value(prometheus::Registry& registry, const Runner& runner, const std::string& family,
                    const std::map<std::string, std::string>& labels = {}) {
-  const auto families = registry.Collect();
+  const auto families = test::collect(registry, runner);
   const auto* m = find_metric(families, family, labels);
   return m ? m->gauge.value : -1;
 }
@@ -357,14 +358,14 @@ TEST_F(RunnerTest, RemoveStopsTicksAndAbandonsTheInFlightProbe) {
                {});
   ASSERT_TRUE(collector_.wait_for_count(3, 3, 1s));
   ASSERT_GE(runner.in_flight(), 1u);  // the hanging probe
-  EXPECT_EQ(gauge_value(registry_, "probe_success", {{"service", "removed"}}), 1);
+  EXPECT_EQ(gauge_value(registry_, runner, "probe_success", {{"service", "removed"}}), 1);
 
   runner.remove_service(2);
   runner.remove_service(3);
   const auto until = Clock::now() + 1s;
-  while (gauge_value(registry_, "vigil_services") != 1 && Clock::now() < until)
+  while (gauge_value(registry_, runner, "vigil_services") != 1 && Clock::now() < until)
     std::this_thread::sleep_for(1ms);
-  ASSERT_EQ(gauge_value(registry_, "vigil_services"), 1);
+  ASSERT_EQ(gauge_value(registry_, runner, "vigil_services"), 1);
   const std::size_t removed_ticks = collector_.count(3);
   const int removed_hits = target_->hits("removed");
   const std::size_t kept_ticks = collector_.count(1);
@@ -376,8 +377,8 @@ TEST_F(RunnerTest, RemoveStopsTicksAndAbandonsTheInFlightProbe) {
   EXPECT_EQ(target_->hits("removed"), removed_hits);
   EXPECT_EQ(collector_.count(2), 0u);  // nothing recorded for the abandoned probe
   EXPECT_GE(collector_.count(1), kept_ticks + 4);
-  EXPECT_EQ(gauge_value(registry_, "probe_success", {{"service", "removed"}}), -1);  // gone
-  EXPECT_EQ(gauge_value(registry_, "probe_success", {{"service", "kept"}}), 1);
+  EXPECT_EQ(gauge_value(registry_, runner, "probe_success", {{"service", "removed"}}), -1);  // gone
+  EXPECT_EQ(gauge_value(registry_, runner, "probe_success", {{"service", "kept"}}), 1);
   runner.stop();
   EXPECT_EQ(collector_.count(2), 0u);
 }
@@ -424,17 +425,19 @@ TEST_F(RunnerTest, ResumesStoredStateAndReportsIt) {
   Runner runner({}, collector_.sink(), registry_);
   runner.start({service(9, name, target_->url("/status/500"), 1000ms)}, {{9, stored}});
   // Before its first probe the service already shows the stored state.
-  EXPECT_EQ(gauge_value(registry_, "vigil_service_up", {{"service", name}}), 1);
-  EXPECT_DOUBLE_EQ(gauge_value(registry_, "vigil_service_uptime_ratio", {{"service", name}}), 0.8);
-  EXPECT_EQ(gauge_value(registry_, "probe_success", {{"service", name}}), -1);  // not probed yet
+  EXPECT_EQ(gauge_value(registry_, runner, "vigil_service_up", {{"service", name}}), 1);
+  EXPECT_DOUBLE_EQ(
+      gauge_value(registry_, runner, "vigil_service_uptime_ratio", {{"service", name}}), 0.8);
+  EXPECT_EQ(gauge_value(registry_, runner, "probe_success", {{"service", name}}),
+            -1);  // not probed yet
 
   ASSERT_TRUE(collector_.wait_for_count(9, 1, 1500ms));
   const auto first = collector_.of(9).front();
   EXPECT_EQ(first.opens_event, EventKind::downtime);
   EXPECT_EQ(first.metric_after.tick_count, 11);
   EXPECT_EQ(first.metric_after.up_count, 8);
-  EXPECT_EQ(gauge_value(registry_, "vigil_service_up", {{"service", name}}), 0);
-  EXPECT_EQ(gauge_value(registry_, "probe_http_status_code", {{"service", name}}), 500);
+  EXPECT_EQ(gauge_value(registry_, runner, "vigil_service_up", {{"service", name}}), 0);
+  EXPECT_EQ(gauge_value(registry_, runner, "probe_http_status_code", {{"service", name}}), 500);
   runner.stop();
 }
 
@@ -448,7 +451,7 @@ TEST_F(RunnerTest, ExposesMetricFamiliesThatPassPromtool) {
   ASSERT_TRUE(collector_.wait_for_count(2, 2, 1s));
   runner.stop();
 
-  const auto families = registry_.Collect();
+  const auto families = test::collect(registry_, runner);
   for (const char* name :
        {"probe_success", "probe_duration_seconds", "probe_http_status_code", "vigil_probes_total",
         "vigil_service_up", "vigil_service_uptime_ratio", "vigil_probes_in_flight",

@@ -18,6 +18,7 @@
 #include "runner/probe.h"
 #include "runner/runner.h"
 #include "support/process.h"
+#include "support/runner_metrics.h"
 #include "support/target_server.h"
 #include "support/tls_target.h"
 
@@ -175,7 +176,7 @@ TEST_F(TlsProbeTest, RunnerExportsTlsAndPhaseMetricsThatPassPromtool) {
   }
   runner.stop();
 
-  const auto families = registry.Collect();
+  const auto families = test::collect(registry, runner);
   const auto value = [&](const std::string& name,
                          const std::map<std::string, std::string>& labels) -> double {
     for (const auto& family : families) {

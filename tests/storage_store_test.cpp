@@ -183,8 +183,9 @@ TEST(StorageStore, ConnectionsOpeningAFreshDatabaseAtOnceAllSucceed) {
     SQLite::Database db(path, SQLite::OPEN_READONLY);
     EXPECT_EQ(db.execAndGet("SELECT MAX(version) FROM schema_version").getInt(),
               sqlite_schema::current_version());
-    EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM schema_version").getInt(),
-              sqlite_schema::current_version());
+    EXPECT_EQ(
+        db.execAndGet("SELECT COUNT(*) - COUNT(DISTINCT version) FROM schema_version").getInt(),
+        0);  // each migration applied once
   }
 }
 

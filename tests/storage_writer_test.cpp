@@ -194,6 +194,7 @@ TEST(StorageWriter, KeepsAFailedBatchAndCommitsItOnceStorageRecovers) {
   EXPECT_EQ(writer.queue_depth(), 50u);
   EXPECT_EQ(fx.count("SELECT COUNT(*) FROM service_ticks"), 0);
   EXPECT_EQ(fx.count("SELECT COUNT(*) FROM service_events"), 0);
+  EXPECT_NE(writer.failure().find("storage: apply: "), std::string::npos) << writer.failure();
 
   std::this_thread::sleep_for(1500ms);  // a retry or two, still failing
   EXPECT_GE(writer.failed_batches(), 2u);
@@ -206,6 +207,7 @@ TEST(StorageWriter, KeepsAFailedBatchAndCommitsItOnceStorageRecovers) {
   EXPECT_EQ(writer.committed_records(), 50u);
   EXPECT_EQ(writer.queue_depth(), 0u);
   EXPECT_EQ(writer.dropped_records(), 0u);
+  EXPECT_EQ(writer.failure(), "");  // /healthz is 200 again
   EXPECT_EQ(fx.count("SELECT COUNT(*) FROM service_ticks"), 50);
   EXPECT_EQ(fx.count("SELECT COUNT(*) FROM service_events WHERE date_ended IS NULL"), 1);
   EXPECT_EQ(fx.store->get_service(fx.ids[0])->metric.tick_count, 50);

@@ -1,0 +1,398 @@
+// Hostile clients of the API (issue 7): a real ApiServer (and the GuardedServer under it) on
+// 127.0.0.1 with a real SQLite store, driven by raw sockets that do what no polite client does:
+// hold 200 connections open sending a header byte a second, send oversized request lines and
+// headers, trickle a body, open more connections than the cap, and send every kind of bad
+// parameter and body. The API must keep answering normal requests in bounded time, answer
+// 408/413/414/431/503 as documented, and answer bad input with 400 and a message, never 500.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <prometheus/registry.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api/guarded_server.h"
+#include "api/server.h"
+#include "storage/store.h"
+#include "support/target_server.h"
+
+namespace vigil {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// A raw client connection to 127.0.0.1:port; every wait is bounded.
+class RawClient {
+ public:
+  explicit RawClient(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  ~RawClient() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  RawClient(const RawClient&) = delete;
+  RawClient& operator=(const RawClient&) = delete;
+
+  bool connected() const { return connected_; }
+  bool send(const std::string& bytes) {
+    std::size_t sent = 0;
+    while (sent < bytes.size()) {
+      const ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      sent += std::size_t(n);
+    }
+    return true;
+  }
+  // Reads until the server closes the connection or `timeout`; what arrived.
+  std::string read_until_closed(std::chrono::milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (!closed_ && Clock::now() < deadline) poll_once(50ms);
+    return received_;
+  }
+  // One bounded look for input: appends what arrived, notes a close.
+  void poll_once(std::chrono::milliseconds wait) {
+    if (closed_) return;
+    pollfd pfd{fd_, POLLIN, 0};
+    if (::poll(&pfd, 1, int(wait.count())) <= 0) return;
+    char buffer[4096];
+    const ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
+    if (n <= 0)
+      closed_ = true;
+    else
+      received_.append(buffer, std::size_t(n));
+  }
+  bool closed() const { return closed_; }
+  const std::string& received() const { return received_; }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+  bool closed_ = false;
+  std::string received_;
+};
+
+int status_of(const std::string& response) {
+  if (response.rfind("HTTP/1.1 ", 0) != 0 || response.size() < 12) return 0;
+  return std::stoi(response.substr(9, 3));
+}
+
+json body_of(const std::string& response) {
+  const auto at = response.find("\r\n\r\n");
+  if (at == std::string::npos) return json();
+  return json::parse(response.substr(at + 4), nullptr, false);
+}
+
+class HostileClients : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = open_sqlite_store(dir_.file("vigil.db"));
+    ServiceSpec spec;
+    spec.name = "alpha";
+    spec.url = "http://alpha.test/";
+    spec.interval = Millis(10'000);
+    store_->sync_services({spec}, now_ms());
+    id_ = store_->active_services().at(0).id;
+    server_ = std::make_unique<ApiServer>(*store_, registry_, [] {
+      HealthReport report;
+      report.writer = PartHealth::alive;
+      return report;
+    });
+    port_ = server_->start("127.0.0.1", 0);
+    ASSERT_GT(port_, 0);
+  }
+
+  // One request on a fresh connection, as a normal client does it.
+  httplib::Result send(const std::string& method, const std::string& path,
+                       const std::string& body = "") {
+    httplib::Client client("127.0.0.1", port_);
+    client.set_connection_timeout(2);
+    client.set_read_timeout(5);
+    if (method == "POST") return client.Post(path.c_str(), body, "application/json");
+    if (method == "PATCH") return client.Patch(path.c_str(), body, "application/json");
+    return client.Get(path.c_str());
+  }
+
+  // The whole response to `raw`, sent on a new connection.
+  std::string exchange(const std::string& raw) {
+    RawClient client(port_);
+    EXPECT_TRUE(client.connected());
+    client.send(raw);
+    return client.read_until_closed(5s);
+  }
+
+  test::TempDir dir_;
+  std::unique_ptr<Store> store_;
+  prometheus::Registry registry_;
+  std::unique_ptr<ApiServer> server_;
+  int port_ = 0;
+  ServiceId id_ = 0;
+};
+
+TEST_F(HostileClients, SlowlorisConnectionsDoNotTakeTheApiDown) {
+  constexpr int kSlow = 200;
+  std::vector<std::unique_ptr<RawClient>> slow;
+  const auto connecting = Clock::now();
+  for (int i = 0; i < kSlow; ++i) {
+    slow.push_back(std::make_unique<RawClient>(port_));
+    ASSERT_TRUE(slow.back()->connected()) << i;
+    ASSERT_TRUE(slow.back()->send("GET /v1/services HTTP/1.1\r\nHost: x\r\nX-Slow: "));
+  }
+  // All 200 were accepted at once (a short listen backlog would drop SYNs, retried after 1 s+).
+  EXPECT_LT(Clock::now() - connecting, 2s);
+  const auto started = Clock::now();
+  int normal_answered = 0;
+  double slowest_ms = 0;
+  // A header byte a second on every slow connection; a normal request every second beside them.
+  for (int second = 0; second < 7; ++second) {
+    for (auto& client : slow) client->send("a");
+    const auto asked = Clock::now();
+    const auto result = send("GET", "/v1/services");
+    const double took_ms = std::chrono::duration<double, std::milli>(Clock::now() - asked).count();
+    slowest_ms = std::max(slowest_ms, took_ms);
+    if (result && result->status == 200) ++normal_answered;
+    std::this_thread::sleep_until(asked + 1s);
+  }
+  EXPECT_EQ(normal_answered, 7);
+  EXPECT_LT(slowest_ms, 1000) << "a normal request waited behind the slow connections";
+
+  // Their heads never complete: each gets 408 and is closed once the 10 s head deadline passes,
+  // although it never went 5 s (the read timeout) without sending.
+  int cut = 0;
+  while (Clock::now() - started < 14s && cut < kSlow) {
+    for (auto& client : slow) client->send("a");
+    cut = 0;
+    for (auto& client : slow) {
+      client->poll_once(0ms);
+      if (client->closed()) ++cut;
+    }
+    std::this_thread::sleep_for(500ms);
+  }
+  EXPECT_EQ(cut, kSlow);
+  EXPECT_EQ(status_of(slow.front()->received()), 408) << slow.front()->received();
+  EXPECT_GE(Clock::now() - started, 9s);  // not cut before the deadline
+}
+
+TEST_F(HostileClients, LongUrlsAre414AndLargeHeadersAre431) {
+  const std::string long_url =
+      "GET /v1/services?team=" + std::string(9000, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  std::string response = exchange(long_url);
+  EXPECT_EQ(status_of(response), 414) << response.substr(0, 200);
+  EXPECT_NE(body_of(response).value("error", "").find("8192"), std::string::npos);
+
+  const std::string one_large_header =
+      "GET /v1/services HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(9000, 'a') + "\r\n\r\n";
+  response = exchange(one_large_header);
+  EXPECT_EQ(status_of(response), 431) << response.substr(0, 200);
+  EXPECT_EQ(body_of(response).value("status", 0), 431);
+
+  std::string many_headers = "GET /v1/services HTTP/1.1\r\nHost: x\r\n";
+  for (int i = 0; i < 10'000; ++i) many_headers += "X-" + std::to_string(i) + ": a\r\n";
+  response = exchange(many_headers + "\r\n");
+  EXPECT_EQ(status_of(response), 431) << response.substr(0, 200);
+
+  // Within the limits: a few kilobytes of headers are fine.
+  std::string fine = "GET /v1/services HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+  for (int i = 0; i < 8; ++i)
+    fine += "X-" + std::to_string(i) + ": " + std::string(1000, 'b') + "\r\n";
+  response = exchange(fine + "\r\n");
+  EXPECT_EQ(status_of(response), 200) << response.substr(0, 200);
+}
+
+TEST_F(HostileClients, KeepAliveAndPipelinedRequestsStillWork) {
+  RawClient client(port_);
+  ASSERT_TRUE(client.connected());
+  // Two requests in one write: the second is already buffered when the first is answered.
+  client.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/services/" + std::to_string(id_) +
+              " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  const std::string both = client.read_until_closed(5s);
+  EXPECT_EQ(status_of(both), 200) << both;
+  const auto second = both.find("HTTP/1.1 ", 1);
+  ASSERT_NE(second, std::string::npos) << both;
+  EXPECT_EQ(status_of(both.substr(second)), 200) << both;
+  EXPECT_NE(both.find("\"alpha\""), std::string::npos);
+}
+
+TEST_F(HostileClients, BadParametersAndBodiesAre400WithAMessage) {
+  const std::string id = std::to_string(id_);
+  // A service made through the API, so that PATCH may change it (alpha is the file's: 409).
+  const auto created = send("POST", "/v1/services", R"({"name":"beta","url":"http://beta.test/"})");
+  ASSERT_TRUE(created);
+  ASSERT_EQ(created->status, 201) << created->body;
+  const std::string beta =
+      std::to_string(json::parse(created->body)["data"]["service"]["id"].get<ServiceId>());
+  struct Case {
+    std::string method;
+    std::string path;
+    std::string body;
+  };
+  const std::string deep(10'000, '[');
+  const std::vector<Case> cases = {
+      {"GET", "/v1/services/abc", ""},
+      {"GET", "/v1/services/-5/events", ""},
+      {"GET", "/v1/services/99999999999999999999999/ticks", ""},
+      {"GET", "/v1/services?limit=-1", ""},
+      {"GET", "/v1/services?limit=abc", ""},
+      {"GET", "/v1/services?limit=99999999999999999999999", ""},
+      {"GET", "/v1/services?offset=-3", ""},
+      {"GET", "/v1/services?status=%FF%FE", ""},
+      {"GET", "/v1/services/" + id + "/events?limit=0", ""},
+      {"GET", "/v1/services/" + id + "/events?before=1e400", ""},
+      {"GET", "/v1/services/" + id + "/ticks?from=nan", ""},
+      {"GET", "/v1/services/" + id + "/ticks?from=1e300", ""},
+      {"GET", "/v1/services/" + id + "/ticks?limit=1001", ""},
+      {"GET", "/v1/alerts?limit=-7", ""},
+      {"POST", "/v1/services", "{\"name\": \"\xff\xfe\", \"url\": \"http://x.test/\"}"},
+      {"POST", "/v1/services", "{\"name\": 42, \"url\": \"http://x.test/\"}"},
+      {"POST", "/v1/services", "{\"name\": \"a\", \"url\": [\"http://x.test/\"]}"},
+      {"POST", "/v1/services",
+       "{\"name\": \"a\", \"url\": \"http://x.test/\", \"interval_seconds\": \"5\"}"},
+      {"POST", "/v1/services",
+       "{\"name\": \"a\", \"url\": \"http://x.test/\", \"interval_seconds\": 1e308}"},
+      {"POST", "/v1/services", "{\"name\": \"a\", \"name\": \"b\", \"url\": \"http://x.test/\"}"},
+      {"POST", "/v1/services", deep},
+      {"POST", "/v1/services", "{\"name\": \"a\", \"tags\": " + deep + "}"},
+      {"POST", "/v1/services", "{\"name\": \"a\""},
+      {"POST", "/v1/services", "[1, 2, 3]"},
+      {"POST", "/v1/services", ""},
+      {"PATCH", "/v1/services/" + beta, "{\"interval_seconds\": -1}"},
+      {"PATCH", "/v1/services/" + beta, "{\"interval_seconds\": 2, \"interval_seconds\": 3}"},
+      {"PATCH", "/v1/services/" + beta, "{\"tags\": {\"a\": 1, \"a\": 2}}"},
+      {"PATCH", "/v1/services/" + beta, "null"},
+      {"PATCH", "/v1/services/" + beta, "{\"url\": \"http://\xc3\x28.test/\"}"},
+      {"PATCH", "/v1/services/x" + beta, "{}"},
+  };
+  for (const auto& c : cases) {
+    const auto result = send(c.method, c.path, c.body);
+    ASSERT_TRUE(result) << c.method << " " << c.path << " " << c.body.substr(0, 80);
+    EXPECT_EQ(result->status, 400)
+        << c.method << " " << c.path << " " << c.body.substr(0, 80) << " -> " << result->body;
+    const json body = json::parse(result->body, nullptr, false);
+    EXPECT_FALSE(body.value("error", "").empty()) << result->body;
+  }
+  // None of that changed anything, and the API still answers.
+  const auto list = send("GET", "/v1/services");
+  ASSERT_TRUE(list);
+  const json services = json::parse(list->body)["data"]["services"]["data"];
+  ASSERT_EQ(services.size(), 2u);
+  EXPECT_EQ(services[1]["name"], "beta");
+  EXPECT_EQ(services[1]["interval_seconds"], 15.0);
+}
+
+constexpr std::size_t kBigBody = 64 * 1024 * 1024;
+
+// The GuardedServer alone, with small limits so the test is quick.
+class GuardedServerLimits : public ::testing::Test {
+ protected:
+  void start(ConnectionLimits limits) {
+    server_ = std::make_unique<GuardedServer>(limits);
+    server_->Get("/ok", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content("ok", "text/plain");
+    });
+    server_->Get("/big", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(std::string(kBigBody, 'x'), "text/plain");
+    });
+    server_->Post("/echo", [](const httplib::Request& req, httplib::Response& res) {
+      res.set_content(req.body, "text/plain");
+    });
+    server_->set_read_timeout(5, 0);
+    port_ = server_->bind_to_any_port("127.0.0.1");
+    ASSERT_GT(port_, 0);
+    ASSERT_TRUE(server_->widen_listen_backlog());
+    thread_ = std::thread([this] { server_->listen_after_bind(); });
+    const auto deadline = Clock::now() + 5s;
+    while (!server_->is_running() && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
+    ASSERT_TRUE(server_->is_running());
+  }
+  void TearDown() override {
+    if (server_) server_->stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  std::unique_ptr<GuardedServer> server_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+TEST_F(GuardedServerLimits, ConnectionsPastTheCapAre503AndFreedSlotsAreReused) {
+  start(ConnectionLimits{.max_connections = 4});
+  std::vector<std::unique_ptr<RawClient>> held;
+  for (int i = 0; i < 4; ++i) {
+    held.push_back(std::make_unique<RawClient>(port_));
+    ASSERT_TRUE(held.back()->connected());
+  }
+  std::this_thread::sleep_for(200ms);  // all four accepted and held by their threads
+  RawClient extra(port_);
+  ASSERT_TRUE(extra.connected());
+  const auto asked = Clock::now();
+  const std::string refused = extra.read_until_closed(3s);
+  EXPECT_EQ(status_of(refused), 503) << refused;
+  EXPECT_LT(Clock::now() - asked, 1s);
+
+  held.pop_back();  // the client closes: its thread is free again
+  std::this_thread::sleep_for(300ms);
+  RawClient next(port_);
+  next.send("GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(status_of(next.read_until_closed(3s)), 200);
+}
+
+TEST_F(GuardedServerLimits, ATrickledBodyIsCutAtTheRequestDeadline) {
+  start(ConnectionLimits{.head_deadline = 1s, .request_deadline = 2s});
+  RawClient client(port_);
+  ASSERT_TRUE(client.connected());
+  client.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
+  const auto started = Clock::now();
+  // A byte every 200 ms: never idle for the 5 s read timeout, but the whole request is too slow.
+  while (!client.closed() && Clock::now() - started < 6s) {
+    client.send("z");
+    client.poll_once(200ms);
+  }
+  EXPECT_TRUE(client.closed());
+  EXPECT_LT(Clock::now() - started, 3500ms);
+  EXPECT_GE(Clock::now() - started, 1500ms);
+}
+
+TEST_F(GuardedServerLimits, AClientThatDoesNotReadIsCutAtTheRequestDeadline) {
+  start(ConnectionLimits{.request_deadline = 2s});
+  RawClient client(port_);
+  ASSERT_TRUE(client.connected());
+  client.send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+  // Not reading: the socket buffers fill long before 64 MiB and the server's writes stall.
+  std::this_thread::sleep_for(3s);
+  const std::string got = client.read_until_closed(5s);
+  EXPECT_TRUE(client.closed());
+  EXPECT_EQ(status_of(got), 200);
+  EXPECT_LT(got.size(), kBigBody) << "the whole answer was written to a client not reading";
+}
+
+TEST_F(GuardedServerLimits, StopIsPromptWithSlowClientsConnected) {
+  start(ConnectionLimits{});
+  std::vector<std::unique_ptr<RawClient>> slow;
+  for (int i = 0; i < 20; ++i) {
+    slow.push_back(std::make_unique<RawClient>(port_));
+    slow.back()->send("GET /ok HTTP/1.1\r\nHost");
+  }
+  std::this_thread::sleep_for(200ms);
+  const auto asked = Clock::now();
+  server_->stop();
+  thread_.join();
+  EXPECT_LT(Clock::now() - asked, 1s);
+}
+
+}  // namespace
+}  // namespace vigil
