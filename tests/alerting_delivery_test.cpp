@@ -23,6 +23,7 @@
 #include "config/config.h"
 #include "config/logging.h"
 #include "storage/store.h"
+#include "support/receiver.h"
 #include "support/target_server.h"
 
 namespace vigil {
@@ -32,74 +33,7 @@ using namespace std::chrono_literals;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-// A receiver: every POST is recorded by path; each path answers from a script (status, body)
-// consumed in order, the last entry repeating; /hang never answers (until the receiver stops).
-class Receiver {
- public:
-  struct Request {
-    std::string path;
-    std::string body;
-    httplib::Headers headers;
-  };
-
-  Receiver() {
-    server_.Post(R"(/.*)", [this](const httplib::Request& req, httplib::Response& res) {
-      if (req.path == "/hang") {
-        for (int i = 0; i < 3000 && !stopping_; ++i) std::this_thread::sleep_for(10ms);
-        return;
-      }
-      std::lock_guard lock(mutex_);
-      requests_.push_back({req.path, req.body, req.headers});
-      auto& script = scripts_[req.path];
-      std::pair<int, std::string> answer{200, "ok"};
-      if (!script.empty()) {
-        answer = script.front();
-        if (script.size() > 1) script.pop_front();
-      }
-      res.status = answer.first;
-      res.set_content(answer.second, "text/plain");
-    });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    for (int i = 0; i < 500 && !server_.is_running(); ++i) std::this_thread::sleep_for(2ms);
-  }
-  ~Receiver() {
-    stopping_ = true;
-    server_.stop();
-    thread_.join();
-  }
-  std::string url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(port_) + path;
-  }
-  void script(const std::string& path, std::deque<std::pair<int, std::string>> answers) {
-    std::lock_guard lock(mutex_);
-    scripts_[path] = std::move(answers);
-  }
-  std::vector<Request> requests(const std::string& path) const {
-    std::lock_guard lock(mutex_);
-    std::vector<Request> out;
-    for (const auto& r : requests_)
-      if (r.path == path) out.push_back(r);
-    return out;
-  }
-  // Waits (at most `timeout`) until `path` has received `count` requests.
-  std::vector<Request> wait_for(const std::string& path, std::size_t count,
-                                Clock::duration timeout = 5s) const {
-    const auto deadline = Clock::now() + timeout;
-    while (requests(path).size() < count && Clock::now() < deadline)
-      std::this_thread::sleep_for(5ms);
-    return requests(path);
-  }
-
- private:
-  httplib::Server server_;
-  std::thread thread_;
-  int port_ = 0;
-  std::atomic<bool> stopping_{false};
-  mutable std::mutex mutex_;
-  std::vector<Request> requests_;
-  std::map<std::string, std::deque<std::pair<int, std::string>>> scripts_;
-};
+using test::Receiver;
 
 // A clock the test moves by hand.
 class ManualClock {

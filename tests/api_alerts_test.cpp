@@ -16,6 +16,7 @@
 #include "api/server.h"
 #include "config/logging.h"
 #include "storage/store.h"
+#include "support/receiver.h"
 #include "support/target_server.h"
 
 namespace vigil {
@@ -24,31 +25,7 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-// A webhook receiver on 127.0.0.1 counting POSTs.
-class Receiver {
- public:
-  Receiver() {
-    server_.Post("/hook", [this](const httplib::Request&, httplib::Response& res) {
-      ++posts_;
-      res.set_content("ok", "text/plain");
-    });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    for (int i = 0; i < 500 && !server_.is_running(); ++i) std::this_thread::sleep_for(2ms);
-  }
-  ~Receiver() {
-    server_.stop();
-    thread_.join();
-  }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/hook"; }
-  int posts() const { return posts_; }
-
- private:
-  httplib::Server server_;
-  std::thread thread_;
-  int port_ = 0;
-  std::atomic<int> posts_{0};
-};
+using test::Receiver;
 
 class AlertsApiTest : public ::testing::Test {
  protected:
@@ -62,7 +39,7 @@ class AlertsApiTest : public ::testing::Test {
     AlertingConfig config;
     ChannelConfig hook;
     hook.name = "hook";
-    hook.url = receiver_.url();
+    hook.url = receiver_.url("/hook");
     config.channels.emplace("hook", hook);
     config.default_channels = {"hook"};
     AlerterOptions options;
@@ -147,7 +124,7 @@ TEST_F(AlertsApiTest, ListsAlertsWithFiltersAndOneWithItsNotifications) {
   EXPECT_EQ(one["notifications"][0]["channel"], "hook");
   EXPECT_EQ(one["notifications"][0]["response_code"], 200);
   EXPECT_EQ(one["notifications"][1]["kind"], "resolve");
-  EXPECT_EQ(receiver_.posts(), 3);
+  EXPECT_EQ(receiver_.requests("/hook").size(), 3u);
 }
 
 TEST_F(AlertsApiTest, BadParametersAre4xx) {
@@ -170,8 +147,7 @@ TEST_F(AlertsApiTest, TestNotificationIsAWrite) {
   auto sent = client.Post("/v1/alerts/test?channel=hook", "", "application/json");
   ASSERT_TRUE(sent);
   EXPECT_EQ(sent->status, 202);
-  for (int i = 0; i < 500 && receiver_.posts() < 1; ++i) std::this_thread::sleep_for(10ms);
-  EXPECT_EQ(receiver_.posts(), 1);
+  EXPECT_EQ(receiver_.wait_for("/hook", 1).size(), 1u);
 }
 
 }  // namespace

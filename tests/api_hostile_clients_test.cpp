@@ -169,7 +169,7 @@ TEST_F(HostileClients, SlowlorisConnectionsDoNotTakeTheApiDown) {
     std::this_thread::sleep_until(asked + 1s);
   }
   EXPECT_EQ(normal_answered, 7);
-  EXPECT_LT(slowest_ms, 1000) << "a normal request waited behind the slow connections";
+  EXPECT_LT(slowest_ms, 2000) << "a normal request waited behind the slow connections";
 
   // Their heads never complete: each gets 408 and is closed once the 10 s head deadline passes,
   // although it never went 5 s (the read timeout) without sending.

@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
@@ -57,6 +58,8 @@ class ApiServerTest : public ::testing::Test {
     server_ = std::make_unique<ApiServer>(*store_, registry_, [this] {
       HealthReport report;
       report.writer = writer_health_.load();
+      std::lock_guard lock(storage_failure_mutex_);
+      report.storage_failure = storage_failure_;
       return report;
     });
     port_ = server_->start("127.0.0.1", 0);
@@ -157,6 +160,8 @@ class ApiServerTest : public ::testing::Test {
   std::unique_ptr<Store> store_;
   prometheus::Registry registry_;
   std::atomic<PartHealth> writer_health_{PartHealth::alive};
+  std::mutex storage_failure_mutex_;
+  std::string storage_failure_;  // what the Writer's failure() would say; guarded by the mutex
   std::unique_ptr<ApiServer> server_;
   std::unique_ptr<httplib::Client> client_;
   int port_ = 0;
@@ -455,6 +460,28 @@ TEST_F(ApiServerTest, HealthzIs503WhenWriterStalled) {
   EXPECT_NE(message.find("writer"), std::string::npos) << message;
   EXPECT_EQ(reply.body["data"]["writer"], "stalled");
   EXPECT_EQ(reply.body["data"]["storage"], "ok");
+}
+
+TEST_F(ApiServerTest, HealthzIs503NamingTheErrorWhileStorageWritesFail) {
+  {
+    std::lock_guard lock(storage_failure_mutex_);
+    storage_failure_ = "storage: apply: database or disk is full";
+  }
+  Reply reply = get("/healthz");
+  const std::string message = expect_error(reply, 503);
+  EXPECT_NE(message.find("storage writes failing (storage: apply: database or disk is full)"),
+            std::string::npos)
+      << message;
+  EXPECT_EQ(reply.body["data"]["storage"], "failing");
+  EXPECT_EQ(reply.body["data"]["storage_error"], "storage: apply: database or disk is full");
+  {
+    std::lock_guard lock(storage_failure_mutex_);
+    storage_failure_.clear();  // a commit succeeded
+  }
+  reply = get("/healthz");
+  EXPECT_EQ(reply.status, 200) << reply.raw;
+  EXPECT_EQ(reply.body["data"]["storage"], "ok");
+  EXPECT_FALSE(reply.body["data"].contains("storage_error"));
 }
 
 TEST_F(ApiServerTest, HealthzIs503WhenStorageFails) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "support/process.h"
+#include "support/receiver.h"
 #include "support/target_server.h"
 #include "support/vigil_process.h"
 
@@ -24,41 +25,7 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-class Receiver {
- public:
-  Receiver() {
-    server_.Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
-      std::lock_guard lock(mutex_);
-      bodies_.push_back(req.body);
-      authorization_.push_back(req.get_header_value("Authorization"));
-      res.set_content("ok", "text/plain");
-    });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    for (int i = 0; i < 500 && !server_.is_running(); ++i) std::this_thread::sleep_for(2ms);
-  }
-  ~Receiver() {
-    server_.stop();
-    thread_.join();
-  }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/hook"; }
-  std::vector<std::string> bodies() const {
-    std::lock_guard lock(mutex_);
-    return bodies_;
-  }
-  std::vector<std::string> authorization() const {
-    std::lock_guard lock(mutex_);
-    return authorization_;
-  }
-
- private:
-  httplib::Server server_;
-  std::thread thread_;
-  int port_ = 0;
-  mutable std::mutex mutex_;
-  std::vector<std::string> bodies_;
-  std::vector<std::string> authorization_;
-};
+using test::Receiver;
 
 TEST(EndToEndAlerting, ADownServiceIsAlertedThroughTheConfiguredWebhook) {
   TempDir dir;
@@ -73,7 +40,7 @@ TEST(EndToEndAlerting, ADownServiceIsAlertedThroughTheConfiguredWebhook) {
                           {{"channels",
                             {{"hook",
                               {{"type", "webhook"},
-                               {"url", receiver.url()},
+                               {"url", receiver.url("/hook")},
                                {"headers", {{"Authorization", "Bearer ${HOOK_TOKEN}"}}}}}}},
                            {"default", {"hook"}}}}};
   std::ofstream(dir.file("services.json")) << services.dump(2);
@@ -88,13 +55,15 @@ TEST(EndToEndAlerting, ADownServiceIsAlertedThroughTheConfiguredWebhook) {
                       {"LOG_LEVEL", "debug"}},
                      log_path);
 
-  ASSERT_TRUE(eventually([&] { return !receiver.bodies().empty(); }, 15s)) << read_file(log_path);
-  const json trigger = json::parse(receiver.bodies().front());
+  ASSERT_TRUE(eventually([&] { return !receiver.bodies("/hook").empty(); }, 15s))
+      << read_file(log_path);
+  const json trigger = json::parse(receiver.bodies("/hook").front());
   EXPECT_EQ(trigger["kind"], "trigger");
   EXPECT_EQ(trigger["service"], "refused");
   EXPECT_EQ(trigger["priority"], 1);
   EXPECT_NE(trigger["reason"].get<std::string>().find("refused"), std::string::npos) << trigger;
-  EXPECT_EQ(receiver.authorization().front(), "Bearer tok-3141592653");
+  EXPECT_EQ(receiver.requests("/hook").front().headers.find("Authorization")->second,
+            "Bearer tok-3141592653");
 
   httplib::Client client("127.0.0.1", api_port);
   std::string metrics;
@@ -121,7 +90,7 @@ TEST(EndToEndAlerting, ADownServiceIsAlertedThroughTheConfiguredWebhook) {
   vigil.signal(SIGTERM);
   EXPECT_EQ(vigil.wait_for_exit(20s).value_or(-1), 0) << read_file(log_path);
   EXPECT_EQ(read_file(log_path).find("tok-3141592653"), std::string::npos);  // never logged
-  EXPECT_EQ(receiver.bodies().size(), 1u);  // one trigger, however many down ticks
+  EXPECT_EQ(receiver.bodies("/hook").size(), 1u);  // one trigger, however many down ticks
 }
 
 }  // namespace

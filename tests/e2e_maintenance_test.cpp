@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "support/process.h"
+#include "support/receiver.h"
 #include "support/target_server.h"
 #include "support/vigil_process.h"
 
@@ -25,35 +26,7 @@ using namespace std::chrono_literals;
 
 constexpr const char* kToken = "maintenance-test-token";
 
-class Receiver {
- public:
-  Receiver() {
-    server_.Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
-      std::lock_guard lock(mutex_);
-      bodies_.push_back(req.body);
-      res.set_content("ok", "text/plain");
-    });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    for (int i = 0; i < 500 && !server_.is_running(); ++i) std::this_thread::sleep_for(2ms);
-  }
-  ~Receiver() {
-    server_.stop();
-    thread_.join();
-  }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/hook"; }
-  std::vector<std::string> bodies() const {
-    std::lock_guard lock(mutex_);
-    return bodies_;
-  }
-
- private:
-  httplib::Server server_;
-  std::thread thread_;
-  int port_ = 0;
-  mutable std::mutex mutex_;
-  std::vector<std::string> bodies_;
-};
+using test::Receiver;
 
 class MaintenanceEndToEnd : public ::testing::Test {
  protected:
@@ -63,7 +36,7 @@ class MaintenanceEndToEnd : public ::testing::Test {
     const json file = {
         {"services", services},
         {"alerting",
-         {{"channels", {{"hook", {{"type", "webhook"}, {"url", receiver.url()}}}}},
+         {{"channels", {{"hook", {{"type", "webhook"}, {"url", receiver.url("/hook")}}}}},
           {"default", {"hook"}},
           {"maintenance",
            {{{"every", "sun 03:00"}, {"duration_minutes", 30}, {"timezone", "Europe/Berlin"}}}}}}};
@@ -174,7 +147,7 @@ TEST_F(MaintenanceEndToEnd, ApiWindowsAreValidatedStoredHonouredLiveAndSurviveAR
       10s))
       << alerts << vigil->log();
   std::this_thread::sleep_for(1500ms);  // several down probes and alerter checks
-  EXPECT_TRUE(receiver.bodies().empty());
+  EXPECT_TRUE(receiver.bodies("/hook").empty());
   const auto alert_id = alerts["data"]["alerts"][0]["alert_id"].get<std::int64_t>();
   const auto detail = call("GET", "/v1/alerts/" + std::to_string(alert_id)).second;
   EXPECT_EQ(detail["data"]["alert"]["notifications"][0]["status"], "suppressed") << detail;
@@ -185,13 +158,13 @@ TEST_F(MaintenanceEndToEnd, ApiWindowsAreValidatedStoredHonouredLiveAndSurviveAR
   EXPECT_EQ(call("DELETE", "/v1/maintenance/" + std::to_string(id)).first, 200);
   EXPECT_EQ(call("DELETE", "/v1/maintenance/" + std::to_string(id)).first, 404);
   EXPECT_EQ(call("DELETE", "/v1/maintenance/abc").first, 400);
-  ASSERT_TRUE(eventually([&] { return !receiver.bodies().empty(); }, 10s)) << vigil->log();
-  const json trigger = json::parse(receiver.bodies().front());
+  ASSERT_TRUE(eventually([&] { return !receiver.bodies("/hook").empty(); }, 10s)) << vigil->log();
+  const json trigger = json::parse(receiver.bodies("/hook").front());
   EXPECT_EQ(trigger["kind"], "trigger");
   EXPECT_EQ(trigger["service"], "refused");
   EXPECT_TRUE(trigger["previous_status"].is_null());
   std::this_thread::sleep_for(1200ms);
-  EXPECT_EQ(receiver.bodies().size(), 1u);
+  EXPECT_EQ(receiver.bodies("/hook").size(), 1u);
   EXPECT_EQ(call("GET", "/v1/maintenance").second["data"]["windows"].size(), 2u);
   EXPECT_EQ(vigil->stop(), 0) << vigil->log();
 }
@@ -221,12 +194,12 @@ TEST_F(MaintenanceEndToEnd, AWindowCreatedThroughVigilApiHoldsTheRunnerProcess) 
       10s))
       << alerts << runner.log();
   std::this_thread::sleep_for(1500ms);
-  EXPECT_TRUE(receiver.bodies().empty()) << runner.log();
+  EXPECT_TRUE(receiver.bodies("/hook").empty()) << runner.log();
 
   const auto id = created["data"]["window"]["id"].get<std::int64_t>();
   EXPECT_EQ(call("DELETE", "/v1/maintenance/" + std::to_string(id)).first, 200);
-  ASSERT_TRUE(eventually([&] { return !receiver.bodies().empty(); }, 10s)) << runner.log();
-  EXPECT_EQ(json::parse(receiver.bodies().front())["kind"], "trigger");
+  ASSERT_TRUE(eventually([&] { return !receiver.bodies("/hook").empty(); }, 10s)) << runner.log();
+  EXPECT_EQ(json::parse(receiver.bodies("/hook").front())["kind"], "trigger");
   EXPECT_EQ(runner.stop(), 0) << runner.log();
   EXPECT_EQ(api->stop(), 0) << api->log();
 }
@@ -251,13 +224,14 @@ TEST_F(MaintenanceEndToEnd, TheFirstTriggerAfterARestartKnowsTheServiceWasUp) {
 
   target.set_switch_up(false);
   vigil = start();
-  ASSERT_TRUE(eventually([&] { return !receiver.bodies().empty(); }, 10s)) << vigil->log();
-  const json trigger = json::parse(receiver.bodies().front());
+  ASSERT_TRUE(eventually([&] { return !receiver.bodies("/hook").empty(); }, 10s)) << vigil->log();
+  const json trigger = json::parse(receiver.bodies("/hook").front());
   EXPECT_EQ(trigger["kind"], "trigger");
   EXPECT_EQ(trigger["previous_status"], "up");
   target.set_switch_up(true);
-  ASSERT_TRUE(eventually([&] { return receiver.bodies().size() >= 2; }, 10s)) << vigil->log();
-  const json resolve = json::parse(receiver.bodies()[1]);
+  ASSERT_TRUE(eventually([&] { return receiver.bodies("/hook").size() >= 2; }, 10s))
+      << vigil->log();
+  const json resolve = json::parse(receiver.bodies("/hook")[1]);
   EXPECT_EQ(resolve["kind"], "resolve");
   EXPECT_EQ(resolve["previous_status"], "down");
   EXPECT_EQ(vigil->stop(), 0) << vigil->log();
