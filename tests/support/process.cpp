@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 
 namespace vigil::test {
@@ -17,22 +18,34 @@ ChildProcess::ChildProcess(const std::string& binary, const std::vector<std::str
                            const std::string& working_dir,
                            const std::map<std::string, std::string>& env,
                            const std::string& stderr_path) {
+  // Everything the child needs is built here, before fork: between fork and exec the child may
+  // only make async-signal-safe calls. An allocation there (setenv, a vector) can deadlock on
+  // an allocator lock another thread of this process held at the fork (seen under ASan).
+  std::vector<std::string> environment;
+  for (char** entry = environ; *entry; ++entry) {
+    const std::string_view variable(*entry);
+    const auto key = variable.substr(0, variable.find('='));
+    if (!env.contains(std::string(key))) environment.emplace_back(variable);
+  }
+  for (const auto& [key, value] : env) environment.push_back(key + "=" + value);
+  std::vector<char*> envp;
+  for (auto& variable : environment) envp.push_back(variable.data());
+  envp.push_back(nullptr);
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(binary.c_str()));
+  for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+
   pid_ = ::fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
-    // Child: only async-signal-safe calls until exec, then vigil takes over.
     if (::chdir(working_dir.c_str()) != 0) ::_exit(127);
     const int err = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (err >= 0) {
       ::dup2(err, STDERR_FILENO);
       ::dup2(err, STDOUT_FILENO);
     }
-    for (const auto& [key, value] : env) ::setenv(key.c_str(), value.c_str(), 1);
-    std::vector<char*> argv;
-    argv.push_back(const_cast<char*>(binary.c_str()));
-    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-    argv.push_back(nullptr);
-    ::execv(binary.c_str(), argv.data());
+    ::execve(binary.c_str(), argv.data(), envp.data());
     ::_exit(127);
   }
 }
