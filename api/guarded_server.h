@@ -39,8 +39,8 @@ struct ConnectionLimits {
 
 class GuardedServer : public httplib::Server {
  public:
-  // The body of a response written by the guard itself (414, 431, 408, 503); the API passes
-  // its JSON error envelope.
+  // The body of a response written by the guard itself (414, 431, 408, 503); called once per
+  // such response, so the API also counts it there. The API passes its JSON error envelope.
   using ErrorBody = std::function<std::string(int status, std::string_view message)>;
 
   explicit GuardedServer(ConnectionLimits limits = {}, ErrorBody error_body = {});

@@ -1304,9 +1304,12 @@ class ApiServer::Impl {
   std::shared_ptr<UptimeGauges> uptime_gauges_;  // issue 6: collected with the registry
 
   // Limits on request sizes, deadlines and connections that httplib 0.11.4 lacks.
-  GuardedServer server_{ConnectionLimits{}, [](int status, std::string_view message) {
-                          return error_envelope(status, std::string(message)).dump();
-                        }};
+  // Its own answers (408, 414, 431, 503) never reach routing: counted as route "unmatched".
+  GuardedServer server_{
+      ConnectionLimits{}, [this](int status, std::string_view message) {
+        requests_.Add({{"route", kUnmatchedRoute}, {"code", std::to_string(status)}}).Increment();
+        return error_envelope(status, std::string(message)).dump();
+      }};
   std::vector<Route> routes_;
   std::vector<Endpoint> endpoints_;
   std::mutex lifecycle_mutex_;

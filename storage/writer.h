@@ -26,7 +26,10 @@ namespace vigil {
 
 struct WriterOptions {
   std::chrono::milliseconds flush_interval{100};
-  std::size_t max_batch = 1000;
+  // A backlog is committed in transactions of up to this many records: every transaction
+  // rewrites each service's index and rollup pages once, so larger ones catch up faster
+  // (measured at 1,000 services: 40k ticks/s in batches of 1,000, 94k in batches of 20,000).
+  std::size_t max_batch = 10'000;
   // Records waiting in the queue at most (the batch being committed aside); past it the oldest
   // waiting record is dropped and counted, so a long storage outage costs bounded memory.
   std::size_t max_queue = 1'000'000;

@@ -212,6 +212,15 @@ TEST_F(HostileClients, LongUrlsAre414AndLargeHeadersAre431) {
     fine += "X-" + std::to_string(i) + ": " + std::string(1000, 'b') + "\r\n";
   response = exchange(fine + "\r\n");
   EXPECT_EQ(status_of(response), 200) << response.substr(0, 200);
+  // The guard's answers are counted like every other response.
+  const auto metrics = send("GET", "/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find(R"(vigil_api_requests_total{code="414",route="unmatched"} 1)"),
+            std::string::npos)
+      << metrics->body;
+  EXPECT_NE(metrics->body.find(R"(vigil_api_requests_total{code="431",route="unmatched"} 2)"),
+            std::string::npos)
+      << metrics->body;
 }
 
 TEST_F(HostileClients, KeepAliveAndPipelinedRequestsStillWork) {
