@@ -341,6 +341,20 @@ ServiceView read_view(const SQLite::Statement& row) {
   return view;
 }
 
+// An event of service `id` from a row of (id, event, date_started, date_ended, created_at,
+// updated_at), as the event queries select it.
+Event read_event(SQLite::Statement& row, ServiceId id) {
+  Event event;
+  event.id = row.getColumn(0).getInt64();
+  event.service_id = id;
+  event.kind = require_kind(row.getColumn(1).getString());
+  event.date_started = from_unix_ms(row.getColumn(2).getInt64());
+  if (!row.isColumnNull(3)) event.date_ended = from_unix_ms(row.getColumn(3).getInt64());
+  event.created_at = from_unix_ms(row.getColumn(4).getInt64());
+  event.updated_at = from_unix_ms(row.getColumn(5).getInt64());
+  return event;
+}
+
 // Runs `body`, turning the library's exceptions into StorageError naming the operation, so
 // callers only ever see the one documented exception type.
 template <typename Body>
@@ -789,16 +803,7 @@ class SqliteStore final : public Store {
       if (before) select.bind(3, *before);
       std::vector<Event> events;
       while (select.executeStep()) {
-        Event event;
-        event.id = select.getColumn(0).getInt64();
-        event.service_id = id;
-        event.kind = require_kind(select.getColumn(1).getString());
-        event.date_started = from_unix_ms(select.getColumn(2).getInt64());
-        if (!select.isColumnNull(3))
-          event.date_ended = from_unix_ms(select.getColumn(3).getInt64());
-        event.created_at = from_unix_ms(select.getColumn(4).getInt64());
-        event.updated_at = from_unix_ms(select.getColumn(5).getInt64());
-        events.push_back(event);
+        events.push_back(read_event(select, id));
       }
       return events;
     });
@@ -1101,16 +1106,7 @@ class SqliteStore final : public Store {
       select.bind(3, ms(to));
       std::vector<Event> out;
       while (select.executeStep()) {
-        Event event;
-        event.id = select.getColumn(0).getInt64();
-        event.service_id = id;
-        event.kind = require_kind(select.getColumn(1).getString());
-        event.date_started = from_unix_ms(select.getColumn(2).getInt64());
-        if (!select.isColumnNull(3))
-          event.date_ended = from_unix_ms(select.getColumn(3).getInt64());
-        event.created_at = from_unix_ms(select.getColumn(4).getInt64());
-        event.updated_at = from_unix_ms(select.getColumn(5).getInt64());
-        out.push_back(event);
+        out.push_back(read_event(select, id));
       }
       return out;
     });
