@@ -142,7 +142,9 @@ std::optional<Key> parse_cursor(const std::optional<std::string>& text, List lis
   const auto cursor_scope = parse_int(parts[2]);
   const auto ts_ms = parse_int(parts[3]);
   const auto id = parse_int(parts[4]);
-  if (!cursor_scope || !ts_ms || !id || *cursor_scope < 0 || *ts_ms < 0 || *id < 1)
+  // A tick's seq starts at 0 (it orders ticks of one ms); every other id at 1.
+  const std::int64_t lowest_id = parts[1] == list_code(List::ticks) ? 0 : 1;
+  if (!cursor_scope || !ts_ms || !id || *cursor_scope < 0 || *ts_ms < 0 || *id < lowest_id)
     throw malformed();
   // Canonical form only: one spelling per cursor, so an edit anywhere (a digit, a padding bit,
   // a leading zero) is caught by the re-encoding or the checksum.

@@ -35,7 +35,7 @@ class BadParam : public std::invalid_argument {
 enum class List { services, events, ticks, alerts };
 
 // The sort key of the last item of a page. `id` is the service, event or alert id, or for a
-// tick its storage sequence (which orders ticks of the same ts); `ts_ms` is used by ticks only.
+// tick its seq (0 or more: it orders ticks of the same ts); `ts_ms` is used by ticks only.
 struct Key {
   std::int64_t ts_ms = 0;
   std::int64_t id = 0;

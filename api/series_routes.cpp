@@ -185,9 +185,17 @@ json service_series(Store& store, ServiceId id, const Params& params, TimePoint 
 }
 
 json all_uptime(Store& store, const Params& params, TimePoint now) {
-  const Window window = parse_window(params, now);
-  const auto summaries =
-      store.summarize_all(from_unix_ms(window.from_ms), from_unix_ms(window.to_ms));
+  Window window = parse_window(params, now);
+  std::map<ServiceId, RollupSummary> summaries;
+  if (!window.name.empty() && !params("to")) {
+    // A named window that ends now: a long one is whole rollup rows from the hour it starts in,
+    // mostly cached (storage/store.h); "from" says where it started.
+    auto recent = store.summarize_all_recent(Millis(window.to_ms - window.from_ms), now);
+    window.from_ms = to_unix_ms(recent.from);
+    summaries = std::move(recent.services);
+  } else {
+    summaries = store.summarize_all(from_unix_ms(window.from_ms), from_unix_ms(window.to_ms));
+  }
   json services = json::array();
   for (const ServiceView& view : store.list_services()) {
     const auto it = summaries.find(view.service.id);

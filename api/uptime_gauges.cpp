@@ -38,7 +38,8 @@ void UptimeGauges::refresh_if_stale() const {
       row_of.emplace(services[i].service.id, i);
     }
     for (std::size_t w = 0; w < kWindowCount; ++w) {
-      for (const auto& [id, summary] : store_.summarize_all(to - kWindows[w].length, to)) {
+      const auto recent = store_.summarize_all_recent(kWindows[w].length, to);
+      for (const auto& [id, summary] : recent.services) {
         const auto row = row_of.find(id);
         if (row == row_of.end() || summary.count == 0) continue;
         rows[row->second].ratio[w] = double(summary.up) / double(summary.count);

@@ -1,7 +1,8 @@
 // vigil_service_uptime_ratio{service, window="1h|24h|7d|30d"} (issue 6): every active service's
 // up ticks over all ticks in each window, from the rollups. Recomputed when collected, at most
-// every `max_age` (one summarize_all per window for all services), so a scrape storm costs one
-// refresh, not one per scrape. The values are kept compactly between scrapes, not as
+// every `max_age` (one Store::summarize_all_recent per window for all services: the windows of
+// a day or more start at an hour boundary), so a scrape storm costs one refresh, not one per
+// scrape. The values are kept compactly between scrapes, not as
 // prometheus-cpp series (which cost a label map per series: 4 per service). Thread-safe.
 #pragma once
 

@@ -1,6 +1,7 @@
 #include "storage/retention.h"
 
 #include <exception>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -52,11 +53,18 @@ void RetentionCleaner::clean() {
     }
   };
   try {
-    bool go_on = options_.retention == Millis::zero() ||
-                 drain([&] { return store_.delete_ticks_older_than(cutoff, options_.batch_size); });
-    // Issue 6: the rollups, each resolution with its own retention.
+    // A minute's only tick is its minute rollup: it is kept as long as minute rows are.
+    const std::optional<TimePoint> lone_cutoff =
+        options_.minute_retention == Millis::zero()
+            ? std::nullopt
+            : std::optional<TimePoint>(now - options_.minute_retention);
+    bool go_on = options_.retention == Millis::zero() || drain([&] {
+                   return store_.delete_ticks_older_than(cutoff, lone_cutoff, options_.batch_size);
+                 });
+    // Issue 6: the rollups, each resolution with its own retention; day rows go with hour rows.
     for (auto [resolution, keep] : {std::pair{RollupResolution::minute, options_.minute_retention},
-                                    std::pair{RollupResolution::hour, options_.hour_retention}}) {
+                                    std::pair{RollupResolution::hour, options_.hour_retention},
+                                    std::pair{RollupResolution::day, options_.hour_retention}}) {
       if (!go_on || keep == Millis::zero()) continue;
       go_on = drain([&, resolution = resolution, keep = keep] {
         return store_.delete_rollups_older_than(resolution, now - keep, options_.batch_size);

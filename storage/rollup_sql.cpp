@@ -9,15 +9,29 @@
 namespace vigil::rollup_sql {
 namespace {
 
+constexpr Resolution kResolutions[] = {Resolution::minute, Resolution::hour, Resolution::day};
+
 const char* table(Resolution resolution) {
-  return resolution == Resolution::minute ? "service_rollups_minute" : "service_rollups_hour";
+  switch (resolution) {
+    case Resolution::minute:
+      return "service_rollups_minute";
+    case Resolution::hour:
+      return "service_rollups_hour";
+    case Resolution::day:
+      return "service_rollups_day";
+  }
+  throw std::logic_error("bad rollup resolution");
 }
 std::int64_t period_ms(Resolution resolution) {
-  return resolution == Resolution::minute ? kMinuteMs : kHourMs;
-}
-std::int64_t floor_to(std::int64_t t, std::int64_t step) {
-  const std::int64_t r = t % step;
-  return r < 0 ? t - r - step : t - r;
+  switch (resolution) {
+    case Resolution::minute:
+      return kMinuteMs;
+    case Resolution::hour:
+      return kHourMs;
+    case Resolution::day:
+      return kDayMs;
+  }
+  throw std::logic_error("bad rollup resolution");
 }
 std::int64_t ceil_to(std::int64_t t, std::int64_t step) {
   const std::int64_t f = floor_to(t, step);
@@ -27,6 +41,10 @@ std::int64_t ceil_to(std::int64_t t, std::int64_t step) {
 constexpr const char* kSummaryColumns =
     "count, up, down, sum_ms, min_ms, max_ms, histogram, phase_count, resolve_ms, connect_ms,"
     " tls_ms, processing_ms, transfer_ms";
+
+// The tick columns a summary needs, read back by read_tick.
+constexpr const char* kTickColumns =
+    "t.up, t.response_us, t.resolve_us, t.connect_us, t.tls_us, t.processing_us, t.transfer_us";
 
 RollupSummary read_summary(const SQLite::Statement& row, int first) {
   RollupSummary s;
@@ -51,89 +69,157 @@ RollupSummary read_summary(const SQLite::Statement& row, int first) {
   return s;
 }
 
+// The part of a tick a summary needs, from kTickColumns at `first`.
+Tick read_tick(const SQLite::Statement& row, int first) {
+  Tick tick;
+  tick.up = row.getColumn(first).getInt() != 0;
+  tick.response_ms = from_us(row.getColumn(first + 1).getInt64());
+  if (!row.isColumnNull(first + 2)) {
+    const auto ms = [&](int i) { return from_us(row.getColumn(first + i).getInt64()); };
+    tick.phases = PhaseTimings{ms(2), ms(3), ms(4), ms(5), ms(6)};
+  }
+  return tick;
+}
+
+// A tick as apply() stored it: durations rounded to whole microseconds, so a rollup folded from
+// the batch equals one summed from the stored ticks.
+Tick as_stored(const Tick& tick) {
+  Tick stored;
+  stored.up = tick.up;
+  stored.response_ms = from_us(to_us(tick.response_ms));
+  if (tick.phases) {
+    const auto& p = *tick.phases;
+    const auto round = [](double ms) { return from_us(to_us(ms)); };
+    stored.phases = PhaseTimings{round(p.resolve_ms), round(p.connect_ms), round(p.tls_ms),
+                                 round(p.processing_ms), round(p.transfer_ms)};
+  }
+  return stored;
+}
+
 std::string select_sql(Resolution resolution) {
   return std::string("SELECT ") + kSummaryColumns + " FROM " + table(resolution) +
-         " WHERE service_id = ?1 AND bucket = ?2";
+         " WHERE bucket = ?2 AND service_id = ?1";
 }
 std::string upsert_sql(Resolution resolution) {
-  return std::string("INSERT OR REPLACE INTO ") + table(resolution) + "(service_id, bucket, " +
-         kSummaryColumns + ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+  // An upsert, not INSERT OR REPLACE: updating a row in place leaves *_by_service untouched.
+  return std::string("INSERT INTO ") + table(resolution) + "(service_id, bucket, " +
+         kSummaryColumns +
+         ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+         " ON CONFLICT(bucket, service_id) DO UPDATE SET count = excluded.count,"
+         " up = excluded.up, down = excluded.down, sum_ms = excluded.sum_ms,"
+         " min_ms = excluded.min_ms, max_ms = excluded.max_ms, histogram = excluded.histogram,"
+         " phase_count = excluded.phase_count, resolve_ms = excluded.resolve_ms,"
+         " connect_ms = excluded.connect_ms, tls_ms = excluded.tls_ms,"
+         " processing_ms = excluded.processing_ms, transfer_ms = excluded.transfer_ms";
 }
 
-// Adds rollup rows (bucket in [from, to)) of `resolution` to `out`.
-void add_rows(SQLite::Database& db, Resolution resolution, std::optional<ServiceId> only,
-              std::int64_t from, std::int64_t to, std::map<ServiceId, RollupSummary>& out) {
-  if (from >= to) return;
-  // For all services, the IN makes SQLite read a primary-key range per service, each one's rows
-  // in order: ~7x faster than the bucket index, whose every entry costs a lookup of the row.
-  SQLite::Statement select(
-      db, std::string("SELECT service_id, ") + kSummaryColumns + " FROM " + table(resolution) +
-              " WHERE bucket >= ?1 AND bucket < ?2" +
-              (only ? " AND service_id = ?3" : " AND service_id IN (SELECT id FROM services)"));
-  select.bind(1, from);
-  select.bind(2, to);
-  if (only) select.bind(3, *only);
-  while (select.executeStep()) out[select.getColumn(0).getInt64()].merge(read_summary(select, 1));
-}
+// Reads the pieces of a window into `out`, for every service or only one.
+class Summarizer {
+ public:
+  Summarizer(SQLite::Database& db, std::optional<ServiceId> only,
+             std::map<ServiceId, RollupSummary>& out)
+      : db_(db), only_(only), out_(out) {}
 
-// Adds raw ticks with ts in [from, to) to `out`.
-void add_ticks(SQLite::Database& db, std::optional<ServiceId> only, std::int64_t from,
-               std::int64_t to, std::map<ServiceId, RollupSummary>& out) {
-  if (from >= to) return;
-  SQLite::Statement select(
-      db, std::string("SELECT service_id, up, response_ms, resolve_us, connect_us, tls_us,"
-                      " processing_us, transfer_us FROM service_ticks WHERE ts >= ?1 AND ts < ?2") +
-              (only ? " AND service_id = ?3" : ""));
-  select.bind(1, from);
-  select.bind(2, to);
-  if (only) select.bind(3, *only);
-  while (select.executeStep()) {
-    Tick tick;
-    tick.up = select.getColumn(1).getInt() != 0;
-    tick.response_ms = select.getColumn(2).getDouble();
-    if (!select.isColumnNull(3)) {
-      const auto us = [&](int i) { return double(select.getColumn(i).getInt64()) / 1000.0; };
-      tick.phases = PhaseTimings{us(3), us(4), us(5), us(6), us(7)};
-    }
-    out[select.getColumn(0).getInt64()].add(tick);
+  // [from, to) by the coarsest resolution that fits, finer ones at the edges.
+  void days(std::int64_t from, std::int64_t to) { level(Resolution::day, from, to); }
+
+ private:
+  void level(Resolution resolution, std::int64_t from, std::int64_t to) {
+    if (from >= to) return;
+    if (resolution == Resolution::minute) return minutes(from, to);
+    const std::int64_t step = period_ms(resolution);
+    const std::int64_t p0 = ceil_to(from, step);
+    const std::int64_t p1 = floor_to(to, step);
+    const Resolution finer = resolution == Resolution::day ? Resolution::hour : Resolution::minute;
+    if (p0 >= p1) return level(finer, from, to);
+    level(finer, from, p0);
+    period_rows(resolution, p0, p1);
+    level(finer, p1, to);
   }
-}
 
-// [from, to) from minute rows for whole minutes and raw ticks for the partial ones.
-void add_minutes(SQLite::Database& db, std::optional<ServiceId> only, std::int64_t from,
-                 std::int64_t to, std::map<ServiceId, RollupSummary>& out) {
-  if (from >= to) return;
-  const std::int64_t m0 = ceil_to(from, kMinuteMs);
-  const std::int64_t m1 = floor_to(to, kMinuteMs);
-  if (m0 >= m1) return add_ticks(db, only, from, to, out);
-  add_ticks(db, only, from, m0, out);
-  add_rows(db, Resolution::minute, only, m0, m1, out);
-  add_ticks(db, only, m1, to, out);
-}
+  // Whole minutes from their rows, every other tick of [from, to) by itself.
+  void minutes(std::int64_t from, std::int64_t to) {
+    const std::int64_t m0 = ceil_to(from, kMinuteMs);
+    const std::int64_t m1 = std::max(m0, floor_to(to, kMinuteMs));
+    period_rows(Resolution::minute, m0, m1);
+    ticks(from, to, m0, m1);
+  }
+
+  void period_rows(Resolution resolution, std::int64_t from, std::int64_t to) {
+    if (from >= to) return;
+    // Every service: one range of the (bucket, service_id) key. One service: its index range.
+    SQLite::Statement select(db_, std::string("SELECT service_id, ") + kSummaryColumns + " FROM " +
+                                      table(resolution) + " WHERE bucket >= ?1 AND bucket < ?2" +
+                                      (only_ ? " AND service_id = ?3" : ""));
+    select.bind(1, from);
+    select.bind(2, to);
+    if (only_) select.bind(3, *only_);
+    while (select.executeStep())
+      out_[select.getColumn(0).getInt64()].merge(read_summary(select, 1));
+  }
+
+  // Ticks with ts in [from, to), except those in [m0, m1) whose minute has a row.
+  void ticks(std::int64_t from, std::int64_t to, std::int64_t m0, std::int64_t m1) {
+    if (from >= to) return;
+    // The IN makes SQLite seek each service's (service_id, ts) range instead of scanning.
+    SQLite::Statement select(
+        db_, std::string("SELECT t.service_id, ") + kTickColumns +
+                 " FROM service_ticks t WHERE t.service_id " +
+                 (only_ ? "= ?5" : "IN (SELECT id FROM services)") +
+                 " AND t.ts >= ?1 AND t.ts < ?2 AND NOT (t.ts >= ?3 AND t.ts < ?4 AND EXISTS"
+                 " (SELECT 1 FROM service_rollups_minute m WHERE m.bucket = t.ts - t.ts % 60000"
+                 " AND m.service_id = t.service_id))");
+    select.bind(1, from);
+    select.bind(2, to);
+    select.bind(3, m0);
+    select.bind(4, m1);
+    if (only_) select.bind(5, *only_);
+    while (select.executeStep()) out_[select.getColumn(0).getInt64()].add(read_tick(select, 1));
+  }
+
+  SQLite::Database& db_;
+  const std::optional<ServiceId> only_;
+  std::map<ServiceId, RollupSummary>& out_;
+};
 
 }  // namespace
 
+std::int64_t floor_to(std::int64_t t, std::int64_t step) {
+  const std::int64_t r = t % step;
+  return r < 0 ? t - r - step : t - r;
+}
+
 RollupWriter::RollupWriter(SQLite::Database& db)
-    : select_{SQLite::Statement(db, select_sql(Resolution::minute)),
-              SQLite::Statement(db, select_sql(Resolution::hour))},
+    : db_(db),
+      select_{SQLite::Statement(db, select_sql(Resolution::minute)),
+              SQLite::Statement(db, select_sql(Resolution::hour)),
+              SQLite::Statement(db, select_sql(Resolution::day))},
       upsert_{SQLite::Statement(db, upsert_sql(Resolution::minute)),
-              SQLite::Statement(db, upsert_sql(Resolution::hour))} {}
+              SQLite::Statement(db, upsert_sql(Resolution::hour)),
+              SQLite::Statement(db, upsert_sql(Resolution::day))},
+      minute_ticks_(db, std::string("SELECT ") + kTickColumns +
+                            " FROM service_ticks t WHERE t.service_id = ?1 AND t.ts >= ?2"
+                            " AND t.ts < ?3") {}
 
 void RollupWriter::write(const std::vector<const Tick*>& ticks) {
-  for (const Resolution resolution : {Resolution::minute, Resolution::hour}) {
+  for (const Resolution resolution : kResolutions) {
     // Ordered by (service, bucket): deterministic writes, one per period of the batch.
     std::map<std::pair<ServiceId, std::int64_t>, RollupSummary> periods;
     for (const Tick* tick : ticks)
-      periods[{tick->service_id, floor_to(to_unix_ms(tick->ts), period_ms(resolution))}].add(*tick);
-    for (const auto& [key, summary] : periods)
-      write_one(resolution, key.first, key.second, summary);
+      periods[{tick->service_id, floor_to(to_unix_ms(tick->ts), period_ms(resolution))}].add(
+          as_stored(*tick));
+    for (const auto& [key, summary] : periods) {
+      if (resolution == Resolution::minute)
+        write_minute(key.first, key.second, summary);
+      else
+        write_one(resolution, key.first, key.second, summary);
+    }
   }
 }
 
 void RollupWriter::write_one(Resolution resolution, ServiceId id, std::int64_t bucket,
                              const RollupSummary& add) {
-  const auto r = static_cast<std::size_t>(resolution);
-  auto& select = select_[r];
+  auto& select = select_[static_cast<std::size_t>(resolution)];
   select.tryReset();
   select.bind(1, id);
   select.bind(2, bucket);
@@ -141,65 +227,112 @@ void RollupWriter::write_one(Resolution resolution, ServiceId id, std::int64_t b
   if (select.executeStep()) merged = read_summary(select, 0);
   select.tryReset();
   merged.merge(add);
+  upsert(resolution, id, bucket, merged);
+}
 
-  auto& upsert = upsert_[r];
+void RollupWriter::write_minute(ServiceId id, std::int64_t bucket, const RollupSummary& add) {
+  auto& select = select_[static_cast<std::size_t>(Resolution::minute)];
+  select.tryReset();
+  select.bind(1, id);
+  select.bind(2, bucket);
+  const bool has_row = select.executeStep();
+  select.tryReset();
+  if (has_row) return write_one(Resolution::minute, id, bucket, add);
+  // No row yet: the minute's ticks (this batch's included) decide whether it needs one.
+  minute_ticks_.tryReset();
+  minute_ticks_.bind(1, id);
+  minute_ticks_.bind(2, bucket);
+  minute_ticks_.bind(3, bucket + kMinuteMs);
+  RollupSummary all;
+  while (minute_ticks_.executeStep()) all.add(read_tick(minute_ticks_, 0));
+  minute_ticks_.tryReset();
+  if (all.count >= 2) upsert(Resolution::minute, id, bucket, all);
+}
+
+void RollupWriter::upsert(Resolution resolution, ServiceId id, std::int64_t bucket,
+                          const RollupSummary& row) {
+  auto& upsert = upsert_[static_cast<std::size_t>(resolution)];
   upsert.tryReset();
   upsert.bind(1, id);
   upsert.bind(2, bucket);
-  upsert.bind(3, merged.count);
-  upsert.bind(4, merged.up);
-  upsert.bind(5, merged.down);
-  upsert.bind(6, merged.sum_ms);
-  upsert.bind(7, merged.min_ms);
-  upsert.bind(8, merged.max_ms);
-  const std::string blob = merged.histogram.encode();
+  upsert.bind(3, row.count);
+  upsert.bind(4, row.up);
+  upsert.bind(5, row.down);
+  upsert.bind(6, row.sum_ms);
+  upsert.bind(7, row.min_ms);
+  upsert.bind(8, row.max_ms);
+  const std::string blob = row.histogram.encode();
   upsert.bind(9, blob.data(), static_cast<int>(blob.size()));
-  upsert.bind(10, merged.phase_count);
-  upsert.bind(11, merged.phase_sums.resolve_ms);
-  upsert.bind(12, merged.phase_sums.connect_ms);
-  upsert.bind(13, merged.phase_sums.tls_ms);
-  upsert.bind(14, merged.phase_sums.processing_ms);
-  upsert.bind(15, merged.phase_sums.transfer_ms);
+  upsert.bind(10, row.phase_count);
+  upsert.bind(11, row.phase_sums.resolve_ms);
+  upsert.bind(12, row.phase_sums.connect_ms);
+  upsert.bind(13, row.phase_sums.tls_ms);
+  upsert.bind(14, row.phase_sums.processing_ms);
+  upsert.bind(15, row.phase_sums.transfer_ms);
   upsert.exec();
+}
+
+void RollupWriter::backfill_days_from_hours() {
+  SQLite::Statement select(db_, std::string("SELECT service_id, bucket, ") + kSummaryColumns +
+                                    " FROM service_rollups_hour ORDER BY service_id, bucket");
+  std::optional<std::pair<ServiceId, std::int64_t>> day;
+  RollupSummary summary;
+  const auto flush = [&] {
+    if (day) upsert(Resolution::day, day->first, day->second, summary);
+  };
+  while (select.executeStep()) {
+    const std::pair<ServiceId, std::int64_t> key{select.getColumn(0).getInt64(),
+                                                 floor_to(select.getColumn(1).getInt64(), kDayMs)};
+    if (key != day) {
+      flush();
+      day = key;
+      summary = RollupSummary{};
+    }
+    summary.merge(read_summary(select, 2));
+  }
+  flush();
 }
 
 std::map<ServiceId, RollupSummary> summarize(SQLite::Database& db, std::optional<ServiceId> only,
                                              std::int64_t from_ms, std::int64_t to_ms) {
   std::map<ServiceId, RollupSummary> out;
-  const std::int64_t h0 = ceil_to(from_ms, kHourMs);
-  const std::int64_t h1 = floor_to(to_ms, kHourMs);
-  if (h0 >= h1) {
-    add_minutes(db, only, from_ms, to_ms, out);
-  } else {
-    add_minutes(db, only, from_ms, h0, out);
-    add_rows(db, Resolution::hour, only, h0, h1, out);
-    add_minutes(db, only, h1, to_ms, out);
-  }
+  Summarizer(db, only, out).days(from_ms, to_ms);
   return out;
 }
 
 std::vector<std::pair<std::int64_t, RollupSummary>> rows(SQLite::Database& db,
                                                          Resolution resolution, ServiceId id,
                                                          std::int64_t from_ms, std::int64_t to_ms) {
+  std::map<std::int64_t, RollupSummary> periods;
   SQLite::Statement select(db, std::string("SELECT bucket, ") + kSummaryColumns + " FROM " +
                                    table(resolution) +
-                                   " WHERE service_id = ?1 AND bucket >= ?2 AND bucket < ?3"
-                                   " ORDER BY bucket");
+                                   " WHERE service_id = ?1 AND bucket >= ?2 AND bucket < ?3");
   select.bind(1, id);
   select.bind(2, from_ms);
   select.bind(3, to_ms);
-  std::vector<std::pair<std::int64_t, RollupSummary>> out;
   while (select.executeStep())
-    out.emplace_back(select.getColumn(0).getInt64(), read_summary(select, 1));
-  return out;
+    periods.emplace(select.getColumn(0).getInt64(), read_summary(select, 1));
+  if (resolution == Resolution::minute) {
+    // The minutes without a row: each is the summary of its ticks.
+    SQLite::Statement lone(db, std::string("SELECT t.ts, ") + kTickColumns +
+                                   " FROM service_ticks t WHERE t.service_id = ?1 AND t.ts >= ?2"
+                                   " AND t.ts < ?3 AND NOT EXISTS (SELECT 1 FROM"
+                                   " service_rollups_minute m WHERE m.bucket = t.ts - t.ts % 60000"
+                                   " AND m.service_id = t.service_id)");
+    lone.bind(1, id);
+    lone.bind(2, ceil_to(from_ms, kMinuteMs));
+    lone.bind(3, ceil_to(to_ms, kMinuteMs));
+    while (lone.executeStep())
+      periods[floor_to(lone.getColumn(0).getInt64(), kMinuteMs)].add(read_tick(lone, 1));
+  }
+  return {periods.begin(), periods.end()};
 }
 
 std::size_t delete_older_than(SQLite::Database& db, Resolution resolution, std::int64_t cutoff_ms,
                               std::size_t batch) {
   const std::string t = table(resolution);
-  SQLite::Statement erase(db, "DELETE FROM " + t + " WHERE (service_id, bucket) IN (SELECT" +
-                                  " service_id, bucket FROM " + t +
-                                  " WHERE bucket < ?1 ORDER BY bucket LIMIT ?2)");
+  SQLite::Statement erase(db, "DELETE FROM " + t + " WHERE (bucket, service_id) IN (SELECT" +
+                                  " bucket, service_id FROM " + t + " WHERE bucket < ?1 LIMIT ?2)");
   erase.bind(1, cutoff_ms);
   erase.bind(2, static_cast<std::int64_t>(batch));
   return static_cast<std::size_t>(erase.exec());

@@ -1,9 +1,15 @@
-// The SQLite side of the rollups (issue 6): writing the minute and hour rows in apply()'s
+// The SQLite side of the rollups (issue 6): writing the minute, hour and day rows in apply()'s
 // transaction, and reading summaries of any window back. Internal to storage/.
+//
+// The minute resolution of a service is its minute rows where a minute had two ticks or more,
+// and the tick itself where a minute had only one (it is that minute's rollup: at a 60 s
+// interval a row per tick would double the database). Readers treat every minute without a row
+// as the summary of its ticks, which stays right after a restart or once retention removed rows.
 #pragma once
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -17,28 +23,44 @@ namespace vigil::rollup_sql {
 using Resolution = RollupResolution;
 inline constexpr std::int64_t kMinuteMs = 60'000;
 inline constexpr std::int64_t kHourMs = 3'600'000;
+inline constexpr std::int64_t kDayMs = 86'400'000;
+
+// Ticks store durations as whole microseconds; rollups are built from the stored values.
+inline std::int64_t to_us(double ms) { return std::llround(ms * 1000.0); }
+inline double from_us(std::int64_t us) { return static_cast<double>(us) / 1000.0; }
+
+std::int64_t floor_to(std::int64_t t, std::int64_t step);
 
 // Prepared once per write connection. The caller holds the write transaction.
 class RollupWriter {
  public:
   explicit RollupWriter(SQLite::Database& db);
-  // Folds `ticks` (already inserted in the same transaction) into their minute and hour rows:
-  // one read and one upsert per (service, period) of the batch.
+  // Folds `ticks` (already inserted in the same transaction) into their hour and day rows, and
+  // into their minute rows once a minute has two ticks: one read and one upsert per (service,
+  // period) of the batch.
   void write(const std::vector<const Tick*>& ticks);
+  // Migration 7: writes every day row from the hour rows of that day.
+  void backfill_days_from_hours();
 
  private:
   void write_one(Resolution resolution, ServiceId id, std::int64_t bucket,
                  const RollupSummary& add);
-  SQLite::Statement select_[2];
-  SQLite::Statement upsert_[2];
+  void write_minute(ServiceId id, std::int64_t bucket, const RollupSummary& add);
+  void upsert(Resolution resolution, ServiceId id, std::int64_t bucket, const RollupSummary& row);
+  SQLite::Database& db_;
+  SQLite::Statement select_[3];
+  SQLite::Statement upsert_[3];
+  SQLite::Statement minute_ticks_;
 };
 
 // The summary of each service (all, or only `only`) over the ticks with ts in [from, to): whole
-// hours from hour rows, whole minutes around them from minute rows, raw ticks at the edges.
+// days from day rows, whole hours around them from hour rows, whole minutes around those from
+// minute rows (or their single tick), raw ticks at the edges.
 std::map<ServiceId, RollupSummary> summarize(SQLite::Database& db, std::optional<ServiceId> only,
                                              std::int64_t from_ms, std::int64_t to_ms);
 
-// Rollup rows of one service with bucket in [from, to), ascending, with their bucket start.
+// The periods of one service with ticks, bucket in [from, to), ascending, with their start.
+// For minutes: the minute rows and the minutes whose only tick stands for their row.
 std::vector<std::pair<std::int64_t, RollupSummary>> rows(SQLite::Database& db,
                                                          Resolution resolution, ServiceId id,
                                                          std::int64_t from_ms, std::int64_t to_ms);

@@ -16,8 +16,8 @@
 
 namespace vigil {
 
-// The periods rollup rows summarise: a UTC minute or hour.
-enum class RollupResolution { minute, hour };
+// The periods rollup rows summarise: a UTC minute, hour or day.
+enum class RollupResolution { minute, hour, day };
 
 class LatencyHistogram {
  public:

@@ -8,6 +8,7 @@
 
 #include "config/logging.h"
 #include "storage/model.h"
+#include "storage/rollup_sql.h"
 #include "storage/store.h"
 
 namespace vigil::sqlite_schema {
@@ -16,7 +17,15 @@ namespace {
 struct Migration {
   int version;
   const char* sql;
+  // Runs after `sql` in the same transaction, for what SQL cannot do; may be null.
+  void (*then)(SQLite::Database&) = nullptr;
 };
+
+// Migration 7: a day row per (service, UTC day) from that day's hour rows.
+void backfill_day_rollups(SQLite::Database& db) {
+  rollup_sql::RollupWriter writer(db);
+  writer.backfill_days_from_hours();
+}
 
 // Append-only: a released migration is never edited, a change is a new entry.
 //
@@ -242,6 +251,123 @@ CREATE TABLE maintenance_windows (
   created_at INTEGER NOT NULL
 );
 )sql"},
+    // Compact storage (issues 6 and 8): a year of history at the cost of a month.
+    // - service_ticks is rebuilt WITHOUT ROWID, clustered by (service_id, ts, seq): one b-tree
+    //   instead of a table and two indexes. seq orders ticks of one service in the same
+    //   millisecond (0 for the first). response_us is whole microseconds (a 3-byte varint where
+    //   a REAL took 8), and region_id points into regions instead of repeating the name.
+    //   Retention walks it service by service, so the ts index is gone.
+    // - Rollup tables are clustered by (bucket, service_id): the rows of the current period of
+    //   every service sit together, so a batch dirties a few pages instead of one per service,
+    //   and a window of all services is one range. *_by_service serves one service's reads and
+    //   the cascade of a purge; an upsert of an existing row does not touch it.
+    // - service_rollups_day: per UTC day, written like the others; filled from the hour rows
+    //   here (in C++, after this SQL: histograms merge there).
+    // - A minute with a single tick has no minute row from now on: that tick is the minute's
+    //   rollup (at a 60 s interval a row per tick doubled the database). A minute row exists
+    //   once a minute has two ticks, and summarises all of them.
+    {7, R"sql(
+CREATE TABLE regions (
+  id   INTEGER PRIMARY KEY,
+  name TEXT    NOT NULL UNIQUE
+);
+INSERT INTO regions(name) SELECT DISTINCT region FROM service_ticks ORDER BY region;
+
+CREATE TABLE service_ticks_v7 (
+  service_id    INTEGER NOT NULL REFERENCES services(id) ON DELETE CASCADE,
+  ts            INTEGER NOT NULL,
+  seq           INTEGER NOT NULL,
+  up            INTEGER NOT NULL CHECK (up IN (0, 1)),
+  status_code   INTEGER,
+  response_us   INTEGER NOT NULL,
+  error         TEXT,
+  region_id     INTEGER NOT NULL,
+  message       TEXT,
+  resolve_us    INTEGER,
+  connect_us    INTEGER,
+  tls_us        INTEGER,
+  processing_us INTEGER,
+  transfer_us   INTEGER,
+  PRIMARY KEY (service_id, ts, seq)
+) WITHOUT ROWID;
+INSERT INTO service_ticks_v7
+  SELECT t.service_id, t.ts,
+         row_number() OVER (PARTITION BY t.service_id, t.ts ORDER BY t.rowid) - 1,
+         t.up, t.status_code, CAST(round(t.response_ms * 1000) AS INTEGER), t.error, r.id,
+         t.message, t.resolve_us, t.connect_us, t.tls_us, t.processing_us, t.transfer_us
+  FROM service_ticks t JOIN regions r ON r.name = t.region;
+DROP TABLE service_ticks;
+ALTER TABLE service_ticks_v7 RENAME TO service_ticks;
+
+CREATE TABLE service_rollups_minute_v7 (
+  service_id    INTEGER NOT NULL REFERENCES services(id) ON DELETE CASCADE,
+  bucket        INTEGER NOT NULL,
+  count         INTEGER NOT NULL,
+  up            INTEGER NOT NULL,
+  down          INTEGER NOT NULL,
+  sum_ms        REAL    NOT NULL,
+  min_ms        REAL    NOT NULL,
+  max_ms        REAL    NOT NULL,
+  histogram     BLOB    NOT NULL,
+  phase_count   INTEGER NOT NULL DEFAULT 0,
+  resolve_ms    REAL    NOT NULL DEFAULT 0,
+  connect_ms    REAL    NOT NULL DEFAULT 0,
+  tls_ms        REAL    NOT NULL DEFAULT 0,
+  processing_ms REAL    NOT NULL DEFAULT 0,
+  transfer_ms   REAL    NOT NULL DEFAULT 0,
+  PRIMARY KEY (bucket, service_id)
+) WITHOUT ROWID;
+INSERT INTO service_rollups_minute_v7(service_id, bucket, count, up, down, sum_ms, min_ms, max_ms, histogram, phase_count, resolve_ms, connect_ms, tls_ms, processing_ms, transfer_ms)
+  SELECT service_id, bucket, count, up, down, sum_ms, min_ms, max_ms, histogram, phase_count, resolve_ms, connect_ms, tls_ms, processing_ms, transfer_ms FROM service_rollups_minute;
+DROP TABLE service_rollups_minute;
+ALTER TABLE service_rollups_minute_v7 RENAME TO service_rollups_minute;
+CREATE INDEX service_rollups_minute_by_service ON service_rollups_minute(service_id, bucket);
+
+CREATE TABLE service_rollups_hour_v7 (
+  service_id    INTEGER NOT NULL REFERENCES services(id) ON DELETE CASCADE,
+  bucket        INTEGER NOT NULL,
+  count         INTEGER NOT NULL,
+  up            INTEGER NOT NULL,
+  down          INTEGER NOT NULL,
+  sum_ms        REAL    NOT NULL,
+  min_ms        REAL    NOT NULL,
+  max_ms        REAL    NOT NULL,
+  histogram     BLOB    NOT NULL,
+  phase_count   INTEGER NOT NULL DEFAULT 0,
+  resolve_ms    REAL    NOT NULL DEFAULT 0,
+  connect_ms    REAL    NOT NULL DEFAULT 0,
+  tls_ms        REAL    NOT NULL DEFAULT 0,
+  processing_ms REAL    NOT NULL DEFAULT 0,
+  transfer_ms   REAL    NOT NULL DEFAULT 0,
+  PRIMARY KEY (bucket, service_id)
+) WITHOUT ROWID;
+INSERT INTO service_rollups_hour_v7(service_id, bucket, count, up, down, sum_ms, min_ms, max_ms, histogram, phase_count, resolve_ms, connect_ms, tls_ms, processing_ms, transfer_ms)
+  SELECT service_id, bucket, count, up, down, sum_ms, min_ms, max_ms, histogram, phase_count, resolve_ms, connect_ms, tls_ms, processing_ms, transfer_ms FROM service_rollups_hour;
+DROP TABLE service_rollups_hour;
+ALTER TABLE service_rollups_hour_v7 RENAME TO service_rollups_hour;
+CREATE INDEX service_rollups_hour_by_service ON service_rollups_hour(service_id, bucket);
+
+CREATE TABLE service_rollups_day (
+  service_id    INTEGER NOT NULL REFERENCES services(id) ON DELETE CASCADE,
+  bucket        INTEGER NOT NULL,
+  count         INTEGER NOT NULL,
+  up            INTEGER NOT NULL,
+  down          INTEGER NOT NULL,
+  sum_ms        REAL    NOT NULL,
+  min_ms        REAL    NOT NULL,
+  max_ms        REAL    NOT NULL,
+  histogram     BLOB    NOT NULL,
+  phase_count   INTEGER NOT NULL DEFAULT 0,
+  resolve_ms    REAL    NOT NULL DEFAULT 0,
+  connect_ms    REAL    NOT NULL DEFAULT 0,
+  tls_ms        REAL    NOT NULL DEFAULT 0,
+  processing_ms REAL    NOT NULL DEFAULT 0,
+  transfer_ms   REAL    NOT NULL DEFAULT 0,
+  PRIMARY KEY (bucket, service_id)
+) WITHOUT ROWID;
+CREATE INDEX service_rollups_day_by_service ON service_rollups_day(service_id, bucket);
+)sql",
+     backfill_day_rollups},
 };
 
 constexpr int kCurrentVersion = kMigrations[std::size(kMigrations) - 1].version;
@@ -268,6 +394,7 @@ void migrate(SQLite::Database& db, const std::string& path) {
   for (const auto& migration : kMigrations) {
     if (migration.version <= found) continue;
     db.exec(migration.sql);
+    if (migration.then) migration.then(db);
     record.bind(1, migration.version);
     record.bind(2, static_cast<std::int64_t>(to_unix_ms(now_ms())));
     record.exec();

@@ -176,8 +176,8 @@ ProbeOptions read_probe_options(const std::string& text) {
   }
 }
 
-std::int64_t to_us(double ms) { return std::llround(ms * 1000.0); }
-double from_us(std::int64_t us) { return static_cast<double>(us) / 1000.0; }
+using rollup_sql::from_us;
+using rollup_sql::to_us;
 
 // Binds the five phase columns at ?first.. (NULL without phases).
 void bind_phases(SQLite::Statement& statement, int first, const std::optional<PhaseTimings>& p) {
@@ -419,13 +419,59 @@ class ReadPool {
 // apply()'s statements, compiled once: apply runs for every batch the writer commits. Each use
 // starts with tryReset(): a statement whose last step threw keeps that error, and reset() would
 // rethrow it.
+// A summary with its histogram encoded, as summarize_all_recent keeps one per service between
+// calls: about 100 bytes where a RollupSummary takes about 700.
+struct PackedSummary {
+  std::int64_t count = 0;
+  std::int64_t up = 0;
+  std::int64_t down = 0;
+  double sum_ms = 0;
+  double min_ms = 0;
+  double max_ms = 0;
+  std::int64_t phase_count = 0;
+  PhaseTimings phase_sums;
+  std::string histogram;  // LatencyHistogram::encode()
+
+  static PackedSummary pack(const RollupSummary& s) {
+    return {s.count,       s.up,         s.down,
+            s.sum_ms,      s.min_ms,     s.max_ms,
+            s.phase_count, s.phase_sums, s.histogram.encode()};
+  }
+  RollupSummary unpack() const {
+    RollupSummary s;
+    s.count = count;
+    s.up = up;
+    s.down = down;
+    s.sum_ms = sum_ms;
+    s.min_ms = min_ms;
+    s.max_ms = max_ms;
+    s.phase_count = phase_count;
+    s.phase_sums = phase_sums;
+    s.histogram = LatencyHistogram::decode(histogram.data(), histogram.size());
+    return s;
+  }
+};
+
+// summarize_all_recent's cached part of one window length: [from, closed_to), by service id.
+struct RecentCache {
+  std::int64_t from = 0;
+  std::int64_t closed_to = 0;
+  std::vector<std::pair<ServiceId, PackedSummary>> services;
+};
+
 struct ApplyStatements {
   explicit ApplyStatements(SQLite::Database& db)
       : insert_tick(db,
                     "INSERT INTO service_ticks"
-                    "(service_id, ts, up, status_code, response_ms, error, region, message,"
-                    " resolve_us, connect_us, tls_us, processing_us, transfer_us)"
-                    " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                    "(service_id, ts, up, status_code, response_us, error, region_id, message,"
+                    " resolve_us, connect_us, tls_us, processing_us, transfer_us, seq)"
+                    " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT DO NOTHING"),
+        next_seq(db,
+                 "SELECT COALESCE(MAX(seq), -1) + 1 FROM service_ticks"
+                 " WHERE service_id = ?1 AND ts = ?2"),
+        insert_region(db, "INSERT INTO regions(name) VALUES(?1) ON CONFLICT DO NOTHING"),
+        select_region(db, "SELECT id FROM regions WHERE name = ?1"),
         close_open_event(db,
                          "UPDATE service_events SET date_ended = ?2, updated_at = ?2"
                          " WHERE service_id = ?1 AND date_ended IS NULL"),
@@ -446,6 +492,10 @@ struct ApplyStatements {
                       " updated_at = excluded.updated_at") {}
 
   SQLite::Statement insert_tick;
+  SQLite::Statement next_seq;  // for a second tick of a service in the same millisecond
+  SQLite::Statement insert_region;
+  SQLite::Statement select_region;
+  std::unordered_map<std::string, std::int64_t> region_ids;  // committed regions rows only
   SQLite::Statement close_open_event;
   SQLite::Statement open_event;
   SQLite::Statement upsert_metric;
@@ -454,10 +504,15 @@ struct ApplyStatements {
 // ---- service management (issue 3): the statements that write a whole spec ----
 
 // INSERT of an active service: ?1 name, ?2.. the spec, then push token, revision, time.
+// A new service's id is above every id ever given, purged ones included (their tombstones
+// stay): ticks of a purged service still on their way to the writer, and ids a client kept,
+// must never land on or name a newer service.
 std::string insert_service_sql(const char* source) {
   const int extra = 2 + kSpecColumnCount;
-  return "INSERT INTO services(name, " + spec_column_list() +
-         ", active, source, push_token, revision, created_at, updated_at) VALUES(?1, " +
+  return "INSERT INTO services(id, name, " + spec_column_list() +
+         ", active, source, push_token, revision, created_at, updated_at) VALUES("
+         "(SELECT MAX(n) + 1 FROM (SELECT COALESCE(MAX(id), 0) AS n FROM services"
+         " UNION ALL SELECT COALESCE(MAX(service_id), 0) FROM service_tombstones)), ?1, " +
          spec_placeholders(2) + ", 1, '" + source + "', ?" + std::to_string(extra) + ", ?" +
          std::to_string(extra + 1) + ", ?" + std::to_string(extra + 2) + ", ?" +
          std::to_string(extra + 2) + ")";
@@ -661,6 +716,8 @@ class SqliteStore final : public Store {
     }
 
     std::unordered_set<ServiceId> gone;  // services of the batch that no longer exist
+    // Region ids this transaction added: cached once it commits (a rollback takes them back).
+    std::unordered_map<std::string, std::int64_t> new_regions;
     std::lock_guard lock(write_mutex_);
     guarded("apply", [&] {
       gone.clear();  // a retried batch starts over
@@ -668,6 +725,7 @@ class SqliteStore final : public Store {
       std::vector<const Tick*> inserted;
       inserted.reserve(batch.size());
       auto& s = *apply_statements_;
+      new_regions.clear();
       // IMMEDIATE takes the write lock up front (waiting up to busy_timeout for the other
       // process) instead of failing on a read-to-write upgrade halfway through the batch.
       // Its destructor rolls back unless commit() was reached: all or nothing.
@@ -684,20 +742,30 @@ class SqliteStore final : public Store {
           s.insert_tick.bind(4, *tick.status_code);
         else
           s.insert_tick.bind(4);
-        s.insert_tick.bind(5, tick.response_ms);
+        s.insert_tick.bind(5, to_us(tick.response_ms));
         if (tick.error.empty())
           s.insert_tick.bind(6);
         else
           s.insert_tick.bindNoCopy(6, tick.error);
-        s.insert_tick.bindNoCopy(7, tick.region);
+        s.insert_tick.bind(7, region_id(tick.region, new_regions));
         if (tick.message.empty())
           s.insert_tick.bind(8);
         else
           s.insert_tick.bindNoCopy(8, tick.message);
         bind_phases(s.insert_tick, 9, tick.phases);  // issue 4
+        s.insert_tick.bind(14, 0);
         if (gone.contains(tick.service_id)) continue;
         try {
-          s.insert_tick.exec();
+          if (s.insert_tick.exec() == 0) {  // the service has a tick of this ms already
+            s.next_seq.tryReset();
+            s.next_seq.bind(1, tick.service_id);
+            s.next_seq.bind(2, ms(tick.ts));
+            s.next_seq.executeStep();
+            s.insert_tick.tryReset();
+            s.insert_tick.bind(14, s.next_seq.getColumn(0).getInt64());
+            s.next_seq.tryReset();
+            if (s.insert_tick.exec() == 0) throw StorageError("tick key conflict");
+          }
         } catch (const SQLite::Exception& e) {
           // The service was purged after the runner produced this tick: skip its records
           // rather than fail (and forever retry) the whole batch.
@@ -737,6 +805,7 @@ class SqliteStore final : public Store {
       }
       rollup_writer_->write(inserted);  // issue 6: same transaction as the ticks
       txn.commit();
+      s.region_ids.merge(new_regions);
     });
     if (!gone.empty()) {
       std::size_t skipped = 0;
@@ -813,16 +882,18 @@ class SqliteStore final : public Store {
     if (query.limit <= 0) return {};
     return guarded("ticks", [&] {
       auto db = readers_.acquire();
-      // rowid breaks ties between ticks of the same millisecond (e.g. two regions), newest first,
+      // seq breaks ties between ticks of the same millisecond (e.g. two regions), newest first,
       // and is the seq of the paging position. With a position, the upper ts bound becomes
-      // min(to, position ts), so the index range stays a plain seek; the rowid condition only
+      // min(to, position ts), so the key range stays a plain seek; the seq condition only
       // sorts out the ticks of that one ts (any lower ts satisfies it through the OR).
       SQLite::Statement select(
-          *db, std::string("SELECT ts, up, status_code, response_ms, error, region, message,"
-                           " resolve_us, connect_us, tls_us, processing_us, transfer_us, rowid"
-                           " FROM service_ticks WHERE service_id = ?1 AND ts >= ?2 AND ts <= ?3") +
-                   (query.before ? " AND (ts < ?5 OR rowid < ?6)" : "") +
-                   " ORDER BY ts DESC, rowid DESC LIMIT ?4");
+          *db, std::string("SELECT t.ts, t.up, t.status_code, t.response_us, t.error, r.name,"
+                           " t.message, t.resolve_us, t.connect_us, t.tls_us, t.processing_us,"
+                           " t.transfer_us, t.seq FROM service_ticks t"
+                           " LEFT JOIN regions r ON r.id = t.region_id"
+                           " WHERE t.service_id = ?1 AND t.ts >= ?2 AND t.ts <= ?3") +
+                   (query.before ? " AND (t.ts < ?5 OR t.seq < ?6)" : "") +
+                   " ORDER BY t.ts DESC, t.seq DESC LIMIT ?4");
       std::int64_t upper = query.to ? ms(*query.to) : std::numeric_limits<std::int64_t>::max();
       if (query.before) upper = std::min(upper, ms(query.before->ts));
       select.bind(1, id);
@@ -840,7 +911,7 @@ class SqliteStore final : public Store {
         tick.ts = from_unix_ms(select.getColumn(0).getInt64());
         tick.up = select.getColumn(1).getInt() != 0;
         if (!select.isColumnNull(2)) tick.status_code = select.getColumn(2).getInt();
-        tick.response_ms = select.getColumn(3).getDouble();
+        tick.response_ms = from_us(select.getColumn(3).getInt64());
         if (!select.isColumnNull(4)) tick.error = select.getColumn(4).getString();
         tick.region = select.getColumn(5).getString();
         if (!select.isColumnNull(6)) tick.message = select.getColumn(6).getString();
@@ -919,8 +990,9 @@ class SqliteStore final : public Store {
       std::lock_guard lock(write_mutex_);
       const int deleted = guarded("purge_service", [&] {
         SQLite::Statement erase(*db_,
-                                "DELETE FROM service_ticks WHERE rowid IN (SELECT rowid FROM"
-                                " service_ticks WHERE service_id = ?1 LIMIT ?2)");
+                                "DELETE FROM service_ticks WHERE (service_id, ts, seq) IN (SELECT"
+                                " service_id, ts, seq FROM service_ticks WHERE service_id = ?1"
+                                " LIMIT ?2)");
         erase.bind(1, id);
         erase.bind(2, static_cast<std::int64_t>(kPurgeBatch));
         return erase.exec();
@@ -1049,16 +1121,30 @@ class SqliteStore final : public Store {
     });
   }
 
-  std::size_t delete_ticks_older_than(TimePoint cutoff, std::size_t batch_size) override {
+  std::size_t delete_ticks_older_than(TimePoint cutoff, std::optional<TimePoint> lone_cutoff,
+                                      std::size_t batch_size) override {
     if (batch_size == 0) return 0;
     std::lock_guard lock(write_mutex_);
     return guarded("delete_ticks_older_than", [&] {
-      SQLite::Statement erase(*db_,
-                              "DELETE FROM service_ticks WHERE rowid IN (SELECT rowid FROM"
-                              " service_ticks WHERE ts < ?1 ORDER BY ts LIMIT ?2)");
-      erase.bind(1, ms(cutoff));
-      erase.bind(2, static_cast<std::int64_t>(batch_size));
-      return static_cast<std::size_t>(erase.exec());
+      const std::int64_t all_before = std::min(ms(cutoff), lone_cutoff ? ms(*lone_cutoff) : kNever);
+      // Ticks in [lone from, cutoff) go only when their minute has a row. Minute rows are not
+      // written for old minutes, so what an earlier cleanup checked needs no second look.
+      const std::int64_t lone_from = std::max(all_before, lone_checked_before_);
+      std::size_t deleted = 0;
+      bool wrapped = retention_cursor_ == 0;
+      for (;;) {
+        deleted += delete_ticks_from(retention_cursor_, all_before, lone_from, ms(cutoff),
+                                     batch_size - deleted);
+        if (deleted == batch_size) break;
+        // Fewer than asked: every service from the cursor on is clean.
+        retention_cursor_ = 0;
+        if (wrapped) {
+          lone_checked_before_ = std::max(lone_checked_before_, ms(cutoff));
+          break;
+        }
+        wrapped = true;
+      }
+      return deleted;
     });
   }
 
@@ -1079,6 +1165,35 @@ class SqliteStore final : public Store {
       auto db = readers_.acquire();
       SQLite::Transaction snapshot(*db);
       return rollup_sql::summarize(*db, std::nullopt, ms(from), ms(to));
+    });
+  }
+
+  RecentSummaries summarize_all_recent(Millis window, TimePoint now) override {
+    const std::int64_t length = window.count();
+    if (length < rollup_sql::kDayMs) return {now - window, summarize_all(now - window, now)};
+    const std::int64_t from = rollup_sql::floor_to(ms(now) - length, rollup_sql::kHourMs);
+    const std::int64_t current_hour = rollup_sql::floor_to(ms(now), rollup_sql::kHourMs);
+    // The previous hour stays live too: its last ticks may commit just after it ended.
+    const std::int64_t closed_to = std::max(from, current_hour - rollup_sql::kHourMs);
+    return guarded("summarize_all_recent", [&] {
+      std::lock_guard lock(recent_mutex_);
+      auto db = readers_.acquire();
+      auto& cache = recent_cache_[length];
+      if (cache.from != from || cache.closed_to != closed_to) {
+        SQLite::Transaction snapshot(*db);
+        cache.services.clear();
+        for (const auto& [id, summary] : rollup_sql::summarize(*db, std::nullopt, from, closed_to))
+          cache.services.emplace_back(id, PackedSummary::pack(summary));
+        cache.from = from;
+        cache.closed_to = closed_to;
+      }
+      RecentSummaries out{from_unix_ms(from), {}};
+      for (const auto& [id, packed] : cache.services) out.services.emplace(id, packed.unpack());
+      // Whole rows up to the end of the current hour: no tick is newer than now.
+      for (const auto& [id, summary] :
+           rollup_sql::summarize(*db, std::nullopt, closed_to, current_hour + rollup_sql::kHourMs))
+        out.services[id].merge(summary);
+      return out;
     });
   }
 
@@ -1177,6 +1292,71 @@ class SqliteStore final : public Store {
                         (select.getColumn(1).getInt() != 0 ? "" : " (inactive)"));
   }
 
+  // The regions row of `name`, inserted when new. Needs write_mutex_ and apply's transaction;
+  // ids it adds go to `added`, cached by apply() once the transaction commits.
+  std::int64_t region_id(const std::string& name,
+                         std::unordered_map<std::string, std::int64_t>& added) {
+    auto& s = *apply_statements_;
+    if (const auto it = s.region_ids.find(name); it != s.region_ids.end()) return it->second;
+    if (const auto it = added.find(name); it != added.end()) return it->second;
+    s.insert_region.tryReset();
+    s.insert_region.bind(1, name);
+    s.insert_region.exec();
+    s.select_region.tryReset();
+    s.select_region.bind(1, name);
+    if (!s.select_region.executeStep()) throw StorageError("regions row of '" + name + "' missing");
+    const std::int64_t id = s.select_region.getColumn(0).getInt64();
+    s.select_region.tryReset();
+    added.emplace(name, id);
+    return id;
+  }
+
+  // Retention, one pass over the services with id >= first_service, in id order: deletes up
+  // to `limit` ticks with ts < all_before, or with ts in [lone_from, cutoff) whose minute has a
+  // row, in one transaction. Moves retention_cursor_ to the last service it deleted from.
+  // Needs write_mutex_.
+  std::size_t delete_ticks_from(ServiceId first_service, std::int64_t all_before,
+                                std::int64_t lone_from, std::int64_t cutoff, std::size_t limit) {
+    SQLite::Transaction txn(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement services(*db_, "SELECT id FROM services WHERE id >= ?1 ORDER BY id");
+    services.bind(1, first_service);
+    // Each a seek into one service's key range, deleting in place.
+    SQLite::Statement old(*db_,
+                          "DELETE FROM service_ticks WHERE (service_id, ts, seq) IN (SELECT"
+                          " service_id, ts, seq FROM service_ticks WHERE service_id = ?1"
+                          " AND ts < ?2 LIMIT ?3)");
+    SQLite::Statement not_lone(
+        *db_,
+        "DELETE FROM service_ticks WHERE (service_id, ts, seq) IN (SELECT t.service_id, t.ts,"
+        " t.seq FROM service_ticks t WHERE t.service_id = ?1 AND t.ts >= ?2 AND t.ts < ?3"
+        " AND EXISTS (SELECT 1 FROM service_rollups_minute m"
+        " WHERE m.bucket = t.ts - t.ts % 60000 AND m.service_id = t.service_id) LIMIT ?4)");
+    std::size_t deleted = 0;
+    while (services.executeStep()) {
+      const ServiceId id = services.getColumn(0).getInt64();
+      old.tryReset();
+      old.bind(1, id);
+      old.bind(2, all_before);
+      old.bind(3, static_cast<std::int64_t>(limit - deleted));
+      std::size_t here = static_cast<std::size_t>(old.exec());
+      if (deleted + here < limit && lone_from < cutoff) {
+        not_lone.tryReset();
+        not_lone.bind(1, id);
+        not_lone.bind(2, lone_from);
+        not_lone.bind(3, cutoff);
+        not_lone.bind(4, static_cast<std::int64_t>(limit - deleted - here));
+        here += static_cast<std::size_t>(not_lone.exec());
+      }
+      deleted += here;
+      if (here > 0) retention_cursor_ = id;
+      if (deleted >= limit) break;
+    }
+    txn.commit();
+    return deleted;
+  }
+
+  static constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::min();
+
   const std::string path_;
   std::mutex write_mutex_;  // guards db_ and apply_statements_
   std::unique_ptr<SQLite::Database> db_;
@@ -1184,6 +1364,13 @@ class SqliteStore final : public Store {
   // Issue 6; declared after db_ as well.
   std::unique_ptr<rollup_sql::RollupWriter> rollup_writer_;
   ReadPool readers_;
+  // Retention (guarded by write_mutex_): the service the next batch starts from, and below
+  // which ts every lone tick was found to have no minute row.
+  ServiceId retention_cursor_ = 0;
+  std::int64_t lone_checked_before_ = kNever;
+  // summarize_all_recent's closed part per window length, in ms (guarded by recent_mutex_).
+  std::mutex recent_mutex_;
+  std::map<std::int64_t, RecentCache> recent_cache_;
 };
 
 }  // namespace

@@ -154,20 +154,38 @@ class Store {
   virtual std::vector<std::pair<ServiceId, BeatReport>> take_beats(std::size_t max) = 0;
 
   // Retention: deletes up to `batch_size` ticks with ts < cutoff in one short transaction, so
-  // the writer never waits long behind it. Returns how many it deleted. Metrics and events stay.
-  virtual std::size_t delete_ticks_older_than(TimePoint cutoff, std::size_t batch_size) = 0;
+  // the writer never waits long behind it, service by service. Returns how many it deleted
+  // (fewer than batch_size: none is left). Metrics and events stay. A minute's only tick is
+  // that minute's rollup (no minute row is written for it): it stays until `lone_cutoff`
+  // instead, and forever when that is empty.
+  virtual std::size_t delete_ticks_older_than(TimePoint cutoff,
+                                              std::optional<TimePoint> lone_cutoff,
+                                              std::size_t batch_size) = 0;
 
   // ---- time series (issue 6): rollups written by apply(), read for any window ----
 
-  // What the ticks of service `id` with ts in [from, to) said (count 0 when none): whole hours
-  // from hour rollups, whole minutes around them from minute rollups, raw ticks at the edges.
+  // What the ticks of service `id` with ts in [from, to) said (count 0 when none): whole days
+  // from day rollups, whole hours around them from hour rollups, whole minutes around those
+  // from minute rollups (or their single tick), raw ticks at the edges.
   // Exact for counts and sums, percentiles within the histogram's bound, as long as the rows a
   // window needs are still retained.
   virtual RollupSummary summarize(ServiceId id, TimePoint from, TimePoint to) = 0;
   // The same for every service with ticks in the window, keyed by id, in a fixed number of
   // queries whatever the number of services.
   virtual std::map<ServiceId, RollupSummary> summarize_all(TimePoint from, TimePoint to) = 0;
-  // Rollup rows of service `id` whose period starts in [from, to), oldest first.
+  // Every service's summary over the last `window` before `now`, for the many-services views
+  // (GET /v1/uptime, vigil_service_uptime_ratio). A window shorter than a day is exact,
+  // [now - window, now]. A longer one starts at the UTC hour that contains now - window (up
+  // to an hour more than asked, never less) and is made of whole rollup rows; what ended over
+  // an hour ago is cached until the hour changes, so repeated calls read only the rows of the
+  // current and the previous hour. `from` is where the window started.
+  struct RecentSummaries {
+    TimePoint from;
+    std::map<ServiceId, RollupSummary> services;
+  };
+  virtual RecentSummaries summarize_all_recent(Millis window, TimePoint now) = 0;
+  // Periods of service `id` that start in [from, to) and had ticks, oldest first: rollup rows,
+  // and for minutes also those whose only tick stands for their row.
   virtual std::vector<std::pair<TimePoint, RollupSummary>> rollups(ServiceId id,
                                                                    RollupResolution resolution,
                                                                    TimePoint from,

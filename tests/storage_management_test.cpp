@@ -335,6 +335,21 @@ TEST_F(StoreFixture, PurgeDeletesHistoryAndLaterTicksOfItAreSkippedNotFatal) {
   EXPECT_EQ(count(path, "SELECT COUNT(*) FROM service_ticks"), 2);
 }
 
+TEST_F(StoreFixture, APurgedServicesIdIsNeverGivenAgain) {
+  store->create_service(probed("first"), at(0));
+  const ServiceId gone = store->create_service(probed("gone"), at(0)).id;  // the highest id
+  ASSERT_TRUE(store->purge_service(gone));
+  const ServiceId api = store->create_service(probed("next"), at(0)).id;
+  EXPECT_GT(api, gone);
+  store->sync_services({probed("from-file")}, at(0));
+  for (const auto& service : store->active_services()) EXPECT_NE(service.id, gone);
+  // A tick of the purged service that was still on its way is skipped, not given to another.
+  Metric metric;
+  store->apply({tick(gone, 1000, true, metric, EventKind::uptime)});
+  EXPECT_EQ(count(path, "SELECT COUNT(*) FROM service_ticks"), 0);
+  EXPECT_EQ(store->get_service(api)->metric.tick_count, 0);
+}
+
 TEST_F(StoreFixture, TheWriterSurvivesTicksOfAServicePurgedWhileTheyWereQueued) {
   prometheus::Registry registry;
   const ServiceId keep = store->create_service(probed("keep"), at(0)).id;
@@ -462,10 +477,10 @@ TEST_F(StoreFixture, RetentionDeletesOnlyOldTicksInBatchesAndKeepsMetricsAndEven
   }
   store->apply(batch);
   // Older than 10 s: a's 0..9 s and b's 0.5..9.5 s, 20 ticks.
-  EXPECT_EQ(store->delete_ticks_older_than(at(10'000), 8), 8u);
-  EXPECT_EQ(store->delete_ticks_older_than(at(10'000), 8), 8u);
-  EXPECT_EQ(store->delete_ticks_older_than(at(10'000), 8), 4u);
-  EXPECT_EQ(store->delete_ticks_older_than(at(10'000), 8), 0u);
+  EXPECT_EQ(store->delete_ticks_older_than(at(10'000), std::nullopt, 8), 8u);
+  EXPECT_EQ(store->delete_ticks_older_than(at(10'000), std::nullopt, 8), 8u);
+  EXPECT_EQ(store->delete_ticks_older_than(at(10'000), std::nullopt, 8), 4u);
+  EXPECT_EQ(store->delete_ticks_older_than(at(10'000), std::nullopt, 8), 0u);
   EXPECT_EQ(count(path, "SELECT COUNT(*) FROM service_ticks"), 30);
   EXPECT_EQ(count(path, "SELECT COUNT(*) FROM service_ticks WHERE ts < 10000"), 0);
   EXPECT_EQ(count(path, "SELECT MIN(ts) FROM service_ticks"), 10'000);

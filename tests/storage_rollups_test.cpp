@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "storage/retention.h"
+#include "storage/rollup_sql.h"
 #include "storage/rollups.h"
 #include "storage/store.h"
 #include "support/target_server.h"
@@ -105,7 +106,9 @@ class RollupStore : public ::testing::Test {
   // irregular size, so minute and hour rows are upserted across batches.
   void generate() {
     std::mt19937_64 rng(7);
-    std::uniform_int_distribution<std::int64_t> gap(1, 20'000);
+    // Mostly several ticks a minute, sometimes a minute with one tick or none.
+    std::uniform_int_distribution<std::int64_t> short_gap(1, 20'000), long_gap(40'000, 150'000);
+    const auto gap = [&](std::mt19937_64& r) { return r() % 6 == 0 ? long_gap(r) : short_gap(r); };
     std::uniform_real_distribution<double> exponent(std::log(1.0), std::log(5'000.0));
     std::uniform_int_distribution<int> batch_size(1, 60);
     std::vector<TickRecord> batch;
@@ -160,8 +163,9 @@ class RollupStore : public ::testing::Test {
     EXPECT_EQ(got.phase_count, phases);
     EXPECT_NEAR(got.phase_sums.processing_ms, phase_processing, 1e-6 * std::max(1.0, sum));
     if (values.empty()) return;
-    EXPECT_DOUBLE_EQ(got.min_ms, *std::min_element(values.begin(), values.end()));
-    EXPECT_DOUBLE_EQ(got.max_ms, *std::max_element(values.begin(), values.end()));
+    // Ticks keep response times to the microsecond.
+    EXPECT_NEAR(got.min_ms, *std::min_element(values.begin(), values.end()), 0.0005);
+    EXPECT_NEAR(got.max_ms, *std::max_element(values.begin(), values.end()), 0.0005);
     for (double q : {0.5, 0.9, 0.95, 0.99})
       expect_within_bound(*got.percentile(q), exact_percentile(values, q));
   }
@@ -208,8 +212,9 @@ TEST_F(RollupStore, SummarizeAllEqualsEachServiceOnItsOwn) {
 TEST_F(RollupStore, RollupRowsAgreeWithTheTicksTableFromOutside) {
   generate();
   SQLite::Database db(dir.file("vigil.db"), SQLite::OPEN_READONLY);
-  for (const char* table : {"service_rollups_minute", "service_rollups_hour"}) {
-    const std::int64_t period = std::string(table).ends_with("minute") ? 60'000 : 3'600'000;
+  for (const auto& [table, period] : {std::pair{"service_rollups_minute", std::int64_t{60'000}},
+                                      std::pair{"service_rollups_hour", std::int64_t{3'600'000}},
+                                      std::pair{"service_rollups_day", std::int64_t{86'400'000}}}) {
     SQLite::Statement mismatches(
         db, std::string("SELECT COUNT(*) FROM ") + table +
                 " r WHERE r.count != (SELECT COUNT(*) FROM service_ticks t WHERE t.service_id ="
@@ -219,9 +224,28 @@ TEST_F(RollupStore, RollupRowsAgreeWithTheTicksTableFromOutside) {
     mismatches.bind(1, period);
     ASSERT_TRUE(mismatches.executeStep());
     EXPECT_EQ(mismatches.getColumn(0).getInt64(), 0) << table;
-    EXPECT_EQ(db.execAndGet(std::string("SELECT SUM(count) FROM ") + table).getInt64(),
-              static_cast<std::int64_t>(ticks.size()));
+    // A minute with one tick has no row: that tick is the minute's rollup.
+    const std::int64_t lone = period != 60'000
+                                  ? 0
+                                  : db.execAndGet(
+                                          "SELECT COUNT(*) FROM service_ticks t WHERE NOT EXISTS"
+                                          " (SELECT 1 FROM service_rollups_minute m WHERE"
+                                          " m.service_id = t.service_id AND m.bucket = t.ts -"
+                                          " t.ts % 60000)")
+                                        .getInt64();
+    EXPECT_EQ(db.execAndGet(std::string("SELECT SUM(count) FROM ") + table).getInt64() + lone,
+              static_cast<std::int64_t>(ticks.size()))
+        << table;
   }
+  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM service_rollups_minute WHERE count < 2").getInt64(),
+            0);
+  // Both kinds of minute occur in the generated ticks.
+  EXPECT_GT(db.execAndGet("SELECT COUNT(*) FROM service_rollups_minute").getInt64(), 10);
+  EXPECT_GT(db.execAndGet("SELECT COUNT(*) FROM service_ticks t WHERE NOT EXISTS (SELECT 1 FROM"
+                          " service_rollups_minute m WHERE m.service_id = t.service_id AND"
+                          " m.bucket = t.ts - t.ts % 60000)")
+                .getInt64(),
+            10);
 }
 
 TEST_F(RollupStore, RollupRowsAreListedOldestFirst) {
@@ -266,7 +290,8 @@ TEST_F(RollupStore, PurgingAServiceDeletesItsRollups) {
   generate();
   ASSERT_TRUE(store->purge_service(ids[0]));
   SQLite::Database db(dir.file("vigil.db"), SQLite::OPEN_READONLY);
-  for (const char* table : {"service_rollups_minute", "service_rollups_hour"})
+  for (const char* table :
+       {"service_rollups_minute", "service_rollups_hour", "service_rollups_day", "service_ticks"})
     EXPECT_EQ(db.execAndGet(std::string("SELECT COUNT(*) FROM ") + table +
                             " WHERE service_id = " + std::to_string(ids[0]))
                   .getInt64(),
@@ -311,15 +336,19 @@ TEST_F(RollupStore, RetentionCleanerKeepsEachResolutionForItsOwnPeriod) {
   const std::int64_t day = 86'400'000;
   std::vector<TickRecord> batch;
   Metric metric;
+  // Two ticks in one minute at each age, so each has a minute row (a minute's only tick is its
+  // own rollup: see RetentionKeepsAMinutesOnlyTickAsLongAsMinuteRows).
   for (std::int64_t age_days : {500, 40, 1}) {
-    TickRecord r;
-    r.tick.service_id = ids[0];
-    r.tick.ts = from_unix_ms(now - age_days * day);
-    r.tick.up = true;
-    r.tick.response_ms = 3;
-    metric.add(true, 3);
-    r.metric_after = metric;
-    batch.push_back(r);
+    for (std::int64_t offset : {0, 1}) {
+      TickRecord r;
+      r.tick.service_id = ids[0];
+      r.tick.ts = from_unix_ms((now - age_days * day) / 60'000 * 60'000 + offset);
+      r.tick.up = true;
+      r.tick.response_ms = 3;
+      metric.add(true, 3);
+      r.metric_after = metric;
+      batch.push_back(r);
+    }
   }
   store->apply(batch);
   SQLite::Database db(dir.file("vigil.db"), SQLite::OPEN_READONLY);
@@ -333,13 +362,15 @@ TEST_F(RollupStore, RetentionCleanerKeepsEachResolutionForItsOwnPeriod) {
                                                     .minute_retention = Millis(30 * day),
                                                     .hour_retention = Millis(400 * day)});
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while ((rows("service_rollups_minute") > 1 || rows("service_rollups_hour") > 2) &&
+  while ((rows("service_rollups_minute") > 1 || rows("service_rollups_hour") > 2 ||
+          rows("service_rollups_day") > 2) &&
          std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   cleaner.stop();
   EXPECT_EQ(rows("service_rollups_minute"), 1);  // the day-old one
   EXPECT_EQ(rows("service_rollups_hour"), 2);    // 40 days and 1 day
-  EXPECT_EQ(rows("service_ticks"), 3);           // RETENTION_DAYS 0: ticks stay
+  EXPECT_EQ(rows("service_rollups_day"), 2);     // as long as hour rows
+  EXPECT_EQ(rows("service_ticks"), 6);           // RETENTION_DAYS 0: ticks stay
 }
 
 TEST_F(RollupStore, ACorruptHistogramIsAStorageErrorNotACrash) {
@@ -350,6 +381,144 @@ TEST_F(RollupStore, ACorruptHistogramIsAStorageErrorNotACrash) {
   }
   EXPECT_THROW(store->summarize(ids[0], from_unix_ms(kBase), from_unix_ms(kBase + 3'600'000)),
                StorageError);
+}
+
+TickRecord record_at(ServiceId id, std::int64_t ts, double ms, Metric& metric) {
+  TickRecord r;
+  r.tick.service_id = id;
+  r.tick.ts = from_unix_ms(ts);
+  r.tick.up = true;
+  r.tick.response_ms = ms;
+  metric.add(true, ms);
+  r.metric_after = metric;
+  return r;
+}
+
+TEST_F(RollupStore, AMinuteWithOneTickHasNoRowYetCountsLikeOne) {
+  Metric metric;
+  const ServiceId id = ids[0];
+  store->apply({record_at(id, kBase + 10'000, 5, metric)});    // minute 0: alone
+  store->apply({record_at(id, kBase + 70'000, 7, metric)});    // minute 1: two ticks, in two
+  store->apply({record_at(id, kBase + 80'000, 9, metric),      // batches
+                record_at(id, kBase + 130'000, 11, metric)});  // minute 2: alone
+  SQLite::Database db(dir.file("vigil.db"), SQLite::OPEN_READONLY);
+  SQLite::Statement rows(db, "SELECT bucket, count, min_ms, max_ms FROM service_rollups_minute");
+  ASSERT_TRUE(rows.executeStep());
+  EXPECT_EQ(rows.getColumn(0).getInt64(), kBase + 60'000);
+  EXPECT_EQ(rows.getColumn(1).getInt64(), 2);  // the first tick of the minute is in it too
+  EXPECT_DOUBLE_EQ(rows.getColumn(2).getDouble(), 7);
+  EXPECT_DOUBLE_EQ(rows.getColumn(3).getDouble(), 9);
+  EXPECT_FALSE(rows.executeStep());
+
+  const auto minutes = store->rollups(id, RollupResolution::minute, from_unix_ms(kBase),
+                                      from_unix_ms(kBase + 3'600'000));
+  ASSERT_EQ(minutes.size(), 3u);
+  EXPECT_EQ(to_unix_ms(minutes[0].first), kBase);
+  EXPECT_EQ(minutes[0].second.count, 1);
+  EXPECT_DOUBLE_EQ(minutes[0].second.max_ms, 5);
+  EXPECT_EQ(minutes[1].second.count, 2);
+  EXPECT_EQ(to_unix_ms(minutes[2].first), kBase + 120'000);
+  EXPECT_EQ(minutes[2].second.count, 1);
+
+  // Whole minutes inside a window, and minutes cut by its edges.
+  EXPECT_EQ(store->summarize(id, from_unix_ms(kBase), from_unix_ms(kBase + 180'000)).count, 4);
+  EXPECT_EQ(store->summarize(id, from_unix_ms(kBase + 75'000), from_unix_ms(kBase + 180'000)).count,
+            2);
+  const auto all = store->summarize_all(from_unix_ms(kBase), from_unix_ms(kBase + 180'000));
+  EXPECT_DOUBLE_EQ(all.at(id).sum_ms, 5 + 7 + 9 + 11);
+}
+
+TEST_F(RollupStore, RetentionKeepsAMinutesOnlyTickAsLongAsMinuteRows) {
+  Metric metric;
+  const ServiceId id = ids[0];
+  const std::int64_t day = 86'400'000;
+  const std::int64_t old = (to_unix_ms(now_ms()) - 40 * day) / 60'000 * 60'000;
+  store->apply({record_at(id, old, 5, metric),           // alone in its minute
+                record_at(id, old + 60'000, 6, metric),  // two in the next one
+                record_at(id, old + 61'000, 7, metric),
+                record_at(id, old + 40 * day - 1, 8, metric)});  // recent
+  SQLite::Database db(dir.file("vigil.db"), SQLite::OPEN_READONLY);
+  const auto ticks = [&] { return db.execAndGet("SELECT COUNT(*) FROM service_ticks").getInt64(); };
+  const TimePoint cutoff = now_ms() - Millis(30 * day);
+  // Minute rows kept for 50 days: the lone tick stays, the minute with a row loses its ticks.
+  EXPECT_EQ(store->delete_ticks_older_than(cutoff, now_ms() - Millis(50 * day), 100), 2u);
+  EXPECT_EQ(ticks(), 2);
+  EXPECT_EQ(store->delete_ticks_older_than(cutoff, std::nullopt, 100), 0u);  // kept forever
+  EXPECT_EQ(store->summarize(id, from_unix_ms(old), from_unix_ms(old + 60'000)).count, 1);
+  // Minute rows kept for 35 days only: now it goes.
+  EXPECT_EQ(store->delete_ticks_older_than(cutoff, now_ms() - Millis(35 * day), 100), 1u);
+  EXPECT_EQ(ticks(), 1);
+}
+
+TEST_F(RollupStore, RetentionWalksServicesInBatchesAcrossCalls) {
+  Metric ma, mb;
+  std::vector<TickRecord> batch;
+  for (int i = 0; i < 10; ++i) {  // ten ticks each in one minute: all have minute rows
+    batch.push_back(record_at(ids[0], kBase + i * 1000, 1, ma));
+    batch.push_back(record_at(ids[1], kBase + i * 1000 + 500, 1, mb));
+  }
+  store->apply(batch);
+  std::size_t total = 0;
+  for (int call = 0; call < 4; ++call) {
+    const std::size_t n =
+        store->delete_ticks_older_than(from_unix_ms(kBase + 8'000), std::nullopt, 5);
+    EXPECT_LE(n, 5u);
+    total += n;
+  }
+  EXPECT_EQ(total, 16u);  // 0..7 s of both
+  EXPECT_EQ(store->delete_ticks_older_than(from_unix_ms(kBase + 8'000), std::nullopt, 5), 0u);
+}
+
+TEST_F(RollupStore, RecentWindowsStartAtTheHourAndFollowNewTicks) {
+  generate();
+  Metric metric;
+  const std::int64_t now = kBase + 3 * 3'600'000 + 600'000;  // after every generated tick
+  const auto check = [&](Millis window, std::int64_t expected_from) {
+    const auto recent = store->summarize_all_recent(window, from_unix_ms(now));
+    EXPECT_EQ(to_unix_ms(recent.from), expected_from);
+    const auto exact = store->summarize_all(recent.from, from_unix_ms(now + 1));
+    ASSERT_EQ(recent.services.size(), exact.size());
+    for (const auto& [id, summary] : exact) {
+      EXPECT_EQ(recent.services.at(id).count, summary.count);
+      EXPECT_EQ(recent.services.at(id).up, summary.up);
+      EXPECT_EQ(recent.services.at(id).histogram, summary.histogram);
+      EXPECT_DOUBLE_EQ(recent.services.at(id).max_ms, summary.max_ms);
+    }
+  };
+  // 2 h 10 min back is 50 min into an hour: a day-long-or-more window starts at that hour.
+  check(Millis(86'400'000), kBase + 3 * 3'600'000 - 86'400'000);
+  check(Millis(7 * 86'400'000), kBase + 3 * 3'600'000 - 7 * 86'400'000);
+  check(Millis(3'600'000), now - 3'600'000);  // shorter windows are exact
+  // New ticks in the current and the previous hour show at once, with the rest cached.
+  store->apply({record_at(ids[0], now - 1000, 1234, metric),
+                record_at(ids[1], kBase + 3 * 3'600'000 - 1000, 4321, metric)});
+  check(Millis(86'400'000), kBase + 3 * 3'600'000 - 86'400'000);
+}
+
+TEST_F(RollupStore, DayRowsBackfilledFromHourRowsEqualTheOnesWritten) {
+  generate();
+  SQLite::Database db(dir.file("vigil.db"), SQLite::OPEN_READWRITE);
+  const auto day_rows = [&] {
+    std::vector<std::string> out;
+    SQLite::Statement select(db,
+                             "SELECT service_id, bucket, count, up, down, min_ms, max_ms,"
+                             " hex(histogram), phase_count FROM service_rollups_day"
+                             " ORDER BY service_id, bucket");
+    while (select.executeStep()) {
+      std::string row;
+      for (int i = 0; i < select.getColumnCount(); ++i)
+        row += select.getColumn(i).getString() + "|";
+      out.push_back(row);
+    }
+    return out;
+  };
+  const auto written = day_rows();
+  ASSERT_GE(written.size(), 2u);
+  db.exec("DELETE FROM service_rollups_day");
+  SQLite::Transaction txn(db);
+  rollup_sql::RollupWriter(db).backfill_days_from_hours();
+  txn.commit();
+  EXPECT_EQ(day_rows(), written);
 }
 
 }  // namespace

@@ -97,7 +97,7 @@ TEST(StorageStore, MigrationsCreateTheSchemaAndReopeningChangesNothing) {
   for (const char* object :
        {"table|services|", "table|service_metrics|", "table|service_events|",
         "table|service_ticks|", "table|schema_version|", "index|service_events_one_open|",
-        "index|service_ticks_by_service_ts|"}) {
+        "table|regions|", "table|service_rollups_day|", "index|service_rollups_hour_by_service|"}) {
     bool found = false;
     for (const auto& row : before) found = found || row.rfind(object, 0) == 0;
     EXPECT_TRUE(found) << object;
