@@ -5,6 +5,7 @@
 // query times.
 //
 //   vigil_bench_seed_history --db /tmp/history.db --services 1000 --days 30 --interval 60
+//                            [--repeats 5] [--reuse 1: keep an existing database, time only]
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include <chrono>
@@ -13,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
@@ -37,6 +39,7 @@ struct Options {
   int days = 30;
   int interval_s = 60;
   int repeats = 5;
+  bool reuse = false;  // --reuse 1: time the queries on an existing database
 };
 
 void insert_rollup(SQLite::Statement& insert, std::int64_t id, std::int64_t bucket,
@@ -246,6 +249,8 @@ int main(int argc, char** argv) {
       o.interval_s = std::atoi(value.c_str());
     else if (flag == "--repeats")
       o.repeats = std::atoi(value.c_str());
+    else if (flag == "--reuse")
+      o.reuse = value == "1";
     else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       return 2;
@@ -257,50 +262,70 @@ int main(int argc, char** argv) {
   }
   set_log_level(LogLevel::warn);
   const auto seeding = Clock::now();
-  seed(o);
-  const double seed_ms = ms_since(seeding);
+  std::optional<double> seed_s;
+  if (!o.reuse || !std::filesystem::exists(o.db)) {
+    seed(o);
+    seed_s = ms_since(seeding) / 1000;
+    std::printf("seeding: %.1f s\n", *seed_s);
+  }
   std::uintmax_t size = 0;
   for (const char* suffix : {"", "-wal"})
     if (std::filesystem::exists(o.db + suffix)) size += std::filesystem::file_size(o.db + suffix);
-  std::printf("seeding: %.1f s, database: %.1f MiB\n", seed_ms / 1000, double(size) / 1048576.0);
+  const double db_mib = double(size) / 1048576.0;
+  std::printf("database: %.1f MiB\n", db_mib);
 
   auto store = open_sqlite_store(o.db);
   const TimePoint to = now_ms();
   const Millis month(30LL * 86'400'000);
   const ServiceId one = store->active_services().front().id;
-  // Best and worst of `repeats` runs of `body`, in ms.
-  const auto time = [&](const char* what, auto&& body) {
+  // Best and worst of `repeats` runs of `body` (after `setup`, not timed), in ms; printed and
+  // kept for the JSON line.
+  std::string json;
+  const auto time = [&](const char* key, const char* what, auto&& setup, auto&& body) {
     double best = 1e18, worst = 0;
     for (int r = 0; r < o.repeats; ++r) {
+      setup();
       const auto t0 = Clock::now();
       body();
       const double took = ms_since(t0);
       best = std::min(best, took);
       worst = std::max(worst, took);
     }
-    std::printf("%-62s best %7.1f ms, worst %7.1f ms\n", what, best, worst);
+    std::printf("%-58s best %7.1f ms, worst %7.1f ms\n", what, best, worst);
+    char field[160];
+    std::snprintf(field, sizeof field, ", \"%s_best_ms\": %.2f, \"%s_worst_ms\": %.2f", key, best,
+                  key, worst);
+    json += field;
   };
+  const auto nothing = [] {};
   std::int64_t count_one = 0;
-  time("metrics?window=30d (1 service: summary + events, exact)", [&] {
+  time("metrics_30d", "metrics?window=30d (1 service: summary + events, exact)", nothing, [&] {
     count_one = store->summarize(one, to - month, to).count;
     store->events_overlapping(one, to - month, to);
   });
   std::printf("  (%lld ticks in the window)\n", (long long)count_one);
-  // The first call after the hour changes reads the closed part; later calls only the last
-  // two hours of rows. A fresh store each run measures the first call.
-  time("uptime?window=30d (all services), first call in an hour", [&] {
-    auto fresh = open_sqlite_store(o.db);
-    fresh->summarize_all_recent(month, now_ms());
-    fresh->list_services();
-  });
+  // The first call after the hour changes reads the closed part (a fresh store has none);
+  // later calls only the rows of the last two hours.
+  std::unique_ptr<Store> fresh;
+  time(
+      "uptime_30d_first", "uptime?window=30d (all services), first call in an hour",
+      [&] { fresh = open_sqlite_store(o.db); },
+      [&] {
+        fresh->summarize_all_recent(month, now_ms());
+        fresh->list_services();
+      });
   std::size_t count_all = 0;
   store->summarize_all_recent(month, now_ms());
-  time("uptime?window=30d (all services), later calls", [&] {
+  time("uptime_30d", "uptime?window=30d (all services), later calls", nothing, [&] {
     count_all = store->summarize_all_recent(month, now_ms()).services.size();
     store->list_services();
   });
   std::printf("  (%zu services)\n", count_all);
-  time("summarize_all over exactly 30 d (minute edges, no cache)",
+  time("exact_30d_all", "summarize_all over exactly 30 d (no cache)", nothing,
        [&] { store->summarize_all(now_ms() - month, now_ms()); });
+  std::printf("{\"services\": %d, \"days\": %d, \"ticks_in_window\": %lld, \"db_mib\": %.1f",
+              o.services, o.days, (long long)count_one, db_mib);
+  if (seed_s) std::printf(", \"seeding_s\": %.1f", *seed_s);
+  std::printf("%s}\n", json.c_str());
   return 0;
 }

@@ -1,5 +1,6 @@
 #include "storage/rollup_sql.h"
 
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -8,8 +9,6 @@
 
 namespace vigil::rollup_sql {
 namespace {
-
-constexpr Resolution kResolutions[] = {Resolution::minute, Resolution::hour, Resolution::day};
 
 const char* table(Resolution resolution) {
   switch (resolution) {
@@ -202,18 +201,18 @@ RollupWriter::RollupWriter(SQLite::Database& db)
                             " AND t.ts < ?3") {}
 
 void RollupWriter::write(const std::vector<const Tick*>& ticks) {
-  for (const Resolution resolution : kResolutions) {
-    // Ordered by (service, bucket): deterministic writes, one per period of the batch.
+  // Each (service, period) of the batch once, in that order: deterministic writes.
+  std::set<std::pair<ServiceId, std::int64_t>> minutes;
+  for (const Tick* tick : ticks)
+    minutes.emplace(tick->service_id, floor_to(to_unix_ms(tick->ts), kMinuteMs));
+  for (const auto& [id, bucket] : minutes) write_minute(id, bucket);
+  for (const Resolution resolution : {Resolution::hour, Resolution::day}) {
     std::map<std::pair<ServiceId, std::int64_t>, RollupSummary> periods;
     for (const Tick* tick : ticks)
       periods[{tick->service_id, floor_to(to_unix_ms(tick->ts), period_ms(resolution))}].add(
           as_stored(*tick));
-    for (const auto& [key, summary] : periods) {
-      if (resolution == Resolution::minute)
-        write_minute(key.first, key.second, summary);
-      else
-        write_one(resolution, key.first, key.second, summary);
-    }
+    for (const auto& [key, summary] : periods)
+      write_one(resolution, key.first, key.second, summary);
   }
 }
 
@@ -230,15 +229,9 @@ void RollupWriter::write_one(Resolution resolution, ServiceId id, std::int64_t b
   upsert(resolution, id, bucket, merged);
 }
 
-void RollupWriter::write_minute(ServiceId id, std::int64_t bucket, const RollupSummary& add) {
-  auto& select = select_[static_cast<std::size_t>(Resolution::minute)];
-  select.tryReset();
-  select.bind(1, id);
-  select.bind(2, bucket);
-  const bool has_row = select.executeStep();
-  select.tryReset();
-  if (has_row) return write_one(Resolution::minute, id, bucket, add);
-  // No row yet: the minute's ticks (this batch's included) decide whether it needs one.
+void RollupWriter::write_minute(ServiceId id, std::int64_t bucket) {
+  // The minute's row, when it has one, summarises exactly its ticks: rebuilt from them (this
+  // batch's included, a page or two) rather than read and merged. One tick needs no row.
   minute_ticks_.tryReset();
   minute_ticks_.bind(1, id);
   minute_ticks_.bind(2, bucket);

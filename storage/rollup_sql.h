@@ -35,9 +35,9 @@ std::int64_t floor_to(std::int64_t t, std::int64_t step);
 class RollupWriter {
  public:
   explicit RollupWriter(SQLite::Database& db);
-  // Folds `ticks` (already inserted in the same transaction) into their hour and day rows, and
-  // into their minute rows once a minute has two ticks: one read and one upsert per (service,
-  // period) of the batch.
+  // Folds `ticks` (already inserted in the same transaction) into their hour and day rows (one
+  // read and one upsert per service and period of the batch), and writes the row of each minute
+  // they fall in that has two ticks or more.
   void write(const std::vector<const Tick*>& ticks);
   // Migration 7: writes every day row from the hour rows of that day.
   void backfill_days_from_hours();
@@ -45,7 +45,7 @@ class RollupWriter {
  private:
   void write_one(Resolution resolution, ServiceId id, std::int64_t bucket,
                  const RollupSummary& add);
-  void write_minute(ServiceId id, std::int64_t bucket, const RollupSummary& add);
+  void write_minute(ServiceId id, std::int64_t bucket);
   void upsert(Resolution resolution, ServiceId id, std::int64_t bucket, const RollupSummary& row);
   SQLite::Database& db_;
   SQLite::Statement select_[3];
