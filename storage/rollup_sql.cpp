@@ -201,11 +201,23 @@ RollupWriter::RollupWriter(SQLite::Database& db)
                             " AND t.ts < ?3") {}
 
 void RollupWriter::write(const std::vector<const Tick*>& ticks) {
-  // Each (service, period) of the batch once, in that order: deterministic writes.
-  std::set<std::pair<ServiceId, std::int64_t>> minutes;
-  for (const Tick* tick : ticks)
-    minutes.emplace(tick->service_id, floor_to(to_unix_ms(tick->ts), kMinuteMs));
-  for (const auto& [id, bucket] : minutes) write_minute(id, bucket);
+  pending_newest_.clear();  // a rolled-back batch's
+  // Each (service, minute) of the batch once, in that order (deterministic writes), with how
+  // many of the batch's ticks fall in it.
+  std::map<std::pair<ServiceId, std::int64_t>, int> minutes;
+  for (const Tick* tick : ticks) {
+    const std::int64_t ts = to_unix_ms(tick->ts);
+    ++minutes[{tick->service_id, floor_to(ts, kMinuteMs)}];
+    auto [it, added] = pending_newest_.try_emplace(tick->service_id, ts);
+    if (!added) it->second = std::max(it->second, ts);
+  }
+  for (const auto& [key, count] : minutes) {
+    // The batch's only tick of a minute, after a committed tick of an earlier minute: the
+    // minute has no other tick (a service's ticks come in time order), so no row and no read.
+    const auto newest = newest_.find(key.first);
+    if (count == 1 && newest != newest_.end() && newest->second < key.second) continue;
+    write_minute(key.first, key.second);
+  }
   for (const Resolution resolution : {Resolution::hour, Resolution::day}) {
     std::map<std::pair<ServiceId, std::int64_t>, RollupSummary> periods;
     for (const Tick* tick : ticks)
@@ -214,6 +226,14 @@ void RollupWriter::write(const std::vector<const Tick*>& ticks) {
     for (const auto& [key, summary] : periods)
       write_one(resolution, key.first, key.second, summary);
   }
+}
+
+void RollupWriter::committed() {
+  for (const auto& [id, ts] : pending_newest_) {
+    auto [it, added] = newest_.try_emplace(id, ts);
+    if (!added) it->second = std::max(it->second, ts);
+  }
+  pending_newest_.clear();
 }
 
 void RollupWriter::write_one(Resolution resolution, ServiceId id, std::int64_t bucket,

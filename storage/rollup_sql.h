@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <unordered_map>
 #include <vector>
 
 #include "storage/model.h"
@@ -39,6 +40,8 @@ class RollupWriter {
   // read and one upsert per service and period of the batch), and writes the row of each minute
   // they fall in that has two ticks or more.
   void write(const std::vector<const Tick*>& ticks);
+  // The transaction that write() was part of committed: what it wrote may be relied upon.
+  void committed();
   // Migration 7: writes every day row from the hour rows of that day.
   void backfill_days_from_hours();
 
@@ -51,6 +54,10 @@ class RollupWriter {
   SQLite::Statement select_[3];
   SQLite::Statement upsert_[3];
   SQLite::Statement minute_ticks_;
+  // The newest committed tick of each service this writer wrote, and the current batch's: a
+  // minute after a service's newest tick holds only the batch's ticks.
+  std::unordered_map<ServiceId, std::int64_t> newest_;
+  std::unordered_map<ServiceId, std::int64_t> pending_newest_;
 };
 
 // The summary of each service (all, or only `only`) over the ticks with ts in [from, to): whole

@@ -805,6 +805,7 @@ class SqliteStore final : public Store {
       }
       rollup_writer_->write(inserted);  // issue 6: same transaction as the ticks
       txn.commit();
+      rollup_writer_->committed();
       s.region_ids.merge(new_regions);
     });
     if (!gone.empty()) {

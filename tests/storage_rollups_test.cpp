@@ -426,6 +426,17 @@ TEST_F(RollupStore, AMinuteWithOneTickHasNoRowYetCountsLikeOne) {
             2);
   const auto all = store->summarize_all(from_unix_ms(kBase), from_unix_ms(kBase + 180'000));
   EXPECT_DOUBLE_EQ(all.at(id).sum_ms, 5 + 7 + 9 + 11);
+
+  // After a restart the writer knows no newest tick: a second tick in minute 2 still finds the
+  // first one there, and the minute gets its row.
+  store.reset();
+  store = open_sqlite_store(dir.file("vigil.db"));
+  store->apply({record_at(id, kBase + 140'000, 13, metric)});
+  const auto after = store->rollups(id, RollupResolution::minute, from_unix_ms(kBase + 120'000),
+                                    from_unix_ms(kBase + 180'000));
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0].second.count, 2);
+  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM service_rollups_minute").getInt64(), 2);
 }
 
 TEST_F(RollupStore, RetentionKeepsAMinutesOnlyTickAsLongAsMinuteRows) {
