@@ -93,9 +93,11 @@ int check_config(const Settings& settings) {
                 << " missed\n";
       continue;
     }
-    std::cout << "  " << spec.name << "  " << spec.method << " " << spec.url << "  every "
-              << seconds_text(spec.interval) << " s, timeout " << seconds_text(spec.timeout)
-              << " s\n";
+    // A TCP check sends no HTTP request, so it has no method to show.
+    const bool tcp = spec.url.starts_with("tcp://");
+    std::cout << "  " << spec.name << "  " << (tcp ? "" : spec.method + " ") << spec.url
+              << "  every " << seconds_text(spec.interval) << " s, timeout "
+              << seconds_text(spec.timeout) << " s\n";
   }
   if (!alerting.empty())
     std::cout << "alerting: " << alerting.channels.size() << " channels, all valid\n";
@@ -107,7 +109,7 @@ class RunnerCommands final : public ServiceCommands {
  public:
   explicit RunnerCommands(Runner& runner) : runner_(runner) {}
   void service_changed(const Service& service) override { runner_.upsert_service(service); }
-  void service_removed(ServiceId id) override { runner_.remove_service(id); }
+  void service_purged(ServiceId id) override { runner_.remove_service(id); }
   void beat(ServiceId id, const BeatReport& beat) override { runner_.record_beat(id, beat); }
 
  private:

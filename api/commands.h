@@ -11,10 +11,11 @@ namespace vigil {
 class ServiceCommands {
  public:
   virtual ~ServiceCommands() = default;
-  // Created or updated, already stored. An inactive service is removed from the runner.
+  // Created, updated, deactivated or reactivated. An inactive service is no longer probed but
+  // the runner keeps its state, so a reactivation continues its history.
   virtual void service_changed(const Service& service) = 0;
-  // Deactivated or about to be purged.
-  virtual void service_removed(ServiceId id) = 0;
+  // About to be purged: the runner drops the service and its state.
+  virtual void service_purged(ServiceId id) = 0;
   // A report pushed for heartbeat `id`, whose push token the API has checked.
   virtual void beat(ServiceId id, const BeatReport& beat) = 0;
 };

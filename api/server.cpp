@@ -809,8 +809,17 @@ class ApiServer::Impl {
       throw file_owned(service, purge ? "remove it from the file first (vigil deactivates it at "
                                         "the next start), then purge it"
                                       : "remove it from the file");
-    // The runner lets go first, so no tick of a purged service is produced after the delete.
-    if (options_.commands) options_.commands->service_removed(id);
+    // The runner lets go first, so no tick is produced after the delete. Deactivated, the
+    // service keeps its state in the runner for a reactivation; purged, it loses it.
+    if (options_.commands) {
+      if (purge) {
+        options_.commands->service_purged(id);
+      } else {
+        Service inactive = service;
+        inactive.active = false;
+        options_.commands->service_changed(inactive);
+      }
+    }
     push_tokens_.forget(service.push_token);
     if (purge) {
       if (!store_.purge_service(id)) throw not_found(id);

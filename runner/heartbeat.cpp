@@ -1,15 +1,17 @@
 #include "runner/heartbeat.h"
 
+#include <algorithm>
+
 namespace vigil {
 
 TimePoint heartbeat_deadline(const ServiceSpec& spec, const ServiceRuntime& state,
-                             TimePoint created_at) {
+                             TimePoint watched_since) {
   if (state.open_event_kind == EventKind::downtime && state.last_tick_at)
-    return *state.last_tick_at + spec.interval + spec.grace;
+    return std::max(*state.last_tick_at, watched_since) + spec.interval + spec.grace;
   const TimePoint base = state.last_beat_at   ? *state.last_beat_at
                          : state.last_tick_at ? *state.last_tick_at
-                                              : created_at;
-  return base + spec.interval * spec.threshold + spec.grace;
+                                              : watched_since;
+  return std::max(base, watched_since) + spec.interval * spec.threshold + spec.grace;
 }
 
 ProbeResult beat_result(const BeatReport& beat) {

@@ -10,10 +10,12 @@ namespace vigil {
 
 // When silence gives the heartbeat its next down tick, in wall time. Up, or never reported: at
 // last report + interval x threshold + grace (the base is its last tick when no report is known,
-// its creation when it has no tick at all). Down: one interval + grace after its last tick, so a
-// silent heartbeat gets one down tick per interval and its uptime stays tick-based.
+// `watched_since` when it has no tick at all). Down: one interval + grace after its last tick, so
+// a silent heartbeat gets one down tick per interval and its uptime stays tick-based. Never
+// based before `watched_since`: its creation, or its reactivation, which gives it a full period
+// to report again rather than a missed deadline at once.
 TimePoint heartbeat_deadline(const ServiceSpec& spec, const ServiceRuntime& state,
-                             TimePoint created_at);
+                             TimePoint watched_since);
 
 // A report as a probe result: up, or down with "reported down[: msg]"; the job's duration as the
 // response time. The msg itself goes with the tick as its message.

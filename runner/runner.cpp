@@ -4,6 +4,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <unordered_set>
 #include <variant>
 
 #include "config/logging.h"
@@ -90,23 +91,11 @@ class Runner::Loop {
     started_ = true;
     // The thread does not exist yet, so this thread may still build its state.
     const auto now = Clock::now();
-    for (auto& service : services) {
-      const ServiceId id = service.id;
-      upsert(std::move(service), now);
-      auto it = services_.find(id);
-      auto stored = runtime.find(id);
-      if (it != services_.end() && stored != runtime.end()) {
-        it->second.runtime = std::move(stored->second);
-        metrics_.record_state(it->second.metrics, it->second.spec.name, it->second.runtime);
-        // A heartbeat's deadline follows from its stored last report (issue 3).
-        if (it->second.spec.kind == ServiceKind::heartbeat) {
-          if (it->second.runtime.last_beat_at)
-            metrics_.record_beat(it->second.metrics, it->second.spec.name,
-                                 *it->second.runtime.last_beat_at);
-          schedule_heartbeat(it->second, id);
-        }
-      }
-    }
+    // Stored state is kept like a deactivated service's: each active service takes its own back
+    // in upsert() (a heartbeat's deadline then follows from its stored last report), the others
+    // keep theirs for a reactivation.
+    kept_ = std::move(runtime);
+    for (auto& service : services) upsert(std::move(service), now);
     last_alive_ms_ = to_unix_ms(now_ms());
     thread_ = std::thread([this] { run(); });
   }
@@ -160,6 +149,7 @@ class Runner::Loop {
     // without touching the heap; the heap entry, when it pops early, is pushed again.
     SteadyTime deadline;
     TimePoint created_at;  // the deadline's base until the first report
+    TimePoint resumed_at;  // its last reactivation: no heartbeat deadline is based before it
   };
 
   void run() {
@@ -224,11 +214,22 @@ class Runner::Loop {
 
   void upsert(Service service, SteadyTime now) {
     if (!service.active) {
-      remove(service.id);
+      deactivate(service.id);
       return;
     }
     auto [it, inserted] = services_.try_emplace(service.id);
     Entry& entry = it->second;
+    // Reactivated (or stored at start): the service continues its metric and open event.
+    bool resumed = false;
+    if (inserted) {
+      if (auto kept = kept_.extract(service.id)) {
+        entry.runtime = std::move(kept.mapped());
+        resumed = true;
+        // Back from a deactivation (not a restart, whose state comes from the store): the time
+        // it was off is not silence.
+        if (deactivated_.erase(service.id) > 0) entry.resumed_at = now_ms();
+      }
+    }
     ServiceSpec& spec = service.spec;
     entry.created_at = service.created_at;
     if (!inserted && entry.spec.kind != spec.kind) {
@@ -247,6 +248,7 @@ class Runner::Loop {
     }
     if (spec.kind == ServiceKind::heartbeat) {
       upsert_heartbeat(entry, service.id, std::move(spec), inserted);
+      if (resumed) show_state(entry);
       return;
     }
     if (inserted) {
@@ -254,6 +256,7 @@ class Runner::Loop {
       entry.next_due = now + first_probe_offset(spec.name, interval_of(spec));
       scheduler_.schedule(service.id, entry.next_due, entry.generation);
       entry.spec = std::move(spec);
+      if (resumed) show_state(entry);
       metrics_.services.Set(double(services_.size()));
       log_debug("runner: added service " + entry.spec.name);
       return;
@@ -279,12 +282,31 @@ class Runner::Loop {
     log_debug("runner: updated service " + entry.spec.name);
   }
 
-  void remove(ServiceId id) {
+  // Deactivated: no longer probed, its state kept for a reactivation.
+  void deactivate(ServiceId id) {
     auto it = services_.find(id);
-    if (it == services_.end()) return;
+    if (it == services_.end()) return;  // already inactive
+    ServiceRuntime kept = std::move(it->second.runtime);
+    // A run of results does not span the time the service was off (nor does it a restart).
+    kept.consecutive_failures = 0;
+    kept.consecutive_successes = 0;
+    drop(it);
+    kept_.insert_or_assign(id, std::move(kept));
+    deactivated_.insert(id);
+  }
+
+  // Purged: its state goes too.
+  void remove(ServiceId id) {
+    kept_.erase(id);
+    deactivated_.erase(id);
+    auto it = services_.find(id);
+    if (it != services_.end()) drop(it);
+  }
+
+  void drop(std::unordered_map<ServiceId, Entry>::iterator it) {
     abandon(it->second);
     metrics_.remove(it->second.metrics);
-    log_debug("runner: removed service " + it->second.spec.name);
+    log_debug("runner: stopped probing service " + it->second.spec.name);
     // Its heap entry stays behind and is skipped: no service has that id and generation.
     services_.erase(it);
     metrics_.services.Set(double(services_.size()));
@@ -300,9 +322,7 @@ class Runner::Loop {
     entry.spec = std::move(spec);
     if (renamed) {
       metrics_.remove(entry.metrics);
-      metrics_.record_state(entry.metrics, entry.spec.name, entry.runtime);
-      if (entry.runtime.last_beat_at)
-        metrics_.record_beat(entry.metrics, entry.spec.name, *entry.runtime.last_beat_at);
+      show_state(entry);
     }
     if (timing_changed) schedule_heartbeat(entry, id);
     if (inserted) {
@@ -311,8 +331,16 @@ class Runner::Loop {
     }
   }
 
+  // A resumed service's series show its state before its first new tick.
+  void show_state(Entry& entry) {
+    metrics_.record_state(entry.metrics, entry.spec.name, entry.runtime);
+    if (entry.spec.kind == ServiceKind::heartbeat && entry.runtime.last_beat_at)
+      metrics_.record_beat(entry.metrics, entry.spec.name, *entry.runtime.last_beat_at);
+  }
+
   static SteadyTime deadline_of(const Entry& entry) {
-    return to_steady(heartbeat_deadline(entry.spec, entry.runtime, entry.created_at));
+    return to_steady(heartbeat_deadline(entry.spec, entry.runtime,
+                                        std::max(entry.created_at, entry.resumed_at)));
   }
 
   // Recomputes the deadline from the entry's state and gives it a fresh heap entry.
@@ -570,6 +598,10 @@ class Runner::Loop {
   Scheduler scheduler_;
   Scheduler deadlines_;  // heartbeats: not probed, so never held back by max_concurrency
   std::unordered_map<ServiceId, Entry> services_;
+  // The state of services that are not active (deactivated, or stored and inactive at start),
+  // until they are reactivated or purged.
+  std::unordered_map<ServiceId, ServiceRuntime> kept_;
+  std::unordered_set<ServiceId> deactivated_;  // the ids in kept_ that a deactivation put there
   std::uint64_t generation_counter_ = 0;
   std::vector<Command> scratch_commands_;
   // Probe depth: probes in a TCP conversation (owned by their Entry), and their poll fds.

@@ -45,8 +45,9 @@ class Runner {
 
   // Starts the thread with these services and the state stored by a previous run (services
   // without an entry start fresh). Each service's first probe falls at first_probe_offset()
-  // within its interval; inactive services are skipped. Call once (a second call throws
-  // std::logic_error).
+  // within its interval; inactive services are skipped, and the state of a service that is not
+  // active is kept for when it is reactivated (as for a deactivation below). Call once (a second
+  // call throws std::logic_error).
   void start(std::vector<Service> services, std::unordered_map<ServiceId, ServiceRuntime> runtime);
 
   // Commands, safe from any thread; applied by the runner thread within one loop iteration.
@@ -54,9 +55,12 @@ class Runner {
   // keeps its runtime state (metric, open event). A changed interval keeps the service's phase
   // (next slot = last slot + new interval, or now if that has passed); a changed URL, method,
   // headers, timeout or expected status abandons an in-flight probe of the old spec, unrecorded.
-  // An inactive service (active == false) is removed.
+  // An inactive service (active == false) is no longer probed (an in-flight probe is abandoned,
+  // unrecorded) but its state is kept: reactivated, it continues its metric and its open event
+  // (a new event only when its status changes), so history stays continuous.
   void upsert_service(Service service);
-  // The service is no longer probed; an in-flight probe of it is abandoned, unrecorded.
+  // The service was purged: it is no longer probed (an in-flight probe is abandoned,
+  // unrecorded) and its state, kept or live, is dropped.
   void remove_service(ServiceId id);
 
   // Heartbeats (issue 3): a service of kind heartbeat is not probed; it has a deadline in a heap

@@ -2,6 +2,7 @@
 
 #include <exception>
 #include <string>
+#include <utility>
 
 #include "config/logging.h"
 
@@ -48,13 +49,20 @@ void ChangeFeed::run() {
 }
 
 void ChangeFeed::poll() {
+  // Beats are taken before changes are read: a beat taken here was pushed to a heartbeat that
+  // already existed, so the changes read next (or an earlier poll) hand it over before its beat.
+  // Taken beats are gone from the database: they wait in beats_ when the read of changes fails.
+  if (beats_.empty()) beats_ = store_.take_beats(kBeatsPerPoll);
   const ServiceChanges changes = store_.service_changes(revision_);
-  for (const auto& service : changes.changed)
-    if (handlers_.changed) handlers_.changed(service);
+  // Purges first: a service created after a purge may take the purged one's name (the label of
+  // its series in the runner).
   for (const ServiceId id : changes.purged)
     if (handlers_.purged) handlers_.purged(id);
+  for (const auto& service : changes.changed)
+    if (handlers_.changed) handlers_.changed(service);
   revision_ = std::max(revision_, changes.revision);
-  for (const auto& [id, beat] : store_.take_beats(kBeatsPerPoll))
+  const auto beats = std::exchange(beats_, {});
+  for (const auto& [id, beat] : beats)
     if (handlers_.beat) handlers_.beat(id, beat);
 }
 

@@ -1,8 +1,10 @@
 // ChangeFeed: how a process that runs the runner follows writes made by another process on the
-// same database (`vigil api` beside `vigil runner`): every `interval` it reads the services
-// changed since the revision it last saw and the beats a `vigil api` process queued, and hands
-// them to its handlers, on its own thread. In `vigil run` the API also hands changes straight to
-// the runner; seeing them again here is harmless (an unchanged upsert is a no-op).
+// same database (`vigil api` beside `vigil runner`): every `interval` it takes the beats a
+// `vigil api` process queued and reads the services changed since the revision it last saw, and
+// hands them to its handlers, on its own thread: purges, then changes, then beats (so a beat
+// follows the creation of its heartbeat, and a service that takes a purged one's name follows
+// the purge). In `vigil run` the API also hands changes straight to the runner; seeing them again
+// here is harmless (an unchanged upsert is a no-op).
 #pragma once
 
 #include <chrono>
@@ -11,6 +13,8 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "storage/model.h"
 #include "storage/store.h"
@@ -45,6 +49,7 @@ class ChangeFeed {
   ChangeFeedHandlers handlers_;
   const std::chrono::milliseconds interval_;
   int failures_ = 0;  // consecutive failed polls, for one log line per outage
+  std::vector<std::pair<ServiceId, BeatReport>> beats_;  // taken, not yet handed over
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stop_requested_ = false;  // guarded by mutex_

@@ -1003,12 +1003,15 @@ class SqliteStore final : public Store {
     std::lock_guard lock(write_mutex_);
     return guarded("purge_service", [&] {
       SQLite::Transaction txn(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+      // Taken while the row still counts: once it is gone, the newest revision may be its own,
+      // which a follower has already seen, and the purge would never reach it.
+      const std::int64_t revision = next_revision(*db_);
       SQLite::Statement erase(*db_, "DELETE FROM services WHERE id = ?1");
       erase.bind(1, id);
       if (erase.exec() == 0) return false;
       SQLite::Statement tombstone(
           *db_, "INSERT INTO service_tombstones(revision, service_id) VALUES(?, ?)");
-      tombstone.bind(1, next_revision(*db_));
+      tombstone.bind(1, revision);
       tombstone.bind(2, id);
       tombstone.exec();
       txn.commit();

@@ -2,6 +2,7 @@
 // target, no database; its report, its JSON and its exit codes.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -139,6 +140,15 @@ TEST_F(ProbeCommand, TcpPorts) {
   EXPECT_TRUE(contains(up.output, "  result       UP\n")) << up.output;
   EXPECT_FALSE(contains(up.output, "  status ")) << up.output;
   EXPECT_EQ(probe("tcp://127.0.0.1:" + std::to_string(closed_port()), dir).exit_code, 1);
+}
+
+TEST_F(ProbeCommand, TimeoutCutsAnAnswerThatDoesNotCome) {
+  const auto started = std::chrono::steady_clock::now();
+  const auto r = probe("'" + target.url("/hang?ms=5000") + "' --timeout 0.3", dir);
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "  result       DOWN: timeout after 300 ms\n")) << r.output;
+  EXPECT_LT(took, std::chrono::seconds(3));  // cut at 0.3 s, not the 10 s default
 }
 
 TEST_F(ProbeCommand, BadArgumentsAreExitTwoWithAReason) {

@@ -82,6 +82,21 @@ TEST_F(EndToEnd, CheckConfigListsValidServices) {
   EXPECT_NE(result.output.find("healthy"), std::string::npos) << result.output;
 }
 
+TEST_F(EndToEnd, CheckConfigShowsATcpCheckWithoutAnHttpMethod) {
+  write_services(
+      dir, json::array({{{"name", "db"}, {"url", "tcp://127.0.0.1:5432"}, {"interval_seconds", 2}},
+                        {{"name", "web"}, {"url", target.url("/ok")}, {"interval_seconds", 2}}}));
+  const auto result = run_command("cd " + dir.path() + " && SERVICES_FILE=services.json " +
+                                  VIGIL_BINARY + " check-config");
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("  db  tcp://127.0.0.1:5432  every 2 s, timeout 2 s\n"),
+            std::string::npos)
+      << result.output;
+  EXPECT_NE(result.output.find("  web  GET " + target.url("/ok") + "  every 2 s, timeout 2 s\n"),
+            std::string::npos)
+      << result.output;
+}
+
 TEST_F(EndToEnd, InvalidConfigExitsWithCode2NamingTheField) {
   write_services(dir,
                  json::array({{{"name", "x"}, {"url", "http://a/"}, {"interval_seconds", "ten"}}}));
@@ -192,6 +207,62 @@ TEST_F(EndToEnd, RunnerAndApiAsSeparateProcessesShareTheDatabase) {
   EXPECT_EQ(service_named(listing, "healthy")["current_status"]["event"], "uptime")
       << listing.dump() << runner.log() << api.log();
   EXPECT_EQ(runner.stop(), 0) << runner.log();
+  EXPECT_EQ(api.stop(), 0) << api.log();
+}
+
+// SIGINT stops like SIGTERM: the probe in flight is let finish, its tick is written, exit 0.
+TEST_F(EndToEnd, SigintLetsTheProbeInFlightFinishAndWritesItsTick) {
+  write_services(dir, json::array({{{"name", "slow"},
+                                    {"url", target.url("/slow?ms=1500")},
+                                    {"interval_seconds", 2},
+                                    {"timeout_seconds", 1.9}}}));
+  VigilProcess vigil(dir, "run", api_port);
+  const auto in_flight = [&](int n) {
+    httplib::Client client("127.0.0.1", api_port);
+    client.set_connection_timeout(1);
+    client.set_read_timeout(5);
+    const auto metrics = client.Get("/metrics");
+    return metrics && metrics->body.find("\nvigil_probes_in_flight " + std::to_string(n) + "\n") !=
+                          std::string::npos;
+  };
+  // Idle first, then the start of a probe: it has most of its 1.5 s still to go.
+  ASSERT_TRUE(eventually([&] { return in_flight(0); }, 10s)) << vigil.log();
+  ASSERT_TRUE(eventually([&] { return in_flight(1); }, 5s)) << vigil.log();
+  const std::int64_t interrupted_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count();
+  vigil.process().signal(SIGINT);
+  const auto code = vigil.process().wait_for_exit(20s);
+  ASSERT_TRUE(code) << vigil.log();
+  EXPECT_EQ(*code, 0) << vigil.log();
+  const std::string log = vigil.log();
+  EXPECT_NE(log.find("received SIGINT"), std::string::npos) << log;
+  EXPECT_NE(log.find("waiting for 1 probes in flight"), std::string::npos) << log;
+  EXPECT_NE(log.find("stopped cleanly"), std::string::npos) << log;
+
+  // What was written, read back through `vigil api` on the same database file.
+  VigilProcess api(dir, "api", api_port);
+  std::optional<json> listing;
+  ASSERT_TRUE(
+      eventually([&] { return (listing = get_json(api_port, "/v1/services")).has_value(); }, 10s))
+      << api.log();
+  const json slow = service_named(*listing, "slow");
+  ASSERT_FALSE(slow.is_null()) << listing->dump();
+  const auto ticks =
+      get_json(api_port, "/v1/services/" + std::to_string(slow["id"].get<int>()) + "/ticks");
+  ASSERT_TRUE(ticks);
+  const json& data = (*ticks)["data"]["ticks"]["data"];
+  // Everything queued was flushed: the ticks and the metric agree.
+  EXPECT_EQ(data.size(), slow["metric"]["data"]["tick_count"].get<std::size_t>()) << ticks->dump();
+  // The probe started before the signal and ended after it, up: it was finished, not abandoned.
+  int finished = 0;
+  for (const auto& tick : data) {
+    const auto started = tick["ts_ms"].get<std::int64_t>();
+    if (tick["up"] == true && started <= interrupted_at_ms &&
+        double(started) + tick["response_ms"].get<double>() >= double(interrupted_at_ms))
+      ++finished;
+  }
+  EXPECT_EQ(finished, 1) << ticks->dump();
   EXPECT_EQ(api.stop(), 0) << api.log();
 }
 

@@ -321,6 +321,61 @@ TEST_F(HeartbeatTest, ChangesAndRemovalFollowTheCommands) {
   EXPECT_EQ(gauge(registry_, runner, "vigil_heartbeat_last_seen_timestamp_seconds", "job"), -1);
 }
 
+TEST_F(HeartbeatTest, ADeactivatedHeartbeatIgnoresBeatsAndContinuesItsHistoryWhenReactivated) {
+  const Service job = heartbeat(1, "paused-job", 10'000ms, 0ms);
+  Service off = job;
+  off.active = false;
+  Runner runner({}, collector_.sink(), registry_);
+  runner.start({job}, {});
+  runner.record_beat(1, report(true, "first"));
+  ASSERT_TRUE(collector_.wait_for(
+      1, [](const auto& a) { return a.size() == 1; }, 2s));
+  runner.upsert_service(off);
+  runner.record_beat(1, report(true, "while off"));  // not a heartbeat of this runner now
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(gauge(registry_, runner, "vigil_heartbeat_last_seen_timestamp_seconds", "paused-job"),
+            -1);
+  runner.upsert_service(job);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(collector_.of(1).size(), 1u);
+  // Reactivated, it shows its kept last report before any new one.
+  EXPECT_GT(gauge(registry_, runner, "vigil_heartbeat_last_seen_timestamp_seconds", "paused-job"),
+            0);
+  runner.record_beat(1, report(true, "second"));
+  ASSERT_TRUE(collector_.wait_for(
+      1, [](const auto& a) { return a.size() >= 2; }, 2s));
+  runner.stop();
+  const auto arrivals = collector_.of(1);
+  ASSERT_EQ(arrivals.size(), 2u);
+  EXPECT_EQ(arrivals[1].record.tick.message, "second");
+  EXPECT_EQ(arrivals[1].record.metric_after.tick_count, 2);
+  EXPECT_FALSE(arrivals[1].record.opens_event.has_value());  // still the first uptime event
+}
+
+TEST_F(HeartbeatTest, AHeartbeatReactivatedAfterAPauseGetsAFullPeriodToReportAgain) {
+  const Service job = heartbeat(1, "paused-job", 300ms, 50ms);
+  Service off = job;
+  off.active = false;
+  Runner runner({}, collector_.sink(), registry_);
+  runner.start({job}, {});
+  runner.record_beat(1, report(true, "before the pause"));
+  ASSERT_TRUE(collector_.wait_for(
+      1, [](const auto& a) { return a.size() == 1; }, 2s));
+  runner.upsert_service(off);
+  std::this_thread::sleep_for(800ms);  // off for longer than interval + grace
+  const auto resumed = Clock::now();
+  runner.upsert_service(job);
+  // Silent since: down one interval + grace (350 ms) after the reactivation, not at once.
+  ASSERT_TRUE(collector_.wait_for(
+      1, [](const auto& a) { return a.size() >= 2; }, 3s));
+  runner.stop();
+  const auto ticks = collector_.of(1);
+  EXPECT_FALSE(ticks[1].record.tick.up);
+  EXPECT_EQ(ticks[1].record.tick.error, kMissedHeartbeat);
+  EXPECT_GE(ticks[1].at - resumed, 340ms);
+  EXPECT_EQ(ticks[1].record.metric_after.tick_count, 2);
+}
+
 TEST(HeartbeatRules, DeadlineFollowsTheLastReportThresholdAndGrace) {
   ServiceSpec spec;
   spec.kind = ServiceKind::heartbeat;
@@ -338,6 +393,11 @@ TEST(HeartbeatRules, DeadlineFollowsTheLastReportThresholdAndGrace) {
   // Down: one interval + grace after the last tick, whatever the threshold.
   state.open_event_kind = EventKind::downtime;
   EXPECT_EQ(heartbeat_deadline(spec, state, created), created + 166s);
+  // Watched again since long after its last tick (reactivated): based there, not before.
+  const TimePoint resumed = created + 1000s;
+  EXPECT_EQ(heartbeat_deadline(spec, state, resumed), resumed + 66s);
+  state.open_event_kind = EventKind::uptime;
+  EXPECT_EQ(heartbeat_deadline(spec, state, resumed), resumed + 186s);
 }
 
 TEST(HeartbeatRules, ReportsAndSilenceAsResults) {

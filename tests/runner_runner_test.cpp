@@ -503,5 +503,131 @@ TEST_F(RunnerTest, LastAliveAdvancesWhileIdle) {
   runner.stop();
 }
 
+// ---- deactivation keeps a service's state; a purge drops it ----
+
+Service inactive(Service s) {
+  s.active = false;
+  return s;
+}
+
+// Waits until the runner has applied its commands as far as the service count shows.
+bool wait_for_services(prometheus::Registry& registry, const Runner& runner, double count) {
+  const auto until = Clock::now() + 2s;
+  while (gauge_value(registry, runner, "vigil_services") != count && Clock::now() < until)
+    std::this_thread::sleep_for(1ms);
+  return gauge_value(registry, runner, "vigil_services") == count;
+}
+
+TEST_F(RunnerTest, DeactivatingThenReactivatingContinuesTheMetricAndTheOpenEvent) {
+  const Service paused = service(1, "paused", target_->url("/hits/paused"), 100ms);
+  Runner runner({}, collector_.sink(), registry_);
+  runner.start({paused}, {});
+  ASSERT_TRUE(collector_.wait_for_count(1, 3, 2s));
+
+  // Twice, as `vigil run` hands it over from the API and again from the change feed.
+  runner.upsert_service(inactive(paused));
+  runner.upsert_service(inactive(paused));
+  ASSERT_TRUE(wait_for_services(registry_, runner, 0));
+  std::this_thread::sleep_for(100ms);  // a request of the abandoned probe may still arrive
+  const std::size_t before = collector_.count(1);
+  const int hits_before = target_->hits("paused");
+  std::this_thread::sleep_for(400ms);
+  EXPECT_EQ(collector_.count(1), before);  // not probed while inactive
+  EXPECT_EQ(target_->hits("paused"), hits_before);
+  EXPECT_EQ(gauge_value(registry_, runner, "vigil_service_up", {{"service", "paused"}}), -1);
+
+  runner.upsert_service(paused);
+  ASSERT_TRUE(wait_for_services(registry_, runner, 1));
+  // Its series come back with the kept state before the first new tick.
+  EXPECT_EQ(gauge_value(registry_, runner, "vigil_service_up", {{"service", "paused"}}), 1);
+  ASSERT_TRUE(collector_.wait_for_count(1, before + 3, 2s));
+  runner.stop();
+
+  // One metric and one open event across the pause.
+  const auto records = collector_.of(1);
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    EXPECT_EQ(records[i].metric_after.tick_count, static_cast<std::int64_t>(i + 1)) << i;
+    EXPECT_EQ(records[i].opens_event.has_value(), i == 0) << i;
+  }
+  EXPECT_EQ(records.back().metric_after.up_count, static_cast<std::int64_t>(records.size()));
+}
+
+TEST_F(RunnerTest, ReactivatedWithAnotherStatusItOpensOneNewEvent) {
+  target_->set_switch_up(true);
+  const Service flipped = service(2, "flipped", target_->url("/switch"), 100ms);
+  Runner runner({}, collector_.sink(), registry_);
+  runner.start({flipped}, {});
+  ASSERT_TRUE(collector_.wait_for_count(2, 2, 2s));
+  runner.upsert_service(inactive(flipped));
+  ASSERT_TRUE(wait_for_services(registry_, runner, 0));
+  const std::size_t before = collector_.count(2);
+
+  target_->set_switch_up(false);
+  runner.upsert_service(flipped);
+  const bool down_twice = collector_.wait_for_count(2, before + 2, 2s);
+  runner.stop();
+  target_->set_switch_up(true);
+  ASSERT_TRUE(down_twice);
+
+  const auto records = collector_.of(2);
+  std::vector<EventKind> opened;
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    EXPECT_EQ(records[i].metric_after.tick_count, static_cast<std::int64_t>(i + 1)) << i;
+    EXPECT_EQ(records[i].tick.up, i < before) << i;
+    if (records[i].opens_event) opened.push_back(*records[i].opens_event);
+  }
+  EXPECT_EQ(opened, (std::vector<EventKind>{EventKind::uptime, EventKind::downtime}));
+  EXPECT_EQ(records[before].opens_event, EventKind::downtime);  // at the first new tick
+  EXPECT_EQ(records.back().metric_after.up_count, static_cast<std::int64_t>(before));
+}
+
+TEST_F(RunnerTest, StateStoredForAnInactiveServiceIsResumedWhenItIsReactivated) {
+  ServiceRuntime stored;
+  for (int i = 0; i < 10; ++i) stored.metric.add(true, 10);
+  stored.open_event_kind = EventKind::uptime;
+  stored.open_event_started = now_ms() - 1h;
+  stored.last_tick_at = now_ms() - 1h;
+  const Service dormant = service(3, "dormant", target_->url("/hits/dormant"), 100ms);
+
+  Runner runner({}, collector_.sink(), registry_);
+  runner.start({inactive(dormant)}, {{3, stored}});
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(collector_.count(3), 0u);  // inactive at start: not probed
+  EXPECT_EQ(gauge_value(registry_, runner, "vigil_services"), 0);
+
+  runner.upsert_service(dormant);
+  ASSERT_TRUE(collector_.wait_for_count(3, 2, 2s));
+  runner.stop();
+  const auto records = collector_.of(3);
+  EXPECT_EQ(records[0].metric_after.tick_count, 11);
+  EXPECT_EQ(records[1].metric_after.tick_count, 12);
+  EXPECT_FALSE(records[0].opens_event.has_value());  // the stored uptime event goes on
+}
+
+TEST_F(RunnerTest, APurgeDropsTheKeptState) {
+  ServiceRuntime stored;
+  for (int i = 0; i < 10; ++i) stored.metric.add(true, 10);
+  stored.open_event_kind = EventKind::uptime;
+  stored.open_event_started = now_ms() - 1h;
+  const Service purged = service(4, "purged", target_->url("/hits/purged"), 100ms);
+
+  Runner runner({}, collector_.sink(), registry_);
+  runner.start({purged}, {{4, stored}});
+  ASSERT_TRUE(collector_.wait_for_count(4, 1, 2s));
+  runner.upsert_service(inactive(purged));
+  runner.remove_service(4);
+  // Nothing of it is kept: were the id given again, that service would start from scratch.
+  runner.upsert_service(purged);
+  ASSERT_TRUE(wait_for_services(registry_, runner, 1));
+  const std::size_t before = collector_.count(4);
+  ASSERT_TRUE(collector_.wait_for_count(4, before + 2, 2s));
+  runner.stop();
+  const auto records = collector_.of(4);
+  EXPECT_EQ(records[0].metric_after.tick_count, 11);
+  EXPECT_EQ(records[before].metric_after.tick_count, 1);
+  EXPECT_EQ(records[before].opens_event, EventKind::uptime);
+  EXPECT_EQ(records[before + 1].metric_after.tick_count, 2);
+}
+
 }  // namespace
 }  // namespace vigil

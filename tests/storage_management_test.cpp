@@ -394,6 +394,17 @@ TEST_F(StoreFixture, ChangesAfterARevisionIncludeWritesPurgesAndFileSyncs) {
   EXPECT_EQ(store->services_revision(), changes.revision);
 }
 
+TEST_F(StoreFixture, PurgingTheServiceWrittenLastReachesAFollower) {
+  const Service only = store->create_service(probed("only"), at(1000));
+  const std::int64_t seen = store->services_revision();  // a follower saw the create
+  ASSERT_TRUE(store->purge_service(only.id));
+  store->create_service(probed("next"), at(2000));
+  const ServiceChanges changes = store->service_changes(seen);
+  EXPECT_EQ(changes.purged, std::vector<ServiceId>{only.id});
+  ASSERT_EQ(changes.changed.size(), 1u);
+  EXPECT_EQ(changes.changed[0].spec.name, "next");
+}
+
 TEST_F(StoreFixture, QueuedBeatsAreTakenOnceInOrder) {
   const ServiceId id = store->create_service(heartbeat("job"), at(0)).id;
   EXPECT_TRUE(store->take_beats(10).empty());
