@@ -1,21 +1,25 @@
 // Storage faults end to end (issue 7): the real vigil binary on a real SQLite file while its
 // storage fails. A full disk is the file-size limit of the vigil process lowered under it
 // (prlimit RLIMIT_FSIZE: writes then fail with EFBIG, for root too, unlike chmod); a lock held by
-// another process is this test holding BEGIN EXCLUSIVE on the database. During the fault /healthz
-// must answer 503 naming it, probes must go on, vigil_storage_errors_total must rise and the
-// ticks must wait in memory; once it clears, /healthz is 200 again and every held tick is in the
-// database. A small STORAGE_QUEUE_MAX_TICKS must drop the oldest ticks and count them instead.
+// another process is this test holding BEGIN EXCLUSIVE on the database; a read-only database is
+// its files made immutable (chattr +i: refused to root too, unlike chmod). During the fault
+// /healthz must answer 503 naming it, probes must go on, vigil_storage_errors_total must rise and
+// the ticks must wait in memory; once it clears, /healthz is 200 again and every held tick is in
+// the database. A small STORAGE_QUEUE_MAX_TICKS must drop the oldest ticks and count them instead.
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <linux/fs.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -39,6 +43,40 @@ constexpr double kIntervalSeconds = 0.2;
 // SQLite says "database or disk is full" for ENOSPC and "disk I/O error" for EFBIG (the file-size
 // limit this test uses).
 constexpr const char* kDiskFullReason = "disk is full|disk I/O error";
+
+// Makes a file immutable (chattr +i) for its lifetime: no process, root included, may write it.
+// Not every file system has the flag (tmpfs does not): ok() says whether it took.
+class Immutable {
+ public:
+  explicit Immutable(const std::string& path) : fd_(::open(path.c_str(), O_RDONLY)) {
+    if (fd_ < 0) {
+      error_ = "open " + path + ": " + std::strerror(errno);
+      return;
+    }
+    if (::ioctl(fd_, FS_IOC_GETFLAGS, &flags_) != 0 || [&] {
+          int with = flags_ | FS_IMMUTABLE_FL;
+          return ::ioctl(fd_, FS_IOC_SETFLAGS, &with);
+        }() != 0) {
+      error_ = "chattr +i " + path + ": " + std::strerror(errno);
+      return;
+    }
+    set_ = true;
+  }
+  ~Immutable() {
+    if (set_) ::ioctl(fd_, FS_IOC_SETFLAGS, &flags_);
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Immutable(const Immutable&) = delete;
+  Immutable& operator=(const Immutable&) = delete;
+  bool ok() const { return set_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  int fd_;
+  int flags_ = 0;
+  bool set_ = false;
+  std::string error_;
+};
 
 // vigil's log read through a FIFO: a regular log file would itself hit the lowered file-size
 // limit and lose the very lines the test looks for.
@@ -252,6 +290,33 @@ TEST_F(StorageFaults, LockHeldByAnotherProcessHoldsTicksUntilReleased) {
     // vigil waits out its 5 s busy timeout before an attempt fails.
     expect_failing("locked");
     other.exec("COMMIT");
+  }
+  const std::int64_t fault_end = unix_ms();
+
+  expect_recovered();
+  EXPECT_EQ(metric("vigil_writer_dropped_ticks_total"), 0);
+  const double fault_seconds = double(fault_end - fault_start) / 1000.0;
+  EXPECT_GE(double(stored_ticks(fault_start, fault_end)),
+            0.6 * kServices * fault_seconds / kIntervalSeconds)
+      << "over " << fault_seconds << " s";
+  const std::string text = log->text();
+  EXPECT_EQ(occurrences(text, "tick record(s) failed"), 1u) << text;
+  EXPECT_EQ(occurrences(text, "writes recovered"), 1u) << text;
+  expect_every_probe_accounted(0);
+}
+
+TEST_F(StorageFaults, ReadOnlyDatabaseHoldsTicksUntilItIsWritableAgain) {
+  start();
+  const std::int64_t fault_start = unix_ms();
+  {
+    // The database and its write-ahead log: a commit appends to the log, a checkpoint writes
+    // the database.
+    Immutable database(dir.file("vigil.db"));
+    Immutable wal(dir.file("vigil.db-wal"));
+    if (!database.ok() || !wal.ok())
+      GTEST_SKIP() << "this file system cannot make a file read-only for root: " << database.error()
+                   << wal.error();
+    expect_failing("disk I/O error|readonly|read-only");
   }
   const std::int64_t fault_end = unix_ms();
 
