@@ -45,26 +45,33 @@ constexpr const char* kSummaryColumns =
 constexpr const char* kTickColumns =
     "t.up, t.response_us, t.resolve_us, t.connect_us, t.tls_us, t.processing_us, t.transfer_us";
 
-RollupSummary read_summary(const SQLite::Statement& row, int first) {
-  RollupSummary s;
+// Merges the row's summary (kSummaryColumns from `first`) into `into`, its histogram decoded
+// straight into into's.
+void merge_row(const SQLite::Statement& row, int first, RollupSummary& into) {
+  RollupSummary s;  // the scalars; the histogram goes straight into `into`
   s.count = row.getColumn(first).getInt64();
   s.up = row.getColumn(first + 1).getInt64();
   s.down = row.getColumn(first + 2).getInt64();
   s.sum_ms = row.getColumn(first + 3).getDouble();
   s.min_ms = row.getColumn(first + 4).getDouble();
   s.max_ms = row.getColumn(first + 5).getDouble();
-  const auto blob = row.getColumn(first + 6);
-  try {
-    s.histogram =
-        LatencyHistogram::decode(blob.getBlob(), static_cast<std::size_t>(blob.getBytes()));
-  } catch (const std::invalid_argument& e) {
-    throw StorageError(std::string("corrupt rollup row: ") + e.what());
-  }
   s.phase_count = row.getColumn(first + 7).getInt64();
   s.phase_sums =
       PhaseTimings{row.getColumn(first + 8).getDouble(), row.getColumn(first + 9).getDouble(),
                    row.getColumn(first + 10).getDouble(), row.getColumn(first + 11).getDouble(),
                    row.getColumn(first + 12).getDouble()};
+  const auto blob = row.getColumn(first + 6);
+  try {
+    into.histogram.merge_encoded(blob.getBlob(), static_cast<std::size_t>(blob.getBytes()));
+  } catch (const std::invalid_argument& e) {
+    throw StorageError(std::string("corrupt rollup row: ") + e.what());
+  }
+  into.merge_scalars(s);
+}
+
+RollupSummary read_summary(const SQLite::Statement& row, int first) {
+  RollupSummary s;
+  merge_row(row, first, s);
   return s;
 }
 
@@ -153,8 +160,7 @@ class Summarizer {
     select.bind(1, from);
     select.bind(2, to);
     if (only_) select.bind(3, *only_);
-    while (select.executeStep())
-      out_[select.getColumn(0).getInt64()].merge(read_summary(select, 1));
+    while (select.executeStep()) merge_row(select, 1, out_[select.getColumn(0).getInt64()]);
   }
 
   // Ticks with ts in [from, to), except those in [m0, m1) whose minute has a row.
@@ -301,7 +307,7 @@ void RollupWriter::backfill_days_from_hours() {
       day = key;
       summary = RollupSummary{};
     }
-    summary.merge(read_summary(select, 2));
+    merge_row(select, 2, summary);
   }
   flush();
 }

@@ -59,23 +59,34 @@ std::string LatencyHistogram::encode() const {
 }
 
 LatencyHistogram LatencyHistogram::decode(const void* data, std::size_t size) {
-  const auto* bytes = static_cast<const unsigned char*>(data);
   LatencyHistogram h;
-  std::size_t pos = 0;
-  while (pos < size) {
-    const std::size_t index = bytes[pos++];
-    if (index >= h.counts_.size()) throw std::invalid_argument("histogram: bad bucket index");
-    std::uint64_t n = 0;
-    for (int shift = 0;; shift += 7) {
-      if (pos >= size || shift > 63) throw std::invalid_argument("histogram: truncated count");
-      const unsigned char byte = bytes[pos++];
-      n |= std::uint64_t(byte & 0x7f) << shift;
-      if (!(byte & 0x80)) break;
-    }
-    h.counts_[index] += n;
-    h.total_ += n;
-  }
+  h.merge_encoded(data, size);
   return h;
+}
+
+void LatencyHistogram::merge_encoded(const void* data, std::size_t size) {
+  const auto* bytes = static_cast<const unsigned char*>(data);
+  // Twice over the few bytes: checked whole first, so a malformed blob changes nothing.
+  const auto walk = [&](auto&& each) {
+    std::size_t pos = 0;
+    while (pos < size) {
+      const std::size_t index = bytes[pos++];
+      if (index >= kBuckets) throw std::invalid_argument("histogram: bad bucket index");
+      std::uint64_t n = 0;
+      for (int shift = 0;; shift += 7) {
+        if (pos >= size || shift > 63) throw std::invalid_argument("histogram: truncated count");
+        const unsigned char byte = bytes[pos++];
+        n |= std::uint64_t(byte & 0x7f) << shift;
+        if (!(byte & 0x80)) break;
+      }
+      each(index, n);
+    }
+  };
+  walk([](std::size_t, std::uint64_t) {});
+  walk([this](std::size_t index, std::uint64_t n) {
+    counts_[index] += n;
+    total_ += n;
+  });
 }
 
 void RollupSummary::add(const Tick& tick) {
@@ -97,6 +108,11 @@ void RollupSummary::add(const Tick& tick) {
 }
 
 void RollupSummary::merge(const RollupSummary& other) {
+  merge_scalars(other);
+  histogram.merge(other.histogram);
+}
+
+void RollupSummary::merge_scalars(const RollupSummary& other) {
   if (other.count == 0) return;
   min_ms = count == 0 ? other.min_ms : std::min(min_ms, other.min_ms);
   max_ms = count == 0 ? other.max_ms : std::max(max_ms, other.max_ms);
@@ -104,7 +120,6 @@ void RollupSummary::merge(const RollupSummary& other) {
   up += other.up;
   down += other.down;
   sum_ms += other.sum_ms;
-  histogram.merge(other.histogram);
   phase_count += other.phase_count;
   phase_sums.resolve_ms += other.phase_sums.resolve_ms;
   phase_sums.connect_ms += other.phase_sums.connect_ms;

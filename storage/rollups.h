@@ -39,6 +39,9 @@ class LatencyHistogram {
   std::string encode() const;
   // Throws std::invalid_argument on a malformed blob.
   static LatencyHistogram decode(const void* data, std::size_t size);
+  // merge(decode(data, size)) without the intermediate histogram; on a malformed blob it throws
+  // std::invalid_argument and leaves this unchanged.
+  void merge_encoded(const void* data, std::size_t size);
 
   static int bucket_of(double ms);
   friend bool operator==(const LatencyHistogram&, const LatencyHistogram&) = default;
@@ -63,6 +66,8 @@ struct RollupSummary {
 
   void add(const Tick& tick);
   void merge(const RollupSummary& other);
+  // merge() of everything but the histogram.
+  void merge_scalars(const RollupSummary& other);
   std::optional<double> mean_ms() const;
   std::optional<double> percentile(double q) const {
     return histogram.percentile(q, min_ms, max_ms);
