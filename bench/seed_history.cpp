@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "config/logging.h"
+#include "storage/rollup_sql.h"
 #include "storage/rollups.h"
 #include "storage/store.h"
 
@@ -45,22 +46,7 @@ struct Options {
 void insert_rollup(SQLite::Statement& insert, std::int64_t id, std::int64_t bucket,
                    const RollupSummary& s) {
   insert.reset();
-  insert.bind(1, id);
-  insert.bind(2, bucket);
-  insert.bind(3, s.count);
-  insert.bind(4, s.up);
-  insert.bind(5, s.down);
-  insert.bind(6, s.sum_ms);
-  insert.bind(7, s.min_ms);
-  insert.bind(8, s.max_ms);
-  const std::string blob = s.histogram.encode();
-  insert.bind(9, blob.data(), static_cast<int>(blob.size()));
-  insert.bind(10, s.phase_count);
-  insert.bind(11, s.phase_sums.resolve_ms);
-  insert.bind(12, s.phase_sums.connect_ms);
-  insert.bind(13, s.phase_sums.tls_ms);
-  insert.bind(14, s.phase_sums.processing_ms);
-  insert.bind(15, s.phase_sums.transfer_ms);
+  rollup_sql::bind_row(insert, id, bucket, s);
   insert.exec();
 }
 
@@ -105,12 +91,10 @@ void seed(const Options& o) {
       "INSERT INTO service_ticks(service_id, ts, seq, up, status_code,"
       " response_us, error, region_id, resolve_us, connect_us, tls_us,"
       " processing_us, transfer_us) VALUES(?, ?, 0, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)");
-  const std::string columns =
-      "(service_id, bucket, count, up, down, sum_ms, min_ms, max_ms, histogram, phase_count,"
-      " resolve_ms, connect_ms, tls_ms, processing_ms, transfer_ms)"
-      " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-  SQLite::Statement hour(db, "INSERT INTO service_rollups_hour" + columns);
-  SQLite::Statement day(db, "INSERT INTO service_rollups_day" + columns);
+  SQLite::Statement hour(db,
+                         std::string("INSERT INTO service_rollups_hour") + rollup_sql::kRowValues);
+  SQLite::Statement day(db,
+                        std::string("INSERT INTO service_rollups_day") + rollup_sql::kRowValues);
   SQLite::Statement event(db,
                           "INSERT INTO service_events(service_id, event, date_started, date_ended,"
                           " created_at, updated_at) VALUES(?1, ?2, ?3, ?4, ?3, ?3)");

@@ -108,9 +108,7 @@ std::string select_sql(Resolution resolution) {
 }
 std::string upsert_sql(Resolution resolution) {
   // An upsert, not INSERT OR REPLACE: updating a row in place leaves *_by_service untouched.
-  return std::string("INSERT INTO ") + table(resolution) + "(service_id, bucket, " +
-         kSummaryColumns +
-         ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+  return std::string("INSERT INTO ") + table(resolution) + kRowValues +
          " ON CONFLICT(bucket, service_id) DO UPDATE SET count = excluded.count,"
          " up = excluded.up, down = excluded.down, sum_ms = excluded.sum_ms,"
          " min_ms = excluded.min_ms, max_ms = excluded.max_ms, histogram = excluded.histogram,"
@@ -194,6 +192,26 @@ std::int64_t floor_to(std::int64_t t, std::int64_t step) {
   return r < 0 ? t - r - step : t - r;
 }
 
+void bind_row(SQLite::Statement& statement, ServiceId id, std::int64_t bucket,
+              const RollupSummary& row) {
+  statement.bind(1, id);
+  statement.bind(2, bucket);
+  statement.bind(3, row.count);
+  statement.bind(4, row.up);
+  statement.bind(5, row.down);
+  statement.bind(6, row.sum_ms);
+  statement.bind(7, row.min_ms);
+  statement.bind(8, row.max_ms);
+  const std::string blob = row.histogram.encode();
+  statement.bind(9, blob.data(), static_cast<int>(blob.size()));  // copied by SQLite
+  statement.bind(10, row.phase_count);
+  statement.bind(11, row.phase_sums.resolve_ms);
+  statement.bind(12, row.phase_sums.connect_ms);
+  statement.bind(13, row.phase_sums.tls_ms);
+  statement.bind(14, row.phase_sums.processing_ms);
+  statement.bind(15, row.phase_sums.transfer_ms);
+}
+
 RollupWriter::RollupWriter(SQLite::Database& db)
     : db_(db),
       select_{SQLite::Statement(db, select_sql(Resolution::minute)),
@@ -272,22 +290,7 @@ void RollupWriter::upsert(Resolution resolution, ServiceId id, std::int64_t buck
                           const RollupSummary& row) {
   auto& upsert = upsert_[static_cast<std::size_t>(resolution)];
   upsert.tryReset();
-  upsert.bind(1, id);
-  upsert.bind(2, bucket);
-  upsert.bind(3, row.count);
-  upsert.bind(4, row.up);
-  upsert.bind(5, row.down);
-  upsert.bind(6, row.sum_ms);
-  upsert.bind(7, row.min_ms);
-  upsert.bind(8, row.max_ms);
-  const std::string blob = row.histogram.encode();
-  upsert.bind(9, blob.data(), static_cast<int>(blob.size()));
-  upsert.bind(10, row.phase_count);
-  upsert.bind(11, row.phase_sums.resolve_ms);
-  upsert.bind(12, row.phase_sums.connect_ms);
-  upsert.bind(13, row.phase_sums.tls_ms);
-  upsert.bind(14, row.phase_sums.processing_ms);
-  upsert.bind(15, row.phase_sums.transfer_ms);
+  bind_row(upsert, id, bucket, row);
   upsert.exec();
 }
 

@@ -32,6 +32,15 @@ inline double from_us(std::int64_t us) { return static_cast<double>(us) / 1000.0
 
 std::int64_t floor_to(std::int64_t t, std::int64_t step);
 
+// A rollup row's columns with their parameters, to follow "INSERT INTO <table>", and the
+// binding of one row to them: what the writer upserts, and what a seeding tool inserts.
+inline constexpr const char* kRowValues =
+    "(service_id, bucket, count, up, down, sum_ms, min_ms, max_ms, histogram, phase_count,"
+    " resolve_ms, connect_ms, tls_ms, processing_ms, transfer_ms)"
+    " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+void bind_row(SQLite::Statement& statement, ServiceId id, std::int64_t bucket,
+              const RollupSummary& row);
+
 // Prepared once per write connection. The caller holds the write transaction.
 class RollupWriter {
  public:

@@ -237,6 +237,22 @@ class StorageFaults : public ::testing::Test {
     EXPECT_GE(after, double(stored));
   }
 
+  // After a fault that dropped nothing: recovered, the ticks probed during [fault_start,
+  // fault_end] in the database (about 5 per second per service), the outage logged once when it
+  // started and once when it ended (not per retry), and every probe accounted for.
+  void expect_held_ticks_written(std::int64_t fault_start, std::int64_t fault_end) {
+    expect_recovered();
+    EXPECT_EQ(metric("vigil_writer_dropped_ticks_total"), 0);
+    const double fault_seconds = double(fault_end - fault_start) / 1000.0;
+    EXPECT_GE(double(stored_ticks(fault_start, fault_end)),
+              0.6 * kServices * fault_seconds / kIntervalSeconds)
+        << "over " << fault_seconds << " s";
+    const std::string text = log->text();
+    EXPECT_EQ(occurrences(text, "tick record(s) failed"), 1u) << text;
+    EXPECT_EQ(occurrences(text, "writes recovered"), 1u) << text;
+    expect_every_probe_accounted(0);
+  }
+
   // Stops vigil cleanly; every probe that reached the target is then a stored tick or a counted
   // drop (give or take the probes in flight at the stop, one per service).
   void expect_every_probe_accounted(double dropped) {
@@ -265,20 +281,7 @@ TEST_F(StorageFaults, DiskFullHoldsTicksInMemoryAndWritesThemWhenItClears) {
   EXPECT_GT(metric("vigil_storage_errors_total"), errors_during);
   const std::int64_t fault_end = unix_ms();
   set_file_size_limit(RLIM_INFINITY);
-
-  expect_recovered();
-  EXPECT_EQ(metric("vigil_writer_dropped_ticks_total"), 0);
-  // The ticks probed during the fault were held and written: about 5 per second per service.
-  const double fault_seconds = double(fault_end - fault_start) / 1000.0;
-  EXPECT_GE(double(stored_ticks(fault_start, fault_end)),
-            0.6 * kServices * fault_seconds / kIntervalSeconds)
-      << "over " << fault_seconds << " s";
-
-  // Reported once when the outage starts and once when it ends, not once per retry.
-  const std::string text = log->text();
-  EXPECT_EQ(occurrences(text, "tick record(s) failed"), 1u) << text;
-  EXPECT_EQ(occurrences(text, "writes recovered"), 1u) << text;
-  expect_every_probe_accounted(0);
+  expect_held_ticks_written(fault_start, fault_end);
 }
 
 TEST_F(StorageFaults, LockHeldByAnotherProcessHoldsTicksUntilReleased) {
@@ -293,16 +296,7 @@ TEST_F(StorageFaults, LockHeldByAnotherProcessHoldsTicksUntilReleased) {
   }
   const std::int64_t fault_end = unix_ms();
 
-  expect_recovered();
-  EXPECT_EQ(metric("vigil_writer_dropped_ticks_total"), 0);
-  const double fault_seconds = double(fault_end - fault_start) / 1000.0;
-  EXPECT_GE(double(stored_ticks(fault_start, fault_end)),
-            0.6 * kServices * fault_seconds / kIntervalSeconds)
-      << "over " << fault_seconds << " s";
-  const std::string text = log->text();
-  EXPECT_EQ(occurrences(text, "tick record(s) failed"), 1u) << text;
-  EXPECT_EQ(occurrences(text, "writes recovered"), 1u) << text;
-  expect_every_probe_accounted(0);
+  expect_held_ticks_written(fault_start, fault_end);
 }
 
 TEST_F(StorageFaults, ReadOnlyDatabaseHoldsTicksUntilItIsWritableAgain) {
@@ -320,16 +314,7 @@ TEST_F(StorageFaults, ReadOnlyDatabaseHoldsTicksUntilItIsWritableAgain) {
   }
   const std::int64_t fault_end = unix_ms();
 
-  expect_recovered();
-  EXPECT_EQ(metric("vigil_writer_dropped_ticks_total"), 0);
-  const double fault_seconds = double(fault_end - fault_start) / 1000.0;
-  EXPECT_GE(double(stored_ticks(fault_start, fault_end)),
-            0.6 * kServices * fault_seconds / kIntervalSeconds)
-      << "over " << fault_seconds << " s";
-  const std::string text = log->text();
-  EXPECT_EQ(occurrences(text, "tick record(s) failed"), 1u) << text;
-  EXPECT_EQ(occurrences(text, "writes recovered"), 1u) << text;
-  expect_every_probe_accounted(0);
+  expect_held_ticks_written(fault_start, fault_end);
 }
 
 TEST_F(StorageFaults, FullQueueDropsTheOldestTicksAndCountsThem) {
