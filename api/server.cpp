@@ -6,7 +6,6 @@
 #include <prometheus/family.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
-#include <prometheus/text_serializer.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -38,6 +37,7 @@
 #include "api/badges.h"
 #include "api/guarded_server.h"
 #include "api/json_views.h"
+#include "api/metrics_exposition.h"
 #include "api/openapi.h"
 #include "api/paging.h"
 #include "api/series_routes.h"
@@ -1171,32 +1171,25 @@ class ApiServer::Impl {
     send_json(res, 503, body);
   }
 
-  // The registry's families and the collectables', a family of the same name merged into one:
-  // the text format allows a name's HELP and TYPE once.
-  std::vector<prometheus::MetricFamily> collect_metrics() const {
-    auto families = registry_.Collect();
-    std::unordered_map<std::string, std::size_t> index;
-    for (std::size_t i = 0; i < families.size(); ++i) index.emplace(families[i].name, i);
+  // The registry's families and the collectables' (api/metrics_exposition.h), streamed to the
+  // client in pieces: at 100,000 services the text is tens of megabytes, and neither it nor the
+  // series as prometheus-cpp objects are ever held whole.
+  void metrics(const httplib::Request&, httplib::Response& res, const std::smatch&) {
     std::vector<std::shared_ptr<prometheus::Collectable>> collectables = options_.collectables;
     collectables.push_back(uptime_gauges_);
-    for (const auto& collectable : collectables) {
-      for (auto& family : collectable->Collect()) {
-        const auto [it, added] = index.emplace(family.name, families.size());
-        if (added) {
-          families.push_back(std::move(family));
-        } else {
-          auto& into = families[it->second].metric;
-          into.insert(into.end(), std::make_move_iterator(family.metric.begin()),
-                      std::make_move_iterator(family.metric.end()));
-        }
-      }
-    }
-    return families;
-  }
-
-  void metrics(const httplib::Request&, httplib::Response& res, const std::smatch&) {
     res.status = 200;
-    res.set_content(prometheus::TextSerializer().Serialize(collect_metrics()), kPrometheusType);
+    res.set_chunked_content_provider(
+        kPrometheusType,
+        [this, collectables = std::move(collectables)](std::size_t, httplib::DataSink& sink) {
+          std::vector<const prometheus::Collectable*> sources{&registry_};
+          for (const auto& collectable : collectables) sources.push_back(collectable.get());
+          TextExpositionWriter out(
+              [&sink](std::string_view piece) { return sink.write(piece.data(), piece.size()); });
+          write_metrics_text(sources, out);
+          out.finish();
+          sink.done();
+          return true;
+        });
   }
 
   // ---- issue 9: documentation, badges, status page ----

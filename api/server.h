@@ -129,7 +129,8 @@ struct ApiOptions {
   std::string status_page_title = "vigil status";
   bool status_page_public = false;
   // Series /metrics collects besides `registry` (the runner's per-service series); a family
-  // that both have (vigil_service_uptime_ratio) is exposed once with every sample.
+  // that both have (vigil_service_uptime_ratio) is exposed once with every sample. Those that
+  // are also TextCollectables (runner/text_exposition.h) are written straight as text.
   std::vector<std::shared_ptr<prometheus::Collectable>> collectables;
 };
 

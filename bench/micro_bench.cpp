@@ -5,20 +5,23 @@
 #include <benchmark/benchmark.h>
 #include <malloc.h>
 #include <prometheus/registry.h>
-#include <prometheus/text_serializer.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "api/json_views.h"
+#include "api/metrics_exposition.h"
 #include "api/status_page.h"
+#include "api/uptime_gauges.h"
 #include "config/conditions.h"
 #include "runner/conditions.h"
 #include "runner/probe.h"
@@ -30,6 +33,26 @@
 namespace {
 
 using namespace vigil;
+
+// VmRSS and VmHWM of this process in MB (/proc/self/status): what a scrape leaves resident and
+// its peak.
+std::pair<double, double> resident_mb() {
+  std::ifstream status("/proc/self/status");
+  std::string key;
+  double rss = 0, hwm = 0;
+  while (status >> key) {
+    if (key == "VmRSS:") status >> rss;
+    if (key == "VmHWM:") status >> hwm;
+  }
+  return {rss / 1024, hwm / 1024};
+}
+
+// Counters of how much a benchmark's loop raised resident memory and its peak since `before`.
+void count_resident_growth(benchmark::State& state, std::pair<double, double> before) {
+  const auto after = resident_mb();
+  state.counters["rss_growth_mb"] = after.first - before.first;
+  state.counters["peak_growth_mb"] = after.second - before.second;
+}
 
 ProbeResult up_result() {
   ProbeResult result;
@@ -163,9 +186,10 @@ void BM_ServiceJsonTree(benchmark::State& state) {
 }
 BENCHMARK(BM_ServiceJsonTree);
 
-// GET /metrics with range(0) probed services: collecting and rendering every series. Cost per
-// scrape, so per iteration here; bytes is the size of the text, heap_bytes_per_service what the
-// series of one service keep allocated between scrapes.
+// GET /metrics with range(0) probed services: writing every series as text, as the server
+// streams it (api/metrics_exposition.h), into a sink that only counts. Cost per scrape, so per
+// iteration here; bytes is the size of the text, heap_bytes_per_service what the series of one
+// service keep allocated between scrapes.
 void BM_MetricsScrape(benchmark::State& state) {
   prometheus::Registry registry;
   RunnerMetrics metrics(registry);
@@ -184,18 +208,25 @@ void BM_MetricsScrape(benchmark::State& state) {
   state.counters["heap_bytes_per_service"] =
       double(mallinfo2().uordblks - heap_before) / double(series.size());
   std::size_t bytes = 0;
+  const auto per_service = metrics.service_series();
+  const std::vector<const prometheus::Collectable*> sources{&registry, per_service.get()};
+  const auto resident_before = resident_mb();
   for (auto _ : state) {
-    // As /metrics does: the registry's families, then the per-service series collected apart.
-    auto families = registry.Collect();
-    for (auto& family : metrics.service_series()->Collect()) families.push_back(std::move(family));
-    const std::string text = prometheus::TextSerializer().Serialize(families);
-    bytes = text.size();
+    bytes = 0;
+    TextExpositionWriter out([&bytes](std::string_view piece) {
+      bytes += piece.size();
+      benchmark::DoNotOptimize(piece.data());
+      return true;
+    });
+    write_metrics_text(sources, out);
+    out.finish();
   }
+  count_resident_growth(state, resident_before);
   state.counters["bytes"] = static_cast<double>(bytes);
   state.counters["bytes_per_service"] = static_cast<double>(bytes) / double(series.size());
   for (auto& s : series) metrics.remove(s);
 }
-BENCHMARK(BM_MetricsScrape)->Arg(1'000)->Arg(10'000)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MetricsScrape)->Arg(1'000)->Arg(10'000)->Arg(100'000)->Unit(benchmark::kMillisecond);
 
 // A database with range(0) probed services (each with a tick, its metric and an open event),
 // in a temporary directory removed at the end: what GET /v1/services reads.
@@ -277,6 +308,28 @@ void BM_RenderServiceList(benchmark::State& state) {
   state.counters["bytes"] = static_cast<double>(bytes);
 }
 BENCHMARK(BM_RenderServiceList)->Arg(10'000)->Unit(benchmark::kMillisecond);
+
+// /metrics' windowed vigil_service_uptime_ratio with range(0) services, refreshed on every
+// scrape (max_age 0): the store's reads and the text.
+void BM_UptimeGaugesScrape(benchmark::State& state) {
+  ServiceListFixture fixture(static_cast<int>(state.range(0)));
+  const UptimeGauges gauges(fixture.store(), std::chrono::seconds(0));
+  std::size_t bytes = 0;
+  const auto resident_before = resident_mb();
+  for (auto _ : state) {
+    bytes = 0;
+    TextExpositionWriter out([&bytes](std::string_view piece) {
+      bytes += piece.size();
+      return true;
+    });
+    out.open(gauges.text_families()[0]);
+    gauges.write_samples(0, out);
+    out.finish();
+  }
+  count_resident_growth(state, resident_before);
+  state.counters["bytes"] = static_cast<double>(bytes);
+}
+BENCHMARK(BM_UptimeGaugesScrape)->Arg(10'000)->Arg(100'000)->Unit(benchmark::kMillisecond);
 
 // Issue 9: the status page's HTML for range(0) services on one page, each with a full 90-day
 // bar, four uptime figures and a 96-point sparkline: the rendering alone (GET / pages 50 at a

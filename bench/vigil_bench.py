@@ -563,15 +563,14 @@ class Vigil:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def scrape(self):
+        # Timed to the last byte of the body, not over Python's line splitting (at 100,000
+        # services, reading the chunked body line by line took longer than vigil took to send it).
         started = time.monotonic()
         with urllib.request.urlopen(self.url("/metrics"), timeout=600) as response:
-            lines = []
-            size = 0
-            for line in response:
-                size += len(line)
-                if line.startswith(b"vigil_"):
-                    lines.append(line)
-        return Metrics(lines, time.monotonic() - started, size)
+            body = response.read()
+        seconds = time.monotonic() - started
+        lines = [line for line in body.split(b"\n") if line.startswith(b"vigil_")]
+        return Metrics(lines, seconds, len(body))
 
     def cpu_ms(self):
         return cpu_ms(self.proc.pid)

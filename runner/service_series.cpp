@@ -1,7 +1,7 @@
 #include "runner/service_series.h"
 
-#include <algorithm>
-#include <functional>
+#include <initializer_list>
+#include <iterator>
 #include <set>
 
 namespace vigil {
@@ -21,38 +21,131 @@ using Series = std::vector<std::shared_ptr<ServiceSeries>>;
 using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
+using S = ServiceSeries;
 
-// One family with a sample per service that shows `group`; `fill` adds the service's samples
-// (usually one; more for a label like phase). Empty families are left out, as prometheus-cpp
-// does for a family without children.
-void add_family(std::vector<MetricFamily>& out, const Series& all, const char* name,
-                const char* help, MetricType type, ServiceSeries::Group group,
-                const std::function<void(const ServiceSeries&, std::vector<ClientMetric>&)>& fill) {
-  MetricFamily family{name, help, type, {}};
-  for (const auto& series : all)
-    if (series->shows(group)) fill(*series, family.metric);
-  if (!family.metric.empty()) out.push_back(std::move(family));
+// Where one service's samples of a family go: ClientMetrics (Collect) or text (write_samples).
+class SampleSink {
+ public:
+  // `labels` in name order, "service" among them.
+  virtual void add(std::initializer_list<TextLabel> labels, double value) = 0;
+
+ protected:
+  ~SampleSink() = default;
+};
+
+// One family: which services have it (`group`) and their samples (usually one; more for a label
+// like phase).
+struct FamilySpec {
+  TextFamily family;
+  S::Group group;
+  void (*samples)(const S&, SampleSink&);
+};
+
+// A gauge with exactly one sample per service, labelled by the service only.
+template <S::Value S::*value>
+void service_gauge(const S& s, SampleSink& out) {
+  out.add({{"service", s.name()}}, (s.*value).get());
 }
 
-ClientMetric gauge(const ServiceSeries& series, double value,
-                   std::vector<ClientMetric::Label> extra = {}) {
-  ClientMetric metric;
-  metric.label.push_back({"service", series.name()});
-  for (auto& label : extra) metric.label.push_back(std::move(label));
-  std::sort(metric.label.begin(), metric.label.end());  // by name, as prometheus-cpp orders them
-  metric.gauge.value = value;
-  return metric;
+const FamilySpec kFamilies[] = {
+    {{"probe_success", "Whether the last probe succeeded (1) or not (0).", MetricType::Gauge},
+     S::kProbe,
+     service_gauge<&S::success>},
+    {{"probe_duration_seconds", "Total duration of the last probe in seconds.", MetricType::Gauge},
+     S::kProbe,
+     service_gauge<&S::duration_s>},
+    {{"probe_http_status_code", "HTTP status of the last probe; 0 when no response arrived.",
+      MetricType::Gauge},
+     S::kProbe,
+     service_gauge<&S::status_code>},
+    {{"vigil_probes_total", "Probes finished, by result.", MetricType::Counter},
+     S::kProbe,
+     [](const S& s, SampleSink& out) {
+       out.add({{"result", "up"}, {"service", s.name()}},
+               double(s.probes_up.load(std::memory_order_relaxed)));
+       out.add({{"result", "down"}, {"service", s.name()}},
+               double(s.probes_down.load(std::memory_order_relaxed)));
+     }},
+    {{"vigil_service_up", "Current status of the service (its open event): 1 up, 0 down.",
+      MetricType::Gauge},
+     S::kState,
+     service_gauge<&S::up>},
+    {{"vigil_service_uptime_ratio", "Up ticks over all ticks of the service.", MetricType::Gauge},
+     S::kState,
+     service_gauge<&S::uptime_ratio>},
+    {{"vigil_heartbeat_last_seen_timestamp_seconds",
+      "When the heartbeat service last reported (unix seconds).", MetricType::Gauge},
+     S::kBeat,
+     service_gauge<&S::last_beat_s>},
+    {{"probe_http_duration_seconds",
+      "Duration of each phase of the last HTTP probe in seconds; the phases add up to "
+      "probe_duration_seconds.",
+      MetricType::Gauge},
+     S::kHttp,
+     [](const S& s, SampleSink& out) {
+       for (std::size_t i = 0; i < s.phase_s.size(); ++i)
+         out.add({{"phase", kPhaseLabels[i]}, {"service", s.name()}}, s.phase_s[i].get());
+     }},
+    {{"probe_http_ssl", "Whether the last HTTP probe ended over TLS.", MetricType::Gauge},
+     S::kHttp,
+     service_gauge<&S::ssl>},
+    {{"probe_http_redirects", "Redirects the last HTTP probe followed.", MetricType::Gauge},
+     S::kHttp,
+     service_gauge<&S::redirects>},
+    {{"probe_http_content_length", "Content-Length of the last HTTP response; -1 when unknown.",
+      MetricType::Gauge},
+     S::kHttp,
+     service_gauge<&S::content_length>},
+    {{"probe_ssl_earliest_cert_expiry",
+      "When the soonest-expiring certificate of the chain the last probe saw expires (unix "
+      "seconds).",
+      MetricType::Gauge},
+     S::kCertExpiry,
+     service_gauge<&S::cert_expiry_s>},
+    {{"probe_tls_version_info", "TLS version of the last probe, as the label; always 1.",
+      MetricType::Gauge},
+     S::kHttp,
+     [](const S& s, SampleSink& out) {
+       if (const std::string* version = s.tls_version())
+         out.add({{"service", s.name()}, {"version", *version}}, 1);
+     }},
+};
+
+// The families alone, for text_families().
+const std::vector<TextFamily>& text_family_list() {
+  static const std::vector<TextFamily> list = [] {
+    std::vector<TextFamily> families;
+    for (const auto& spec : kFamilies) families.push_back(spec.family);
+    return families;
+  }();
+  return list;
 }
 
-// A gauge family with exactly one sample per service: `value` picks it.
-void add_gauges(std::vector<MetricFamily>& out, const Series& all, const char* name,
-                const char* help, ServiceSeries::Group group,
-                double (*value)(const ServiceSeries&)) {
-  add_family(out, all, name, help, MetricType::Gauge, group,
-             [value](const ServiceSeries& s, std::vector<ClientMetric>& metrics) {
-               metrics.push_back(gauge(s, value(s)));
-             });
-}
+class ClientMetricSink final : public SampleSink {
+ public:
+  ClientMetricSink(MetricType type, std::vector<ClientMetric>& into) : type_(type), into_(into) {}
+  void add(std::initializer_list<TextLabel> labels, double value) override {
+    ClientMetric& metric = into_.emplace_back();
+    for (const auto& label : labels)
+      metric.label.push_back({std::string(label.name), std::string(label.value)});
+    (type_ == MetricType::Counter ? metric.counter.value : metric.gauge.value) = value;
+  }
+
+ private:
+  MetricType type_;
+  std::vector<ClientMetric>& into_;
+};
+
+class TextSink final : public SampleSink {
+ public:
+  explicit TextSink(TextExpositionWriter& out) : out_(out) {}
+  void add(std::initializer_list<TextLabel> labels, double value) override {
+    out_.sample(labels, value);
+  }
+
+ private:
+  TextExpositionWriter& out_;
+};
 
 }  // namespace
 
@@ -82,64 +175,38 @@ void ServiceSeriesCollector::remove(const ServiceSeries& series) {
   series_.pop_back();
 }
 
+Series ServiceSeriesCollector::snapshot() const {
+  std::lock_guard lock(mutex_);
+  return series_;
+}
+
 std::vector<MetricFamily> ServiceSeriesCollector::Collect() const {
-  Series all;
-  {
-    std::lock_guard lock(mutex_);
-    all = series_;  // the runner may add and remove while the families are built
-  }
-  using S = ServiceSeries;
+  const Series all = snapshot();
   std::vector<MetricFamily> out;
-  add_gauges(out, all, "probe_success", "Whether the last probe succeeded (1) or not (0).",
-             S::kProbe, [](const S& s) { return s.success.get(); });
-  add_gauges(out, all, "probe_duration_seconds", "Total duration of the last probe in seconds.",
-             S::kProbe, [](const S& s) { return s.duration_s.get(); });
-  add_gauges(out, all, "probe_http_status_code",
-             "HTTP status of the last probe; 0 when no response arrived.", S::kProbe,
-             [](const S& s) { return s.status_code.get(); });
-  add_family(out, all, "vigil_probes_total", "Probes finished, by result.", MetricType::Counter,
-             S::kProbe, [](const S& s, std::vector<ClientMetric>& metrics) {
-               for (const auto& [result, count] :
-                    {std::pair{"up", &s.probes_up}, std::pair{"down", &s.probes_down}}) {
-                 ClientMetric metric;
-                 metric.label = {{"result", result}, {"service", s.name()}};
-                 metric.counter.value = double(count->load(std::memory_order_relaxed));
-                 metrics.push_back(std::move(metric));
-               }
-             });
-  add_gauges(out, all, "vigil_service_up",
-             "Current status of the service (its open event): 1 up, 0 down.", S::kState,
-             [](const S& s) { return s.up.get(); });
-  add_gauges(out, all, "vigil_service_uptime_ratio", "Up ticks over all ticks of the service.",
-             S::kState, [](const S& s) { return s.uptime_ratio.get(); });
-  add_gauges(out, all, "vigil_heartbeat_last_seen_timestamp_seconds",
-             "When the heartbeat service last reported (unix seconds).", S::kBeat,
-             [](const S& s) { return s.last_beat_s.get(); });
-  add_family(out, all, "probe_http_duration_seconds",
-             "Duration of each phase of the last HTTP probe in seconds; the phases add up to "
-             "probe_duration_seconds.",
-             MetricType::Gauge, S::kHttp, [](const S& s, std::vector<ClientMetric>& metrics) {
-               for (std::size_t i = 0; i < s.phase_s.size(); ++i)
-                 metrics.push_back(gauge(s, s.phase_s[i].get(), {{"phase", kPhaseLabels[i]}}));
-             });
-  add_gauges(out, all, "probe_http_ssl", "Whether the last HTTP probe ended over TLS.", S::kHttp,
-             [](const S& s) { return s.ssl.get(); });
-  add_gauges(out, all, "probe_http_redirects", "Redirects the last HTTP probe followed.", S::kHttp,
-             [](const S& s) { return s.redirects.get(); });
-  add_gauges(out, all, "probe_http_content_length",
-             "Content-Length of the last HTTP response; -1 when unknown.", S::kHttp,
-             [](const S& s) { return s.content_length.get(); });
-  add_gauges(out, all, "probe_ssl_earliest_cert_expiry",
-             "When the soonest-expiring certificate of the chain the last probe saw expires (unix "
-             "seconds).",
-             S::kCertExpiry, [](const S& s) { return s.cert_expiry_s.get(); });
-  add_family(out, all, "probe_tls_version_info",
-             "TLS version of the last probe, as the label; always 1.", MetricType::Gauge, S::kHttp,
-             [](const S& s, std::vector<ClientMetric>& metrics) {
-               if (const std::string* version = s.tls_version())
-                 metrics.push_back(gauge(s, 1, {{"version", *version}}));
-             });
+  for (const auto& spec : kFamilies) {
+    MetricFamily family{
+        std::string(spec.family.name), std::string(spec.family.help), spec.family.type, {}};
+    ClientMetricSink sink(spec.family.type, family.metric);
+    for (const auto& series : all)
+      if (series->shows(spec.group)) spec.samples(*series, sink);
+    // Empty families are left out, as prometheus-cpp does for a family without children.
+    if (!family.metric.empty()) out.push_back(std::move(family));
+  }
   return out;
+}
+
+std::span<const TextFamily> ServiceSeriesCollector::text_families() const {
+  return text_family_list();
+}
+
+void ServiceSeriesCollector::write_samples(std::size_t index, TextExpositionWriter& out) const {
+  if (index >= std::size(kFamilies)) return;
+  const FamilySpec& spec = kFamilies[index];
+  TextSink sink(out);
+  for (const auto& series : snapshot()) {
+    if (!out.ok()) return;  // the scraper went away
+    if (series->shows(spec.group)) spec.samples(*series, sink);
+  }
 }
 
 }  // namespace vigil

@@ -1,8 +1,9 @@
 // The runner's per-service Prometheus series (probe_*, vigil_probes_total, vigil_service_*,
 // vigil_heartbeat_last_seen_*), private to runner/. Each service keeps its values in one small
-// struct of atomics, turned into metric families only when /metrics is scraped. A prometheus-cpp
-// Family child costs a label map and a hash node per series (about 300 bytes, 15 series per HTTP
-// service): at 100,000 services that was most of vigil's memory.
+// struct of atomics, written as text only when /metrics is scraped. A prometheus-cpp Family
+// child costs a label map and a hash node per series (about 300 bytes, 15 series per HTTP
+// service): at 100,000 services that was most of vigil's memory; building ClientMetrics for a
+// scrape cost as much again, so /metrics writes the text straight (runner/text_exposition.h).
 #pragma once
 
 #include <prometheus/collectable.h>
@@ -15,6 +16,8 @@
 #include <mutex>
 #include <string>
 #include <vector>
+
+#include "runner/text_exposition.h"
 
 namespace vigil {
 
@@ -65,14 +68,21 @@ class ServiceSeries {
   std::atomic<const std::string*> tls_version_{nullptr};  // interned, never freed
 };
 
-// Every service's series. add/remove from the runner thread; Collect from any thread.
-class ServiceSeriesCollector final : public prometheus::Collectable {
+// Every service's series. add/remove from the runner thread; Collect and write_samples from any
+// thread. Collect (prometheus-cpp objects) and the text are made from one table of families, so
+// they hold the same series; /metrics writes the text.
+class ServiceSeriesCollector final : public prometheus::Collectable, public TextCollectable {
  public:
   std::shared_ptr<ServiceSeries> add(const std::string& service_name);
   void remove(const ServiceSeries& series);
   std::vector<prometheus::MetricFamily> Collect() const override;
+  std::span<const TextFamily> text_families() const override;
+  void write_samples(std::size_t index, TextExpositionWriter& out) const override;
 
  private:
+  // The services now: the runner may add and remove while a scrape reads them.
+  std::vector<std::shared_ptr<ServiceSeries>> snapshot() const;
+
   mutable std::mutex mutex_;
   std::vector<std::shared_ptr<ServiceSeries>> series_;  // unordered: removal swaps in the last
 };

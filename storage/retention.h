@@ -1,9 +1,10 @@
 // RetentionCleaner: the thread that deletes raw ticks older than the retention period (Settings
 // RETENTION_DAYS) and rollup rows older than theirs (issue 6: RETENTION_MINUTE_DAYS,
 // RETENTION_HOUR_DAYS, which day rows share), once at start and then every `interval`. A
-// minute's only tick stands for its minute row, so it is kept as long as minute rows are. It deletes in small batches,
-// each its own short transaction, with a pause between them, so the writer and the API never
-// wait long behind it. Metrics and events are kept: they summarise what the deleted ticks said.
+// minute's only tick stands for its minute row, so it is kept as long as minute rows are. It
+// deletes in small batches, each its own short transaction, with a pause between them, so the
+// writer and the API never wait long behind it. Metrics and events are kept: they summarise what
+// the deleted ticks said.
 #pragma once
 
 #include <chrono>

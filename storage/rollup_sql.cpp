@@ -117,11 +117,40 @@ std::string upsert_sql(Resolution resolution) {
          " processing_ms = excluded.processing_ms, transfer_ms = excluded.transfer_ms";
 }
 
+// How a window's pieces add up into a Value: the columns of a rollup row and of a tick it reads,
+// and how one of each is added.
+template <typename Value>
+struct Accumulate;
+
+template <>
+struct Accumulate<RollupSummary> {
+  static constexpr const char* kRowColumns = kSummaryColumns;
+  static constexpr const char* kTickColumns = vigil::rollup_sql::kTickColumns;
+  static void row(const SQLite::Statement& s, int first, RollupSummary& into) {
+    merge_row(s, first, into);
+  }
+  static void tick(const SQLite::Statement& s, int first, RollupSummary& into) {
+    into.add(read_tick(s, first));
+  }
+};
+
+template <>
+struct Accumulate<UptimeCounts> {
+  static constexpr const char* kRowColumns = "count, up";
+  static constexpr const char* kTickColumns = "t.up";
+  static void row(const SQLite::Statement& s, int first, UptimeCounts& into) {
+    into.merge({s.getColumn(first).getInt64(), s.getColumn(first + 1).getInt64()});
+  }
+  static void tick(const SQLite::Statement& s, int first, UptimeCounts& into) {
+    into.merge({1, s.getColumn(first).getInt() != 0 ? 1 : 0});
+  }
+};
+
 // Reads the pieces of a window into `out`, for every service or only one.
+template <typename Value>
 class Summarizer {
  public:
-  Summarizer(SQLite::Database& db, std::optional<ServiceId> only,
-             std::map<ServiceId, RollupSummary>& out)
+  Summarizer(SQLite::Database& db, std::optional<ServiceId> only, std::map<ServiceId, Value>& out)
       : db_(db), only_(only), out_(out) {}
 
   // [from, to) by the coarsest resolution that fits, finer ones at the edges.
@@ -152,13 +181,15 @@ class Summarizer {
   void period_rows(Resolution resolution, std::int64_t from, std::int64_t to) {
     if (from >= to) return;
     // Every service: one range of the (bucket, service_id) key. One service: its index range.
-    SQLite::Statement select(db_, std::string("SELECT service_id, ") + kSummaryColumns + " FROM " +
+    SQLite::Statement select(db_, std::string("SELECT service_id, ") +
+                                      Accumulate<Value>::kRowColumns + " FROM " +
                                       table(resolution) + " WHERE bucket >= ?1 AND bucket < ?2" +
                                       (only_ ? " AND service_id = ?3" : ""));
     select.bind(1, from);
     select.bind(2, to);
     if (only_) select.bind(3, *only_);
-    while (select.executeStep()) merge_row(select, 1, out_[select.getColumn(0).getInt64()]);
+    while (select.executeStep())
+      Accumulate<Value>::row(select, 1, out_[select.getColumn(0).getInt64()]);
   }
 
   // Ticks with ts in [from, to), except those in [m0, m1) whose minute has a row.
@@ -166,7 +197,7 @@ class Summarizer {
     if (from >= to) return;
     // The IN makes SQLite seek each service's (service_id, ts) range instead of scanning.
     SQLite::Statement select(
-        db_, std::string("SELECT t.service_id, ") + kTickColumns +
+        db_, std::string("SELECT t.service_id, ") + Accumulate<Value>::kTickColumns +
                  " FROM service_ticks t WHERE t.service_id " +
                  (only_ ? "= ?5" : "IN (SELECT id FROM services)") +
                  " AND t.ts >= ?1 AND t.ts < ?2 AND NOT (t.ts >= ?3 AND t.ts < ?4 AND EXISTS"
@@ -177,12 +208,13 @@ class Summarizer {
     select.bind(3, m0);
     select.bind(4, m1);
     if (only_) select.bind(5, *only_);
-    while (select.executeStep()) out_[select.getColumn(0).getInt64()].add(read_tick(select, 1));
+    while (select.executeStep())
+      Accumulate<Value>::tick(select, 1, out_[select.getColumn(0).getInt64()]);
   }
 
   SQLite::Database& db_;
   const std::optional<ServiceId> only_;
-  std::map<ServiceId, RollupSummary>& out_;
+  std::map<ServiceId, Value>& out_;
 };
 
 }  // namespace
@@ -318,7 +350,14 @@ void RollupWriter::backfill_days_from_hours() {
 std::map<ServiceId, RollupSummary> summarize(SQLite::Database& db, std::optional<ServiceId> only,
                                              std::int64_t from_ms, std::int64_t to_ms) {
   std::map<ServiceId, RollupSummary> out;
-  Summarizer(db, only, out).days(from_ms, to_ms);
+  Summarizer<RollupSummary>(db, only, out).days(from_ms, to_ms);
+  return out;
+}
+
+std::map<ServiceId, UptimeCounts> count_all(SQLite::Database& db, std::int64_t from_ms,
+                                            std::int64_t to_ms) {
+  std::map<ServiceId, UptimeCounts> out;
+  Summarizer<UptimeCounts>(db, std::nullopt, out).days(from_ms, to_ms);
   return out;
 }
 

@@ -75,6 +75,10 @@ class RollupWriter {
 std::map<ServiceId, RollupSummary> summarize(SQLite::Database& db, std::optional<ServiceId> only,
                                              std::int64_t from_ms, std::int64_t to_ms);
 
+// The same pieces of [from, to) for every service, counting only ticks and up ticks.
+std::map<ServiceId, UptimeCounts> count_all(SQLite::Database& db, std::int64_t from_ms,
+                                            std::int64_t to_ms);
+
 // The periods of one service with ticks, bucket in [from, to), ascending, with their start.
 // For minutes: the minute rows and the minutes whose only tick stands for their row.
 std::vector<std::pair<std::int64_t, RollupSummary>> rows(SQLite::Database& db,

@@ -76,4 +76,16 @@ struct RollupSummary {
   std::optional<PhaseTimings> phase_means() const;
 };
 
+// The part of a summary uptime needs: how many ticks, and how many of them up. What the views
+// of many services that show no latency read (vigil_service_uptime_ratio), at 16 bytes a service
+// where a RollupSummary takes about 700.
+struct UptimeCounts {
+  std::int64_t count = 0;
+  std::int64_t up = 0;
+  void merge(const UptimeCounts& other) {
+    count += other.count;
+    up += other.up;
+  }
+};
+
 }  // namespace vigil

@@ -452,11 +452,13 @@ struct PackedSummary {
   }
 };
 
-// summarize_all_recent's cached part of one window length: [from, closed_to), by service id.
-struct RecentCache {
+// The cached part of one window length of summarize_all_recent or count_all_recent:
+// [from, closed_to), by service id.
+template <typename Stored>
+struct WindowCache {
   std::int64_t from = 0;
   std::int64_t closed_to = 0;
-  std::vector<std::pair<ServiceId, PackedSummary>> services;
+  std::vector<std::pair<ServiceId, Stored>> services;
 };
 
 struct ApplyStatements {
@@ -1173,32 +1175,21 @@ class SqliteStore final : public Store {
   }
 
   RecentSummaries summarize_all_recent(Millis window, TimePoint now) override {
-    const std::int64_t length = window.count();
-    if (length < rollup_sql::kDayMs) return {now - window, summarize_all(now - window, now)};
-    const std::int64_t from = rollup_sql::floor_to(ms(now) - length, rollup_sql::kHourMs);
-    const std::int64_t current_hour = rollup_sql::floor_to(ms(now), rollup_sql::kHourMs);
-    // The previous hour stays live too: its last ticks may commit just after it ended.
-    const std::int64_t closed_to = std::max(from, current_hour - rollup_sql::kHourMs);
-    return guarded("summarize_all_recent", [&] {
-      std::lock_guard lock(recent_mutex_);
-      auto db = readers_.acquire();
-      auto& cache = recent_cache_[length];
-      if (cache.from != from || cache.closed_to != closed_to) {
-        SQLite::Transaction snapshot(*db);
-        cache.services.clear();
-        for (const auto& [id, summary] : rollup_sql::summarize(*db, std::nullopt, from, closed_to))
-          cache.services.emplace_back(id, PackedSummary::pack(summary));
-        cache.from = from;
-        cache.closed_to = closed_to;
-      }
-      RecentSummaries out{from_unix_ms(from), {}};
-      for (const auto& [id, packed] : cache.services) out.services.emplace(id, packed.unpack());
-      // Whole rows up to the end of the current hour: no tick is newer than now.
-      for (const auto& [id, summary] :
-           rollup_sql::summarize(*db, std::nullopt, closed_to, current_hour + rollup_sql::kHourMs))
-        out.services[id].merge(summary);
-      return out;
-    });
+    auto [from, services] = recent<RollupSummary>(
+        "summarize_all_recent", window, now, recent_summaries_,
+        [](SQLite::Database& db, std::int64_t a, std::int64_t b) {
+          return rollup_sql::summarize(db, std::nullopt, a, b);
+        },
+        [](const RollupSummary& s) { return PackedSummary::pack(s); },
+        [](const PackedSummary& p) { return p.unpack(); });
+    return {from, std::move(services)};
+  }
+
+  RecentCounts count_all_recent(Millis window, TimePoint now) override {
+    const auto same = [](const UptimeCounts& c) { return c; };
+    auto [from, services] = recent<UptimeCounts>("count_all_recent", window, now, recent_counts_,
+                                                 rollup_sql::count_all, same, same);
+    return {from, std::move(services)};
   }
 
   std::vector<std::pair<TimePoint, RollupSummary>> rollups(ServiceId id,
@@ -1359,6 +1350,44 @@ class SqliteStore final : public Store {
     return deleted;
   }
 
+  // The window of summarize_all_recent and count_all_recent (storage/store.h): `read(db, a, b)`
+  // gives each service's Value over [a, b); `pack` and `unpack` turn one into what the cache
+  // keeps and back.
+  template <typename Value, typename Stored, typename Read, typename Pack, typename Unpack>
+  std::pair<TimePoint, std::map<ServiceId, Value>> recent(
+      const char* operation, Millis window, TimePoint now,
+      std::map<std::int64_t, WindowCache<Stored>>& caches, Read&& read, Pack&& pack,
+      Unpack&& unpack) {
+    const std::int64_t length = window.count();
+    return guarded(operation, [&]() -> std::pair<TimePoint, std::map<ServiceId, Value>> {
+      auto db = readers_.acquire();
+      if (length < rollup_sql::kDayMs) {
+        SQLite::Transaction snapshot(*db);
+        return {now - window, read(*db, ms(now) - length, ms(now))};
+      }
+      const std::int64_t from = rollup_sql::floor_to(ms(now) - length, rollup_sql::kHourMs);
+      const std::int64_t current_hour = rollup_sql::floor_to(ms(now), rollup_sql::kHourMs);
+      // The previous hour stays live too: its last ticks may commit just after it ended.
+      const std::int64_t closed_to = std::max(from, current_hour - rollup_sql::kHourMs);
+      std::lock_guard lock(recent_mutex_);
+      auto& cache = caches[length];
+      if (cache.from != from || cache.closed_to != closed_to) {
+        SQLite::Transaction snapshot(*db);
+        cache.services.clear();
+        for (const auto& [id, value] : read(*db, from, closed_to))
+          cache.services.emplace_back(id, pack(value));
+        cache.from = from;
+        cache.closed_to = closed_to;
+      }
+      std::map<ServiceId, Value> out;
+      for (const auto& [id, stored] : cache.services) out.emplace(id, unpack(stored));
+      // Whole rows up to the end of the current hour: no tick is newer than now.
+      for (const auto& [id, value] : read(*db, closed_to, current_hour + rollup_sql::kHourMs))
+        out[id].merge(value);
+      return {from_unix_ms(from), std::move(out)};
+    });
+  }
+
   static constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::min();
 
   const std::string path_;
@@ -1372,9 +1401,11 @@ class SqliteStore final : public Store {
   // which ts every lone tick was found to have no minute row.
   ServiceId retention_cursor_ = 0;
   std::int64_t lone_checked_before_ = kNever;
-  // summarize_all_recent's closed part per window length, in ms (guarded by recent_mutex_).
+  // The closed parts of summarize_all_recent's and count_all_recent's windows, by length in ms
+  // (guarded by recent_mutex_).
   std::mutex recent_mutex_;
-  std::map<std::int64_t, RecentCache> recent_cache_;
+  std::map<std::int64_t, WindowCache<PackedSummary>> recent_summaries_;
+  std::map<std::int64_t, WindowCache<UptimeCounts>> recent_counts_;
 };
 
 }  // namespace

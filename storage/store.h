@@ -184,6 +184,13 @@ class Store {
     std::map<ServiceId, RollupSummary> services;
   };
   virtual RecentSummaries summarize_all_recent(Millis window, TimePoint now) = 0;
+  // The same window, counting only ticks and up ticks: for views that show no latency
+  // (vigil_service_uptime_ratio), in a small part of the memory.
+  struct RecentCounts {
+    TimePoint from;
+    std::map<ServiceId, UptimeCounts> services;
+  };
+  virtual RecentCounts count_all_recent(Millis window, TimePoint now) = 0;
   // Periods of service `id` that start in [from, to) and had ticks, oldest first: rollup rows,
   // and for minutes also those whose only tick stands for their row.
   virtual std::vector<std::pair<TimePoint, RollupSummary>> rollups(ServiceId id,

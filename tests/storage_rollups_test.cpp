@@ -496,14 +496,27 @@ TEST_F(RollupStore, RecentWindowsStartAtTheHourAndFollowNewTicks) {
       EXPECT_DOUBLE_EQ(recent.services.at(id).max_ms, summary.max_ms);
     }
   };
+  const auto check_counts = [&](Millis window) {
+    const auto summaries = store->summarize_all_recent(window, from_unix_ms(now));
+    const auto counts = store->count_all_recent(window, from_unix_ms(now));
+    EXPECT_EQ(counts.from, summaries.from);
+    ASSERT_EQ(counts.services.size(), summaries.services.size());
+    for (const auto& [id, summary] : summaries.services) {
+      EXPECT_EQ(counts.services.at(id).count, summary.count);
+      EXPECT_EQ(counts.services.at(id).up, summary.up);
+    }
+  };
   // 2 h 10 min back is 50 min into an hour: a day-long-or-more window starts at that hour.
   check(Millis(86'400'000), kBase + 3 * 3'600'000 - 86'400'000);
   check(Millis(7 * 86'400'000), kBase + 3 * 3'600'000 - 7 * 86'400'000);
   check(Millis(3'600'000), now - 3'600'000);  // shorter windows are exact
+  for (const Millis window : {Millis(3'600'000), Millis(86'400'000), Millis(7 * 86'400'000)})
+    check_counts(window);
   // New ticks in the current and the previous hour show at once, with the rest cached.
   store->apply({record_at(ids[0], now - 1000, 1234, metric),
                 record_at(ids[1], kBase + 3 * 3'600'000 - 1000, 4321, metric)});
   check(Millis(86'400'000), kBase + 3 * 3'600'000 - 86'400'000);
+  check_counts(Millis(86'400'000));
 }
 
 TEST_F(RollupStore, DayRowsBackfilledFromHourRowsEqualTheOnesWritten) {
