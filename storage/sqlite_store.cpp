@@ -452,13 +452,17 @@ struct PackedSummary {
   }
 };
 
-// The cached part of one window length of summarize_all_recent or count_all_recent:
-// [from, closed_to), by service id.
+// The cached part of one window length of summarize_all_recent or count_all_recent, by service
+// id: [from, closed_to), which moves every hour, and within it the whole days [days_from,
+// days_to), which move once a day, so an hour's refresh reads only the hours around them.
 template <typename Stored>
 struct WindowCache {
   std::int64_t from = 0;
   std::int64_t closed_to = 0;
   std::vector<std::pair<ServiceId, Stored>> services;
+  std::int64_t days_from = 0;
+  std::int64_t days_to = 0;
+  std::vector<std::pair<ServiceId, Stored>> days;
 };
 
 struct ApplyStatements {
@@ -1373,9 +1377,26 @@ class SqliteStore final : public Store {
       auto& cache = caches[length];
       if (cache.from != from || cache.closed_to != closed_to) {
         SQLite::Transaction snapshot(*db);
+        const std::int64_t days_from = rollup_sql::floor_to(from, rollup_sql::kDayMs) +
+                                       (from % rollup_sql::kDayMs == 0 ? 0 : rollup_sql::kDayMs);
+        const std::int64_t days_to =
+            std::max(days_from, rollup_sql::floor_to(closed_to, rollup_sql::kDayMs));
+        if (cache.days_from != days_from || cache.days_to != days_to) {
+          cache.days.clear();
+          for (const auto& [id, value] : read(*db, days_from, days_to))
+            cache.days.emplace_back(id, pack(value));
+          cache.days_from = days_from;
+          cache.days_to = days_to;
+        }
+        std::map<ServiceId, Value> closed;
+        for (const auto& [id, stored] : cache.days) closed.emplace(id, unpack(stored));
+        for (const auto& [a, b] : {std::pair{from, std::min(days_from, closed_to)},
+                                   std::pair{std::max(days_to, from), closed_to}}) {
+          if (a >= b) continue;
+          for (const auto& [id, value] : read(*db, a, b)) closed[id].merge(value);
+        }
         cache.services.clear();
-        for (const auto& [id, value] : read(*db, from, closed_to))
-          cache.services.emplace_back(id, pack(value));
+        for (const auto& [id, value] : closed) cache.services.emplace_back(id, pack(value));
         cache.from = from;
         cache.closed_to = closed_to;
       }
