@@ -443,20 +443,22 @@ class Alerter::Loop {
       error = *refused;
     }
     const TimePoint now = options_.clock();
+    // Each outcome is counted before it is stored, so that whoever sees it stored (the API, a
+    // test) also sees it in vigil_notifications_total.
     if (error.empty()) {
-      store_.record_sent(n.id, attempt, *code, now);
       count(n.channel, "sent");
+      store_.record_sent(n.id, attempt, *code, now);
       return;
     }
     if (static_cast<std::size_t>(attempt) <= options_.backoff.size()) {
-      store_.record_retry(n.id, attempt, code, error, now + options_.backoff[attempt - 1]);
       count(n.channel, "retry");
+      store_.record_retry(n.id, attempt, code, error, now + options_.backoff[attempt - 1]);
       log_warn("alerting: " + n.kind + " to channel " + n.channel + " failed (" + error +
                "), attempt " + std::to_string(attempt) + "; trying again");
       return;
     }
-    store_.record_failed(n.id, attempt, code, error, now);
     count(n.channel, "failed");
+    store_.record_failed(n.id, attempt, code, error, now);
     log_error("alerting: " + n.kind + " to channel " + n.channel + " failed (" + error +
               ") after " + std::to_string(attempt) + " attempts; giving up");
   }
