@@ -320,7 +320,7 @@ json body_object(const httplib::Request& req) {
   };
   try {
     body = json::parse(req.body, check_keys);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse errors, and numbers too large for a double
     throw bad_request(std::string("body: not valid JSON: ") + e.what());
   }
   if (duplicate) {

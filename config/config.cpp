@@ -141,6 +141,9 @@ double seconds_field(const json& value, const std::string& where) {
   const double seconds = value.get<double>();
   if (!std::isfinite(seconds) || seconds <= 0)
     throw ConfigError(where + ": must be a positive number of seconds, got " + shown(value));
+  if (seconds > kMaxDurationSeconds)
+    throw ConfigError(where + ": " + shown(value) + " is above the maximum of " +
+                      std::to_string(kMaxDurationSeconds) + " (365 days)");
   return seconds;
 }
 
@@ -197,9 +200,9 @@ void parse_heartbeat_fields(const json& entry, const std::string& at, ServiceSpe
     if (!value.is_number() || !std::isfinite(value.get<double>()) || value.get<double>() < 0)
       throw ConfigError(at + ".grace_seconds: expected a number of seconds, 0 or more, got " +
                         shown(value));
-    if (value.get<double>() > 31'536'000)
-      throw ConfigError(at + ".grace_seconds: " + shown(value) +
-                        " is above the maximum of 31536000 (365 days)");
+    if (value.get<double>() > double(kMaxDurationSeconds))
+      throw ConfigError(at + ".grace_seconds: " + shown(value) + " is above the maximum of " +
+                        std::to_string(kMaxDurationSeconds) + " (365 days)");
     spec.grace = seconds_to_millis(value.get<double>());
   }
   if (entry.contains("threshold")) {
@@ -469,9 +472,10 @@ Settings load_settings(const EnvMap& env) {
     const auto value = get(name);
     if (!value) return std::nullopt;
     const auto number = parse_number(*value);
-    if (!number || *number < minimum)
+    if (!number || *number < minimum || *number > double(kMaxDurationSeconds))
       throw bad(name, *value,
-                "a number of seconds of at least " + format_seconds(seconds_to_millis(minimum)));
+                "a number of seconds from " + format_seconds(seconds_to_millis(minimum)) + " to " +
+                    std::to_string(kMaxDurationSeconds) + " (365 days)");
     return seconds_to_millis(*number);
   };
 

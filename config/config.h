@@ -87,5 +87,8 @@ nlohmann::json merge_service_patch(const ServiceSpec& current, const nlohmann::j
 
 // Minimum interval a service may declare.
 inline constexpr Millis kMinInterval{100};
+// The longest interval, timeout, grace or retry interval: a year (past it, durations in ms
+// computed from them could overflow).
+inline constexpr long long kMaxDurationSeconds = 31'536'000;
 
 }  // namespace vigil

@@ -129,11 +129,10 @@ void read_options(const json& object, const std::string& at, ProbeOptions& optio
   if (object.contains("retry_interval_seconds")) {
     const json& value = object["retry_interval_seconds"];
     if (!value.is_number() || !std::isfinite(value.get<double>()) ||
-        value.get<double>() * 1000 < double(kMinInterval.count()))
-      throw ConfigError(at +
-                        ".retry_interval_seconds: expected a number of seconds of at least "
-                        "0.1, got " +
-                        shown(value));
+        value.get<double>() * 1000 < double(kMinInterval.count()) ||
+        value.get<double>() > double(kMaxDurationSeconds))
+      throw ConfigError(at + ".retry_interval_seconds: expected a number of seconds from 0.1 to " +
+                        std::to_string(kMaxDurationSeconds) + ", got " + shown(value));
     options.retry_interval = Millis(std::llround(value.get<double>() * 1000));
   }
 }

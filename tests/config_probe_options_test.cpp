@@ -167,7 +167,7 @@ TEST(ProbeOptions, BadOptionsNameTheField) {
   expect_error(service({{"success_threshold", 1.5}}),
                {".success_threshold: expected a whole number"});
   expect_error(service({{"retry_interval_seconds", 0.01}}),
-               {".retry_interval_seconds: expected a number of seconds of at least 0.1"});
+               {".retry_interval_seconds: expected a number of seconds from 0.1 to 31536000"});
   expect_error(service({{"interval_seconds", 10}, {"retry_interval_seconds", 10}}),
                {".retry_interval_seconds: must be shorter than the interval of 10 s"});
   expect_error(service({{"ip_version", 5}}), {".ip_version: expected 4, 6 or \"any\""});

@@ -90,6 +90,9 @@ TEST(ServicesFile, RejectsNonNumberAndTooSmallIntervals) {
                {"interval_seconds", "0.05", "minimum of 0.1"});
   expect_error(R"([{"name": "a", "url": "http://a/", "interval_seconds": -1}])",
                {"interval_seconds", "positive"});
+  // Found by services_file_fuzzer's kin: a huge number of seconds overflowed the milliseconds.
+  expect_error(R"([{"name": "a", "url": "http://a/", "interval_seconds": 1e300}])",
+               {"interval_seconds", "1e+300", "above the maximum of 31536000"});
 }
 
 TEST(ServicesFile, RejectsTimeoutAboveInterval) {
@@ -166,6 +169,8 @@ TEST(Settings, BadValuesNameTheVariableAndValue) {
                                                        {"API_PORT", "70000"},
                                                        {"RUNNER_SCRAPE_INTERVAL_SECONDS", "abc"},
                                                        {"RUNNER_SCRAPE_INTERVAL_SECONDS", "0.01"},
+                                                       {"RUNNER_SCRAPE_INTERVAL_SECONDS", "1e300"},
+                                                       {"RUNNER_HTTP_TIMEOUT_SECONDS", "4e7"},
                                                        {"RUNNER_HTTP_TIMEOUT_SECONDS", "-3"},
                                                        {"RUNNER_MAX_CONCURRENCY", "0"},
                                                        {"STORAGE_QUEUE_MAX_TICKS", "0"},
