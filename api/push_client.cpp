@@ -109,7 +109,8 @@ BeatOptions parse_beat_arguments(const std::vector<std::string>& args) {
     } else if (arg == "--msg") {
       if (i + 1 >= args.size()) throw UsageError("--msg needs a text");
       options.message = args[++i];
-    } else if (arg.starts_with("-")) {
+    } else if (arg.starts_with("--") || (arg.starts_with("-") && !options.target.empty())) {
+      // A single '-' first may still be a token (base64url): older ones can start with it.
       throw UsageError("unknown option \"" + arg + "\"");
     } else if (options.target.empty()) {
       options.target = arg;

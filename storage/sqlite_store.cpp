@@ -116,10 +116,13 @@ ServiceKind decode_service_kind(const std::string& text) {
 
 // A push token: 192 bits from the kernel's CSPRNG, base64url without padding (32 characters),
 // so it can sit in a URL path as is.
+// 192 random bits, base64url; never starting with '-', which a command line (`vigil beat
+// <token>`, curl) would take for an option.
 std::string new_push_token() {
   unsigned char bytes[24];
   std::size_t filled = 0;
-  while (filled < sizeof bytes) {
+  while (filled < sizeof bytes || (bytes[0] >> 2) == 62) {  // 62: '-' in the alphabet
+    if (filled == sizeof bytes) filled = 0;                 // draw again
     const ssize_t n = ::getrandom(bytes + filled, sizeof bytes - filled, 0);
     if (n < 0) {
       if (errno == EINTR) continue;
