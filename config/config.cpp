@@ -187,12 +187,8 @@ ServiceKind parse_kind(const json& entry, const std::string& at) {
 
 void parse_heartbeat_fields(const json& entry, const std::string& at, ServiceSpec& spec) {
   if (spec.kind != ServiceKind::heartbeat) return;
-  // A year bounds interval x threshold + grace far from any overflow, and is longer than any
-  // schedule a heartbeat watches.
-  constexpr Millis kMaxHeartbeatSpan{365LL * 86'400'000};
-  if (spec.interval > kMaxHeartbeatSpan)
-    throw ConfigError(at + ".interval_seconds: " + shown(entry["interval_seconds"]) +
-                      " is above the maximum for a heartbeat of 31536000 (365 days)");
+  // Interval and grace are at most a year (kMaxDurationSeconds): interval x threshold + grace
+  // stays far from any overflow.
   // Default slack: a tenth of the interval, so a job that runs a little late is not down.
   spec.grace = spec.interval / 10;
   if (entry.contains("grace_seconds")) {

@@ -101,8 +101,8 @@ TEST(ServiceManagementConfig, HeartbeatFieldsAreChecked) {
                          bad.dump()});
   }
   expect_error(heartbeat(0.05), {".interval_seconds", "below the minimum of 0.1"});
-  expect_error(heartbeat(31'536'001), {".interval_seconds: 31536001.0 is above the maximum for a "
-                                       "heartbeat of 31536000 (365 days)"});
+  expect_error(heartbeat(31'536'001),
+               {".interval_seconds: 31536001.0 is above the maximum of 31536000 (365 days)"});
   json long_grace = heartbeat();
   long_grace["grace_seconds"] = 4e7;
   expect_error(long_grace, {".grace_seconds:", "above the maximum of 31536000"});
