@@ -1,5 +1,6 @@
 #include "config/conditions.h"
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <set>
@@ -194,6 +195,23 @@ Conditions parse_conditions(const json& object, const std::string& where) {
   if (object.contains("body_regex")) {
     const std::string pattern = nonempty_string(object["body_regex"], where + ".body_regex");
     BodyRegexCheck check{pattern, {}};
+    // libstdc++ reads a back-reference's number and a repeat count into an int without an
+    // overflow check (found by conditions_fuzzer): longer ones are refused before it sees them.
+    bool in_braces = false;
+    for (std::size_t i = 0; i < pattern.size(); ++i) {
+      const char c = pattern[i];
+      if (c == '}') in_braces = false;
+      if (c != '\\' && c != '{' && !(c == ',' && in_braces)) continue;
+      if (c == '{') in_braces = true;
+      std::size_t digits = 0;
+      while (i + 1 + digits < pattern.size() &&
+             std::isdigit(static_cast<unsigned char>(pattern[i + 1 + digits])))
+        ++digits;
+      if (digits > 6)
+        throw ConfigError(where + ".body_regex: " + quote_text(pattern) +
+                          " has a back-reference or repeat count above 999999");
+      if (c == '\\') ++i;  // the escaped character is not itself an escape
+    }
     try {
       check.regex = std::regex(pattern, std::regex::ECMAScript);
     } catch (const std::regex_error& e) {

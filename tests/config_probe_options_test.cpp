@@ -126,6 +126,12 @@ TEST(ProbeOptions, ConditionsCompareByMeaningNotByPointerOrKeyOrder) {
 TEST(ProbeOptions, BadConditionsNameTheServiceAndField) {
   expect_error(service({{"conditions", {{"body_regex", "([a-z"}}}}),
                {".conditions.body_regex: \"([a-z\" is not a valid regular expression"});
+  // libstdc++ would overflow an int on these (conditions_fuzzer); a long literal number is fine.
+  expect_error(service({{"conditions", {{"body_regex", "(a)\\12345678"}}}}),
+               {"back-reference or repeat count above 999999"});
+  expect_error(service({{"conditions", {{"body_regex", "a{1,12345678}"}}}}),
+               {"back-reference or repeat count above 999999"});
+  EXPECT_NO_THROW(parse(json::array({service({{"conditions", {{"body_regex", "id,12345678"}}}})})));
   expect_error(service({{"conditions", {{"body_matches", "x"}}}}),
                {".conditions: unknown condition \"body_matches\""});
   expect_error(service({{"conditions", "ok"}}), {".conditions: expected an object"});
