@@ -9,6 +9,10 @@
 set -uo pipefail
 build="${1:?usage: fuzz/run.sh <build dir> [seconds per target]}"
 seconds="${2:-60}"
+# FUZZ_SEED fixes libFuzzer's random seed, so that a run can be repeated (CI uses one: its
+# verdict then depends on the code, not on the draw); unset, each run draws its own.
+seed=()
+[[ -n "${FUZZ_SEED:-}" ]] && seed=(-seed="$FUZZ_SEED")
 here="$(cd "$(dirname "$0")" && pwd)"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
@@ -31,7 +35,7 @@ for source in "$here"/*_fuzzer.cpp; do
   echo "=== $target: ${seconds} s"
   log="$build/crashes/$target/last-run.log"
   "$binary" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
-    -print_final_stats=1 -artifact_prefix="$build/crashes/$target/" "${dict[@]}" \
+    -print_final_stats=1 -artifact_prefix="$build/crashes/$target/" "${dict[@]}" "${seed[@]}" \
     "$build/corpus/$target" "$here/corpus/$target" >"$log" 2>&1
   code=$?
   grep -E '^stat::number_of_executed_units|^stat::new_units_added|^#[0-9]+.*DONE' "$log" | tr '\n' ' '
