@@ -184,7 +184,7 @@ PhaseResult run_direct(const Options& options, const std::string& db) {
 }
 
 // Through the Writer, as vigil runs it (default options): a producer thread submits as fast as
-// the writer keeps up (the queue is held under 50,000 so nothing is dropped), timed from the
+// the writer keeps up (the queue is held under 200,000 so nothing is dropped), timed from the
 // first submit to the flush that commits the last record.
 PhaseResult run_writer(const Options& options, const std::string& db, std::uint64_t& dropped) {
   PhaseResult out;
@@ -199,7 +199,7 @@ PhaseResult run_writer(const Options& options, const std::string& db, std::uint6
     const auto started = Clock::now();
     const auto deadline = started + std::chrono::duration<double>(options.seconds);
     while (out.ticks < options.max_ticks && Clock::now() < deadline) {
-      if (writer.queue_depth() > 50'000) {
+      if (writer.queue_depth() > 200'000) {
         std::this_thread::sleep_for(std::chrono::microseconds(200));
         continue;
       }

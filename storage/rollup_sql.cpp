@@ -1,5 +1,8 @@
 #include "storage/rollup_sql.h"
 
+#include <sqlite3.h>
+
+#include <algorithm>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -102,9 +105,46 @@ Tick as_stored(const Tick& tick) {
   return stored;
 }
 
-std::string select_sql(Resolution resolution) {
-  return std::string("SELECT ") + kSummaryColumns + " FROM " + table(resolution) +
-         " WHERE bucket = ?2 AND service_id = ?1";
+// vigil_histogram_merge(a, b): the encoded sum of two encoded histograms, so that adding to a
+// period's row is one upsert instead of a read and a write.
+void histogram_merge_sql(sqlite3_context* context, int, sqlite3_value** args) {
+  const auto blob = [](sqlite3_value* value) {
+    return std::pair(sqlite3_value_blob(value),
+                     static_cast<std::size_t>(std::max(sqlite3_value_bytes(value), 0)));
+  };
+  try {
+    const auto [a, a_size] = blob(args[0]);
+    const auto [b, b_size] = blob(args[1]);
+    LatencyHistogram merged = LatencyHistogram::decode(a, a_size);
+    merged.merge_encoded(b, b_size);
+    const std::string out = merged.encode();
+    sqlite3_result_blob(context, out.data(), static_cast<int>(out.size()), SQLITE_TRANSIENT);
+  } catch (const std::exception& e) {
+    sqlite3_result_error(context, (std::string("corrupt rollup row: ") + e.what()).c_str(), -1);
+  }
+}
+
+// `db`, with vigil_histogram_merge defined on it (before add_sql is prepared).
+SQLite::Database& with_histogram_merge(SQLite::Database& db) {
+  db.createFunction("vigil_histogram_merge", 2, true, nullptr, &histogram_merge_sql);
+  return db;
+}
+
+// Adds a summary to its period's row (inserted when new): the same arithmetic as
+// RollupSummary::merge, done by SQLite in place. A stored row always has a tick, so MIN and MAX
+// need no empty case.
+std::string add_sql(Resolution resolution) {
+  const std::string t = table(resolution);
+  const auto sum = [&](const char* column) {
+    return std::string(column) + " = " + t + "." + column + " + excluded." + column;
+  };
+  return "INSERT INTO " + t + kRowValues + " ON CONFLICT(bucket, service_id) DO UPDATE SET " +
+         sum("count") + ", " + sum("up") + ", " + sum("down") + ", " + sum("sum_ms") +
+         ", min_ms = MIN(" + t + ".min_ms, excluded.min_ms), max_ms = MAX(" + t +
+         ".max_ms, excluded.max_ms), histogram = vigil_histogram_merge(" + t +
+         ".histogram, excluded.histogram), " + sum("phase_count") + ", " + sum("resolve_ms") +
+         ", " + sum("connect_ms") + ", " + sum("tls_ms") + ", " + sum("processing_ms") + ", " +
+         sum("transfer_ms");
 }
 std::string upsert_sql(Resolution resolution) {
   // An upsert, not INSERT OR REPLACE: updating a row in place leaves *_by_service untouched.
@@ -245,10 +285,9 @@ void bind_row(SQLite::Statement& statement, ServiceId id, std::int64_t bucket,
 }
 
 RollupWriter::RollupWriter(SQLite::Database& db)
-    : db_(db),
-      select_{SQLite::Statement(db, select_sql(Resolution::minute)),
-              SQLite::Statement(db, select_sql(Resolution::hour)),
-              SQLite::Statement(db, select_sql(Resolution::day))},
+    : db_(with_histogram_merge(db)),
+      add_{SQLite::Statement(db, add_sql(Resolution::hour)),
+           SQLite::Statement(db, add_sql(Resolution::day))},
       upsert_{SQLite::Statement(db, upsert_sql(Resolution::minute)),
               SQLite::Statement(db, upsert_sql(Resolution::hour)),
               SQLite::Statement(db, upsert_sql(Resolution::day))},
@@ -258,29 +297,46 @@ RollupWriter::RollupWriter(SQLite::Database& db)
 
 void RollupWriter::write(const std::vector<const Tick*>& ticks) {
   pending_newest_.clear();  // a rolled-back batch's
-  // Each (service, minute) of the batch once, in that order (deterministic writes), with how
-  // many of the batch's ticks fall in it.
-  std::map<std::pair<ServiceId, std::int64_t>, int> minutes;
-  for (const Tick* tick : ticks) {
+  // By service and time, so each (service, period) of the batch is one run of ticks: written
+  // once, in key order, with no map of the batch's periods.
+  std::vector<const Tick*> sorted(ticks);
+  const auto key_order = [](const Tick* a, const Tick* b) {
+    return std::pair(a->service_id, a->ts) < std::pair(b->service_id, b->ts);
+  };
+  if (!std::is_sorted(sorted.begin(), sorted.end(), key_order))
+    std::stable_sort(sorted.begin(), sorted.end(), key_order);
+  // Calls each(id, bucket, first, last) for every run [first, last) of `sorted` in one period.
+  const auto for_each_period = [&](std::int64_t step, auto&& each) {
+    for (auto first = sorted.begin(); first != sorted.end();) {
+      const ServiceId id = (*first)->service_id;
+      const std::int64_t bucket = floor_to(to_unix_ms((*first)->ts), step);
+      auto last = std::find_if(first, sorted.end(), [&](const Tick* t) {
+        return t->service_id != id || floor_to(to_unix_ms(t->ts), step) != bucket;
+      });
+      each(id, bucket, first, last);
+      first = last;
+    }
+  };
+  for (const Tick* tick : sorted) {
     const std::int64_t ts = to_unix_ms(tick->ts);
-    ++minutes[{tick->service_id, floor_to(ts, kMinuteMs)}];
     auto [it, added] = pending_newest_.try_emplace(tick->service_id, ts);
     if (!added) it->second = std::max(it->second, ts);
   }
-  for (const auto& [key, count] : minutes) {
+  for_each_period(kMinuteMs, [&](ServiceId id, std::int64_t bucket, auto first, auto last) {
     // The batch's only tick of a minute, after a committed tick of an earlier minute: the
     // minute has no other tick (a service's ticks come in time order), so no row and no read.
-    const auto newest = newest_.find(key.first);
-    if (count == 1 && newest != newest_.end() && newest->second < key.second) continue;
-    write_minute(key.first, key.second);
-  }
+    const auto newest = newest_.find(id);
+    if (last - first == 1 && newest != newest_.end() && newest->second < bucket) return;
+    write_minute(id, bucket);
+  });
+  RollupSummary summary;
   for (const Resolution resolution : {Resolution::hour, Resolution::day}) {
-    std::map<std::pair<ServiceId, std::int64_t>, RollupSummary> periods;
-    for (const Tick* tick : ticks)
-      periods[{tick->service_id, floor_to(to_unix_ms(tick->ts), period_ms(resolution))}].add(
-          as_stored(*tick));
-    for (const auto& [key, summary] : periods)
-      write_one(resolution, key.first, key.second, summary);
+    for_each_period(period_ms(resolution),
+                    [&](ServiceId id, std::int64_t bucket, auto first, auto last) {
+                      summary = RollupSummary{};
+                      for (auto tick = first; tick != last; ++tick) summary.add(as_stored(**tick));
+                      add(resolution, id, bucket, summary);
+                    });
   }
 }
 
@@ -292,17 +348,12 @@ void RollupWriter::committed() {
   pending_newest_.clear();
 }
 
-void RollupWriter::write_one(Resolution resolution, ServiceId id, std::int64_t bucket,
-                             const RollupSummary& add) {
-  auto& select = select_[static_cast<std::size_t>(resolution)];
-  select.tryReset();
-  select.bind(1, id);
-  select.bind(2, bucket);
-  RollupSummary merged;
-  if (select.executeStep()) merged = read_summary(select, 0);
-  select.tryReset();
-  merged.merge(add);
-  upsert(resolution, id, bucket, merged);
+void RollupWriter::add(Resolution resolution, ServiceId id, std::int64_t bucket,
+                       const RollupSummary& summary) {
+  auto& add = add_[resolution == Resolution::hour ? 0 : 1];
+  add.tryReset();
+  bind_row(add, id, bucket, summary);
+  add.exec();
 }
 
 void RollupWriter::write_minute(ServiceId id, std::int64_t bucket) {

@@ -46,7 +46,7 @@ class RollupWriter {
  public:
   explicit RollupWriter(SQLite::Database& db);
   // Folds `ticks` (already inserted in the same transaction) into their hour and day rows (one
-  // read and one upsert per service and period of the batch), and writes the row of each minute
+  // upsert per service and period of the batch), and writes the row of each minute
   // they fall in that has two ticks or more.
   void write(const std::vector<const Tick*>& ticks);
   // The transaction that write() was part of committed: what it wrote may be relied upon.
@@ -55,13 +55,13 @@ class RollupWriter {
   void backfill_days_from_hours();
 
  private:
-  void write_one(Resolution resolution, ServiceId id, std::int64_t bucket,
-                 const RollupSummary& add);
+  // Adds `summary` to the hour or day row of `bucket`.
+  void add(Resolution resolution, ServiceId id, std::int64_t bucket, const RollupSummary& summary);
   void write_minute(ServiceId id, std::int64_t bucket);
   void upsert(Resolution resolution, ServiceId id, std::int64_t bucket, const RollupSummary& row);
   SQLite::Database& db_;
-  SQLite::Statement select_[3];
-  SQLite::Statement upsert_[3];
+  SQLite::Statement add_[2];     // hour, day
+  SQLite::Statement upsert_[3];  // replaces the row: minutes, the day backfill
   SQLite::Statement minute_ticks_;
   // The newest committed tick of each service this writer wrote, and the current batch's: a
   // minute after a service's newest tick holds only the batch's ticks.

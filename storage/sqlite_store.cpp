@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -711,7 +712,7 @@ class SqliteStore final : public Store {
       std::size_t last_record;
       std::int64_t last_tick_at;
     };
-    std::vector<ServiceId> order;  // first-seen order, so the writes are deterministic
+    std::vector<ServiceId> order;  // ascending, like the keys of every table written
     std::unordered_map<ServiceId, Touched> touched;
     for (std::size_t i = 0; i < batch.size(); ++i) {
       const auto& tick = batch[i].tick;
@@ -723,6 +724,14 @@ class SqliteStore final : public Store {
         it->second.last_tick_at = std::max(it->second.last_tick_at, ms(tick.ts));
       }
     }
+    std::sort(order.begin(), order.end());
+    // The records by service, each service's in submission order: inserting in key order walks
+    // each B-tree page once per batch instead of once per record.
+    std::vector<std::size_t> by_service(batch.size());
+    std::iota(by_service.begin(), by_service.end(), std::size_t{0});
+    std::stable_sort(by_service.begin(), by_service.end(), [&](std::size_t a, std::size_t b) {
+      return batch[a].tick.service_id < batch[b].tick.service_id;
+    });
 
     std::unordered_set<ServiceId> gone;  // services of the batch that no longer exist
     // Region ids this transaction added: cached once it commits (a rollback takes them back).
@@ -739,7 +748,8 @@ class SqliteStore final : public Store {
       // process) instead of failing on a read-to-write upgrade halfway through the batch.
       // Its destructor rolls back unless commit() was reached: all or nothing.
       SQLite::Transaction txn(*db_, SQLite::TransactionBehavior::IMMEDIATE);
-      for (const auto& record : batch) {
+      for (const std::size_t index : by_service) {
+        const auto& record = batch[index];
         const auto& tick = record.tick;
         // Every parameter is rebound for every row, so the bindNoCopy pointers into `batch` are
         // never read after this call returns.

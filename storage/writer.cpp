@@ -36,7 +36,8 @@ struct Writer::Metrics {
                        .Help("Tick records per batch committed by the storage writer.")
                        .Register(registry)
                        .Add({}, prometheus::Histogram::BucketBoundaries{1, 10, 50, 100, 250, 500,
-                                                                        1000, 2500, 5000, 10000})),
+                                                                        1000, 2500, 5000, 10000,
+                                                                        25000, 50000, 100000})),
         batch_duration(
             prometheus::BuildHistogram()
                 .Name("vigil_writer_batch_duration_seconds")

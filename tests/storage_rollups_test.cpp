@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <map>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -103,18 +105,20 @@ class RollupStore : public ::testing::Test {
   }
 
   // About three hours of ticks at irregular times for both services, applied in batches of
-  // irregular size, so minute and hour rows are upserted across batches.
-  void generate() {
+  // irregular size, so minute and hour rows are upserted across batches. Service by service, or
+  // with `interleaved` in time order across services, as the runner submits them; an event opens
+  // at each change of status.
+  void generate(bool interleaved = false) {
     std::mt19937_64 rng(7);
     // Mostly several ticks a minute, sometimes a minute with one tick or none.
     std::uniform_int_distribution<std::int64_t> short_gap(1, 20'000), long_gap(40'000, 150'000);
     const auto gap = [&](std::mt19937_64& r) { return r() % 6 == 0 ? long_gap(r) : short_gap(r); };
     std::uniform_real_distribution<double> exponent(std::log(1.0), std::log(5'000.0));
     std::uniform_int_distribution<int> batch_size(1, 60);
-    std::vector<TickRecord> batch;
-    int want = batch_size(rng);
+    std::vector<TickRecord> records;
     for (ServiceId id : ids) {
       Metric metric;
+      std::optional<bool> was_up;
       for (std::int64_t t = kBase - 30 * 60'000 + gap(rng); t < kBase + 3 * 3'600'000;
            t += gap(rng)) {
         TickRecord record;
@@ -125,16 +129,68 @@ class RollupStore : public ::testing::Test {
         if (rng() % 2) record.tick.phases = PhaseTimings{1, 2, 3, record.tick.response_ms - 7, 1};
         metric.add(record.tick.up, record.tick.response_ms);
         record.metric_after = metric;
+        if (was_up != record.tick.up)
+          record.opens_event = record.tick.up ? EventKind::uptime : EventKind::downtime;
+        was_up = record.tick.up;
         ticks.push_back(record.tick);
-        batch.push_back(record);
-        if (static_cast<int>(batch.size()) == want) {
-          store->apply(batch);
-          batch.clear();
-          want = batch_size(rng);
-        }
+        records.push_back(record);
+      }
+    }
+    if (interleaved) {
+      std::stable_sort(records.begin(), records.end(),
+                       [](const auto& a, const auto& b) { return a.tick.ts < b.tick.ts; });
+    }
+    std::vector<TickRecord> batch;
+    int want = batch_size(rng);
+    for (const auto& record : records) {
+      batch.push_back(record);
+      if (static_cast<int>(batch.size()) == want) {
+        store->apply(batch);
+        batch.clear();
+        want = batch_size(rng);
       }
     }
     store->apply(batch);
+  }
+
+  // Every minute, hour and day row counts exactly the stored ticks of its period.
+  void expect_rows_agree_with_ticks() {
+    SQLite::Database db(dir.file("vigil.db"), SQLite::OPEN_READONLY);
+    for (const auto& [table, period] :
+         {std::pair{"service_rollups_minute", std::int64_t{60'000}},
+          std::pair{"service_rollups_hour", std::int64_t{3'600'000}},
+          std::pair{"service_rollups_day", std::int64_t{86'400'000}}}) {
+      SQLite::Statement mismatches(
+          db, std::string("SELECT COUNT(*) FROM ") + table +
+                  " r WHERE r.count != (SELECT COUNT(*) FROM service_ticks t WHERE t.service_id ="
+                  " r.service_id AND t.ts >= r.bucket AND t.ts < r.bucket + ?1) OR r.up != (SELECT"
+                  " COUNT(*) FROM service_ticks t WHERE t.service_id = r.service_id AND t.up = 1"
+                  " AND t.ts >= r.bucket AND t.ts < r.bucket + ?1) OR r.bucket % ?1 != 0");
+      mismatches.bind(1, period);
+      ASSERT_TRUE(mismatches.executeStep());
+      EXPECT_EQ(mismatches.getColumn(0).getInt64(), 0) << table;
+      // A minute with one tick has no row: that tick is the minute's rollup.
+      const std::int64_t lone = period != 60'000
+                                    ? 0
+                                    : db.execAndGet(
+                                            "SELECT COUNT(*) FROM service_ticks t WHERE NOT EXISTS"
+                                            " (SELECT 1 FROM service_rollups_minute m WHERE"
+                                            " m.service_id = t.service_id AND m.bucket = t.ts -"
+                                            " t.ts % 60000)")
+                                          .getInt64();
+      EXPECT_EQ(db.execAndGet(std::string("SELECT SUM(count) FROM ") + table).getInt64() + lone,
+                static_cast<std::int64_t>(ticks.size()))
+          << table;
+    }
+    EXPECT_EQ(
+        db.execAndGet("SELECT COUNT(*) FROM service_rollups_minute WHERE count < 2").getInt64(), 0);
+    // Both kinds of minute occur in the generated ticks.
+    EXPECT_GT(db.execAndGet("SELECT COUNT(*) FROM service_rollups_minute").getInt64(), 10);
+    EXPECT_GT(db.execAndGet("SELECT COUNT(*) FROM service_ticks t WHERE NOT EXISTS (SELECT 1 FROM"
+                            " service_rollups_minute m WHERE m.service_id = t.service_id AND"
+                            " m.bucket = t.ts - t.ts % 60000)")
+                  .getInt64(),
+              10);
   }
 
   void expect_matches_raw(ServiceId id, std::int64_t from, std::int64_t to) {
@@ -211,41 +267,44 @@ TEST_F(RollupStore, SummarizeAllEqualsEachServiceOnItsOwn) {
 
 TEST_F(RollupStore, RollupRowsAgreeWithTheTicksTableFromOutside) {
   generate();
-  SQLite::Database db(dir.file("vigil.db"), SQLite::OPEN_READONLY);
-  for (const auto& [table, period] : {std::pair{"service_rollups_minute", std::int64_t{60'000}},
-                                      std::pair{"service_rollups_hour", std::int64_t{3'600'000}},
-                                      std::pair{"service_rollups_day", std::int64_t{86'400'000}}}) {
-    SQLite::Statement mismatches(
-        db, std::string("SELECT COUNT(*) FROM ") + table +
-                " r WHERE r.count != (SELECT COUNT(*) FROM service_ticks t WHERE t.service_id ="
-                " r.service_id AND t.ts >= r.bucket AND t.ts < r.bucket + ?1) OR r.up != (SELECT"
-                " COUNT(*) FROM service_ticks t WHERE t.service_id = r.service_id AND t.up = 1 AND"
-                " t.ts >= r.bucket AND t.ts < r.bucket + ?1) OR r.bucket % ?1 != 0");
-    mismatches.bind(1, period);
-    ASSERT_TRUE(mismatches.executeStep());
-    EXPECT_EQ(mismatches.getColumn(0).getInt64(), 0) << table;
-    // A minute with one tick has no row: that tick is the minute's rollup.
-    const std::int64_t lone = period != 60'000
-                                  ? 0
-                                  : db.execAndGet(
-                                          "SELECT COUNT(*) FROM service_ticks t WHERE NOT EXISTS"
-                                          " (SELECT 1 FROM service_rollups_minute m WHERE"
-                                          " m.service_id = t.service_id AND m.bucket = t.ts -"
-                                          " t.ts % 60000)")
-                                        .getInt64();
-    EXPECT_EQ(db.execAndGet(std::string("SELECT SUM(count) FROM ") + table).getInt64() + lone,
-              static_cast<std::int64_t>(ticks.size()))
-        << table;
+  expect_rows_agree_with_ticks();
+}
+
+// The writer applies a batch service by service: batches that mix services in time order must
+// give the same rows, metrics and events as if each service had its own.
+TEST_F(RollupStore, BatchesMixingServicesGiveEachServiceItsOwnRowsMetricAndEvents) {
+  generate(/*interleaved=*/true);
+  expect_rows_agree_with_ticks();
+  for (const auto& [from, to] : {std::pair{kBase, kBase + 3'600'000},
+                                 std::pair{kBase - 1'234'567, kBase + 2 * 3'600'000 + 61'001}})
+    for (ServiceId id : ids) expect_matches_raw(id, from, to);
+  for (ServiceId id : ids) {
+    SCOPED_TRACE("service " + std::to_string(id));
+    std::vector<Tick> own;
+    std::copy_if(ticks.begin(), ticks.end(), std::back_inserter(own),
+                 [&](const Tick& t) { return t.service_id == id; });
+    const auto view = store->get_service(id);
+    ASSERT_TRUE(view.has_value());
+    EXPECT_EQ(view->metric.tick_count, static_cast<std::int64_t>(own.size()));
+    EXPECT_EQ(view->metric.up_count,
+              std::count_if(own.begin(), own.end(), [](const Tick& t) { return t.up; }));
+    // One event per run of equal status, each ended where the next one starts.
+    std::vector<std::int64_t> flips;
+    for (std::size_t i = 0; i < own.size(); ++i)
+      if (i == 0 || own[i].up != own[i - 1].up) flips.push_back(to_unix_ms(own[i].ts));
+    auto events = store->events(id, 10'000, std::nullopt);
+    std::reverse(events.begin(), events.end());  // oldest first
+    ASSERT_EQ(events.size(), flips.size());
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      EXPECT_EQ(to_unix_ms(events[i].date_started), flips[i]);
+      if (i + 1 < events.size()) {
+        ASSERT_TRUE(events[i].date_ended.has_value());
+        EXPECT_EQ(to_unix_ms(*events[i].date_ended), flips[i + 1]);
+      } else {
+        EXPECT_FALSE(events[i].date_ended.has_value());
+      }
+    }
   }
-  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM service_rollups_minute WHERE count < 2").getInt64(),
-            0);
-  // Both kinds of minute occur in the generated ticks.
-  EXPECT_GT(db.execAndGet("SELECT COUNT(*) FROM service_rollups_minute").getInt64(), 10);
-  EXPECT_GT(db.execAndGet("SELECT COUNT(*) FROM service_ticks t WHERE NOT EXISTS (SELECT 1 FROM"
-                          " service_rollups_minute m WHERE m.service_id = t.service_id AND"
-                          " m.bucket = t.ts - t.ts % 60000)")
-                .getInt64(),
-            10);
 }
 
 TEST_F(RollupStore, RollupRowsAreListedOldestFirst) {
