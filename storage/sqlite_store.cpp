@@ -43,6 +43,11 @@ constexpr int kBusyTimeoutMs = 5000;
 // Idle read connections kept open; more are opened on demand and closed when returned.
 constexpr std::size_t kMaxIdleReaders = 8;
 
+// SQLite's memory statistics take a global mutex on every allocation, which every connection
+// of the process then contends on; vigil never reads them. Must run before SQLite initialises,
+// hence at static initialisation.
+[[maybe_unused]] const int kMemoryStatisticsOff = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+
 constexpr const char* kFileSource = "file";
 // Purge deletes a service's ticks in batches of this many, each its own transaction, so the
 // writer never waits behind one huge delete.
@@ -707,31 +712,29 @@ class SqliteStore final : public Store {
 
   void apply(const std::vector<TickRecord>& batch) override {
     if (batch.empty()) return;
-    // The last record of each service carries its metric; the newest ts is its last tick.
+    // The records by service, each service's in submission order: inserting in key order walks
+    // each B-tree page once per batch instead of once per record. Sorted as compact (id, index)
+    // pairs rather than by reaching into the records.
+    std::vector<std::pair<ServiceId, std::size_t>> by_service(batch.size());
+    for (std::size_t i = 0; i < batch.size(); ++i) by_service[i] = {batch[i].tick.service_id, i};
+    std::sort(by_service.begin(), by_service.end());
+    // Each service of the batch: the last record carries its metric; the newest ts is its last
+    // tick.
     struct Touched {
+      ServiceId id;
       std::size_t last_record;
       std::int64_t last_tick_at;
     };
-    std::vector<ServiceId> order;  // ascending, like the keys of every table written
-    std::unordered_map<ServiceId, Touched> touched;
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      const auto& tick = batch[i].tick;
-      auto [it, inserted] = touched.try_emplace(tick.service_id, Touched{i, ms(tick.ts)});
-      if (inserted) {
-        order.push_back(tick.service_id);
+    std::vector<Touched> touched;  // ascending ids, like the keys of every table written
+    for (const auto& [id, index] : by_service) {
+      const std::int64_t ts = ms(batch[index].tick.ts);
+      if (touched.empty() || touched.back().id != id) {
+        touched.push_back({id, index, ts});
       } else {
-        it->second.last_record = i;
-        it->second.last_tick_at = std::max(it->second.last_tick_at, ms(tick.ts));
+        touched.back().last_record = index;
+        touched.back().last_tick_at = std::max(touched.back().last_tick_at, ts);
       }
     }
-    std::sort(order.begin(), order.end());
-    // The records by service, each service's in submission order: inserting in key order walks
-    // each B-tree page once per batch instead of once per record.
-    std::vector<std::size_t> by_service(batch.size());
-    std::iota(by_service.begin(), by_service.end(), std::size_t{0});
-    std::stable_sort(by_service.begin(), by_service.end(), [&](std::size_t a, std::size_t b) {
-      return batch[a].tick.service_id < batch[b].tick.service_id;
-    });
 
     std::unordered_set<ServiceId> gone;  // services of the batch that no longer exist
     // Region ids this transaction added: cached once it commits (a rollback takes them back).
@@ -748,7 +751,7 @@ class SqliteStore final : public Store {
       // process) instead of failing on a read-to-write upgrade halfway through the batch.
       // Its destructor rolls back unless commit() was reached: all or nothing.
       SQLite::Transaction txn(*db_, SQLite::TransactionBehavior::IMMEDIATE);
-      for (const std::size_t index : by_service) {
+      for (const auto& [id, index] : by_service) {
         const auto& record = batch[index];
         const auto& tick = record.tick;
         // Every parameter is rebound for every row, so the bindNoCopy pointers into `batch` are
@@ -807,9 +810,9 @@ class SqliteStore final : public Store {
         }
       }
       const auto written_at = ms(now_ms());
-      for (const ServiceId id : order) {
+      for (const auto& info : touched) {
+        const ServiceId id = info.id;
         if (gone.contains(id)) continue;
-        const auto& info = touched.at(id);
         const auto& metric = batch[info.last_record].metric_after;
         s.upsert_metric.tryReset();
         s.upsert_metric.bind(1, id);
