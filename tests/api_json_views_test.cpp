@@ -216,6 +216,25 @@ TEST(ApiJsonViews, StringsAreEscaped) {
   EXPECT_EQ(j["name"].get<std::string>(), view.service.spec.name);
 }
 
+// The exact text, not only what a parser reads back: plain runs between escapes are copied
+// whole, so each escape must start and end in the right place.
+TEST(ApiJsonViews, StringEscapesAreExactBetweenPlainRuns) {
+  ServiceView view = probed_view();
+  static constexpr char kRaw[] =
+      "ab\"cd\\\\e\n\r\tf\x01\x1fg/\x7f\0"
+      "h\xffi caf\u00e9\"";
+  view.service.spec.name = std::string(kRaw, sizeof kRaw - 1);
+  std::string text;
+  append_service_json(text, view);
+  const std::string expected = R"("name":"ab\"cd\\\\e\n\r\tf\u0001\u001fg/)"
+                               "\x7f"
+                               R"(\u0000h)"
+                               "\uFFFD"
+                               "i caf\u00e9"
+                               R"(\"",)";
+  EXPECT_NE(text.find(expected), std::string::npos) << text;
+}
+
 TEST(ApiJsonViews, ValidUtf8IsKeptAndInvalidBytesBecomeReplacementCharacters) {
   ServiceView view = probed_view();
   view.service.spec.name = "caf\u00e9 \u20ac \U0001F600";
@@ -246,6 +265,17 @@ TEST(ApiJsonViews, TextEnvelopeMatchesEnvelope) {
   const std::string text = envelope_text(200, data.dump());
   EXPECT_EQ(json::parse(text), envelope(200, data));
   EXPECT_EQ(json::parse(envelope_text(503, "{}"))["status_desc"], "Service Unavailable");
+}
+
+TEST(ApiJsonViews, EnvelopeWrittenInPlaceIsTheTextEnvelope) {
+  for (const int status : {200, 201, 404}) {
+    const std::string data = R"({"services":{"data":[1,2],"next":null}})";
+    std::string in_place = "already there";
+    append_envelope_begin(in_place);
+    in_place += data;
+    append_envelope_end(in_place, status);
+    EXPECT_EQ(in_place, "already there" + envelope_text(status, data));
+  }
 }
 
 }  // namespace

@@ -302,6 +302,79 @@ TEST_F(StoreFixture, ListFiltersCombineAndPage) {
   EXPECT_EQ(ids({.tag = "prod", .limit = 1, .offset = 1}), (Ids{c}));
 }
 
+// list_services reads its rows through SQLite's C API (for speed), get_service through
+// SQLiteCpp: both must give the same service, every field, NULLs and empty arrays included.
+TEST_F(StoreFixture, ListedServicesReadEveryFieldAsGetServiceDoes) {
+  ServiceSpec full = heartbeat("full \"quoted\" caf\u00e9");
+  full.headers = {{"X-B", "2"}, {"Accept", "*/*"}};
+  full.expected_status = {{200, 299}, {404, 404}};
+  full.team = "ops";
+  full.priority = 2;
+  full.runbook = "https://wiki.test/full";
+  full.tags = {"cron", "nightly"};
+  full.muted = true;
+  full.muted_until = at(1'900'000'000'000);
+  full.alert_channels = {"pager", "mail"};
+  full.repeat_every = Millis(600'000);
+  full.probe.body = "{\"ping\":1}";
+  full.probe.max_redirects = 3;
+  full.probe.retry_interval = Millis(2'000);
+  ServiceSpec bare = probed("bare");  // empty arrays, NULL muted_until and repeat_every
+  bare.expected_status.clear();
+  const ServiceId full_id = store->create_service(full, at(1000)).id;
+  const ServiceId bare_id = store->create_service(bare, at(1000)).id;
+  Metric metric;
+  store->apply({tick(bare_id, 2000, false, metric, EventKind::downtime)});
+
+  const auto views = store->list_services();
+  ASSERT_EQ(views.size(), 2u);
+  for (const ServiceView& listed : views) {
+    const auto got = store->get_service(listed.service.id);
+    ASSERT_TRUE(got);
+    EXPECT_EQ(listed.service.spec, got->service.spec);
+    EXPECT_EQ(listed.service.id, got->service.id);
+    EXPECT_EQ(listed.service.active, got->service.active);
+    EXPECT_EQ(listed.service.source, got->service.source);
+    EXPECT_EQ(listed.service.push_token, got->service.push_token);
+    EXPECT_EQ(listed.service.created_at, got->service.created_at);
+    EXPECT_EQ(listed.service.updated_at, got->service.updated_at);
+    EXPECT_EQ(listed.metric, got->metric);
+    ASSERT_EQ(listed.open_event.has_value(), got->open_event.has_value());
+    if (listed.open_event) {
+      EXPECT_EQ(listed.open_event->id, got->open_event->id);
+      EXPECT_EQ(listed.open_event->kind, got->open_event->kind);
+      EXPECT_EQ(listed.open_event->date_started, got->open_event->date_started);
+      EXPECT_EQ(listed.open_event->updated_at, got->open_event->updated_at);
+    }
+  }
+  // And both are what was stored.
+  EXPECT_EQ(views[0].service.id, full_id);
+  EXPECT_EQ(views[0].service.spec, full);
+  EXPECT_EQ(views[0].service.push_token.size(), 32u);
+  EXPECT_FALSE(views[0].open_event);
+  EXPECT_EQ(views[1].service.spec, bare);
+  EXPECT_TRUE(views[1].service.push_token.empty());
+  EXPECT_EQ(views[1].metric, metric);
+  ASSERT_TRUE(views[1].open_event);
+  EXPECT_EQ(views[1].open_event->kind, EventKind::downtime);
+  EXPECT_EQ(views[1].open_event->date_started, at(2000));
+}
+
+// A failing read through the C API surfaces as the store's StorageError, naming the operation.
+TEST_F(StoreFixture, ListServicesReportsASqliteErrorAsStorageError) {
+  store->create_service(probed("a"), at(1000));
+  {
+    SQLite::Database db(path, SQLite::OPEN_READWRITE);
+    db.exec("ALTER TABLE service_metrics RENAME TO service_metrics_gone");
+  }
+  try {
+    store->list_services();
+    FAIL() << "list_services read a database without service_metrics";
+  } catch (const StorageError& e) {
+    EXPECT_NE(std::string(e.what()).find("list_services"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(StoreFixture, PurgeDeletesHistoryAndLaterTicksOfItAreSkippedNotFatal) {
   const ServiceId keep = store->create_service(probed("keep"), at(0)).id;
   const ServiceId gone = store->create_service(probed("gone"), at(0)).id;
