@@ -73,7 +73,7 @@ clean:
 
 # The benchmark suite (bench/, README "Benchmarks"): installs nginx-light, wrk and
 # prometheus-blackbox-exporter, builds vigil for Release in BENCH_BUILD_DIR and prints the tables
-# (about 20 minutes; 12 more for 1,000,000 services when 12 GB are free). BENCH_ARGS passes
+# (about 20 minutes; 10 more for 1,000,000 services when 6 GB are free). BENCH_ARGS passes
 # options, e.g. BENCH_ARGS="--only engine,api" or "--huge 0".
 # bench-smoke: the same at small N in under a minute (ctest runs it as bench_smoke).
 BENCH_BUILD_DIR ?= build-bench

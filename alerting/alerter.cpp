@@ -291,6 +291,10 @@ class Alerter::Loop {
   // Every check_interval: an alert whose mute has ended while the service is still down sends
   // its trigger now; channels with repeat_every remind.
   void check_active_alerts(TimePoint now) {
+    // Without channels no alert can be told or reminded; the check would only read every
+    // active alert's service and notifications each second (50,000 reads a second with 5 % of
+    // 1,000,000 services down).
+    if (config_.empty()) return;
     refresh_windows();
     for (const auto& alert : store_.active_alerts()) {
       const auto view = services_.get_service(alert.service_id);

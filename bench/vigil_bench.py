@@ -66,7 +66,7 @@ FULL = {
     "huge_interval": 120,
     "huge_window": 120,
     "huge_warmup": 130,
-    "huge_memory_mb": 12000,         # not attempted with less memory available
+    "huge_memory_mb": 6000,          # not attempted with less memory available (it peaks near 3 GB)
     "api_services": 10000,
     "api_heartbeats": 1000,          # of api_services: heartbeats, the push targets
     "api_interval": 10,
