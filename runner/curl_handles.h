@@ -5,6 +5,8 @@
 #include <curl/curl.h>
 
 #include <memory>
+#include <stdexcept>
+#include <string>
 
 namespace vigil {
 
@@ -34,5 +36,17 @@ using CurlStringPtr = std::unique_ptr<char, CurlStringDeleter>;
 // but calling it exactly once keeps us correct on older builds too. Throws std::runtime_error
 // when libcurl cannot initialise.
 void ensure_curl_global_init();
+
+// Sets a string option of `easy`. Throws std::invalid_argument naming `what` when curl refuses
+// the value (e.g. longer than its 8 MB input limit): a probe without its URL would not measure
+// what was asked for.
+inline void set_text_option(CURL* easy, CURLoption option, const std::string& value,
+                            const char* what) {
+  const CURLcode set = curl_easy_setopt(easy, option, value.c_str());
+  if (set != CURLE_OK)
+    throw std::invalid_argument(std::string(what) + " refused by curl (" +
+                                std::to_string(value.size()) +
+                                " bytes): " + curl_easy_strerror(set));
+}
 
 }  // namespace vigil

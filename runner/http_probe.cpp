@@ -115,7 +115,7 @@ class HttpProbe final : public Probe {
         keep_headers_(conditions_ && conditions_->needs_headers) {
     if (!easy_) throw std::runtime_error("curl_easy_init failed");
     CURL* e = easy_.get();
-    curl_easy_setopt(e, CURLOPT_URL, spec.url.c_str());
+    set_text_option(e, CURLOPT_URL, spec.url, "URL");
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, error_);
     // Runs on the runner thread among thousands of others: no signals, and a new connection
     // every time so connect and TLS are measured as a first-time visitor sees them.

@@ -22,7 +22,9 @@ namespace vigil {
 
 struct ProbeLimits {
   std::size_t max_body_bytes = 1 << 20;  // reading stops (and the probe is down) past this
-  long max_redirects = 10;
+  // A cap over every service's own max_redirects: at the services file's maximum (50), so the
+  // service's setting is what applies.
+  long max_redirects = 50;
 };
 
 // ---- probe depth (issue 4) ----
@@ -101,7 +103,8 @@ class Probe {
 // timeout, at most `limits.max_redirects` redirects followed, at most `limits.max_body_bytes`
 // read. Up when the final status is in spec.expected_status. Only http and https are allowed,
 // also as redirect targets; the user agent is "vigil/<VIGIL_VERSION>". The probe copies what it
-// needs from `spec`. Throws std::runtime_error when curl cannot create the handle.
+// needs from `spec`. Throws std::runtime_error when curl cannot create the handle, and
+// std::invalid_argument when curl refuses the URL (longer than its 8 MB input limit).
 std::unique_ptr<Probe> make_http_probe(const ServiceSpec& spec, const ProbeLimits& limits);
 
 // ---- probe depth (issue 4) ----

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 #include <unordered_set>
@@ -18,7 +19,6 @@ namespace vigil {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 // The loop wakes at least this often, so last_alive() proves it is not stuck.
@@ -38,13 +38,6 @@ using Command = std::variant<UpsertCommand, RemoveCommand, BeatCommand>;
 
 // Far enough for any heartbeat deadline, near enough that steady_clock (ns) cannot overflow.
 constexpr Millis kFarestDeadline{50LL * 365 * 24 * 3600 * 1000};
-
-// The steady-clock instant of a wall-clock one: deadlines are stored in wall time (ticks,
-// creation) but waited for on the steady clock.
-SteadyTime to_steady(TimePoint wall) {
-  const Millis ahead = std::clamp<Millis>(wall - now_ms(), -kFarestDeadline, kFarestDeadline);
-  return Clock::now() + ahead;
-}
 
 std::chrono::nanoseconds interval_of(const ServiceSpec& spec) {
   // A zero interval would make the scheduler spin on one service.
@@ -71,7 +64,11 @@ class Runner::Loop {
     return metrics_.service_series();
   }
   Loop(RunnerOptions options, TickSink sink, prometheus::Registry& registry)
-      : options_(std::move(options)), sink_(std::move(sink)), metrics_(registry) {
+      : options_(std::move(options)),
+        wall_(std::move(options_.clock.wall)),
+        steady_(std::move(options_.clock.steady)),
+        sink_(std::move(sink)),
+        metrics_(registry) {
     ensure_curl_global_init();
     multi_.reset(curl_multi_init());
     if (!multi_) throw std::runtime_error("curl_multi_init failed");
@@ -90,13 +87,13 @@ class Runner::Loop {
     if (started_) throw std::logic_error("Runner::start called twice");
     started_ = true;
     // The thread does not exist yet, so this thread may still build its state.
-    const auto now = Clock::now();
+    const auto now = steady_();
     // Stored state is kept like a deactivated service's: each active service takes its own back
     // in upsert() (a heartbeat's deadline then follows from its stored last report), the others
     // keep theirs for a reactivation.
     kept_ = std::move(runtime);
     for (auto& service : services) upsert(std::move(service), now);
-    last_alive_ms_ = to_unix_ms(now_ms());
+    last_alive_ms_ = to_unix_ms(wall_());
     thread_ = std::thread([this] { run(); });
   }
 
@@ -108,6 +105,8 @@ class Runner::Loop {
     }
     curl_multi_wakeup(multi_.get());
   }
+
+  void wake() { curl_multi_wakeup(multi_.get()); }
 
   void stop() {
     std::lock_guard lock(lifecycle_mutex_);
@@ -153,37 +152,75 @@ class Runner::Loop {
   };
 
   void run() {
-    bool draining = false;
     for (;;) {
-      if (apply_commands() && !draining) {
-        draining = true;
-        log_info("runner: stopping; waiting for " + std::to_string(in_flight_count_.load()) +
-                 " probes in flight");
-      }
-      if (!draining) {
-        fire_missed_heartbeats(Clock::now());
-        start_due_probes(Clock::now());
-      }
-      int running = 0;
-      const CURLMcode performed = curl_multi_perform(multi_.get(), &running);
-      if (performed != CURLM_OK) {
-        log_error(std::string("runner: curl_multi_perform: ") + curl_multi_strerror(performed));
-      }
-      collect_finished();
-      if (draining && in_flight_count_ == 0) break;
-
-      prepare_conversation_fds();  // probe depth: TCP conversations' sockets join the poll
-      const CURLMcode polled = curl_multi_poll(multi_.get(), conversation_fds_.data(),
-                                               static_cast<unsigned>(conversation_fds_.size()),
-                                               poll_timeout_ms(draining), nullptr);
-      if (polled != CURLM_OK) {
-        log_error(std::string("runner: curl_multi_poll: ") + curl_multi_strerror(polled));
+      // One iteration's exception (a bug, memory) costs that iteration, not the process: the
+      // thread is every service's monitor.
+      try {
+        if (!iterate()) break;
+      } catch (const std::exception& e) {
+        metrics_.errors.Increment();
+        log_error(std::string("runner: error in the probe loop (probing goes on): ") + e.what());
         std::this_thread::sleep_for(10ms);  // do not spin on a persistent error
+      } catch (...) {
+        metrics_.errors.Increment();
+        log_error("runner: unknown error in the probe loop (probing goes on)");
+        std::this_thread::sleep_for(10ms);
       }
-      advance_conversations();
-      last_alive_ms_ = to_unix_ms(now_ms());
     }
     log_info("runner: stopped");
+  }
+
+  // One round of the loop; false once stopping is done.
+  bool iterate() {
+    if (apply_commands() && !drain_deadline_) {
+      drain_deadline_ = std::chrono::steady_clock::now() + options_.drain_timeout;
+      log_info("runner: stopping; waiting for " + std::to_string(in_flight_count_.load()) +
+               " probes in flight (at most " + std::to_string(options_.drain_timeout.count()) +
+               " ms)");
+    }
+    const bool draining = drain_deadline_.has_value();
+    const TimePoint wall = wall_();
+    if (!draining) {
+      const SteadyTime now = steady_();
+      fire_missed_heartbeats(now, wall);
+      start_due_probes(now, wall);
+    }
+    // Everything due at `wall` has started (see Runner::last_alive).
+    last_alive_ms_ = to_unix_ms(wall);
+    int running = 0;
+    const CURLMcode performed = curl_multi_perform(multi_.get(), &running);
+    if (performed != CURLM_OK) {
+      log_error(std::string("runner: curl_multi_perform: ") + curl_multi_strerror(performed));
+    }
+    collect_finished();
+    if (draining) {
+      if (in_flight_count_ == 0) return false;
+      if (std::chrono::steady_clock::now() >= *drain_deadline_) {
+        abort_in_flight();
+        return false;
+      }
+    }
+
+    prepare_conversation_fds();  // probe depth: TCP conversations' sockets join the poll
+    const CURLMcode polled = curl_multi_poll(multi_.get(), conversation_fds_.data(),
+                                             static_cast<unsigned>(conversation_fds_.size()),
+                                             poll_timeout_ms(), nullptr);
+    if (polled != CURLM_OK) {
+      log_error(std::string("runner: curl_multi_poll: ") + curl_multi_strerror(polled));
+      std::this_thread::sleep_for(10ms);  // do not spin on a persistent error
+    }
+    advance_conversations();
+    return true;
+  }
+
+  // The drain bound passed: the probes still running are dropped. Nothing is recorded for them,
+  // since nothing was measured (a down tick would be a false outage at every restart).
+  void abort_in_flight() {
+    const std::size_t aborted = in_flight_count_.load();
+    for (auto& [id, entry] : services_) abandon(entry);
+    log_warn("runner: " + std::to_string(aborted) + " probes still in flight after " +
+             std::to_string(options_.drain_timeout.count()) +
+             " ms aborted at shutdown; nothing recorded for them");
   }
 
   // Applies queued commands; returns whether stop() was requested.
@@ -198,7 +235,7 @@ class Runner::Loop {
       commands_.swap(scratch_commands_);
       metrics_.queue_depth.Set(0);
     }
-    const auto now = Clock::now();
+    const auto now = steady_();
     for (auto& command : scratch_commands_) {
       if (auto* upsert_command = std::get_if<UpsertCommand>(&command)) {
         upsert(std::move(upsert_command->service), now);
@@ -227,7 +264,7 @@ class Runner::Loop {
         resumed = true;
         // Back from a deactivation (not a restart, whose state comes from the store): the time
         // it was off is not silence.
-        if (deactivated_.erase(service.id) > 0) entry.resumed_at = now_ms();
+        if (deactivated_.erase(service.id) > 0) entry.resumed_at = wall_();
       }
     }
     ServiceSpec& spec = service.spec;
@@ -338,7 +375,14 @@ class Runner::Loop {
       metrics_.record_beat(entry.metrics, entry.spec.name, *entry.runtime.last_beat_at);
   }
 
-  static SteadyTime deadline_of(const Entry& entry) {
+  // The steady-clock instant of a wall-clock one: deadlines are stored in wall time (ticks,
+  // creation) but waited for on the steady clock.
+  SteadyTime to_steady(TimePoint wall) const {
+    const Millis ahead = std::clamp<Millis>(wall - wall_(), -kFarestDeadline, kFarestDeadline);
+    return steady_() + ahead;
+  }
+
+  SteadyTime deadline_of(const Entry& entry) const {
     return to_steady(heartbeat_deadline(entry.spec, entry.runtime,
                                         std::max(entry.created_at, entry.resumed_at)));
   }
@@ -351,7 +395,7 @@ class Runner::Loop {
     deadlines_.schedule(id, entry.deadline, entry.generation);
   }
 
-  void fire_missed_heartbeats(SteadyTime now) {
+  void fire_missed_heartbeats(SteadyTime now, TimePoint wall) {
     while (const auto due = deadlines_.pop_due(now)) {
       auto it = services_.find(due->service);
       if (it == services_.end() || it->second.generation != due->generation) continue;  // stale
@@ -362,7 +406,7 @@ class Runner::Loop {
         deadlines_.schedule(due->service, entry.deadline, entry.generation);
         continue;
       }
-      record_result(entry, due->service, missed_heartbeat_result(), now_ms(), {});
+      record_result(entry, due->service, missed_heartbeat_result(), wall, {});
       entry.deadline = deadline_of(entry);
       entry.next_due = entry.deadline;
       deadlines_.schedule(due->service, entry.deadline, entry.generation);
@@ -408,7 +452,7 @@ class Runner::Loop {
 
   // Starts every due probe there is room for. Entries past the concurrency cap stay in the heap
   // and start, late, as soon as probes finish.
-  void start_due_probes(SteadyTime now) {
+  void start_due_probes(SteadyTime now, TimePoint wall) {
     while (in_flight_count_ < options_.max_concurrency) {
       const auto due = scheduler_.pop_due(now);
       if (!due) return;
@@ -435,31 +479,41 @@ class Runner::Loop {
         log_debug("runner: " + entry.spec.name + " still in flight, slot skipped");
         continue;
       }
-      start_probe(entry, due->service, due->due, now);
+      start_probe(entry, due->service, due->due, now, wall);
     }
   }
 
-  void start_probe(Entry& entry, ServiceId id, SteadyTime due, SteadyTime now) {
+  void start_probe(Entry& entry, ServiceId id, SteadyTime due, SteadyTime now, TimePoint wall) {
     std::unique_ptr<Probe> probe;
     try {
       probe = make_probe(entry.spec, options_.limits);
     } catch (const std::exception& e) {
-      log_error("runner: cannot start probe of " + entry.spec.name + ": " + e.what());
+      not_started(entry, id, e.what(), wall);
       return;
     }
-    auto in_flight = std::make_unique<InFlight>(InFlight{id, std::move(probe), now_ms()});
+    auto in_flight = std::make_unique<InFlight>(InFlight{id, std::move(probe), wall});
     CURL* easy = in_flight->probe->easy();
     curl_easy_setopt(easy, CURLOPT_PRIVATE, in_flight.get());
     const CURLMcode added = curl_multi_add_handle(multi_.get(), easy);
     if (added != CURLM_OK) {
-      log_error("runner: cannot start probe of " + entry.spec.name + ": " +
-                curl_multi_strerror(added));
+      not_started(entry, id, curl_multi_strerror(added), wall);
       return;
     }
     entry.in_flight = std::move(in_flight);
     ++in_flight_count_;
     metrics_.in_flight.Set(double(in_flight_count_.load()));
     metrics_.lateness.Observe(std::chrono::duration<double>(now - due).count());
+  }
+
+  // A probe that could not start is a down tick with the reason, like any failed probe (metrics,
+  // events and alerts follow); its schedule goes on.
+  void not_started(Entry& entry, ServiceId id, const std::string& why, TimePoint wall) {
+    log_error("runner: cannot start probe of " + entry.spec.name + ": " + why);
+    ProbeResult result;
+    result.up = false;
+    result.error = "cannot start probe: " + why;
+    record_result(entry, id, result, wall, {});
+    schedule_retry(entry, id, result);
   }
 
   void collect_finished() {
@@ -497,7 +551,8 @@ class Runner::Loop {
   // a finished one is recorded like any probe.
   void advance_conversations() {
     if (talking_.empty()) return;
-    const auto now = Clock::now();
+    // Conversation deadlines are set by the probe on real time, like curl's own timeouts.
+    const auto now = std::chrono::steady_clock::now();
     std::vector<InFlight*> finished;
     for (std::size_t i = 0; i < talking_.size(); ++i) {
       InFlight* probe = talking_[i];
@@ -518,7 +573,7 @@ class Runner::Loop {
   void schedule_retry(Entry& entry, ServiceId id, const ProbeResult& result) {
     const auto& retry = entry.spec.probe.retry_interval;
     if (result.up || !retry || entry.runtime.open_event_kind == EventKind::downtime) return;
-    const SteadyTime due = Clock::now() + *retry;
+    const SteadyTime due = steady_() + *retry;
     if (due >= entry.next_due) return;
     entry.generation = ++generation_counter_;  // the regular slot's heap entry becomes stale
     entry.next_due = due;
@@ -570,26 +625,30 @@ class Runner::Loop {
 
   // How long curl_multi_poll may sleep: until the next due slot when a probe could start, at
   // most kMaxSleep. curl shortens it further for its own timers (timeouts, connect retries).
-  int poll_timeout_ms(bool draining) const {
+  // Draining, until the drain bound at most.
+  int poll_timeout_ms() const {
     auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(kMaxSleep);
-    if (!draining && in_flight_count_ < options_.max_concurrency) {
-      if (const auto next = scheduler_.peek()) {
-        wait = std::clamp<std::chrono::nanoseconds>(next->due - Clock::now(), 0ns, wait);
+    const auto real_now = std::chrono::steady_clock::now();
+    if (drain_deadline_) {
+      wait = std::clamp<std::chrono::nanoseconds>(*drain_deadline_ - real_now, 0ns, wait);
+    } else {
+      const SteadyTime now = steady_();
+      if (in_flight_count_ < options_.max_concurrency) {
+        if (const auto next = scheduler_.peek())
+          wait = std::clamp<std::chrono::nanoseconds>(next->due - now, 0ns, wait);
       }
-    }
-    if (!draining) {
-      if (const auto next = deadlines_.peek()) {
-        wait = std::clamp<std::chrono::nanoseconds>(next->due - Clock::now(), 0ns, wait);
-      }
+      if (const auto next = deadlines_.peek())
+        wait = std::clamp<std::chrono::nanoseconds>(next->due - now, 0ns, wait);
     }
     for (const InFlight* probe : talking_)  // probe depth: a conversation's deadline
-      wait =
-          std::clamp<std::chrono::nanoseconds>(probe->waiting->deadline - Clock::now(), 0ns, wait);
+      wait = std::clamp<std::chrono::nanoseconds>(probe->waiting->deadline - real_now, 0ns, wait);
     // Round up: sleeping 0 ms for a slot 0.3 ms away would spin.
     return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wait).count());
   }
 
   RunnerOptions options_;
+  std::function<TimePoint()> wall_;
+  std::function<SteadyTime()> steady_;
   TickSink sink_;
   RunnerMetrics metrics_;
   CurlMultiPtr multi_;  // declared before services_: destroyed after every easy handle is out
@@ -604,6 +663,8 @@ class Runner::Loop {
   std::unordered_set<ServiceId> deactivated_;  // the ids in kept_ that a deactivation put there
   std::uint64_t generation_counter_ = 0;
   std::vector<Command> scratch_commands_;
+  // Set when stop() was seen: when in-flight probes are given up (real time).
+  std::optional<std::chrono::steady_clock::time_point> drain_deadline_;
   // Probe depth: probes in a TCP conversation (owned by their Entry), and their poll fds.
   std::vector<InFlight*> talking_;
   std::vector<curl_waitfd> conversation_fds_;
@@ -639,6 +700,8 @@ void Runner::record_beat(ServiceId id, BeatReport beat) {
 }
 
 void Runner::stop() { loop_->stop(); }
+
+void Runner::wake() { loop_->wake(); }
 
 TimePoint Runner::last_alive() const { return loop_->last_alive(); }
 

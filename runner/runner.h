@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "runner/probe.h"
+#include "runner/scheduler.h"
 #include "storage/model.h"
 
 namespace prometheus {
@@ -22,10 +24,27 @@ class Registry;
 
 namespace vigil {
 
+// The runner's two clocks (tests inject a manual one; see Runner::wake). `wall` stamps ticks
+// and bases heartbeat deadlines and last_alive(); `steady` schedules probes and heartbeat
+// deadlines. Both are called on the runner thread (and `wall` once in start()), so they must be
+// safe to call from there while another thread moves them. Probe timeouts are curl's own and
+// run on real time whatever these say.
+struct RunnerClock {
+  std::function<TimePoint()> wall = now_ms;
+  std::function<SteadyTime()> steady = [] { return std::chrono::steady_clock::now(); };
+};
+
 struct RunnerOptions {
   std::size_t max_concurrency = 1000;  // probes in flight at once; the rest wait, late
   std::string region;                  // written on every tick
   ProbeLimits limits;
+  RunnerClock clock;
+  // How long stop() lets in-flight probes finish (real time, whatever `clock` says). Probes
+  // still running then are aborted and record nothing: nothing was measured, and a down tick
+  // would open a false downtime (and page someone) for every service probed at that moment.
+  // Kept well under a supervisor's stop timeout (systemd 90 s, docker 10 s), so the Writer's
+  // queue is flushed before a SIGKILL.
+  Millis drain_timeout{3000};
 };
 
 // Receives every tick record, on the runner thread. Must not block (Writer::submit qualifies).
@@ -74,12 +93,21 @@ class Runner {
   // moves the deadline. A beat for a service the runner does not have as a heartbeat is ignored.
   void record_beat(ServiceId id, BeatReport beat);
 
-  // Stops scheduling, lets in-flight probes finish (each ends by its own timeout), delivers
-  // their ticks to the sink, and joins the thread. Idempotent.
+  // Stops scheduling, lets in-flight probes finish for at most options.drain_timeout (each also
+  // ends by its own timeout), delivers their ticks to the sink, and joins the thread. Probes
+  // still in flight at the bound are aborted unrecorded, and the log says how many. Idempotent.
   void stop();
 
-  // When the loop last went round (it wakes at least once a second); /healthz reads it. The
-  // epoch before start(). Safe from any thread.
+  // Makes the loop go round now and re-read its clock: call it after moving an injected clock,
+  // since the loop otherwise sleeps until the next slot it computed (at most a second). Safe from
+  // any thread.
+  void wake();
+
+  // When the loop last went round (it wakes at least once a second), on the wall clock: the
+  // time it read before applying its commands, firing heartbeat deadlines and starting due
+  // probes, set once those are done (so a test that moved the clock to T knows, once this is
+  // >= T, that everything due at T has started). /healthz reads it. The epoch before start().
+  // Safe from any thread.
   TimePoint last_alive() const;
   // Probes in flight now. Safe from any thread.
   std::size_t in_flight() const;

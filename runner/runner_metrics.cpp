@@ -45,6 +45,9 @@ RunnerMetrics::RunnerMetrics(prometheus::Registry& registry)
                         "Commands waiting for the runner thread.")
                       .Add({})),
       services(gauge(registry, "vigil_services", "Services scheduled by the runner.").Add({})),
+      errors(counter(registry, "vigil_runner_errors_total",
+                     "Unexpected errors caught on the runner thread; it logs each and goes on.")
+                 .Add({})),
       per_service_(std::make_shared<ServiceSeriesCollector>()),
       http_phase_histogram_(prometheus::BuildHistogram()
                                 .Name("vigil_probe_http_phase_duration_seconds")

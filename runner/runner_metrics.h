@@ -48,6 +48,8 @@ class RunnerMetrics {
   prometheus::Counter& skipped;
   prometheus::Gauge& queue_depth;
   prometheus::Gauge& services;
+  // Exceptions caught on the runner thread (the loop logs each and goes on probing).
+  prometheus::Counter& errors;
 
   // The per-service series, for ApiOptions::collectables (they are not in the registry).
   std::shared_ptr<prometheus::Collectable> service_series() const { return per_service_; }

@@ -52,7 +52,7 @@ class TcpProbe final : public Probe {
         curl_url_get(parsed.get(), CURLUPART_HOST, &host, 0) == CURLUE_OK)
       host_ = CurlStringPtr(host).get();
     CURL* e = easy_.get();
-    curl_easy_setopt(e, CURLOPT_URL, url.c_str());
+    set_text_option(e, CURLOPT_URL, url, "URL");
     curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, error_);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
