@@ -6,6 +6,7 @@
 #include <string>
 
 #include "runner/probe.h"
+#include "runner/runner.h"
 #include "support/target_server.h"
 
 namespace vigil {
@@ -138,6 +139,27 @@ TEST_F(HttpProbeTest, RedirectLoopIsTooManyRedirects) {
   EXPECT_FALSE(r.up);
   EXPECT_EQ(r.error, "too many redirects");
   EXPECT_EQ(r.status_code, 302);
+}
+
+TEST_F(HttpProbeTest, MaxRedirectsIsHonouredUpToTheFilesMaximum) {
+  // The limits the runner (and `vigil run`) probe with by default.
+  const ProbeLimits limits = RunnerOptions{}.limits;
+  ServiceSpec twenty = spec(target_->url("/redirect/20"));
+  twenty.probe.max_redirects = 20;
+  const ProbeResult up = run(twenty, limits);
+  EXPECT_TRUE(up.up) << up.error;
+  EXPECT_EQ(up.details.redirects, 20);
+  EXPECT_EQ(up.status_code, 200);
+
+  twenty.probe.max_redirects = 19;
+  const ProbeResult down = run(twenty, limits);
+  EXPECT_FALSE(down.up);
+  EXPECT_EQ(down.error, "too many redirects");
+  EXPECT_EQ(down.status_code, 302);
+
+  ServiceSpec fifty = spec(target_->url("/redirect/50"));
+  fifty.probe.max_redirects = 50;  // the most the services file and the API accept
+  EXPECT_TRUE(run(fifty, limits).up);
 }
 
 TEST_F(HttpProbeTest, HeadDoesNotReadTheBody) {
