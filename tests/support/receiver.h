@@ -18,7 +18,8 @@
 namespace vigil::test {
 
 // A receiver: every POST is recorded by path; each path answers from a script (status, body)
-// consumed in order, the last entry repeating; /hang never answers (until the receiver stops).
+// consumed in order, the last entry repeating; /hang is recorded and then never answers (until
+// the receiver stops).
 class Receiver {
  public:
   struct Request {
@@ -30,6 +31,11 @@ class Receiver {
   Receiver() {
     server_.Post(R"(/.*)", [this](const httplib::Request& req, httplib::Response& res) {
       if (req.path == "/hang") {
+        {
+          // Recorded on arrival, so a test can tell that a delivery is under way.
+          std::lock_guard lock(mutex_);
+          requests_.push_back({req.path, req.body, req.headers});
+        }
         for (int i = 0; i < 3000 && !stopping_; ++i)
           std::this_thread::sleep_for(std::chrono::milliseconds(10));
         return;
