@@ -7,8 +7,11 @@
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
 #include <thread>
 
+#include "runner/scheduler.h"
 #include "support/process.h"
 #include "support/target_server.h"
 #include "support/vigil_process.h"
@@ -263,6 +266,78 @@ TEST_F(EndToEnd, SigintLetsTheProbeInFlightFinishAndWritesItsTick) {
       ++finished;
   }
   EXPECT_EQ(finished, 1) << ticks->dump();
+  EXPECT_EQ(api.stop(), 0) << api.log();
+}
+
+TEST_F(EndToEnd, SigtermWithAProbeThatNeverAnswersExitsWithinTheDrainBoundAndKeepsTheTicks) {
+  // A probe of a target that does not answer, with a minute's timeout, whose first slot comes
+  // within a second of the start.
+  std::string never;
+  for (int i = 0; never.empty(); ++i)
+    if (first_probe_offset("never-" + std::to_string(i), 60s) < 500ms)
+      never = "never-" + std::to_string(i);
+  write_services(
+      dir,
+      json::array({{{"name", "healthy"}, {"url", target.url("/ok")}, {"interval_seconds", 0.2}},
+                   {{"name", never},
+                    {"url", target.url("/hang?ms=60000")},
+                    {"interval_seconds", 60},
+                    {"timeout_seconds", 60}}}));
+  VigilProcess vigil(dir, "run", api_port);
+  const auto in_flight_probes = [&] {
+    httplib::Client client("127.0.0.1", api_port);
+    client.set_connection_timeout(1);
+    client.set_read_timeout(5);
+    const auto metrics = client.Get("/metrics");
+    return metrics && metrics->body.find("\nvigil_probes_in_flight 0\n") == std::string::npos &&
+           metrics->body.find("\nvigil_probes_in_flight ") != std::string::npos;
+  };
+  // The hanging probe is in flight and the healthy service has ticks stored.
+  int stored = 0;
+  ASSERT_TRUE(eventually(
+      [&] {
+        const auto listing = get_json(api_port, "/v1/services");
+        if (!listing) return false;
+        const json healthy = service_named(*listing, "healthy");
+        if (healthy.is_null()) return false;
+        stored = healthy["metric"]["data"]["tick_count"].get<int>();
+        return stored >= 3 && in_flight_probes();
+      },
+      30s))
+      << vigil.log();
+
+  const auto t0 = std::chrono::steady_clock::now();
+  vigil.process().signal(SIGTERM);
+  const auto code = vigil.process().wait_for_exit(30s);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_TRUE(code) << vigil.log();
+  EXPECT_EQ(*code, 0) << vigil.log();
+  // The drain bound (3 s) and slack for a loaded machine; without the bound, a minute.
+  EXPECT_LT(took, 15s) << vigil.log();
+  const std::string log = vigil.log();
+  EXPECT_NE(log.find("probes still in flight after 3000 ms aborted at shutdown"), std::string::npos)
+      << log;
+  EXPECT_NE(log.find("stopped cleanly"), std::string::npos) << log;
+
+  // The queue was flushed: every tick seen before the signal is stored, none for the aborted
+  // probe.
+  VigilProcess api(dir, "api", api_port);
+  std::optional<json> listing;
+  ASSERT_TRUE(
+      eventually([&] { return (listing = get_json(api_port, "/v1/services")).has_value(); }, 10s))
+      << api.log();
+  const json healthy = service_named(*listing, "healthy");
+  const json hanging = service_named(*listing, never);
+  ASSERT_FALSE(healthy.is_null()) << listing->dump();
+  ASSERT_FALSE(hanging.is_null()) << listing->dump();
+  EXPECT_GE(healthy["metric"]["data"]["tick_count"].get<int>(), stored);
+  const auto ticks =
+      get_json(api_port, "/v1/services/" + std::to_string(healthy["id"].get<int>()) + "/ticks");
+  ASSERT_TRUE(ticks);
+  EXPECT_EQ((*ticks)["data"]["ticks"]["data"].size(),
+            healthy["metric"]["data"]["tick_count"].get<std::size_t>())
+      << ticks->dump();
+  EXPECT_EQ(hanging["metric"]["data"]["tick_count"].get<int>(), 0) << listing->dump();
   EXPECT_EQ(api.stop(), 0) << api.log();
 }
 
