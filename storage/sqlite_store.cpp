@@ -907,6 +907,11 @@ class SqliteStore final : public Store {
     }
   }
 
+  std::uint64_t corrupt_rows_rebuilt() override {
+    std::lock_guard lock(write_mutex_);
+    return rollup_writer_->corrupt_rows_rebuilt();
+  }
+
   using Store::list_services;
   std::vector<ServiceView> list_services(const ServiceFilter& filter) override {
     return guarded("list_services", [&] {

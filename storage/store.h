@@ -122,6 +122,11 @@ class Store {
   // True when a trivial read succeeds (used by /healthz).
   virtual bool ping() = 0;
 
+  // Rollup rows that apply() found corrupt (an hour or day row whose histogram does not decode)
+  // and rebuilt from the ticks of their period, since the store was opened. Such a row costs no
+  // batch: the rest of it is written as usual.
+  virtual std::uint64_t corrupt_rows_rebuilt() = 0;
+
   // ---- service management, heartbeats, retention (issue 3) ----
 
   // Inserts an active service owned by the API. A heartbeat gets a fresh random push token
