@@ -250,18 +250,23 @@ std::string_view health_word(PartHealth health) {
 // ---- issue 3: push tokens, bodies, flags ----
 
 // Push token -> service id, so a beat costs no query: learned from the store on a miss and kept
-// kPushTokenTtl (another process may deactivate or purge the service meanwhile), updated at once
-// by this API's own writes. Unknown tokens are not kept: each costs one indexed query.
+// kPushTokenTtl (another process may deactivate or purge the service meanwhile). This API's own
+// writes invalidate it once they have committed. A lookup that read the store before the latest
+// invalidation may have read the row as it was before that write, so it answers with what it read
+// but does not fill the cache: once a DELETE has answered, no stale entry can come back.
+// Unknown tokens are not kept: each costs one indexed query.
 class PushTokenIndex {
  public:
   explicit PushTokenIndex(Store& store) : store_(store) {}
 
   std::optional<ServiceId> find(const std::string& token) {
     const auto now = std::chrono::steady_clock::now();
+    std::uint64_t generation = 0;
     {
       std::lock_guard lock(mutex_);
       auto it = ids_.find(token);
       if (it != ids_.end() && it->second.expires > now) return it->second.id;
+      generation = generation_;
     }
     const auto service = store_.find_by_push_token(token);
     std::lock_guard lock(mutex_);
@@ -269,23 +274,32 @@ class PushTokenIndex {
       ids_.erase(token);
       return std::nullopt;
     }
-    put(token, service->id, now);
+    if (generation == generation_) put(token, service->id, now);
     return service->id;
   }
 
-  void remember(const Service& service) {
-    if (service.push_token.empty()) return;
+  // After a write of `service` has committed: the next push reads its row again.
+  void invalidate(const Service& service) { invalidate(service.push_token); }
+  void invalidate(const std::string& token) {
     std::lock_guard lock(mutex_);
-    if (service.active && service.spec.kind == ServiceKind::heartbeat)
-      put(service.push_token, service.id, std::chrono::steady_clock::now());
-    else
-      ids_.erase(service.push_token);
+    ++generation_;
+    if (!token.empty()) ids_.erase(token);
   }
+  // Invalidates `token` when it goes out of scope: held across a write, so that the invalidation
+  // follows the commit however the handler leaves.
+  class [[nodiscard]] Invalidation {
+   public:
+    Invalidation(PushTokenIndex& index, std::string token)
+        : index_(index), token_(std::move(token)) {}
+    ~Invalidation() { index_.invalidate(token_); }
+    Invalidation(const Invalidation&) = delete;
+    Invalidation& operator=(const Invalidation&) = delete;
 
-  void forget(const std::string& token) {
-    std::lock_guard lock(mutex_);
-    ids_.erase(token);
-  }
+   private:
+    PushTokenIndex& index_;
+    std::string token_;
+  };
+  Invalidation invalidate_on_exit(std::string token) { return {*this, std::move(token)}; }
 
  private:
   struct Known {
@@ -301,6 +315,7 @@ class PushTokenIndex {
   Store& store_;
   std::mutex mutex_;
   std::unordered_map<std::string, Known> ids_;  // guarded by mutex_
+  std::uint64_t generation_ = 0;                // invalidations so far; guarded by mutex_
 };
 
 // A write body: a JSON object, or a 400 saying what is wrong with it. nlohmann would keep the
@@ -755,7 +770,7 @@ class ApiServer::Impl {
     });
     const Service created = conflict_checked([&] { return store_.create_service(spec, now_ms()); });
     if (options_.commands) options_.commands->service_changed(created);
-    push_tokens_.remember(created);
+    push_tokens_.invalidate(created);
     ServiceView view;
     view.service = created;
     send_service(res, 201, view, true);  // the one response that always shows the push token
@@ -764,37 +779,37 @@ class ApiServer::Impl {
   void patch_service(const httplib::Request& req, httplib::Response& res, const std::smatch& path) {
     const ServiceId id = parse_service_id(path[1].str());
     json body = body_object(req);
-    auto current = store_.get_service(id);
-    if (!current) throw not_found(id);
-    if (current->service.source == ServiceSource::file)
-      throw file_owned(current->service, "edit it in the services file");
-    std::optional<bool> active;
-    if (body.contains("active")) {
-      if (!body["active"].is_boolean())
-        throw bad_request("active: expected true or false, got " + dump(body["active"]));
-      active = body["active"].get<bool>();
-      body.erase("active");
-    }
-    Service service = current->service;
-    if (!body.empty()) {
-      const ServiceSpec spec = validated([&] {
-        const json merged =
-            merge_service_patch(service.spec, body, kBodyName, options_.service_defaults);
-        auto parsed = parse_service_spec(merged, kBodyName, options_.service_defaults);
-        if (options_.alerting) check_alert_routes(*options_.alerting, parsed, kBodyName);
-        return parsed;
-      });
-      auto updated = conflict_checked([&] { return store_.update_service(id, spec, now_ms()); });
-      if (!updated) throw not_found(id);  // purged meanwhile
-      service = std::move(*updated);
-    }
-    if (active && *active != service.active) {
-      auto changed = store_.set_service_active(id, *active, now_ms());
-      if (!changed) throw not_found(id);
-      service = std::move(*changed);
-    }
-    if (options_.commands) options_.commands->service_changed(service);
-    push_tokens_.remember(service);
+    // Read, merge, validate and write in one write transaction: a concurrent PATCH of other
+    // fields of this service is merged onto, never overwritten.
+    const auto edited = conflict_checked([&] {
+      return store_.edit_service(
+          id,
+          [&](const Service& current) {
+            if (current.source == ServiceSource::file)
+              throw file_owned(current, "edit it in the services file");
+            Store::ServiceEdit edit{current.spec, current.active};
+            if (body.contains("active")) {
+              if (!body["active"].is_boolean())
+                throw bad_request("active: expected true or false, got " + dump(body["active"]));
+              edit.active = body["active"].get<bool>();
+              body.erase("active");
+            }
+            if (!body.empty()) {
+              edit.spec = validated([&] {
+                const json merged =
+                    merge_service_patch(current.spec, body, kBodyName, options_.service_defaults);
+                auto parsed = parse_service_spec(merged, kBodyName, options_.service_defaults);
+                if (options_.alerting) check_alert_routes(*options_.alerting, parsed, kBodyName);
+                return parsed;
+              });
+            }
+            return edit;
+          },
+          now_ms());
+    });
+    if (!edited) throw not_found(id);
+    if (options_.commands) options_.commands->service_changed(*edited);
+    push_tokens_.invalidate(*edited);
     auto view = store_.get_service(id);
     if (!view) throw not_found(id);
     send_service(res, 200, *view, true);
@@ -822,7 +837,8 @@ class ApiServer::Impl {
         options_.commands->service_changed(inactive);
       }
     }
-    push_tokens_.forget(service.push_token);
+    // After the write below, not before: a push that read the row meanwhile must not refill it.
+    const auto invalidation = push_tokens_.invalidate_on_exit(service.push_token);
     if (purge) {
       if (!store_.purge_service(id)) throw not_found(id);
       send_json(res, 200, envelope(200, json{{"id", id}, {"purged", true}}));
@@ -849,7 +865,7 @@ class ApiServer::Impl {
         case Store::BeatQueued::queued:
           break;
         case Store::BeatQueued::unknown_service:
-          push_tokens_.forget(token);
+          push_tokens_.invalidate(token);
           throw ApiError(404, "unknown push token");
         case Store::BeatQueued::full:
           throw ApiError(503,

@@ -6,8 +6,10 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 
+#include "config/logging.h"
 #include "storage/store.h"
 
 namespace vigil::rollup_sql {
@@ -105,6 +107,9 @@ Tick as_stored(const Tick& tick) {
   return stored;
 }
 
+// How vigil_histogram_merge's error begins: what tells a corrupt row from other failures.
+constexpr std::string_view kCorruptRow = "corrupt rollup row: ";
+
 // vigil_histogram_merge(a, b): the encoded sum of two encoded histograms, so that adding to a
 // period's row is one upsert instead of a read and a write.
 void histogram_merge_sql(sqlite3_context* context, int, sqlite3_value** args) {
@@ -120,7 +125,7 @@ void histogram_merge_sql(sqlite3_context* context, int, sqlite3_value** args) {
     const std::string out = merged.encode();
     sqlite3_result_blob(context, out.data(), static_cast<int>(out.size()), SQLITE_TRANSIENT);
   } catch (const std::exception& e) {
-    sqlite3_result_error(context, (std::string("corrupt rollup row: ") + e.what()).c_str(), -1);
+    sqlite3_result_error(context, (std::string(kCorruptRow) + e.what()).c_str(), -1);
   }
 }
 
@@ -291,12 +296,13 @@ RollupWriter::RollupWriter(SQLite::Database& db)
       upsert_{SQLite::Statement(db, upsert_sql(Resolution::minute)),
               SQLite::Statement(db, upsert_sql(Resolution::hour)),
               SQLite::Statement(db, upsert_sql(Resolution::day))},
-      minute_ticks_(db, std::string("SELECT ") + kTickColumns +
+      period_ticks_(db, std::string("SELECT ") + kTickColumns +
                             " FROM service_ticks t WHERE t.service_id = ?1 AND t.ts >= ?2"
                             " AND t.ts < ?3") {}
 
 void RollupWriter::write(const std::vector<const Tick*>& ticks) {
   pending_newest_.clear();  // a rolled-back batch's
+  pending_repairs_.clear();
   // By service and time, so each (service, period) of the batch is one run of ticks: written
   // once, in key order, with no map of the batch's periods.
   std::vector<const Tick*> sorted(ticks);
@@ -346,6 +352,9 @@ void RollupWriter::committed() {
     if (!added) it->second = std::max(it->second, ts);
   }
   pending_newest_.clear();
+  for (const auto& repair : pending_repairs_) log_error("storage: " + repair);
+  corrupt_rows_rebuilt_ += pending_repairs_.size();
+  pending_repairs_.clear();
 }
 
 void RollupWriter::add(Resolution resolution, ServiceId id, std::int64_t bucket,
@@ -353,19 +362,47 @@ void RollupWriter::add(Resolution resolution, ServiceId id, std::int64_t bucket,
   auto& add = add_[resolution == Resolution::hour ? 0 : 1];
   add.tryReset();
   bind_row(add, id, bucket, summary);
-  add.exec();
+  try {
+    add.exec();
+  } catch (const SQLite::Exception& e) {
+    // vigil_histogram_merge refused the stored row. Only that statement failed (SQLite undoes
+    // it, the transaction goes on): rebuild the row, so that one bad row cannot fail, and
+    // forever retry, the batch of every service.
+    const std::string_view what = e.what();
+    const auto at = what.find(kCorruptRow);
+    if (at == std::string_view::npos) throw;
+    add.tryReset();
+    rebuild(resolution, id, bucket, summary, std::string(what.substr(at + kCorruptRow.size())));
+  }
+}
+
+void RollupWriter::rebuild(Resolution resolution, ServiceId id, std::int64_t bucket,
+                           const RollupSummary& batch, const std::string& error) {
+  const RollupSummary from_ticks = summarize_ticks(id, bucket, bucket + period_ms(resolution));
+  upsert(resolution, id, bucket, from_ticks.count > 0 ? from_ticks : batch);
+  pending_repairs_.push_back(std::string(resolution == Resolution::hour ? "hour" : "day") +
+                             " rollup row of service " + std::to_string(id) + " at " +
+                             std::to_string(bucket) + " ms was corrupt (" + error +
+                             "): rebuilt from its " +
+                             std::to_string(from_ticks.count > 0 ? from_ticks.count : batch.count) +
+                             (from_ticks.count > 0 ? " stored tick(s)" : " new tick(s)"));
+}
+
+RollupSummary RollupWriter::summarize_ticks(ServiceId id, std::int64_t from, std::int64_t to) {
+  period_ticks_.tryReset();
+  period_ticks_.bind(1, id);
+  period_ticks_.bind(2, from);
+  period_ticks_.bind(3, to);
+  RollupSummary all;
+  while (period_ticks_.executeStep()) all.add(read_tick(period_ticks_, 0));
+  period_ticks_.tryReset();
+  return all;
 }
 
 void RollupWriter::write_minute(ServiceId id, std::int64_t bucket) {
   // The minute's row, when it has one, summarises exactly its ticks: rebuilt from them (this
   // batch's included, a page or two) rather than read and merged. One tick needs no row.
-  minute_ticks_.tryReset();
-  minute_ticks_.bind(1, id);
-  minute_ticks_.bind(2, bucket);
-  minute_ticks_.bind(3, bucket + kMinuteMs);
-  RollupSummary all;
-  while (minute_ticks_.executeStep()) all.add(read_tick(minute_ticks_, 0));
-  minute_ticks_.tryReset();
+  const RollupSummary all = summarize_ticks(id, bucket, bucket + kMinuteMs);
   if (all.count >= 2) upsert(Resolution::minute, id, bucket, all);
 }
 

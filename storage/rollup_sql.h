@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -49,24 +50,36 @@ class RollupWriter {
   // upsert per service and period of the batch), and writes the row of each minute
   // they fall in that has two ticks or more.
   void write(const std::vector<const Tick*>& ticks);
-  // The transaction that write() was part of committed: what it wrote may be relied upon.
+  // The transaction that write() was part of committed: what it wrote may be relied upon. Logs
+  // the corrupt rows that write() rebuilt in it, once each.
   void committed();
+  // Hour and day rows that write() found corrupt (their histogram does not decode) and rebuilt
+  // from the ticks of their period, in committed transactions, since this writer was made.
+  std::uint64_t corrupt_rows_rebuilt() const { return corrupt_rows_rebuilt_; }
   // Migration 7: writes every day row from the hour rows of that day.
   void backfill_days_from_hours();
 
  private:
   // Adds `summary` to the hour or day row of `bucket`.
   void add(Resolution resolution, ServiceId id, std::int64_t bucket, const RollupSummary& summary);
+  // Replaces the corrupt row of `bucket` with the summary of the service's ticks in that period
+  // (this batch's included); `batch` is what the batch adds, written as it is if no tick is left.
+  void rebuild(Resolution resolution, ServiceId id, std::int64_t bucket, const RollupSummary& batch,
+               const std::string& error);
+  // The summary of the stored ticks of service `id` in [from, to).
+  RollupSummary summarize_ticks(ServiceId id, std::int64_t from, std::int64_t to);
   void write_minute(ServiceId id, std::int64_t bucket);
   void upsert(Resolution resolution, ServiceId id, std::int64_t bucket, const RollupSummary& row);
   SQLite::Database& db_;
   SQLite::Statement add_[2];     // hour, day
   SQLite::Statement upsert_[3];  // replaces the row: minutes, the day backfill
-  SQLite::Statement minute_ticks_;
+  SQLite::Statement period_ticks_;
   // The newest committed tick of each service this writer wrote, and the current batch's: a
   // minute after a service's newest tick holds only the batch's ticks.
   std::unordered_map<ServiceId, std::int64_t> newest_;
   std::unordered_map<ServiceId, std::int64_t> pending_newest_;
+  std::vector<std::string> pending_repairs_;  // the current batch's rebuilt rows, for the log
+  std::uint64_t corrupt_rows_rebuilt_ = 0;
 };
 
 // The summary of each service (all, or only `only`) over the ticks with ts in [from, to): whole

@@ -907,6 +907,11 @@ class SqliteStore final : public Store {
     }
   }
 
+  std::uint64_t corrupt_rows_rebuilt() override {
+    std::lock_guard lock(write_mutex_);
+    return rollup_writer_->corrupt_rows_rebuilt();
+  }
+
   using Store::list_services;
   std::vector<ServiceView> list_services(const ServiceFilter& filter) override {
     return guarded("list_services", [&] {
@@ -1053,6 +1058,36 @@ class SqliteStore final : public Store {
       update.bind(extra + 1, next_revision(*db_));
       update.bind(extra + 2, ms(now));
       update.bind(extra + 3, spec.name);
+      update.exec();
+      auto updated = read_service_by_id(*db_, id);
+      txn.commit();
+      return updated;
+    });
+  }
+
+  std::optional<Service> edit_service(ServiceId id,
+                                      const std::function<ServiceEdit(const Service&)>& edit,
+                                      TimePoint now) override {
+    std::lock_guard lock(write_mutex_);
+    return guarded("edit_service", [&]() -> std::optional<Service> {
+      // IMMEDIATE: the read below already holds the write lock, so no other process's write
+      // can come between it and ours.
+      SQLite::Transaction txn(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+      auto current = read_service_by_id(*db_, id);
+      if (!current) return std::nullopt;
+      const ServiceEdit edited = edit(*current);
+      if (edited.spec == current->spec && edited.active == current->active) return current;
+      throw_if_name_taken(edited.spec.name, id);
+      SQLite::Statement update(
+          *db_, update_service_sql(", active = ?" + std::to_string(6 + kSpecColumnCount)));
+      update.bind(1, id);
+      bind_spec(update, edited.spec, 2);
+      const int extra = 2 + kSpecColumnCount;
+      bind_push_token(update, extra, edited.spec);
+      update.bind(extra + 1, next_revision(*db_));
+      update.bind(extra + 2, ms(now));
+      update.bind(extra + 3, edited.spec.name);
+      update.bind(extra + 4, edited.active ? 1 : 0);
       update.exec();
       auto updated = read_service_by_id(*db_, id);
       txn.commit();

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -121,6 +122,11 @@ class Store {
   // True when a trivial read succeeds (used by /healthz).
   virtual bool ping() = 0;
 
+  // Rollup rows that apply() found corrupt (an hour or day row whose histogram does not decode)
+  // and rebuilt from the ticks of their period, since the store was opened. Such a row costs no
+  // batch: the rest of it is written as usual.
+  virtual std::uint64_t corrupt_rows_rebuilt() = 0;
+
   // ---- service management, heartbeats, retention (issue 3) ----
 
   // Inserts an active service owned by the API. A heartbeat gets a fresh random push token
@@ -132,6 +138,20 @@ class Store {
   // heartbeat a push token and takes it from a probed service.
   virtual std::optional<Service> update_service(ServiceId id, const ServiceSpec& spec,
                                                 TimePoint now) = 0;
+  // What edit_service writes back: the whole spec, and whether the service is active.
+  struct ServiceEdit {
+    ServiceSpec spec;
+    bool active = true;
+  };
+  // A read-modify-write of service `id` in one write transaction: reads its row, calls
+  // `edit(row)` and writes what it returns (the revision grows only when something changed), so
+  // two concurrent edits of one service each start from the other's result and neither is lost.
+  // Returns the stored row; empty when there is no such service (`edit` is not called).
+  // Whatever `edit` throws propagates as it is and nothing is written. ConflictError when
+  // another service has the new name. `edit` runs on the calling thread while this store's write
+  // lock is held: it must be quick and must not call the store.
+  virtual std::optional<Service> edit_service(
+      ServiceId id, const std::function<ServiceEdit(const Service&)>& edit, TimePoint now) = 0;
   // Deactivates (history kept) or reactivates service `id`. Empty when there is no such service.
   virtual std::optional<Service> set_service_active(ServiceId id, bool active, TimePoint now) = 0;
   // Deletes service `id` with its ticks, metric and events. False when there was none. Ticks of

@@ -66,7 +66,13 @@ struct Writer::Metrics {
                     .Help("Tick records dropped without being committed (queue full or "
                           "storage still failing at shutdown).")
                     .Register(registry)
-                    .Add({})) {}
+                    .Add({})),
+        corrupt_rows(prometheus::BuildCounter()
+                         .Name("vigil_storage_corrupt_rows_total")
+                         .Help("Corrupt rollup rows found while writing ticks, each rebuilt from "
+                               "the ticks of its period (the rest of the batch written as usual).")
+                         .Register(registry)
+                         .Add({})) {}
 
   prometheus::Histogram& batch_size;
   prometheus::Histogram& batch_duration;
@@ -74,6 +80,7 @@ struct Writer::Metrics {
   prometheus::Counter& committed;
   prometheus::Counter& errors;
   prometheus::Counter& dropped;
+  prometheus::Counter& corrupt_rows;
 };
 
 Writer::Writer(Store& store, prometheus::Registry& registry, WriterOptions options)
@@ -178,6 +185,9 @@ void Writer::run() {
   std::uint64_t streak = 0;  // consecutive failed attempts
   int attempts_after_stop = 0;
   std::uint64_t unlogged_drops = 0;
+  // The store's count of rebuilt rows already added to the counter (the store may have been
+  // written before this writer was made).
+  std::uint64_t corrupt_rows_seen = store_.corrupt_rows_rebuilt();
 
   for (;;) {
     bool stopping = false;
@@ -232,6 +242,10 @@ void Writer::run() {
       metrics_->batch_duration.Observe(took.count());
       metrics_->committed.Increment(static_cast<double>(batch.size()));
       committed_ += batch.size();
+      if (const auto rebuilt = store_.corrupt_rows_rebuilt(); rebuilt > corrupt_rows_seen) {
+        metrics_->corrupt_rows.Increment(static_cast<double>(rebuilt - corrupt_rows_seen));
+        corrupt_rows_seen = rebuilt;
+      }
       if (streak > 0) {
         log_info("storage: writes recovered after " + std::to_string(streak) +
                  " failed attempt(s)");

@@ -282,7 +282,8 @@ TEST(StorageWriter, ExposesMetricsThatPassPromtool) {
   const auto text = prometheus::TextSerializer().Serialize(registry.Collect());
   for (const char* name : {"vigil_writer_batch_size", "vigil_writer_batch_duration_seconds",
                            "vigil_writer_queue_depth", "vigil_writer_committed_ticks_total",
-                           "vigil_storage_errors_total", "vigil_writer_dropped_ticks_total"}) {
+                           "vigil_storage_errors_total", "vigil_writer_dropped_ticks_total",
+                           "vigil_storage_corrupt_rows_total"}) {
     EXPECT_NE(text.find(std::string("# HELP ") + name + " "), std::string::npos) << name;
   }
 
@@ -297,6 +298,91 @@ TEST(StorageWriter, ExposesMetricsThatPassPromtool) {
   const std::string findings((std::istreambuf_iterator<char>(report)), {});
   EXPECT_EQ(status, 0) << findings;
   EXPECT_EQ(findings, "") << findings;
+}
+
+// A tick of service `id` at `ts` whose response time varies with `n`.
+TickRecord varied(ServiceId id, std::int64_t ts, int n) {
+  TickRecord r;
+  r.tick.service_id = id;
+  r.tick.ts = at(ts);
+  r.tick.up = n % 5 != 0;
+  r.tick.response_ms = 3.5 + 17.25 * (n % 7);
+  r.metric_after = {n + 1, n + 1, 0, 5, 100};
+  if (n == 0) r.opens_event = r.tick.up ? EventKind::uptime : EventKind::downtime;
+  return r;
+}
+
+// Expects the stored `resolution` row of `id` starting at `bucket` to equal the summary of the
+// stored ticks of its period, field by field (the histogram included).
+void expect_row_matches_ticks(Store& store, ServiceId id, RollupResolution resolution,
+                              std::int64_t bucket, std::int64_t period) {
+  SCOPED_TRACE("service " + std::to_string(id) +
+               (resolution == RollupResolution::hour ? " hour" : " day"));
+  const auto rows = store.rollups(id, resolution, at(bucket), at(bucket + period));
+  ASSERT_EQ(rows.size(), 1u);
+  RollupSummary expected;
+  for (const auto& tick :
+       store.ticks(id, {.from = at(bucket), .to = at(bucket + period - 1), .limit = 100'000}))
+    expected.add(tick);
+  const RollupSummary& row = rows[0].second;
+  EXPECT_GT(expected.count, 0);
+  EXPECT_EQ(row.count, expected.count);
+  EXPECT_EQ(row.up, expected.up);
+  EXPECT_EQ(row.down, expected.down);
+  EXPECT_NEAR(row.sum_ms, expected.sum_ms, 1e-9);
+  EXPECT_DOUBLE_EQ(row.min_ms, expected.min_ms);
+  EXPECT_DOUBLE_EQ(row.max_ms, expected.max_ms);
+  EXPECT_TRUE(row.histogram == expected.histogram);
+}
+
+TEST(StorageWriter, ACorruptRollupRowIsRebuiltFromItsTicksAndTheBatchIsWritten) {
+  Fixture fx(3);
+  prometheus::Registry registry;
+  Writer writer(*fx.store, registry, {.flush_interval = 20ms});
+  constexpr std::int64_t kHour = 3'600'000;
+  constexpr std::int64_t kDay = 24 * kHour;
+  constexpr std::int64_t kStart = 19'700 * kDay + 5 * kHour;  // a UTC hour, and its day
+  int n = 0;
+  // Ten ticks per service, 10 s apart, from `from`: one batch of all three services.
+  const auto submit_round = [&](std::int64_t from) {
+    for (int i = 0; i < 10; ++i, ++n)
+      for (const ServiceId id : fx.ids) writer.submit(varied(id, from + i * 10'000, n));
+    writer.flush();
+  };
+  const auto corrupt = [&](const char* table) {
+    // A histogram blob that does not decode, written straight through SQLite.
+    SQLite::Database db(fx.path, SQLite::OPEN_READWRITE);
+    SQLite::Statement update(
+        db, std::string("UPDATE ") + table + " SET histogram = x'ff01' WHERE service_id = ?");
+    update.bind(1, fx.ids[0]);
+    ASSERT_EQ(update.exec(), 1);
+  };
+
+  submit_round(kStart);
+  ASSERT_EQ(writer.committed_records(), 30u);
+
+  corrupt("service_rollups_hour");
+  submit_round(kStart + 200'000);
+  EXPECT_EQ(writer.failed_batches(), 0u) << writer.failure();
+  EXPECT_EQ(writer.committed_records(), 60u);
+  EXPECT_EQ(fx.count("SELECT COUNT(*) FROM service_ticks"), 60);
+  EXPECT_EQ(counter(registry, "vigil_storage_corrupt_rows_total"), 1.0);
+  for (const ServiceId id : fx.ids) {
+    expect_row_matches_ticks(*fx.store, id, RollupResolution::hour, kStart, kHour);
+    expect_row_matches_ticks(*fx.store, id, RollupResolution::day, kStart - 5 * kHour, kDay);
+  }
+
+  corrupt("service_rollups_day");
+  submit_round(kStart + 400'000);
+  EXPECT_EQ(writer.failed_batches(), 0u) << writer.failure();
+  EXPECT_EQ(writer.committed_records(), 90u);
+  EXPECT_EQ(counter(registry, "vigil_storage_corrupt_rows_total"), 2.0);
+  for (const ServiceId id : fx.ids) {
+    expect_row_matches_ticks(*fx.store, id, RollupResolution::hour, kStart, kHour);
+    expect_row_matches_ticks(*fx.store, id, RollupResolution::day, kStart - 5 * kHour, kDay);
+  }
+  // The summaries that read the rows work again.
+  EXPECT_EQ(fx.store->summarize(fx.ids[0], at(kStart - 5 * kHour), at(kStart + kDay)).count, 30);
 }
 
 }  // namespace
