@@ -28,6 +28,7 @@
 #include "runner/probe_report.h"
 #include "runner/runner.h"
 #include "storage/change_feed.h"
+#include "storage/component_beats.h"
 #include "storage/retention.h"
 #include "storage/store.h"
 #include "storage/writer.h"
@@ -38,8 +39,6 @@ using namespace vigil;
 
 constexpr int kExitConfigError = 2;
 constexpr int kExitStartupFailure = 1;
-// A loop that has not gone round for this long is reported stalled by /healthz.
-constexpr auto kStalledAfter = std::chrono::seconds(10);
 
 void print_usage(std::ostream& out) {
   out << "usage: vigil <command>\n"
@@ -60,9 +59,18 @@ struct Modes {
   bool api = false;
 };
 
-PartHealth health_of(std::optional<TimePoint> last_alive) {
-  if (!last_alive) return PartHealth::not_running;
-  return now_ms() - *last_alive < kStalledAfter ? PartHealth::alive : PartHealth::stalled;
+// The progress of this process's own parts, for its beats and its /healthz. A part not started
+// yet (its time still the epoch) is left out rather than reported silent since 1970.
+std::vector<PartSample> own_parts(const Runner* runner, const Writer* writer,
+                                  const Alerter* alerter) {
+  std::vector<PartSample> parts;
+  const auto add = [&](const char* part, TimePoint at) {
+    if (at > TimePoint{}) parts.push_back(PartSample{part, at});
+  };
+  if (runner) add("runner", runner->last_alive());
+  if (writer) add("writer", writer->last_progress());
+  if (alerter) add("alerter", alerter->last_progress());
+  return parts;
 }
 
 std::string seconds_text(Millis ms) {
@@ -174,6 +182,15 @@ int serve(const Settings& settings, Modes modes) {
     return kExitStartupFailure;
   }
 
+  // Liveness beats (api/health.h): written by the runner process, read by `vigil api`.
+  std::unique_ptr<ComponentBeatStore> beats;
+  try {
+    beats = std::make_unique<ComponentBeatStore>(settings.db_file);
+  } catch (const StorageError& e) {
+    log_error(std::string("cannot open database: ") + e.what());
+    return kExitStartupFailure;
+  }
+
   prometheus::Registry registry;
   std::unique_ptr<Writer> writer;
   std::unique_ptr<Alerter> alerter;
@@ -183,6 +200,7 @@ int serve(const Settings& settings, Modes modes) {
   std::unique_ptr<ChangeFeed> feed;
   std::unique_ptr<RetentionCleaner> cleaner;
   std::unique_ptr<ApiServer> api;
+  std::unique_ptr<BeatRecorder> beat_recorder;  // destroyed first: it reads the parts above
 
   if (modes.runner) {
     const SyncResult sync = store->sync_services(*specs, now_ms());
@@ -232,15 +250,20 @@ int serve(const Settings& settings, Modes modes) {
     api_options.alerter = alerter.get();
     if (runner) api_options.collectables.push_back(runner->service_series());
     api_options.alerting = alerting ? &*alerting : nullptr;
+    api_options.health_silent_after = settings.health_silent_after;
+    // `vigil run` judges its own threads; `vigil api` the beats a runner process wrote.
     api = std::make_unique<ApiServer>(
         *store, registry,
-        [&runner, &writer] {
+        [&runner, &writer, &alerter, &beats, region = settings.region] {
           HealthReport report;
-          if (runner) report.runner = health_of(runner->last_alive());
-          if (writer) {
-            report.writer = health_of(writer->last_alive());
+          if (runner) {
+            for (auto& part : own_parts(runner.get(), writer.get(), alerter.get()))
+              report.parts.push_back(PartProgress{part.part, region, part.progressed_at});
             report.storage_failure = writer->failure();
+            return report;
           }
+          for (auto& beat : beats->read())
+            report.parts.push_back(PartProgress{beat.component, beat.instance, beat.beat_at});
           return report;
         },
         std::move(api_options));
@@ -276,6 +299,10 @@ int serve(const Settings& settings, Modes modes) {
                                  .interval = settings.cleanup_interval,
                                  .minute_retention = settings.minute_retention,
                                  .hour_retention = settings.hour_retention});
+    beat_recorder = std::make_unique<BeatRecorder>(
+        *beats,
+        [r = runner.get(), w = writer.get(), a = alerter.get()] { return own_parts(r, w, a); },
+        BeatRecorderOptions{.instance = settings.region, .period = settings.health_beat_period});
     log_info("runner started: " + std::to_string(count) + " services, region " + settings.region +
              ", database " + settings.db_file + ", at most " +
              std::to_string(settings.max_concurrency) + " probes in flight");
@@ -289,6 +316,8 @@ int serve(const Settings& settings, Modes modes) {
   // No new commands first (API, feed); then probes in flight finish so their ticks reach the
   // writer, which then flushes.
   if (api) api->stop();
+  // A clean stop removes this process's beats: stopped on purpose is not silent.
+  if (beat_recorder) beat_recorder->stop();
   if (feed) feed->stop();
   if (runner) runner->stop();
   if (alerter) alerter->stop();

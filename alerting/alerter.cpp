@@ -5,6 +5,7 @@
 #include <prometheus/registry.h>
 
 #include <algorithm>
+#include <atomic>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -71,6 +72,7 @@ class Alerter::Loop {
   ~Loop() { stop(); }
 
   void start() {
+    last_progress_ms_ = to_unix_ms(options_.clock());
     reconcile();
     thread_ = std::thread([this] { run(); });
   }
@@ -127,6 +129,7 @@ class Alerter::Loop {
   }
 
   AlertStore& store() { return store_; }
+  TimePoint last_progress() const { return from_unix_ms(last_progress_ms_.load()); }
 
  private:
   struct Transfer {
@@ -153,6 +156,7 @@ class Alerter::Loop {
         handled_ += events.size();
         if (stopping) finished_ = true;
       }
+      last_progress_ms_ = to_unix_ms(options_.clock());
       handled_cv_.notify_all();
       if (stopping) return;
 
@@ -489,6 +493,7 @@ class Alerter::Loop {
   std::uint64_t handled_ = 0;      // guarded by mutex_
   bool stopping_ = false;          // guarded by mutex_
   bool finished_ = false;          // guarded by mutex_
+  std::atomic<std::int64_t> last_progress_ms_{0};
   std::thread thread_;
 };
 
@@ -502,6 +507,7 @@ void Alerter::on_tick(const TickRecord& record) { loop_->on_tick(record); }
 bool Alerter::send_test(const std::string& channel) { return loop_->send_test(channel); }
 void Alerter::stop() { loop_->stop(); }
 void Alerter::flush() { loop_->flush(); }
+TimePoint Alerter::last_progress() const { return loop_->last_progress(); }
 AlertStore& Alerter::store() { return loop_->store(); }
 
 }  // namespace vigil

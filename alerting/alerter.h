@@ -79,6 +79,11 @@ class Alerter {
   // tests and shutdown).
   void flush();
 
+  // When the thread last took its queue of status changes and finished handling them (it
+  // does so at least once a second), by options.clock; start() time before that. A thread stuck
+  // in a handler (a database locked for long) does not move it; /healthz reads it. Any thread.
+  TimePoint last_progress() const;
+
   AlertStore& store();
 
  private:

@@ -36,6 +36,7 @@
 #include "api/auth.h"
 #include "api/badges.h"
 #include "api/guarded_server.h"
+#include "api/health.h"
 #include "api/json_views.h"
 #include "api/metrics_exposition.h"
 #include "api/openapi.h"
@@ -235,16 +236,14 @@ void send_error(httplib::Response& res, int status, const std::string& message) 
   send_json(res, status, error_envelope(status, message));
 }
 
-std::string_view health_word(PartHealth health) {
-  switch (health) {
-    case PartHealth::alive:
-      return "alive";
-    case PartHealth::stalled:
-      return "stalled";
-    case PartHealth::not_running:
-      return "not_running";
+// One part in /healthz: {"status","age_seconds","instance"}, the last two when it is running.
+json part_json(const PartVerdict& verdict) {
+  json part = {{"status", part_state_word(verdict.state)}};
+  if (verdict.age) {
+    part["age_seconds"] = double(verdict.age->count()) / 1000.0;
+    part["instance"] = verdict.instance;
   }
-  return "unknown";
+  return part;
 }
 
 // ---- issue 3: push tokens, bodies, flags ----
@@ -1157,16 +1156,18 @@ class ApiServer::Impl {
     std::string storage_failure;
     try {
       const HealthReport report = health_ ? health_() : HealthReport{};
-      data["runner"] = health_word(report.runner);
-      data["writer"] = health_word(report.writer);
-      if (report.runner == PartHealth::stalled) failed.push_back("runner");
-      if (report.writer == PartHealth::stalled) failed.push_back("writer");
+      const auto verdicts =
+          judge_parts(report.parts, options_.health_clock(), options_.health_silent_after);
+      for (const auto& verdict : verdicts) data[verdict.part] = part_json(verdict);
+      if (const std::string silent = describe_silent(verdicts); !silent.empty())
+        failed.push_back(silent);
       storage_failure = report.storage_failure;
     } catch (const std::exception& e) {
       log_error(std::string("api: health check failed: ") + e.what());
-      data["runner"] = data["writer"] = "unknown";
+      for (const std::string_view part : kHealthParts) data[std::string(part)] = "unknown";
       failed.push_back("health check");
     }
+    data["silent_after_seconds"] = double(options_.health_silent_after.count()) / 1000.0;
     bool storage_ok = false;
     try {
       storage_ok = store_.ping();
@@ -1232,9 +1233,22 @@ class ApiServer::Impl {
         throw bad_request("page must be an integer from 1 to 1000000");
       page = static_cast<int>(*value);
     }
-    const StatusPageData data =
-        load_status_page(store_, options_.status_page_title, now_ms(), page);
+    StatusPageData data = load_status_page(store_, options_.status_page_title, now_ms(), page);
+    data.monitoring_down = monitoring_down();
     send_page(res, 200, render_status_page(data));
+  }
+
+  // The status page's warning that its states may be stale: which part is silent; empty when
+  // none is.
+  std::string monitoring_down() {
+    try {
+      const HealthReport report = health_ ? health_() : HealthReport{};
+      return describe_silent(
+          judge_parts(report.parts, options_.health_clock(), options_.health_silent_after));
+    } catch (const std::exception& e) {
+      log_error(std::string("api: health check failed: ") + e.what());
+      return "health check failed";
+    }
   }
 
   void service_page(const httplib::Request&, httplib::Response& res, const std::smatch& path) {

@@ -40,10 +40,13 @@
 //   POST /v1/maintenance                  create a window (write; alerting/maintenance.h shape):
 //                                         201 {"window"}; 400 naming the bad field
 //   DELETE /v1/maintenance/{id}           delete an API window (write): 404 when unknown
-//   GET /healthz                          200 {"data":{"runner":..,"writer":..,"storage":..}}
-//                                         or 503 when a part is not alive or writes to the
-//                                         database fail (data.storage "failing", the reason
-//                                         in data.storage_error and the error message)
+//   GET /healthz                          200 {"data":{"runner":{"status","age_seconds",
+//                                         "instance"},"writer":..,"alerter":..,"storage":..,
+//                                         "silent_after_seconds"}} (api/health.h), or 503
+//                                         when a part is silent (the error names it and for
+//                                         how long) or writes to the database fail
+//                                         (data.storage "failing", the reason in
+//                                         data.storage_error and the error message)
 //   GET /metrics                          Prometheus text exposition of the registry, including
 //                                         vigil_api_requests_total{route,code} and
 //                                         vigil_api_request_duration_seconds{route}
@@ -75,6 +78,7 @@
 #include <vector>
 
 #include "api/commands.h"
+#include "api/health.h"
 #include "config/config.h"
 #include "storage/store.h"
 
@@ -88,18 +92,6 @@ namespace vigil {
 class AlertStore;
 class Alerter;
 struct AlertingConfig;
-
-// Liveness of the parts /healthz reports; a part that is not running in this process (e.g. the
-// runner under `vigil api`) reports not_running and does not fail the check.
-enum class PartHealth { alive, stalled, not_running };
-struct HealthReport {
-  PartHealth runner = PartHealth::not_running;
-  PartHealth writer = PartHealth::not_running;
-  // Non-empty while the writer's commits fail (disk full, file read-only, locked by another
-  // process): the last storage error. /healthz then answers 503 naming it.
-  std::string storage_failure;
-};
-using HealthCheck = std::function<HealthReport()>;
 
 // One registered endpoint: its method and its path template as api/openapi.json documents it
 // ("/v1/services/{id}"). GET also answers HEAD.
@@ -132,6 +124,10 @@ struct ApiOptions {
   // that both have (vigil_service_uptime_ratio) is exposed once with every sample. Those that
   // are also TextCollectables (runner/text_exposition.h) are written straight as text.
   std::vector<std::shared_ptr<prometheus::Collectable>> collectables;
+  // /healthz and the status page: a part whose last progress is older than this is silent
+  // (HEALTH_SILENT_AFTER_SECONDS), judged at health_clock() (tests inject one).
+  Millis health_silent_after = default_silent_after(kDefaultBeatPeriod);
+  std::function<TimePoint()> health_clock = now_ms;
 };
 
 class ApiServer {

@@ -74,6 +74,9 @@ struct StatusPageData {
   int page = 1;  // 1-based
   int pages = 1;
   std::vector<StatusGroup> groups;  // this page's services
+  // Set by the server while a part of monitoring is silent ("runner silent for 42.0 s",
+  // api/health.h): the page then says monitoring is down instead of its headline.
+  std::string monitoring_down;
 };
 
 struct ServicePageData {

@@ -205,6 +205,16 @@ void overall(std::string& out, int total, int down, int unknown, TimePoint now) 
          ". Uptime is probes up / probes.</p>";
 }
 
+// Instead of the headline while a part of monitoring is silent: its states are not current.
+void monitoring_down(std::string& out, const std::string& silent, TimePoint now) {
+  out +=
+      "<div class=\"overall bad\" id=\"overall\" data-monitoring=\"down\">Monitoring is "
+      "down (";
+  append_escaped(out, silent);
+  out += "): the states below may be out of date</div><p class=\"meta\">Last update: " +
+         html::utc_minute(now) + ".</p>";
+}
+
 // A chart of mean and p95 response time, with the phase means stacked under the mean when
 // probes recorded phases.
 void latency_chart(std::string& out, const std::vector<LatencyPoint>& points, const char* id,
@@ -284,7 +294,10 @@ std::string render_status_page(const StatusPageData& data) {
   out += "<h1>";
   append_escaped(out, data.title);
   out += "</h1>";
-  overall(out, data.total, data.down, data.unknown, data.now);
+  if (!data.monitoring_down.empty())
+    monitoring_down(out, data.monitoring_down, data.now);
+  else
+    overall(out, data.total, data.down, data.unknown, data.now);
   for (const auto& group : data.groups) {
     int down = 0;
     for (const auto& row : group.rows) down += row.state == ServiceState::down;

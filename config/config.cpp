@@ -36,7 +36,9 @@ const char* const kKnownVariables[] = {"API_HOST",
                                        "CLEANUP_INTERVAL_SECONDS",
                                        "STATUS_PAGE_TITLE",
                                        "STATUS_PAGE_PUBLIC",
-                                       "STORAGE_QUEUE_MAX_TICKS"};
+                                       "STORAGE_QUEUE_MAX_TICKS",
+                                       "HEALTH_BEAT_SECONDS",
+                                       "HEALTH_SILENT_AFTER_SECONDS"};
 
 std::string trim(std::string_view s) {
   const auto begin = s.find_first_not_of(" \t\r");
@@ -537,6 +539,17 @@ Settings load_settings(const EnvMap& env) {
     }
   }
   if (auto v = seconds("CLEANUP_INTERVAL_SECONDS", 1)) settings.cleanup_interval = *v;
+  // Liveness beats: 3 periods by default so that two late or lost beats are no alarm, and at
+  // least 2 s because the runner and alerter loops only wake once a second.
+  if (auto v = seconds("HEALTH_BEAT_SECONDS", 0.1)) settings.health_beat_period = *v;
+  settings.health_silent_after = std::max(3 * settings.health_beat_period, Millis(10'000));
+  if (auto v = seconds("HEALTH_SILENT_AFTER_SECONDS", 2)) {
+    if (*v < 3 * settings.health_beat_period)
+      throw bad("HEALTH_SILENT_AFTER_SECONDS", *get("HEALTH_SILENT_AFTER_SECONDS"),
+                "at least 3 x HEALTH_BEAT_SECONDS (" +
+                    format_seconds(3 * settings.health_beat_period) + " s)");
+    settings.health_silent_after = *v;
+  }
   // Issue 9: the status page.
   if (auto v = get("STATUS_PAGE_TITLE")) {
     if (v->empty() || v->size() > 200 || has_control_characters(*v))

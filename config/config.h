@@ -46,6 +46,11 @@ struct Settings {
   bool status_page_public = false;  // STATUS_PAGE_PUBLIC: true opens them without API_READ_TOKEN
   // Issue 7: tick records held in memory while storage fails; past it the oldest are dropped.
   std::size_t storage_queue_max_ticks = 1'000'000;  // STORAGE_QUEUE_MAX_TICKS
+  // Liveness beats (api/health.h): written this often by the runner process; a part silent for
+  // longer than health_silent_after (default max(3 x beat, 10 s); at least 3 x beat and 2 s)
+  // fails /healthz.
+  Millis health_beat_period{2'000};    // HEALTH_BEAT_SECONDS
+  Millis health_silent_after{10'000};  // HEALTH_SILENT_AFTER_SECONDS
 };
 
 // Reads KEY=VALUE lines (blank lines and # comments skipped, optional `export `, values may be

@@ -368,6 +368,19 @@ CREATE TABLE service_rollups_day (
 CREATE INDEX service_rollups_day_by_service ON service_rollups_day(service_id, bucket);
 )sql",
      backfill_day_rollups},
+    // Liveness beats: the runner process writes, every few seconds, when each of its parts
+    // last progressed, so that /healthz of another process (vigil api) sees a dead or hung one.
+    // One row per (part, PROBER_REGION); beat_at is the part's progress, written_at the row's.
+    {8, R"sql(
+CREATE TABLE component_beats (
+  component  TEXT    NOT NULL,
+  instance   TEXT    NOT NULL,
+  beat_at    INTEGER NOT NULL,
+  written_at INTEGER NOT NULL,
+  pid        INTEGER NOT NULL,
+  PRIMARY KEY (component, instance)
+) WITHOUT ROWID;
+)sql"},
 };
 
 constexpr int kCurrentVersion = kMigrations[std::size(kMigrations) - 1].version;

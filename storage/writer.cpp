@@ -89,6 +89,7 @@ Writer::Writer(Store& store, prometheus::Registry& registry, WriterOptions optio
   options_.max_queue = std::max<std::size_t>(options_.max_queue, 1);
   options_.flush_interval = std::max(options_.flush_interval, std::chrono::milliseconds(1));
   last_alive_ms_ = to_unix_ms(now_ms());
+  last_progress_ms_ = last_alive_ms_.load();
   thread_ = std::thread([this] { run(); });
 }
 
@@ -164,6 +165,7 @@ void Writer::stop() {
 }
 
 TimePoint Writer::last_alive() const { return from_unix_ms(last_alive_ms_.load()); }
+TimePoint Writer::last_progress() const { return from_unix_ms(last_progress_ms_.load()); }
 
 std::size_t Writer::queue_depth() const {
   std::lock_guard lock(mutex_);
@@ -228,6 +230,7 @@ void Writer::run() {
     }
 
     if (batch.empty()) {
+      last_progress_ms_ = last_alive_ms_.load();  // nothing to commit
       if (stopping) break;  // submit() refuses new records once stopping, so this is drained
       continue;
     }
@@ -246,6 +249,7 @@ void Writer::run() {
         metrics_->corrupt_rows.Increment(static_cast<double>(rebuilt - corrupt_rows_seen));
         corrupt_rows_seen = rebuilt;
       }
+      last_progress_ms_ = to_unix_ms(now_ms());
       if (streak > 0) {
         log_info("storage: writes recovered after " + std::to_string(streak) +
                  " failed attempt(s)");

@@ -57,8 +57,11 @@ class Writer {
   // Writes what is queued and stops the thread. Idempotent.
   void stop();
 
-  // When the thread last completed a loop iteration; /healthz reads it.
+  // When the thread last completed a loop iteration.
   TimePoint last_alive() const;
+  // When the writer last made progress: committed a batch, or found nothing to commit. A writer
+  // stuck in a commit or retrying a failing one does not move it; /healthz reads it. Any thread.
+  TimePoint last_progress() const;
   std::size_t queue_depth() const;
   std::uint64_t committed_records() const;
   std::uint64_t failed_batches() const;
@@ -94,6 +97,7 @@ class Writer {
   std::once_flag stop_once_;
 
   std::atomic<std::int64_t> last_alive_ms_{0};
+  std::atomic<std::int64_t> last_progress_ms_{0};
   std::atomic<std::uint64_t> committed_{0};
   std::atomic<std::uint64_t> failed_batches_{0};  // incremented under mutex_ (flush waits on it)
   std::atomic<std::uint64_t> dropped_{0};

@@ -110,7 +110,7 @@ class HostileClients : public ::testing::Test {
     id_ = store_->active_services().at(0).id;
     server_ = std::make_unique<ApiServer>(*store_, registry_, [] {
       HealthReport report;
-      report.writer = PartHealth::alive;
+      report.parts.push_back(PartProgress{"writer", "local", now_ms()});
       return report;
     });
     port_ = server_->start("127.0.0.1", 0);

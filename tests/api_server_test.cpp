@@ -55,13 +55,20 @@ class ApiServerTest : public ::testing::Test {
   void SetUp() override {
     store_ = open_sqlite_store(dir_.file("vigil.db"));
     seed();
-    server_ = std::make_unique<ApiServer>(*store_, registry_, [this] {
-      HealthReport report;
-      report.writer = writer_health_.load();
-      std::lock_guard lock(storage_failure_mutex_);
-      report.storage_failure = storage_failure_;
-      return report;
-    });
+    ApiOptions options;
+    options.health_clock = [this] { return from_unix_ms(clock_ms_.load()); };
+    options.health_silent_after = Millis(10'000);
+    server_ = std::make_unique<ApiServer>(
+        *store_, registry_,
+        [this] {
+          HealthReport report;
+          report.parts.push_back(
+              PartProgress{"writer", "local", from_unix_ms(writer_progress_ms_.load())});
+          std::lock_guard lock(storage_failure_mutex_);
+          report.storage_failure = storage_failure_;
+          return report;
+        },
+        options);
     port_ = server_->start("127.0.0.1", 0);
     ASSERT_GT(port_, 0);
     client_ = std::make_unique<httplib::Client>("127.0.0.1", port_);
@@ -159,7 +166,9 @@ class ApiServerTest : public ::testing::Test {
   test::TempDir dir_;
   std::unique_ptr<Store> store_;
   prometheus::Registry registry_;
-  std::atomic<PartHealth> writer_health_{PartHealth::alive};
+  // The health clock, and when the writer last progressed by it (just now: alive).
+  std::atomic<std::int64_t> clock_ms_{kT0 * 1000};
+  std::atomic<std::int64_t> writer_progress_ms_{kT0 * 1000 - 400};
   std::mutex storage_failure_mutex_;
   std::string storage_failure_;  // what the Writer's failure() would say; guarded by the mutex
   std::unique_ptr<ApiServer> server_;
@@ -447,19 +456,29 @@ TEST_F(ApiServerTest, OversizedBodyIs413) {
 TEST_F(ApiServerTest, HealthzOkWhenPartsAlive) {
   const Reply reply = get("/healthz");
   ASSERT_EQ(reply.status, 200) << reply.raw;
-  EXPECT_EQ(reply.body["data"]["runner"], "not_running");
-  EXPECT_EQ(reply.body["data"]["writer"], "alive");
+  EXPECT_EQ(reply.body["data"]["runner"], json({{"status", "not_running"}}));
+  EXPECT_EQ(reply.body["data"]["alerter"], json({{"status", "not_running"}}));
+  EXPECT_EQ(reply.body["data"]["writer"],
+            json({{"status", "alive"}, {"age_seconds", 0.4}, {"instance", "local"}}));
+  EXPECT_EQ(reply.body["data"]["silent_after_seconds"], 10.0);
   EXPECT_EQ(reply.body["data"]["storage"], "ok");
   EXPECT_FALSE(reply.body.contains("error"));
 }
 
-TEST_F(ApiServerTest, HealthzIs503WhenWriterStalled) {
-  writer_health_ = PartHealth::stalled;
-  const Reply reply = get("/healthz");
+TEST_F(ApiServerTest, HealthzIs503NamingASilentWriterAndForHowLong) {
+  clock_ms_ += 9'600;  // exactly the bound since the writer's progress: still alive
+  EXPECT_EQ(get("/healthz").status, 200);
+  clock_ms_ += 2'000;
+  Reply reply = get("/healthz");
   const std::string message = expect_error(reply, 503);
-  EXPECT_NE(message.find("writer"), std::string::npos) << message;
-  EXPECT_EQ(reply.body["data"]["writer"], "stalled");
+  EXPECT_EQ(message, "unhealthy: writer silent for 12.0 s");
+  EXPECT_EQ(reply.body["data"]["writer"]["status"], "silent");
+  EXPECT_EQ(reply.body["data"]["writer"]["age_seconds"], 12.0);
   EXPECT_EQ(reply.body["data"]["storage"], "ok");
+  writer_progress_ms_ = clock_ms_.load();  // it committed again
+  reply = get("/healthz");
+  EXPECT_EQ(reply.status, 200) << reply.raw;
+  EXPECT_EQ(reply.body["data"]["writer"]["age_seconds"], 0.0);
 }
 
 TEST_F(ApiServerTest, HealthzIs503NamingTheErrorWhileStorageWritesFail) {
@@ -490,7 +509,7 @@ TEST_F(ApiServerTest, HealthzIs503WhenStorageFails) {
   const std::string message = expect_error(reply, 503);
   EXPECT_NE(message.find("storage"), std::string::npos) << message;
   EXPECT_EQ(reply.body["data"]["storage"], "failed");
-  EXPECT_EQ(reply.body["data"]["writer"], "alive");
+  EXPECT_EQ(reply.body["data"]["writer"]["status"], "alive");
 }
 
 TEST_F(ApiServerTest, StorageFailureIs500WithGenericMessage) {

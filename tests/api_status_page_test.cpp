@@ -315,9 +315,9 @@ TEST(Badges, ColoursChangeExactlyAtTheThresholds) {
 // Over HTTP against a running ApiServer.
 class StatusHttp : public StatusPage {
  protected:
-  void start(ApiOptions options = {}) {
-    server = std::make_unique<ApiServer>(
-        *store, registry, [] { return HealthReport{}; }, std::move(options));
+  void start(
+      ApiOptions options = {}, HealthCheck health = [] { return HealthReport{}; }) {
+    server = std::make_unique<ApiServer>(*store, registry, std::move(health), std::move(options));
     client = std::make_unique<httplib::Client>("127.0.0.1", server->start("127.0.0.1", 0));
   }
   httplib::Result get(const std::string& path, const std::string& token = "") {
@@ -365,6 +365,32 @@ TEST_F(StatusHttp, PagesAreServedAsHtml) {
   EXPECT_EQ(get("/services/abc")->status, 400);
   EXPECT_EQ(get("/?page=0")->status, 400);
   EXPECT_EQ(get("/?page=2")->status, 200);  // past the end: the last page
+}
+
+TEST_F(StatusHttp, ASilentRunnerReplacesTheHeadlineWithMonitoringIsDown) {
+  now = to_unix_ms(now_ms());
+  seed_standard();
+  const TimePoint judged_at = from_unix_ms(now);
+  std::atomic<std::int64_t> runner_progress_ms{now - 42'000};
+  ApiOptions options;
+  options.health_clock = [judged_at] { return judged_at; };
+  options.health_silent_after = Millis(10'000);
+  start(options, [&] {
+    return HealthReport{{PartProgress{"runner", "local", from_unix_ms(runner_progress_ms.load())},
+                         PartProgress{"writer", "local", judged_at}}};
+  });
+  const auto headline = [&] {
+    const auto res = get("/");
+    EXPECT_TRUE(res && res->status == 200);
+    const MarkupNode page = parse_markup(res ? res->body : "", MarkupMode::html);
+    const MarkupNode* overall = page.by_id("overall");
+    return overall ? overall->all_text() : std::string("<no #overall>");
+  };
+  EXPECT_EQ(headline(),
+            "Monitoring is down (runner silent for 42.0 s): the states below may be out of date");
+  // Within the bound the usual headline is back.
+  runner_progress_ms = now - 9'000;
+  EXPECT_NE(headline().find("1 service down"), std::string::npos) << headline();
 }
 
 TEST_F(StatusHttp, BadgesByIdAndByName) {

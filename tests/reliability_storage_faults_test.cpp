@@ -299,6 +299,43 @@ TEST_F(StorageFaults, LockHeldByAnotherProcessHoldsTicksUntilReleased) {
   expect_held_ticks_written(fault_start, fault_end);
 }
 
+// `vigil run` judges its own parts: a writer held in a commit by another process's lock has not
+// progressed, so /healthz names the writer (not the runner or alerter, which go on) and for how
+// long, beside the storage error; released, the writer is alive again.
+TEST_F(StorageFaults, AWriterHeldByALockIsReportedSilent) {
+  start({{"HEALTH_BEAT_SECONDS", "0.5"}, {"HEALTH_SILENT_AFTER_SECONDS", "3"}});
+  {
+    SQLite::Database other(dir.file("vigil.db"), SQLite::OPEN_READWRITE);
+    other.exec("BEGIN EXCLUSIVE");
+    std::pair<int, json> health;
+    ASSERT_TRUE(eventually(
+        [&] {
+          health = healthz();
+          return health.first == 503 && health.second["data"]["writer"]["status"] == "silent";
+        },
+        10s))
+        << health.second.dump() << log->text();
+    const json& data = health.second["data"];
+    EXPECT_GT(data["writer"]["age_seconds"].get<double>(), 3.0) << data.dump();
+    EXPECT_EQ(data["runner"]["status"], "alive") << data.dump();
+    EXPECT_EQ(data["alerter"]["status"], "alive") << data.dump();
+    const std::string error = health.second.value("error", "");
+    EXPECT_NE(error.find("writer silent for "), std::string::npos) << error;
+    EXPECT_EQ(error.find("runner silent"), std::string::npos) << error;
+    other.exec("COMMIT");
+  }
+  std::pair<int, json> health;
+  ASSERT_TRUE(eventually(
+      [&] {
+        health = healthz();
+        return health.first == 200;
+      },
+      15s))
+      << health.second.dump() << log->text();
+  EXPECT_EQ(health.second["data"]["writer"]["status"], "alive");
+  EXPECT_EQ(vigil->stop(), 0) << log->text();
+}
+
 TEST_F(StorageFaults, ReadOnlyDatabaseHoldsTicksUntilItIsWritableAgain) {
   start();
   const std::int64_t fault_start = unix_ms();

@@ -271,6 +271,28 @@ TEST(StorageWriter, LastAliveAdvancesWhileIdle) {
   EXPECT_LT(now_ms() - second, 300ms);  // ...and recently, not just once after `first`
 }
 
+// /healthz's writer signal: progress is a commit or an empty queue, not a loop that goes round
+// retrying a failing commit.
+TEST(StorageWriter, LastProgressStandsStillWhileCommitsFailAndMovesOnceOneSucceeds) {
+  Fixture fx(1);
+  prometheus::Registry registry;
+  Writer writer(*fx.store, registry, {.flush_interval = 20ms, .max_batch = 1000});
+  const TimePoint idle = writer.last_progress();
+  ASSERT_TRUE(eventually([&] { return writer.last_progress() > idle; }));  // nothing to commit
+
+  fx.break_tick_inserts();
+  for (int n = 0; n < 5; ++n) writer.submit(record(fx.ids[0], n));
+  writer.flush();  // returns once the batch has failed
+  ASSERT_GE(writer.failed_batches(), 1u);
+  const TimePoint stuck = writer.last_progress();
+  ASSERT_TRUE(eventually([&] { return writer.last_alive() - stuck >= 500ms; }));
+  EXPECT_EQ(writer.last_progress(), stuck);  // the loop went round, the writer did not progress
+
+  fx.repair_tick_inserts();
+  ASSERT_TRUE(eventually([&] { return writer.committed_records() == 5; }));
+  EXPECT_GT(writer.last_progress(), stuck);
+}
+
 TEST(StorageWriter, ExposesMetricsThatPassPromtool) {
   Fixture fx(1);
   prometheus::Registry registry;
