@@ -13,6 +13,7 @@
 
 #include "alerting/channel.h"
 #include "config/logging.h"
+#include "config/text.h"
 #include "runner/curl_handles.h"
 
 namespace vigil {
@@ -20,6 +21,15 @@ namespace {
 
 constexpr std::size_t kMaxResponseBytes = 64 * 1024;
 constexpr Millis kMaxWait{1'000};
+
+// The steps counted in vigil_alerting_errors_total{stage}; each one is tried again later.
+constexpr const char* kStageStatusChange = "status_change";  // opening or closing an alert
+constexpr const char* kStageReconcile = "reconcile";         // matching alerts to stored events
+constexpr const char* kStageCheck = "check";                 // a late trigger or a reminder
+constexpr const char* kStageDelivery = "delivery";           // reading and starting due sends
+constexpr const char* kStageRecord = "record";               // storing a delivery's outcome
+constexpr const char* kStages[] = {kStageStatusChange, kStageReconcile, kStageCheck, kStageDelivery,
+                                   kStageRecord};
 
 struct StatusEvent {
   ServiceId service = 0;
@@ -61,7 +71,13 @@ class Alerter::Loop {
                                  .Help("Alert notification deliveries by channel and result "
                                        "(sent, retry: failed and tried again later, failed: "
                                        "given up)")
-                                 .Register(registry)) {
+                                 .Register(registry)),
+        errors_total_(prometheus::BuildCounter()
+                          .Name("vigil_alerting_errors_total")
+                          .Help("Alerting steps that failed (a busy or locked database, a bad "
+                                "row) by stage; each is tried again at the next check")
+                          .Register(registry)) {
+    for (const char* stage : kStages) errors_total_.Add({{"stage", stage}});  // visible at 0
     for (const auto& [name, channel] : config_.channels)
       channels_.emplace(name, make_channel(channel));
     ensure_curl_global_init();
@@ -73,7 +89,9 @@ class Alerter::Loop {
 
   void start() {
     last_progress_ms_ = to_unix_ms(options_.clock());
-    reconcile();
+    // A database busy at start must not stop the process: the thread tries again.
+    reconciled_ =
+        guard(kStageReconcile, "reconciling with the stored events", [&] { reconcile(); });
     thread_ = std::thread([this] { run(); });
   }
 
@@ -150,7 +168,7 @@ class Alerter::Loop {
         events.swap(queue_);
         stopping = stopping_;
       }
-      for (const auto& event : events) guard("handling a status change", [&] { handle(event); });
+      handle_in_order(events);
       {
         std::lock_guard lock(mutex_);
         handled_ += events.size();
@@ -162,16 +180,20 @@ class Alerter::Loop {
 
       const TimePoint now = options_.clock();
       if (now >= next_check) {
-        guard("checking mutes and reminders", [&] { check_active_alerts(now); });
+        if (!reconciled_)
+          reconciled_ =
+              guard(kStageReconcile, "reconciling with the stored events", [&] { reconcile(); });
+        retry_status_changes();
+        guard(kStageCheck, "checking mutes and reminders", [&] { check_active_alerts(now); });
         next_check = now + options_.check_interval;
       }
-      guard("starting deliveries", [&] { start_due(now); });
+      guard(kStageDelivery, "starting deliveries", [&] { start_due(now); });
       int running = 0;
       curl_multi_perform(multi_.get(), &running);
       finish_done();
 
       Millis wait = std::min(kMaxWait, options_.check_interval);
-      guard("reading the next delivery", [&] {
+      guard(kStageDelivery, "reading the next delivery", [&] {
         if (const auto due = store_.next_due(); due && in_flight_.size() < options_.max_in_flight)
           wait = std::clamp(std::chrono::duration_cast<Millis>(*due - options_.clock()), Millis(1),
                             wait);
@@ -180,14 +202,41 @@ class Alerter::Loop {
     }
   }
 
-  // One bad row or a busy database must not stop alerting: log and go on.
+  // One bad row or a busy database must not stop alerting: log, count, go on; the caller
+  // tries the step again later. Whether `body` succeeded.
   template <typename F>
-  void guard(const char* what, F&& body) {
+  bool guard(const char* stage, const char* what, F&& body) {
     try {
       body();
+      return true;
     } catch (const std::exception& e) {
-      log_error(std::string("alerting: ") + what + ": " + e.what());
+      errors_total_.Add({{"stage", stage}}).Increment();
+      log_error(std::string("alerting: ") + what + ": " + e.what() + "; trying again");
+      return false;
     }
+  }
+
+  // Status changes in order, per service: one that fails waits in retry_, and so does every
+  // later one of its service (a recovery must not be handled before the outage it ends).
+  void handle_in_order(const std::deque<StatusEvent>& events) {
+    std::set<ServiceId> waiting;
+    for (const auto& event : retry_) waiting.insert(event.service);
+    for (const auto& event : events) {
+      if (waiting.contains(event.service) ||
+          !guard(kStageStatusChange, "handling a status change", [&] { handle(event); })) {
+        retry_.push_back(event);
+        waiting.insert(event.service);
+      }
+    }
+  }
+
+  // At every check: the status changes that failed, again, until they succeed (or stop():
+  // then the next start's reconcile finds them in the stored events).
+  void retry_status_changes() {
+    if (retry_.empty()) return;
+    std::deque<StatusEvent> again;
+    again.swap(retry_);
+    handle_in_order(again);
   }
 
   AlertMessage message_for(const Service& service, const AlertRecord& alert,
@@ -204,7 +253,9 @@ class Alerter::Loop {
         kind == "trigger" ? alert.previous_status : std::optional<std::string>("down");
     m.since = to_unix_seconds(resolve ? at : alert.created_date);
     m.duration_s = seconds_between(alert.created_date, at);
-    m.reason = resolve ? "up again" : alert.reason;
+    // Reasons are made valid UTF-8 where they enter (probes, pushes); an alert or tick stored by
+    // an older vigil may not be, and must not cost the notification (the dump would throw).
+    m.reason = resolve ? "up again" : valid_utf8(alert.reason);
     m.url = service.spec.url;
     m.team = service.spec.team;
     m.priority = service.spec.priority;
@@ -249,30 +300,32 @@ class Alerter::Loop {
     if (!view) return;  // purged meanwhile
     const Service& service = view->service;
     const auto before = status_before(service.id, event.at);
-    last_kind_[service.id] = event.kind;
     const auto active = store_.active_alert(service.id);
-    if (event.kind == EventKind::downtime) {
-      if (active) return;
-      refresh_windows();
-      const bool muted = silenced(service.spec, options_.clock());
-      const auto route = route_for(config_, service.spec);
-      std::optional<std::string> previous;
-      if (before) previous = before == EventKind::uptime ? "up" : "down";
-      store_.open_alert(service.id, service.spec.name + " down", event.reason, previous, event.at,
-                        [&](const AlertRecord& alert) {
-                          std::vector<NewNotification> out;
-                          const auto payload =
-                              message_for(service, alert, "trigger", event.at).to_json().dump();
-                          for (const auto& channel : route)
-                            out.push_back(NewNotification{channel, "trigger", payload, muted});
-                          return out;
-                        });
-      log_info("alerting: " + service.spec.name + " down, alert opened" +
-               (muted ? " (muted: not notified)" : ""));
-      return;
-    }
-    if (!active) return;
-    close(service, *active, event.at);
+    if (event.kind == EventKind::downtime && !active)
+      open(service, event, before);
+    else if (event.kind == EventKind::uptime && active)
+      close(service, *active, event.at);
+    // Only once handled: a retry must see the status before the change again.
+    last_kind_[service.id] = event.kind;
+  }
+
+  void open(const Service& service, const StatusEvent& event, std::optional<EventKind> before) {
+    refresh_windows();
+    const bool muted = silenced(service.spec, options_.clock());
+    const auto route = route_for(config_, service.spec);
+    std::optional<std::string> previous;
+    if (before) previous = before == EventKind::uptime ? "up" : "down";
+    store_.open_alert(service.id, service.spec.name + " down", event.reason, previous, event.at,
+                      [&](const AlertRecord& alert) {
+                        std::vector<NewNotification> out;
+                        const auto payload =
+                            message_for(service, alert, "trigger", event.at).to_json().dump();
+                        for (const auto& channel : route)
+                          out.push_back(NewNotification{channel, "trigger", payload, muted});
+                        return out;
+                      });
+    log_info("alerting: " + service.spec.name + " down, alert opened" +
+             (muted ? " (muted: not notified)" : ""));
   }
 
   void close(const Service& service, const AlertRecord& active, TimePoint at) {
@@ -300,49 +353,54 @@ class Alerter::Loop {
     // 1,000,000 services down).
     if (config_.empty()) return;
     refresh_windows();
-    for (const auto& alert : store_.active_alerts()) {
-      const auto view = services_.get_service(alert.service_id);
-      if (!view || silenced(view->service.spec, now)) continue;
-      const Service& service = view->service;
-      const auto notifications = store_.notifications(alert.alert_id);
-      std::vector<std::string> untold;
-      std::vector<std::string> remind;
-      for (const auto& channel : route_for(config_, service.spec)) {
-        std::optional<TimePoint> last_told;
-        for (const auto& n : notifications)
-          if (n.channel == channel && (n.kind == "trigger" || n.kind == "repeat") &&
-              n.status != NotificationStatus::suppressed)
-            last_told = n.created_at;
-        const auto repeat = repeat_for(config_, service.spec, channel);
-        if (!last_told)
-          untold.push_back(channel);
-        else if (repeat && now - *last_told >= *repeat)
-          remind.push_back(channel);
-      }
-      if (!untold.empty()) {
-        store_.add_notifications(alert.alert_id, now, [&] {
-          std::vector<NewNotification> out;
-          const auto payload = message_for(service, alert, "trigger", now).to_json().dump();
-          for (const auto& channel : untold)
-            out.push_back(NewNotification{channel, "trigger", payload, false});
-          return out;
-        }());
-      }
-      if (!remind.empty()) {
-        store_.next_cycle(alert.alert_id, now, [&](const AlertRecord& next) {
-          std::vector<NewNotification> out;
-          const auto payload = message_for(service, next, "repeat", now).to_json().dump();
-          for (const auto& channel : remind)
-            out.push_back(NewNotification{channel, "repeat", payload, false});
-          return out;
-        });
-      }
+    for (const auto& alert : store_.active_alerts())
+      guard(kStageCheck, "checking an alert", [&] { check_alert(alert, now); });
+  }
+
+  // A late trigger or the reminders of one active alert.
+  void check_alert(const AlertRecord& alert, TimePoint now) {
+    const auto view = services_.get_service(alert.service_id);
+    if (!view || silenced(view->service.spec, now)) return;
+    const Service& service = view->service;
+    const auto notifications = store_.notifications(alert.alert_id);
+    std::vector<std::string> untold;
+    std::vector<std::string> remind;
+    for (const auto& channel : route_for(config_, service.spec)) {
+      std::optional<TimePoint> last_told;
+      for (const auto& n : notifications)
+        if (n.channel == channel && (n.kind == "trigger" || n.kind == "repeat") &&
+            n.status != NotificationStatus::suppressed)
+          last_told = n.created_at;
+      const auto repeat = repeat_for(config_, service.spec, channel);
+      if (!last_told)
+        untold.push_back(channel);
+      else if (repeat && now - *last_told >= *repeat)
+        remind.push_back(channel);
+    }
+    if (!untold.empty()) {
+      store_.add_notifications(alert.alert_id, now, [&] {
+        std::vector<NewNotification> out;
+        const auto payload = message_for(service, alert, "trigger", now).to_json().dump();
+        for (const auto& channel : untold)
+          out.push_back(NewNotification{channel, "trigger", payload, false});
+        return out;
+      }());
+    }
+    if (!remind.empty()) {
+      store_.next_cycle(alert.alert_id, now, [&](const AlertRecord& next) {
+        std::vector<NewNotification> out;
+        const auto payload = message_for(service, next, "repeat", now).to_json().dump();
+        for (const auto& channel : remind)
+          out.push_back(NewNotification{channel, "repeat", payload, false});
+        return out;
+      });
     }
   }
 
   // At start: what the events say and the alerts do not (a downtime begun, or ended, while no
   // Alerter was running) becomes a queued status change, handled first by the thread.
   void reconcile() {
+    std::deque<StatusEvent> found;
     std::set<ServiceId> listed;
     for (const auto& view : services_.list_services()) {
       listed.insert(view.service.id);
@@ -354,10 +412,10 @@ class Alerter::Loop {
         newest.limit = 1;
         const auto last = services_.ticks(view.service.id, newest);
         if (!last.empty()) reason = reason_of(last.front());
-        queue_.push_back(StatusEvent{view.service.id, EventKind::downtime,
-                                     view.open_event->date_started, reason});
+        found.push_back(StatusEvent{view.service.id, EventKind::downtime,
+                                    view.open_event->date_started, reason});
       } else if (view.open_event->kind == EventKind::uptime && active) {
-        queue_.push_back(
+        found.push_back(
             StatusEvent{view.service.id, EventKind::uptime, view.open_event->date_started, ""});
       }
     }
@@ -367,7 +425,9 @@ class Alerter::Loop {
       if (const auto view = services_.get_service(alert.service_id))
         close(view->service, alert, options_.clock());
     }
-    queued_ += queue_.size();
+    std::lock_guard lock(mutex_);
+    queued_ += found.size();
+    queue_.insert(queue_.end(), found.begin(), found.end());
   }
 
   void start_due(TimePoint now) {
@@ -431,7 +491,8 @@ class Alerter::Loop {
       if (found == in_flight_.end()) continue;
       const auto transfer = std::move(found->second);
       in_flight_.erase(found);
-      guard("recording a delivery", [&] { record(*transfer, result); });
+      // Not recorded: the row stays pending and is sent again (at least once, never lost).
+      guard(kStageRecord, "recording a delivery", [&] { record(*transfer, result); });
     }
   }
 
@@ -480,11 +541,14 @@ class Alerter::Loop {
   AlertingConfig config_;
   AlerterOptions options_;
   prometheus::Family<prometheus::Counter>& notifications_total_;
+  prometheus::Family<prometheus::Counter>& errors_total_;
   std::map<std::string, std::unique_ptr<Channel>> channels_;
   CurlMultiPtr multi_;
   std::map<CURL*, std::unique_ptr<Transfer>> in_flight_;  // runner thread only
   std::vector<MaintenanceWindow> api_windows_;            // alerter thread only
   std::map<ServiceId, EventKind> last_kind_;              // alerter thread only
+  std::deque<StatusEvent> retry_;                         // alerter thread only
+  bool reconciled_ = false;                               // alerter thread (after start)
 
   std::mutex mutex_;
   std::condition_variable handled_cv_;

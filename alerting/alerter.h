@@ -21,6 +21,14 @@
 // default (route_for); reminders every repeat_for while the alert stays active, each one
 // incrementing alert_cycle.
 //
+// Failures: a step that fails (the database busy or locked past its timeout, a bad row) never
+// drops a status change. It is logged, counted in vigil_alerting_errors_total{stage} (stages
+// status_change, reconcile, check, delivery, record) and tried again: a status change at every
+// check_interval until it succeeds (later changes of the same service wait behind it, in order);
+// the reconcile at start likewise; a reminder or delivery step at its next round. A delivery
+// whose outcome could not be stored stays pending and is sent again (at least once). Status
+// changes still waiting at stop() are found again by the next start's reconcile.
+//
 // previous_status: a trigger carries the status before the downtime, the last this Alerter saw
 // for the service or else the newest stored event before it (so also the first transition after
 // a start), and none when the service had no status yet; reminders and resolves carry "down".
@@ -66,7 +74,8 @@ class Alerter {
   Alerter(const Alerter&) = delete;
   Alerter& operator=(const Alerter&) = delete;
 
-  // Reconciles with the stored events, then starts the thread. Once.
+  // Reconciles with the stored events (when that fails, the thread tries again), then starts
+  // the thread. Once.
   void start();
   // A tick record from the runner; only one that opens an event matters. Never blocks.
   void on_tick(const TickRecord& record);
@@ -75,8 +84,8 @@ class Alerter {
   // Stops the thread; deliveries in flight are abandoned (they stay pending and are tried
   // again at the next start). Idempotent.
   void stop();
-  // Blocks until every record queued before the call has been turned into alert rows (for
-  // tests and shutdown).
+  // Blocks until every record queued before the call has been turned into alert rows, or has
+  // failed a step and waits to be tried again (for tests and shutdown).
   void flush();
 
   // When the thread last took its queue of status changes and finished handling them (it

@@ -10,6 +10,8 @@
 #include <string_view>
 #include <utility>
 
+#include "config/text.h"
+
 namespace vigil {
 
 using nlohmann::json;
@@ -39,32 +41,6 @@ void append_double(std::string& out, double value) {
   if (text.find_first_of(".e") == std::string_view::npos) out += ".0";
 }
 
-// Length of the well-formed UTF-8 sequence starting at s[i] (Unicode Table 3-7), 0 if none.
-std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
-  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  const auto in = [](unsigned char b, unsigned char lo, unsigned char hi) {
-    return b >= lo && b <= hi;
-  };
-  const unsigned char b0 = byte(i);
-  const std::size_t left = s.size() - i;
-  if (in(b0, 0xC2, 0xDF)) return left >= 2 && in(byte(i + 1), 0x80, 0xBF) ? 2 : 0;
-  if (in(b0, 0xE0, 0xEF)) {
-    if (left < 3) return 0;
-    const unsigned char lo = b0 == 0xE0 ? 0xA0 : 0x80;  // no overlong forms
-    const unsigned char hi = b0 == 0xED ? 0x9F : 0xBF;  // no surrogates
-    return in(byte(i + 1), lo, hi) && in(byte(i + 2), 0x80, 0xBF) ? 3 : 0;
-  }
-  if (in(b0, 0xF0, 0xF4)) {
-    if (left < 4) return 0;
-    const unsigned char lo = b0 == 0xF0 ? 0x90 : 0x80;  // no overlong forms
-    const unsigned char hi = b0 == 0xF4 ? 0x8F : 0xBF;  // nothing above U+10FFFF
-    return in(byte(i + 1), lo, hi) && in(byte(i + 2), 0x80, 0xBF) && in(byte(i + 3), 0x80, 0xBF)
-               ? 4
-               : 0;
-  }
-  return 0;
-}
-
 // Whether byte `c` goes into a JSON string as it is: printable ASCII other than '"' and '\\'.
 constexpr bool is_plain(unsigned char c) { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\'; }
 
@@ -87,7 +63,7 @@ void append_string(std::string& out, std::string_view s) {
     if (c >= 0x80) {
       const std::size_t length = utf8_sequence_length(s, i);
       if (length == 0) {
-        out += "\xEF\xBF\xBD";
+        out += kReplacementCharacter;
         ++i;
       } else {
         out.append(s.substr(i, length));

@@ -12,6 +12,8 @@
 #include <optional>
 #include <thread>
 
+#include "config/text.h"
+
 namespace vigil {
 namespace {
 
@@ -147,7 +149,7 @@ int run_beat(const BeatOptions& options, const std::string& url) {
   std::string message = options.message;
   if (outcome.ran)
     message = message.empty() ? outcome.description : message + " (" + outcome.description + ")";
-  if (message.size() > kMaxMessage) message.resize(kMaxMessage);
+  message = clean_text(message, kMaxMessage);  // never cut inside a character
   std::string body = "msg=" + form_encode(message);
   if (outcome.ran) body += "&duration_ms=" + std::to_string(outcome.duration_ms);
 

@@ -46,6 +46,7 @@
 #include "api/uptime_gauges.h"
 #include "config/config.h"
 #include "config/logging.h"
+#include "config/text.h"
 
 namespace vigil {
 
@@ -338,13 +339,10 @@ json body_object(const httplib::Request& req) {
     throw bad_request(std::string("body: not valid JSON: ") + e.what());
   }
   if (duplicate) {
-    if (duplicate->size() > 80) *duplicate = duplicate->substr(0, 77) + "...";
-    throw bad_request("body: duplicate key " + dump(json(*duplicate)));
+    throw bad_request("body: duplicate key " + dump(json(shortened(*duplicate, 80))));
   }
   if (!body.is_object()) {
-    std::string shown = dump(body);
-    if (shown.size() > 80) shown = shown.substr(0, 77) + "...";
-    throw bad_request("body: expected a JSON object, got " + shown);
+    throw bad_request("body: expected a JSON object, got " + shortened(dump(body), 80));
   }
   return body;
 }
@@ -502,12 +500,37 @@ class ApiServer::Impl {
     tl_request.route = routes_[endpoint.route].label;
     try {
       authorize(endpoint.gate, req);
+      require_utf8(endpoint, req, path);
       (this->*endpoint.handler)(req, res, path);
     } catch (const ApiError& e) {
       if (e.status == 401) res.set_header("WWW-Authenticate", "Bearer");
       send_error(res, e.status, e.what());
     }
     // Anything else reaches the exception handler: 500 with a generic message.
+  }
+
+  // Query and form parameters and path segments reach a handler percent-decoded (%FF is the
+  // byte 0xFF); they name things (a channel, a cursor, an id), so one that is not valid UTF-8 is
+  // a 400 naming it, here for every route, before any handler quotes or stores it. The one free
+  // text, a push's msg, is cleaned by its handler instead: a job's output must not lose a beat.
+  void require_utf8(const Endpoint& endpoint, const httplib::Request& req,
+                    const std::smatch& path) const {
+    for (const auto& [name, value] : req.params) {
+      if (!is_valid_utf8(name))
+        throw bad_request("query parameter " + dump(json(valid_utf8(name))) +
+                          ": name is not valid UTF-8");
+      if (name == "msg" && endpoint.handler == &Impl::push) continue;
+      if (!is_valid_utf8(value)) throw bad_request(name + ": not valid UTF-8");
+    }
+    // The path's captures, in the order of the label's {placeholders}.
+    const std::string_view label = routes_[endpoint.route].label;
+    std::size_t capture = 1;
+    for (auto open = label.find('{'); open != std::string_view::npos && capture < path.size();
+         open = label.find('{', open + 1), ++capture) {
+      if (!is_valid_utf8(path[capture].str()))
+        throw bad_request(std::string(label.substr(open, label.find('}', open) - open + 1)) +
+                          " in the path: not valid UTF-8");
+    }
   }
 
   Credentials credentials(const httplib::Request& req) const {
@@ -918,7 +941,9 @@ class ApiServer::Impl {
       if (message->size() > kMaxPushMessage)
         throw bad_request("msg: at most " + std::to_string(kMaxPushMessage) + " bytes, got " +
                           std::to_string(message->size()));
-      beat.message = std::move(*message);
+      // A job's output in a legacy encoding must not cost the beat: invalid bytes become
+      // U+FFFD (which may lengthen it, hence the cut on a character boundary).
+      beat.message = clean_text(*message, kMaxPushMessage);
     }
     if (duration) {
       if (!std::isfinite(*duration) || *duration < 0 || *duration > 1e10)

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "config/config.h"
+#include "config/text.h"
 
 namespace vigil {
 namespace {
@@ -16,8 +17,7 @@ using nlohmann::json;
 // A JSON value as the user wrote it, for messages.
 std::string shown(const json& value) {
   std::string text = value.dump();
-  if (text.size() > 80) text = text.substr(0, 77) + "...";
-  return text;
+  return shortened(text, 80);
 }
 
 std::string quote_text(const std::string& text) { return shown(json(text)); }

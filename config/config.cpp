@@ -13,6 +13,7 @@
 
 #include "config/conditions.h"
 #include "config/probe_options.h"
+#include "config/text.h"
 
 namespace vigil {
 namespace {
@@ -50,8 +51,7 @@ std::string trim(std::string_view s) {
 // A JSON value as the user wrote it, for error messages.
 std::string shown(const json& value) {
   std::string text = value.dump();
-  if (text.size() > 80) text = text.substr(0, 77) + "...";
-  return text;
+  return shortened(text, 80);
 }
 
 // Invalid UTF-8 (a .env line is raw bytes) is replaced, not thrown: found by fuzz/settings_fuzzer,

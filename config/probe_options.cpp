@@ -6,6 +6,7 @@
 
 #include "config/conditions.h"
 #include "config/config.h"
+#include "config/text.h"
 
 namespace vigil {
 namespace {
@@ -35,8 +36,7 @@ constexpr int kMaxThreshold = 100;
 
 std::string shown(const json& value) {
   std::string text = value.dump();
-  if (text.size() > 80) text = text.substr(0, 77) + "...";
-  return text;
+  return shortened(text, 80);
 }
 
 bool boolean(const json& value, const std::string& where) {

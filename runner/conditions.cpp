@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <variant>
 
+#include "config/text.h"
+
 namespace vigil {
 namespace {
 
@@ -11,8 +13,7 @@ using nlohmann::json;
 
 std::string shown(const json& value) {
   std::string text = value.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (text.size() > 80) text = text.substr(0, 77) + "...";
-  return text;
+  return shortened(text, 80);
 }
 
 std::string fixed(double value, int decimals) {

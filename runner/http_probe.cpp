@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "config/text.h"
 #include "runner/curl_handles.h"
 #include "runner/probe.h"
 
@@ -79,8 +80,9 @@ std::vector<CertificateInfo> read_certificates(CURL* easy) {
       if (colon == std::string_view::npos) continue;
       const auto name = line.substr(0, colon);
       const std::string value(line.substr(colon + 1));
-      if (name == "Subject") cert.subject = value;
-      if (name == "Issuer") cert.issuer = value;
+      // A certificate's names are the server's bytes (a T61String is often Latin-1).
+      if (name == "Subject") cert.subject = valid_utf8(value);
+      if (name == "Issuer") cert.issuer = valid_utf8(value);
       if (name == "Expire date") cert.not_after = parse_cert_time(value);
     }
     chain.push_back(std::move(cert));
@@ -264,7 +266,7 @@ class HttpProbe final : public Probe {
       details.resolved_ip = text;
     text = nullptr;
     if (curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &text) == CURLE_OK && text)
-      details.final_url = text;
+      details.final_url = valid_utf8(text);  // a redirect's Location is the server's bytes
     curl_easy_getinfo(e, CURLINFO_REDIRECT_COUNT, &details.redirects);
     curl_off_t length = -1;
     if (curl_easy_getinfo(e, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length) == CURLE_OK &&
@@ -303,8 +305,9 @@ class HttpProbe final : public Probe {
     if (!self->keep_headers_) return bytes;
     const auto colon = line.find(':');
     if (colon != std::string_view::npos && self->headers_.size() < kMaxHeaders)
-      self->headers_.emplace_back(lower(trim_blank(line.substr(0, colon))),
-                                  std::string(trim_blank(line.substr(colon + 1))));
+      // Values are the server's bytes (Latin-1 is common) and end up quoted in reasons.
+      self->headers_.emplace_back(lower(valid_utf8(trim_blank(line.substr(0, colon)))),
+                                  valid_utf8(trim_blank(line.substr(colon + 1))));
     return bytes;
   }
 
@@ -355,9 +358,10 @@ class HttpProbe final : public Probe {
     }
   }
 
-  // curl's own sentence for this transfer when it wrote one, its generic text otherwise.
+  // curl's own sentence for this transfer when it wrote one, its generic text otherwise. Made
+  // valid UTF-8: curl quotes what the server sent (a status line, a header, a host).
   std::string detail(CURLcode code) const {
-    return error_[0] != '\0' ? std::string(error_) : std::string(curl_easy_strerror(code));
+    return error_[0] != '\0' ? valid_utf8(error_) : std::string(curl_easy_strerror(code));
   }
 
   // The host of the URL curl was fetching when it failed: after redirects that is not
@@ -369,9 +373,9 @@ class HttpProbe final : public Probe {
     char* host = nullptr;
     if (effective && url && curl_url_set(url.get(), CURLUPART_URL, effective, 0) == CURLUE_OK &&
         curl_url_get(url.get(), CURLUPART_HOST, &host, 0) == CURLUE_OK) {
-      return CurlStringPtr(host).get();
+      return valid_utf8(CurlStringPtr(host).get());  // a redirect's host: the server's bytes
     }
-    return effective ? effective : "";
+    return effective ? valid_utf8(effective) : "";
   }
 
   static constexpr std::size_t kMaxHeaders = 200;  // kept per response, for conditions

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <stdexcept>
 
+#include "config/text.h"
 #include "runner/curl_handles.h"
 #include "runner/probe.h"
 
@@ -23,10 +24,8 @@ using SteadyClock = std::chrono::steady_clock;
 constexpr std::size_t kMaxReceived = 64 * 1024;  // bytes read while looking for `expect`
 
 std::string shown(const std::string& text) {
-  std::string out =
-      nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  if (out.size() > 80) out = out.substr(0, 77) + "...";
-  return out;
+  return shortened(
+      nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 80);
 }
 
 class TcpProbe final : public Probe {
@@ -214,8 +213,9 @@ class TcpProbe final : public Probe {
     }
   }
 
+  // curl's sentence can quote what the peer sent: made valid UTF-8 here, where it enters.
   std::string detail(CURLcode code) const {
-    return error_[0] != '\0' ? std::string(error_) : std::string(curl_easy_strerror(code));
+    return error_[0] != '\0' ? valid_utf8(error_) : std::string(curl_easy_strerror(code));
   }
 
   CurlEasyPtr easy_;

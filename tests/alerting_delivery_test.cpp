@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <prometheus/registry.h>
+#include <sqlite3.h>
 
 #include <atomic>
 #include <chrono>
@@ -69,6 +70,16 @@ double counter(prometheus::Registry& registry, const std::string& channel,
     }
   }
   return 0;
+}
+
+double alerting_errors(prometheus::Registry& registry, const std::string& stage) {
+  for (const auto& f : registry.Collect()) {
+    if (f.name != "vigil_alerting_errors_total") continue;
+    for (const auto& m : f.metric)
+      for (const auto& l : m.label)
+        if (l.name == "stage" && l.value == stage) return m.counter.value;
+  }
+  return -1;  // no such series
 }
 
 TickRecord status_change(ServiceId id, bool up, TimePoint at, std::optional<int> code = 503,
@@ -314,6 +325,37 @@ TEST_F(AlertingTest, ADowntimeStoredWithoutItsAlertAlertsAtStart) {
   const auto body = json::parse(got[0].body);
   EXPECT_EQ(body["reason"], "connection refused");
   EXPECT_EQ(body["since"], to_unix_seconds(down.tick.ts));
+}
+
+// Another connection holds SQLite's write lock while a down transition arrives: the Alerter's
+// write fails (busy past its timeout), is counted, and is tried again until the lock is gone;
+// the alert is then written and delivered, once.
+TEST_F(AlertingTest, ADatabaseLockedWhileAServiceGoesDownDelaysTheAlertButNeverDropsIt) {
+  const ServiceId id = add_service("locked");
+  auto a =
+      alerter({{"channels", {{"hook", {{"type", "webhook"}, {"url", receiver_.url("/hook")}}}}},
+               {"default", {"hook"}}},
+              fast());
+  EXPECT_EQ(alerting_errors(registry_, "status_change"), 0);
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(db().c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+
+  a->on_tick(status_change(id, false, now_ms()));
+  // The first attempt gives up after the store's busy timeout (5 s).
+  EXPECT_TRUE(eventually([&] { return alerting_errors(registry_, "status_change") >= 1; }, 20s));
+  EXPECT_TRUE(receiver_.requests("/hook").empty());
+
+  ASSERT_EQ(sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(other);
+  const auto got = receiver_.wait_for("/hook", 1, 20s);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(json::parse(got[0].body)["kind"], "trigger");
+  EXPECT_EQ(json::parse(got[0].body)["service"], "locked");
+  const auto alert = a->store().active_alert(id);
+  ASSERT_TRUE(alert);
+  EXPECT_EQ(a->store().notifications(alert->alert_id).size(), 1u);
+  EXPECT_GE(alerting_errors(registry_, "status_change"), 1);
 }
 
 TEST_F(AlertingTest, RoutesByTeamElseDefault) {

@@ -150,5 +150,17 @@ TEST_F(AlertsApiTest, TestNotificationIsAWrite) {
   EXPECT_EQ(receiver_.wait_for("/hook", 1).size(), 1u);
 }
 
+TEST_F(AlertsApiTest, AChannelThatIsNotUtf8Is400NamingTheParameter) {
+  httplib::Client client("127.0.0.1", port_);
+  for (const std::string channel : {"%FF", "%C3", "ho%C0%AFok"}) {
+    auto reply = client.Post("/v1/alerts/test?channel=" + channel, "", "application/json");
+    ASSERT_TRUE(reply);
+    EXPECT_EQ(reply->status, 400) << channel;
+    const json body = json::parse(reply->body);  // valid JSON, whatever was sent
+    EXPECT_EQ(body["error"], "channel: not valid UTF-8") << channel;
+  }
+  EXPECT_TRUE(receiver_.requests("/hook").empty());
+}
+
 }  // namespace
 }  // namespace vigil

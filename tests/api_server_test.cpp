@@ -273,6 +273,32 @@ TEST_F(ApiServerTest, BadServiceIdIs400) {
   }
 }
 
+// Parameters reach the handlers percent-decoded: bytes that are not UTF-8 are refused for every
+// route, before any handler quotes or looks them up, naming what was wrong.
+TEST_F(ApiServerTest, ParametersAndPathSegmentsThatAreNotUtf8Are400NamingThem) {
+  const std::string alpha = std::to_string(alpha_id_);
+  struct Case {
+    std::string path;
+    std::string error;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"/v1/services?team=%FF", "team: not valid UTF-8"},
+           {"/v1/services?tag=a%C3", "tag: not valid UTF-8"},             // cut inside a character
+           {"/v1/services?cursor=%ED%A0%80", "cursor: not valid UTF-8"},  // a surrogate
+           {"/v1/services?limit=%C0%B1", "limit: not valid UTF-8"},       // overlong "1"
+           {"/v1/services/" + alpha + "/ticks?from=%FF", "from: not valid UTF-8"},
+           {"/v1/services/%FF", "{id} in the path: not valid UTF-8"},
+           {"/v1/services/%FF/events", "{id} in the path: not valid UTF-8"},
+           {"/v1/badges/%E9t%E9/status.svg", "{name} in the path: not valid UTF-8"},
+           {"/v1/services?%FF=1", "query parameter \"\xEF\xBF\xBD\": name is not valid UTF-8"},
+       }) {
+    const Reply reply = get(c.path);
+    EXPECT_EQ(expect_error(reply, 400), c.error) << c.path;
+  }
+  // Valid UTF-8 is a value like any other.
+  EXPECT_EQ(get("/v1/services?team=%C3%A9quipe").status, 200);
+}
+
 TEST_F(ApiServerTest, UnknownRouteIs404Envelope) {
   for (const std::string path : {"/nope", "/v1", "/v1/services/1/other", "/v1/services/"}) {
     const std::string message = expect_error(get(path), 404);

@@ -555,6 +555,32 @@ TEST_F(ApiWriteTest, ListFiltersAndPages) {
   }
 }
 
+// A job's output in a legacy encoding must not cost the beat: the msg is kept with every byte
+// that is not UTF-8 replaced, never refused and never stored raw.
+TEST_F(ApiWriteTest, APushMessageThatIsNotUtf8IsKeptWithReplacementCharacters) {
+  start();
+  const json beat = create({{"name", "job"}, {"kind", "heartbeat"}, {"interval_seconds", 60}});
+  const std::string push = "/v1/push/" + beat["push_token"].get<std::string>();
+  EXPECT_EQ(get(push + "/fail?msg=%FF").status, 200);
+  EXPECT_EQ(
+      post(push + "/fail", std::string("msg=caf%E9"), nullptr, "application/x-www-form-urlencoded")
+          .status,
+      200);
+  // 1024 bytes, the most accepted, that grow when replaced: cut again on a character boundary.
+  std::string long_message;
+  for (int i = 0; i < 1024; ++i) long_message += "%FF";
+  EXPECT_EQ(get(push + "/fail?msg=" + long_message).status, 200);
+  const auto beats = store_->take_beats(100);
+  ASSERT_EQ(beats.size(), 3u);
+  const std::string fffd = "\xEF\xBF\xBD";
+  EXPECT_EQ(beats[0].second.message, fffd);
+  EXPECT_EQ(beats[1].second.message, "caf" + fffd);
+  std::string cut;
+  while (cut.size() + fffd.size() <= 1024) cut += fffd;
+  EXPECT_EQ(beats[2].second.message, cut);
+  for (const auto& [service, report] : beats) EXPECT_FALSE(report.up);
+}
+
 TEST_F(ApiWriteTest, PushesAreQueuedForTheRunnerProcessAndUnknownTokensWriteNothing) {
   start();
   const json beat = create({{"name", "job"}, {"kind", "heartbeat"}, {"interval_seconds", 60}});
