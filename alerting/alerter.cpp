@@ -12,6 +12,7 @@
 
 #include "alerting/channel.h"
 #include "config/logging.h"
+#include "config/url_redaction.h"
 #include "runner/curl_handles.h"
 
 namespace vigil {
@@ -201,7 +202,7 @@ class Alerter::Loop {
     m.since = to_unix_seconds(resolve ? at : alert.created_date);
     m.duration_s = seconds_between(alert.created_date, at);
     m.reason = resolve ? "up again" : alert.reason;
-    m.url = service.spec.url;
+    m.url = redact_url(service.spec.url, UrlAudience::reader);  // for third parties
     m.team = service.spec.team;
     m.priority = service.spec.priority;
     m.runbook = service.spec.runbook;
