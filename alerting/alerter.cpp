@@ -14,6 +14,7 @@
 #include "alerting/channel.h"
 #include "config/logging.h"
 #include "config/text.h"
+#include "config/url_redaction.h"
 #include "runner/curl_handles.h"
 
 namespace vigil {
@@ -256,7 +257,7 @@ class Alerter::Loop {
     // Reasons are made valid UTF-8 where they enter (probes, pushes); an alert or tick stored by
     // an older vigil may not be, and must not cost the notification (the dump would throw).
     m.reason = resolve ? "up again" : valid_utf8(alert.reason);
-    m.url = service.spec.url;
+    m.url = redact_url(service.spec.url, UrlAudience::reader);  // for third parties
     m.team = service.spec.team;
     m.priority = service.spec.priority;
     m.runbook = service.spec.runbook;

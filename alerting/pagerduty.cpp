@@ -3,6 +3,7 @@
 #include <ctime>
 
 #include "alerting/channel.h"
+#include "config/url_redaction.h"
 
 namespace vigil {
 namespace {
@@ -37,7 +38,8 @@ class PagerDutyChannel final : public Channel {
       body["event_action"] = "trigger";
       body["payload"] = {
           {"summary", m.service + " is down" + (m.reason.empty() ? "" : ": " + m.reason)},
-          {"source", m.url.empty() ? m.service : m.url},
+          // Redacted again: a message stored by an older vigil may hold the URL as it was.
+          {"source", m.url.empty() ? m.service : redact_url(m.url, UrlAudience::reader)},
           {"severity", severity(m.priority)},
           {"timestamp", iso8601(m.since)},
           {"component", m.service},

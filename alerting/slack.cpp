@@ -3,6 +3,7 @@
 #include <ctime>
 
 #include "alerting/channel.h"
+#include "config/url_redaction.h"
 
 namespace vigil {
 namespace {
@@ -14,6 +15,22 @@ std::string utc_text(std::int64_t unix_seconds) {
   char text[32];
   std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S UTC", &tm);
   return text;
+}
+
+// Slack reads '<' and '>' as link markup and '&' as an entity: "<redacted>" must stay text.
+std::string slack_escaped(const std::string& text) {
+  std::string out;
+  for (const char c : text) {
+    if (c == '&')
+      out += "&amp;";
+    else if (c == '<')
+      out += "&lt;";
+    else if (c == '>')
+      out += "&gt;";
+    else
+      out += c;
+  }
+  return out;
 }
 
 class SlackChannel final : public Channel {
@@ -28,6 +45,7 @@ class SlackChannel final : public Channel {
     std::string text = (down ? "Down" : "Up") + std::string(" since ") + utc_text(m.since);
     if (!down && m.duration_s > 0) text += ", after " + std::to_string(m.duration_s) + " s down";
     if (!m.reason.empty()) text += "\nReason: " + m.reason;
+    if (!m.url.empty()) text += "\nURL: " + slack_escaped(redact_url(m.url, UrlAudience::reader));
     if (!m.runbook.empty()) text += "\nRunbook: <" + m.runbook + ">";
     nlohmann::json body = {
         {"text", title},

@@ -1,5 +1,6 @@
 // webhook: POSTs the message as JSON, with the channel's headers.
 #include "alerting/channel.h"
+#include "config/url_redaction.h"
 
 namespace vigil {
 namespace {
@@ -17,7 +18,8 @@ class WebhookChannel final : public Channel {
         {"since", m.since},
         {"duration_s", m.duration_s},
         {"reason", m.reason},
-        {"url", m.url},
+        // Redacted again: a message stored by an older vigil may hold the URL as it was.
+        {"url", redact_url(m.url, UrlAudience::reader)},
         {"team", m.team},
         {"priority", m.priority},
         {"runbook", m.runbook},

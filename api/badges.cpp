@@ -52,7 +52,8 @@ const char* response_time_color(std::optional<double> p95_ms) {
   return kRed;
 }
 
-Badge status_badge(const ServiceView& view) {
+Badge status_badge(const ServiceView& view, TimePoint now) {
+  if (is_stale(view, now)) return Badge{"status", "stale", kOrange};
   if (!view.open_event) return Badge{"status", "unknown", kGrey};
   if (view.open_event->kind == EventKind::downtime) return Badge{"status", "down", kRed};
   return Badge{"status", "up", kBrightGreen};

@@ -1,8 +1,9 @@
 // Shields-style SVG badges (issue 9): a grey label and a coloured value, for
 //   GET /v1/services/{id}/badges/{status,uptime,response-time}.svg and /v1/badges/{name}/...
-// Colours (README, Badges): status up brightgreen, down red, unknown grey; uptime >= 99.9%
-// brightgreen, >= 99% green, >= 95% yellow, >= 90% orange, else red; p95 response time < 200 ms
-// brightgreen, < 500 ms green, < 1 s yellow, < 2 s orange, else red; no data grey. Any thread.
+// Colours (README, Badges): status up brightgreen, down red, stale orange, unknown grey;
+// uptime >= 99.9% brightgreen, >= 99% green, >= 95% yellow, >= 90% orange, else red; p95
+// response time < 200 ms brightgreen, < 500 ms green, < 1 s yellow, < 2 s orange, else red; no
+// data grey. Any thread.
 #pragma once
 
 #include <optional>
@@ -34,7 +35,8 @@ std::optional<Millis> window_of(std::string_view name);
 const char* uptime_color(std::optional<double> percent);
 const char* response_time_color(std::optional<double> p95_ms);
 
-Badge status_badge(const ServiceView& view);
+// "stale" when is_stale at `now` (storage/store.h).
+Badge status_badge(const ServiceView& view, TimePoint now);
 // From what the probes said over the window (Store::summarize).
 Badge uptime_badge(const RollupSummary& window, std::string_view window_name);
 Badge response_time_badge(const RollupSummary& window, std::string_view window_name);

@@ -120,7 +120,8 @@ void key(std::string& out, std::string_view name, bool first = false) {
   out.append(text, n);
 }
 
-const char* status_word(const ServiceView& view) {
+const char* status_word(const ServiceView& view, TimePoint now) {
+  if (is_stale(view, now)) return "stale";
   if (!view.open_event) return "unknown";
   return view.open_event->kind == EventKind::uptime ? "up" : "down";
 }
@@ -163,15 +164,22 @@ void append_metric_json(std::string& out, const Metric& metric) {
 }
 
 void append_service_json(std::string& out, const ServiceView& view) {
-  append_service_json(out, view, false);
+  append_service_json(out, view, ServiceJsonOptions{});
 }
 
 void append_service_json(std::string& out, const ServiceView& view, bool with_push_token) {
+  append_service_json(out, view, ServiceJsonOptions{.with_push_token = with_push_token});
+}
+
+void append_service_json(std::string& out, const ServiceView& view,
+                         const ServiceJsonOptions& options) {
+  const bool with_push_token = options.with_push_token;
+  const TimePoint now = options.now ? *options.now : now_ms();
   const Service& service = view.service;
   const ServiceSpec& spec = service.spec;
   const bool heartbeat = spec.kind == ServiceKind::heartbeat;
   // A snooze that ran out reads as not muted (issue 3): computed here, on every read.
-  const bool muted = spec.muted_at(now_ms());
+  const bool muted = spec.muted_at(now);
   const auto append_optional_string = [&](const std::string& text) {
     if (text.empty())
       out += "null";
@@ -209,6 +217,11 @@ void append_service_json(std::string& out, const ServiceView& view, bool with_pu
   append_double(out, static_cast<double>(service.spec.interval.count()) / 1000.0);
   key(out, "kind");
   append_string(out, to_string(spec.kind));
+  key(out, "last_tick_at");
+  if (view.last_tick_at)
+    append_seconds(out, *view.last_tick_at);
+  else
+    out += "null";
   key(out, "latest_event");
   key(out += '{', "data", true);
   append_open_event();
@@ -243,8 +256,8 @@ void append_service_json(std::string& out, const ServiceView& view, bool with_pu
   append_optional_string(spec.runbook);
   key(out, "source");
   append_string(out, to_string(service.source));
-  key(out, "status");  // addition beyond the seed shape: "up", "down" or "unknown"
-  append_string(out, status_word(view));
+  key(out, "status");  // addition beyond the seed shape: "up", "down", "unknown" or "stale"
+  append_string(out, status_word(view, now));
   key(out, "tags");
   out += '[';
   for (std::size_t i = 0; i < spec.tags.size(); ++i) {
@@ -261,7 +274,7 @@ void append_service_json(std::string& out, const ServiceView& view, bool with_pu
   key(out, "updated_at");
   append_seconds(out, service.updated_at);
   key(out, "url");  // null for a heartbeat: it is not probed
-  append_optional_string(service.spec.url);
+  append_optional_string(redact_url(service.spec.url, options.audience));
   out += '}';
 }
 
@@ -322,10 +335,13 @@ json parsed(void (*append)(std::string&, const T&), const T& value) {
 
 json event_json(const Event& event) { return parsed(&append_event_json, event); }
 json metric_json(const Metric& metric) { return parsed(&append_metric_json, metric); }
-json service_json(const ServiceView& view, bool with_push_token) {
+json service_json(const ServiceView& view, const ServiceJsonOptions& options) {
   std::string text;
-  append_service_json(text, view, with_push_token);
+  append_service_json(text, view, options);
   return json::parse(text);
+}
+json service_json(const ServiceView& view, bool with_push_token) {
+  return service_json(view, ServiceJsonOptions{.with_push_token = with_push_token});
 }
 json tick_json(const Tick& tick) { return parsed(&append_tick_json, tick); }
 

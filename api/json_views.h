@@ -3,9 +3,11 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 
+#include "config/url_redaction.h"
 #include "storage/model.h"
 #include "storage/store.h"
 
@@ -17,13 +19,22 @@ nlohmann::json event_json(const Event& event);
 // {"average_response_time_ms","down_count","tick_count","up_count","uptime_percent"}
 nlohmann::json metric_json(const Metric& metric);
 
+// What a service's JSON may show, and when it is rendered.
+struct ServiceJsonOptions {
+  bool with_push_token = false;                // heartbeats: "push_token"
+  UrlAudience audience = UrlAudience::reader;  // "url" through redact_url (config/url_redaction.h)
+  std::optional<TimePoint> now{};              // for "muted" and "stale"; empty: the system clock
+};
+
 // {"id","name","url","created_at","updated_at","current_status": event|null,
 //  "latest_event": {"data": event|null}, "metric": {"data": metric}}
-// plus "status" ("up", "down", "unknown" before the first tick), "active" and
+// plus "status" ("up", "down", "unknown" before the first tick, "stale" when is_stale at `now`,
+// storage/store.h), "last_tick_at"|null (unix seconds), "active" and
 // "interval_seconds", and (issue 3) "kind", "source", "team"|null, "priority" ("p1".."p5"),
 // "runbook"|null, "tags", "muted" (false once a snooze ran out), "muted_until"|null (while a
 // snooze runs); heartbeats have url null, "grace_seconds", "threshold" and, only when
-// `with_push_token`, "push_token".
+// `with_push_token`, "push_token". The url is redacted for `audience`.
+nlohmann::json service_json(const ServiceView& view, const ServiceJsonOptions& options);
 nlohmann::json service_json(const ServiceView& view, bool with_push_token = false);
 
 // {"ts" (unix seconds),"ts_ms","up","status_code"|null,"response_ms","error"|null,"region",
@@ -36,8 +47,10 @@ nlohmann::json tick_json(const Tick& tick);
 // compact, invalid UTF-8 replaced by U+FFFD) to `out` without building a nlohmann tree.
 void append_event_json(std::string& out, const Event& event);
 void append_metric_json(std::string& out, const Metric& metric);
-void append_service_json(std::string& out, const ServiceView& view);
+void append_service_json(std::string& out, const ServiceView& view);  // default options
 void append_service_json(std::string& out, const ServiceView& view, bool with_push_token);
+void append_service_json(std::string& out, const ServiceView& view,
+                         const ServiceJsonOptions& options);
 void append_tick_json(std::string& out, const Tick& tick);
 
 // {"status": code, "status_desc": "OK", "data": data}

@@ -10,7 +10,11 @@
 #include <cstdio>
 #include <iostream>
 #include <optional>
+#include <string_view>
 #include <thread>
+#include <utility>
+
+#include "config/url_redaction.h"
 
 #include "config/text.h"
 
@@ -22,10 +26,34 @@ constexpr time_t kTimeoutSeconds = 10;
 constexpr int kAttempts = 2;
 
 struct SplitUrl {
-  std::string origin;  // scheme://host:port
+  std::string origin;  // scheme://host:port, without userinfo
   std::string path;    // /v1/push/<token>
   std::string query;   // "" or "?..."
+  std::optional<std::pair<std::string, std::string>> basic_auth;  // from user:password@
 };
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// RFC 3986 percent-decoding of a userinfo part ("p%40ss" is "p@ss").
+std::string percent_decoded(std::string_view text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const int hi = text[i] == '%' && i + 2 < text.size() ? hex_value(text[i + 1]) : -1;
+    const int lo = hi >= 0 ? hex_value(text[i + 2]) : -1;
+    if (lo >= 0) {
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
 
 std::optional<SplitUrl> split_url(const std::string& url) {
   const auto scheme_end = url.find("://");
@@ -34,6 +62,15 @@ std::optional<SplitUrl> split_url(const std::string& url) {
   if (path_start == std::string::npos || path_start == scheme_end + 3) return std::nullopt;
   SplitUrl out;
   out.origin = url.substr(0, path_start);
+  // httplib takes no userinfo in the origin: it becomes Basic credentials.
+  if (const auto at = out.origin.rfind('@'); at != std::string::npos) {
+    const std::string userinfo = out.origin.substr(scheme_end + 3, at - scheme_end - 3);
+    const auto colon = userinfo.find(':');
+    out.basic_auth.emplace(
+        percent_decoded(userinfo.substr(0, colon)),
+        colon == std::string::npos ? std::string() : percent_decoded(userinfo.substr(colon + 1)));
+    out.origin.erase(scheme_end + 3, at - scheme_end - 2);
+  }
   const auto query_start = url.find('?', path_start);
   out.path = url.substr(path_start, query_start - path_start);
   if (query_start != std::string::npos) out.query = url.substr(query_start);
@@ -117,7 +154,8 @@ BeatOptions parse_beat_arguments(const std::vector<std::string>& args) {
     } else if (options.target.empty()) {
       options.target = arg;
     } else {
-      throw UsageError("unexpected argument \"" + arg + "\" (put the command after \"--\")");
+      throw UsageError("unexpected argument \"" + redact_url(arg, UrlAudience::reader) +
+                       "\" (put the command after \"--\")");
     }
   }
   if (options.target.empty()) throw UsageError("missing the push URL or token");
@@ -154,11 +192,13 @@ int run_beat(const BeatOptions& options, const std::string& url) {
   if (outcome.ran) body += "&duration_ms=" + std::to_string(outcome.duration_ms);
 
   httplib::Client client(split->origin);
+  if (split->basic_auth) client.set_basic_auth(split->basic_auth->first, split->basic_auth->second);
   client.set_connection_timeout(kTimeoutSeconds);
   client.set_read_timeout(kTimeoutSeconds);
   client.set_write_timeout(kTimeoutSeconds);
   const std::string path = split->path + (failed ? "/fail" : "") + split->query;
-  // The origin only, never the path: the token in it is a secret.
+  // The origin only, never the path: the token in it is a secret; and the origin as redact_url
+  // shows it, without a password.
   std::string problem;
   for (int attempt = 1; attempt <= kAttempts; ++attempt) {
     auto result = client.Post(path.c_str(), body, "application/x-www-form-urlencoded");
@@ -174,7 +214,9 @@ int run_beat(const BeatOptions& options, const std::string& url) {
     if (attempt < kAttempts) std::this_thread::sleep_for(std::chrono::seconds(1));
   }
   if (!problem.empty())
-    std::cerr << "vigil beat: could not report to " << split->origin << ": " << problem << "\n";
+    std::cerr << "vigil beat: could not report to "
+              << redact_url(url.substr(0, url.find('/', url.find("://") + 3)), UrlAudience::reader)
+              << ": " << problem << "\n";
 
   if (outcome.exit_code != 0) return outcome.exit_code;
   return problem.empty() ? 0 : 1;

@@ -35,6 +35,7 @@
 #include "alerting/maintenance.h"
 #include "api/auth.h"
 #include "api/badges.h"
+#include "api/freshness_gauges.h"
 #include "api/guarded_server.h"
 #include "api/health.h"
 #include "api/json_views.h"
@@ -405,7 +406,8 @@ class ApiServer::Impl {
                        .Help("HTTP API request duration by route pattern, in seconds.")
                        .Register(registry)),
         buckets_{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5},
-        uptime_gauges_(std::make_shared<UptimeGauges>(store)) {
+        uptime_gauges_(std::make_shared<UptimeGauges>(store)),
+        freshness_gauges_(std::make_shared<FreshnessGauges>(store)) {
     configure();
   }
 
@@ -766,8 +768,13 @@ class ApiServer::Impl {
     std::string body;
     body.reserve(views.size() * 700 + 128);
     append_envelope_begin(body);  // in place: a page of 1,000 is 0.5 MB, not copied again
-    body += R"({"services":{"data":)";
-    append_list(body, views, &append_service_json);
+    body += R"({"services":{"data":[)";
+    const ServiceJsonOptions options{.audience = url_audience(req), .now = filter.now};
+    for (std::size_t i = 0; i < views.size(); ++i) {
+      if (i > 0) body += ',';
+      append_service_json(body, views[i], options);
+    }
+    body += ']';
     append_next(body, next);
     body += "}}";
     append_envelope_end(body, 200);
@@ -778,7 +785,13 @@ class ApiServer::Impl {
     const ServiceId id = parse_service_id(path[1].str());
     auto view = store_.get_service(id);
     if (!view) throw not_found(id);
-    send_service(res, 200, *view, may_see_secrets(tokens_, credentials(req)));
+    send_service(res, 200, *view, may_see_secrets(tokens_, credentials(req)), url_audience(req));
+  }
+
+  // Query values of probe URLs are shown to writers only (config/url_redaction.h).
+  UrlAudience url_audience(const httplib::Request& req) const {
+    return write_access(tokens_, credentials(req)) == Access::allowed ? UrlAudience::writer
+                                                                      : UrlAudience::reader;
   }
 
   // ---- issue 3: writes and pushes ----
@@ -965,8 +978,12 @@ class ApiServer::Impl {
     filter.team = text("team");
     filter.tag = text("tag");
     if (const auto status = text("status")) {
-      if (*status != "up" && *status != "down") throw bad_request("status must be up or down");
-      filter.status = *status == "up" ? EventKind::uptime : EventKind::downtime;
+      if (*status == "stale")
+        filter.stale = true;
+      else if (*status == "up" || *status == "down")
+        filter.status = *status == "up" ? EventKind::uptime : EventKind::downtime;
+      else
+        throw bad_request("status must be up, down or stale");
     }
     filter.muted = bool_param(req, "muted");
     if (const auto kind = text("kind")) {
@@ -983,10 +1000,12 @@ class ApiServer::Impl {
     return filter;
   }
 
+  // Write routes answer writers: they see the URL's query values unless told otherwise.
   static void send_service(httplib::Response& res, int status, const ServiceView& view,
-                           bool with_push_token) {
+                           bool with_push_token, UrlAudience audience = UrlAudience::writer) {
     std::string data = R"({"service":)";
-    append_service_json(data, view, with_push_token);
+    append_service_json(
+        data, view, ServiceJsonOptions{.with_push_token = with_push_token, .audience = audience});
     data += '}';
     send_json_text(res, status, envelope_text(status, data));
   }
@@ -1221,6 +1240,7 @@ class ApiServer::Impl {
   void metrics(const httplib::Request&, httplib::Response& res, const std::smatch&) {
     std::vector<std::shared_ptr<prometheus::Collectable>> collectables = options_.collectables;
     collectables.push_back(uptime_gauges_);
+    collectables.push_back(freshness_gauges_);
     res.status = 200;
     res.set_chunked_content_provider(
         kPrometheusType,
@@ -1321,7 +1341,7 @@ class ApiServer::Impl {
     const ServiceView view = badge_service(path[1].str(), by_name);
     badges::Badge badge;
     if constexpr (kind == BadgeKind::status) {
-      badge = badges::status_badge(view);
+      badge = badges::status_badge(view, now_ms());
     } else {
       const TimePoint now = now_ms();
       const RollupSummary summary = store_.summarize(view.service.id, now - *window, now);
@@ -1360,7 +1380,8 @@ class ApiServer::Impl {
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& durations_;
   const prometheus::Histogram::BucketBoundaries buckets_;
-  std::shared_ptr<UptimeGauges> uptime_gauges_;  // issue 6: collected with the registry
+  std::shared_ptr<UptimeGauges> uptime_gauges_;        // issue 6: collected with the registry
+  std::shared_ptr<FreshnessGauges> freshness_gauges_;  // last tick and staleness, from the Store
 
   // Limits on request sizes, deadlines and connections that httplib 0.11.4 lacks.
   // Its own answers (408, 414, 431, 503) never reach routing: counted as route "unmatched".

@@ -7,7 +7,7 @@
 // (100) &cursor=, and `next` beside the items is the cursor of the following page, or null on
 // the last one.
 //   GET /v1/services                      active services with metric and open event, ordered
-//                                         by id; filters ?team= &tag= &status=up|down
+//                                         by id; filters ?team= &tag= &status=up|down|stale
 //                                         &muted=true|false &kind=http|heartbeat; pages in
 //                                         data.services.next (older: &offset=, not with cursor)
 //   POST /v1/services                     create (write): 201 {"service"} (with push_token);

@@ -89,7 +89,7 @@ ServiceRow load_row(Store& store, ServiceView view, TimePoint now,
                     std::vector<std::pair<TimePoint, RollupSummary>>* hours_out = nullptr,
                     std::vector<Event>* events_out = nullptr) {
   ServiceRow row;
-  row.state = state_of(view);
+  row.state = state_of(view, now);
   if (view.open_event)
     row.state_for = std::chrono::duration_cast<Millis>(now - view.open_event->date_started);
   const ServiceId id = view.service.id;
@@ -129,7 +129,8 @@ ServiceRow load_row(Store& store, ServiceView view, TimePoint now,
 
 }  // namespace
 
-ServiceState state_of(const ServiceView& view) {
+ServiceState state_of(const ServiceView& view, TimePoint now) {
+  if (is_stale(view, now)) return ServiceState::stale;
   if (!view.open_event) return ServiceState::unknown;
   return view.open_event->kind == EventKind::downtime ? ServiceState::down : ServiceState::up;
 }
@@ -147,9 +148,10 @@ StatusPageData load_status_page(Store& store, const std::string& title, TimePoin
   std::vector<ServiceView> views = store.list_services();
   data.total = int(views.size());
   for (const auto& view : views) {
-    const ServiceState state = state_of(view);
+    const ServiceState state = state_of(view, now);
     if (state == ServiceState::down) ++data.down;
     if (state == ServiceState::unknown) ++data.unknown;
+    if (state == ServiceState::stale) ++data.stale;
   }
   // Group order: named groups by name, ungrouped last; services by name, then id.
   std::vector<std::pair<std::string, std::size_t>> order;

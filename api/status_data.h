@@ -48,7 +48,9 @@ struct LatencyPoint {
   std::optional<PhaseTimings> phases;  // means, when the probes recorded phases
 };
 
-enum class ServiceState { up, down, unknown };
+// stale: a probed service without a tick for too long (is_stale, storage/store.h), whatever
+// its last state was: neither up nor down can be claimed.
+enum class ServiceState { up, down, unknown, stale };
 
 struct ServiceRow {
   ServiceView view;
@@ -71,6 +73,7 @@ struct StatusPageData {
   int total = 0;  // every active service, all pages
   int down = 0;
   int unknown = 0;
+  int stale = 0;
   int page = 1;  // 1-based
   int pages = 1;
   std::vector<StatusGroup> groups;  // this page's services
@@ -90,7 +93,7 @@ struct ServicePageData {
   std::vector<AlertRecord> alerts;       // newest first
 };
 
-ServiceState state_of(const ServiceView& view);
+ServiceState state_of(const ServiceView& view, TimePoint now);
 // The group a service is listed under.
 std::string group_of(const ServiceSpec& spec);
 

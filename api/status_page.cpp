@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "api/html.h"
+#include "config/url_redaction.h"
 
 namespace vigil {
 namespace {
@@ -16,11 +17,13 @@ constexpr const char* kStyle =
     "color:#1f2328;background:#fff}a{color:#0b5cad}h1{margin:.2em 0}"
     ".overall{padding:.8em 1em;border-radius:6px;color:#fff;font-size:1.2em;margin:.6em 0}"
     ".ok{background:#2e9e4f}.bad{background:#c0392b}.unk{background:#7a7a7a}"
+    ".warn{background:#a85d00}"
     ".meta{color:#555;font-size:.9em}details{margin:.8em 0}summary{font-weight:600;"
     "font-size:1.1em;cursor:pointer}.svc{border:1px solid #e3e3e3;border-radius:6px;"
     "padding:.5em .8em;margin:.4em 0}.head{display:flex;flex-wrap:wrap;gap:.4em 1em;"
     "align-items:baseline}.name{font-weight:600}.state{font-weight:600}"
-    ".s-up{color:#2e7d32}.s-down{color:#c0392b}.s-unknown{color:#666}.muted{color:#8a5a00}"
+    ".s-up{color:#2e7d32}.s-down{color:#c0392b}.s-unknown{color:#666}.s-stale{color:#a85d00}"
+    ".muted{color:#8a5a00}.checked{color:#666;font-size:.9em}"
     ".upt{color:#444;font-variant-numeric:tabular-nums}.upt b{font-weight:500;color:#777}"
     ".row2{display:flex;flex-wrap:wrap;gap:.6em;align-items:center;margin-top:.3em}"
     ".bar{display:flex;gap:1px;height:22px}.bar i{display:block;width:4px;border-radius:1px}"
@@ -43,6 +46,8 @@ const char* state_word(ServiceState state) {
       return "up";
     case ServiceState::down:
       return "down";
+    case ServiceState::stale:
+      return "stale";
     case ServiceState::unknown:
       break;
   }
@@ -154,9 +159,17 @@ void state_span(std::string& out, const ServiceRow& row, TimePoint now) {
   out += state_word(row.state);
   out += "\">";
   out += state_word(row.state);
-  if (row.state_for) out += " for " + html::human_duration(*row.state_for);
+  // A stale service's open event says how it was, not how long it has been so.
+  if (row.state_for && row.state != ServiceState::stale)
+    out += " for " + html::human_duration(*row.state_for);
   out += "</span>";
   if (row.view.service.spec.muted_at(now)) out += " <span class=\"muted\">muted</span>";
+  if (const auto& last = row.view.last_tick_at) {
+    out += " <span class=\"checked\" title=\"" + html::utc_minute(*last) + "\">last checked " +
+           html::human_duration(std::chrono::duration_cast<Millis>(now - *last)) + " ago</span>";
+  } else {
+    out += " <span class=\"checked\">never checked</span>";
+  }
 }
 
 void uptime_spans(std::string& out, const ServiceRow& row) {
@@ -189,17 +202,23 @@ void service_row(std::string& out, const ServiceRow& row, TimePoint now) {
   out += "</div></div>\n";
 }
 
-void overall(std::string& out, int total, int down, int unknown, TimePoint now) {
-  const char* css = down > 0 ? "bad" : (total == 0 || unknown == total ? "unk" : "ok");
+void overall(std::string& out, int total, int down, int unknown, int stale, TimePoint now) {
+  const char* css = down > 0    ? "bad"
+                    : stale > 0 ? "warn"
+                                : (total == 0 || unknown == total ? "unk" : "ok");
   out += "<div class=\"overall ";
   out += css;
   out += "\" id=\"overall\">";
   if (total == 0)
     out += "No services are monitored";
-  else if (down == 0)
+  else if (down == 0 && stale == 0)
     out += "All systems operational";
-  else
-    out += std::to_string(down) + (down == 1 ? " service down" : " services down");
+  if (down > 0) out += std::to_string(down) + (down == 1 ? " service down" : " services down");
+  if (down > 0 && stale > 0) out += ", ";
+  // Stale: vigil cannot say whether they are up, so the headline does not claim it.
+  if (stale > 0)
+    out += std::to_string(stale) + (stale == 1 ? " service" : " services") +
+           " not checked recently (stale)";
   if (unknown > 0) out += " (" + std::to_string(unknown) + " not checked yet)";
   out += "</div><p class=\"meta\">Last update: " + html::utc_minute(now) +
          ". Uptime is probes up / probes.</p>";
@@ -297,18 +316,23 @@ std::string render_status_page(const StatusPageData& data) {
   if (!data.monitoring_down.empty())
     monitoring_down(out, data.monitoring_down, data.now);
   else
-    overall(out, data.total, data.down, data.unknown, data.now);
+    overall(out, data.total, data.down, data.unknown, data.stale, data.now);
   for (const auto& group : data.groups) {
-    int down = 0;
-    for (const auto& row : group.rows) down += row.state == ServiceState::down;
-    // Groups with a service down are open; the others stay collapsed when the page is long.
-    const bool open = down > 0 || rows <= 20;
+    int down = 0, stale = 0;
+    for (const auto& row : group.rows) {
+      down += row.state == ServiceState::down;
+      stale += row.state == ServiceState::stale;
+    }
+    // Groups with a service down or stale are open; the others stay collapsed when the page is
+    // long.
+    const bool open = down > 0 || stale > 0 || rows <= 20;
     out += open ? "<details class=\"group\" open=\"open\"><summary>"
                 : "<details class=\"group\"><summary>";
     append_escaped(out, group.name.empty() ? std::string("Other services") : group.name);
     if (group.continued) out += " (continued)";
     out += " <span class=\"meta\">" + std::to_string(group.rows.size()) + " services";
     if (down > 0) out += ", " + std::to_string(down) + " down";
+    if (stale > 0) out += ", " + std::to_string(stale) + " stale";
     out += "</span></summary>\n";
     for (const auto& row : group.rows) service_row(out, row, data.now);
     out += "</details>\n";
@@ -349,7 +373,7 @@ std::string render_service_page(const ServicePageData& data) {
   out += to_string(spec.kind);
   if (!spec.url.empty()) {
     out += " <code>";
-    append_escaped(out, spec.url);
+    append_escaped(out, redact_url(spec.url, UrlAudience::reader));  // a public page
     out += "</code>";
   }
   if (!spec.team.empty()) {

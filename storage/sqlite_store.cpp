@@ -388,7 +388,7 @@ std::int64_t next_revision(SQLite::Database& db) {
 // open-event join an index lookup, so 10,000 services is one query, not 10,001.
 constexpr const char* kViewColumnsAndJoins =
     ", m.tick_count, m.up_count, m.down_count, m.average_response_time_ms, m.uptime_percent,"
-    " e.id, e.event, e.date_started, e.created_at, e.updated_at"
+    " m.last_tick_at, e.id, e.event, e.date_started, e.created_at, e.updated_at"
     " FROM services s"
     " LEFT JOIN service_metrics m ON m.service_id = s.id"
     " LEFT JOIN service_events e ON e.service_id = s.id AND e.date_ended IS NULL";
@@ -404,8 +404,9 @@ ServiceView read_view(const Row& row) {
     view.metric.down_count = row.getColumn(m + 2).getInt64();
     view.metric.average_response_time_ms = row.getColumn(m + 3).getDouble();
     view.metric.uptime_percent = row.getColumn(m + 4).getDouble();
+    view.last_tick_at = from_unix_ms(row.getColumn(m + 5).getInt64());
   }
-  const int e = m + 5;
+  const int e = m + 6;
   if (!row.isColumnNull(e)) {
     Event event;
     event.id = row.getColumn(e + 0).getInt64();
@@ -920,7 +921,12 @@ class SqliteStore final : public Store {
       std::string where = " WHERE s.active = 1";
       if (filter.team) where += " AND s.team = ?1";
       if (filter.tag) where += " AND EXISTS (SELECT 1 FROM json_each(s.tags) WHERE value = ?2)";
-      if (filter.status) where += " AND e.event = ?3";
+      // is_stale (storage/store.h) in SQL, with `now` at ?9.
+      constexpr const char* kStale =
+          "(s.active = 1 AND s.kind <> 'heartbeat' AND ?9 - MAX(COALESCE(m.last_tick_at,"
+          " s.updated_at), s.updated_at) > 2 * s.interval_ms + s.timeout_ms)";
+      if (filter.status) where += std::string(" AND e.event = ?3 AND NOT ") + kStale;
+      if (filter.stale) where += std::string(" AND ") + kStale;
       if (filter.muted) {
         where += std::string(*filter.muted ? " AND " : " AND NOT ") +
                  "(s.muted = 1 AND (s.muted_until IS NULL OR s.muted_until > ?4))";
@@ -937,6 +943,7 @@ class SqliteStore final : public Store {
       select.bind(6, std::int64_t{filter.limit ? *filter.limit : -1});  // -1: no limit
       select.bind(7, std::int64_t{std::max(filter.offset, 0)});
       if (filter.after_id) select.bind(8, std::int64_t{*filter.after_id});
+      if (filter.status || filter.stale) select.bind(9, ms(filter.now));
       std::vector<ServiceView> views;
       // A page (the API's largest reads 1,001 rows) fills without regrowing; bounded, since a
       // limit is an upper bound, not a count.
@@ -954,6 +961,31 @@ class SqliteStore final : public Store {
       select.bind(1, id);
       if (!select.executeStep()) return std::nullopt;
       return read_view(select);
+    });
+  }
+
+  std::vector<ServiceFreshness> freshness() override {
+    return guarded("freshness", [&] {
+      auto db = readers_.acquire();
+      SQLite::Statement select(
+          *db,
+          "SELECT s.id, s.name, s.kind, s.interval_ms, s.timeout_ms, s.updated_at, m.last_tick_at"
+          " FROM services s LEFT JOIN service_metrics m ON m.service_id = s.id"
+          " WHERE s.active = 1 ORDER BY s.id");
+      std::vector<ServiceFreshness> out;
+      while (select.executeStep()) {
+        ServiceFreshness& f = out.emplace_back();
+        f.id = select.getColumn(0).getInt64();
+        f.name = select.getColumn(1).getString();
+        f.kind = select.getColumn(2).getString() == to_string(ServiceKind::heartbeat)
+                     ? ServiceKind::heartbeat
+                     : ServiceKind::http;
+        f.interval = Millis(select.getColumn(3).getInt64());
+        f.timeout = Millis(select.getColumn(4).getInt64());
+        f.updated_at = from_unix_ms(select.getColumn(5).getInt64());
+        if (!select.isColumnNull(6)) f.last_tick_at = from_unix_ms(select.getColumn(6).getInt64());
+      }
+      return out;
     });
   }
 

@@ -7,6 +7,7 @@
 // write in progress (WAL). Errors are reported by throwing StorageError.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -44,8 +45,42 @@ struct SyncResult {
 // A service with what the API shows next to it.
 struct ServiceView {
   Service service;
-  Metric metric;                    // zeros before the first tick
-  std::optional<Event> open_event;  // current_status; empty before the first tick
+  Metric metric;                          // zeros before the first tick
+  std::optional<Event> open_event;        // current_status; empty before the first tick
+  std::optional<TimePoint> last_tick_at;  // the newest stored tick's ts; empty before the first
+};
+
+// Freshness. A probed (non-heartbeat) active service is stale when it has had no tick for
+// longer than stale_after(its spec): two intervals (a probe missed, and the next one late) plus
+// one timeout (the probe in flight). Counted from its last tick, or from its last change
+// (created, edited, reactivated: service.updated_at) when that is later, since the runner
+// schedules a changed service's next probe afresh. Exactly at the bound it is not yet stale.
+// Heartbeats are never stale: their own deadline turns them down. `now` is the caller's clock.
+inline Millis stale_after(Millis interval, Millis timeout) { return 2 * interval + timeout; }
+inline bool is_stale(ServiceKind kind, Millis interval, Millis timeout, TimePoint updated_at,
+                     std::optional<TimePoint> last_tick_at, TimePoint now) {
+  if (kind == ServiceKind::heartbeat) return false;
+  const TimePoint since = last_tick_at ? std::max(*last_tick_at, updated_at) : updated_at;
+  return now - since > stale_after(interval, timeout);
+}
+inline bool is_stale(const ServiceView& view, TimePoint now) {
+  const Service& s = view.service;
+  return s.active && is_stale(s.spec.kind, s.spec.interval, s.spec.timeout, s.updated_at,
+                              view.last_tick_at, now);
+}
+
+// What /metrics needs of an active service to show its freshness, without the rest of its row.
+struct ServiceFreshness {
+  ServiceId id = 0;
+  std::string name;
+  ServiceKind kind = ServiceKind::http;
+  Millis interval{0};
+  Millis timeout{0};
+  TimePoint updated_at;
+  std::optional<TimePoint> last_tick_at;
+  bool stale_at(TimePoint now) const {
+    return is_stale(kind, interval, timeout, updated_at, last_tick_at, now);
+  }
 };
 
 // Which active services list_services returns (the filters combine) and which page of them.
@@ -53,10 +88,12 @@ struct ServiceView {
 struct ServiceFilter {
   std::optional<std::string> team{};
   std::optional<std::string> tag{};
-  std::optional<EventKind> status{};  // uptime: open event is uptime ("up"); downtime: "down"
-  std::optional<bool> muted{};        // muted at `now` (a snooze that ran out is not muted)
+  // uptime: the open event is uptime ("up"); downtime: "down"; either way not stale at `now`.
+  std::optional<EventKind> status{};
+  bool stale = false;  // true: only services stale at `now` (is_stale), whatever their event
+  std::optional<bool> muted{};  // muted at `now` (a snooze that ran out is not muted)
   std::optional<ServiceKind> kind{};
-  TimePoint now{};             // for `muted`
+  TimePoint now{};             // for `muted`, `status` and `stale`
   std::optional<int> limit{};  // every match when empty
   int offset = 0;
   std::optional<ServiceId> after_id{};  // keyset paging: only services with a greater id
@@ -110,6 +147,8 @@ class Store {
   virtual std::vector<ServiceView> list_services(const ServiceFilter& filter) = 0;
   std::vector<ServiceView> list_services() { return list_services(ServiceFilter{}); }
   virtual std::optional<ServiceView> get_service(ServiceId id) = 0;
+  // Every active service's freshness inputs, ordered by id, in one query.
+  virtual std::vector<ServiceFreshness> freshness() = 0;
 
   // Events of a service, newest first; with `before`, only events whose id is smaller.
   virtual std::vector<Event> events(ServiceId id, int limit,

@@ -462,7 +462,8 @@ TEST_F(AlertingTest, SlackIncomingWebhookMessage) {
                           {{{"color", "#d50200"},
                             {"title", "payments is DOWN"},
                             {"text",
-                             "Down since 2023-11-14 22:13:20 UTC\nReason: HTTP 503\nRunbook: "
+                             "Down since 2023-11-14 22:13:20 UTC\nReason: HTTP 503\nURL: "
+                             "http://127.0.0.1:1/payments\nRunbook: "
                              "<https://runbooks.example/payments>"}}}}};
   EXPECT_EQ(json::parse(got[0].body), expected);
   EXPECT_EQ(got[0].headers.find("Authorization"), got[0].headers.end());
@@ -527,6 +528,43 @@ TEST_F(AlertingTest, PagerDutyTriggerAndResolveShareTheDedupKey) {
                                  {"dedup_key", alert->external_reference_id},
                                  {"event_action", "resolve"}};
   EXPECT_EQ(json::parse(got[1].body), expected_resolve);
+}
+
+TEST_F(AlertingTest, NoChannelShowsAProbeUrlsPasswordOrQueryValues) {
+  ServiceSpec spec;
+  spec.name = "secret";
+  spec.url = "http://probe:hunter2@127.0.0.1:1/health?api_key=k3y-value&region=eu";
+  const ServiceId id = store_->create_service(spec, now_ms()).id;
+  const auto cfg = parse_alerting_config(
+      {{"channels",
+        {{"hook", {{"type", "webhook"}, {"url", receiver_.url("/hook")}}},
+         {"chat", {{"type", "slack"}, {"url", receiver_.url("/slack")}}},
+         {"pd", {{"type", "pagerduty"}, {"url", receiver_.url("/v2/enqueue")}}}}},
+       {"default", {"hook", "chat", "pd"}}},
+      "alerting", env_of({{"PAGERDUTY_ROUTING_KEY", "R0UTING"}}));
+  Alerter a(db(), *store_, cfg, registry_, fast());
+  a.start();
+  a.on_tick(status_change(id, false, from_unix_ms(1'700'000'000'000)));
+  const auto hook = receiver_.wait_for("/hook", 1);
+  const auto slack = receiver_.wait_for("/slack", 1);
+  const auto pd = receiver_.wait_for("/v2/enqueue", 1);
+  ASSERT_EQ(hook.size(), 1u);
+  ASSERT_EQ(slack.size(), 1u);
+  ASSERT_EQ(pd.size(), 1u);
+  for (const auto* got : {&hook[0], &slack[0], &pd[0]}) {
+    EXPECT_EQ(got->body.find("hunter2"), std::string::npos) << got->path << ": " << got->body;
+    EXPECT_EQ(got->body.find("k3y-value"), std::string::npos) << got->path << ": " << got->body;
+  }
+  const std::string redacted =
+      "http://probe:<redacted>@127.0.0.1:1/health?api_key=<redacted>&region=<redacted>";
+  EXPECT_EQ(json::parse(pd[0].body)["payload"]["source"], redacted);
+  EXPECT_EQ(json::parse(hook[0].body)["url"], redacted);
+  // Slack reads "<...>" as a link: the markers are escaped.
+  const std::string text = json::parse(slack[0].body)["attachments"][0]["text"];
+  EXPECT_NE(text.find("\nURL: http://probe:&lt;redacted&gt;@127.0.0.1:1/health?api_key=&lt;"
+                      "redacted&gt;&amp;region=&lt;redacted&gt;"),
+            std::string::npos)
+      << text;
 }
 
 TEST_F(AlertingTest, TestNotificationGoesToTheNamedChannel) {

@@ -39,7 +39,14 @@ ServiceView probed_view() {
   view.metric.add(true, 40);
   view.metric.add(false, 60);
   view.open_event = open_event();
+  view.last_tick_at = from_unix_ms(kMs);
   return view;
+}
+
+// Rendered at the seed's instant, so that staleness does not depend on today's date.
+json at_seed(const ServiceView& view, ServiceJsonOptions options = {}) {
+  options.now = from_unix_ms(kMs);
+  return service_json(view, options);
 }
 
 TEST(ApiJsonViews, EventHasSeedFieldsInSecondsAndNullEndWhileOpen) {
@@ -78,7 +85,7 @@ TEST(ApiJsonViews, MetricHasSeedFields) {
 }
 
 TEST(ApiJsonViews, ServiceHasSeedShapeWithOpenEventTwice) {
-  const json j = service_json(probed_view());
+  const json j = at_seed(probed_view());
   EXPECT_EQ(j["id"], 3);
   EXPECT_EQ(j["name"], "payments");
   EXPECT_EQ(j["url"], "https://example.test/health");
@@ -105,7 +112,9 @@ TEST(ApiJsonViews, NeverProbedServiceHasNullStatusAndZeroMetric) {
   view.open_event.reset();
   view.metric = Metric{};
   view.service.spec.interval = Millis(1'500);
-  const json j = service_json(view);
+  view.last_tick_at.reset();
+  view.service.updated_at = from_unix_ms(kMs);
+  const json j = at_seed(view);
   ASSERT_TRUE(j.contains("current_status"));
   EXPECT_TRUE(j["current_status"].is_null());
   ASSERT_TRUE(j["latest_event"].contains("data"));
@@ -113,13 +122,45 @@ TEST(ApiJsonViews, NeverProbedServiceHasNullStatusAndZeroMetric) {
   EXPECT_EQ(j["metric"]["data"]["tick_count"], 0);
   EXPECT_EQ(j["metric"]["data"]["uptime_percent"], 0);
   EXPECT_EQ(j["status"], "unknown");
+  EXPECT_TRUE(j["last_tick_at"].is_null());
   EXPECT_DOUBLE_EQ(j["interval_seconds"].get<double>(), 1.5);
 }
 
 TEST(ApiJsonViews, UpServiceReportsUp) {
   ServiceView view = probed_view();
   view.open_event->kind = EventKind::uptime;
-  EXPECT_EQ(service_json(view)["status"], "up");
+  EXPECT_EQ(at_seed(view)["status"], "up");
+}
+
+TEST(ApiJsonViews, LastTickAtInSecondsAndStaleOnceTheBoundHasPassed) {
+  ServiceView view = probed_view();
+  view.open_event->kind = EventKind::uptime;
+  view.service.spec.interval = Millis(30'000);
+  view.service.spec.timeout = Millis(5'000);
+  view.service.updated_at = from_unix_ms(kMs - 120'000);
+  view.last_tick_at = from_unix_ms(kMs - 65'000);  // exactly 2 x 30 s + 5 s before the seed
+  json j = at_seed(view);
+  EXPECT_EQ(j["last_tick_at"], kSec - 65);
+  EXPECT_TRUE(j["last_tick_at"].is_number_integer());
+  EXPECT_EQ(j["status"], "up");
+  view.last_tick_at = from_unix_ms(kMs - 65'001);
+  j = at_seed(view);
+  EXPECT_EQ(j["status"], "stale");
+  // It still says what the last event was.
+  EXPECT_EQ(j["current_status"]["event"], "uptime");
+}
+
+TEST(ApiJsonViews, UrlShowsQueryValuesToWritersOnlyAndNeverThePassword) {
+  ServiceView view = probed_view();
+  view.service.spec.url = "http://user:hunter2@example.test/health?api_key=k3y&region=eu";
+  EXPECT_EQ(at_seed(view)["url"],
+            "http://user:<redacted>@example.test/health?api_key=<redacted>&region=<redacted>");
+  EXPECT_EQ(at_seed(view, {.audience = UrlAudience::writer})["url"],
+            "http://user:<redacted>@example.test/health?api_key=k3y&region=eu");
+  std::string streamed;
+  append_service_json(streamed, view);  // the list routes' form, reader by default
+  EXPECT_EQ(streamed.find("hunter2"), std::string::npos) << streamed;
+  EXPECT_EQ(streamed.find("k3y"), std::string::npos) << streamed;
 }
 
 TEST(ApiJsonViews, TickInSecondsWithMsAndNullsWhenAbsent) {

@@ -195,7 +195,9 @@ TEST_F(ApiServerTest, ListsServicesInSeedShape) {
   EXPECT_EQ(alpha["url"], "http://alpha.test/health");
   EXPECT_EQ(alpha["created_at"], kSynced);
   EXPECT_EQ(alpha["updated_at"], kSynced);
-  EXPECT_EQ(alpha["status"], "up");
+  // The seeded ticks are from 2023, long past 2 x interval + timeout: stale, whatever the event.
+  EXPECT_EQ(alpha["status"], "stale");
+  EXPECT_EQ(alpha["last_tick_at"], kT0 + 20);
   EXPECT_EQ(alpha["active"], true);
   EXPECT_DOUBLE_EQ(alpha["interval_seconds"].get<double>(), 10.0);
   EXPECT_EQ(alpha["current_status"]["event"], "uptime");
@@ -212,7 +214,8 @@ TEST_F(ApiServerTest, ListsServicesInSeedShape) {
   const json& beta = list[1];
   EXPECT_EQ(beta["id"], beta_id_);
   EXPECT_EQ(beta["name"], "beta");
-  EXPECT_EQ(beta["status"], "down");
+  EXPECT_EQ(beta["status"], "stale");
+  EXPECT_EQ(beta["last_tick_at"], kT0 + 30);
   EXPECT_EQ(beta["current_status"]["event"], "downtime");
   EXPECT_EQ(beta["current_status"]["date_started"], kT0 + 20);
   EXPECT_TRUE(beta["current_status"]["date_ended"].is_null());
@@ -242,7 +245,8 @@ TEST_F(ApiServerTest, NeverProbedServiceHasNullCurrentStatus) {
   EXPECT_TRUE(list[2]["current_status"].is_null());
   EXPECT_TRUE(list[2]["latest_event"]["data"].is_null());
   EXPECT_EQ(list[2]["metric"]["data"]["tick_count"], 0);
-  EXPECT_EQ(list[2]["status"], "unknown");
+  EXPECT_EQ(list[2]["status"], "stale") << "never probed since it was added in 2023";
+  EXPECT_TRUE(list[2]["last_tick_at"].is_null());
 }
 
 TEST_F(ApiServerTest, GetsOneService) {

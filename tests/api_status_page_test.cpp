@@ -64,14 +64,17 @@ class StatusPage : public ::testing::Test {
  protected:
   void SetUp() override { store = open_sqlite_store(dir.file("vigil.db")); }
 
+  // Probed hourly, so that the seeded ticks (every 5 minutes up to now) keep it fresh.
   ServiceId create(const std::string& name, const std::string& team = "",
-                   std::vector<std::string> tags = {}) {
+                   std::vector<std::string> tags = {},
+                   std::optional<std::int64_t> created_at = std::nullopt) {
     ServiceSpec spec;
     spec.name = name;
     spec.url = "http://127.0.0.1:1/" + std::to_string(seeded.size());
+    spec.interval = Millis(kHour);
     spec.team = team;
     spec.tags = std::move(tags);
-    return store->create_service(spec, from_unix_ms(now - 100 * kDay)).id;
+    return store->create_service(spec, from_unix_ms(created_at.value_or(now - 100 * kDay))).id;
   }
 
   // Writes the ticks through Store::apply, with the metric and the events a runner would give.
@@ -99,11 +102,12 @@ class StatusPage : public ::testing::Test {
   }
 
   // "api": 10 up ticks 3 days ago; then from 2 h ago every 5 min: 20 up, then 5 down (down
-  // since 20 min ago, still open). "<hostile>": 12 up ticks in the last hour. "idle": none.
+  // since 20 min ago, still open). "<hostile>": 12 up ticks in the last hour. "idle": none,
+  // created a minute ago.
   void seed_standard() {
     api = create("api", "payments");
     hostile = create(kHostile, "", {"edge"});
-    idle = create("idle");
+    idle = create("idle", "", {}, now - kMin);
     std::vector<Seeded> ticks;
     for (int i = 0; i < 10; ++i) ticks.push_back({now - 3 * kDay + i * kMin, true, 40});
     for (int i = 0; i < 25; ++i)
@@ -216,6 +220,51 @@ TEST_F(StatusPage, PageIsWellFormedAndShowsTheSeededFigures) {
   EXPECT_EQ(groups[0]->text.substr(0, 4), "edge");
   EXPECT_EQ(groups[1]->text.substr(0, 8), "payments");
   EXPECT_EQ(groups[2]->text.substr(0, 14), "Other services");
+}
+
+TEST_F(StatusPage, ServicesWithoutRecentTicksAreStaleAndTheHeadlineSaysSo) {
+  seed_standard();
+  // "api" ticked last at `now`, hourly with a 15 s timeout: stale after 2 h 15 s. "<hostile>"
+  // ticked 4 minutes before, "idle" was created a minute before and never probed.
+  const std::int64_t bound = 2 * kHour + 15'000;
+  auto render = [&](std::int64_t at) {
+    return parse_markup(render_status_page(load_status_page(*store, "t", from_unix_ms(at), 1)),
+                        MarkupMode::html);
+  };
+  const MarkupNode fresh = render(now + kMin);
+  EXPECT_EQ(class_text(row_of(fresh, api), "checked"), "last checked 1m ago");
+  EXPECT_EQ(class_text(row_of(fresh, idle), "checked"), "never checked");
+
+  const MarkupNode at_bound = render(now + bound);
+  EXPECT_EQ(*row_of(at_bound, api).attribute("data-state"), "down");
+  EXPECT_EQ(*row_of(at_bound, hostile).attribute("data-state"), "stale");
+  EXPECT_EQ(class_text(row_of(at_bound, hostile), "state s-stale"), "stale");
+  EXPECT_EQ(*row_of(at_bound, idle).attribute("data-state"), "stale");
+  EXPECT_EQ(at_bound.by_id("overall")->all_text(),
+            "1 service down, 2 services not checked recently (stale)");
+
+  const MarkupNode past = render(now + bound + 1);
+  EXPECT_EQ(*row_of(past, api).attribute("data-state"), "stale");
+  EXPECT_EQ(class_text(row_of(past, api), "checked"), "last checked 2h 0m ago");
+  const std::string headline = past.by_id("overall")->all_text();
+  EXPECT_EQ(headline, "3 services not checked recently (stale)");
+  EXPECT_EQ(headline.find("operational"), std::string::npos);
+  EXPECT_EQ(*past.by_id("overall")->attribute("class"), "overall warn");
+}
+
+TEST_F(StatusPage, TheServicePageShowsNoPasswordNorQueryValue) {
+  ServiceSpec spec;
+  spec.name = "secret";
+  spec.url = "https://probe:hunter2@example.test/health?api_key=k3y-value&region=eu";
+  const ServiceId id = store->create_service(spec, from_unix_ms(now)).id;
+  const auto data = load_service_page(*store, nullptr, "t", id, from_unix_ms(now));
+  ASSERT_TRUE(data);
+  const std::string html = render_service_page(*data);
+  EXPECT_EQ(html.find("hunter2"), std::string::npos);
+  EXPECT_EQ(html.find("k3y-value"), std::string::npos);
+  const MarkupNode page = parse_markup(html, MarkupMode::html);
+  EXPECT_EQ(page.all("code").at(0)->all_text(),
+            "https://probe:<redacted>@example.test/health?api_key=<redacted>&region=<redacted>");
 }
 
 TEST_F(StatusPage, AThousandServicesArePagedAndGroupsStayInOrder) {
