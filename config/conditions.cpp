@@ -1,5 +1,7 @@
 #include "config/conditions.h"
 
+#include <re2/re2.h>
+
 #include <cctype>
 #include <charconv>
 #include <cmath>
@@ -194,30 +196,20 @@ Conditions parse_conditions(const json& object, const std::string& where) {
   }
   if (object.contains("body_regex")) {
     const std::string pattern = nonempty_string(object["body_regex"], where + ".body_regex");
-    BodyRegexCheck check{pattern, {}};
-    // libstdc++ reads a back-reference's number and a repeat count into an int without an
-    // overflow check (found by conditions_fuzzer): longer ones are refused before it sees them.
-    bool in_braces = false;
-    for (std::size_t i = 0; i < pattern.size(); ++i) {
-      const char c = pattern[i];
-      if (c == '}') in_braces = false;
-      if (c != '\\' && c != '{' && !(c == ',' && in_braces)) continue;
-      if (c == '{') in_braces = true;
-      std::size_t digits = 0;
-      while (i + 1 + digits < pattern.size() &&
-             std::isdigit(static_cast<unsigned char>(pattern[i + 1 + digits])))
-        ++digits;
-      if (digits > 6)
-        throw ConfigError(where + ".body_regex: " + quote_text(pattern) +
-                          " has a back-reference or repeat count above 999999");
-      if (c == '\\') ++i;  // the escaped character is not itself an escape
-    }
-    try {
-      check.regex = std::regex(pattern, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
+    RE2::Options options;
+    options.set_log_errors(false);  // the reason goes into the ConfigError, not to stderr
+    auto regex = std::make_shared<const RE2>(pattern, options);
+    if (!regex->ok()) {
+      // What a user coming from PCRE or ECMAScript most likely wrote, said in their terms.
+      std::string hint;
+      if (regex->error_code() == RE2::ErrorBadEscape || regex->error_code() == RE2::ErrorBadPerlOp)
+        hint = " (RE2 syntax: no back-references or look-around)";
+      else if (regex->error_code() == RE2::ErrorRepeatSize)
+        hint = " (RE2 syntax: repeat counts up to 1000)";
       throw ConfigError(where + ".body_regex: " + quote_text(pattern) +
-                        " is not a valid regular expression: " + e.what());
+                        " is not a valid regular expression: " + regex->error() + hint);
     }
+    BodyRegexCheck check{pattern, std::move(regex)};
     compiled->checks.push_back({"body matches /" + pattern + "/", std::move(check)});
     kept["body_regex"] = object["body_regex"];
   }

@@ -5,28 +5,31 @@
 // structure, and both already depend on config.
 #pragma once
 
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <regex>
 #include <string>
 #include <variant>
 #include <vector>
 
 #include "storage/model.h"
 
-namespace vigil {
+namespace re2 {
+class RE2;
+}
 
-// body_regex sees at most this many leading bytes of the body: std::regex backtracks
-// recursively, so a long subject can take seconds or overflow the runner thread's stack.
-inline constexpr std::size_t kBodyRegexWindow = 4096;
+namespace vigil {
 
 struct BodyContainsCheck {
   std::string text;
   bool negated = false;  // body_not_contains
 };
+// RE2 syntax, matched anywhere in the kept body in time linear in its length (no
+// back-references or look-around, so no backtracking). The compiled RE2 is immutable and safe to
+// use from any thread; it is shared by copies of the check.
 struct BodyRegexCheck {
   std::string pattern;
-  std::regex regex;
+  std::shared_ptr<const re2::RE2> regex;  // never null once parse_conditions returns
 };
 struct JsonCheck {
   enum class Op { equals, exists, absent, less, greater };
@@ -63,7 +66,8 @@ struct CompiledConditions {
 // Parses a services-file "conditions" object. Keys: body_contains, body_not_contains,
 // body_regex, json, max_response_ms, header, cert_expires_in_days_min; "status" is skipped (the
 // caller turns it into expected_status with parse_status_ranges). Throws ConfigError naming
-// `where` and the field for anything else or any bad value (an invalid regex included).
+// `where` and the field for anything else or any bad value (a regex RE2 cannot compile
+// included, with RE2's reason).
 Conditions parse_conditions(const nlohmann::json& object, const std::string& where);
 
 // A non-empty list of status codes and inclusive ranges: [200, "300-399"]. Throws ConfigError.

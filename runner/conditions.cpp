@@ -1,5 +1,7 @@
 #include "runner/conditions.h"
 
+#include <re2/re2.h>
+
 #include <cmath>
 #include <cstdio>
 #include <variant>
@@ -117,8 +119,9 @@ std::vector<ConditionOutcome> evaluate_conditions(const CompiledConditions& cond
             return std::string(found ? "body contains " : "body does not contain ") +
                    shown(json(check.text));
           } else if constexpr (std::is_same_v<T, BodyRegexCheck>) {
-            const std::string_view window = facts.body.substr(0, kBodyRegexWindow);
-            if (std::regex_search(window.begin(), window.end(), check.regex)) return "";
+            if (RE2::PartialMatch(re2::StringPiece(facts.body.data(), facts.body.size()),
+                                  *check.regex))
+              return "";
             return "body does not match /" + check.pattern + "/";
           } else if constexpr (std::is_same_v<T, JsonCheck>) {
             return check_json(check, body_json);

@@ -7,7 +7,7 @@ set -euo pipefail
 profile="${1:-build}"
 packages=(build-essential cmake pkg-config
   libcpp-httplib-dev libcurl4-openssl-dev libssl-dev libsqlitecpp-dev nlohmann-json3-dev
-  prometheus-cpp-dev libgtest-dev
+  prometheus-cpp-dev libre2-dev libgtest-dev
   tzdata)  # /usr/share/zoneinfo: maintenance windows in IANA time zones, and their tests
 case "$profile" in
   build) ;;

@@ -2,12 +2,17 @@
 // message a user reads in the tick's error; JSON pointers into nested and missing fields; request
 // options (method, body, redirects, user agent); phases that add up to the total.
 #include <gtest/gtest.h>
+#include <prometheus/registry.h>
 
+#include <condition_variable>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "config/conditions.h"
 #include "runner/probe.h"
+#include "runner/runner.h"
 #include "support/target_server.h"
 
 namespace vigil {
@@ -66,6 +71,65 @@ TEST_F(ConditionsTest, BodyRegex) {
   EXPECT_TRUE(run(spec("/json", {{"body_regex", R"("version":"\d+\.\d+")"}})).up);
   EXPECT_EQ(down_error(spec("/json", {{"body_regex", R"("version":"2\.)"}})),
             R"(condition failed: body does not match /"version":"2\./)");
+}
+
+// A pattern that backtracks exponentially on a body of letters ending in "!" (std::regex took
+// 0.8 s at 24 letters, doubling with each one). The runner evaluates conditions on its own
+// thread, so the regex must give its verdict quickly while another service keeps being probed.
+TEST_F(ConditionsTest, CatastrophicRegexOnAHostileBodyKeepsOtherProbesOnTime) {
+  constexpr ServiceId kHostile = 1;
+  constexpr ServiceId kSteady = 2;
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::vector<Tick> hostile;
+  std::vector<Tick> steady;
+  const auto sink = [&](TickRecord record) {
+    std::lock_guard lock(mutex);
+    (record.tick.service_id == kHostile ? hostile : steady).push_back(record.tick);
+    changed.notify_all();
+  };
+  const std::string pattern = R"(^(\w+\s?)*$)";
+  Service a;
+  a.id = kHostile;
+  a.spec = spec(text_path(std::string(4000, 'a') + "!"), {{"body_regex", pattern}});
+  a.spec.name = "hostile";
+  a.spec.interval = 300ms;
+  a.spec.timeout = 300ms;
+  Service b;
+  b.id = kSteady;
+  b.spec = spec("/ok");
+  b.spec.name = "steady";
+  b.spec.interval = 100ms;
+  b.spec.timeout = 100ms;
+
+  prometheus::Registry registry;
+  Runner runner({}, sink, registry);
+  runner.start({a, b}, {});
+  std::unique_lock lock(mutex);
+  const auto hostile_verdicts = [&](std::size_t n) {
+    return changed.wait_for(lock, 20s, [&] { return hostile.size() >= n; });
+  };
+  ASSERT_TRUE(hostile_verdicts(1)) << steady.size() << " steady ticks, no hostile verdict";
+  const std::size_t steady_at_first = steady.size();
+  ASSERT_TRUE(hostile_verdicts(4)) << steady.size() << " steady ticks";
+  const std::size_t steady_at_fourth = steady.size();
+  const auto verdicts = hostile;
+  const auto steady_ticks = steady;
+  lock.unlock();
+  runner.stop();
+
+  for (const auto& tick : verdicts) {
+    EXPECT_FALSE(tick.up);
+    EXPECT_EQ(tick.error, "condition failed: body does not match /" + pattern + "/");
+  }
+  // Three more hostile evaluations took about 900 ms of schedule: the 100 ms service was probed
+  // all along, each of its ticks up.
+  EXPECT_GT(steady_at_fourth, steady_at_first + 3)
+      << steady_at_first << " then " << steady_at_fourth;
+  for (std::size_t i = 1; i < steady_ticks.size(); ++i) {
+    EXPECT_TRUE(steady_ticks[i].up) << steady_ticks[i].error;
+    EXPECT_LE(steady_ticks[i].ts - steady_ticks[i - 1].ts, 1000ms) << "tick " << i;
+  }
 }
 
 TEST_F(ConditionsTest, JsonPointerEqualsNestedAndTopLevel) {
