@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <prometheus/registry.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <chrono>
 #include <cstdio>
@@ -152,8 +153,20 @@ sigset_t block_stop_signals() {
   return signals;
 }
 
+// Every API connection, probe and database file holds a descriptor; the usual soft limit of
+// 1024 would refuse them long before the hard limit does. Raised once, at start.
+void raise_open_file_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  const rlim_t soft = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &limit) != 0)
+    log_warn("cannot raise the open-file limit above " + std::to_string(soft));
+}
+
 int serve(const Settings& settings, Modes modes) {
   const sigset_t stop_signals = block_stop_signals();
+  raise_open_file_limit();
   // A file-size limit (RLIMIT_FSIZE) reached while writing would otherwise kill the process;
   // ignored, the write fails with EFBIG and the writer holds its ticks like on a full disk.
   ::signal(SIGXFSZ, SIG_IGN);

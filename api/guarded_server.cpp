@@ -1,19 +1,27 @@
 #include "api/guarded_server.h"
 
+#include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
+#include <array>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdint>
 #include <cstring>
 #include <deque>
-#include <mutex>
+#include <map>
+#include <optional>
+#include <set>
 #include <system_error>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -25,55 +33,147 @@ using std::chrono::milliseconds;
 
 // Waits are cut into slices this long so that a stopping server is noticed quickly.
 constexpr milliseconds kWaitSlice{100};
+// How often the event loop looks for connections past their timeouts.
+constexpr milliseconds kSweepInterval{50};
 // After an error reply the guard reads (and drops) what the client still sends, at most this
 // long and this much, so that closing does not reset the connection before the reply is read.
 constexpr milliseconds kLingerTime{500};
 constexpr std::size_t kLingerBytes = 256 * 1024;
 constexpr std::size_t kReadChunk = 4096;
+// Connections accepted per wake-up of the loop, so that a flood of connects does not keep it
+// from reading the connections it has.
+constexpr int kAcceptBurst = 64;
+constexpr int kMaxEvents = 256;
 
-// Set by the pool while it runs a connection over the cap on the accepting thread, so that
-// process_and_close_socket only refuses it.
-thread_local bool tl_over_capacity = false;
+milliseconds to_ms(time_t sec, time_t usec) {
+  return milliseconds(static_cast<std::int64_t>(sec) * 1000 + usec / 1000);
+}
 
-// One thread per connection, started on demand up to `max` and then reused. httplib's listen
-// loop calls enqueue() once per accepted connection and shutdown() when it stops.
-class ConnectionPool final : public httplib::TaskQueue {
- public:
-  explicit ConnectionPool(std::size_t max) : max_(std::max<std::size_t>(max, 1)) {}
-  ~ConnectionPool() override { shutdown(); }
+void close_now(int fd) {
+  ::shutdown(fd, SHUT_RDWR);
+  ::close(fd);
+}
 
-  void enqueue(std::function<void()> fn) override {
-    std::unique_lock lock(mutex_);
-    if (busy_ >= max_) {
-      lock.unlock();
-      refuse(fn);
-      return;
+// What the bytes received so far make of a request head.
+enum class Head { incomplete, complete, line_too_long, too_large };
+
+// The longest line after the request line (`first`, a prefix of `unread`) up to the end of the
+// head or of what has arrived, counting a line still arriving.
+std::size_t longest_header_line(std::string_view first, std::string_view unread) {
+  std::size_t longest = 0;
+  for (std::size_t at = first.size(); at < unread.size();) {
+    const auto end = unread.find('\n', at);
+    const std::size_t length = (end == std::string_view::npos ? unread.size() : end) - at;
+    longest = std::max(longest, length);
+    if (end == std::string_view::npos || length <= 1) break;  // still arriving, or head end
+    at = end + 1;
+  }
+  return longest;
+}
+
+Head classify_head(std::string_view unread, const ConnectionLimits& limits) {
+  const auto line_end = unread.find('\n');
+  if ((line_end == std::string_view::npos ? unread.size() : line_end) > limits.max_request_line)
+    return Head::line_too_long;
+  if (line_end != std::string_view::npos &&
+      longest_header_line(unread.substr(0, line_end + 1), unread) > limits.max_header_line)
+    return Head::too_large;
+  auto head_end = unread.find("\r\n\r\n");
+  if (head_end != std::string_view::npos) head_end += 4;
+  const auto bare_end = unread.find("\n\n");  // httplib accepts bare LF line ends too
+  if (bare_end != std::string_view::npos && bare_end + 2 < head_end) head_end = bare_end + 2;
+  if (head_end != std::string_view::npos)
+    return head_end > limits.max_head ? Head::too_large : Head::complete;
+  return unread.size() > limits.max_head ? Head::too_large : Head::incomplete;
+}
+
+// A client address as the per-address cap counts it: an IPv4 address (also when mapped into
+// IPv6), or the /64 of an IPv6 one, since a single IPv6 client usually holds a whole /64.
+struct Address {
+  std::array<unsigned char, 17> bytes{};  // [16]: 4 or 6
+  bool operator==(const Address&) const = default;
+};
+
+struct AddressHash {
+  std::size_t operator()(const Address& a) const noexcept {
+    std::uint64_t h = 1469598103934665603ull;  // FNV-1a
+    for (unsigned char b : a.bytes) h = (h ^ b) * 1099511628211ull;
+    return static_cast<std::size_t>(h);
+  }
+};
+
+Address address_of(const sockaddr_storage& addr) {
+  Address key;
+  if (addr.ss_family == AF_INET) {
+    const auto& v4 = reinterpret_cast<const sockaddr_in&>(addr);
+    std::memcpy(key.bytes.data(), &v4.sin_addr, 4);
+    key.bytes[16] = 4;
+  } else if (addr.ss_family == AF_INET6) {
+    const auto& v6 = reinterpret_cast<const sockaddr_in6&>(addr);
+    if (IN6_IS_ADDR_V4MAPPED(&v6.sin6_addr)) {
+      std::memcpy(key.bytes.data(), v6.sin6_addr.s6_addr + 12, 4);
+      key.bytes[16] = 4;
+    } else {
+      std::memcpy(key.bytes.data(), v6.sin6_addr.s6_addr, 8);
+      key.bytes[16] = 6;
     }
+  }
+  return key;
+}
+
+// Where a connection held by the event loop is. The order is the order of eviction: a
+// connection being closed after an error reply first, then one that has sent nothing of its
+// next request, then one whose head is still arriving.
+enum class State { lingering = 0, idle = 1, reading = 2 };
+
+// The eviction order: state first, then age in that state (a sequence number, so unique).
+using OrderKey = std::pair<int, std::uint64_t>;
+
+struct Conn {
+  int fd = -1;
+  Address address;
+  State state = State::idle;
+  std::uint64_t seq = 0;        // when it entered its state, as an order
+  Clock::time_point since;      // when it entered its state (reading: the head's first byte)
+  Clock::time_point last_read;  // reading: when bytes last arrived
+  std::size_t served = 0;       // requests answered on it
+  std::size_t lingered = 0;     // lingering: bytes dropped
+  std::string buffer;           // received, not yet handed to httplib
+
+  OrderKey key() const { return {static_cast<int>(state), seq}; }
+};
+
+// One thread per connection in a request, started on demand up to `max` and then reused. Only
+// the event-loop thread calls run() and shutdown().
+class WorkerPool {
+ public:
+  using Serve = std::function<void(Conn)>;
+
+  WorkerPool(std::size_t max, Serve serve) : max_(std::max<std::size_t>(max, 1)), serve_(serve) {}
+  ~WorkerPool() { shutdown(); }
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+
+  // Moves `conn` to a worker; false (and `conn` untouched) when no worker can be had.
+  bool run(Conn& conn) {
+    std::unique_lock lock(mutex_);
+    if (stopping_ || busy_ >= max_) return false;
     if (threads_.size() <= busy_) {
       try {
         threads_.emplace_back([this] { work(); });
       } catch (const std::system_error&) {
-        // No thread to be had (a process or memory limit): refused like one past the cap.
-        lock.unlock();
-        refuse(fn);
-        return;
+        return false;  // no thread to be had (a process or memory limit)
       }
     }
     ++busy_;
-    jobs_.push_back(std::move(fn));
+    jobs_.push_back(std::move(conn));
     lock.unlock();
     wake_.notify_one();
+    return true;
   }
 
-  // `fn` owns the socket: it must run to close it. Flagged, it only writes a short 503 without
-  // blocking, so the accepting thread is not held up.
-  static void refuse(const std::function<void()>& fn) {
-    tl_over_capacity = true;
-    fn();
-    tl_over_capacity = false;
-  }
-
-  void shutdown() override {
+  // Runs the jobs already queued, then joins every worker.
+  void shutdown() {
     {
       std::lock_guard lock(mutex_);
       if (stopping_) return;
@@ -86,89 +186,49 @@ class ConnectionPool final : public httplib::TaskQueue {
  private:
   void work() {
     for (;;) {
-      std::function<void()> job;
+      std::optional<Conn> job;
       {
         std::unique_lock lock(mutex_);
         wake_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
         if (jobs_.empty()) return;  // stopping, and every queued connection was handled
-        job = std::move(jobs_.front());
+        job.emplace(std::move(jobs_.front()));
         jobs_.pop_front();
       }
-      job();
+      serve_(std::move(*job));
       std::lock_guard lock(mutex_);
       --busy_;
     }
   }
 
   const std::size_t max_;
+  const Serve serve_;
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::deque<std::function<void()>> jobs_;
-  std::vector<std::thread> threads_;  // only the accepting thread and shutdown() touch it
+  std::deque<Conn> jobs_;
+  std::vector<std::thread> threads_;  // only the event-loop thread touches it
   std::size_t busy_ = 0;              // connections queued or being served
   bool stopping_ = false;
 };
 
-milliseconds to_ms(time_t sec, time_t usec) {
-  return milliseconds(static_cast<std::int64_t>(sec) * 1000 + usec / 1000);
-}
-
-// httplib's view of one connection, with a deadline over every wait and the request head read
-// ahead into a buffer.
+// httplib's view of one connection in a request, with a deadline over every wait and the
+// request head already in a buffer.
 class GuardedStream final : public httplib::Stream {
  public:
-  enum class Head { complete, closed, timed_out, line_too_long, too_large };
-
   GuardedStream(socket_t sock, milliseconds read_timeout, milliseconds write_timeout,
-                const std::atomic<socket_t>& listener)
+                const std::atomic<socket_t>& listener, std::string buffer)
       : sock_(sock),
         read_timeout_(read_timeout),
         write_timeout_(write_timeout),
-        listener_(listener) {}
+        listener_(listener),
+        buffer_(std::move(buffer)) {}
 
   void set_deadline(Clock::time_point deadline) { deadline_ = deadline; }
 
-  // Whether a request starts (buffered bytes, or readable) within `idle`.
-  bool wait_for_request(milliseconds idle) {
-    deadline_ = Clock::time_point::max();
-    return pending() > 0 || wait(POLLIN, idle);
-  }
-
-  // Reads until the buffer holds a whole request head (request line and headers), within the
-  // deadline, and checks its sizes.
-  Head read_head(const ConnectionLimits& limits) {
-    for (;;) {
-      const std::string_view unread(buffer_.data() + pos_, buffer_.size() - pos_);
-      const auto line_end = unread.find('\n');
-      if ((line_end == std::string_view::npos ? unread.size() : line_end) > limits.max_request_line)
-        return Head::line_too_long;
-      if (line_end != std::string_view::npos &&
-          longest_header_line(unread.substr(0, line_end + 1), unread) > limits.max_header_line)
-        return Head::too_large;
-      auto head_end = unread.find("\r\n\r\n");
-      if (head_end != std::string_view::npos) head_end += 4;
-      const auto bare_end = unread.find("\n\n");  // httplib accepts bare LF line ends too
-      if (bare_end != std::string_view::npos && bare_end + 2 < head_end) head_end = bare_end + 2;
-      if (head_end != std::string_view::npos)
-        return head_end > limits.max_head ? Head::too_large : Head::complete;
-      if (unread.size() > limits.max_head) return Head::too_large;
-      if (!wait(POLLIN, read_timeout_)) return stopping() ? Head::closed : Head::timed_out;
-      if (fill() <= 0) return Head::closed;
-    }
-  }
-
-  // The longest line after the request line (`first`, a prefix of `unread`) up to the end of
-  // the head or of what has arrived, counting a line still arriving.
-  static std::size_t longest_header_line(std::string_view first, std::string_view unread) {
-    std::size_t longest = 0;
-    for (std::size_t at = first.size(); at < unread.size();) {
-      const auto end = unread.find('\n', at);
-      const std::size_t length = (end == std::string_view::npos ? unread.size() : end) - at;
-      longest = std::max(longest, length);
-      if (end == std::string_view::npos || length <= 1) break;  // still arriving, or head end
-      at = end + 1;
-    }
-    return longest;
+  // The bytes received and not read by httplib (a pipelined next request).
+  std::string take_unread() {
+    buffer_.erase(0, pos_);
+    pos_ = 0;
+    return std::move(buffer_);
   }
 
   bool is_readable() const override { return pending() > 0 || wait(POLLIN, read_timeout_); }
@@ -176,12 +236,15 @@ class GuardedStream final : public httplib::Stream {
 
   ssize_t read(char* ptr, size_t size) override {
     if (pending() == 0) {
-      if (!wait(POLLIN, read_timeout_)) return -1;
       // Large reads (bodies) go straight to the caller; httplib's line reader asks for one
       // byte at a time, which the buffer serves.
       if (size >= kReadChunk) return receive(ptr, size);
-      const ssize_t n = fill();
+      buffer_.erase(0, pos_);
+      pos_ = 0;
+      char chunk[kReadChunk];
+      const ssize_t n = receive(chunk, sizeof chunk);
       if (n <= 0) return n;
+      buffer_.append(chunk, static_cast<std::size_t>(n));
     }
     const std::size_t n = std::min(size, pending());
     std::memcpy(ptr, buffer_.data() + pos_, n);
@@ -231,22 +294,16 @@ class GuardedStream final : public httplib::Stream {
     }
   }
 
+  // One read of what the socket has, waiting for it within the timeouts (the socket is
+  // non-blocking); -1 when nothing came in time.
   ssize_t receive(char* ptr, std::size_t size) {
     for (;;) {
-      const ssize_t n = ::recv(sock_, ptr, size, 0);
-      if (n < 0 && errno == EINTR) continue;
-      return n;
+      const ssize_t n = ::recv(sock_, ptr, size, MSG_DONTWAIT);
+      if (n >= 0) return n;
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
+      if (!wait(POLLIN, read_timeout_)) return -1;
     }
-  }
-
-  // Appends what the socket has (it is readable) to the buffer, dropping what was consumed.
-  ssize_t fill() {
-    buffer_.erase(0, pos_);
-    pos_ = 0;
-    char chunk[kReadChunk];
-    const ssize_t n = receive(chunk, sizeof chunk);
-    if (n > 0) buffer_.append(chunk, static_cast<std::size_t>(n));
-    return n;
   }
 
   template <class GetName>
@@ -276,11 +333,412 @@ class GuardedStream final : public httplib::Stream {
 
 }  // namespace
 
+// The event loop: owns the listening socket and every connection not in a request. All of it
+// runs on the thread in listen_after_bind, except give_back/closed, which workers call.
+class GuardedServer::Loop {
+ public:
+  Loop(GuardedServer& server, int listener)
+      : server_(server),
+        limits_(server.limits_),
+        listener_(listener),
+        read_timeout_(to_ms(server.read_timeout_sec_, server.read_timeout_usec_)),
+        keep_alive_timeout_(to_ms(server.keep_alive_timeout_sec_, 0)),
+        max_requests_(std::max<std::size_t>(server.keep_alive_max_count_, 1)),
+        max_connections_(std::max<std::size_t>(limits_.max_connections, 1)),
+        max_per_address_(std::max<std::size_t>(limits_.max_connections_per_address, 1)),
+        pool_(max_connections_, [this](Conn conn) { serve(std::move(conn)); }) {
+    epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
+    // Kept open so that, when the process has no descriptor left, one can be freed to accept
+    // and close a connection rather than leave it spinning in the backlog.
+    spare_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    const int flags = ::fcntl(listener_, F_GETFL);
+    ready_ = epoll_ >= 0 && flags >= 0 && ::fcntl(listener_, F_SETFL, flags | O_NONBLOCK) == 0 &&
+             watch(listener_) && watch(server_.wake_fd_);
+  }
+
+  ~Loop() {
+    pool_.shutdown();  // requests in progress end soon: their waits see the stop
+    take_returned();   // closes what the workers gave back
+    for (auto& [fd, conn] : conns_) close_now(fd);
+    if (spare_ >= 0) ::close(spare_);
+    if (epoll_ >= 0) ::close(epoll_);
+  }
+
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+
+  bool ready() const { return ready_; }
+
+  // Until stop(), or an error of epoll itself.
+  void run() {
+    auto next_sweep = Clock::now() + kSweepInterval;
+    std::array<epoll_event, kMaxEvents> events{};
+    while (!stopping()) {
+      const auto left = std::chrono::duration_cast<milliseconds>(next_sweep - Clock::now());
+      const int timeout =
+          static_cast<int>(std::clamp(left, milliseconds::zero(), kSweepInterval).count());
+      const int n = ::epoll_wait(epoll_, events.data(), kMaxEvents, timeout);
+      if (n < 0 && errno != EINTR) return;
+      for (int i = 0; i < n; ++i) {
+        const int fd = events[static_cast<std::size_t>(i)].data.fd;
+        if (fd == listener_) {
+          accept_some();
+        } else if (fd == server_.wake_fd_) {
+          std::uint64_t count = 0;
+          (void)!::read(server_.wake_fd_, &count, sizeof count);
+          take_returned();
+        } else {
+          // An event may be stale (its connection closed earlier in this batch, the number
+          // even reused): then this is one read attempt too many, which finds nothing.
+          on_input(fd);
+        }
+      }
+      const auto now = Clock::now();
+      if (now >= next_sweep) {
+        sweep(now);
+        next_sweep = now + kSweepInterval;
+      }
+    }
+  }
+
+ private:
+  struct AddressSlots {
+    std::size_t held = 0;          // connections from it, in the loop or in a request
+    std::set<OrderKey> evictable;  // those in the loop
+  };
+  struct Returned {
+    Conn conn;
+    bool closed = false;  // the worker closed it; only its address is still counted
+  };
+
+  bool stopping() const { return server_.svr_sock_.load() == INVALID_SOCKET; }
+
+  bool watch(int fd) {
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.fd = fd;
+    return ::epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &event) == 0;
+  }
+
+  // --- on workers ---
+
+  void serve(Conn conn) {
+    const bool last = conn.served + 1 >= max_requests_;
+    const bool more = server_.serve_request(conn.fd, conn.buffer, conn.since, last);
+    ++conn.served;
+    const int fd = conn.fd;
+    {
+      std::lock_guard lock(returned_mutex_);
+      returned_.push_back(Returned{std::move(conn), !more});
+    }
+    // Closed after it is queued: a client that saw the close and connects again finds its
+    // slot free (admit takes the queue first).
+    if (!more) close_now(fd);
+    server_.wake();
+  }
+
+  // --- on the loop thread ---
+
+  void take_returned() {
+    std::vector<Returned> batch;
+    {
+      std::lock_guard lock(returned_mutex_);
+      batch.swap(returned_);
+    }
+    for (auto& back : batch) {
+      if (back.closed) {
+        release(back.conn.address);
+      } else if (stopping()) {
+        close_now(back.conn.fd);
+        release(back.conn.address);
+      } else {
+        adopt(std::move(back.conn));
+      }
+    }
+  }
+
+  void accept_some() {
+    for (int i = 0; i < kAcceptBurst; ++i) {
+      sockaddr_storage addr{};
+      socklen_t len = sizeof addr;
+      const int fd = ::accept4(listener_, reinterpret_cast<sockaddr*>(&addr), &len,
+                               SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd >= 0) {
+        admit(fd, address_of(addr));
+        continue;
+      }
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE) {
+        if (evict_oldest(nullptr)) continue;
+        shed_one();
+      }
+      return;  // EAGAIN: none left; anything else: the listener is being closed
+    }
+  }
+
+  // Out of descriptors with nothing to evict: accepts one connection on the spare descriptor
+  // and closes it, so the backlog drains instead of waking the loop for ever.
+  void shed_one() {
+    if (spare_ < 0) return;
+    ::close(spare_);
+    const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd >= 0) ::close(fd);
+    spare_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+
+  void admit(int fd, const Address& address) {
+    if (held_ >= max_connections_ || held_by(address) >= max_per_address_) take_returned();
+    if (held_by(address) >= max_per_address_ && !evict_oldest(&address)) {
+      refuse(fd);
+      return;
+    }
+    if (held_ >= max_connections_ && !evict_oldest(nullptr)) {
+      refuse(fd);
+      return;
+    }
+    ++addresses_[address].held;
+    ++held_;
+    Conn conn;
+    conn.fd = fd;
+    conn.address = address;
+    adopt(std::move(conn));
+  }
+
+  std::size_t held_by(const Address& address) const {
+    const auto slots = addresses_.find(address);
+    return slots == addresses_.end() ? 0 : slots->second.held;
+  }
+
+  // Takes a connection into the loop (new, or back from a request), already counted as held.
+  void adopt(Conn conn) {
+    const int fd = conn.fd;
+    if (!watch(fd)) {
+      close_now(fd);
+      release(conn.address);
+      return;
+    }
+    const bool buffered = !conn.buffer.empty();
+    conn.state = buffered ? State::reading : State::idle;
+    conn.seq = next_seq_++;
+    conn.since = conn.last_read = Clock::now();
+    addresses_[conn.address].evictable.insert(conn.key());
+    order_.emplace(conn.key(), fd);
+    conns_.insert_or_assign(fd, std::move(conn));
+    // The next request may be buffered already (pipelined), or waiting in the socket.
+    if (buffered && !examine(fd)) return;
+    on_input(fd);
+  }
+
+  // Reads what the connection has; acts on a complete, oversized or closed head.
+  void on_input(int fd) {
+    const auto it = conns_.find(fd);
+    if (it == conns_.end()) return;
+    Conn& conn = it->second;
+    char chunk[kReadChunk];
+    for (;;) {
+      const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      if (n <= 0) {
+        close_conn(fd);  // closed by the client, or an error: nothing to answer
+        return;
+      }
+      if (conn.state == State::lingering) {
+        conn.lingered += static_cast<std::size_t>(n);
+        if (conn.lingered >= kLingerBytes) {
+          close_conn(fd);
+          return;
+        }
+        continue;
+      }
+      if (conn.state == State::idle) move_to(conn, State::reading);
+      conn.last_read = Clock::now();
+      conn.buffer.append(chunk, static_cast<std::size_t>(n));
+      if (!examine(fd)) return;
+    }
+  }
+
+  // Acts on the head in the buffer of a reading connection; true while it stays reading.
+  bool examine(int fd) {
+    Conn& conn = conns_.at(fd);
+    switch (classify_head(conn.buffer, limits_)) {
+      case Head::incomplete:
+        return true;
+      case Head::complete:
+        hand_off(fd);
+        return false;
+      case Head::line_too_long:
+        reject(conn, 414, "URI Too Long",
+               "the request line is longer than " + std::to_string(limits_.max_request_line) +
+                   " bytes");
+        return false;
+      case Head::too_large:
+        reject(
+            conn, 431, "Request Header Fields Too Large",
+            "the request headers are larger than " + std::to_string(limits_.max_head) + " bytes");
+        return false;
+    }
+    return false;
+  }
+
+  void hand_off(int fd) {
+    const auto it = conns_.find(fd);
+    Conn& conn = it->second;
+    forget_order(conn);
+    ::epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, nullptr);
+    if (pool_.run(conn)) {
+      conns_.erase(it);
+      return;
+    }
+    // No worker to be had: refused like a connection past the cap.
+    const Address address = conn.address;
+    conns_.erase(it);
+    refuse(fd);
+    release(address);
+  }
+
+  // An error reply, then the connection lingers (its input dropped) until the client closes
+  // it or kLingerTime passes, so that closing does not reset the reply away.
+  void reject(Conn& conn, int status, std::string_view reason, const std::string& message) {
+    server_.send_error(conn.fd, status, reason, message);
+    ::shutdown(conn.fd, SHUT_WR);
+    conn.buffer.clear();
+    conn.buffer.shrink_to_fit();
+    conn.lingered = 0;
+    move_to(conn, State::lingering);
+  }
+
+  // A connection that gets no slot: 503 without waiting, and closed.
+  void refuse(int fd) {
+    server_.send_error(fd, 503, "Service Unavailable", "too many connections, try again later");
+    ::shutdown(fd, SHUT_WR);
+    close_now(fd);
+  }
+
+  // Closes the oldest connection in the loop (of `address` when given), by the eviction
+  // order; false when there is none.
+  bool evict_oldest(const Address* address) {
+    OrderKey key;
+    if (address) {
+      const auto slots = addresses_.find(*address);
+      if (slots == addresses_.end() || slots->second.evictable.empty()) return false;
+      key = *slots->second.evictable.begin();
+    } else {
+      if (order_.empty()) return false;
+      key = order_.begin()->first;
+    }
+    const int fd = order_.at(key);
+    Conn& conn = conns_.at(fd);
+    if (conn.state == State::reading)  // a head had started: say why it is cut
+      server_.send_error(fd, 408, "Request Timeout", "the request head did not arrive in time");
+    close_conn(fd);
+    return true;
+  }
+
+  void sweep(Clock::time_point now) {
+    const double pressure = this->pressure();
+    const auto first_idle = shrink(read_timeout_, pressure);
+    const auto next_idle = shrink(keep_alive_timeout_, pressure);
+    const auto head = shrink(limits_.head_deadline, pressure);
+    const auto stall = shrink(read_timeout_, pressure);
+    std::vector<int> expired;
+    std::vector<int> late;
+    for (const auto& [fd, conn] : conns_) {
+      switch (conn.state) {
+        case State::idle:
+          if (now - conn.since >= (conn.served == 0 ? first_idle : next_idle))
+            expired.push_back(fd);
+          break;
+        case State::reading:
+          if (now - conn.since >= head || now - conn.last_read >= stall) late.push_back(fd);
+          break;
+        case State::lingering:
+          if (now - conn.since >= kLingerTime) expired.push_back(fd);
+          break;
+      }
+    }
+    for (const int fd : expired) close_conn(fd);
+    for (const int fd : late)
+      reject(conns_.at(fd), 408, "Request Timeout", "the request head did not arrive in time");
+  }
+
+  // 0 up to half of max_connections held, rising linearly to 1 at the cap.
+  double pressure() const {
+    const double half = static_cast<double>(max_connections_) / 2;
+    const double held = static_cast<double>(held_);
+    if (held <= half) return 0;
+    return std::min(1.0, (held - half) / half);
+  }
+
+  milliseconds shrink(milliseconds timeout, double pressure) const {
+    const auto floor = limits_.pressure_timeout;
+    if (timeout <= floor) return timeout;
+    return timeout - std::chrono::duration_cast<milliseconds>((timeout - floor) * pressure);
+  }
+
+  void move_to(Conn& conn, State state) {
+    forget_order(conn);
+    conn.state = state;
+    conn.seq = next_seq_++;
+    conn.since = Clock::now();
+    addresses_[conn.address].evictable.insert(conn.key());
+    order_.emplace(conn.key(), conn.fd);
+  }
+
+  void forget_order(const Conn& conn) {
+    order_.erase(conn.key());
+    const auto slots = addresses_.find(conn.address);
+    if (slots != addresses_.end()) slots->second.evictable.erase(conn.key());
+  }
+
+  void close_conn(int fd) {
+    const auto it = conns_.find(fd);
+    if (it == conns_.end()) return;
+    forget_order(it->second);
+    const Address address = it->second.address;
+    conns_.erase(it);
+    close_now(fd);  // also takes it out of the epoll set
+    release(address);
+  }
+
+  // One connection of `address` is gone.
+  void release(const Address& address) {
+    if (held_ > 0) --held_;
+    const auto slots = addresses_.find(address);
+    if (slots == addresses_.end()) return;
+    if (slots->second.held > 0) --slots->second.held;
+    if (slots->second.held == 0) addresses_.erase(slots);
+  }
+
+  GuardedServer& server_;
+  const ConnectionLimits& limits_;
+  const int listener_;
+  const milliseconds read_timeout_;
+  const milliseconds keep_alive_timeout_;
+  const std::size_t max_requests_;
+  const std::size_t max_connections_;
+  const std::size_t max_per_address_;
+  int epoll_ = -1;
+  int spare_ = -1;
+  bool ready_ = false;
+  std::unordered_map<int, Conn> conns_;  // in the loop, by descriptor
+  std::map<OrderKey, int> order_;        // in the loop, in eviction order
+  std::unordered_map<Address, AddressSlots, AddressHash> addresses_;
+  std::size_t held_ = 0;  // in the loop or in a request
+  std::uint64_t next_seq_ = 0;
+  std::mutex returned_mutex_;
+  std::vector<Returned> returned_;  // guarded by returned_mutex_
+  WorkerPool pool_;                 // last: its workers use everything above
+};
+
 GuardedServer::GuardedServer(ConnectionLimits limits, ErrorBody error_body)
     : limits_(limits), error_body_(std::move(error_body)) {
-  new_task_queue = [max = limits_.max_connections]() -> httplib::TaskQueue* {
-    return new ConnectionPool(max);  // httplib takes ownership (unique_ptr) of its task queue
-  };
+  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+GuardedServer::~GuardedServer() {
+  stop();
+  if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
 bool GuardedServer::widen_listen_backlog(int backlog) {
@@ -288,79 +746,77 @@ bool GuardedServer::widen_listen_backlog(int backlog) {
   return sock != INVALID_SOCKET && ::listen(sock, backlog) == 0;
 }
 
-bool GuardedServer::process_and_close_socket(socket_t sock) {
-  if (tl_over_capacity) {
-    reply_and_close(sock, 503, "Service Unavailable", "too many connections, try again later");
-    return false;
+bool GuardedServer::listen_after_bind() {
+  socket_t listener = INVALID_SOCKET;
+  {
+    std::lock_guard lock(lifecycle_mutex_);
+    listener = svr_sock_.load();
+    if (stop_requested_ || loop_started_ || listener == INVALID_SOCKET || wake_fd_ < 0)
+      return false;
+    loop_started_ = true;
   }
-  GuardedStream stream(sock, to_ms(read_timeout_sec_, read_timeout_usec_),
-                       to_ms(write_timeout_sec_, write_timeout_usec_), svr_sock_);
-  const std::size_t max_requests = std::max<std::size_t>(keep_alive_max_count_, 1);
   bool ok = false;
-  for (std::size_t served = 0; served < max_requests; ++served) {
-    const milliseconds idle = served == 0 ? to_ms(read_timeout_sec_, read_timeout_usec_)
-                                          : to_ms(keep_alive_timeout_sec_, 0);
-    if (!stream.wait_for_request(idle)) break;
-    const auto started = Clock::now();
-    stream.set_deadline(started + limits_.head_deadline);
-    switch (stream.read_head(limits_)) {
-      case GuardedStream::Head::complete:
-        break;
-      case GuardedStream::Head::closed:
-        reply_and_close(sock, 0, {}, {});
-        return false;
-      case GuardedStream::Head::timed_out:
-        reply_and_close(sock, 408, "Request Timeout", "the request head did not arrive in time");
-        return false;
-      case GuardedStream::Head::line_too_long:
-        reply_and_close(sock, 414, "URI Too Long",
-                        "the request line is longer than " +
-                            std::to_string(limits_.max_request_line) + " bytes");
-        return false;
-      case GuardedStream::Head::too_large:
-        reply_and_close(
-            sock, 431, "Request Header Fields Too Large",
-            "the request headers are larger than " + std::to_string(limits_.max_head) + " bytes");
-        return false;
+  {
+    Loop loop(*this, listener);
+    ok = loop.ready();
+    if (ok) {
+      running_ = true;
+      loop.run();
+      running_ = false;
     }
-    stream.set_deadline(started + limits_.request_deadline);
-    bool closed = false;
-    ok = process_request(stream, served + 1 == max_requests, closed, nullptr);
-    if (!ok || closed) break;
+    svr_sock_.store(INVALID_SOCKET);  // also when the loop failed: workers must stop
   }
-  reply_and_close(sock, 0, {}, {});
+  ::close(listener);
   return ok;
 }
 
-// Sends a short error reply (status 0: none) without blocking, then closes the connection,
-// first reading briefly what the client still sends so that the reply is not lost to a reset.
-void GuardedServer::reply_and_close(socket_t sock, int status, std::string_view reason,
-                                    std::string_view message) const {
-  if (status != 0) {
-    const std::string body =
-        error_body_ ? error_body_(status, message) : std::string(message) + "\n";
-    const std::string type = error_body_ ? "application/json" : "text/plain";
-    const std::string reply = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) +
-                              "\r\nContent-Type: " + type +
-                              "\r\nContent-Length: " + std::to_string(body.size()) +
-                              "\r\nConnection: close\r\n\r\n" + body;
-    (void)::send(sock, reply.data(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    ::shutdown(sock, SHUT_WR);
-    if (!tl_over_capacity) {
-      const auto until = Clock::now() + kLingerTime;
-      std::size_t drained = 0;
-      char sink[kReadChunk];
-      while (drained < kLingerBytes && Clock::now() < until) {
-        pollfd pfd{sock, POLLIN, 0};
-        if (::poll(&pfd, 1, static_cast<int>(kWaitSlice.count())) <= 0) continue;
-        const ssize_t n = ::recv(sock, sink, sizeof sink, 0);
-        if (n <= 0) break;
-        drained += static_cast<std::size_t>(n);
-      }
-    }
+bool GuardedServer::listen(const std::string& host, int port, int socket_flags) {
+  return bind_to_port(host, port, socket_flags) && listen_after_bind();
+}
+
+void GuardedServer::stop() {
+  {
+    std::lock_guard lock(lifecycle_mutex_);
+    stop_requested_ = true;
+    const socket_t sock = svr_sock_.exchange(INVALID_SOCKET);
+    // Never served: no loop will close it.
+    if (sock != INVALID_SOCKET && !loop_started_) ::close(sock);
   }
-  ::shutdown(sock, SHUT_RDWR);
-  ::close(sock);
+  wake();
+}
+
+void GuardedServer::wake() const {
+  const std::uint64_t one = 1;
+  if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof one);
+}
+
+bool GuardedServer::process_and_close_socket(socket_t sock) {
+  close_now(sock);
+  return false;
+}
+
+bool GuardedServer::serve_request(socket_t sock, std::string& buffer,
+                                  std::chrono::steady_clock::time_point started, bool last) {
+  GuardedStream stream(sock, to_ms(read_timeout_sec_, read_timeout_usec_),
+                       to_ms(write_timeout_sec_, write_timeout_usec_), svr_sock_,
+                       std::move(buffer));
+  stream.set_deadline(started + limits_.request_deadline);
+  bool closed = false;
+  const bool ok = process_request(stream, last, closed, nullptr);
+  buffer = stream.take_unread();
+  return ok && !closed && !last;
+}
+
+// A short error reply, written without blocking (it fits any socket buffer).
+void GuardedServer::send_error(socket_t sock, int status, std::string_view reason,
+                               std::string_view message) const {
+  const std::string body = error_body_ ? error_body_(status, message) : std::string(message) + "\n";
+  const std::string type = error_body_ ? "application/json" : "text/plain";
+  const std::string reply = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) +
+                            "\r\nContent-Type: " + type +
+                            "\r\nContent-Length: " + std::to_string(body.size()) +
+                            "\r\nConnection: close\r\n\r\n" + body;
+  (void)::send(sock, reply.data(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 }  // namespace vigil

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <chrono>
 #include <fstream>
@@ -9,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <sstream>
 #include <thread>
 
 #include "runner/scheduler.h"
@@ -39,6 +41,20 @@ json service_named(const json& services, const std::string& name) {
   for (const auto& s : services["data"]["services"]["data"])
     if (s["name"] == name) return s;
   return json();
+}
+
+// The soft and hard "Max open files" of process `pid`, as /proc shows them ("unlimited" or a
+// number); empty when not found.
+std::pair<std::string, std::string> open_file_limits(pid_t pid) {
+  std::ifstream limits("/proc/" + std::to_string(pid) + "/limits");
+  for (std::string line; std::getline(limits, line);) {
+    if (line.rfind("Max open files", 0) != 0) continue;
+    std::istringstream fields(line.substr(std::string("Max open files").size()));
+    std::string soft, hard;
+    fields >> soft >> hard;
+    return {soft, hard};
+  }
+  return {};
 }
 
 void write_services(const TempDir& dir, const json& services) {
@@ -153,6 +169,26 @@ TEST_F(EndToEnd, RunProbesServesApiAndStopsCleanly) {
   const std::string log = vigil.log();
   EXPECT_NE(log.find("refused DOWN"), std::string::npos) << log;
   EXPECT_NE(log.find("stopped cleanly"), std::string::npos) << log;
+}
+
+// Each API connection holds a descriptor: started under a soft limit of 256, vigil raises it
+// to the hard limit, so that the API's connection cap, not the limit, is what bounds them.
+TEST_F(EndToEnd, RaisesItsOpenFileSoftLimitToTheHardLimit) {
+  write_services(dir, two_services());
+  rlimit mine{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &mine), 0);
+  if (mine.rlim_max <= 256) GTEST_SKIP() << "the hard limit is too low to tell";
+  rlimit lowered = mine;
+  lowered.rlim_cur = 256;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &lowered), 0);
+  VigilProcess vigil(dir, "run", api_port);  // inherits the lowered soft limit
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &mine), 0);
+  ASSERT_TRUE(eventually([&] { return get_json(api_port, "/healthz").has_value(); }, 15s))
+      << vigil.log();
+  const auto [soft, hard] = open_file_limits(vigil.process().pid());
+  ASSERT_FALSE(hard.empty());
+  EXPECT_EQ(soft, hard);
+  EXPECT_EQ(vigil.stop(), 0) << vigil.log();
 }
 
 TEST_F(EndToEnd, RestartContinuesOpenEventsAndCounters) {
