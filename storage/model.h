@@ -219,6 +219,14 @@ struct Tick {
   std::int64_t seq = 0;
 };
 
+// An event that started at `started`: what is left of a status change whose tick record the
+// writer had to drop (a full queue).
+struct EventStart {
+  EventKind kind = EventKind::uptime;
+  TimePoint started;
+  friend bool operator==(const EventStart&, const EventStart&) = default;
+};
+
 // What the runner hands the writer for one tick: the tick itself, the service's metric after
 // it, and, when the status changed (or it is the first tick), the kind of event that starts at
 // tick.ts (the open event, if any, ends at that instant).
@@ -226,6 +234,12 @@ struct TickRecord {
   Tick tick;
   Metric metric_after;
   std::optional<EventKind> opens_event;
+  // Set by the writer only: status changes of this service after its previous record and before
+  // this tick, oldest first, whose own records a full queue dropped. Each is applied like a
+  // record's opens_event at its start, before this record's own.
+  std::vector<EventStart> folded_events{};
+  // True when the record changes no event: the writer may drop it first.
+  bool plain() const { return !opens_event && folded_events.empty(); }
 };
 
 // The live state the runner needs to continue where a previous run stopped.

@@ -867,17 +867,21 @@ class SqliteStore final : public Store {
         }
         inserted.push_back(&tick);
 
-        if (record.opens_event) {
+        // The open event ends where the next starts: first those of dropped records, then this
+        // record's own.
+        const auto start_event = [&](EventKind kind, TimePoint started) {
           s.close_open_event.tryReset();
           s.close_open_event.bind(1, tick.service_id);
-          s.close_open_event.bind(2, ms(tick.ts));
+          s.close_open_event.bind(2, ms(started));
           s.close_open_event.exec();
           s.open_event.tryReset();
           s.open_event.bind(1, tick.service_id);
-          s.open_event.bind(2, to_string(*record.opens_event));
-          s.open_event.bind(3, ms(tick.ts));
+          s.open_event.bind(2, to_string(kind));
+          s.open_event.bind(3, ms(started));
           s.open_event.exec();
-        }
+        };
+        for (const auto& folded : record.folded_events) start_event(folded.kind, folded.started);
+        if (record.opens_event) start_event(*record.opens_event, tick.ts);
       }
       const auto written_at = ms(now_ms());
       for (const auto& info : touched) {

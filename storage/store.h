@@ -138,7 +138,8 @@ class Store {
 
   // Writes a batch in one transaction: the ticks, each service's metric after its last tick in
   // the batch, and the event changes (for a record with opens_event: the open event of that
-  // service gets date_ended = tick.ts, and a new open event of that kind starts at tick.ts).
+  // service gets date_ended = tick.ts, and a new open event of that kind starts at tick.ts; its
+  // folded_events, each the same at its own start, come first).
   // Either all of it is committed or none of it (StorageError).
   virtual void apply(const std::vector<TickRecord>& batch) = 0;
 

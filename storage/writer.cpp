@@ -67,6 +67,12 @@ struct Writer::Metrics {
                           "storage still failing at shutdown).")
                     .Register(registry)
                     .Add({})),
+        folded(prometheus::BuildCounter()
+                   .Name("vigil_writer_folded_transitions_total")
+                   .Help("Status-change tick records dropped from a full queue whose event was "
+                         "kept, folded into the service's next record.")
+                   .Register(registry)
+                   .Add({})),
         corrupt_rows(prometheus::BuildCounter()
                          .Name("vigil_storage_corrupt_rows_total")
                          .Help("Corrupt rollup rows found while writing ticks, each rebuilt from "
@@ -80,11 +86,15 @@ struct Writer::Metrics {
   prometheus::Counter& committed;
   prometheus::Counter& errors;
   prometheus::Counter& dropped;
+  prometheus::Counter& folded;
   prometheus::Counter& corrupt_rows;
 };
 
 Writer::Writer(Store& store, prometheus::Registry& registry, WriterOptions options)
-    : store_(store), options_(options), metrics_(std::make_unique<Metrics>(registry)) {
+    : store_(store),
+      options_(options),
+      metrics_(std::make_unique<Metrics>(registry)),
+      queue_(std::max<std::size_t>(options.max_queue, 1)) {
   options_.max_batch = std::max<std::size_t>(options_.max_batch, 1);
   options_.max_queue = std::max<std::size_t>(options_.max_queue, 1);
   options_.flush_interval = std::max(options_.flush_interval, std::chrono::milliseconds(1));
@@ -96,43 +106,64 @@ Writer::Writer(Store& store, prometheus::Registry& registry, WriterOptions optio
 Writer::~Writer() { stop(); }
 
 void Writer::submit(TickRecord record) {
-  std::uint64_t to_log = 0;
+  std::uint64_t dropped_to_log = 0;
+  std::uint64_t folded_to_log = 0;
+  std::uint64_t lost_to_log = 0;
   bool after_stop = false;
   {
     std::lock_guard lock(mutex_);
     // stop() drains what was queued before it; accepting more would let a busy producer keep
     // the writer from ever finishing.
     const bool drop_new = stopping_;
-    const bool drop_oldest = !drop_new && queue_.size() >= options_.max_queue;
-    if (drop_new || drop_oldest) {
-      if (drop_oldest) {
-        queue_.pop_front();
-        ++handled_;
-      }
-      ++dropped_;
-      metrics_->dropped.Increment();
-      ++drops_unlogged_;
-      const auto now = SteadyClock::now();
-      if (now - drop_logged_at_ >= kDropLogInterval) {
-        drop_logged_at_ = now;
-        to_log = std::exchange(drops_unlogged_, 0);
-        after_stop = drop_new;
-      }
-    }
-    // A record refused after stop() never gets a sequence number: submitted_ - queue_.size()
-    // must stay the number of the oldest queued record, which flush() relies on.
+    WriteQueue::Shed shed = WriteQueue::Shed::none;
     if (!drop_new) {
-      queue_.push_back(std::move(record));
-      ++submitted_;
+      // A record refused after stop() never gets a sequence number: front_seq() must stay the
+      // number of the oldest queued record, or submitted_ when none is, which flush() relies on.
+      shed = queue_.push(std::move(record), submitted_++);
       // One wake-up when a full batch is ready; the timed wait covers everything else.
       if (queue_.size() == options_.max_batch) wake_.notify_one();
     }
+    if (shed != WriteQueue::Shed::none) ++handled_;
+    if (drop_new || shed == WriteQueue::Shed::plain_tick || shed == WriteQueue::Shed::transition) {
+      ++dropped_;
+      metrics_->dropped.Increment();
+      ++drops_unlogged_;
+      if (shed == WriteQueue::Shed::transition) ++lost_transitions_unlogged_;
+    } else if (shed == WriteQueue::Shed::folded) {
+      ++folded_;
+      metrics_->folded.Increment();
+      ++folds_unlogged_;
+    }
+    const auto now = SteadyClock::now();
+    if ((drops_unlogged_ > 0 || folds_unlogged_ > 0) && now - drop_logged_at_ >= kDropLogInterval) {
+      drop_logged_at_ = now;
+      dropped_to_log = std::exchange(drops_unlogged_, 0);
+      folded_to_log = std::exchange(folds_unlogged_, 0);
+      lost_to_log = std::exchange(lost_transitions_unlogged_, 0);
+      after_stop = drop_new;
+    }
   }
-  if (to_log > 0) {
-    log_warn("storage: dropped " + std::to_string(to_log) + " tick record(s): " +
-             (after_stop ? std::string("the writer is stopped")
-                         : "the write queue is full (" + std::to_string(options_.max_queue) +
-                               " records)"));
+  log_drops(dropped_to_log, folded_to_log, lost_to_log,
+            after_stop
+                ? "the writer is stopped"
+                : "the write queue is full (" + std::to_string(options_.max_queue) + " records)");
+}
+
+void Writer::log_drops(std::uint64_t dropped, std::uint64_t folded, std::uint64_t lost,
+                       const std::string& why) const {
+  if (dropped > 0) {
+    log_warn("storage: dropped " + std::to_string(dropped) + " tick record(s): " + why);
+  }
+  if (lost > 0) {
+    log_error("storage: " + std::to_string(lost) +
+              " of them changed a status and were lost from the event history: every queued "
+              "record changes a status (STORAGE_QUEUE_MAX_TICKS is below the number of "
+              "services)");
+  }
+  if (folded > 0) {
+    log_warn(
+        "storage: dropped the tick of " + std::to_string(folded) +
+        " status change(s) and kept their events, carried by the service's next record: " + why);
   }
 }
 
@@ -144,7 +175,7 @@ void Writer::flush() {
   // the rest, so "all before target" means neither holds a record numbered below it.
   const auto done = [&] {
     const bool batch_done = in_flight_count_ == 0 || in_flight_begin_ >= target;
-    const bool queue_done = submitted_ - queue_.size() >= target;
+    const bool queue_done = queue_.front_seq().value_or(submitted_) >= target;
     return finished_ || (batch_done && queue_done) || failed_batches_.load() != failures_before;
   };
   if (done()) return;
@@ -175,6 +206,7 @@ std::size_t Writer::queue_depth() const {
 std::uint64_t Writer::committed_records() const { return committed_.load(); }
 std::uint64_t Writer::failed_batches() const { return failed_batches_.load(); }
 std::uint64_t Writer::dropped_records() const { return dropped_.load(); }
+std::uint64_t Writer::folded_records() const { return folded_.load(); }
 
 std::string Writer::failure() const {
   std::lock_guard lock(mutex_);
@@ -187,6 +219,8 @@ void Writer::run() {
   std::uint64_t streak = 0;  // consecutive failed attempts
   int attempts_after_stop = 0;
   std::uint64_t unlogged_drops = 0;
+  std::uint64_t unlogged_folds = 0;
+  std::uint64_t unlogged_lost = 0;
   // The store's count of rebuilt rows already added to the counter (the store may have been
   // written before this writer was made).
   std::uint64_t corrupt_rows_seen = store_.corrupt_rows_rebuilt();
@@ -198,15 +232,14 @@ void Writer::run() {
       if (batch.empty()) {
         wake_.wait_for(lock, options_.flush_interval, [&] {
           return stopping_ || queue_.size() >= options_.max_batch ||
-                 flush_target_ > submitted_ - queue_.size();
+                 flush_target_ > queue_.front_seq().value_or(submitted_);
         });
         const auto take = std::min(queue_.size(), options_.max_batch);
         if (take > 0) {
-          in_flight_begin_ = submitted_ - queue_.size();
+          in_flight_begin_ = *queue_.front_seq();
           in_flight_count_ = take;
-          const auto end = queue_.begin() + static_cast<std::ptrdiff_t>(take);
-          batch.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(end));
-          queue_.erase(queue_.begin(), end);
+          batch.reserve(take);
+          while (batch.size() < take) batch.push_back(queue_.pop_front());
         }
       } else {
         // Retrying: sleep until the retry is due, in flush_interval steps so last_alive moves.
@@ -218,16 +251,17 @@ void Writer::run() {
       // submit() reports the first drop at once; drops after it in the same interval are
       // reported from here, so a burst that stops is still reported in full.
       const auto now = SteadyClock::now();
-      if (drops_unlogged_ > 0 && now - drop_logged_at_ >= kDropLogInterval) {
+      if ((drops_unlogged_ > 0 || folds_unlogged_ > 0) &&
+          now - drop_logged_at_ >= kDropLogInterval) {
         drop_logged_at_ = now;
         unlogged_drops = std::exchange(drops_unlogged_, 0);
+        unlogged_folds = std::exchange(folds_unlogged_, 0);
+        unlogged_lost = std::exchange(lost_transitions_unlogged_, 0);
       }
     }
     last_alive_ms_ = to_unix_ms(now_ms());
-    if (unlogged_drops > 0) {
-      log_warn("storage: dropped " + std::to_string(std::exchange(unlogged_drops, 0)) +
-               " more tick record(s): the write queue was full or the writer stopped");
-    }
+    log_drops(std::exchange(unlogged_drops, 0), std::exchange(unlogged_folds, 0),
+              std::exchange(unlogged_lost, 0), "the write queue was full or the writer stopped");
 
     if (batch.empty()) {
       last_progress_ms_ = last_alive_ms_.load();  // nothing to commit
@@ -308,12 +342,11 @@ void Writer::run() {
     finished_ = true;
     metrics_->queue_depth.Set(0);
     unlogged_drops = std::exchange(drops_unlogged_, 0);
+    unlogged_folds = std::exchange(folds_unlogged_, 0);
+    unlogged_lost = std::exchange(lost_transitions_unlogged_, 0);
   }
   drained_.notify_all();
-  if (unlogged_drops > 0) {
-    log_warn("storage: dropped " + std::to_string(unlogged_drops) +
-             " more tick record(s): the write queue was full");
-  }
+  log_drops(unlogged_drops, unlogged_folds, unlogged_lost, "the write queue was full");
 }
 
 }  // namespace vigil

@@ -8,7 +8,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -17,6 +16,7 @@
 
 #include "storage/model.h"
 #include "storage/store.h"
+#include "storage/write_queue.h"
 
 namespace prometheus {
 class Registry;
@@ -32,8 +32,10 @@ struct WriterOptions {
   // batches of 100,000, before apply() wrote in key order). Without a backlog a batch is what
   // one flush_interval brought.
   std::size_t max_batch = 100'000;
-  // Records waiting in the queue at most (the batch being committed aside); past it the oldest
-  // waiting record is dropped and counted, so a long storage outage costs bounded memory.
+  // Records waiting in the queue at most (the batch being committed aside), so a long storage
+  // outage costs bounded memory. Past it the oldest plain tick is dropped and counted; a status
+  // change is never dropped while a plain tick is queued, and then only its tick: its event is
+  // folded into its service's next queued record (see WriteQueue).
   std::size_t max_queue = 1'000'000;
 };
 
@@ -65,8 +67,13 @@ class Writer {
   std::size_t queue_depth() const;
   std::uint64_t committed_records() const;
   std::uint64_t failed_batches() const;
-  // Records dropped: queue full, submitted after stop(), or still failing when stop() gave up.
+  // Records dropped with what they said: plain ticks shed by a full queue, records submitted
+  // after stop(), those still failing when stop() gave up, and status changes a full queue
+  // could not fold (only when max_queue is below the number of services).
   std::uint64_t dropped_records() const;
+  // Status changes whose tick a full queue dropped while their event was kept, folded into the
+  // service's next record.
+  std::uint64_t folded_records() const;
   // While commits fail (from the first failed attempt until one succeeds): the last error, as
   // SQLite reported it ("database or disk is full", "database is locked"); empty otherwise.
   // /healthz reports it.
@@ -75,6 +82,9 @@ class Writer {
  private:
   struct Metrics;
   void run();
+  // Logs what a full or stopped queue shed since the last report (nothing when all are 0).
+  void log_drops(std::uint64_t dropped, std::uint64_t folded, std::uint64_t lost,
+                 const std::string& why) const;
 
   Store& store_;
   WriterOptions options_;
@@ -83,7 +93,7 @@ class Writer {
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable drained_;
-  std::deque<TickRecord> queue_;
+  WriteQueue queue_;             // guarded by mutex_
   std::uint64_t submitted_ = 0;  // guarded by mutex_
   std::uint64_t handled_ = 0;    // records committed or dropped; guarded by mutex_
   bool stopping_ = false;
@@ -93,6 +103,8 @@ class Writer {
   std::uint64_t flush_target_ = 0;     // flush() waits for records below this; guarded by mutex_
   std::chrono::steady_clock::time_point drop_logged_at_{};  // guarded by mutex_
   std::uint64_t drops_unlogged_ = 0;                        // guarded by mutex_
+  std::uint64_t folds_unlogged_ = 0;                        // guarded by mutex_
+  std::uint64_t lost_transitions_unlogged_ = 0;             // guarded by mutex_
   std::string failure_;                                     // guarded by mutex_
   std::once_flag stop_once_;
 
@@ -101,6 +113,7 @@ class Writer {
   std::atomic<std::uint64_t> committed_{0};
   std::atomic<std::uint64_t> failed_batches_{0};  // incremented under mutex_ (flush waits on it)
   std::atomic<std::uint64_t> dropped_{0};
+  std::atomic<std::uint64_t> folded_{0};
   std::thread thread_;
 };
 

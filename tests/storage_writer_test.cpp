@@ -21,6 +21,7 @@
 
 #include "storage/model.h"
 #include "storage/store.h"
+#include "storage/write_queue.h"
 #include "storage/writer.h"
 #include "support/target_server.h"
 
@@ -320,6 +321,141 @@ TEST(StorageWriter, ExposesMetricsThatPassPromtool) {
   const std::string findings((std::istreambuf_iterator<char>(report)), {});
   EXPECT_EQ(status, 0) << findings;
   EXPECT_EQ(findings, "") << findings;
+}
+
+// The events of service `id` as "kind@start-end" ("-" while open), oldest first.
+std::vector<std::string> events_of(const Fixture& fx, ServiceId id) {
+  SQLite::Database db(fx.path, SQLite::OPEN_READONLY);
+  SQLite::Statement select(db,
+                           "SELECT event, date_started, date_ended FROM service_events"
+                           " WHERE service_id = ? ORDER BY date_started, id");
+  select.bind(1, id);
+  std::vector<std::string> out;
+  while (select.executeStep()) {
+    out.push_back(select.getColumn(0).getString() + "@" + select.getColumn(1).getString() + "-" +
+                  (select.isColumnNull(2) ? "" : select.getColumn(2).getString()));
+  }
+  return out;
+}
+
+// A tick of `id` at `ts`, up or down, opening an event when `opens`; `n` ticks of it so far.
+TickRecord status_tick(ServiceId id, std::int64_t ts, bool up, bool opens, std::int64_t n) {
+  TickRecord r;
+  r.tick.service_id = id;
+  r.tick.ts = at(ts);
+  r.tick.up = up;
+  r.tick.response_ms = 5;
+  r.metric_after = {n + 1, up ? n + 1 : 0, up ? 0 : n + 1, 5, up ? 100.0 : 0.0};
+  if (opens) r.opens_event = up ? EventKind::uptime : EventKind::downtime;
+  return r;
+}
+
+// Another connection holds the write lock (as another process could): every commit waits out
+// the busy timeout and fails with "database is locked" until release().
+struct HeldLock {
+  explicit HeldLock(const std::string& path) : db(path, SQLite::OPEN_READWRITE) {
+    db.exec("BEGIN EXCLUSIVE");
+  }
+  void release() { db.exec("COMMIT"); }
+  SQLite::Database db;
+};
+
+TEST(StorageWriter, AFullQueueDropsPlainTicksFirstAndKeepsEveryStatusChange) {
+  Fixture fx(2);
+  const ServiceId a = fx.ids[0], b = fx.ids[1];
+  prometheus::Registry registry;
+  // A batch is taken only when two records wait.
+  Writer writer(*fx.store, registry, {.flush_interval = 60s, .max_batch = 2, .max_queue = 6});
+  HeldLock lock(fx.path);
+  writer.submit(status_tick(a, 1000, true, true, 0));
+  writer.submit(status_tick(b, 1000, true, true, 0));
+  // Once the first attempt has failed (the busy timeout), these two are the batch in flight.
+  ASSERT_TRUE(eventually([&] { return writer.failed_batches() >= 1; }, 20s));
+  EXPECT_NE(writer.failure().find("locked"), std::string::npos) << writer.failure();
+  // While storage is down, `a` goes down at step 7 and up again at step 14; `b` stays up.
+  const auto a_up = [](int step) { return step < 7 || step >= 14; };
+  for (int step = 1; step <= 20; ++step) {
+    const std::int64_t ts = 1000 + step * 1000;
+    writer.submit(status_tick(a, ts, a_up(step), a_up(step) != a_up(step - 1), step));
+    writer.submit(status_tick(b, ts, true, false, step));
+  }
+  // 42 submitted: 2 in flight, 6 queued (both status changes and the 4 newest plain ticks).
+  EXPECT_EQ(writer.queue_depth(), 8u);
+  EXPECT_EQ(writer.dropped_records(), 34u);
+  EXPECT_EQ(writer.folded_records(), 0u);
+
+  lock.release();
+  ASSERT_TRUE(eventually([&] { return writer.committed_records() == 8; }, 20s))
+      << writer.committed_records() << " committed";
+  writer.flush();
+
+  EXPECT_EQ(events_of(fx, a),
+            (std::vector<std::string>{"uptime@1000-8000", "downtime@8000-15000", "uptime@15000-"}));
+  EXPECT_EQ(events_of(fx, b), std::vector<std::string>{"uptime@1000-"});
+  EXPECT_EQ(counter(registry, "vigil_writer_dropped_ticks_total"), 34.0);
+  EXPECT_EQ(counter(registry, "vigil_writer_folded_transitions_total"), 0.0);
+  EXPECT_EQ(fx.count("SELECT COUNT(*) FROM service_ticks"), 8);
+  EXPECT_EQ(fx.count("SELECT COUNT(*) FROM service_ticks WHERE ts IN (8000, 15000)"), 2);
+  // The metric is the newest record's, which counts the dropped ticks too.
+  const auto view = fx.store->get_service(a);
+  ASSERT_TRUE(view && view->open_event);
+  EXPECT_EQ(view->metric.tick_count, 21);
+  EXPECT_EQ(view->open_event->date_started, at(15000));
+}
+
+TEST(StorageWriter, AQueueOfStatusChangesOnlyFoldsTheirEventsIntoTheNextRecord) {
+  Fixture fx(2);
+  const ServiceId a = fx.ids[0], b = fx.ids[1];
+  prometheus::Registry registry;
+  Writer writer(*fx.store, registry, {.flush_interval = 60s, .max_batch = 2, .max_queue = 4});
+  HeldLock lock(fx.path);
+  writer.submit(status_tick(a, 1000, true, true, 0));
+  writer.submit(status_tick(b, 1000, true, true, 0));
+  ASSERT_TRUE(eventually([&] { return writer.failed_batches() >= 1; }, 20s));
+  // `a` flaps at every tick: every queued record is a status change.
+  for (int step = 1; step <= 10; ++step)
+    writer.submit(status_tick(a, 1000 + step * 1000, step % 2 == 0, true, step));
+  EXPECT_EQ(writer.queue_depth(), 6u);
+  EXPECT_EQ(writer.dropped_records(), 0u);
+  EXPECT_EQ(writer.folded_records(), 6u);
+  lock.release();
+  ASSERT_TRUE(eventually([&] { return writer.committed_records() == 6; }, 20s))
+      << writer.committed_records() << " committed";
+  writer.flush();
+
+  std::vector<std::string> expected;
+  for (int step = 0; step <= 10; ++step) {
+    const std::string end = step < 10 ? std::to_string(2000 + step * 1000) : "";
+    expected.push_back(std::string(step % 2 == 0 ? "uptime" : "downtime") + "@" +
+                       std::to_string(1000 + step * 1000) + "-" + end);
+  }
+  EXPECT_EQ(events_of(fx, a), expected);
+  EXPECT_EQ(events_of(fx, b), std::vector<std::string>{"uptime@1000-"});
+  EXPECT_EQ(counter(registry, "vigil_writer_folded_transitions_total"), 6.0);
+  EXPECT_EQ(counter(registry, "vigil_writer_dropped_ticks_total"), 0.0);
+  EXPECT_EQ(fx.count("SELECT COUNT(*) FROM service_ticks"), 6);
+  EXPECT_EQ(fx.store->get_service(a)->metric.tick_count, 11);
+}
+
+TEST(WriteQueue, ShedsAStatusChangeOnlyWhenNoneCanBeFolded) {
+  WriteQueue queue(2);
+  // Three services, one status change each: nothing to fold into, the oldest goes.
+  for (ServiceId id = 1; id <= 3; ++id) {
+    const auto shed = queue.push(status_tick(id, 1000, true, true, 0), id);
+    EXPECT_EQ(shed, id < 3 ? WriteQueue::Shed::none : WriteQueue::Shed::transition);
+  }
+  EXPECT_EQ(queue.front_seq(), 2u);
+  // A plain tick is shed before any status change, even when it is the newest record.
+  EXPECT_EQ(queue.push(status_tick(2, 2000, true, false, 1), 4), WriteQueue::Shed::plain_tick);
+  EXPECT_EQ(queue.size(), 2u);
+  // A status change of a queued service folds the older one into it.
+  EXPECT_EQ(queue.push(status_tick(2, 3000, false, true, 2), 5), WriteQueue::Shed::folded);
+  EXPECT_EQ(queue.pop_front().tick.service_id, 3);
+  const TickRecord kept = queue.pop_front();
+  EXPECT_EQ(kept.tick.ts, at(3000));
+  EXPECT_EQ(kept.folded_events, (std::vector<EventStart>{{EventKind::uptime, at(1000)}}));
+  EXPECT_TRUE(queue.empty());
+  EXPECT_EQ(queue.front_seq(), std::nullopt);
 }
 
 // A tick of service `id` at `ts` whose response time varies with `n`.
