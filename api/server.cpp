@@ -44,6 +44,7 @@
 #include "api/status_page.h"
 #include "api/uptime_gauges.h"
 #include "config/config.h"
+#include "config/json_input.h"
 #include "config/logging.h"
 
 namespace vigil {
@@ -303,29 +304,15 @@ class PushTokenIndex {
   std::unordered_map<std::string, Known> ids_;  // guarded by mutex_
 };
 
-// A write body: a JSON object, or a 400 saying what is wrong with it. nlohmann would keep the
-// last of two equal keys silently; a body that says two things is refused instead.
+// A write body: a JSON object, or a 400 saying what is wrong with it. It is read by the services
+// file's rules (config/json_input.h): a key given twice or nesting past the bound is refused.
 json body_object(const httplib::Request& req) {
   if (req.body.empty()) throw bad_request("body: expected a JSON object");
   json body;
-  std::vector<std::set<std::string>> keys;  // one set per object being parsed, innermost last
-  std::optional<std::string> duplicate;
-  const json::parser_callback_t check_keys = [&](int, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::object_start) keys.emplace_back();
-    if (event == json::parse_event_t::object_end && !keys.empty()) keys.pop_back();
-    if (event == json::parse_event_t::key && !keys.empty() && !duplicate &&
-        !keys.back().insert(parsed.get<std::string>()).second)
-      duplicate = parsed.get<std::string>();
-    return true;
-  };
   try {
-    body = json::parse(req.body, check_keys);
-  } catch (const json::exception& e) {  // parse errors, and numbers too large for a double
-    throw bad_request(std::string("body: not valid JSON: ") + e.what());
-  }
-  if (duplicate) {
-    if (duplicate->size() > 80) *duplicate = duplicate->substr(0, 77) + "...";
-    throw bad_request("body: duplicate key " + dump(json(*duplicate)));
+    body = parse_json_input(req.body, "body");
+  } catch (const ConfigError& e) {
+    throw bad_request(e.what());
   }
   if (!body.is_object()) {
     std::string shown = dump(body);
