@@ -1,11 +1,10 @@
 #include "alerting/alerting_config.h"
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "config/config.h"
+#include "config/json_input.h"
 
 namespace vigil {
 namespace {
@@ -178,16 +177,8 @@ AlertingConfig parse_alerting_config(const json& section, const std::string& whe
 }
 
 AlertingConfig load_alerting_config(const std::string& path, const EnvLookup& env) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(path + ": cannot read the services file (SERVICES_FILE)");
-  std::ostringstream text;
-  text << in.rdbuf();
-  json document;
-  try {
-    document = json::parse(text.str());
-  } catch (const json::exception& e) {
-    throw ConfigError(path + ": not valid JSON: " + e.what());
-  }
+  const json document =
+      parse_json_input(read_config_file(path, kServicesFileWhat), path, "services");
   if (!document.is_object() || !document.contains("alerting")) return {};
   return parse_alerting_config(document["alerting"], path + ": alerting", env);
 }

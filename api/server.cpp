@@ -46,6 +46,7 @@
 #include "api/status_page.h"
 #include "api/uptime_gauges.h"
 #include "config/config.h"
+#include "config/json_input.h"
 #include "config/logging.h"
 #include "config/text.h"
 
@@ -319,28 +320,15 @@ class PushTokenIndex {
   std::uint64_t generation_ = 0;                // invalidations so far; guarded by mutex_
 };
 
-// A write body: a JSON object, or a 400 saying what is wrong with it. nlohmann would keep the
-// last of two equal keys silently; a body that says two things is refused instead.
+// A write body: a JSON object, or a 400 saying what is wrong with it. It is read by the services
+// file's rules (config/json_input.h): a key given twice or nesting past the bound is refused.
 json body_object(const httplib::Request& req) {
   if (req.body.empty()) throw bad_request("body: expected a JSON object");
   json body;
-  std::vector<std::set<std::string>> keys;  // one set per object being parsed, innermost last
-  std::optional<std::string> duplicate;
-  const json::parser_callback_t check_keys = [&](int, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::object_start) keys.emplace_back();
-    if (event == json::parse_event_t::object_end && !keys.empty()) keys.pop_back();
-    if (event == json::parse_event_t::key && !keys.empty() && !duplicate &&
-        !keys.back().insert(parsed.get<std::string>()).second)
-      duplicate = parsed.get<std::string>();
-    return true;
-  };
   try {
-    body = json::parse(req.body, check_keys);
-  } catch (const json::exception& e) {  // parse errors, and numbers too large for a double
-    throw bad_request(std::string("body: not valid JSON: ") + e.what());
-  }
-  if (duplicate) {
-    throw bad_request("body: duplicate key " + dump(json(shortened(*duplicate, 80))));
+    body = parse_json_input(req.body, "body");
+  } catch (const ConfigError& e) {
+    throw bad_request(e.what());
   }
   if (!body.is_object()) {
     throw bad_request("body: expected a JSON object, got " + shortened(dump(body), 80));

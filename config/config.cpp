@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "config/conditions.h"
+#include "config/json_input.h"
 #include "config/probe_options.h"
 #include "config/text.h"
 
@@ -158,8 +159,10 @@ const char* const kHeartbeatOnlyKeys[] = {"grace_seconds", "threshold"};
 constexpr std::size_t kMaxTextField = 200;  // team, each tag
 constexpr std::size_t kMaxTags = 32;
 
-bool has_control_characters(std::string_view text) {
-  return std::any_of(text.begin(), text.end(), [](unsigned char c) { return std::iscntrl(c); });
+bool has_control_characters(std::string_view text, bool tab_allowed = false) {
+  return std::any_of(text.begin(), text.end(), [&](unsigned char c) {
+    return std::iscntrl(c) && !(tab_allowed && c == '\t');
+  });
 }
 
 // "kind", and the keys the other kind does not take. A heartbeat is not probed, so it has no
@@ -339,9 +342,11 @@ ServiceSpec parse_service(const json& entry, const std::string& where, const Set
     throw ConfigError(where + ".name: required, a non-empty string" +
                       (entry.contains("name") ? ", got " + shown(entry["name"]) : ""));
   spec.name = entry["name"].get<std::string>();
-  if (spec.name != trim(spec.name) || spec.name.size() > 200)
+  // Names go into log lines and alerts: a line break or escape sequence in one would forge them.
+  if (spec.name != trim(spec.name) || spec.name.size() > 200 || has_control_characters(spec.name))
     throw ConfigError(where + ".name: " + json_quoted(spec.name) +
-                      " must not have leading or trailing spaces and be at most 200 characters");
+                      " must be at most 200 characters without leading or trailing spaces or "
+                      "control characters");
   const std::string& at = named;
 
   spec.kind = parse_kind(entry, at);  // issue 3: a heartbeat has no url
@@ -401,8 +406,12 @@ ServiceSpec parse_service(const json& entry, const std::string& where, const Set
       if (!value.is_string())
         throw ConfigError(at + ".headers." + name + ": expected a string, got " + shown(value));
       const auto text = value.get<std::string>();
-      if (text.find_first_of("\r\n") != std::string::npos)
-        throw ConfigError(at + ".headers." + name + ": must not contain line breaks");
+      // curl sends a value as a C string (a NUL cuts it) on one line; HTTP allows tab, not
+      // other control characters.
+      if (has_control_characters(text, /*tab_allowed=*/true))
+        throw ConfigError(at + ".headers." + name +
+                          ": must not contain line breaks or other control characters (NUL, "
+                          "CR, LF...; tab is allowed)");
       spec.headers.emplace_back(name, text);
     }
   }
@@ -417,6 +426,58 @@ ServiceSpec parse_service(const json& entry, const std::string& where, const Set
 }
 
 }  // namespace
+
+// The value part of a .env line, as python-dotenv and docker compose read it: 'single quotes'
+// keep their content literally; "double quotes" also read \" \\ \n \r \t; either may be
+// followed by a # comment. An unquoted value ends at a # that follows a space or tab (a#b keeps
+// its #) and is trimmed. A quote not closed on its line, or text after the closing quote, is a
+// ConfigError starting with `where`.
+std::string dotenv_value(std::string_view rest, const std::string& where) {
+  const std::string value = trim(rest);
+  if (value.starts_with('#') && !rest.starts_with('#')) return "";  // KEY= # only a comment
+  if (value.empty() || (value.front() != '"' && value.front() != '\'')) {
+    for (std::size_t i = 1; i < value.size(); ++i)
+      if (value[i] == '#' && (value[i - 1] == ' ' || value[i - 1] == '\t'))
+        return trim(std::string_view(value).substr(0, i));
+    return value;
+  }
+  const char quote = value.front();
+  std::string out;
+  std::size_t i = 1;
+  for (; i < value.size() && value[i] != quote; ++i) {
+    if (quote == '"' && value[i] == '\\' && i + 1 < value.size()) {
+      const char next = value[++i];
+      switch (next) {
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case '"':
+        case '\\':
+          out += next;
+          break;
+        default:
+          out += '\\';
+          out += next;  // not an escape: kept as written
+      }
+      continue;
+    }
+    out += value[i];
+  }
+  if (i >= value.size())
+    throw ConfigError(where + ": the value's opening " + std::string(1, quote) +
+                      " is not closed on this line");
+  const std::string after = trim(std::string_view(value).substr(i + 1));
+  if (!after.empty() && after.front() != '#')
+    throw ConfigError(where + ": unexpected " + json_quoted(after) +
+                      " after the closing quote (a comment starts with #)");
+  return out;
+}
 
 EnvMap read_dotenv(const std::string& path) {
   std::ifstream in(path);
@@ -436,14 +497,8 @@ EnvMap read_dotenv(const std::string& path) {
     if (!key_ok)
       throw ConfigError(path + ":" + std::to_string(number) + ": expected KEY=VALUE, got " +
                         json_quoted(text));
-    std::string value = trim(std::string_view(text).substr(eq + 1));
-    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') &&
-        value.back() == value.front()) {
-      value = value.substr(1, value.size() - 2);
-    } else if (const auto hash = value.find(" #"); hash != std::string::npos) {
-      value = trim(std::string_view(value).substr(0, hash));  // trailing comment
-    }
-    vars[key] = value;
+    vars[key] = dotenv_value(std::string_view(text).substr(eq + 1),
+                             path + ":" + std::to_string(number) + ": " + key);
   }
   return vars;
 }
@@ -565,12 +620,7 @@ Settings load_settings(const EnvMap& env) {
 
 std::vector<ServiceSpec> parse_services(const std::string& json_text, const std::string& source,
                                         const Settings& settings) {
-  json document;
-  try {
-    document = json::parse(json_text);
-  } catch (const json::exception& e) {  // parse_error, and out_of_range for 1e400 (fuzz finding)
-    throw ConfigError(source + ": not valid JSON: " + e.what());
-  }
+  const json document = parse_json_input(json_text, source, "services");
   // The file is a list of services, or an object with a "services" list and an optional
   // "alerting" section (parsed by alerting/alerting_config.h).
   const json* list = &document;
@@ -599,11 +649,7 @@ std::vector<ServiceSpec> parse_services(const std::string& json_text, const std:
 }
 
 std::vector<ServiceSpec> load_services_file(const std::string& path, const Settings& settings) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(path + ": cannot read the services file (SERVICES_FILE)");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_services(text.str(), path, settings);
+  return parse_services(read_config_file(path, kServicesFileWhat), path, settings);
 }
 
 }  // namespace vigil

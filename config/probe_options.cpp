@@ -56,8 +56,13 @@ std::string text(const json& value, const std::string& where, bool allow_line_br
   if (!value.is_string() || value.get<std::string>().empty())
     throw ConfigError(where + ": expected a non-empty string, got " + shown(value));
   std::string out = value.get<std::string>();
-  if (!allow_line_breaks && out.find_first_of("\r\n") != std::string::npos)
-    throw ConfigError(where + ": must not contain line breaks");
+  // These go to curl as C strings (a NUL would cut them) and user_agent on a header line.
+  const bool control = std::any_of(
+      out.begin(), out.end(), [](unsigned char c) { return (c < 0x20 && c != '\t') || c == 0x7f; });
+  if (!allow_line_breaks && control)
+    throw ConfigError(where +
+                      ": must not contain line breaks or other control characters (NUL, CR, "
+                      "LF...; tab is allowed)");
   return out;
 }
 

@@ -1,15 +1,18 @@
-// The write API's JSON bodies, handled as api/server.cpp handles them: the body is parsed with
-// nlohmann::json, a POST /v1/services body is checked by parse_service_spec, and a PATCH body is
-// merged onto an existing service by merge_service_patch and then checked the same way. Bad
-// input must end as a json parse_error or a ConfigError (the API's 400); an accepted spec must
-// read back equal through service_spec_json (what the database and the next PATCH start from).
+// The write API's JSON bodies, handled as api/server.cpp handles them: the body is read by
+// parse_json_input (config/json_input.h), a POST /v1/services body is checked by
+// parse_service_spec, and a PATCH body is merged onto an existing service by merge_service_patch
+// and then checked the same way. Bad input must end as a ConfigError (the API's 400); an
+// accepted spec must read back equal through service_spec_json (what the database and the next
+// PATCH start from).
 #include <cstddef>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/config.h"
+#include "config/json_input.h"
 #include "fuzz_check.h"
 
 namespace {
@@ -57,11 +60,10 @@ const std::vector<ServiceSpec>& patch_bases() {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   json body;
   try {
-    body = json::parse(data, data + size);
-  } catch (const json::exception&) {
-    // parse_error, or out_of_range for a number beyond double such as 1e400: either is a 400
-    // "body: not valid JSON" (api/server.cpp's body_object catches only parse_error: see the
-    // api_request_fuzzer regression input post-number-overflow.http).
+    body = parse_json_input(std::string_view(reinterpret_cast<const char*>(data), size), "body");
+  } catch (const ConfigError&) {
+    // Not JSON, a number beyond double, a duplicate key or nesting past the bound: the API's
+    // 400 from body_object, which reads bodies by these rules.
     return 0;
   }
   if (!body.is_object()) return 0;  // the API's 400 "body: expected a JSON object"

@@ -7,7 +7,8 @@ set -euo pipefail
 profile="${1:-build}"
 packages=(build-essential cmake pkg-config
   libcpp-httplib-dev libcurl4-openssl-dev libssl-dev libsqlitecpp-dev nlohmann-json3-dev
-  prometheus-cpp-dev libre2-dev libgtest-dev
+  prometheus-cpp-dev libre2-dev
+  libgtest-dev  # `make local-run` and `make test` share one build directory, so its configure sets up the tests too
   tzdata)  # /usr/share/zoneinfo: maintenance windows in IANA time zones, and their tests
 case "$profile" in
   build) ;;
