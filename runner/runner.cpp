@@ -87,13 +87,14 @@ class Runner::Loop {
     if (started_) throw std::logic_error("Runner::start called twice");
     started_ = true;
     // The thread does not exist yet, so this thread may still build its state.
-    const auto now = steady_();
+    read_clock();
+    const auto now = now_steady_;
     // Stored state is kept like a deactivated service's: each active service takes its own back
     // in upsert() (a heartbeat's deadline then follows from its stored last report), the others
     // keep theirs for a reactivation.
     kept_ = std::move(runtime);
     for (auto& service : services) upsert(std::move(service), now);
-    last_alive_ms_ = to_unix_ms(wall_());
+    last_alive_ms_ = to_unix_ms(now_wall_);
     thread_ = std::thread([this] { run(); });
   }
 
@@ -170,8 +171,23 @@ class Runner::Loop {
     log_info("runner: stopped");
   }
 
+  // Reads both clocks as one instant: read again (a few times at most) when the wall clock
+  // moved past a millisecond, or an injected clock was advanced, between the two readings.
+  void read_clock() {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      now_wall_ = wall_();
+      now_steady_ = steady_();
+      if (wall_() == now_wall_) return;
+    }
+  }
+
   // One round of the loop; false once stopping is done.
   bool iterate() {
+    // The time first, then the commands: a command queued before the clock reached T is applied
+    // before anything due at T happens (a test that moves its clock relies on it).
+    read_clock();
+    const TimePoint wall = now_wall_;
+    const SteadyTime now = now_steady_;
     if (apply_commands() && !drain_deadline_) {
       drain_deadline_ = std::chrono::steady_clock::now() + options_.drain_timeout;
       log_info("runner: stopping; waiting for " + std::to_string(in_flight_count_.load()) +
@@ -179,9 +195,7 @@ class Runner::Loop {
                " ms)");
     }
     const bool draining = drain_deadline_.has_value();
-    const TimePoint wall = wall_();
     if (!draining) {
-      const SteadyTime now = steady_();
       fire_missed_heartbeats(now, wall);
       start_due_probes(now, wall);
     }
@@ -209,6 +223,7 @@ class Runner::Loop {
       log_error(std::string("runner: curl_multi_poll: ") + curl_multi_strerror(polled));
       std::this_thread::sleep_for(10ms);  // do not spin on a persistent error
     }
+    read_clock();  // the poll may have slept a while
     advance_conversations();
     return true;
   }
@@ -235,7 +250,7 @@ class Runner::Loop {
       commands_.swap(scratch_commands_);
       metrics_.queue_depth.Set(0);
     }
-    const auto now = steady_();
+    const auto now = now_steady_;
     for (auto& command : scratch_commands_) {
       if (auto* upsert_command = std::get_if<UpsertCommand>(&command)) {
         upsert(std::move(upsert_command->service), now);
@@ -264,7 +279,7 @@ class Runner::Loop {
         resumed = true;
         // Back from a deactivation (not a restart, whose state comes from the store): the time
         // it was off is not silence.
-        if (deactivated_.erase(service.id) > 0) entry.resumed_at = wall_();
+        if (deactivated_.erase(service.id) > 0) entry.resumed_at = now_wall_;
       }
     }
     ServiceSpec& spec = service.spec;
@@ -376,10 +391,11 @@ class Runner::Loop {
   }
 
   // The steady-clock instant of a wall-clock one: deadlines are stored in wall time (ticks,
-  // creation) but waited for on the steady clock.
+  // creation) but waited for on the steady clock. From one reading of both clocks, so a clock
+  // moved between two readings cannot skew it.
   SteadyTime to_steady(TimePoint wall) const {
-    const Millis ahead = std::clamp<Millis>(wall - wall_(), -kFarestDeadline, kFarestDeadline);
-    return steady_() + ahead;
+    const Millis ahead = std::clamp<Millis>(wall - now_wall_, -kFarestDeadline, kFarestDeadline);
+    return now_steady_ + ahead;
   }
 
   SteadyTime deadline_of(const Entry& entry) const {
@@ -573,7 +589,7 @@ class Runner::Loop {
   void schedule_retry(Entry& entry, ServiceId id, const ProbeResult& result) {
     const auto& retry = entry.spec.probe.retry_interval;
     if (result.up || !retry || entry.runtime.open_event_kind == EventKind::downtime) return;
-    const SteadyTime due = steady_() + *retry;
+    const SteadyTime due = now_steady_ + *retry;
     if (due >= entry.next_due) return;
     entry.generation = ++generation_counter_;  // the regular slot's heap entry becomes stale
     entry.next_due = due;
@@ -663,6 +679,9 @@ class Runner::Loop {
   std::unordered_set<ServiceId> deactivated_;  // the ids in kept_ that a deactivation put there
   std::uint64_t generation_counter_ = 0;
   std::vector<Command> scratch_commands_;
+  // Both clocks as read once per round (read_clock): every decision of one round uses one now.
+  TimePoint now_wall_;
+  SteadyTime now_steady_;
   // Set when stop() was seen: when in-flight probes are given up (real time).
   std::optional<std::chrono::steady_clock::time_point> drain_deadline_;
   // Probe depth: probes in a TCP conversation (owned by their Entry), and their poll fds.

@@ -26,9 +26,10 @@ namespace vigil {
 
 // The runner's two clocks (tests inject a manual one; see Runner::wake). `wall` stamps ticks
 // and bases heartbeat deadlines and last_alive(); `steady` schedules probes and heartbeat
-// deadlines. Both are called on the runner thread (and `wall` once in start()), so they must be
-// safe to call from there while another thread moves them. Probe timeouts are curl's own and
-// run on real time whatever these say.
+// deadlines. Both are called on the runner thread (and in start()), so they must be safe to
+// call from there while another thread moves them; a test clock moves both together (the runner
+// reads them as one instant, once per loop round). Probe timeouts are curl's own and run on real
+// time whatever these say.
 struct RunnerClock {
   std::function<TimePoint()> wall = now_ms;
   std::function<SteadyTime()> steady = [] { return std::chrono::steady_clock::now(); };
