@@ -149,6 +149,18 @@ TEST_F(ViewsEndToEnd, ProbeUrlSecretsAreShownToNoReaderAndNoPasswordToAnyone) {
   for (const std::string& token : {reader, writer})
     EXPECT_EQ(get("/v1/services/" + id, token).body.find("hunter2"), std::string::npos);
   EXPECT_EQ(vigil.stop(), 0) << vigil.log();
+  EXPECT_EQ(vigil.log().find("hunter2"), std::string::npos) << vigil.log();
+
+  // The operator's commands: query values shown, the password not.
+  const std::string cd = "cd " + dir.path() + " && SERVICES_FILE=services.json ";
+  CommandResult result = run_command(cd + VIGIL_BINARY + " check-config 2>&1");
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find(for_writers), std::string::npos) << result.output;
+  EXPECT_EQ(result.output.find("hunter2"), std::string::npos) << result.output;
+  result = run_command(cd + VIGIL_BINARY + " probe '" + url + "' 2>&1");
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find(for_writers), std::string::npos) << result.output;
+  EXPECT_EQ(result.output.find("hunter2"), std::string::npos) << result.output;
 }
 
 TEST_F(ViewsEndToEnd, VigilBeatNeverPrintsThePushUrlsPassword) {
