@@ -26,6 +26,7 @@
 #include "api/server.h"
 #include "config/config.h"
 #include "config/logging.h"
+#include "config/url_redaction.h"
 #include "runner/probe_report.h"
 #include "runner/runner.h"
 #include "storage/change_feed.h"
@@ -104,9 +105,10 @@ int check_config(const Settings& settings) {
     }
     // A TCP check sends no HTTP request, so it has no method to show.
     const bool tcp = spec.url.starts_with("tcp://");
-    std::cout << "  " << spec.name << "  " << (tcp ? "" : spec.method + " ") << spec.url
-              << "  every " << seconds_text(spec.interval) << " s, timeout "
-              << seconds_text(spec.timeout) << " s\n";
+    std::cout << "  " << spec.name << "  " << (tcp ? "" : spec.method + " ")
+              << redact_url(spec.url, UrlAudience::writer) << "  every "
+              << seconds_text(spec.interval) << " s, timeout " << seconds_text(spec.timeout)
+              << " s\n";
   }
   if (!alerting.empty())
     std::cout << "alerting: " << alerting.channels.size() << " channels, all valid\n";

@@ -14,9 +14,8 @@
 #include <thread>
 #include <utility>
 
-#include "config/url_redaction.h"
-
 #include "config/text.h"
+#include "config/url_redaction.h"
 
 namespace vigil {
 namespace {

@@ -14,7 +14,9 @@
 //                                         400 bad field (the services file's message), 409
 //                                         name taken
 //   GET /v1/services/{id}                 one service (404 when unknown); push_token shown to
-//                                         writers and API_READ_TOKEN holders
+//                                         writers and API_READ_TOKEN holders; every service
+//                                         view's url through redact_url: query values for
+//                                         writers only, never a password
 //   PATCH /v1/services/{id}               partial update (write): fields replace, null resets;
 //                                         "active": true|false; 409 for a file service
 //   DELETE /v1/services/{id}[?purge=true] deactivate (write), or delete with its history

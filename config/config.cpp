@@ -15,6 +15,7 @@
 #include "config/json_input.h"
 #include "config/probe_options.h"
 #include "config/text.h"
+#include "config/url_redaction.h"
 
 namespace vigil {
 namespace {
@@ -356,7 +357,8 @@ ServiceSpec parse_service(const json& entry, const std::string& where, const Set
                         (entry.contains("url") ? ", got " + shown(entry["url"]) : ""));
     spec.url = entry["url"].get<std::string>();
     if (auto problem = url_problem(spec.url))
-      throw ConfigError(at + ".url: " + json_quoted(spec.url) + " " + *problem);
+      throw ConfigError(at + ".url: " + json_quoted(redact_url(spec.url, UrlAudience::writer)) +
+                        " " + *problem);
   }
 
   spec.interval = settings.default_interval;

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "config/config.h"
+#include "config/url_redaction.h"
 
 namespace vigil {
 namespace {
@@ -210,8 +211,10 @@ std::string probe_report_text(const std::string& url, const ProbeResult& r) {
     out << "  " << label << std::string(label.size() < 13 ? 13 - label.size() : 1, ' ') << value
         << "\n";
   };
-  row("url", url);
-  if (!d.final_url.empty() && d.final_url != url) row("final url", d.final_url);
+  // The operator's own URL: query values shown, never a password.
+  row("url", redact_url(url, UrlAudience::writer));
+  if (!d.final_url.empty() && d.final_url != url)
+    row("final url", redact_url(d.final_url, UrlAudience::writer));
   row("result", r.up ? "UP" : "DOWN: " + r.error);
   row("resolved ip", d.resolved_ip.empty() ? "-" : d.resolved_ip);
   if (d.http) row("status", r.status_code ? std::to_string(*r.status_code) : "-");
@@ -266,8 +269,9 @@ std::string probe_report_text(const std::string& url, const ProbeResult& r) {
 std::string probe_report_json(const std::string& url, const ProbeResult& r) {
   const ProbeDetails& d = r.details;
   json out = json::object();
-  out["url"] = url;
-  out["final_url"] = d.final_url.empty() ? json(nullptr) : json(d.final_url);
+  out["url"] = redact_url(url, UrlAudience::writer);
+  out["final_url"] =
+      d.final_url.empty() ? json(nullptr) : json(redact_url(d.final_url, UrlAudience::writer));
   out["up"] = r.up;
   out["error"] = r.error.empty() ? json(nullptr) : json(r.error);
   out["resolved_ip"] = d.resolved_ip.empty() ? json(nullptr) : json(d.resolved_ip);

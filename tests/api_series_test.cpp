@@ -239,7 +239,10 @@ TEST_F(SeriesApi, ExporterHasUptimeRatioPerWindowFromRollupsAndPassesPromtool) {
   EXPECT_NEAR(value_of(text, "1h"), 45.0 / 60, 1e-9) << text;
   EXPECT_NEAR(value_of(text, "24h"), 105.0 / 120, 1e-9);
   EXPECT_NEAR(value_of(text, "30d"), 105.0 / 120, 1e-9);
-  EXPECT_EQ(text.find(R"(service="silent")"), std::string::npos);  // no ticks: no series
+  // No ticks: no uptime series (its freshness series say it was never probed).
+  EXPECT_EQ(text.find(R"(vigil_service_uptime_ratio{service="silent")"), std::string::npos);
+  EXPECT_EQ(text.find(R"(vigil_service_last_tick_timestamp_seconds{service="silent")"),
+            std::string::npos);
 
   // Within 10 s a scrape serves the same values even though new ticks arrived.
   TickRecord late;

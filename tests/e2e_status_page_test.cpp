@@ -55,6 +55,7 @@ class BrowserEndToEnd : public ::testing::Test {
       ServiceSpec spec;
       spec.name = name;
       spec.url = "http://127.0.0.1:1/";
+      spec.interval = Millis(kMin);  // as seeded: no runner here, so not stale for 2 min 15 s
       spec.team = name == "db" ? "storage" : "";
       const ServiceId id = store->create_service(spec, from_unix_ms(now - 60 * kMin)).id;
       ids.push_back(id);

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -68,8 +69,11 @@ TEST_F(ViewsEndToEnd, AServiceWhoseRunnerIsGoneTurnsStaleUnderVigilApi) {
                                {"url", target.url("/ok")},
                                {"interval_seconds", 0.2},
                                {"timeout_seconds", 0.2}}}));
-  VigilProcess runner(dir, "runner", api_port);
-  VigilProcess api(dir, "api", api_port);
+  // /healthz's own silence bound pushed far out: this is about the services' staleness, so the
+  // page keeps its headline rather than the "Monitoring is down" banner.
+  const std::map<std::string, std::string> env = {{"HEALTH_SILENT_AFTER_SECONDS", "600"}};
+  VigilProcess runner(dir, "runner", api_port, env);
+  VigilProcess api(dir, "api", api_port, env);
   ASSERT_TRUE(eventually([&] { return get("/healthz").status != 0; }, 10s)) << api.log();
   ASSERT_TRUE(eventually(
       [&] {
@@ -149,6 +153,18 @@ TEST_F(ViewsEndToEnd, ProbeUrlSecretsAreShownToNoReaderAndNoPasswordToAnyone) {
   for (const std::string& token : {reader, writer})
     EXPECT_EQ(get("/v1/services/" + id, token).body.find("hunter2"), std::string::npos);
   EXPECT_EQ(vigil.stop(), 0) << vigil.log();
+  EXPECT_EQ(vigil.log().find("hunter2"), std::string::npos) << vigil.log();
+
+  // The operator's commands: query values shown, the password not.
+  const std::string cd = "cd " + dir.path() + " && SERVICES_FILE=services.json ";
+  CommandResult result = run_command(cd + VIGIL_BINARY + " check-config 2>&1");
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find(for_writers), std::string::npos) << result.output;
+  EXPECT_EQ(result.output.find("hunter2"), std::string::npos) << result.output;
+  result = run_command(cd + VIGIL_BINARY + " probe '" + url + "' 2>&1");
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find(for_writers), std::string::npos) << result.output;
+  EXPECT_EQ(result.output.find("hunter2"), std::string::npos) << result.output;
 }
 
 TEST_F(ViewsEndToEnd, VigilBeatNeverPrintsThePushUrlsPassword) {
