@@ -426,7 +426,8 @@ TEST_F(StatusHttp, ASilentRunnerReplacesTheHeadlineWithMonitoringIsDown) {
   options.health_silent_after = Millis(10'000);
   start(options, [&] {
     return HealthReport{{PartProgress{"runner", "local", from_unix_ms(runner_progress_ms.load())},
-                         PartProgress{"writer", "local", judged_at}}};
+                         PartProgress{"writer", "local", judged_at}},
+                        std::string()};
   });
   const auto headline = [&] {
     const auto res = get("/");
