@@ -1,7 +1,8 @@
 // Hostile clients of the API (issue 7): a real ApiServer (and the GuardedServer under it) on
 // 127.0.0.1 with a real SQLite store, driven by raw sockets that do what no polite client does:
 // hold 200 connections open sending a header byte a second, send oversized request lines and
-// headers, trickle a body, open more connections than the cap, and send every kind of bad
+// headers, trickle a body, open more connections than the cap, hold 1,000 connections that send
+// nothing and reconnect when cut (from several 127.0.0.x addresses), and send every kind of bad
 // parameter and body. The API must keep answering normal requests in bounded time, answer
 // 408/413/414/431/503 as documented, and answer bad input with 400 and a message, never 500.
 #include <arpa/inet.h>
