@@ -44,6 +44,9 @@ constexpr std::size_t kReadChunk = 4096;
 // from reading the connections it has.
 constexpr int kAcceptBurst = 64;
 constexpr int kMaxEvents = 256;
+// How long a worker waits for a keep-alive client's next request before handing the connection
+// back to the loop: about a loopback or LAN round trip.
+constexpr std::chrono::microseconds kWorkerGrace{2000};
 
 milliseconds to_ms(time_t sec, time_t usec) {
   return milliseconds(static_cast<std::int64_t>(sec) * 1000 + usec / 1000);
@@ -334,7 +337,8 @@ class GuardedStream final : public httplib::Stream {
 }  // namespace
 
 // The event loop: owns the listening socket and every connection not in a request. All of it
-// runs on the thread in listen_after_bind, except give_back/closed, which workers call.
+// runs on the thread in listen_after_bind, except serve(), which runs on the workers and hands
+// each connection back through `returned_` and the server's wake descriptor.
 class GuardedServer::Loop {
  public:
   Loop(GuardedServer& server, int listener)
@@ -408,7 +412,7 @@ class GuardedServer::Loop {
   };
   struct Returned {
     Conn conn;
-    bool closed = false;  // the worker closed it; only its address is still counted
+    bool closed = false;  // the worker closes it; only its address is still counted
   };
 
   bool stopping() const { return server_.svr_sock_.load() == INVALID_SOCKET; }
@@ -423,9 +427,15 @@ class GuardedServer::Loop {
   // --- on workers ---
 
   void serve(Conn conn) {
-    const bool last = conn.served + 1 >= max_requests_;
-    const bool more = server_.serve_request(conn.fd, conn.buffer, conn.since, last);
-    ++conn.served;
+    bool more = true;
+    while (more) {
+      const bool last = conn.served + 1 >= max_requests_;
+      more = server_.serve_request(conn.fd, conn.buffer, conn.since, last);
+      ++conn.served;
+      // Under pressure a connection between requests belongs in the loop, where it can be
+      // evicted, not on a worker.
+      if (!more || stopping() || crowded_.load() || !next_head_arrives(conn)) break;
+    }
     const int fd = conn.fd;
     {
       std::lock_guard lock(returned_mutex_);
@@ -435,6 +445,30 @@ class GuardedServer::Loop {
     // slot free (admit takes the queue first).
     if (!more) close_now(fd);
     server_.wake();
+  }
+
+  // Whether the next request's whole head is in `conn`'s buffer within kWorkerGrace: a
+  // keep-alive client that sends it at once is served on this worker, without a trip through
+  // the loop (which halves the rate of small requests). Otherwise the loop takes the
+  // connection with what arrived, and applies the limits to it.
+  bool next_head_arrives(Conn& conn) const {
+    const auto until = Clock::now() + kWorkerGrace;
+    for (;;) {
+      if (!conn.buffer.empty()) {
+        const Head head = classify_head(conn.buffer, limits_);
+        if (head == Head::complete) conn.since = Clock::now();
+        if (head != Head::incomplete) return head == Head::complete;
+      }
+      const auto left = std::chrono::duration_cast<std::chrono::microseconds>(until - Clock::now());
+      if (left <= std::chrono::microseconds::zero()) return false;
+      pollfd pfd{conn.fd, POLLIN, 0};
+      const timespec wait{0, static_cast<long>(left.count()) * 1000};
+      if (::ppoll(&pfd, 1, &wait, nullptr) <= 0) return false;
+      char chunk[kReadChunk];
+      const ssize_t n = ::recv(conn.fd, chunk, sizeof chunk, MSG_DONTWAIT);
+      if (n <= 0) return false;  // closed, or an error: the loop sees it again and closes
+      conn.buffer.append(chunk, static_cast<std::size_t>(n));
+    }
   }
 
   // --- on the loop thread ---
@@ -498,6 +532,7 @@ class GuardedServer::Loop {
     }
     ++addresses_[address].held;
     ++held_;
+    crowded_ = held_ * 2 > max_connections_;
     Conn conn;
     conn.fd = fd;
     conn.address = address;
@@ -704,6 +739,7 @@ class GuardedServer::Loop {
   // One connection of `address` is gone.
   void release(const Address& address) {
     if (held_ > 0) --held_;
+    crowded_ = held_ * 2 > max_connections_;
     const auto slots = addresses_.find(address);
     if (slots == addresses_.end()) return;
     if (slots->second.held > 0) --slots->second.held;
@@ -724,7 +760,8 @@ class GuardedServer::Loop {
   std::unordered_map<int, Conn> conns_;  // in the loop, by descriptor
   std::map<OrderKey, int> order_;        // in the loop, in eviction order
   std::unordered_map<Address, AddressSlots, AddressHash> addresses_;
-  std::size_t held_ = 0;  // in the loop or in a request
+  std::size_t held_ = 0;              // in the loop or in a request
+  std::atomic<bool> crowded_{false};  // more than half of max_connections held
   std::uint64_t next_seq_ = 0;
   std::mutex returned_mutex_;
   std::vector<Returned> returned_;  // guarded by returned_mutex_

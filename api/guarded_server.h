@@ -22,11 +22,11 @@
 //   - at most `max_connections` connections are held, and at most
 //     `max_connections_per_address` from one client address (IPv4 address, IPv6 /64). A new
 //     connection past either cap does not wait and is not refused while an older connection
-//     could make room: the oldest one that is not in a request is closed for it (a connection
-//     that has sent nothing first, then a head still arriving; of the same address when that
-//     address is at its cap). Only when every slot is a request in progress is the new one
-//     answered 503 and closed. If the process runs out of file descriptors the same eviction
-//     makes room;
+//     could make room: the oldest one that is not in a request is closed for it (of the same
+//     address when that address is at its cap): one that has sent nothing first, silently,
+//     then one whose head is still arriving, with a 408. Only when every slot is a request in
+//     progress is the new one answered 503 and closed. If the process runs out of file
+//     descriptors the same eviction makes room;
 //   - under pressure (more than half of `max_connections` held) the idle timeouts and the head
 //     deadline shrink, linearly with the number held, down to `pressure_timeout` at the cap.
 // So connections that send nothing, or trickle a head, cannot keep real requests out, however
@@ -67,7 +67,7 @@ class GuardedServer : public httplib::Server {
  public:
   // The body of a response written by the guard itself (414, 431, 408, 503); called once per
   // such response, so the API also counts it there. The API passes its JSON error envelope.
-  // Called on the event-loop thread (and on a worker when no thread can be started).
+  // Called on the event-loop thread only.
   using ErrorBody = std::function<std::string(int status, std::string_view message)>;
 
   explicit GuardedServer(ConnectionLimits limits = {}, ErrorBody error_body = {});
@@ -92,9 +92,9 @@ class GuardedServer : public httplib::Server {
   // Makes listen_after_bind return soon. Any thread, any number of times.
   void stop();
 
+ private:
   class Loop;  // the event loop (guarded_server.cpp)
 
- private:
   // Only httplib's own listen loop calls this, which GuardedServer never runs: refuses.
   bool process_and_close_socket(socket_t sock) override;
 

@@ -5,6 +5,8 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -14,6 +16,7 @@
 #include <thread>
 
 #include "runner/scheduler.h"
+#include "support/idle_flood.h"
 #include "support/process.h"
 #include "support/target_server.h"
 #include "support/vigil_process.h"
@@ -188,6 +191,35 @@ TEST_F(EndToEnd, RaisesItsOpenFileSoftLimitToTheHardLimit) {
   const auto [soft, hard] = open_file_limits(vigil.process().pid());
   ASSERT_FALSE(hard.empty());
   EXPECT_EQ(soft, hard);
+  EXPECT_EQ(vigil.stop(), 0) << vigil.log();
+}
+
+// Out of descriptors: vigil's open-file limit is lowered to a couple of dozen above what it
+// uses, and 200 connections that send nothing are opened, each reopened when cut. /healthz must
+// still answer at once: an idle connection is closed to make room, rather than the new one waiting
+// in the backlog.
+TEST_F(EndToEnd, OutOfDescriptorsIdleConnectionsMakeRoomForRequests) {
+  write_services(dir, json::array());
+  VigilProcess vigil(dir, "run", api_port);
+  ASSERT_TRUE(eventually([&] { return get_json(api_port, "/healthz").has_value(); }, 15s))
+      << vigil.log();
+  const pid_t pid = vigil.process().pid();
+  const auto in_use = std::distance(
+      std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd"), {});
+  const rlimit limit{rlim_t(in_use + 24), rlim_t(in_use + 24)};
+  ASSERT_EQ(::prlimit(pid, RLIMIT_NOFILE, &limit, nullptr), 0) << std::strerror(errno);
+
+  // Reopened as soon as they are cut, so the pressure lasts.
+  IdleFlood flood(api_port, {"127.0.0.1"}, 200, 60s, 5'000'000);
+  ASSERT_TRUE(eventually([&] { return flood.connects() >= 200; }, 10s)) << flood.connects();
+  int ok = 0;
+  for (int i = 0; i < 50; ++i) {
+    const auto asked = std::chrono::steady_clock::now();
+    const auto health = get_json(api_port, "/healthz");
+    if (health && (*health)["status"] == 200 && std::chrono::steady_clock::now() - asked < 1s) ++ok;
+  }
+  flood.stop();
+  EXPECT_GE(ok, 49) << vigil.log();
   EXPECT_EQ(vigil.stop(), 0) << vigil.log();
 }
 
