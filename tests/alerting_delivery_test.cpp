@@ -420,6 +420,21 @@ TEST_F(AlertingTest, WhenASnoozeRunsOutWhileDownOneTriggerGoesOut) {
   EXPECT_EQ(receiver_.wait_for("/hook", 2).size(), 2u);
 }
 
+// /healthz's alerter signal: the loop handled its queue, by the Alerter's clock.
+TEST_F(AlertingTest, LastProgressFollowsTheLoopByItsClock) {
+  ManualClock clock;
+  auto options = fast();
+  options.clock = clock.function();
+  auto a = alerter(json::object(), options);
+  EXPECT_EQ(a->last_progress(), clock.now());  // from start()
+  clock.advance(1min);
+  EXPECT_TRUE(eventually([&] { return a->last_progress() == clock.now(); }));
+  a->stop();
+  clock.advance(1min);
+  std::this_thread::sleep_for(50ms);
+  EXPECT_LT(a->last_progress(), clock.now());  // a stopped alerter does not progress
+}
+
 TEST_F(AlertingTest, RemindersRepeatWhileDownAndCountCycles) {
   ManualClock clock;
   const ServiceId id = add_service("api");

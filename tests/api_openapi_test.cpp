@@ -5,6 +5,7 @@
 #include <httplib.h>
 #include <prometheus/registry.h>
 
+#include <algorithm>
 #include <cctype>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -94,6 +95,38 @@ TEST_F(OpenApi, DocumentsExactlyTheRegisteredRoutes) {
     for (const auto& [key, unused] : item.items())
       if (!key.starts_with("x-")) ++operations;
   EXPECT_EQ(page.all("section", "class", "op").size(), operations);
+}
+
+// /healthz's body as the server writes it, against its documented schema: no undocumented key.
+TEST_F(OpenApi, DocumentsEveryFieldOfTheHealthBody) {
+  const json doc = json::parse(openapi_document());
+  const json& health = doc.at(json::json_pointer("/components/schemas/Health/properties"));
+  const json& part = doc.at(json::json_pointer("/components/schemas/PartHealth/properties"));
+  ApiServer live(*store, registry, [] {
+    HealthReport report;
+    report.parts.push_back(PartProgress{"runner", "local", now_ms() - Millis(60'000)});
+    report.parts.push_back(PartProgress{"writer", "local", now_ms()});
+    report.storage_failure = "storage: apply: database is locked";
+    return report;
+  });
+  httplib::Client client("127.0.0.1", live.start("127.0.0.1", 0));
+  const auto res = client.Get("/healthz");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 503);
+  const json body = json::parse(res->body);
+  ASSERT_TRUE(body.contains("error"));
+  for (const auto& [key, value] : body["data"].items()) {
+    EXPECT_TRUE(health.contains(key)) << "undocumented /healthz field data." << key;
+    if (!value.is_object()) continue;
+    for (const auto& [field, unused] : value.items())
+      EXPECT_TRUE(part.contains(field)) << "undocumented field data." << key << "." << field;
+    EXPECT_NE(
+        std::find(part["status"]["enum"].begin(), part["status"]["enum"].end(), value["status"]),
+        part["status"]["enum"].end())
+        << value;
+  }
+  EXPECT_EQ(body["data"]["runner"]["status"], "silent");
+  EXPECT_EQ(body["data"]["storage"], "failing");
 }
 
 TEST(OpenApiDocs, RejectsADocumentWithoutPaths) {

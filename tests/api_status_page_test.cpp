@@ -425,9 +425,10 @@ TEST_F(StatusHttp, ASilentRunnerReplacesTheHeadlineWithMonitoringIsDown) {
   options.health_clock = [judged_at] { return judged_at; };
   options.health_silent_after = Millis(10'000);
   start(options, [&] {
-    return HealthReport{{PartProgress{"runner", "local", from_unix_ms(runner_progress_ms.load())},
-                         PartProgress{"writer", "local", judged_at}},
-                        std::string()};
+    HealthReport report;
+    report.parts = {PartProgress{"runner", "local", from_unix_ms(runner_progress_ms.load())},
+                    PartProgress{"writer", "local", judged_at}};
+    return report;
   });
   const auto headline = [&] {
     const auto res = get("/");

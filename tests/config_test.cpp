@@ -188,6 +188,35 @@ TEST(Settings, BadValuesNameTheVariableAndValue) {
   }
 }
 
+TEST(Settings, HealthBeatAndBoundDefaultToThreeBeatsWithATenSecondFloor) {
+  Settings s = load_settings({});
+  EXPECT_EQ(s.health_beat_period, Millis(2'000));
+  EXPECT_EQ(s.health_silent_after, Millis(10'000));
+  s = load_settings({{"HEALTH_BEAT_SECONDS", "5"}});
+  EXPECT_EQ(s.health_silent_after, Millis(15'000));
+  s = load_settings({{"HEALTH_BEAT_SECONDS", "0.5"}, {"HEALTH_SILENT_AFTER_SECONDS", "3"}});
+  EXPECT_EQ(s.health_beat_period, Millis(500));
+  EXPECT_EQ(s.health_silent_after, Millis(3'000));
+  for (const EnvMap& env :
+       {EnvMap{{"HEALTH_BEAT_SECONDS", "0.01"}}, EnvMap{{"HEALTH_SILENT_AFTER_SECONDS", "1"}},
+        EnvMap{{"HEALTH_SILENT_AFTER_SECONDS", "5"}}}) {
+    try {
+      load_settings(env);
+      ADD_FAILURE() << env.begin()->first << "=" << env.begin()->second << " was accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(env.begin()->first), std::string::npos) << e.what();
+    }
+  }
+  // Under 3 beats: the message says why.
+  try {
+    load_settings({{"HEALTH_SILENT_AFTER_SECONDS", "5"}});
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("at least 3 x HEALTH_BEAT_SECONDS (6 s)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Dotenv, ReadsCommentsQuotesAndExport) {
   test::TempDir dir;
   std::ofstream(dir.file(".env")) << "# comment\n\nAPI_PORT=8081\nexport DB_FILE=\"my db.db\"\n"

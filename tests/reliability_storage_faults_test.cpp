@@ -311,7 +311,8 @@ TEST_F(StorageFaults, AWriterHeldByALockIsReportedSilent) {
     ASSERT_TRUE(eventually(
         [&] {
           health = healthz();
-          return health.first == 503 && health.second["data"]["writer"]["status"] == "silent";
+          return health.first == 503 &&
+                 health.second.value(json::json_pointer("/data/writer/status"), json()) == "silent";
         },
         10s))
         << health.second.dump() << log->text();
