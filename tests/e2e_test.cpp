@@ -11,8 +11,8 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <string>
 #include <sstream>
+#include <string>
 #include <thread>
 
 #include "runner/scheduler.h"
