@@ -41,14 +41,7 @@ void append_escaped(std::string& out, std::string_view text) {
       ++i;
       continue;
     }
-    const std::size_t length = utf8_sequence_length(text, i);
-    if (length == 0) {
-      out += kReplacementCharacter;
-      ++i;
-    } else {
-      out.append(text.substr(i, length));
-      i += length;
-    }
+    i += append_utf8_character(out, text, i);
   }
 }
 

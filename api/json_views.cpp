@@ -61,14 +61,7 @@ void append_string(std::string& out, std::string_view s) {
     }
     const auto c = static_cast<unsigned char>(s[i]);
     if (c >= 0x80) {
-      const std::size_t length = utf8_sequence_length(s, i);
-      if (length == 0) {
-        out += kReplacementCharacter;
-        ++i;
-      } else {
-        out.append(s.substr(i, length));
-        i += length;
-      }
+      i += append_utf8_character(out, s, i);
       continue;
     }
     switch (c) {

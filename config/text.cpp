@@ -23,14 +23,7 @@ std::string valid_utf8(std::string_view text) {
   if (i == text.size()) return out;
   out.reserve(text.size() + 16);
   while (i < text.size()) {
-    const std::size_t length = utf8_sequence_length(text, i);
-    if (length == 0) {
-      out += kReplacementCharacter;
-      ++i;
-    } else {
-      out.append(text.substr(i, length));
-      i += length;
-    }
+    i += append_utf8_character(out, text, i);
   }
   return out;
 }

@@ -47,6 +47,19 @@ inline std::size_t utf8_sequence_length(std::string_view text, std::size_t i) {
 // U+FFFD REPLACEMENT CHARACTER, encoded.
 inline constexpr std::string_view kReplacementCharacter = "\xEF\xBF\xBD";
 
+// Appends the character that starts at text[i] to `out` -- the well-formed sequence, or U+FFFD
+// for a byte that starts none -- and returns how many bytes of `text` it stood for (1 to 4).
+// Needs i < text.size(). The writers that escape as they go (JSON, HTML) call it per character.
+inline std::size_t append_utf8_character(std::string& out, std::string_view text, std::size_t i) {
+  const std::size_t length = utf8_sequence_length(text, i);
+  if (length == 0) {
+    out += kReplacementCharacter;
+    return 1;
+  }
+  out.append(text.substr(i, length));
+  return length;
+}
+
 // Whether all of `text` is well-formed UTF-8.
 bool is_valid_utf8(std::string_view text);
 
