@@ -1368,7 +1368,7 @@ class ApiServer::Impl {
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& durations_;
   const prometheus::Histogram::BucketBoundaries buckets_;
-  std::shared_ptr<UptimeGauges> uptime_gauges_;        // issue 6: collected with the registry
+  std::shared_ptr<UptimeGauges> uptime_gauges_;        // collected with the registry
   std::shared_ptr<FreshnessGauges> freshness_gauges_;  // last tick and staleness, from the Store
 
   // Limits on request sizes, deadlines and connections that httplib 0.11.4 lacks.
