@@ -229,7 +229,7 @@ int serve(const Settings& settings, Modes modes) {
     options.max_concurrency = settings.max_concurrency;
     options.region = settings.region;
     Writer* sink = writer.get();
-    // Alerting (issue 5): status changes reach the Alerter's queue, never its I/O.
+    // Alerting: status changes reach the Alerter's queue, never its I/O.
     try {
       alerter = std::make_unique<Alerter>(settings.db_file, *store, *alerting, registry);
     } catch (const StorageError& e) {
@@ -354,7 +354,7 @@ int main(int argc, char** argv) {
     std::cout << "vigil " << VIGIL_VERSION << "\n";
     return 0;
   }
-  if (command == "probe") {  // issue 4: one probe now, no database
+  if (command == "probe") {  // one probe now, no database
     return probe_command(std::vector<std::string>(argv + 2, argv + argc), std::cout, std::cerr);
   }
   if (command == "beat") {

@@ -171,7 +171,7 @@ void append_service_json(std::string& out, const ServiceView& view,
   const Service& service = view.service;
   const ServiceSpec& spec = service.spec;
   const bool heartbeat = spec.kind == ServiceKind::heartbeat;
-  // A snooze that ran out reads as not muted (issue 3): computed here, on every read.
+  // A snooze that ran out reads as not muted: computed here, on every read.
   const bool muted = spec.muted_at(now);
   const auto append_optional_string = [&](const std::string& text) {
     if (text.empty())
@@ -189,7 +189,7 @@ void append_service_json(std::string& out, const ServiceView& view,
   };
   key(out += '{', "active", true);  // addition beyond the seed shape
   out += service.active ? "true" : "false";
-  key(out, "alerts");  // issue 5: the channels its alerts go to; [] routes by team or default
+  key(out, "alerts");  // the channels its alerts go to; [] routes by team or default
   out += '[';
   for (std::size_t i = 0; i < spec.alert_channels.size(); ++i) {
     if (i > 0) out += ',';
@@ -240,7 +240,7 @@ void append_service_json(std::string& out, const ServiceView& view,
     key(out, "push_token");
     append_string(out, service.push_token);
   }
-  key(out, "repeat_every_seconds");  // issue 5: null means each channel's own
+  key(out, "repeat_every_seconds");  // null means each channel's own
   if (spec.repeat_every)
     append_double(out, static_cast<double>(spec.repeat_every->count()) / 1000.0);
   else
@@ -277,12 +277,12 @@ void append_tick_json(std::string& out, const Tick& tick) {
     out += "null";
   else
     append_string(out, tick.error);
-  key(out, "message");  // heartbeats: the msg pushed with the report (issue 3)
+  key(out, "message");  // heartbeats: the msg pushed with the report
   if (tick.message.empty())
     out += "null";
   else
     append_string(out, tick.message);
-  key(out, "phases_ms");  // issue 4: HTTP and TCP probes; null otherwise
+  key(out, "phases_ms");  // HTTP and TCP probes; null otherwise
   if (tick.phases) {
     const PhaseTimings& p = *tick.phases;
     key(out += '{', "connect", true);

@@ -30,7 +30,7 @@ struct ServiceJsonOptions {
 //  "latest_event": {"data": event|null}, "metric": {"data": metric}}
 // plus "status" ("up", "down", "unknown" before the first tick, "stale" when is_stale at `now`,
 // storage/store.h), "last_tick_at"|null (unix seconds), "active" and
-// "interval_seconds", and (issue 3) "kind", "source", "team"|null, "priority" ("p1".."p5"),
+// "interval_seconds", and "kind", "source", "team"|null, "priority" ("p1".."p5"),
 // "runbook"|null, "tags", "muted" (false once a snooze ran out), "muted_until"|null (while a
 // snooze runs); heartbeats have url null, "grace_seconds", "threshold" and, only when
 // `with_push_token`, "push_token". The url is redacted for `audience`.
@@ -39,7 +39,7 @@ nlohmann::json service_json(const ServiceView& view, bool with_push_token = fals
 
 // {"ts" (unix seconds),"ts_ms","up","status_code"|null,"response_ms","error"|null,"region",
 //  "message"|null (a heartbeat report's msg),
-//  "phases_ms": {"resolve","connect","tls","processing","transfer"}|null (issue 4: the probe's
+//  "phases_ms": {"resolve","connect","tls","processing","transfer"}|null (the probe's
 //  phases in ms, adding up to response_ms)}
 nlohmann::json tick_json(const Tick& tick);
 

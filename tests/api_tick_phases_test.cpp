@@ -1,4 +1,4 @@
-// Tick phases in the API (issue 4): the tick JSON carries "phases_ms" (null without phases), and
+// Tick phases in the API: the tick JSON carries "phases_ms" (null without phases), and
 // GET /v1/services/{id}/ticks serves them from a real store over real HTTP.
 #include <gtest/gtest.h>
 #include <httplib.h>

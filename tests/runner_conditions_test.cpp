@@ -1,4 +1,4 @@
-// Conditions (issue 4) against a real local target: each condition passing and failing, with the
+// Conditions against a real local target: each condition passing and failing, with the
 // message a user reads in the tick's error; JSON pointers into nested and missing fields; request
 // options (method, body, redirects, user agent); phases that add up to the total.
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// TCP checks (issue 4): tcp://host:port against real local sockets: an open port, a closed one,
+// TCP checks: tcp://host:port against real local sockets: an open port, a closed one,
 // a banner, a send/expect exchange, a wrong answer, silence until the timeout; and in the
 // runner, a silent TCP conversation never delays other probes and leaves no sockets behind.
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// HTTPS probes (issue 4) against a real local TLS server whose self-signed certificate the test
+// HTTPS probes against a real local TLS server whose self-signed certificate the test
 // makes with openssl: verification on and off, a private CA file, client certificates, the TLS
 // phase, certificate dates and the certificate condition, and the TLS metrics through the
 // runner (checked by promtool).

@@ -1,4 +1,4 @@
-// Storage of the probe-depth fields (issue 4) in a real SQLite file: a spec's probe options come
+// Storage of the probe-depth fields in a real SQLite file: a spec's probe options come
 // back equal (conditions compiled again), ticks keep their phases, and a database written by
 // vigil 0.1 (schema version 1) migrates with its data intact.
 #include <SQLiteCpp/SQLiteCpp.h>
