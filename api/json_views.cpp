@@ -1,5 +1,4 @@
-// Each shape is written once, as text (append_*_json). The nlohmann-returning functions parse
-// that text, so both forms agree by construction; routes stream the text form, which for 10,000
+// Each shape is written once, as text (append_*_json): routes stream it, which for 10,000
 // services is several times faster than building, dumping and freeing a nlohmann tree.
 #include "api/json_views.h"
 
@@ -156,14 +155,6 @@ void append_metric_json(std::string& out, const Metric& metric) {
   out += '}';
 }
 
-void append_service_json(std::string& out, const ServiceView& view) {
-  append_service_json(out, view, ServiceJsonOptions{});
-}
-
-void append_service_json(std::string& out, const ServiceView& view, bool with_push_token) {
-  append_service_json(out, view, ServiceJsonOptions{.with_push_token = with_push_token});
-}
-
 void append_service_json(std::string& out, const ServiceView& view,
                          const ServiceJsonOptions& options) {
   const bool with_push_token = options.with_push_token;
@@ -316,27 +307,6 @@ void append_tick_json(std::string& out, const Tick& tick) {
   out += tick.up ? "true" : "false";
   out += '}';
 }
-
-namespace {
-template <typename T>
-json parsed(void (*append)(std::string&, const T&), const T& value) {
-  std::string text;
-  append(text, value);
-  return json::parse(text);
-}
-}  // namespace
-
-json event_json(const Event& event) { return parsed(&append_event_json, event); }
-json metric_json(const Metric& metric) { return parsed(&append_metric_json, metric); }
-json service_json(const ServiceView& view, const ServiceJsonOptions& options) {
-  std::string text;
-  append_service_json(text, view, options);
-  return json::parse(text);
-}
-json service_json(const ServiceView& view, bool with_push_token) {
-  return service_json(view, ServiceJsonOptions{.with_push_token = with_push_token});
-}
-json tick_json(const Tick& tick) { return parsed(&append_tick_json, tick); }
 
 void append_envelope_begin(std::string& out) { key(out += '{', "data", true); }
 

@@ -179,13 +179,6 @@ void BM_ServiceJsonStreaming(benchmark::State& state) {
 }
 BENCHMARK(BM_ServiceJsonStreaming);
 
-// The same through a nlohmann tree (GET /v1/services/{id}).
-void BM_ServiceJsonTree(benchmark::State& state) {
-  const ServiceView view = sample_view();
-  for (auto _ : state) benchmark::DoNotOptimize(service_json(view).dump());
-}
-BENCHMARK(BM_ServiceJsonTree);
-
 // GET /metrics with range(0) probed services: writing every series as text, as the server
 // streams it (api/metrics_exposition.h), into a sink that only counts. Cost per scrape, so per
 // iteration here; bytes is the size of the text, heap_bytes_per_service what the series of one

@@ -83,7 +83,6 @@ struct PhaseTimings {
   double tls_ms = 0;
   double processing_ms = 0;
   double transfer_ms = 0;
-  double total_ms() const { return resolve_ms + connect_ms + tls_ms + processing_ms + transfer_ms; }
   friend bool operator==(const PhaseTimings&, const PhaseTimings&) = default;
 };
 
@@ -146,11 +145,6 @@ struct ServiceSpec {
   // Muted at `now`: muted, and the snooze, if any, has not run out.
   bool muted_at(TimePoint now) const { return muted && (!muted_until || now < *muted_until); }
 
-  bool accepts_status(int code) const {
-    for (const auto& range : expected_status)
-      if (range.contains(code)) return true;
-    return false;
-  }
   friend bool operator==(const ServiceSpec&, const ServiceSpec&) = default;
 };
 
