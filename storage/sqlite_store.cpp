@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "config/conditions.h"
 #include "config/config.h"
 #include "config/logging.h"
 #include "config/probe_options.h"
@@ -71,16 +72,6 @@ std::vector<std::pair<std::string, std::string>> decode_headers(const std::strin
   for (const auto& pair : nlohmann::json::parse(text))
     headers.emplace_back(pair.at(0).get<std::string>(), pair.at(1).get<std::string>());
   return headers;
-}
-
-std::string encode_status(const std::vector<StatusRange>& ranges) {
-  std::string text;
-  for (const auto& range : ranges) {
-    if (!text.empty()) text += ',';
-    text += std::to_string(range.lo);
-    if (range.hi != range.lo) text += '-' + std::to_string(range.hi);
-  }
-  return text;
 }
 
 int parse_code(std::string_view text) {
@@ -327,7 +318,7 @@ void bind_spec(SQLite::Statement& statement, const ServiceSpec& spec, int first)
   statement.bind(i++, ms(spec.timeout));
   statement.bind(i++, spec.method);
   statement.bind(i++, encode_headers(spec.headers));
-  statement.bind(i++, encode_status(spec.expected_status));
+  statement.bind(i++, format_status_ranges(spec.expected_status));
   statement.bind(i++, to_string(spec.kind));
   statement.bind(i++, ms(spec.grace));
   statement.bind(i++, spec.threshold);
