@@ -5,7 +5,6 @@
 //   vigil check-config  validate .env and the services file, list the services, start nothing
 //   vigil beat          run a command and report it to a heartbeat's push URL
 //   vigil probe URL     probe once now and print a report (runner/probe_report.h)
-#include <curl/curl.h>
 #include <prometheus/registry.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -27,6 +26,7 @@
 #include "config/config.h"
 #include "config/logging.h"
 #include "config/url_redaction.h"
+#include "runner/curl_handles.h"
 #include "runner/probe_report.h"
 #include "runner/runner.h"
 #include "storage/change_feed.h"
@@ -229,7 +229,7 @@ int serve(const Settings& settings, Modes modes) {
     options.max_concurrency = settings.max_concurrency;
     options.region = settings.region;
     Writer* sink = writer.get();
-    // Alerting (issue 5): status changes reach the Alerter's queue, never its I/O.
+    // Alerting: status changes reach the Alerter's queue, never its I/O.
     try {
       alerter = std::make_unique<Alerter>(settings.db_file, *store, *alerting, registry);
     } catch (const StorageError& e) {
@@ -354,7 +354,7 @@ int main(int argc, char** argv) {
     std::cout << "vigil " << VIGIL_VERSION << "\n";
     return 0;
   }
-  if (command == "probe") {  // issue 4: one probe now, no database
+  if (command == "probe") {  // one probe now, no database
     return probe_command(std::vector<std::string>(argv + 2, argv + argc), std::cout, std::cerr);
   }
   if (command == "beat") {
@@ -386,10 +386,8 @@ int main(int argc, char** argv) {
     const Settings settings = load_settings(merged_environment(read_dotenv(".env")));
     set_log_level(settings.log_level);
     if (command == "check-config") return check_config(settings);
-    curl_global_init(CURL_GLOBAL_DEFAULT);  // before any thread starts: it is not thread-safe
-    const int code = serve(settings, modes);
-    curl_global_cleanup();
-    return code;
+    ensure_curl_global_init();  // before any thread starts
+    return serve(settings, modes);
   } catch (const vigil::ConfigError& e) {
     std::cerr << "vigil: configuration error: " << e.what() << "\n";
     return kExitConfigError;

@@ -1,4 +1,4 @@
-// Shields-style SVG badges (issue 9): a grey label and a coloured value, for
+// Shields-style SVG badges: a grey label and a coloured value, for
 //   GET /v1/services/{id}/badges/{status,uptime,response-time}.svg and /v1/badges/{name}/...
 // Colours (README, Badges): status up brightgreen, down red, stale orange, unknown grey;
 // uptime >= 99.9% brightgreen, >= 99% green, >= 95% yellow, >= 90% orange, else red; p95

@@ -1,5 +1,4 @@
-// Each shape is written once, as text (append_*_json). The nlohmann-returning functions parse
-// that text, so both forms agree by construction; routes stream the text form, which for 10,000
+// Each shape is written once, as text (append_*_json): routes stream it, which for 10,000
 // services is several times faster than building, dumping and freeing a nlohmann tree.
 #include "api/json_views.h"
 
@@ -156,14 +155,6 @@ void append_metric_json(std::string& out, const Metric& metric) {
   out += '}';
 }
 
-void append_service_json(std::string& out, const ServiceView& view) {
-  append_service_json(out, view, ServiceJsonOptions{});
-}
-
-void append_service_json(std::string& out, const ServiceView& view, bool with_push_token) {
-  append_service_json(out, view, ServiceJsonOptions{.with_push_token = with_push_token});
-}
-
 void append_service_json(std::string& out, const ServiceView& view,
                          const ServiceJsonOptions& options) {
   const bool with_push_token = options.with_push_token;
@@ -171,7 +162,7 @@ void append_service_json(std::string& out, const ServiceView& view,
   const Service& service = view.service;
   const ServiceSpec& spec = service.spec;
   const bool heartbeat = spec.kind == ServiceKind::heartbeat;
-  // A snooze that ran out reads as not muted (issue 3): computed here, on every read.
+  // A snooze that ran out reads as not muted: computed here, on every read.
   const bool muted = spec.muted_at(now);
   const auto append_optional_string = [&](const std::string& text) {
     if (text.empty())
@@ -189,7 +180,7 @@ void append_service_json(std::string& out, const ServiceView& view,
   };
   key(out += '{', "active", true);  // addition beyond the seed shape
   out += service.active ? "true" : "false";
-  key(out, "alerts");  // issue 5: the channels its alerts go to; [] routes by team or default
+  key(out, "alerts");  // the channels its alerts go to; [] routes by team or default
   out += '[';
   for (std::size_t i = 0; i < spec.alert_channels.size(); ++i) {
     if (i > 0) out += ',';
@@ -240,7 +231,7 @@ void append_service_json(std::string& out, const ServiceView& view,
     key(out, "push_token");
     append_string(out, service.push_token);
   }
-  key(out, "repeat_every_seconds");  // issue 5: null means each channel's own
+  key(out, "repeat_every_seconds");  // null means each channel's own
   if (spec.repeat_every)
     append_double(out, static_cast<double>(spec.repeat_every->count()) / 1000.0);
   else
@@ -277,12 +268,12 @@ void append_tick_json(std::string& out, const Tick& tick) {
     out += "null";
   else
     append_string(out, tick.error);
-  key(out, "message");  // heartbeats: the msg pushed with the report (issue 3)
+  key(out, "message");  // heartbeats: the msg pushed with the report
   if (tick.message.empty())
     out += "null";
   else
     append_string(out, tick.message);
-  key(out, "phases_ms");  // issue 4: HTTP and TCP probes; null otherwise
+  key(out, "phases_ms");  // HTTP and TCP probes; null otherwise
   if (tick.phases) {
     const PhaseTimings& p = *tick.phases;
     key(out += '{', "connect", true);
@@ -316,27 +307,6 @@ void append_tick_json(std::string& out, const Tick& tick) {
   out += tick.up ? "true" : "false";
   out += '}';
 }
-
-namespace {
-template <typename T>
-json parsed(void (*append)(std::string&, const T&), const T& value) {
-  std::string text;
-  append(text, value);
-  return json::parse(text);
-}
-}  // namespace
-
-json event_json(const Event& event) { return parsed(&append_event_json, event); }
-json metric_json(const Metric& metric) { return parsed(&append_metric_json, metric); }
-json service_json(const ServiceView& view, const ServiceJsonOptions& options) {
-  std::string text;
-  append_service_json(text, view, options);
-  return json::parse(text);
-}
-json service_json(const ServiceView& view, bool with_push_token) {
-  return service_json(view, ServiceJsonOptions{.with_push_token = with_push_token});
-}
-json tick_json(const Tick& tick) { return parsed(&append_tick_json, tick); }
 
 void append_envelope_begin(std::string& out) { key(out += '{', "data", true); }
 

@@ -13,11 +13,14 @@
 
 namespace vigil {
 
+// Each append_*_json appends one value's JSON to `out` as text, without building a nlohmann
+// tree: keys sorted, compact, invalid UTF-8 replaced by U+FFFD.
+
 // {"id","event","date_started","date_ended"(null while open),"created_at","updated_at"}
-nlohmann::json event_json(const Event& event);
+void append_event_json(std::string& out, const Event& event);
 
 // {"average_response_time_ms","down_count","tick_count","up_count","uptime_percent"}
-nlohmann::json metric_json(const Metric& metric);
+void append_metric_json(std::string& out, const Metric& metric);
 
 // What a service's JSON may show, and when it is rendered.
 struct ServiceJsonOptions {
@@ -30,27 +33,17 @@ struct ServiceJsonOptions {
 //  "latest_event": {"data": event|null}, "metric": {"data": metric}}
 // plus "status" ("up", "down", "unknown" before the first tick, "stale" when is_stale at `now`,
 // storage/store.h), "last_tick_at"|null (unix seconds), "active" and
-// "interval_seconds", and (issue 3) "kind", "source", "team"|null, "priority" ("p1".."p5"),
+// "interval_seconds", and "kind", "source", "team"|null, "priority" ("p1".."p5"),
 // "runbook"|null, "tags", "muted" (false once a snooze ran out), "muted_until"|null (while a
 // snooze runs); heartbeats have url null, "grace_seconds", "threshold" and, only when
 // `with_push_token`, "push_token". The url is redacted for `audience`.
-nlohmann::json service_json(const ServiceView& view, const ServiceJsonOptions& options);
-nlohmann::json service_json(const ServiceView& view, bool with_push_token = false);
+void append_service_json(std::string& out, const ServiceView& view,
+                         const ServiceJsonOptions& options = {});
 
 // {"ts" (unix seconds),"ts_ms","up","status_code"|null,"response_ms","error"|null,"region",
 //  "message"|null (a heartbeat report's msg),
-//  "phases_ms": {"resolve","connect","tls","processing","transfer"}|null (issue 4: the probe's
+//  "phases_ms": {"resolve","connect","tls","processing","transfer"}|null (the probe's
 //  phases in ms, adding up to response_ms)}
-nlohmann::json tick_json(const Tick& tick);
-
-// Streaming forms for large lists: append the same JSON as the functions above (keys sorted,
-// compact, invalid UTF-8 replaced by U+FFFD) to `out` without building a nlohmann tree.
-void append_event_json(std::string& out, const Event& event);
-void append_metric_json(std::string& out, const Metric& metric);
-void append_service_json(std::string& out, const ServiceView& view);  // default options
-void append_service_json(std::string& out, const ServiceView& view, bool with_push_token);
-void append_service_json(std::string& out, const ServiceView& view,
-                         const ServiceJsonOptions& options);
 void append_tick_json(std::string& out, const Tick& tick);
 
 // {"status": code, "status_desc": "OK", "data": data}

@@ -1,4 +1,4 @@
-// The time-series reads of the API (issue 6), apart from HTTP: each function turns query
+// The time-series reads of the API, apart from HTTP: each function turns query
 // parameters into the `data` of its route, reading the Store's rollups. ApiServer wires them to
 //   GET /v1/services/{id}/metrics  ?window=1h|24h|7d|30d|90d|365d or ?from=&to= (unix seconds)
 //   GET /v1/services/{id}/series   the same window parameters and ?step=60|300|3600|86400

@@ -64,7 +64,7 @@ constexpr time_t kKeepAliveSeconds = 1;
 constexpr const char* kJsonType = "application/json";
 constexpr const char* kHtmlType = "text/html; charset=utf-8";
 constexpr const char* kPrometheusType = "text/plain; version=0.0.4; charset=utf-8";
-// Issue 3: what a write body is called in validation messages ("service.interval_seconds: ..."),
+// What a write body is called in validation messages ("service.interval_seconds: ..."),
 // the longest push msg, and how long the push route trusts a token it looked up.
 constexpr const char* kBodyName = "service";
 constexpr std::size_t kMaxPushMessage = 1024;
@@ -152,8 +152,6 @@ void append_next(std::string& out, const std::optional<std::string>& next) {
   out += R"(,"next":)";
   out += next ? '"' + *next + '"' : std::string("null");
 }
-
-// ---- end of paging ----
 
 // A non-negative unix time in seconds with an optional decimal fraction ("1700000000",
 // "1700000000.25"), kept exact so from/to compare without float rounding.
@@ -249,7 +247,7 @@ json part_json(const PartVerdict& verdict) {
   return part;
 }
 
-// ---- issue 3: push tokens, bodies, flags ----
+// ---- push tokens, bodies, flags ----
 
 // Push token -> service id, so a beat costs no query: learned from the store on a miss and kept
 // kPushTokenTtl (another process may deactivate or purge the service meanwhile). This API's own
@@ -371,8 +369,6 @@ std::string loggable_path(const std::string& path) {
   const auto end = path.find('/', kPush.size());
   return std::string(kPush) + "<token>" + (end == std::string::npos ? "" : path.substr(end));
 }
-
-// ---- end of issue 3 helpers ----
 
 }  // namespace
 
@@ -575,7 +571,7 @@ class ApiServer::Impl {
               &Impl::events);
     add_route("/v1/services/{id}/ticks", R"(/v1/services/([^/]+)/ticks)", "GET", Gate::read,
               &Impl::ticks);
-    // Time series (issue 6): api/series_routes.h.
+    // Time series: api/series_routes.h.
     add_route("/v1/services/{id}/metrics", R"(/v1/services/([^/]+)/metrics)", "GET", Gate::read,
               &Impl::service_metrics);
     add_route("/v1/services/{id}/series", R"(/v1/services/([^/]+)/series)", "GET", Gate::read,
@@ -584,7 +580,7 @@ class ApiServer::Impl {
     // The push token in the path is the credential: cron jobs carry no other.
     add_route("/v1/push/{token}", R"(/v1/push/([^/]+)(/fail)?)", "GET", Gate::open, &Impl::push);
     add_route("/v1/push/{token}", R"(/v1/push/([^/]+)(/fail)?)", "POST", Gate::open, &Impl::push);
-    add_route("/v1/alerts", "/v1/alerts", "GET", Gate::read, &Impl::list_alerts);  // issue 5
+    add_route("/v1/alerts", "/v1/alerts", "GET", Gate::read, &Impl::list_alerts);
     add_route("/v1/alerts/test", "/v1/alerts/test", "POST", Gate::write, &Impl::test_alert);
     add_route("/v1/alerts/{id}", R"(/v1/alerts/([^/]+))", "GET", Gate::read, &Impl::get_alert);
     add_route("/v1/maintenance", "/v1/maintenance", "GET", Gate::read, &Impl::list_maintenance);
@@ -593,7 +589,7 @@ class ApiServer::Impl {
               &Impl::delete_maintenance);
     add_route("/healthz", "/healthz", "GET", Gate::open, &Impl::healthz);
     add_route("/metrics", "/metrics", "GET", Gate::read, &Impl::metrics);
-    // Issue 9: the API's own documentation, open like /healthz.
+    // The API's own documentation, open like /healthz.
     add_route("/openapi.json", "/openapi.json", "GET", Gate::open, &Impl::openapi_json);
     add_route("/docs", "/docs", "GET", Gate::open, &Impl::docs);
     // Status page and badges: public only when STATUS_PAGE_PUBLIC says so.
@@ -782,7 +778,7 @@ class ApiServer::Impl {
                                                                       : UrlAudience::reader;
   }
 
-  // ---- issue 3: writes and pushes ----
+  // ---- writes and pushes ----
 
   void create_service(const httplib::Request& req, httplib::Response& res, const std::smatch&) {
     const json body = body_object(req);
@@ -1003,8 +999,6 @@ class ApiServer::Impl {
                              "\") is managed by the services file: " + what_to_do);
   }
 
-  // ---- end of issue 3 ----
-
   void events(const httplib::Request& req, httplib::Response& res, const std::smatch& path) {
     const ServiceId id = parse_service_id(path[1].str());
     const int limit = parse_limit(req);
@@ -1030,7 +1024,7 @@ class ApiServer::Impl {
     send_json_text(res, 200, envelope_text(200, data));
   }
 
-  // ---- time series (issue 6) ----
+  // ---- time series ----
 
   // Runs a series:: route body, turning its BadParam into a 400.
   template <typename Body>
@@ -1069,9 +1063,7 @@ class ApiServer::Impl {
     send_series(res, [&] { return series::all_uptime(store_, params_of(req), now_ms()); });
   }
 
-  // ---- end of time series ----
-
-  // ---- alerting (issue 5) ----
+  // ---- alerting ----
 
   AlertStore& alert_store() const {
     if (!options_.alerts) throw ApiError(503, "alerting is not available in this process");
@@ -1152,8 +1144,6 @@ class ApiServer::Impl {
       throw ApiError(404, "maintenance window " + std::to_string(*id) + " not found");
     send_json(res, 200, envelope(200, json{{"id", *id}, {"deleted", true}}));
   }
-
-  // ---- end of alerting ----
 
   void ticks(const httplib::Request& req, httplib::Response& res, const std::smatch& path) {
     const ServiceId id = parse_service_id(path[1].str());
@@ -1244,7 +1234,7 @@ class ApiServer::Impl {
         });
   }
 
-  // ---- issue 9: documentation, badges, status page ----
+  // ---- documentation, badges, status page ----
 
   void openapi_json(const httplib::Request&, httplib::Response& res, const std::smatch&) {
     res.status = 200;
@@ -1343,8 +1333,6 @@ class ApiServer::Impl {
                    std::string(options_.status_page_public ? "public" : "private") +
                        (kind == BadgeKind::status ? ", max-age=60" : ", max-age=300"));
   }
-
-  // ---- end of issue 9 ----
 
  public:
   std::vector<RouteInfo> route_list() const {

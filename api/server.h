@@ -28,12 +28,12 @@
 //   GET /v1/services/{id}/ticks           ?from=&to= (unix seconds, inclusive, may have a
 //                                         decimal fraction; filters kept with a cursor), newest
 //                                         first; pages in data.ticks.next
-//   GET /v1/services/{id}/metrics         issue 6 (api/series_routes.h): ?window= or ?from=&to=
+//   GET /v1/services/{id}/metrics         (api/series_routes.h): ?window= or ?from=&to=
 //   GET /v1/services/{id}/series          ... and ?step=60|300|3600|86400
 //   GET /v1/uptime                        every active service's uptime and p95 of a window
 //   GET /v1/alerts                        alerts, newest first: ?active=true|false &service_id=
 //                                         &since=<unix seconds, created at or after>; pages in
-//                                         data.next (beside data.alerts)  (issue 5)
+//                                         data.next (beside data.alerts)
 //   GET /v1/alerts/{id}                   one alert with its notifications (404 when unknown)
 //   POST /v1/alerts/test?channel=NAME     a test notification (write): 202; 404 unknown
 //                                         channel; 503 when this process runs no Alerter
@@ -53,7 +53,7 @@
 //                                         vigil_api_requests_total{route,code} and
 //                                         vigil_api_request_duration_seconds{route}
 //   GET /openapi.json, GET /docs          the OpenAPI 3 document (api/openapi.json, built in) and
-//                                         an HTML page from it; open (issue 9)
+//                                         an HTML page from it; open
 //   GET /, GET /services/{id}             the status page and a service's page, HTML
 //                                         (api/status_page.h); ?page= on /
 //   GET /v1/services/{id}/badges/{status,uptime,response-time}.svg   shields-style SVG
@@ -110,7 +110,7 @@ struct ApiOptions {
   // The runner of this process, or null (`vigil api`): then a pushed beat is queued in the
   // database for the runner process, and writes reach it through its ChangeFeed.
   ServiceCommands* commands = nullptr;
-  // Alerting (issue 5): the alerts tables to read (null: /v1/alerts answers 503), and the
+  // Alerting: the alerts tables to read (null: /v1/alerts answers 503), and the
   // Alerter of this process for test notifications (null under `vigil api`). Must outlive it.
   AlertStore* alerts = nullptr;
   Alerter* alerter = nullptr;
@@ -118,7 +118,7 @@ struct ApiOptions {
   // against its channels (400 for an unknown one), and GET /v1/maintenance lists its windows.
   // Null: names are not checked, no file windows. Must outlive the server.
   const AlertingConfig* alerting = nullptr;
-  // Status page and badges (issue 9): STATUS_PAGE_TITLE, and STATUS_PAGE_PUBLIC (false: they
+  // Status page and badges: STATUS_PAGE_TITLE, and STATUS_PAGE_PUBLIC (false: they
   // need the read token like the /v1 reads, true: open to anyone who reaches the port).
   std::string status_page_title = "vigil status";
   bool status_page_public = false;

@@ -1,5 +1,5 @@
 // What the status page (GET /) and a service's page (GET /services/{id}) show, read from the
-// Store's rollups and events (issue 9). Loading is apart from rendering (api/status_page.h) so
+// Store's rollups and events. Loading is apart from rendering (api/status_page.h) so
 // that the HTML can be benchmarked and tested on its own. Any thread.
 //
 // Figures: uptime percentages are probes up / probes (as /v1/uptime) over the UTC hours that

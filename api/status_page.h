@@ -1,5 +1,5 @@
 // HTML of the status page (GET /) and of one service's page (GET /services/{id}) from the data
-// api/status_data.h loads (issue 9). Self-contained pages: inline CSS and SVG, no external asset,
+// api/status_data.h loads. Self-contained pages: inline CSS and SVG, no external asset,
 // readable without JavaScript (a few lines reload the page every 30 s). Every user string is
 // escaped. Any thread.
 #pragma once

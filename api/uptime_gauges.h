@@ -1,4 +1,4 @@
-// vigil_service_uptime_ratio{service, window="1h|24h|7d|30d"} (issue 6): every active service's
+// vigil_service_uptime_ratio{service, window="1h|24h|7d|30d"}: every active service's
 // up ticks over all ticks in each window, from the rollups. Recomputed when collected, at most
 // every `max_age` (one Store::count_all_recent per window for all services: the windows of
 // a day or more start at an hour boundary), so a scrape storm costs one refresh, not one per

@@ -179,13 +179,6 @@ void BM_ServiceJsonStreaming(benchmark::State& state) {
 }
 BENCHMARK(BM_ServiceJsonStreaming);
 
-// The same through a nlohmann tree (GET /v1/services/{id}).
-void BM_ServiceJsonTree(benchmark::State& state) {
-  const ServiceView view = sample_view();
-  for (auto _ : state) benchmark::DoNotOptimize(service_json(view).dump());
-}
-BENCHMARK(BM_ServiceJsonTree);
-
 // GET /metrics with range(0) probed services: writing every series as text, as the server
 // streams it (api/metrics_exposition.h), into a sink that only counts. Cost per scrape, so per
 // iteration here; bytes is the size of the text, heap_bytes_per_service what the series of one
@@ -271,7 +264,7 @@ void BM_StoreListServices(benchmark::State& state) {
 BENCHMARK(BM_StoreListServices)->Arg(10'000)->Unit(benchmark::kMillisecond);
 
 // One page of 1,000 (the largest) from the middle of 10,000 services: by cursor (keyset: an id
-// seek) against the older offset (which reads and skips the rows before it). Issue 6 paging.
+// seek) against the older offset (which reads and skips the rows before it).
 void BM_StoreListServicesPage(benchmark::State& state) {
   ServiceListFixture fixture(10'000);
   const bool keyset = state.range(0) == 1;
@@ -331,9 +324,9 @@ void BM_UptimeGaugesScrape(benchmark::State& state) {
 }
 BENCHMARK(BM_UptimeGaugesScrape)->Arg(10'000)->Arg(100'000)->Unit(benchmark::kMillisecond);
 
-// Issue 9: the status page's HTML for range(0) services on one page, each with a full 90-day
+// The status page's HTML for range(0) services on one page, each with a full 90-day
 // bar, four uptime figures and a 96-point sparkline: the rendering alone (GET / pages 50 at a
-// time; this is the whole set at once, the bound the issue sets at 200 ms).
+// time; this is the whole set at once, its bound is 200 ms).
 void BM_RenderStatusPage(benchmark::State& state) {
   const int count = static_cast<int>(state.range(0));
   const TimePoint now = now_ms();

@@ -1,4 +1,4 @@
-// Issue 6 bench: seeds a database with months of history directly (ticks, minute and hour
+// The history bench: seeds a database with months of history directly (ticks, minute and hour
 // rollups, events, metrics, as apply() would have left them), then times the time-series reads
 // the API serves: one service's 30-day summary (GET /v1/services/{id}/metrics?window=30d) and
 // every service's (GET /v1/uptime?window=30d). Prints the seeding time, the DB size and the

@@ -73,7 +73,7 @@ FULL = {
     "api_seconds": 10,
     "storage_seconds": 5,
     "storage_services": [10, 1000, 10000, 100000],
-    "history_services": 1000,        # issue 6: 1,000 services x 30 days at 60 s, 43.2 M ticks
+    "history_services": 1000,        # 1,000 services x 30 days at 60 s, 43.2 M ticks
     "history_days": 30,
     "micro_min_time": 0.2,
     "micro_filter": None,
@@ -831,7 +831,7 @@ def section_api(p, build_dir, workdir, nginx):
         time.sleep(2)
         ids = vigil.service_ids()
         tokens = vigil.push_tokens()
-        # The list pages (issue 6): its largest page, 1,000 services, is the heaviest request.
+        # The list pages: its largest page, 1,000 services, is the heaviest request.
         page = "/v1/services?limit=1000"
         status, body = http_get(vigil.url(page))
         listed = len(json.loads(body)["data"]["services"]["data"]) if status == 200 else 0
@@ -893,7 +893,7 @@ def section_storage(p, build_dir, workdir):
 
 
 def section_history(p, build_dir, workdir):
-    """Issue 6: months of history seeded straight into a database, then the time-series reads
+    """Months of history seeded straight into a database, then the time-series reads
     timed on it. Needs about 1.9 GB of disk at 1,000 services x 30 days."""
     tool = os.path.join(build_dir, "bench", "vigil_bench_seed_history")
     db = os.path.join(workdir, "history.db")
@@ -1060,7 +1060,7 @@ def print_micro(m):
 
 
 def targets(results):
-    """The issue's targets against what this run measured: (target, measured, met)."""
+    """The targets against what this run measured: (target, measured, met)."""
     out = []
     e = results.get("engine")
     if e and not isinstance(e, str) and any(r["engine"].startswith("vigil") for r in e["rows"]):
@@ -1113,13 +1113,13 @@ def targets(results):
     h = results.get("history")
     if h and not isinstance(h, str):
         scope = f"({fmt(h['services'], 0)} services x {h['days']} days)"
-        out.append((f"issue 6: database < 2 GB {scope}", fmt(h["db_mib"] * 1.048576, 0) + " MB",
+        out.append((f"database < 2 GB {scope}", fmt(h["db_mib"] * 1.048576, 0) + " MB",
                     h["db_mib"] * 1048576 < 2e9))
         for key, what in (("metrics_30d", "metrics?window=30d"),
                           ("uptime_30d_cold", "/v1/uptime?window=30d, first call of a process"),
                       ("uptime_30d_first", "/v1/uptime?window=30d, first call in an hour"),
                           ("uptime_30d", "/v1/uptime?window=30d, later calls")):
-            out.append((f"issue 6: {what} < 50 ms {scope}", fmt(h[key + "_worst_ms"], 1) +
+            out.append((f"{what} < 50 ms {scope}", fmt(h[key + "_worst_ms"], 1) +
                         " ms (worst)", h[key + "_worst_ms"] < 50))
     return out
 
@@ -1220,7 +1220,7 @@ def main():
 
     checks = targets(results)
     if checks and not args.smoke:  # the smoke run's small N and seconds say nothing about them
-        table("Targets (issues 6 and 8)", ["target", "measured", "met"],
+        table("Targets", ["target", "measured", "met"],
               [[t, m, "yes" if ok else "NO"] for t, m, ok in checks])
     if args.json:
         with open(args.json, "w") as f:

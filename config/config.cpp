@@ -151,7 +151,7 @@ double seconds_field(const json& value, const std::string& where) {
   return seconds;
 }
 
-// ---- service management and heartbeats (issue 3): kind, heartbeat and metadata keys ----
+// ---- service management and heartbeats: kind, heartbeat and metadata keys ----
 
 // Keys only a probed service has, and keys only a heartbeat has.
 const char* const kProbeOnlyKeys[] = {"url", "timeout_seconds", "method", "headers",
@@ -277,7 +277,7 @@ void parse_routing_metadata(const json& entry, const std::string& at, ServiceSpe
     spec.muted = true;
     spec.muted_until = TimePoint(seconds_to_millis(value.get<double>()));
   }
-  // Alerting (issue 5): the names are checked against the alerting section by its reader
+  // Alerting: the names are checked against the alerting section by its reader
   // (check_alert_routes), which this parser does not see.
   if (entry.contains("alerts")) {
     const auto& list = entry["alerts"];
@@ -302,8 +302,6 @@ void parse_routing_metadata(const json& entry, const std::string& at, ServiceSpe
     spec.repeat_every = seconds_to_millis(value.get<double>());
   }
 }
-
-// ---- end of service management ----
 
 ServiceSpec parse_service(const json& entry, const std::string& where, const Settings& settings) {
   if (!entry.is_object()) throw ConfigError(where + ": expected an object, got " + shown(entry));
@@ -350,7 +348,7 @@ ServiceSpec parse_service(const json& entry, const std::string& where, const Set
                       "control characters");
   const std::string& at = named;
 
-  spec.kind = parse_kind(entry, at);  // issue 3: a heartbeat has no url
+  spec.kind = parse_kind(entry, at);  // a heartbeat has no url
   if (spec.kind == ServiceKind::http) {
     if (!entry.contains("url") || !entry["url"].is_string())
       throw ConfigError(at + ".url: required, a string" +
@@ -421,9 +419,9 @@ ServiceSpec parse_service(const json& entry, const std::string& where, const Set
   if (entry.contains("expected_status"))
     spec.expected_status = parse_status_ranges(entry["expected_status"], at + ".expected_status");
 
-  parse_heartbeat_fields(entry, at, spec);  // issue 3
-  parse_routing_metadata(entry, at, spec);  // issue 3
-  parse_probe_options(entry, at, spec);     // issue 4: conditions, TLS, TCP, thresholds
+  parse_heartbeat_fields(entry, at, spec);
+  parse_routing_metadata(entry, at, spec);
+  parse_probe_options(entry, at, spec);  // conditions, TLS, TCP, thresholds
   return spec;
 }
 
@@ -563,7 +561,7 @@ Settings load_settings(const EnvMap& env) {
     settings.log_level = *level;
   }
 
-  // Issue 3: write/read tokens, tick retention.
+  // Write/read tokens, tick retention.
   const auto token = [&](const char* name) -> std::string {
     const auto value = get(name);
     if (!value) return {};
@@ -585,7 +583,7 @@ Settings load_settings(const EnvMap& env) {
       throw bad("RETENTION_DAYS", *v, "a number of days from 0 (keep forever) to 100000");
     settings.tick_retention = seconds_to_millis(*days * 86'400);
   }
-  // Issue 6: rollup retention per resolution, in days like RETENTION_DAYS.
+  // Rollup retention per resolution, in days like RETENTION_DAYS.
   for (auto [name, target] : {std::pair{"RETENTION_MINUTE_DAYS", &settings.minute_retention},
                               std::pair{"RETENTION_HOUR_DAYS", &settings.hour_retention}}) {
     if (auto v = get(name)) {
@@ -607,7 +605,7 @@ Settings load_settings(const EnvMap& env) {
                     format_seconds(3 * settings.health_beat_period) + " s)");
     settings.health_silent_after = *v;
   }
-  // Issue 9: the status page.
+  // The status page.
   if (auto v = get("STATUS_PAGE_TITLE")) {
     if (v->empty() || v->size() > 200 || has_control_characters(*v))
       throw bad("STATUS_PAGE_TITLE", *v, "1 to 200 characters without control characters");
@@ -658,7 +656,7 @@ std::vector<ServiceSpec> load_services_file(const std::string& path, const Setti
 
 namespace vigil {
 
-// ---- service management (issue 3): one service object, its JSON form, a PATCH ----
+// ---- service management: one service object, its JSON form, a PATCH ----
 
 ServiceSpec parse_service_spec(const json& entry, const std::string& where,
                                const Settings& settings) {
@@ -697,7 +695,7 @@ json service_spec_json(const ServiceSpec& spec) {
     json statuses = json::array();
     for (const auto& range : spec.expected_status) statuses.push_back(status_item_json(range));
     out["expected_status"] = statuses;
-    add_probe_options_json(spec.probe, out);  // issue 4
+    add_probe_options_json(spec.probe, out);
   } else {
     out["grace_seconds"] = seconds_json(spec.grace);
     out["threshold"] = spec.threshold;
@@ -710,7 +708,7 @@ json service_spec_json(const ServiceSpec& spec) {
   if (spec.muted) out["muted"] = true;
   if (spec.muted && spec.muted_until)
     out["muted_until"] = seconds_json(spec.muted_until->time_since_epoch());
-  if (!spec.alert_channels.empty()) out["alerts"] = spec.alert_channels;  // issue 5
+  if (!spec.alert_channels.empty()) out["alerts"] = spec.alert_channels;
   if (spec.repeat_every) out["repeat_every_seconds"] = seconds_json(*spec.repeat_every);
   return out;
 }
@@ -742,7 +740,5 @@ json merge_service_patch(const ServiceSpec& current, const json& patch, const st
   }
   return merged;
 }
-
-// ---- end of service management ----
 
 }  // namespace vigil

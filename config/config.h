@@ -33,18 +33,18 @@ struct Settings {
   std::size_t max_concurrency = 1000;           // RUNNER_MAX_CONCURRENCY
   std::string region = "local";                 // PROBER_REGION
   LogLevel log_level = LogLevel::info;          // LOG_LEVEL
-  // Service management and heartbeats (issue 3).
+  // Service management and heartbeats.
   std::string api_token;       // API_TOKEN: empty means writes only from loopback clients
   std::string api_read_token;  // API_READ_TOKEN: empty means reads are open
   Millis tick_retention{30LL * 24 * 3600 * 1000};  // RETENTION_DAYS; zero keeps ticks forever
   Millis cleanup_interval{3'600'000};              // CLEANUP_INTERVAL_SECONDS
-  // Time series (issue 6): rollup retention per resolution; zero keeps them forever.
+  // Time series: rollup retention per resolution; zero keeps them forever.
   Millis minute_retention{30LL * 24 * 3600 * 1000};  // RETENTION_MINUTE_DAYS
   Millis hour_retention{400LL * 24 * 3600 * 1000};   // RETENTION_HOUR_DAYS
-  // Status page and badges (issue 9).
+  // Status page and badges.
   std::string status_page_title = "vigil status";  // STATUS_PAGE_TITLE
   bool status_page_public = false;  // STATUS_PAGE_PUBLIC: true opens them without API_READ_TOKEN
-  // Issue 7: tick records held in memory while storage fails; past it the oldest are dropped.
+  // Tick records held in memory while storage fails; past it the oldest are dropped.
   std::size_t storage_queue_max_ticks = 1'000'000;  // STORAGE_QUEUE_MAX_TICKS
   // Liveness beats (api/health.h): written this often by the runner process; a part silent for
   // longer than health_silent_after (default max(3 x beat, 10 s); at least 3 x beat and 2 s)

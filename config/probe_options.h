@@ -1,4 +1,4 @@
-// The probe-depth keys of a service object (issue 4): conditions, HTTP and TLS options, the TCP
+// The probe-depth keys of a service object: conditions, HTTP and TLS options, the TCP
 // conversation, failure/success thresholds and the retry interval. One parser for the services
 // file, the write API and the database column, so a value means the same everywhere.
 #pragma once

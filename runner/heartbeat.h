@@ -1,4 +1,4 @@
-// Heartbeat services (issue 3): not probed, they report in. The pure rules of their deadlines and
+// Heartbeat services: not probed, they report in. The pure rules of their deadlines and
 // of the ticks reports and silences become; the runner's loop holds the state and the heap of
 // deadlines, and passes the results through the same state machine as a probe's.
 #pragma once

@@ -1,5 +1,5 @@
 // The HTTP(S) probe kind: one libcurl easy handle configured from a ServiceSpec, and the mapping
-// from what curl reports to the precise reason a tick is down. Probe depth (issue 4): request
+// from what curl reports to the precise reason a tick is down. Probe depth: request
 // options, TLS details (CURLINFO_CERTINFO, the negotiated version), per-phase timings, and the
 // service's conditions judged on the response.
 #include <openssl/ssl.h>

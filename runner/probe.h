@@ -27,8 +27,6 @@ struct ProbeLimits {
   long max_redirects = 50;
 };
 
-// ---- probe depth (issue 4) ----
-
 // One certificate of the chain the server sent, leaf first (from CURLINFO_CERTINFO).
 struct CertificateInfo {
   std::string subject;
@@ -55,8 +53,6 @@ struct ProbeDetails {
   std::optional<TimePoint> earliest_cert_expiry() const;
 };
 
-// ---- end of probe depth ----
-
 struct ProbeResult {
   bool up = false;
   std::optional<int> status_code;  // absent when no HTTP response arrived
@@ -68,7 +64,7 @@ struct ProbeResult {
                                    // ...", "empty reply from server", else curl's own text
                                    // (probe depth: "condition failed: <why>; ..." after the
                                    // status, "expected \"+PONG\" not received ...")
-  // Probe depth (issue 4): the phases of response_ms (absent when the probe never started), and
+  // Probe depth: the phases of response_ms (absent when the probe never started), and
   // the details.
   std::optional<PhaseTimings> phases;
   ProbeDetails details;
@@ -107,8 +103,6 @@ class Probe {
 // std::invalid_argument when curl refuses the URL (longer than its 8 MB input limit).
 std::unique_ptr<Probe> make_http_probe(const ServiceSpec& spec, const ProbeLimits& limits);
 
-// ---- probe depth (issue 4) ----
-
 // A probe for a tcp://host:port service: connect only (through the multi loop, like every
 // probe), then, when the spec has them, write spec.probe.tcp_send (a "\n" is added unless it
 // ends with one) and read until spec.probe.tcp_expect appears, all within the timeout. Up when
@@ -131,7 +125,5 @@ ProbeResult run_probe_now(Probe& probe, Millis timeout);
 PhaseTimings phases_from_marks(curl_off_t namelookup_us, curl_off_t connect_us,
                                curl_off_t appconnect_us, curl_off_t starttransfer_us,
                                curl_off_t total_us, bool tls_expected);
-
-// ---- end of probe depth ----
 
 }  // namespace vigil

@@ -1,5 +1,5 @@
 // Which probe kind checks a service, and running one probe to the end outside the runner
-// (issue 4: `vigil probe`, tests).
+// (`vigil probe`, tests).
 #include <algorithm>
 #include <stdexcept>
 

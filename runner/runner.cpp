@@ -48,10 +48,10 @@ std::chrono::nanoseconds interval_of(const ServiceSpec& spec) {
 bool probe_changed(const ServiceSpec& a, const ServiceSpec& b) {
   return a.url != b.url || a.method != b.method || a.headers != b.headers ||
          a.timeout != b.timeout || a.expected_status != b.expected_status ||
-         a.probe != b.probe;  // probe depth (issue 4): conditions, TLS, TCP, thresholds
+         a.probe != b.probe;  // probe depth: conditions, TLS, TCP, thresholds
 }
 
-// Probe depth (issue 4): the spec's failure/success thresholds for the state machine.
+// Probe depth: the spec's failure/success thresholds for the state machine.
 Thresholds thresholds_of(const ServiceSpec& spec) {
   return {spec.probe.failure_threshold, spec.probe.success_threshold};
 }
@@ -145,7 +145,7 @@ class Runner::Loop {
     SteadyTime next_due;           // the slot that heap entry holds
     std::unique_ptr<InFlight> in_flight;
     ServiceMetrics metrics;
-    // Heartbeats (issue 3): when silence gives the next down tick. Reports move it later
+    // Heartbeats: when silence gives the next down tick. Reports move it later
     // without touching the heap; the heap entry, when it pops early, is pushed again.
     SteadyTime deadline;
     TimePoint created_at;  // the deadline's base until the first report
@@ -364,7 +364,7 @@ class Runner::Loop {
     metrics_.services.Set(double(services_.size()));
   }
 
-  // ---- heartbeats (issue 3) ----
+  // ---- heartbeats ----
 
   void upsert_heartbeat(Entry& entry, ServiceId id, ServiceSpec spec, bool inserted) {
     const bool renamed = !inserted && entry.spec.name != spec.name;
@@ -453,8 +453,6 @@ class Runner::Loop {
       deadlines_.schedule(id, entry.deadline, entry.generation);
     }
   }
-
-  // ---- end of heartbeats ----
 
   // Drops an in-flight probe without recording anything.
   void abandon(Entry& entry) {
@@ -554,7 +552,7 @@ class Runner::Loop {
     }
   }
 
-  // ---- probe depth (issue 4): TCP conversations and retries ----
+  // ---- probe depth: TCP conversations and retries ----
 
   // The sockets of the probes in a conversation, for curl_multi_poll's extra fds.
   void prepare_conversation_fds() {
@@ -595,8 +593,6 @@ class Runner::Loop {
     entry.next_due = due;
     scheduler_.schedule(id, due, entry.generation);
   }
-
-  // ---- end of probe depth ----
 
   void finish(InFlight* done, CURLcode code) {
     auto it = services_.find(done->service);

@@ -83,7 +83,7 @@ class Runner {
   // unrecorded) and its state, kept or live, is dropped.
   void remove_service(ServiceId id);
 
-  // Heartbeats (issue 3): a service of kind heartbeat is not probed; it has a deadline in a heap
+  // Heartbeats: a service of kind heartbeat is not probed; it has a deadline in a heap
   // of its own. Silent past last report + interval x threshold + grace (from its creation when
   // it never reported), it gets a down tick with error kMissedHeartbeat, and then one more
   // every interval + grace while it stays silent, so its uptime stays tick-based like a probed

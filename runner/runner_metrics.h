@@ -33,12 +33,12 @@ class RunnerMetrics {
   RunnerMetrics& operator=(const RunnerMetrics&) = delete;
 
   // After a probe: the probe_* series and the probe counter; for an HTTP probe also the
-  // per-phase, redirect, size and TLS series and the phase histograms (issue 4).
+  // per-phase, redirect, size and TLS series and the phase histograms.
   void record_probe(ServiceMetrics& series, const std::string& name, const ProbeResult& result);
   // The service's current status and uptime ratio from its runtime state; no-op until it has an
   // open event.
   void record_state(ServiceMetrics& series, const std::string& name, const ServiceRuntime& state);
-  // A heartbeat reported at `at` (issue 3): vigil_heartbeat_last_seen_timestamp_seconds.
+  // A heartbeat reported at `at`: vigil_heartbeat_last_seen_timestamp_seconds.
   void record_beat(ServiceMetrics& series, const std::string& name, TimePoint at);
   // Drops every series of the service (removed, or renamed: the label changes).
   void remove(ServiceMetrics& series);
@@ -59,7 +59,7 @@ class RunnerMetrics {
   void record_http(ServiceSeries& series, const ProbeResult& result);
 
   std::shared_ptr<ServiceSeriesCollector> per_service_;
-  // Probe depth (issue 4): the phase histograms across services, by phase.
+  // Probe depth: the phase histograms across services, by phase.
   prometheus::Family<prometheus::Histogram>& http_phase_histogram_;
   std::array<prometheus::Histogram*, 5> phase_histograms_{};
 };

@@ -33,7 +33,6 @@ class Scheduler {
   std::optional<Due> peek() const;
   // Removes and returns the earliest entry when it is due at `now`.
   std::optional<Due> pop_due(SteadyTime now);
-  std::size_t size() const { return heap_.size(); }
 
  private:
   struct Later {

@@ -22,7 +22,7 @@ struct TickOutcome {
   std::optional<Transition> transition;
 };
 
-// Probe depth (issue 4): how many consecutive raw results of one kind it takes to change the
+// Probe depth: how many consecutive raw results of one kind it takes to change the
 // service's status (its open event). 1 and 1: every tick decides.
 struct Thresholds {
   int failures = 1;   // consecutive down ticks before the service is down

@@ -1,4 +1,4 @@
-// The TCP probe kind (issue 4): tcp://host:port. curl opens the connection (CURLOPT_CONNECT_ONLY,
+// The TCP probe kind: tcp://host:port. curl opens the connection (CURLOPT_CONNECT_ONLY,
 // as an http:// URL it never sends a request to), so resolving and connecting run inside the
 // runner's multi loop like every probe. The optional conversation after it (write `send`, read
 // until `expect`) uses curl_easy_send/curl_easy_recv, which never block: when the socket is not

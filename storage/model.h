@@ -35,7 +35,7 @@ struct StatusRange {
   friend bool operator==(const StatusRange&, const StatusRange&) = default;
 };
 
-// ---- probe depth (issue 4): conditions, HTTP/TLS options, TCP conversation, thresholds ----
+// ---- probe depth: conditions, HTTP/TLS options, TCP conversation, thresholds ----
 
 struct CompiledConditions;  // config/conditions.h: the parsed, ready-to-evaluate form
 
@@ -52,7 +52,7 @@ struct Conditions {
 
 enum class IpVersion { any, v4, v6 };
 
-// Every issue-4 field of a service, defaults as in the README. Persisted as one JSON column
+// Every probe-depth field of a service, defaults as in the README. Persisted as one JSON column
 // (services.probe_options) holding only the fields that differ from these defaults.
 struct ProbeOptions {
   Conditions conditions;
@@ -83,13 +83,10 @@ struct PhaseTimings {
   double tls_ms = 0;
   double processing_ms = 0;
   double transfer_ms = 0;
-  double total_ms() const { return resolve_ms + connect_ms + tls_ms + processing_ms + transfer_ms; }
   friend bool operator==(const PhaseTimings&, const PhaseTimings&) = default;
 };
 
-// ---- end of probe depth ----
-
-// ---- service management and heartbeats (issue 3): kind, source, alert-routing metadata ----
+// ---- service management and heartbeats: kind, source, alert-routing metadata ----
 
 // How a service is checked: probed over the network by the runner (http: any URL scheme the
 // probes support), or expected to push heartbeats to /v1/push/{push_token} (heartbeat).
@@ -118,8 +115,6 @@ struct BeatReport {
   std::optional<double> duration_ms;  // how long the job ran; becomes the tick's response time
 };
 
-// ---- end of service management ----
-
 // What the services file or the write API declares about one service.
 struct ServiceSpec {
   std::string name;
@@ -129,9 +124,9 @@ struct ServiceSpec {
   std::string method = "GET";
   std::vector<std::pair<std::string, std::string>> headers;  // sent in this order
   std::vector<StatusRange> expected_status{StatusRange{200, 399}};
-  ProbeOptions probe;  // probe depth (issue 4)
+  ProbeOptions probe;  // conditions, HTTP/TLS options, TCP conversation, thresholds
 
-  // Service management and heartbeats (issue 3).
+  // Service management and heartbeats.
   ServiceKind kind = ServiceKind::http;
   Millis grace{0};                  // heartbeat: slack past interval x threshold before it is down
   int threshold = 1;                // heartbeat: consecutive missed intervals before it is down
@@ -141,7 +136,7 @@ struct ServiceSpec {
   std::vector<std::string> tags;
   bool muted = false;
   std::optional<TimePoint> muted_until;  // a snooze: the mute ends by itself at this instant
-  // Alerting (issue 5): the channels its alerts go to, by name (empty: by team, else the
+  // Alerting: the channels its alerts go to, by name (empty: by team, else the
   // default), checked against the alerting section by whoever knows it; and its reminder period
   // (empty: each channel's own repeat_every_seconds).
   std::vector<std::string> alert_channels;  // services file: "alerts"
@@ -150,11 +145,6 @@ struct ServiceSpec {
   // Muted at `now`: muted, and the snooze, if any, has not run out.
   bool muted_at(TimePoint now) const { return muted && (!muted_until || now < *muted_until); }
 
-  bool accepts_status(int code) const {
-    for (const auto& range : expected_status)
-      if (range.contains(code)) return true;
-    return false;
-  }
   friend bool operator==(const ServiceSpec&, const ServiceSpec&) = default;
 };
 
@@ -163,8 +153,8 @@ struct Service {
   ServiceId id = 0;
   ServiceSpec spec;
   bool active = true;
-  ServiceSource source = ServiceSource::file;  // issue 3
-  std::string push_token;  // heartbeats only (issue 3): the secret in /v1/push/{token}
+  ServiceSource source = ServiceSource::file;
+  std::string push_token;  // heartbeats only: the secret in /v1/push/{token}
   TimePoint created_at;
   TimePoint updated_at;
 };
@@ -214,7 +204,7 @@ struct Tick {
   std::string error;  // empty when up; otherwise why it is down
   std::string region;
   std::optional<PhaseTimings> phases;  // probe depth: HTTP and TCP probes; absent otherwise
-  std::string message;  // heartbeats (issue 3): the msg pushed with the beat; empty otherwise
+  std::string message;                 // heartbeats: the msg pushed with the beat; empty otherwise
   // Set by Store::ticks only: orders ticks of the same ts (the API's paging key with ts).
   std::int64_t seq = 0;
 };
@@ -248,7 +238,7 @@ struct ServiceRuntime {
   std::optional<EventKind> open_event_kind;
   std::optional<TimePoint> open_event_started;
   std::optional<TimePoint> last_tick_at;
-  std::optional<TimePoint> last_beat_at;  // heartbeats (issue 3): the newest pushed report
+  std::optional<TimePoint> last_beat_at;  // heartbeats: the newest pushed report
   // Probe depth: the current run of raw results, for failure/success thresholds. Not stored:
   // after a restart both start again from 0.
   int consecutive_failures = 0;

@@ -61,7 +61,7 @@ void RetentionCleaner::clean() {
     bool go_on = options_.retention == Millis::zero() || drain([&] {
                    return store_.delete_ticks_older_than(cutoff, lone_cutoff, options_.batch_size);
                  });
-    // Issue 6: the rollups, each resolution with its own retention; day rows go with hour rows.
+    // The rollups, each resolution with its own retention; day rows go with hour rows.
     for (auto [resolution, keep] : {std::pair{RollupResolution::minute, options_.minute_retention},
                                     std::pair{RollupResolution::hour, options_.hour_retention},
                                     std::pair{RollupResolution::day, options_.hour_retention}}) {

@@ -1,5 +1,5 @@
 // RetentionCleaner: the thread that deletes raw ticks older than the retention period (Settings
-// RETENTION_DAYS) and rollup rows older than theirs (issue 6: RETENTION_MINUTE_DAYS,
+// RETENTION_DAYS) and rollup rows older than theirs (RETENTION_MINUTE_DAYS,
 // RETENTION_HOUR_DAYS, which day rows share), once at start and then every `interval`. A
 // minute's only tick stands for its minute row, so it is kept as long as minute rows are. It
 // deletes in small batches, each its own short transaction, with a pause between them, so the
@@ -23,7 +23,7 @@ struct RetentionOptions {
   Millis interval{3'600'000};                 // between cleanups
   std::size_t batch_size = 1000;              // ticks per transaction
   Millis pause{5};                            // between batches: room for the writer
-  // Issue 6: rollup rows older than these go (zero: none ever go), in the same cleanup.
+  // Rollup rows older than these go (zero: none ever go), in the same cleanup.
   Millis minute_retention{30LL * 24 * 3600 * 1000};
   Millis hour_retention{400LL * 24 * 3600 * 1000};
 };

@@ -1,4 +1,4 @@
-// The SQLite side of the rollups (issue 6): writing the minute, hour and day rows in apply()'s
+// The SQLite side of the rollups: writing the minute, hour and day rows in apply()'s
 // transaction, and reading summaries of any window back. Internal to storage/.
 //
 // The minute resolution of a service is its minute rows where a minute had two ticks or more,

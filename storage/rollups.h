@@ -1,4 +1,4 @@
-// Time-series summaries (issue 6): a mergeable latency histogram and the per-period summary the
+// Time-series summaries: a mergeable latency histogram and the per-period summary the
 // minute and hour rollup tables hold. Plain values: any thread, no I/O.
 //
 // Percentile error: buckets are log-spaced kRatio = 1.2 apart from 0.1 ms to ~125 s, and a

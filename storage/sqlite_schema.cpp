@@ -90,7 +90,7 @@ CREATE TABLE service_ticks (
 );
 CREATE INDEX service_ticks_by_service_ts ON service_ticks(service_id, ts);
 )sql"},
-    // Service management and heartbeats (issue 3).
+    // Service management and heartbeats.
     // - kind: 'http' (probed) or 'heartbeat' (pushes to /v1/push/{push_token}); heartbeats use
     //   grace_ms and threshold, and have url ''.
     // - Alert-routing metadata: team, priority (1..5), runbook, tags (JSON list of strings),
@@ -133,8 +133,8 @@ CREATE TABLE pending_beats (
 ALTER TABLE service_ticks ADD COLUMN message TEXT;
 CREATE INDEX service_ticks_by_ts ON service_ticks(ts);
 )sql"},
-    // Probe depth (issue 4). Only added columns, so it applies to a version-1 or -2 file alike.
-    // - services.probe_options: JSON of the service's issue-4 fields that differ from their
+    // Probe depth. Only added columns, so it applies to a version-1 or -2 file alike.
+    // - services.probe_options: JSON of the service's probe-depth fields that differ from their
     //   defaults (conditions, TLS/HTTP options, TCP send/expect, thresholds, retry interval),
     //   in the services-file shape; '' when all are defaults.
     // - service_ticks.*_us: the probe's phases in whole microseconds (INTEGER: a varint of 2-3
@@ -147,7 +147,7 @@ ALTER TABLE service_ticks ADD COLUMN tls_us        INTEGER;
 ALTER TABLE service_ticks ADD COLUMN processing_us INTEGER;
 ALTER TABLE service_ticks ADD COLUMN transfer_us   INTEGER;
 )sql"},
-    // Time series (issue 6). Only new tables, so it applies whatever came before.
+    // Time series. Only new tables, so it applies whatever came before.
     // - service_rollups_minute / _hour: per service and period (bucket: its start, unix ms,
     //   aligned to the minute or hour in UTC) what its ticks said: counts, response-time sum,
     //   min and max, the latency histogram (storage/rollups.h encoding), and the phase sums of
@@ -194,7 +194,7 @@ CREATE TABLE service_rollups_hour (
 ) WITHOUT ROWID;
 CREATE INDEX service_rollups_hour_by_bucket ON service_rollups_hour(bucket);
 )sql"},
-    // Alerting (issue 5). Only new tables, so it applies whatever came before.
+    // Alerting. Only new tables, so it applies whatever came before.
     // - alerts: one row per down period of a service that alerted; at most one active per
     //   service. external_reference_id is the PagerDuty dedup_key; alert_cycle counts reminders.
     // - notifications: one row per channel per trigger/repeat/resolve, written with the alert
@@ -233,7 +233,7 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_pending ON notifications(next_attempt_at) WHERE status = 'pending';
 CREATE INDEX notifications_by_alert ON notifications(alert_id, id);
 )sql"},
-    // Alerting, continued (issue 5). Only added columns and a new table.
+    // Alerting, continued. Only added columns and a new table.
     // - services.alert_channels: JSON list of channel names the service alerts to ('[]': route
     //   by team, else default); services.repeat_every_ms: its reminder period (NULL: the
     //   channel's).
@@ -251,7 +251,7 @@ CREATE TABLE maintenance_windows (
   created_at INTEGER NOT NULL
 );
 )sql"},
-    // Compact storage (issues 6 and 8): a year of history at the cost of a month.
+    // Compact storage: a year of history at the cost of a month.
     // - service_ticks is rebuilt WITHOUT ROWID, clustered by (service_id, ts, seq): one b-tree
     //   instead of a table and two indexes. seq orders ticks of one service in the same
     //   millisecond (0 for the first). response_us is whole microseconds (a 3-byte varint where

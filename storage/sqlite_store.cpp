@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "config/conditions.h"
 #include "config/config.h"
 #include "config/logging.h"
 #include "config/probe_options.h"
@@ -73,16 +74,6 @@ std::vector<std::pair<std::string, std::string>> decode_headers(const std::strin
   return headers;
 }
 
-std::string encode_status(const std::vector<StatusRange>& ranges) {
-  std::string text;
-  for (const auto& range : ranges) {
-    if (!text.empty()) text += ',';
-    text += std::to_string(range.lo);
-    if (range.hi != range.lo) text += '-' + std::to_string(range.hi);
-  }
-  return text;
-}
-
 int parse_code(std::string_view text) {
   int value = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -109,7 +100,7 @@ std::vector<StatusRange> decode_status(std::string_view text) {
   return ranges;
 }
 
-// ---- service management (issue 3) ----
+// ---- service management ----
 
 std::string encode_tags(const std::vector<std::string>& tags) {
   return nlohmann::json(tags).dump();
@@ -152,8 +143,6 @@ std::string new_push_token() {
   return token;
 }
 
-// ---- end of service management ----
-
 std::optional<EventKind> parse_kind(const std::string& text) {
   if (text == "uptime") return EventKind::uptime;
   if (text == "downtime") return EventKind::downtime;
@@ -172,16 +161,13 @@ std::int64_t ms(Millis d) { return d.count(); }
 constexpr const char* kServiceColumns =
     "s.id, s.name, s.url, s.interval_ms, s.timeout_ms, s.method, s.headers, s.expected_status, "
     "s.active, s.created_at, s.updated_at, "
-    // issue 3
     "s.kind, s.grace_ms, s.threshold, s.team, s.priority, s.runbook, s.tags, s.muted, "
     "s.muted_until, s.source, s.push_token, "
-    // issue 4
     "s.probe_options, "
-    // issue 5
     "s.alert_channels, s.repeat_every_ms";
 constexpr int kServiceColumnCount = 25;
 
-// ---- probe depth (issue 4): services.probe_options and the ticks' phase columns ----
+// ---- probe depth: services.probe_options and the ticks' phase columns ----
 
 ProbeOptions read_probe_options(const std::string& text) {
   try {
@@ -218,8 +204,6 @@ std::optional<PhaseTimings> read_phases(const SQLite::Statement& row, int first)
   p.transfer_ms = from_us(row.getColumn(first + 4).getInt64());
   return p;
 }
-
-// ---- end of probe depth ----
 
 // A statement stepped through SQLite's C API, for the read whose rows are many (a page of up to
 // 1,001 services, ~35 columns each): SQLiteCpp's getColumn() makes a Column holding a
@@ -296,7 +280,7 @@ Service read_service(const Row& row, int first) {
   service.active = row.getColumn(first + 8).getInt() != 0;
   service.created_at = from_unix_ms(row.getColumn(first + 9).getInt64());
   service.updated_at = from_unix_ms(row.getColumn(first + 10).getInt64());
-  // Issue 3: kind, heartbeat deadline, metadata, source, push token.
+  // Kind, heartbeat deadline, metadata, source, push token.
   const int m = first + 11;
   service.spec.kind = decode_service_kind(row.getColumn(m + 0).getString());
   service.spec.grace = Millis(row.getColumn(m + 1).getInt64());
@@ -311,8 +295,8 @@ Service read_service(const Row& row, int first) {
   service.source =
       row.getColumn(m + 9).getString() == "api" ? ServiceSource::api : ServiceSource::file;
   if (!row.isColumnNull(m + 10)) service.push_token = row.getColumn(m + 10).getString();
-  service.spec.probe = read_probe_options(row.getColumn(first + 22).getString());  // issue 4
-  // Issue 5: alert routing of the service.
+  service.spec.probe = read_probe_options(row.getColumn(first + 22).getString());
+  // Alert routing of the service.
   service.spec.alert_channels = decode_tags(row.getColumn(first + 23).getString());
   if (!row.isColumnNull(first + 24))
     service.spec.repeat_every = Millis(row.getColumn(first + 24).getInt64());
@@ -320,7 +304,6 @@ Service read_service(const Row& row, int first) {
 }
 
 // The columns a ServiceSpec is stored in (beside name), in the order bind_spec binds them.
-// Issue 4 added probe_options; issue 5 alert_channels and repeat_every_ms.
 constexpr const char* kSpecColumns[] = {
     "url",  "interval_ms", "timeout_ms",  "method",        "headers",        "expected_status",
     "kind", "grace_ms",    "threshold",   "team",          "priority",       "runbook",
@@ -335,7 +318,7 @@ void bind_spec(SQLite::Statement& statement, const ServiceSpec& spec, int first)
   statement.bind(i++, ms(spec.timeout));
   statement.bind(i++, spec.method);
   statement.bind(i++, encode_headers(spec.headers));
-  statement.bind(i++, encode_status(spec.expected_status));
+  statement.bind(i++, format_status_ranges(spec.expected_status));
   statement.bind(i++, to_string(spec.kind));
   statement.bind(i++, ms(spec.grace));
   statement.bind(i++, spec.threshold);
@@ -348,8 +331,8 @@ void bind_spec(SQLite::Statement& statement, const ServiceSpec& spec, int first)
     statement.bind(i++, ms(*spec.muted_until));
   else
     statement.bind(i++);
-  statement.bind(i++, encode_probe_options(spec.probe));  // issue 4
-  statement.bind(i++, encode_tags(spec.alert_channels));  // issue 5
+  statement.bind(i++, encode_probe_options(spec.probe));
+  statement.bind(i++, encode_tags(spec.alert_channels));
   if (spec.repeat_every)
     statement.bind(i++, ms(*spec.repeat_every));
   else
@@ -586,7 +569,7 @@ struct ApplyStatements {
   SQLite::Statement upsert_metric;
 };
 
-// ---- service management (issue 3): the statements that write a whole spec ----
+// ---- service management: the statements that write a whole spec ----
 
 // INSERT of an active service: ?1 name, ?2.. the spec, then push token, revision, time.
 // A new service's id is above every id ever given, purged ones included (their tombstones
@@ -621,8 +604,6 @@ void bind_push_token(SQLite::Statement& statement, int index, const ServiceSpec&
   else
     statement.bind(index);
 }
-
-// ---- end of service management ----
 
 class SqliteStore final : public Store {
  public:
@@ -751,7 +732,7 @@ class SqliteStore final : public Store {
           "SELECT m.service_id, m.tick_count, m.up_count, m.down_count,"
           " m.average_response_time_ms, m.uptime_percent, m.last_tick_at,"
           " e.event, e.date_started,"
-          // Issue 3: a heartbeat's newest report, found from its newest tick backwards.
+          // A heartbeat's newest report, found from its newest tick backwards.
           " CASE WHEN s.kind = 'heartbeat' THEN (SELECT t.ts FROM service_ticks t"
           "   WHERE t.service_id = m.service_id AND t.error IS NOT ?1"
           "   ORDER BY t.ts DESC LIMIT 1) END"
@@ -812,7 +793,7 @@ class SqliteStore final : public Store {
     std::lock_guard lock(write_mutex_);
     guarded("apply", [&] {
       gone.clear();  // a retried batch starts over
-      // Issue 6: the ticks inserted, which the rollups fold in.
+      // The ticks inserted, which the rollups fold in.
       std::vector<const Tick*> inserted;
       inserted.reserve(batch.size());
       auto& s = *apply_statements_;
@@ -844,7 +825,7 @@ class SqliteStore final : public Store {
           s.insert_tick.bind(8);
         else
           s.insert_tick.bindNoCopy(8, tick.message);
-        bind_phases(s.insert_tick, 9, tick.phases);  // issue 4
+        bind_phases(s.insert_tick, 9, tick.phases);
         s.insert_tick.bind(14, 0);
         if (gone.contains(tick.service_id)) continue;
         try {
@@ -899,7 +880,7 @@ class SqliteStore final : public Store {
         s.upsert_metric.bind(8, written_at);
         s.upsert_metric.exec();
       }
-      rollup_writer_->write(inserted);  // issue 6: same transaction as the ticks
+      rollup_writer_->write(inserted);  // same transaction as the ticks
       txn.commit();
       rollup_writer_->committed();
       s.region_ids.merge(new_regions);
@@ -1050,7 +1031,7 @@ class SqliteStore final : public Store {
         if (!select.isColumnNull(4)) tick.error = select.getColumn(4).getString();
         tick.region = select.getColumn(5).getString();
         if (!select.isColumnNull(6)) tick.message = select.getColumn(6).getString();
-        tick.phases = read_phases(select, 7);  // issue 4
+        tick.phases = read_phases(select, 7);
         tick.seq = select.getColumn(12).getInt64();
         ticks.push_back(std::move(tick));
       }
@@ -1058,7 +1039,7 @@ class SqliteStore final : public Store {
     });
   }
 
-  // ---- service management, heartbeats, retention (issue 3) ----
+  // ---- service management, heartbeats, retention ----
 
   Service create_service(const ServiceSpec& spec, TimePoint now) override {
     std::lock_guard lock(write_mutex_);
@@ -1316,7 +1297,7 @@ class SqliteStore final : public Store {
     });
   }
 
-  // ---- time series (issue 6) ----
+  // ---- time series ----
 
   RollupSummary summarize(ServiceId id, TimePoint from, TimePoint to) override {
     return guarded("summarize", [&] {
@@ -1393,8 +1374,6 @@ class SqliteStore final : public Store {
     });
   }
 
-  // ---- end of time series ----
-
   bool ping() override {
     try {
       auto db = readers_.acquire();
@@ -1426,10 +1405,10 @@ class SqliteStore final : public Store {
     db_->exec("PRAGMA foreign_keys = ON");
     sqlite_schema::migrate(*db_, path_);
     apply_statements_ = std::make_unique<ApplyStatements>(*db_);
-    rollup_writer_ = std::make_unique<rollup_sql::RollupWriter>(*db_);  // issue 6
+    rollup_writer_ = std::make_unique<rollup_sql::RollupWriter>(*db_);
   }
 
-  // Issue 3 helpers; the caller holds write_mutex_ and a transaction on db_.
+  // Service-management helpers; the caller holds write_mutex_ and a transaction on db_.
   static std::optional<Service> read_service_by_id(SQLite::Database& db, ServiceId id) {
     SQLite::Statement select(
         db, std::string("SELECT ") + kServiceColumns + " FROM services s WHERE s.id = ?");
@@ -1573,7 +1552,7 @@ class SqliteStore final : public Store {
   std::mutex write_mutex_;  // guards db_ and apply_statements_
   std::unique_ptr<SQLite::Database> db_;
   std::unique_ptr<ApplyStatements> apply_statements_;  // declared after db_: destroyed first
-  // Issue 6; declared after db_ as well.
+  // Declared after db_ as well.
   std::unique_ptr<rollup_sql::RollupWriter> rollup_writer_;
   ReadPool readers_;
   // Retention (guarded by write_mutex_): the service the next batch starts from, and below

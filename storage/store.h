@@ -167,7 +167,7 @@ class Store {
   // batch: the rest of it is written as usual.
   virtual std::uint64_t corrupt_rows_rebuilt() = 0;
 
-  // ---- service management, heartbeats, retention (issue 3) ----
+  // ---- service management, heartbeats, retention ----
 
   // Inserts an active service owned by the API. A heartbeat gets a fresh random push token
   // (192 bits, base64url). Returns the stored row. Throws ConflictError when any service,
@@ -222,7 +222,7 @@ class Store {
                                               std::optional<TimePoint> lone_cutoff,
                                               std::size_t batch_size) = 0;
 
-  // ---- time series (issue 6): rollups written by apply(), read for any window ----
+  // ---- time series: rollups written by apply(), read for any window ----
 
   // What the ticks of service `id` with ts in [from, to) said (count 0 when none): whole days
   // from day rollups, whole hours around them from hour rollups, whole minutes around those

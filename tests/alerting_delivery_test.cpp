@@ -1,4 +1,4 @@
-// Alerting (issue 5): the Alerter against real receivers (cpp-httplib on 127.0.0.1 standing in
+// Alerting: the Alerter against real receivers (cpp-httplib on 127.0.0.1 standing in
 // for a webhook, Slack and PagerDuty), a real SQLite file, real curl. Status changes are fed as
 // the runner feeds them (tick records that open an event); mutes, snoozes and reminders use an
 // injected clock.

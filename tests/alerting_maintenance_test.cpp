@@ -1,4 +1,4 @@
-// Maintenance windows in time zones with DST (issue 5): the TZif reader against the system's
+// Maintenance windows in time zones with DST: the TZif reader against the system's
 // zoneinfo files (Debian package tzdata) and against TZif files built here byte by byte, the
 // footer's POSIX TZ rule, recurring windows across DST changes, and per-service routing.
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// The alerting routes (issue 5) over real HTTP: a real ApiServer, a real SQLite file, a real
+// The alerting routes over real HTTP: a real ApiServer, a real SQLite file, a real
 // Alerter delivering to a real receiver on 127.0.0.1.
 #include <gtest/gtest.h>
 #include <httplib.h>

@@ -1,4 +1,4 @@
-// The API's access rules (issue 3) as pure functions: token comparison, loopback addresses, and
+// The API's access rules as pure functions: token comparison, loopback addresses, and
 // who may read, write and see secrets. The same rules over HTTP are in api_write_test.
 #include <gtest/gtest.h>
 

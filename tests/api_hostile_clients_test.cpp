@@ -1,4 +1,4 @@
-// Hostile clients of the API (issue 7): a real ApiServer (and the GuardedServer under it) on
+// Hostile clients of the API: a real ApiServer (and the GuardedServer under it) on
 // 127.0.0.1 with a real SQLite store, driven by raw sockets that do what no polite client does:
 // hold 200 connections open sending a header byte a second, send oversized request lines and
 // headers, trickle a body, open more connections than the cap, hold 1,000 connections that send

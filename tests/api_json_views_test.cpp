@@ -7,11 +7,16 @@
 #include <vector>
 
 #include "api/json_views.h"
+#include "support/parsed_json.h"
 
 namespace vigil {
 namespace {
 
 using nlohmann::json;
+using test::event_json;
+using test::metric_json;
+using test::service_json;
+using test::tick_json;
 
 // 2023-11-14T22:13:20.750Z: the .750 checks that seconds are truncated, not rounded or ms.
 constexpr std::int64_t kMs = 1'700'000'000'750;

@@ -1,4 +1,4 @@
-// Issue 9: api/openapi.json against the routes ApiServer actually registers (no route
+// api/openapi.json against the routes ApiServer actually registers (no route
 // undocumented, no documented route missing), served at /openapi.json and rendered at /docs,
 // whose HTML is parsed with the strict checker.
 #include <gtest/gtest.h>

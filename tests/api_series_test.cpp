@@ -1,5 +1,5 @@
-// Issue 6 routes over real HTTP against a real store: /v1/services/{id}/metrics, .../series and
-// /v1/uptime, their numbers checked against the ticks and events the test wrote.
+// The time-series routes over real HTTP against a real store: /v1/services/{id}/metrics, .../series
+// and /v1/uptime, their numbers checked against the ticks and events the test wrote.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <prometheus/registry.h>

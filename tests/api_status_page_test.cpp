@@ -1,4 +1,4 @@
-// Issue 9: the status page, a service's page and badges, against a real
+// The status page, a service's page and badges, against a real
 // SQLite store seeded through the Store API and over real HTTP. Every page and badge is parsed
 // with the strict checker in tests/support/markup_check.h and its figures compared with what
 // the test seeded.

@@ -1,4 +1,4 @@
-// Tick phases in the API (issue 4): the tick JSON carries "phases_ms" (null without phases), and
+// Tick phases in the API: the tick JSON carries "phases_ms" (null without phases), and
 // GET /v1/services/{id}/ticks serves them from a real store over real HTTP.
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -9,12 +9,15 @@
 #include "api/json_views.h"
 #include "api/server.h"
 #include "storage/store.h"
+#include "support/parsed_json.h"
+#include "support/phase_sum.h"
 #include "support/target_server.h"
 
 namespace vigil {
 namespace {
 
 using nlohmann::json;
+using test::tick_json;
 
 Tick tick_with(std::optional<PhaseTimings> phases) {
   Tick tick;
@@ -22,7 +25,7 @@ Tick tick_with(std::optional<PhaseTimings> phases) {
   tick.ts = from_unix_ms(1'700'000'000'250);
   tick.up = true;
   tick.status_code = 200;
-  tick.response_ms = phases ? phases->total_ms() : 1;
+  tick.response_ms = phases ? test::phase_sum(*phases) : 1;
   tick.phases = phases;
   return tick;
 }

@@ -1,4 +1,4 @@
-// The write API and pushes (issue 3), over real HTTP against a real ApiServer and a real SQLite
+// The write API and pushes, over real HTTP against a real ApiServer and a real SQLite
 // store. These run the API the way `vigil api` does (no runner in the process): writes land in
 // the store, pushed beats are queued there for the runner process. The runner following them
 // is tested end to end (e2e_manage_test).

@@ -1,4 +1,4 @@
-// Service management in config (issue 3): heartbeat and metadata keys of a service object, the
+// Service management in config: heartbeat and metadata keys of a service object, the
 // JSON form a PATCH merges onto, the merge itself, and the API_TOKEN / retention settings.
 #include <gtest/gtest.h>
 

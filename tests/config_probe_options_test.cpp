@@ -1,4 +1,4 @@
-// The services file's probe-depth keys (issue 4): what they parse to, every way to get them
+// The services file's probe-depth keys: what they parse to, every way to get them
 // wrong (each message names the service and the field), and their round trips through the
 // service JSON the API builds on and the stored column.
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// Issue 9: STATUS_PAGE_TITLE and STATUS_PAGE_PUBLIC are validated like every other setting.
+// STATUS_PAGE_TITLE and STATUS_PAGE_PUBLIC are validated like every other setting.
 #include <gtest/gtest.h>
 
 #include <string>

@@ -5,6 +5,7 @@
 
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "support/target_server.h"
 
@@ -42,15 +43,11 @@ TEST(ServicesFile, ParsesAllFieldsAndDefaults) {
   EXPECT_EQ(specs[0].method, "HEAD");
   ASSERT_EQ(specs[0].headers.size(), 1u);
   EXPECT_EQ(specs[0].headers[0].first, "X-Token");
-  EXPECT_TRUE(specs[0].accepts_status(204));
-  EXPECT_TRUE(specs[0].accepts_status(301));
-  EXPECT_FALSE(specs[0].accepts_status(200));
+  EXPECT_EQ(specs[0].expected_status, (std::vector<StatusRange>{{204, 204}, {300, 302}}));
   EXPECT_EQ(specs[1].interval, Millis(15'000));
   EXPECT_EQ(specs[1].timeout, Millis(15'000));
   EXPECT_EQ(specs[1].method, "GET");
-  EXPECT_TRUE(specs[1].accepts_status(200));
-  EXPECT_TRUE(specs[1].accepts_status(399));
-  EXPECT_FALSE(specs[1].accepts_status(404));
+  EXPECT_EQ(specs[1].expected_status, (std::vector<StatusRange>{{200, 399}}));
 }
 
 TEST(ServicesFile, AcceptsAnObjectWithServices) {

@@ -1,4 +1,4 @@
-// Alerting end to end (issue 5): the real vigil binary with an "alerting" section, a service that
+// Alerting end to end: the real vigil binary with an "alerting" section, a service that
 // is down, and a webhook receiver on 127.0.0.1.
 #include <gtest/gtest.h>
 #include <httplib.h>

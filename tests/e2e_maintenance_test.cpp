@@ -1,4 +1,4 @@
-// Maintenance windows through the API and per-service alert routing (issue 5), end to end: the
+// Maintenance windows through the API and per-service alert routing, end to end: the
 // real vigil binary, its SQLite file, a webhook receiver on 127.0.0.1, real HTTP.
 #include <gtest/gtest.h>
 #include <httplib.h>

@@ -1,4 +1,4 @@
-// End to end for service management and heartbeats (issue 3): the real vigil binary, a real
+// End to end for service management and heartbeats: the real vigil binary, a real
 // target server, a real SQLite file, real HTTP, and `vigil beat` run as a command.
 #include <gtest/gtest.h>
 #include <httplib.h>

@@ -1,4 +1,4 @@
-// `vigil probe` end to end (issue 4): the real binary against a real local HTTP, HTTPS and TCP
+// `vigil probe` end to end: the real binary against a real local HTTP, HTTPS and TCP
 // target, no database; its report, its JSON and its exit codes.
 #include <gtest/gtest.h>
 

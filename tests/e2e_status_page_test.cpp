@@ -1,7 +1,7 @@
-// Issue 9 end to end in a real browser: the real vigil binary (`vigil api`) serves a database
-// seeded through the Store API, headless chromium (loopback only) loads / and /services/{id},
-// saves screenshots into the build folder, and the DOM it built (--dump-dom) is checked for the
-// service rows. Skipped, with the reason, only when chromium is not installed.
+// The status page end to end in a real browser: the real vigil binary (`vigil api`) serves a
+// database seeded through the Store API, headless chromium (loopback only) loads / and
+// /services/{id}, saves screenshots into the build folder, and the DOM it built (--dump-dom) is
+// checked for the service rows. Skipped, with the reason, only when chromium is not installed.
 #include <gtest/gtest.h>
 #include <httplib.h>
 

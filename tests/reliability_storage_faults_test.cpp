@@ -1,4 +1,4 @@
-// Storage faults end to end (issue 7): the real vigil binary on a real SQLite file while its
+// Storage faults end to end: the real vigil binary on a real SQLite file while its
 // storage fails. A full disk is the file-size limit of the vigil process lowered under it
 // (prlimit RLIMIT_FSIZE: writes then fail with EFBIG, for root too, unlike chmod); a lock held by
 // another process is this test holding BEGIN EXCLUSIVE on the database; a read-only database is

@@ -21,7 +21,6 @@ TEST(Scheduler, PopsInDueOrderWhateverTheInsertionOrder) {
   scheduler.schedule(5, t0 + 50ms, 1);
   scheduler.schedule(2, t0 + 20ms, 7);
   scheduler.schedule(4, t0 + 40ms, 1);
-  ASSERT_EQ(scheduler.size(), 5u);
 
   std::vector<ServiceId> order;
   while (auto due = scheduler.pop_due(t0 + 1h)) {
@@ -31,7 +30,6 @@ TEST(Scheduler, PopsInDueOrderWhateverTheInsertionOrder) {
     }
   }
   EXPECT_EQ(order, (std::vector<ServiceId>{1, 2, 3, 4, 5}));
-  EXPECT_EQ(scheduler.size(), 0u);
   EXPECT_FALSE(scheduler.peek());
 }
 
@@ -45,7 +43,6 @@ TEST(Scheduler, PopDueReturnsOnlyEntriesDueAtNow) {
   ASSERT_TRUE(scheduler.peek());
   EXPECT_EQ(scheduler.peek()->service, 1);
   EXPECT_EQ(scheduler.peek()->due, t0 + 100ms);
-  EXPECT_EQ(scheduler.size(), 2u);  // peek and a refused pop leave the heap alone
 
   auto first = scheduler.pop_due(t0 + 100ms);  // due exactly now counts as due
   ASSERT_TRUE(first);

@@ -141,7 +141,7 @@ TEST(DescribeTransition, SaysWhatHappenedInOneLine) {
 }  // namespace
 }  // namespace vigil
 
-// ---- probe depth (issue 4): failure and success thresholds ----
+// ---- probe depth: failure and success thresholds ----
 
 namespace vigil {
 namespace {

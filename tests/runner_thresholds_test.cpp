@@ -1,4 +1,4 @@
-// Failure/success thresholds and the retry interval (issue 4) in the real runner against a real
+// Failure/success thresholds and the retry interval in the real runner against a real
 // target: events follow the thresholds while every tick stays raw, and a failing service is
 // probed again sooner until it is down.
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// Service management in storage (issue 3), against real SQLite files: migration 2 from a
+// Service management in storage, against real SQLite files: migration 2 from a
 // version-1 database, API-owned services beside file ones, push tokens, filters and pages,
 // purge (with ticks still on their way), the change feed a runner process follows, queued beats
 // and retention.

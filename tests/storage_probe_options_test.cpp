@@ -1,4 +1,4 @@
-// Storage of the probe-depth fields (issue 4) in a real SQLite file: a spec's probe options come
+// Storage of the probe-depth fields in a real SQLite file: a spec's probe options come
 // back equal (conditions compiled again), ticks keep their phases, and a database written by
 // vigil 0.1 (schema version 1) migrates with its data intact.
 #include <SQLiteCpp/SQLiteCpp.h>
@@ -8,6 +8,7 @@
 
 #include "config/conditions.h"
 #include "storage/store.h"
+#include "support/phase_sum.h"
 #include "support/target_server.h"
 
 namespace vigil {
@@ -44,7 +45,7 @@ TickRecord record(ServiceId id, TimePoint ts, std::optional<PhaseTimings> phases
   r.tick.ts = ts;
   r.tick.up = true;
   r.tick.status_code = 200;
-  r.tick.response_ms = phases ? phases->total_ms() : 3;
+  r.tick.response_ms = phases ? test::phase_sum(*phases) : 3;
   r.tick.phases = phases;
   r.metric_after.add(true, r.tick.response_ms);
   return r;
@@ -103,7 +104,7 @@ TEST(StorageProbeOptions, TicksKeepTheirPhases) {
   EXPECT_FALSE(ticks[0].phases);  // newest first: the one without
   ASSERT_TRUE(ticks[1].phases);
   EXPECT_EQ(*ticks[1].phases, phases);  // microsecond precision, exact for these values
-  EXPECT_NEAR(ticks[1].phases->total_ms(), ticks[1].response_ms, 0.001);
+  EXPECT_NEAR(test::phase_sum(*ticks[1].phases), ticks[1].response_ms, 0.001);
 }
 
 // vigil 0.1's schema (migration 1), as a file it left behind.

@@ -1,4 +1,4 @@
-// Issue 6: the latency histogram, and the minute/hour rollups apply() writes, checked against the
+// The latency histogram, and the minute/hour rollups apply() writes, checked against the
 // raw ticks they summarise in a real database file.
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// A strict well-formedness parser for the HTML and SVG vigil renders (issue 9), so tests can both
+// A strict well-formedness parser for the HTML and SVG vigil renders, so tests can both
 // reject broken markup and read figures out of it. Strict on purpose: every element closed in
 // order (HTML void elements excepted), attribute values quoted and not repeated, only known
 // entities, no stray '<' or '&', raw text only inside <script> and <style>.

@@ -76,7 +76,7 @@ TargetServer::TargetServer() : server_(std::make_unique<httplib::Server>()) {
     connection_ports_[req.matches[1]].insert(req.remote_port);
     res.set_content("conn", "text/plain");
   });
-  // Probe depth (issue 4): bodies, headers and redirects for conditions.
+  // Probe depth: bodies, headers and redirects for conditions.
   s.Get("/json", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(
         R"({"status":"UP","db":{"ok":true,"latency_ms":12},"items":[1,2,3],"version":"1.2"})",

@@ -12,7 +12,7 @@
 //                       so a never-answering target does not hold up the test's teardown
 //   /require-header?name=H&value=V   200 when the request has header H equal to V, else 400
 //   /conn/{name}        200, remembering each request's client port per name (see connections())
-// Probe depth (issue 4):
+// Probe depth:
 //   /json               200 application/json {"status":"UP","db":{"ok":true,"latency_ms":12},
 //                       "items":[1,2,3],"version":"1.2"}
 //   /text?body=B&type=T 200 with body B and Content-Type T (default text/plain)

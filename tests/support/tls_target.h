@@ -1,4 +1,4 @@
-// Probe depth (issue 4): a real HTTPS target for tests. A cpp-httplib SSLServer on an ephemeral
+// Probe depth: a real HTTPS target for tests. A cpp-httplib SSLServer on an ephemeral
 // 127.0.0.1 port with a certificate the test makes with the openssl CLI, so TLS timings,
 // certificate dates and verification are exercised for real.
 //   /ok     200 "ok"
