@@ -24,6 +24,7 @@
 #include "api/push_client.h"
 #include "api/server.h"
 #include "config/config.h"
+#include "config/database_url.h"
 #include "config/logging.h"
 #include "config/url_redaction.h"
 #include "runner/curl_handles.h"
@@ -385,6 +386,11 @@ int main(int argc, char** argv) {
   try {
     const Settings settings = load_settings(merged_environment(read_dotenv(".env")));
     set_log_level(settings.log_level);
+    // Refused rather than ignored: running on SQLite while told PostgreSQL would split the data.
+    if (!settings.database_url.empty())
+      throw ConfigError("DATABASE_URL=" + redact_connection_string(settings.database_url) +
+                        ": the PostgreSQL backend is not built yet; unset DATABASE_URL to use "
+                        "SQLite (DB_FILE)");
     if (command == "check-config") return check_config(settings);
     ensure_curl_global_init();  // before any thread starts
     return serve(settings, modes);

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "config/conditions.h"
+#include "config/database_url.h"
 #include "config/json_input.h"
 #include "config/probe_options.h"
 #include "config/text.h"
@@ -25,6 +26,7 @@ using nlohmann::json;
 const char* const kKnownVariables[] = {"API_HOST",
                                        "API_PORT",
                                        "DB_FILE",
+                                       "DATABASE_URL",
                                        "SERVICES_FILE",
                                        "RUNNER_SCRAPE_INTERVAL_SECONDS",
                                        "RUNNER_HTTP_TIMEOUT_SECONDS",
@@ -539,6 +541,17 @@ Settings load_settings(const EnvMap& env) {
     settings.api_port = int(*port);
   }
   if (auto v = get("DB_FILE")) settings.db_file = *v;
+  if (auto v = get("DATABASE_URL")) {
+    // Neither silently wins: a DB_FILE left in .env beside a new DATABASE_URL is a question.
+    if (get("DB_FILE"))
+      throw ConfigError(
+          "DATABASE_URL and DB_FILE are both set: DATABASE_URL selects PostgreSQL, DB_FILE "
+          "SQLite; unset one of them");
+    // Never echoed: it may hold a password.
+    if (auto problem = connection_string_problem(*v))
+      throw ConfigError("DATABASE_URL: " + *problem);
+    settings.database_url = *v;
+  }
   if (auto v = get("SERVICES_FILE")) settings.services_file = *v;
   if (auto v = seconds("RUNNER_SCRAPE_INTERVAL_SECONDS", 0.1)) settings.default_interval = *v;
   if (auto v = seconds("RUNNER_HTTP_TIMEOUT_SECONDS", 0.001)) settings.default_timeout = *v;

@@ -24,9 +24,12 @@ class ConfigError : public std::runtime_error {
 using EnvMap = std::map<std::string, std::string>;
 
 struct Settings {
-  std::string api_host = "127.0.0.1";           // API_HOST
-  int api_port = 9999;                          // API_PORT
-  std::string db_file = "vigil.db";             // DB_FILE
+  std::string api_host = "127.0.0.1";  // API_HOST
+  int api_port = 9999;                 // API_PORT
+  std::string db_file = "vigil.db";    // DB_FILE
+  // DATABASE_URL: a libpq connection string (config/database_url.h) selecting PostgreSQL instead
+  // of SQLite at db_file; empty means SQLite. Holds a password: log redact_connection_string(it).
+  std::string database_url;
   std::string services_file = "services.json";  // SERVICES_FILE
   Millis default_interval{15'000};              // RUNNER_SCRAPE_INTERVAL_SECONDS
   Millis default_timeout{15'000};               // RUNNER_HTTP_TIMEOUT_SECONDS
@@ -61,7 +64,8 @@ EnvMap read_dotenv(const std::string& path);
 // vigil knows.
 EnvMap merged_environment(const EnvMap& dotenv);
 
-// Builds Settings from variables; unset ones keep their defaults.
+// Builds Settings from variables; unset ones keep their defaults. DATABASE_URL and DB_FILE both
+// set is a ConfigError naming both (one selects PostgreSQL, the other SQLite).
 Settings load_settings(const EnvMap& env);
 
 // Parses the services file: a JSON list of services (see README), each checked by

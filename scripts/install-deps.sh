@@ -8,12 +8,13 @@ profile="${1:-build}"
 packages=(build-essential cmake pkg-config
   libcpp-httplib-dev libcurl4-openssl-dev libssl-dev libsqlitecpp-dev nlohmann-json3-dev
   prometheus-cpp-dev libre2-dev
+  libpq-dev  # the PostgreSQL backend's client library (storage/postgres/)
   libgtest-dev  # `make local-run` and `make test` share one build directory, so its configure sets up the tests too
   tzdata)  # /usr/share/zoneinfo: maintenance windows in IANA time zones, and their tests
 case "$profile" in
   build) ;;
-  test) packages+=(prometheus sqlite3 curl openssl python3 chromium) ;;  # promtool checks /metrics; sqlite3 and curl for scripted tests; openssl makes the TLS tests' certificates; python3 runs tests/crash; chromium (headless) renders the status page in tests/e2e_status_page_test.cpp
-  sanitize) packages+=(prometheus sqlite3 curl openssl python3 libasan8 libubsan1 libtsan2) ;;  # the test suite under GCC's ASan/UBSan/TSan runtimes
+  test) packages+=(prometheus sqlite3 curl openssl python3 chromium postgresql-15) ;;  # promtool checks /metrics; sqlite3 and curl for scripted tests; openssl makes the TLS tests' certificates; python3 runs tests/crash; chromium (headless) renders the status page in tests/e2e_status_page_test.cpp; postgresql-15: the PostgreSQL tests start their own server (tests/support/postgres_server.h)
+  sanitize) packages+=(prometheus sqlite3 curl openssl python3 postgresql-15 libasan8 libubsan1 libtsan2) ;;  # the test suite under GCC's ASan/UBSan/TSan runtimes
   fuzz) packages+=(clang libclang-rt-14-dev llvm) ;;  # libFuzzer and clang's sanitizer runtimes; llvm-symbolizer for readable reports
   bench) packages+=(python3 sqlite3 nginx-light wrk prometheus-blackbox-exporter libbenchmark-dev) ;;  # bench/vigil_bench.py: the target, the load generator, the exporter compared; micro-benchmarks
   *) echo "usage: $0 [build|test|sanitize|fuzz|bench]" >&2; exit 2 ;;

@@ -168,5 +168,31 @@ TEST_F(ConfigInput, DotenvQuotedValuesWithCommentsAreUnquoted) {
       << result.output;
 }
 
+// PostgreSQL is not a backend yet: told to use it, vigil refuses to start instead of writing to
+// a SQLite file nobody reads, and shows the URL without its password.
+TEST_F(ConfigInput, DatabaseUrlIsRefusedAtStartWithThePasswordHidden) {
+  write("services.json", "[]");
+  const std::string url =
+      "postgresql://vigil:hunter2-pw@127.0.0.1:" + std::to_string(closed_port()) + "/vigil";
+  for (const char* command : {"run", "runner", "api", "check-config"}) {
+    // A vigil that ignored DATABASE_URL would run on SQLite until killed (exit 137).
+    const auto result =
+        run_command("cd " + dir.path() + " && env -u DB_FILE DATABASE_URL='" + url +
+                    "' SERVICES_FILE=services.json API_PORT=" + std::to_string(closed_port()) +
+                    " timeout -s KILL 10 " + VIGIL_BINARY + " " + command);
+    EXPECT_EQ(result.exit_code, 2) << command << ": " << result.output;
+    EXPECT_TRUE(contains(result.output, "the PostgreSQL backend is not built yet"))
+        << result.output;
+    EXPECT_TRUE(contains(result.output, "postgresql://vigil:<redacted>@127.0.0.1:"))
+        << result.output;
+    EXPECT_FALSE(contains(result.output, "hunter2")) << result.output;
+  }
+  const auto both = run_command("cd " + dir.path() + " && DB_FILE=vigil.db DATABASE_URL='" + url +
+                                "' timeout -s KILL 10 " + VIGIL_BINARY + " run");
+  EXPECT_EQ(both.exit_code, 2) << both.output;
+  EXPECT_TRUE(contains(both.output, "DATABASE_URL and DB_FILE are both set")) << both.output;
+  EXPECT_FALSE(contains(both.output, "hunter2")) << both.output;
+}
+
 }  // namespace
 }  // namespace vigil::test

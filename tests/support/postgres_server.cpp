@@ -1,0 +1,234 @@
+#include "support/postgres_server.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <random>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "support/process.h"
+#include "support/target_server.h"
+
+namespace vigil::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Who initdb and postgres run as: this process's user, or `postgres` when this process is root.
+struct Identity {
+  bool switch_user = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+std::optional<Identity> server_identity() {
+  if (::geteuid() != 0) return Identity{};
+  const passwd* entry = ::getpwnam("postgres");
+  if (!entry) return std::nullopt;
+  return Identity{true, entry->pw_uid, entry->pw_gid};
+}
+
+std::string bin(const char* name) { return std::string(PostgresServer::kBinDir) + "/" + name; }
+
+std::string tail(const std::string& path, std::size_t size = 3000) {
+  const std::string text = read_file(path);
+  return text.size() > size ? "..." + text.substr(text.size() - size) : text;
+}
+
+std::string random_password() {
+  std::random_device device;
+  std::string password = "pw";  // a letter first: never a number, whatever the digits
+  const char* digits = "0123456789abcdef";
+  for (int i = 0; i < 24; ++i) password += digits[device() % 16];
+  return password;
+}
+
+// Starts `argv` as `identity`, in a process group of its own (so the server and its backends can
+// be killed together), stdout and stderr appended to `log_path`. Returns its PID.
+pid_t spawn(const std::vector<std::string>& argv, const Identity& identity,
+            const std::string& working_dir, const std::string& log_path) {
+  // Built before fork: between fork and exec the child only makes async-signal-safe calls.
+  std::vector<std::string> environment = {"PATH=/usr/bin:/bin", "LC_ALL=C", "TZ=UTC",
+                                          "HOME=" + working_dir};
+  std::vector<char*> envp;
+  for (auto& variable : environment) envp.push_back(variable.data());
+  envp.push_back(nullptr);
+  std::vector<char*> args;
+  for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log < 0) throw std::runtime_error("cannot open " + log_path);
+  if (identity.switch_user && ::fchown(log, identity.uid, identity.gid) != 0) {
+    ::close(log);
+    throw std::runtime_error("cannot chown " + log_path);
+  }
+
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(log);
+    throw std::runtime_error("fork failed");
+  }
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    ::dup2(log, STDOUT_FILENO);
+    ::dup2(log, STDERR_FILENO);
+    if (identity.switch_user && (::setgroups(0, nullptr) != 0 || ::setgid(identity.gid) != 0 ||
+                                 ::setuid(identity.uid) != 0))
+      ::_exit(126);
+    // Set after the change of user (which clears it): a test binary that dies, even by SIGKILL,
+    // takes its server with it (SIGQUIT: postgres's immediate shutdown, backends included).
+    ::prctl(PR_SET_PDEATHSIG, SIGQUIT);
+    if (::getppid() == 1) ::_exit(125);
+    if (::chdir(working_dir.c_str()) != 0) ::_exit(127);
+    ::execve(args[0], args.data(), envp.data());
+    ::_exit(127);
+  }
+  ::close(log);
+  return pid;
+}
+
+// The exit status of `pid` once it ends, or nothing when it still runs after `limit`.
+std::optional<int> wait_exit(pid_t pid, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (true) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid)
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+// Runs `argv` to its end (at most `limit`, then killed); returns its exit code.
+int run(const std::vector<std::string>& argv, const Identity& identity, const std::string& dir,
+        const std::string& log_path, std::chrono::milliseconds limit) {
+  const pid_t pid = spawn(argv, identity, dir, log_path);
+  if (const auto code = wait_exit(pid, limit)) return *code;
+  ::kill(-pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  return -1;
+}
+
+}  // namespace
+
+std::optional<std::string> PostgresServer::unavailable_reason() {
+  for (const char* name : {"initdb", "postgres", "pg_isready", "createdb"})
+    if (::access(bin(name).c_str(), X_OK) != 0)
+      return "PostgreSQL 15 is not installed (no " + bin(name) +
+             "): `scripts/install-deps.sh test` installs postgresql-15";
+  if (!server_identity())
+    return std::string(
+        "running as root and there is no `postgres` user to run the server as "
+        "(PostgreSQL refuses root; Debian's postgresql-15 package creates it)");
+  return std::nullopt;
+}
+
+PostgresServer::PostgresServer(std::string database)
+    : database_(std::move(database)), password_(random_password()) {
+  if (const auto reason = unavailable_reason()) throw std::runtime_error(*reason);
+  try {
+    start();
+  } catch (...) {
+    stop();  // the destructor does not run for a constructor that throws
+    throw;
+  }
+}
+
+void PostgresServer::start() {
+  const Identity identity = *server_identity();
+  dir_ = dir_holder_.path();
+  if (identity.switch_user && ::chown(dir_.c_str(), identity.uid, identity.gid) != 0)
+    throw std::runtime_error("cannot chown " + dir_ + " to the postgres user");
+  ::chmod(dir_.c_str(), 0700);
+
+  const std::string pwfile = dir_ + "/pwfile";
+  std::ofstream(pwfile) << password_ << "\n";
+  if (identity.switch_user && ::chown(pwfile.c_str(), identity.uid, identity.gid) != 0)
+    throw std::runtime_error("cannot chown " + pwfile);
+  const std::string data = dir_ + "/data";
+  // --no-sync: a test cluster need not survive a power cut. Password (scram) over TCP, so tests
+  // can see a wrong one refused; trust on the socket in the temp dir, which only its owner (and
+  // root) can enter.
+  const int initdb = run({bin("initdb"), "-D", data, "-U", user_, "--pwfile=" + pwfile,
+                          "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8",
+                          "--locale=C", "--no-sync", "--no-instructions"},
+                         identity, dir_, dir_ + "/initdb.log", 120s);
+  if (initdb != 0)
+    throw std::runtime_error("initdb failed (exit " + std::to_string(initdb) +
+                             "): " + tail(dir_ + "/initdb.log"));
+
+  // The port is free when picked but may be taken before postgres binds it: another try then.
+  for (int attempt = 1;; ++attempt) {
+    port_ = closed_port();
+    // Durability off (fsync, full pages, synchronous commit): tests do not survive power cuts.
+    pid_ =
+        spawn({bin("postgres"), "-D", data, "-p", std::to_string(port_), "-k", dir_, "-c",
+               "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off", "-c",
+               "synchronous_commit=off", "-c", "max_connections=40", "-c", "shared_buffers=32MB"},
+              identity, dir_, dir_ + "/postgres.log");
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    bool ready = false;
+    std::optional<int> exited;
+    const std::string probe = bin("pg_isready") + " -q -h 127.0.0.1 -p " + std::to_string(port_) +
+                              " -t 2 -d postgres -U " + user_;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if ((exited = wait_exit(pid_, 0ms))) break;
+      if (run_command(probe).exit_code == 0) {
+        ready = true;
+        break;
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    if (ready) break;
+    const std::string log_tail = tail(dir_ + "/postgres.log");
+    if (exited) {
+      pid_ = -1;
+      if (attempt < 3 && log_tail.find("could not bind") != std::string::npos) continue;
+      throw std::runtime_error("postgres exited (status " + std::to_string(*exited) +
+                               ") before accepting connections: " + log_tail);
+    }
+    throw std::runtime_error("postgres did not accept connections within 60 s: " + log_tail);
+  }
+
+  const auto created = run_command(bin("createdb") + " -h " + dir_ + " -p " +
+                                   std::to_string(port_) + " -U " + user_ + " " + database_);
+  if (created.exit_code != 0)
+    throw std::runtime_error("createdb " + database_ + " failed: " + created.output);
+}
+
+PostgresServer::~PostgresServer() { stop(); }
+
+void PostgresServer::stop() {
+  if (pid_ <= 0) return;
+  // SIGINT is postgres's fast shutdown: sessions still open are ended, the cluster is shut down
+  // cleanly. (SIGTERM, the smart shutdown, would wait for every client to disconnect first.)
+  ::kill(pid_, SIGINT);
+  if (!wait_exit(pid_, 10s)) {
+    ::kill(-pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  pid_ = -1;
+}
+
+std::string PostgresServer::conninfo() const {
+  return "host=127.0.0.1 port=" + std::to_string(port_) + " dbname=" + database_ +
+         " user=" + user_ + " password=" + password_;
+}
+
+std::string PostgresServer::url() const {
+  return "postgresql://" + user_ + ":" + password_ + "@127.0.0.1:" + std::to_string(port_) + "/" +
+         database_;
+}
+
+std::string PostgresServer::log() const { return read_file(dir_ + "/postgres.log"); }
+
+}  // namespace vigil::test

@@ -1,0 +1,71 @@
+// A throwaway PostgreSQL 15 server for tests: `initdb` into a fresh temp dir, `postgres`
+// listening on 127.0.0.1 only, on a free port, with its unix socket in that dir, and one
+// database. Nothing outside the temp dir is touched and no system service is assumed.
+//
+// PostgreSQL refuses to run as root: when the tests run as root (CI), initdb and postgres run as
+// the `postgres` system user Debian's package creates, and the temp dir belongs to it. As any
+// other user they run as that user.
+//
+// One server per test binary is the intended use (start it in SetUpTestSuite): initdb and the
+// start take about a second or two. Not thread-safe; the server itself serves any thread.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "support/target_server.h"
+
+namespace vigil::test {
+
+class PostgresServer {
+ public:
+  // Where Debian's postgresql-15 puts its server binaries.
+  static constexpr const char* kBinDir = "/usr/lib/postgresql/15/bin";
+
+  // Why no server can be started on this machine (for GTEST_SKIP), or nothing when one can:
+  // the binaries are missing, or the tests run as root and there is no `postgres` user.
+  static std::optional<std::string> unavailable_reason();
+
+  // Starts the server and creates `database`, returning once it accepts connections. Throws
+  // std::runtime_error with the tail of initdb's or the server's log when a step fails or the
+  // server is not ready within 60 s.
+  explicit PostgresServer(std::string database = "vigil_test");
+  // Stops the server by its PID: SIGINT (postgres's fast shutdown: open sessions are ended,
+  // where SIGTERM would wait for them), then SIGKILL of its process group when it has not exited
+  // within 10 s; then removes the temp dir. A test binary killed outright takes its server with
+  // it (the server gets SIGQUIT when its parent dies).
+  ~PostgresServer();
+  PostgresServer(const PostgresServer&) = delete;
+  PostgresServer& operator=(const PostgresServer&) = delete;
+
+  int port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  // The superuser `vigil` and its password; password authentication over TCP (scram-sha-256),
+  // trust on the unix socket.
+  const std::string& user() const { return user_; }
+  const std::string& password() const { return password_; }
+  const std::string& database() const { return database_; }
+  // libpq key=value string for 127.0.0.1:port(), the database, the user and its password.
+  std::string conninfo() const;
+  // The same as a postgresql:// URI.
+  std::string url() const;
+  // The server's log so far (stdout and stderr), for failure messages.
+  std::string log() const;
+
+ private:
+  void start();
+  void stop();
+
+  TempDir dir_holder_;
+  std::string dir_;
+  std::string database_;
+  std::string user_ = "vigil";
+  std::string password_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+};
+
+}  // namespace vigil::test
