@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "config/logging.h"
+#include "core/logging.h"
 #include "storage/sqlite_schema.h"
 
 namespace vigil {

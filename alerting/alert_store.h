@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "alerting/maintenance.h"
-#include "storage/model.h"
+#include "core/model.h"
 #include "storage/store.h"
 
 namespace SQLite {

@@ -12,9 +12,9 @@
 #include <set>
 
 #include "alerting/channel.h"
-#include "config/logging.h"
-#include "config/text.h"
-#include "config/url_redaction.h"
+#include "core/logging.h"
+#include "core/text.h"
+#include "core/url_redaction.h"
 #include "runner/curl_handles.h"
 
 namespace vigil {

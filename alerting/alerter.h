@@ -43,7 +43,7 @@
 
 #include "alerting/alert_store.h"
 #include "alerting/alerting_config.h"
-#include "storage/model.h"
+#include "core/model.h"
 #include "storage/store.h"
 
 namespace prometheus {

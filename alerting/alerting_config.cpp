@@ -3,8 +3,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "config/config.h"
-#include "config/json_input.h"
+#include "core/config_error.h"
+#include "core/json_input.h"
 
 namespace vigil {
 namespace {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "alerting/maintenance.h"
-#include "storage/model.h"
+#include "core/model.h"
 
 namespace vigil {
 

@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "config/config.h"
+#include "core/config_error.h"
 
 namespace vigil {
 namespace {

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "alerting/timezone.h"
-#include "storage/model.h"
+#include "core/model.h"
 
 namespace vigil {
 

@@ -3,7 +3,7 @@
 #include <ctime>
 
 #include "alerting/channel.h"
-#include "config/url_redaction.h"
+#include "core/url_redaction.h"
 
 namespace vigil {
 namespace {

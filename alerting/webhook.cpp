@@ -1,6 +1,6 @@
 // webhook: POSTs the message as JSON, with the channel's headers.
 #include "alerting/channel.h"
-#include "config/url_redaction.h"
+#include "core/url_redaction.h"
 
 namespace vigil {
 namespace {

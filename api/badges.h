@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "storage/model.h"
+#include "core/model.h"
 #include "storage/store.h"
 
 namespace vigil::badges {

@@ -4,7 +4,7 @@
 // Every call only queues: it never blocks on the runner.
 #pragma once
 
-#include "storage/model.h"
+#include "core/model.h"
 
 namespace vigil {
 

@@ -3,7 +3,7 @@
 #include <exception>
 #include <utility>
 
-#include "config/logging.h"
+#include "core/logging.h"
 
 namespace vigil {
 namespace {

@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-#include "storage/model.h"
+#include "core/model.h"
 
 namespace vigil {
 

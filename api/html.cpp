@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <ctime>
 
-#include "config/text.h"
+#include "core/text.h"
 
 namespace vigil::html {
 

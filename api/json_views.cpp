@@ -9,7 +9,7 @@
 #include <string_view>
 #include <utility>
 
-#include "config/text.h"
+#include "core/text.h"
 
 namespace vigil {
 

@@ -7,8 +7,8 @@
 #include <string>
 #include <string_view>
 
-#include "config/url_redaction.h"
-#include "storage/model.h"
+#include "core/model.h"
+#include "core/url_redaction.h"
 #include "storage/store.h"
 
 namespace vigil {
@@ -25,7 +25,7 @@ void append_metric_json(std::string& out, const Metric& metric);
 // What a service's JSON may show, and when it is rendered.
 struct ServiceJsonOptions {
   bool with_push_token = false;                // heartbeats: "push_token"
-  UrlAudience audience = UrlAudience::reader;  // "url" through redact_url (config/url_redaction.h)
+  UrlAudience audience = UrlAudience::reader;  // "url" through redact_url (core/url_redaction.h)
   std::optional<TimePoint> now{};              // for "muted" and "stale"; empty: the system clock
 };
 

@@ -14,8 +14,8 @@
 #include <thread>
 #include <utility>
 
-#include "config/text.h"
-#include "config/url_redaction.h"
+#include "core/text.h"
+#include "core/url_redaction.h"
 
 namespace vigil {
 namespace {

@@ -12,7 +12,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "storage/model.h"
+#include "core/model.h"
 #include "storage/store.h"
 
 namespace vigil::series {

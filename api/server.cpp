@@ -46,9 +46,9 @@
 #include "api/status_page.h"
 #include "api/uptime_gauges.h"
 #include "config/config.h"
-#include "config/json_input.h"
-#include "config/logging.h"
-#include "config/text.h"
+#include "core/json_input.h"
+#include "core/logging.h"
+#include "core/text.h"
 
 namespace vigil {
 
@@ -319,7 +319,7 @@ class PushTokenIndex {
 };
 
 // A write body: a JSON object, or a 400 saying what is wrong with it. It is read by the services
-// file's rules (config/json_input.h): a key given twice or nesting past the bound is refused.
+// file's rules (core/json_input.h): a key given twice or nesting past the bound is refused.
 json body_object(const httplib::Request& req) {
   if (req.body.empty()) throw bad_request("body: expected a JSON object");
   json body;
@@ -772,7 +772,7 @@ class ApiServer::Impl {
     send_service(res, 200, *view, may_see_secrets(tokens_, credentials(req)), url_audience(req));
   }
 
-  // Query values of probe URLs are shown to writers only (config/url_redaction.h).
+  // Query values of probe URLs are shown to writers only (core/url_redaction.h).
   UrlAudience url_audience(const httplib::Request& req) const {
     return write_access(tokens_, credentials(req)) == Access::allowed ? UrlAudience::writer
                                                                       : UrlAudience::reader;

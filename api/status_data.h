@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "alerting/alert_store.h"
-#include "storage/model.h"
+#include "core/model.h"
 #include "storage/store.h"
 
 namespace vigil {

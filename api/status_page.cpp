@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "api/html.h"
-#include "config/url_redaction.h"
+#include "core/url_redaction.h"
 
 namespace vigil {
 namespace {

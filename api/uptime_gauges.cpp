@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <exception>
 
-#include "config/logging.h"
+#include "core/logging.h"
 
 namespace vigil {
 namespace {

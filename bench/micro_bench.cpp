@@ -22,7 +22,7 @@
 #include "api/metrics_exposition.h"
 #include "api/status_page.h"
 #include "api/uptime_gauges.h"
-#include "config/conditions.h"
+#include "core/conditions.h"
 #include "runner/conditions.h"
 #include "runner/probe.h"
 #include "runner/runner_metrics.h"

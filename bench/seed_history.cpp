@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "config/logging.h"
+#include "core/logging.h"
 #include "storage/rollup_sql.h"
 #include "storage/rollups.h"
 #include "storage/store.h"

@@ -11,12 +11,12 @@
 #include <sstream>
 #include <utility>
 
-#include "config/conditions.h"
 #include "config/database_url.h"
-#include "config/json_input.h"
-#include "config/probe_options.h"
-#include "config/text.h"
-#include "config/url_redaction.h"
+#include "core/conditions.h"
+#include "core/json_input.h"
+#include "core/probe_options.h"
+#include "core/text.h"
+#include "core/url_redaction.h"
 
 namespace vigil {
 namespace {

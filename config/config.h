@@ -11,15 +11,11 @@
 #include <string>
 #include <vector>
 
-#include "config/logging.h"
-#include "storage/model.h"
+#include "core/config_error.h"
+#include "core/logging.h"
+#include "core/model.h"
 
 namespace vigil {
-
-class ConfigError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 using EnvMap = std::map<std::string, std::string>;
 
@@ -93,11 +89,5 @@ nlohmann::json service_spec_json(const ServiceSpec& spec);
 // when `patch` is not an object or tries to change the kind.
 nlohmann::json merge_service_patch(const ServiceSpec& current, const nlohmann::json& patch,
                                    const std::string& where, const Settings& settings);
-
-// Minimum interval a service may declare.
-inline constexpr Millis kMinInterval{100};
-// The longest interval, timeout, grace or retry interval: a year (past it, durations in ms
-// computed from them could overflow).
-inline constexpr long long kMaxDurationSeconds = 31'536'000;
 
 }  // namespace vigil

@@ -5,7 +5,7 @@
 #include <charconv>
 #include <vector>
 
-#include "config/url_redaction.h"
+#include "core/url_redaction.h"
 
 namespace vigil {
 namespace {

@@ -17,7 +17,7 @@ namespace vigil {
 // quotes the text itself (it may hold a password); it may name a scheme or an option key.
 std::optional<std::string> connection_string_problem(std::string_view text);
 
-// `text` with every secret replaced by "<redacted>" (config/url_redaction.h's kRedacted):
+// `text` with every secret replaced by "<redacted>" (core/url_redaction.h's kRedacted):
 // - a URI's password in its userinfo ("user:secret@" becomes "user:<redacted>@"; the user name
 //   stays, it is not a secret) and the values of its `password` and `sslpassword` query options;
 // - the values of the `password` and `sslpassword` keys of key=value pairs.

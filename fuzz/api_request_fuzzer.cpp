@@ -25,7 +25,7 @@
 
 #include "api/server.h"
 #include "config/config.h"
-#include "config/logging.h"
+#include "core/logging.h"
 #include "fuzz_check.h"
 #include "storage/store.h"
 

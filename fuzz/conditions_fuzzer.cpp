@@ -12,8 +12,8 @@
 #include <utility>
 #include <vector>
 
-#include "config/conditions.h"
 #include "config/config.h"
+#include "core/conditions.h"
 #include "fuzz_check.h"
 #include "runner/conditions.h"
 

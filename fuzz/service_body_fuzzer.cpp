@@ -1,5 +1,5 @@
 // The write API's JSON bodies, handled as api/server.cpp handles them: the body is read by
-// parse_json_input (config/json_input.h), a POST /v1/services body is checked by
+// parse_json_input (core/json_input.h), a POST /v1/services body is checked by
 // parse_service_spec, and a PATCH body is merged onto an existing service by merge_service_patch
 // and then checked the same way. Bad input must end as a ConfigError (the API's 400); an
 // accepted spec must read back equal through service_spec_json (what the database and the next
@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "config/config.h"
-#include "config/json_input.h"
+#include "core/json_input.h"
 #include "fuzz_check.h"
 
 namespace {

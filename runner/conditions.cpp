@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <variant>
 
-#include "config/text.h"
+#include "core/text.h"
 
 namespace vigil {
 namespace {

@@ -1,4 +1,4 @@
-// Evaluates a service's conditions (config/conditions.h) against what one probe observed. Pure:
+// Evaluates a service's conditions (core/conditions.h) against what one probe observed. Pure:
 // no I/O, so the HTTP probe, the TCP probe and `vigil probe` all judge a response the same way.
 #pragma once
 
@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "config/conditions.h"
+#include "core/conditions.h"
 
 namespace vigil {
 

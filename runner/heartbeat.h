@@ -3,8 +3,8 @@
 // deadlines, and passes the results through the same state machine as a probe's.
 #pragma once
 
+#include "core/model.h"
 #include "runner/probe.h"
-#include "storage/model.h"
 
 namespace vigil {
 

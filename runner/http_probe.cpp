@@ -15,7 +15,7 @@
 #include <string_view>
 #include <vector>
 
-#include "config/text.h"
+#include "core/text.h"
 #include "runner/curl_handles.h"
 #include "runner/probe.h"
 

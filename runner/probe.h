@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "core/model.h"
 #include "runner/conditions.h"
-#include "storage/model.h"
 
 namespace vigil {
 

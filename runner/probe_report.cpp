@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "config/config.h"
-#include "config/url_redaction.h"
+#include "core/url_redaction.h"
 
 namespace vigil {
 namespace {

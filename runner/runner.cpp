@@ -8,7 +8,7 @@
 #include <unordered_set>
 #include <variant>
 
-#include "config/logging.h"
+#include "core/logging.h"
 #include "runner/curl_handles.h"
 #include "runner/heartbeat.h"
 #include "runner/runner_metrics.h"

@@ -13,9 +13,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/model.h"
 #include "runner/probe.h"
 #include "runner/scheduler.h"
-#include "storage/model.h"
 
 namespace prometheus {
 class Collectable;

@@ -14,9 +14,9 @@
 #include <memory>
 #include <string>
 
+#include "core/model.h"
 #include "runner/probe.h"
 #include "runner/service_series.h"
-#include "storage/model.h"
 
 namespace vigil {
 

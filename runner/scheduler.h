@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "storage/model.h"
+#include "core/model.h"
 
 namespace vigil {
 

@@ -6,8 +6,8 @@
 #include <optional>
 #include <string>
 
+#include "core/model.h"
 #include "runner/probe.h"
-#include "storage/model.h"
 
 namespace vigil {
 

@@ -12,7 +12,7 @@
 #include <cerrno>
 #include <stdexcept>
 
-#include "config/text.h"
+#include "core/text.h"
 #include "runner/curl_handles.h"
 #include "runner/probe.h"
 

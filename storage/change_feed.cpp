@@ -4,7 +4,7 @@
 #include <string>
 #include <utility>
 
-#include "config/logging.h"
+#include "core/logging.h"
 
 namespace vigil {
 namespace {

@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-#include "storage/model.h"
+#include "core/model.h"
 #include "storage/store.h"
 
 namespace vigil {

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <utility>
 
-#include "config/logging.h"
+#include "core/logging.h"
 #include "storage/store.h"
 
 namespace vigil {

@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "storage/model.h"
+#include "core/model.h"
 
 namespace SQLite {
 class Database;

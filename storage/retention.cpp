@@ -5,7 +5,7 @@
 #include <string>
 #include <utility>
 
-#include "config/logging.h"
+#include "core/logging.h"
 
 namespace vigil {
 

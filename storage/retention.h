@@ -13,7 +13,7 @@
 #include <mutex>
 #include <thread>
 
-#include "storage/model.h"
+#include "core/model.h"
 #include "storage/store.h"
 
 namespace vigil {

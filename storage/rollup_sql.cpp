@@ -9,7 +9,7 @@
 #include <string_view>
 #include <utility>
 
-#include "config/logging.h"
+#include "core/logging.h"
 #include "storage/store.h"
 
 namespace vigil::rollup_sql {

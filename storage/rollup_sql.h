@@ -17,7 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "storage/model.h"
+#include "core/model.h"
 #include "storage/rollups.h"
 
 namespace vigil::rollup_sql {

@@ -12,7 +12,7 @@
 #include <optional>
 #include <string>
 
-#include "storage/model.h"
+#include "core/model.h"
 
 namespace vigil {
 

@@ -6,8 +6,8 @@
 #include <iterator>
 #include <string>
 
-#include "config/logging.h"
-#include "storage/model.h"
+#include "core/logging.h"
+#include "core/model.h"
 #include "storage/rollup_sql.h"
 #include "storage/store.h"
 

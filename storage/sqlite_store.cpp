@@ -26,11 +26,11 @@
 #include <utility>
 #include <vector>
 
-#include "config/conditions.h"
-#include "config/config.h"
-#include "config/logging.h"
-#include "config/probe_options.h"
-#include "storage/model.h"
+#include "core/conditions.h"
+#include "core/config_error.h"
+#include "core/logging.h"
+#include "core/model.h"
+#include "core/probe_options.h"
 #include "storage/rollup_sql.h"
 #include "storage/sqlite_schema.h"
 #include "storage/store.h"

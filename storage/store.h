@@ -19,7 +19,7 @@
 #include <utility>
 #include <vector>
 
-#include "storage/model.h"
+#include "core/model.h"
 #include "storage/rollups.h"
 
 namespace vigil {

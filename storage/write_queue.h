@@ -16,7 +16,7 @@
 #include <optional>
 #include <unordered_map>
 
-#include "storage/model.h"
+#include "core/model.h"
 
 namespace vigil {
 

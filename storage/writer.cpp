@@ -11,7 +11,7 @@
 #include <string>
 #include <utility>
 
-#include "config/logging.h"
+#include "core/logging.h"
 
 namespace vigil {
 namespace {

@@ -22,7 +22,7 @@
 #include "alerting/alerter.h"
 #include "alerting/alerting_config.h"
 #include "config/config.h"
-#include "config/logging.h"
+#include "core/logging.h"
 #include "storage/store.h"
 #include "support/receiver.h"
 #include "support/target_server.h"

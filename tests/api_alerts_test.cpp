@@ -14,7 +14,7 @@
 #include "alerting/alert_store.h"
 #include "alerting/alerter.h"
 #include "api/server.h"
-#include "config/logging.h"
+#include "core/logging.h"
 #include "storage/store.h"
 #include "support/receiver.h"
 #include "support/target_server.h"

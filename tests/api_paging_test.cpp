@@ -24,7 +24,7 @@
 #include "alerting/alert_store.h"
 #include "api/paging.h"
 #include "api/server.h"
-#include "config/logging.h"
+#include "core/logging.h"
 #include "storage/store.h"
 #include "storage/writer.h"
 #include "support/target_server.h"

@@ -1,5 +1,5 @@
 // What the services file, the API's bodies and .env refuse or read as a user means it: nesting
-// depth, duplicate keys, file size and kind (config/json_input.h), control characters in header
+// depth, duplicate keys, file size and kind (core/json_input.h), control characters in header
 // values, user agents and service names, and dotenv quoting.
 #include <gtest/gtest.h>
 
@@ -9,7 +9,7 @@
 #include <string>
 
 #include "config/config.h"
-#include "config/json_input.h"
+#include "core/json_input.h"
 #include "support/target_server.h"
 
 namespace vigil {

@@ -7,9 +7,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "config/conditions.h"
 #include "config/config.h"
-#include "config/probe_options.h"
+#include "core/conditions.h"
+#include "core/probe_options.h"
 #include "support/target_server.h"
 
 namespace vigil {

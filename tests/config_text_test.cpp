@@ -1,4 +1,4 @@
-// config/text.h: the one place that makes outside text valid UTF-8 and cuts it on a character
+// core/text.h: the one place that makes outside text valid UTF-8 and cuts it on a character
 // boundary.
 #include <gtest/gtest.h>
 
@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "config/text.h"
+#include "core/text.h"
 
 namespace vigil {
 namespace {

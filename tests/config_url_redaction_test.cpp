@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "config/url_redaction.h"
+#include "core/url_redaction.h"
 
 namespace vigil {
 namespace {

@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "config/logging.h"
+#include "core/logging.h"
 #include "runner/runner.h"
 #include "support/raw_target.h"
 #include "support/target_server.h"

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "config/conditions.h"
+#include "core/conditions.h"
 #include "runner/probe.h"
 #include "runner/runner.h"
 #include "support/phase_sum.h"

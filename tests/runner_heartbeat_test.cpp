@@ -14,7 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "config/logging.h"
+#include "core/logging.h"
 #include "runner/heartbeat.h"
 #include "runner/runner.h"
 #include "runner/scheduler.h"

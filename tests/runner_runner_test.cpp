@@ -21,7 +21,7 @@
 #include <thread>
 #include <vector>
 
-#include "config/logging.h"
+#include "core/logging.h"
 #include "runner/scheduler.h"
 #include "support/manual_clock.h"
 #include "support/runner_metrics.h"

@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "config/conditions.h"
+#include "core/conditions.h"
 #include "runner/probe.h"
 #include "runner/runner.h"
 #include "support/manual_clock.h"

@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "config/conditions.h"
+#include "core/conditions.h"
 #include "runner/probe.h"
 #include "runner/runner.h"
 #include "support/phase_sum.h"

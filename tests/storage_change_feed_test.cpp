@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "core/model.h"
 #include "storage/change_feed.h"
-#include "storage/model.h"
 #include "storage/store.h"
 #include "support/target_server.h"
 

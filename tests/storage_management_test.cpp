@@ -15,8 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/model.h"
 #include "storage/change_feed.h"
-#include "storage/model.h"
 #include "storage/retention.h"
 #include "storage/sqlite_schema.h"
 #include "storage/store.h"

@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "config/conditions.h"
+#include "core/conditions.h"
 #include "storage/store.h"
 #include "support/phase_sum.h"
 #include "support/target_server.h"

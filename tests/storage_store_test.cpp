@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "storage/model.h"
+#include "core/model.h"
 #include "storage/sqlite_schema.h"
 #include "storage/store.h"
 #include "support/target_server.h"

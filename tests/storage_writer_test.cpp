@@ -19,7 +19,7 @@
 #include <thread>
 #include <vector>
 
-#include "storage/model.h"
+#include "core/model.h"
 #include "storage/store.h"
 #include "storage/write_queue.h"
 #include "storage/writer.h"

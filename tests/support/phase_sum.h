@@ -1,8 +1,8 @@
-// The sum of a probe's phases, which must equal its response_ms (storage/model.h, PhaseTimings).
+// The sum of a probe's phases, which must equal its response_ms (core/model.h, PhaseTimings).
 // Header-only.
 #pragma once
 
-#include "storage/model.h"
+#include "core/model.h"
 
 namespace vigil::test {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "storage/model.h"
+#include "core/model.h"
 
 namespace vigil {
 

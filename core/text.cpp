@@ -1,4 +1,4 @@
-#include "config/text.h"
+#include "core/text.h"
 
 namespace vigil {
 

@@ -1,11 +1,11 @@
-#include "config/json_input.h"
+#include "core/json_input.h"
 
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <vector>
 
-#include "config/config.h"
+#include "core/config_error.h"
 
 namespace vigil {
 namespace {

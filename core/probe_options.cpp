@@ -1,12 +1,12 @@
-#include "config/probe_options.h"
+#include "core/probe_options.h"
 
 #include <algorithm>
 #include <cmath>
 #include <fstream>
 
-#include "config/conditions.h"
-#include "config/config.h"
-#include "config/text.h"
+#include "core/conditions.h"
+#include "core/config_error.h"
+#include "core/text.h"
 
 namespace vigil {
 namespace {

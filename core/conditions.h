@@ -12,7 +12,7 @@
 #include <variant>
 #include <vector>
 
-#include "storage/model.h"
+#include "core/model.h"
 
 namespace re2 {
 class RE2;

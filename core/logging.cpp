@@ -1,4 +1,4 @@
-#include "config/logging.h"
+#include "core/logging.h"
 
 #include <algorithm>
 #include <atomic>

@@ -25,6 +25,12 @@ inline std::int64_t to_unix_seconds(TimePoint t) {
 }
 inline TimePoint from_unix_ms(std::int64_t ms) { return TimePoint(Millis(ms)); }
 
+// Minimum interval a service may declare.
+inline constexpr Millis kMinInterval{100};
+// The longest interval, timeout, grace or retry interval: a year (past it, durations in ms
+// computed from them could overflow).
+inline constexpr long long kMaxDurationSeconds = 31'536'000;
+
 using ServiceId = std::int64_t;
 
 // An inclusive range of HTTP status codes that count as up ("200-299" or a single 204).
@@ -37,7 +43,7 @@ struct StatusRange {
 
 // ---- probe depth: conditions, HTTP/TLS options, TCP conversation, thresholds ----
 
-struct CompiledConditions;  // config/conditions.h: the parsed, ready-to-evaluate form
+struct CompiledConditions;  // core/conditions.h: the parsed, ready-to-evaluate form
 
 // The conditions a response must meet besides its status (which stays in expected_status).
 // `source` is the canonical JSON text of the services file's "conditions" object (without

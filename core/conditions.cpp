@@ -1,4 +1,4 @@
-#include "config/conditions.h"
+#include "core/conditions.h"
 
 #include <re2/re2.h>
 
@@ -8,8 +8,8 @@
 #include <set>
 #include <string_view>
 
-#include "config/config.h"
-#include "config/text.h"
+#include "core/config_error.h"
+#include "core/text.h"
 
 namespace vigil {
 namespace {
