@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build local-run test test-asan test-tsan fuzz format clean
+.PHONY: all deps build local-run test test-asan test-tsan fuzz format clean lint-openapi
 
 all: build
 
@@ -67,6 +67,24 @@ fuzz:
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h')
+
+# Lints api/openapi.json under Redocly's recommended rules, any finding an error
+# (tools/openapi-lint/redocly.yaml), with the Redocly CLI version pinned by
+# tools/openapi-lint/package-lock.json (1.34: Redocly CLI 2 needs Node 20.19, Debian 12 has 18).
+# Node and npm come from `scripts/install-deps.sh lint`;
+# `npm ci` runs again only when the lock file changes (node_modules stays in the build directory).
+OPENAPI_LINT_DIR = $(BUILD_DIR)/openapi-lint
+$(OPENAPI_LINT_DIR)/installed.stamp: tools/openapi-lint/package.json tools/openapi-lint/package-lock.json
+	@scripts/install-deps.sh lint
+	mkdir -p $(OPENAPI_LINT_DIR)
+	cp tools/openapi-lint/package.json tools/openapi-lint/package-lock.json $(OPENAPI_LINT_DIR)/
+	cd $(OPENAPI_LINT_DIR) && npm ci --prefer-offline --no-audit --no-fund --ignore-scripts
+	touch $@
+
+# No telemetry and no update check: CI has no network but loopback.
+lint-openapi: $(OPENAPI_LINT_DIR)/installed.stamp
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true $(OPENAPI_LINT_DIR)/node_modules/.bin/redocly lint api/openapi.json \
+		--config tools/openapi-lint/redocly.yaml
 
 clean:
 	rm -rf $(BUILD_DIR) build-asan build-tsan build-fuzz
