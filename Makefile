@@ -89,7 +89,7 @@ lint-openapi: $(OPENAPI_LINT_DIR)/installed.stamp
 clean:
 	rm -rf $(BUILD_DIR) build-asan build-tsan build-fuzz
 
-# The benchmark suite (bench/, README "Benchmarks"): installs nginx-light, wrk and
+# The benchmark suite (bench/, docs/benchmarks.md): installs nginx-light, wrk and
 # prometheus-blackbox-exporter, builds vigil for Release in BENCH_BUILD_DIR and prints the tables
 # (about 20 minutes; 10 more for 1,000,000 services when 6 GB are free). BENCH_ARGS passes
 # options, e.g. BENCH_ARGS="--only engine,api" or "--huge 0".
