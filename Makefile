@@ -71,19 +71,15 @@ format:
 # Lints api/openapi.json under Redocly's recommended rules, any finding an error
 # (tools/openapi-lint/redocly.yaml), with the Redocly CLI version pinned by
 # tools/openapi-lint/package-lock.json (1.34: Redocly CLI 2 needs Node 20.19, Debian 12 has 18).
-# Node and npm come from `scripts/install-deps.sh lint`;
-# `npm ci` runs again only when the lock file changes (node_modules stays in the build directory).
+# Node and npm come from `scripts/install-deps.sh lint`; tools/npm-ci-cached.sh installs the CLI
+# into the build directory once per lock file. Telemetry and the update check are off: they
+# only wait on the network.
 OPENAPI_LINT_DIR = $(BUILD_DIR)/openapi-lint
-$(OPENAPI_LINT_DIR)/installed.stamp: tools/openapi-lint/package.json tools/openapi-lint/package-lock.json
+lint-openapi:
 	@scripts/install-deps.sh lint
-	mkdir -p $(OPENAPI_LINT_DIR)
-	cp tools/openapi-lint/package.json tools/openapi-lint/package-lock.json $(OPENAPI_LINT_DIR)/
-	cd $(OPENAPI_LINT_DIR) && npm ci --prefer-offline --no-audit --no-fund --ignore-scripts
-	touch $@
-
-# No telemetry and no update check: CI has no network but loopback.
-lint-openapi: $(OPENAPI_LINT_DIR)/installed.stamp
-	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true $(OPENAPI_LINT_DIR)/node_modules/.bin/redocly lint api/openapi.json \
+	tools/npm-ci-cached.sh tools/openapi-lint $(OPENAPI_LINT_DIR)
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+		$(OPENAPI_LINT_DIR)/node_modules/.bin/redocly lint api/openapi.json \
 		--config tools/openapi-lint/redocly.yaml
 
 clean:

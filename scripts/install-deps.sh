@@ -13,8 +13,8 @@ packages=(build-essential cmake pkg-config
   tzdata)  # /usr/share/zoneinfo: maintenance windows in IANA time zones, and their tests
 case "$profile" in
   build) ;;
-  test) packages+=(prometheus sqlite3 curl openssl python3 chromium postgresql-15) ;;  # promtool checks /metrics; sqlite3 and curl for scripted tests; openssl makes the TLS tests' certificates; python3 runs tests/crash; chromium (headless) renders the status page in tests/e2e_status_page_test.cpp; postgresql-15: the PostgreSQL tests start their own server (tests/support/postgres_server.h)
-  sanitize) packages+=(prometheus sqlite3 curl openssl python3 postgresql-15 libasan8 libubsan1 libtsan2) ;;  # the test suite under GCC's ASan/UBSan/TSan runtimes
+  test) packages+=(prometheus sqlite3 curl jq openssl python3 chromium postgresql-15) ;;  # promtool checks /metrics; sqlite3 and curl for scripted tests; curl and jq run the docs' examples (tests/docs_examples_test.cpp); openssl makes the TLS tests' certificates; python3 runs tests/crash; chromium (headless) renders the status page in tests/e2e_status_page_test.cpp; postgresql-15: the PostgreSQL tests start their own server (tests/support/postgres_server.h)
+  sanitize) packages+=(prometheus sqlite3 curl jq openssl python3 postgresql-15 libasan8 libubsan1 libtsan2) ;;  # the test suite under GCC's ASan/UBSan/TSan runtimes
   fuzz) packages+=(clang libclang-rt-14-dev llvm) ;;  # libFuzzer and clang's sanitizer runtimes; llvm-symbolizer for readable reports
   lint)  # `make lint-openapi`: Node and npm run the pinned Redocly CLI; nothing of the C++ build.
     # A Node installed otherwise (e.g. NodeSource's nodejs, which bundles npm) is used as it is.
