@@ -1,8 +1,9 @@
 #include "api/paging.h"
 
-#include <charconv>
 #include <cstdio>
 #include <vector>
+
+#include "api/params.h"
 
 namespace vigil::paging {
 namespace {
@@ -83,14 +84,6 @@ std::optional<std::string> from_base64url(std::string_view text) {
   return out;
 }
 
-std::optional<std::int64_t> parse_int(std::string_view text) {
-  std::int64_t value = 0;
-  const char* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (text.empty() || ec != std::errc{} || ptr != end) return std::nullopt;
-  return value;
-}
-
 std::vector<std::string_view> split(std::string_view text, char separator) {
   std::vector<std::string_view> parts;
   std::size_t start = 0;
@@ -117,7 +110,7 @@ std::string hex32(std::uint32_t value) {
 
 int parse_limit(const std::optional<std::string>& text) {
   if (!text) return kDefaultLimit;
-  const auto limit = parse_int(*text);
+  const auto limit = parse_int64(*text);
   if (!limit || *limit < 1 || *limit > kMaxLimit)
     throw BadParam("limit must be an integer from 1 to " + std::to_string(kMaxLimit));
   return static_cast<int>(*limit);
@@ -139,9 +132,9 @@ std::optional<Key> parse_cursor(const std::optional<std::string>& text, List lis
   if (!decoded) throw malformed();
   const auto parts = split(*decoded, '|');
   if (parts.size() != 6 || parts[0] != std::string_view(&kVersion, 1)) throw malformed();
-  const auto cursor_scope = parse_int(parts[2]);
-  const auto ts_ms = parse_int(parts[3]);
-  const auto id = parse_int(parts[4]);
+  const auto cursor_scope = parse_int64(parts[2]);
+  const auto ts_ms = parse_int64(parts[3]);
+  const auto id = parse_int64(parts[4]);
   // A tick's seq starts at 0 (it orders ticks of one ms); every other id at 1.
   const std::int64_t lowest_id = parts[1] == list_code(List::ticks) ? 0 : 1;
   if (!cursor_scope || !ts_ms || !id || *cursor_scope < 0 || *ts_ms < 0 || *id < lowest_id)

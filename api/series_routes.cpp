@@ -1,13 +1,18 @@
 #include "api/series_routes.h"
 
+#include <httplib.h>
+
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <cstdint>
 #include <map>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "api/json_views.h"
+#include "api/params.h"
+#include "api/responses.h"
 
 namespace vigil::series {
 namespace {
@@ -26,12 +31,8 @@ struct Window {
 };
 
 std::optional<std::int64_t> parse_seconds(std::string_view text) {
-  std::int64_t value = 0;
-  const char* end = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (text.empty() || ec != std::errc{} || ptr != end || value < 0 ||
-      value > kMaxWindowMs * 100 / 1000)
-    return std::nullopt;
+  const auto value = parse_int64(text);
+  if (!value || *value < 0 || *value > kMaxWindowMs * 100 / 1000) return std::nullopt;
   return value;
 }
 
@@ -77,12 +78,12 @@ json number_or_null(const std::optional<double>& value) {
 
 double seconds_of(std::int64_t ms) { return double(ms) / 1000.0; }
 
-std::int64_t floor_to(std::int64_t t, std::int64_t step) {
-  const std::int64_t r = t % step;
-  return r < 0 ? t - r - step : t - r;
-}
-
 }  // namespace
+
+std::int64_t floor_to(std::int64_t t_ms, std::int64_t step_ms) {
+  const std::int64_t r = t_ms % step_ms;
+  return r < 0 ? t_ms - r - step_ms : t_ms - r;
+}
 
 json service_metrics(Store& store, ServiceId id, const Params& params, TimePoint now) {
   const Window window = parse_window(params, now);
@@ -215,3 +216,51 @@ json all_uptime(Store& store, const Params& params, TimePoint now) {
 }
 
 }  // namespace vigil::series
+
+namespace vigil {
+namespace {
+
+// Runs a series route's body on the request's query parameters, answering its data, or a 400
+// for its BadParam.
+template <typename Body>
+void send_series(const httplib::Request& req, httplib::Response& res, Body&& body) {
+  const series::Params params = [&req](const char* name) { return optional_param(req, name); };
+  nlohmann::json data;
+  try {
+    data = body(params);
+  } catch (const series::BadParam& e) {
+    throw bad_request(e.what());
+  }
+  send_json(res, 200, envelope(200, std::move(data)));
+}
+
+}  // namespace
+
+void add_series_routes(Router& router, Store& store) {
+  router.add(
+      "/v1/services/{id}/metrics", R"(/v1/services/([^/]+)/metrics)", "GET", Gate::read,
+      [&store](const httplib::Request& req, httplib::Response& res, const std::smatch& path) {
+        const ServiceId id = parse_service_id(path[1].str());
+        if (!store.get_service(id)) throw service_not_found(id);
+        send_series(req, res, [&](const series::Params& params) {
+          return series::service_metrics(store, id, params, now_ms());
+        });
+      });
+  router.add(
+      "/v1/services/{id}/series", R"(/v1/services/([^/]+)/series)", "GET", Gate::read,
+      [&store](const httplib::Request& req, httplib::Response& res, const std::smatch& path) {
+        const ServiceId id = parse_service_id(path[1].str());
+        if (!store.get_service(id)) throw service_not_found(id);
+        send_series(req, res, [&](const series::Params& params) {
+          return series::service_series(store, id, params, now_ms());
+        });
+      });
+  router.add("/v1/uptime", "/v1/uptime", "GET", Gate::read,
+             [&store](const httplib::Request& req, httplib::Response& res, const std::smatch&) {
+               send_series(req, res, [&](const series::Params& params) {
+                 return series::all_uptime(store, params, now_ms());
+               });
+             });
+}
+
+}  // namespace vigil

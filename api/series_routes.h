@@ -1,17 +1,20 @@
-// The time-series reads of the API, apart from HTTP: each function turns query
-// parameters into the `data` of its route, reading the Store's rollups. ApiServer wires them to
+// The time-series reads of the API. Each series:: function turns query parameters into the
+// `data` of its route, reading the Store's rollups, apart from HTTP; add_series_routes wires them
+// to
 //   GET /v1/services/{id}/metrics  ?window=1h|24h|7d|30d|90d|365d or ?from=&to= (unix seconds)
 //   GET /v1/services/{id}/series   the same window parameters and ?step=60|300|3600|86400
 //   GET /v1/uptime                 the same window parameters, every active service
-// Any thread.
+// (404 for an unknown service, 400 naming a bad parameter). Any thread.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
 
+#include "api/router.h"
 #include "core/model.h"
 #include "storage/store.h"
 
@@ -35,4 +38,16 @@ nlohmann::json service_series(Store& store, ServiceId id, const Params& params, 
 // p95_ms}]}}, ordered by id.
 nlohmann::json all_uptime(Store& store, const Params& params, TimePoint now);
 
+// The start of the step of `step_ms` (> 0) that holds `t_ms` (unix ms, also before 1970): the
+// bucket a series point or a status page cell covers.
+std::int64_t floor_to(std::int64_t t_ms, std::int64_t step_ms);
+
 }  // namespace vigil::series
+
+namespace vigil {
+
+// Adds the three routes to `router`. `store` must outlive it; the handlers run on the server's
+// pool threads.
+void add_series_routes(Router& router, Store& store);
+
+}  // namespace vigil

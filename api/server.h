@@ -2,6 +2,12 @@
 // Prometheus registry, writes services to the Store, and hands changes and pushed beats to the
 // runner through ServiceCommands; it never mutates runner state itself.
 //
+// Each group of routes has its own file and adds itself to the Router (api/router.h: gates,
+// dispatch, 404/405): api/service_routes.h, push_routes.h, history_routes.h (events, ticks),
+// series_routes.h, alert_routes.h (alerts, maintenance), system_routes.h (healthz, metrics,
+// docs) and page_routes.h (status page, badges). They share api/params.h to read a request and
+// api/responses.h to answer it.
+//
 // Routes (every JSON body is the envelope {"status","status_desc","data"[,"error"]}).
 // The four lists (services, events, ticks, alerts) page alike (api/paging.h): ?limit=1..1000
 // (100) &cursor=, and `next` beside the items is the cursor of the following page, or null on

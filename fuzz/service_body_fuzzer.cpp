@@ -1,4 +1,4 @@
-// The write API's JSON bodies, handled as api/server.cpp handles them: the body is read by
+// The write API's JSON bodies, handled as api/service_routes.cpp handles them: the body is read by
 // parse_json_input (core/json_input.h), a POST /v1/services body is checked by
 // parse_service_spec, and a PATCH body is merged onto an existing service by merge_service_patch
 // and then checked the same way. Bad input must end as a ConfigError (the API's 400); an
