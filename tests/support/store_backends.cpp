@@ -6,9 +6,9 @@
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
 #include <stdexcept>
 
-#include "storage/postgres/connection.h"
 #include "storage/postgres/postgres_store.h"
 #include "support/postgres_server.h"
 
@@ -46,9 +46,8 @@ SharedServer load_shared_server() {
     return shared;
   }
   try {
-    shared.own = std::make_unique<PostgresServer>("vigil_test");
+    shared.own = std::make_unique<PostgresServer>(kPostgresTestDatabase);
     shared.conninfo = shared.own->server_conninfo();
-    create_postgres_template(shared.conninfo);
   } catch (const std::exception& e) {
     shared.unavailable =
         std::string("no PostgreSQL server for this test: it did not start: ") + e.what();
@@ -59,6 +58,17 @@ SharedServer load_shared_server() {
 SharedServer& shared_server() {
   static SharedServer shared = load_shared_server();
   return shared;
+}
+
+// Runs `sql` on one connection to kPostgresTestDatabase shared by the process's tests.
+void administer(const std::string& sql) {
+  static std::mutex mutex;
+  static std::unique_ptr<postgres::Connection> admin;
+  std::lock_guard lock(mutex);
+  if (!admin || !admin->ok())
+    admin = std::make_unique<postgres::Connection>(shared_server().conninfo +
+                                                   " dbname=" + kPostgresTestDatabase);
+  admin->exec(sql);
 }
 
 }  // namespace
@@ -72,13 +82,13 @@ std::optional<std::string> unavailable(StoreBackend backend) {
   return shared_server().unavailable;
 }
 
-void create_postgres_template(const std::string& server_conninfo) {
-  {
-    postgres::Connection admin(server_conninfo + " dbname=postgres");
-    admin.exec(std::string("CREATE DATABASE ") + kPostgresTemplate);
-  }
-  // Opening migrates it and creates the partitions of the days around today.
-  open_postgres_store(server_conninfo + " dbname=" + kPostgresTemplate).reset();
+void create_postgres_test_database(const std::string& server_conninfo) {
+  postgres::Connection admin(server_conninfo + " dbname=postgres");
+  admin.exec(std::string("CREATE DATABASE ") + kPostgresTestDatabase);
+}
+
+void PrintTo(StoreBackend backend, std::ostream* out) {
+  *out << (backend == StoreBackend::sqlite ? "sqlite" : "postgres");
 }
 
 TestDatabase::TestDatabase(StoreBackend backend) : backend_(backend) {
@@ -88,19 +98,19 @@ TestDatabase::TestDatabase(StoreBackend backend) : backend_(backend) {
   }
   if (auto reason = unavailable(backend)) throw std::runtime_error(*reason);
   static std::atomic<int> counter{0};
-  database_ = "vigil_t" + std::to_string(::getpid()) + "_" + std::to_string(++counter);
-  postgres::Connection admin(shared_server().conninfo + " dbname=postgres");
-  admin.exec("CREATE DATABASE " + database_ + " TEMPLATE " + kPostgresTemplate);
-  location_ = shared_server().conninfo + " dbname=" + database_;
+  schema_ = "test_" + std::to_string(::getpid()) + "_" + std::to_string(++counter);
+  administer("CREATE SCHEMA " + schema_);
+  location_ = shared_server().conninfo + " dbname=" + kPostgresTestDatabase +
+              " options='-c search_path=" + schema_ + "'";
 }
 
 TestDatabase::~TestDatabase() {
-  if (database_.empty()) return;
+  if (schema_.empty()) return;
+  outside_.reset();
   try {
-    postgres::Connection admin(shared_server().conninfo + " dbname=postgres");
-    admin.exec("DROP DATABASE IF EXISTS " + database_ + " WITH (FORCE)");
+    administer("DROP SCHEMA " + schema_ + " CASCADE");
   } catch (const std::exception& e) {
-    ADD_FAILURE() << "cannot drop the test database " << database_ << ": " << e.what();
+    ADD_FAILURE() << "cannot drop the test schema " << schema_ << ": " << e.what();
   }
 }
 
@@ -114,8 +124,8 @@ std::int64_t TestDatabase::count(const std::string& sql) const {
     SQLite::Database db(location_, SQLite::OPEN_READONLY);
     return db.execAndGet(sql).getInt64();
   }
-  postgres::Connection connection(location_);
-  const auto value = connection.exec(sql).get(0, 0);
+  if (!outside_) outside_ = std::make_unique<postgres::Connection>(location_);
+  const auto value = outside_->exec(sql).get(0, 0);
   return value ? std::stoll(*value) : 0;
 }
 
@@ -125,8 +135,8 @@ void TestDatabase::exec(const std::string& sql) const {
     db.exec(sql);
     return;
   }
-  postgres::Connection connection(location_);
-  connection.exec(sql);
+  if (!outside_) outside_ = std::make_unique<postgres::Connection>(location_);
+  outside_->exec(sql);
 }
 
 }  // namespace vigil::test

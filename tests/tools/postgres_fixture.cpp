@@ -1,6 +1,6 @@
 // One PostgreSQL server for a whole ctest run: `postgres_fixture start <info file>` (the
-// fixture's setup test) starts it detached in a temp dir, creates the migrated template database
-// the tests copy, and writes into <info file> how to reach it and how to stop it;
+// fixture's setup test) starts it detached in a temp dir, with the database the tests make their
+// schemas in, and writes into <info file> how to reach it and how to stop it;
 // `postgres_fixture stop <info file>` (the cleanup test) stops it by PID and removes the dir.
 //
 // Without PostgreSQL 15 the setup still succeeds: the file says why there is no server, and the
@@ -27,13 +27,13 @@ int start(const std::string& info_path) {
     return 0;
   }
   try {
-    PostgresServer server("vigil_fixture", PostgresServer::Lifetime::until_stopped);
+    PostgresServer server(vigil::test::kPostgresTestDatabase,
+                          PostgresServer::Lifetime::until_stopped);
     // Written before anything else can fail, so the cleanup test can stop it whatever follows.
     info << "conninfo " << server.server_conninfo() << "\n"
          << "pid " << server.pid() << "\n"
          << "dir " << server.dir() << "\n";
     info.flush();
-    vigil::test::create_postgres_template(server.server_conninfo());
     std::cout << "PostgreSQL " << server.pid() << " on 127.0.0.1:" << server.port() << " in "
               << server.dir() << "\n";
     return 0;
