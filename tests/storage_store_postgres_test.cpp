@@ -1,0 +1,213 @@
+// What only the PostgreSQL Store has, against a real server (the contract's tests run on it in
+// storage_store_test and the other storage suites): its migrations and their version check, tick
+// partitions made ahead and on demand, retention that drops whole partitions, edits of one
+// service from two stores at once, and a refused password kept out of the error.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/model.h"
+#include "storage/postgres/postgres_store.h"
+#include "storage/postgres/schema.h"
+#include "storage/store.h"
+#include "support/store_backends.h"
+
+namespace vigil {
+namespace {
+
+using test::StoreBackend;
+using test::TestDatabase;
+
+constexpr std::int64_t kDay = postgres_schema::kPartitionMs;
+
+ServiceSpec probed(const std::string& name) {
+  ServiceSpec spec;
+  spec.name = name;
+  spec.url = "http://" + name + ".test/";
+  return spec;
+}
+
+TickRecord record_at(ServiceId id, std::int64_t ts, Metric& metric) {
+  TickRecord record;
+  record.tick.service_id = id;
+  record.tick.ts = from_unix_ms(ts);
+  record.tick.up = true;
+  record.tick.response_ms = 5;
+  metric.add(true, 5);
+  record.metric_after = metric;
+  return record;
+}
+
+class PostgresStore : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto reason = test::unavailable(StoreBackend::postgres)) GTEST_SKIP() << *reason;
+    db = std::make_unique<TestDatabase>(StoreBackend::postgres);
+    store = db->open();
+  }
+  // The days that have a partition of service_ticks in this test's schema.
+  std::vector<std::int64_t> partition_days() const {
+    std::vector<std::int64_t> days;
+    for (std::int64_t day = first_day; day <= last_day; ++day)
+      if (db->count("SELECT COUNT(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname ="
+                    " current_schema() AND c.relname = '" +
+                    postgres_schema::partition_name(day) + "'") == 1)
+        days.push_back(day);
+    return days;
+  }
+
+  std::unique_ptr<TestDatabase> db;
+  std::unique_ptr<Store> store;
+  // The days partition_days() looks at.
+  std::int64_t first_day = 0;
+  std::int64_t last_day = 0;
+};
+
+TEST_F(PostgresStore, MigrationsRecordEachVersionOnceAndReopeningChangesNothing) {
+  EXPECT_EQ(db->count("SELECT MAX(version) FROM schema_version"), postgres_schema_version());
+  EXPECT_EQ(db->count("SELECT COUNT(*) FROM schema_version"), postgres_schema_version());
+  const auto tables = [&] {
+    return db->count("SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema()");
+  };
+  const auto before = tables();
+  for (const char* table :
+       {"services", "service_ticks", "service_events", "service_metrics", "service_rollups_minute",
+        "service_rollups_hour", "service_rollups_day", "pending_beats", "regions"})
+    EXPECT_EQ(db->count(std::string("SELECT COUNT(*) FROM pg_tables WHERE schemaname ="
+                                    " current_schema() AND tablename = '") +
+                        table + "'"),
+              1)
+        << table;
+  store.reset();
+  store = db->open();
+  EXPECT_EQ(tables(), before);
+  EXPECT_EQ(db->count("SELECT COUNT(*) FROM schema_version"), postgres_schema_version());
+}
+
+TEST_F(PostgresStore, RefusesADatabaseMigratedByANewerVigil) {
+  const int newer = postgres_schema_version() + 1;
+  db->exec("INSERT INTO schema_version(version, applied_at) VALUES(" + std::to_string(newer) +
+           ", 0)");
+  store.reset();
+  try {
+    db->open();
+    FAIL() << "a database of schema version " << newer << " was opened";
+  } catch (const StorageError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("has schema version " + std::to_string(newer)), std::string::npos)
+        << message;
+    EXPECT_NE(message.find("upgrade vigil"), std::string::npos) << message;
+    EXPECT_EQ(message.find("password"), std::string::npos) << message;
+  }
+  EXPECT_EQ(db->count("SELECT MAX(version) FROM schema_version"), newer);  // left as it was
+}
+
+TEST_F(PostgresStore, AWrongPasswordIsRefusedWithoutShowingIt) {
+  std::string conninfo = db->location();
+  const auto at = conninfo.find("password=");
+  ASSERT_NE(at, std::string::npos);
+  const auto end = conninfo.find(' ', at);
+  conninfo.replace(at, end - at, "password=notTheRightOne42");
+  try {
+    open_postgres_store(conninfo);
+    FAIL() << "a wrong password was accepted";
+  } catch (const StorageError& e) {
+    const std::string message = e.what();
+    EXPECT_EQ(message.find("notTheRightOne42"), std::string::npos) << message;
+    EXPECT_NE(message.find("host=127.0.0.1"), std::string::npos) << message;
+  }
+}
+
+TEST_F(PostgresStore, OpeningMakesThePartitionsOfTheDaysAroundToday) {
+  const std::int64_t today = postgres_schema::partition_day(to_unix_ms(now_ms()));
+  first_day = today - 3;
+  last_day = today + 5;
+  const auto days = partition_days();
+  for (std::int64_t day = today - 1; day <= today + 2; ++day)
+    EXPECT_NE(std::find(days.begin(), days.end(), day), days.end()) << "day " << day - today;
+}
+
+TEST_F(PostgresStore, ATickOfADayWithoutAPartitionGetsOneAndIsNeverLost) {
+  const ServiceId id = store->create_service(probed("a"), from_unix_ms(0)).id;
+  const std::int64_t far = to_unix_ms(now_ms()) + 3650 * kDay;  // ten years ahead
+  Metric metric;
+  store->apply({record_at(id, 1000, metric), record_at(id, far, metric)});
+  EXPECT_EQ(store->ticks(id, {}).size(), 2u);
+  first_day = postgres_schema::partition_day(far);
+  last_day = first_day;
+  EXPECT_EQ(partition_days().size(), 1u);
+  // Another store (another process) writing to the day it did not make finds it there.
+  auto other = db->open();
+  other->apply({record_at(id, far + 1, metric)});
+  EXPECT_EQ(store->ticks(id, {}).size(), 3u);
+}
+
+TEST_F(PostgresStore, RetentionDropsWholeDaysAndDeletesTheRestRowByRow) {
+  const ServiceId id = store->create_service(probed("a"), from_unix_ms(0)).id;
+  const std::int64_t day = 20'000;  // 2024-10-04
+  Metric metric;
+  std::vector<TickRecord> batch;
+  for (int i = 0; i < 10; ++i) batch.push_back(record_at(id, day * kDay + i * 1000, metric));
+  for (int i = 0; i < 10; ++i) batch.push_back(record_at(id, (day + 1) * kDay + i * 1000, metric));
+  store->apply(batch);
+  first_day = day;
+  last_day = day + 1;
+  ASSERT_EQ(partition_days().size(), 2u);
+  // Every minute above has ten ticks and so its row: no tick is lone.
+  const TimePoint cutoff = from_unix_ms((day + 1) * kDay + 4500);
+  EXPECT_EQ(store->delete_ticks_older_than(cutoff, cutoff, 1000), 15u);
+  EXPECT_EQ(partition_days(), std::vector<std::int64_t>{day + 1});  // the whole day dropped
+  const auto left = store->ticks(id, {});
+  ASSERT_EQ(left.size(), 5u);
+  EXPECT_EQ(left.back().ts, from_unix_ms((day + 1) * kDay + 5000));
+  EXPECT_EQ(store->delete_ticks_older_than(cutoff, cutoff, 1000), 0u);
+  // Metrics, events and rollups stay.
+  EXPECT_EQ(store->get_service(id)->metric.tick_count, 20);
+  EXPECT_EQ(store->summarize(id, from_unix_ms(day * kDay), from_unix_ms((day + 1) * kDay)).count,
+            10);
+}
+
+TEST_F(PostgresStore, ADayWithALoneTickStaysUntilTheLoneCutoff) {
+  const ServiceId id = store->create_service(probed("a"), from_unix_ms(0)).id;
+  const std::int64_t day = 20'000;
+  Metric metric;
+  store->apply({record_at(id, day * kDay + 1000, metric)});  // alone in its minute
+  first_day = day;
+  last_day = day;
+  const TimePoint cutoff = from_unix_ms((day + 2) * kDay);
+  EXPECT_EQ(store->delete_ticks_older_than(cutoff, from_unix_ms(day * kDay), 100), 0u);
+  EXPECT_EQ(partition_days().size(), 1u);
+  EXPECT_EQ(store->ticks(id, {}).size(), 1u);
+  EXPECT_EQ(store->delete_ticks_older_than(cutoff, cutoff, 100), 1u);
+  EXPECT_TRUE(partition_days().empty());
+}
+
+TEST_F(PostgresStore, EditsOfOneServiceFromTwoStoresAtOnceLoseNothing) {
+  const ServiceId id = store->create_service(probed("a"), from_unix_ms(0)).id;
+  auto other = db->open();  // as another vigil process would
+  constexpr int kEdits = 20;
+  const auto add_tags = [id](Store& s, const std::string& prefix) {
+    for (int i = 0; i < kEdits; ++i) {
+      s.edit_service(
+          id,
+          [&](const Service& current) {
+            Store::ServiceEdit edit{current.spec, current.active};
+            edit.spec.tags.push_back(prefix + std::to_string(i));
+            return edit;
+          },
+          from_unix_ms(1000 + i));
+    }
+  };
+  std::thread first([&] { add_tags(*store, "x"); });
+  std::thread second([&] { add_tags(*other, "y"); });
+  first.join();
+  second.join();
+  EXPECT_EQ(store->get_service(id)->service.spec.tags.size(), 2u * kEdits);
+}
+
+}  // namespace
+}  // namespace vigil
