@@ -80,6 +80,8 @@ void PostgresStore::apply(const std::vector<TickRecord>& batch) {
     days.insert(postgres_schema::partition_day(ms(record.tick.ts)));
     ids.insert(record.tick.service_id);
   }
+  // Tomorrow's too, so that a partition exists before the first tick of a day needs it.
+  days.insert(postgres_schema::partition_day(ms(now_ms())) + 1);
 
   std::unordered_set<ServiceId> gone;
   std::unordered_map<std::string, std::int64_t> new_regions;

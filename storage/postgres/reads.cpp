@@ -152,8 +152,9 @@ std::vector<ServiceView> PostgresStore::list_services(const ServiceFilter& filte
     if (filter.kind)
       where += " AND s.kind = " + param(std::string(to_string(*filter.kind)), "text");
     if (filter.after_id) where += " AND s.id > " + param(text(*filter.after_id), "int8");
-    const std::string limit =
-        param(filter.limit ? Param(text(std::max(*filter.limit, 0))) : std::nullopt, "int8");
+    // No limit (NULL) when there is none or it is negative, as SQLite's LIMIT -1.
+    const std::string limit = param(
+        filter.limit && *filter.limit >= 0 ? Param(text(*filter.limit)) : std::nullopt, "int8");
     const std::string offset = param(text(std::max(filter.offset, 0)), "int8");
     const auto r = session->run(std::string("SELECT ") + kServiceColumns + kViewColumnsAndJoins +
                                     where + " ORDER BY s.id LIMIT " + limit + " OFFSET " + offset,
