@@ -209,5 +209,23 @@ TEST_F(PostgresStore, EditsOfOneServiceFromTwoStoresAtOnceLoseNothing) {
   EXPECT_EQ(store->get_service(id)->service.spec.tags.size(), 2u * kEdits);
 }
 
+TEST_F(PostgresStore, SessionsTheServerEndedAreReplacedAndNothingIsLost) {
+  const ServiceId id = store->create_service(probed("a"), from_unix_ms(0)).id;
+  Metric metric;
+  store->apply({record_at(id, 1000, metric)});
+  ASSERT_EQ(store->list_services().size(), 1u);  // a read session is idle in the pool now
+  // As an operator's pg_terminate_backend would: every session of this store, each waited for
+  // (up to 10 s) until it has ended.
+  ASSERT_GE(db->count("SELECT COUNT(*) FILTER (WHERE pg_terminate_backend(pid, 10000))"
+                      " FROM pg_stat_activity WHERE application_name ="
+                      " current_setting('application_name') AND pid <> pg_backend_pid()"),
+            2);
+  EXPECT_EQ(store->list_services().size(), 1u);  // on a new read session
+  EXPECT_TRUE(store->ping());
+  store->apply({record_at(id, 2000, metric)});  // on a new write session
+  EXPECT_EQ(store->ticks(id, {}).size(), 2u);
+  EXPECT_EQ(store->create_service(probed("b"), from_unix_ms(3000)).spec.name, "b");
+}
+
 }  // namespace
 }  // namespace vigil

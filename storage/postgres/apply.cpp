@@ -89,11 +89,11 @@ void PostgresStore::apply(const std::vector<TickRecord>& batch) {
   guarded("apply", [&] {
     gone.clear();
     new_regions.clear();
-    Session& session = writer();
     // Before the transaction: creating a partition locks the parent table, which readers of
     // ticks would otherwise wait on until the batch commits.
-    ensure_partitions(session, days);
-    Transaction txn(session.connection());
+    ensure_partitions(writer(), days);
+    std::optional<Transaction> txn;
+    Session& session = begin_writing(txn);
 
     // The services of the batch that still exist, kept from being purged until the commit;
     // ticks of the others (purged after the runner produced them) are skipped.
@@ -261,7 +261,7 @@ void PostgresStore::apply(const std::vector<TickRecord>& batch) {
     inserted.reserve(rows.size());
     for (const auto& row : rows) inserted.push_back(row.tick);
     rollup_writer_.write(session, inserted);  // same transaction as the ticks
-    txn.commit();
+    txn->commit();
     rollup_writer_.committed();
     region_ids_.merge(new_regions);
   });

@@ -77,10 +77,9 @@ RollupSummary PackedSummary::unpack() const {
 }
 
 std::vector<Service> PostgresStore::active_services() {
-  return guarded("active_services", [&] {
-    auto session = readers_.acquire();
-    const auto r = session->run(std::string("SELECT ") + kServiceColumns +
-                                " FROM services s WHERE s.active ORDER BY s.id");
+  return reading("active_services", [&](Session& session) {
+    const auto r = session.run(std::string("SELECT ") + kServiceColumns +
+                               " FROM services s WHERE s.active ORDER BY s.id");
     std::vector<Service> services;
     for (int row = 0; row < r.rows(); ++row) services.push_back(read_service(r, row, 0));
     return services;
@@ -88,9 +87,8 @@ std::vector<Service> PostgresStore::active_services() {
 }
 
 std::unordered_map<ServiceId, ServiceRuntime> PostgresStore::load_runtime() {
-  return guarded("load_runtime", [&] {
-    auto session = readers_.acquire();
-    const auto r = session->run(
+  return reading("load_runtime", [&](Session& session) {
+    const auto r = session.run(
         "SELECT m.service_id, m.tick_count, m.up_count, m.down_count,"
         " m.average_response_time_ms, m.uptime_percent, m.last_tick_at,"
         " e.event, e.date_started,"
@@ -123,8 +121,7 @@ std::unordered_map<ServiceId, ServiceRuntime> PostgresStore::load_runtime() {
 }
 
 std::vector<ServiceView> PostgresStore::list_services(const ServiceFilter& filter) {
-  return guarded("list_services", [&] {
-    auto session = readers_.acquire();
+  return reading("list_services", [&](Session& session) {
     // Each filter adds one condition with its own parameter; one query either way.
     Params params;
     const auto param = [&](Param value, const char* type) {
@@ -156,9 +153,9 @@ std::vector<ServiceView> PostgresStore::list_services(const ServiceFilter& filte
     const std::string limit = param(
         filter.limit && *filter.limit >= 0 ? Param(text(*filter.limit)) : std::nullopt, "int8");
     const std::string offset = param(text(std::max(filter.offset, 0)), "int8");
-    const auto r = session->run(std::string("SELECT ") + kServiceColumns + kViewColumnsAndJoins +
-                                    where + " ORDER BY s.id LIMIT " + limit + " OFFSET " + offset,
-                                params);
+    const auto r = session.run(std::string("SELECT ") + kServiceColumns + kViewColumnsAndJoins +
+                                   where + " ORDER BY s.id LIMIT " + limit + " OFFSET " + offset,
+                               params);
     std::vector<ServiceView> views;
     views.reserve(static_cast<std::size_t>(r.rows()));
     for (int row = 0; row < r.rows(); ++row) views.push_back(read_view(r, row));
@@ -167,9 +164,8 @@ std::vector<ServiceView> PostgresStore::list_services(const ServiceFilter& filte
 }
 
 std::optional<ServiceView> PostgresStore::get_service(ServiceId id) {
-  return guarded("get_service", [&]() -> std::optional<ServiceView> {
-    auto session = readers_.acquire();
-    const auto r = session->run(
+  return reading("get_service", [&](Session& session) -> std::optional<ServiceView> {
+    const auto r = session.run(
         std::string("SELECT ") + kServiceColumns + kViewColumnsAndJoins + " WHERE s.id = $1",
         {text(id)});
     if (r.rows() == 0) return std::nullopt;
@@ -178,9 +174,8 @@ std::optional<ServiceView> PostgresStore::get_service(ServiceId id) {
 }
 
 std::vector<ServiceFreshness> PostgresStore::freshness() {
-  return guarded("freshness", [&] {
-    auto session = readers_.acquire();
-    const auto r = session->run(
+  return reading("freshness", [&](Session& session) {
+    const auto r = session.run(
         "SELECT s.id, s.name, s.kind, s.interval_ms, s.timeout_ms, s.updated_at, m.last_tick_at"
         " FROM services s LEFT JOIN service_metrics m ON m.service_id = s.id"
         " WHERE s.active ORDER BY s.id");
@@ -203,15 +198,14 @@ std::vector<ServiceFreshness> PostgresStore::freshness() {
 std::vector<Event> PostgresStore::events(ServiceId id, int limit,
                                          std::optional<std::int64_t> before) {
   if (limit <= 0) return {};
-  return guarded("events", [&] {
-    auto session = readers_.acquire();
+  return reading("events", [&](Session& session) {
     Params params{text(id), text(limit)};
     if (before) params.push_back(text(*before));
-    const auto r = session->run(
-        std::string("SELECT id, event, date_started, date_ended, created_at, updated_at"
-                    " FROM service_events WHERE service_id = $1") +
-            (before ? " AND id < $3" : "") + " ORDER BY id DESC LIMIT $2",
-        params);
+    const auto r =
+        session.run(std::string("SELECT id, event, date_started, date_ended, created_at, updated_at"
+                                " FROM service_events WHERE service_id = $1") +
+                        (before ? " AND id < $3" : "") + " ORDER BY id DESC LIMIT $2",
+                    params);
     std::vector<Event> events;
     for (int row = 0; row < r.rows(); ++row) events.push_back(read_event(r, row, id));
     return events;
@@ -220,8 +214,7 @@ std::vector<Event> PostgresStore::events(ServiceId id, int limit,
 
 std::vector<Tick> PostgresStore::ticks(ServiceId id, const TickQuery& query) {
   if (query.limit <= 0) return {};
-  return guarded("ticks", [&] {
-    auto session = readers_.acquire();
+  return reading("ticks", [&](Session& session) {
     std::int64_t upper = query.to ? ms(*query.to) : std::numeric_limits<std::int64_t>::max();
     if (query.before) upper = std::min(upper, ms(query.before->ts));
     Params params{text(id),
@@ -231,15 +224,15 @@ std::vector<Tick> PostgresStore::ticks(ServiceId id, const TickQuery& query) {
       params.push_back(text(ms(query.before->ts)));
       params.push_back(text(query.before->seq));
     }
-    const auto r = session->run(
-        std::string("SELECT t.ts, t.up, t.status_code, t.response_us, t.error, r.name,"
-                    " t.message, t.resolve_us, t.connect_us, t.tls_us, t.processing_us,"
-                    " t.transfer_us, t.seq FROM service_ticks t"
-                    " LEFT JOIN regions r ON r.id = t.region_id"
-                    " WHERE t.service_id = $1 AND t.ts >= $2 AND t.ts <= $3") +
-            (query.before ? " AND (t.ts < $5 OR t.seq < $6)" : "") +
-            " ORDER BY t.ts DESC, t.seq DESC LIMIT $4",
-        params);
+    const auto r =
+        session.run(std::string("SELECT t.ts, t.up, t.status_code, t.response_us, t.error, r.name,"
+                                " t.message, t.resolve_us, t.connect_us, t.tls_us, t.processing_us,"
+                                " t.transfer_us, t.seq FROM service_ticks t"
+                                " LEFT JOIN regions r ON r.id = t.region_id"
+                                " WHERE t.service_id = $1 AND t.ts >= $2 AND t.ts <= $3") +
+                        (query.before ? " AND (t.ts < $5 OR t.seq < $6)" : "") +
+                        " ORDER BY t.ts DESC, t.seq DESC LIMIT $4",
+                    params);
     std::vector<Tick> ticks;
     ticks.reserve(static_cast<std::size_t>(r.rows()));
     for (int row = 0; row < r.rows(); ++row) {
@@ -265,9 +258,9 @@ std::vector<Tick> PostgresStore::ticks(ServiceId id, const TickQuery& query) {
 
 bool PostgresStore::ping() {
   try {
-    auto session = readers_.acquire();
     // Reads a real table, so a database without vigil's schema fails, unlike "SELECT 1".
-    session->run("SELECT COUNT(*) FROM schema_version");
+    reading("ping",
+            [](Session& session) { return session.run("SELECT COUNT(*) FROM schema_version"); });
     return true;
   } catch (const std::exception& e) {
     log_warn(std::string("storage: ping failed: ") + e.what());
@@ -276,11 +269,10 @@ bool PostgresStore::ping() {
 }
 
 RollupSummary PostgresStore::summarize(ServiceId id, TimePoint from, TimePoint to) {
-  return guarded("summarize", [&] {
-    auto session = readers_.acquire();
-    Transaction txn(session->connection());
-    snapshot(*session);
-    auto all = postgres_rollups::summarize(*session, id, ms(from), ms(to));
+  return reading("summarize", [&](Session& session) {
+    Transaction txn(session.connection());
+    snapshot(session);
+    auto all = postgres_rollups::summarize(session, id, ms(from), ms(to));
     txn.commit();
     const auto it = all.find(id);
     return it == all.end() ? RollupSummary{} : it->second;
@@ -288,11 +280,10 @@ RollupSummary PostgresStore::summarize(ServiceId id, TimePoint from, TimePoint t
 }
 
 std::map<ServiceId, RollupSummary> PostgresStore::summarize_all(TimePoint from, TimePoint to) {
-  return guarded("summarize_all", [&] {
-    auto session = readers_.acquire();
-    Transaction txn(session->connection());
-    snapshot(*session);
-    auto all = postgres_rollups::summarize(*session, std::nullopt, ms(from), ms(to));
+  return reading("summarize_all", [&](Session& session) {
+    Transaction txn(session.connection());
+    snapshot(session);
+    auto all = postgres_rollups::summarize(session, std::nullopt, ms(from), ms(to));
     txn.commit();
     return all;
   });
@@ -320,20 +311,18 @@ std::vector<std::pair<TimePoint, RollupSummary>> PostgresStore::rollups(ServiceI
                                                                         RollupResolution resolution,
                                                                         TimePoint from,
                                                                         TimePoint to) {
-  return guarded("rollups", [&] {
-    auto session = readers_.acquire();
+  return reading("rollups", [&](Session& session) {
     std::vector<std::pair<TimePoint, RollupSummary>> out;
     for (auto& [bucket, summary] :
-         postgres_rollups::rows(*session, resolution, id, ms(from), ms(to)))
+         postgres_rollups::rows(session, resolution, id, ms(from), ms(to)))
       out.emplace_back(from_unix_ms(bucket), std::move(summary));
     return out;
   });
 }
 
 std::vector<Event> PostgresStore::events_overlapping(ServiceId id, TimePoint from, TimePoint to) {
-  return guarded("events_overlapping", [&] {
-    auto session = readers_.acquire();
-    const auto r = session->run(
+  return reading("events_overlapping", [&](Session& session) {
+    const auto r = session.run(
         "SELECT id, event, date_started, date_ended, created_at, updated_at"
         " FROM service_events WHERE service_id = $1 AND date_started < $3"
         " AND (date_ended IS NULL OR date_ended > $2) ORDER BY id",
@@ -354,51 +343,51 @@ std::pair<TimePoint, std::map<ServiceId, Value>> PostgresStore::recent(
     Unpack&& unpack) {
   using postgres_rollups::floor_to;
   const std::int64_t length = window.count();
-  return guarded(operation, [&]() -> std::pair<TimePoint, std::map<ServiceId, Value>> {
-    auto session = readers_.acquire();
-    Transaction txn(session->connection());
-    snapshot(*session);
-    if (length < kDayMs) {
-      auto out = read(*session, ms(now) - length, ms(now));
-      txn.commit();
-      return {now - window, std::move(out)};
-    }
-    const std::int64_t from = floor_to(ms(now) - length, kHourMs);
-    const std::int64_t current_hour = floor_to(ms(now), kHourMs);
-    // The previous hour stays live too: its last ticks may commit just after it ended.
-    const std::int64_t closed_to = std::max(from, current_hour - kHourMs);
-    std::lock_guard lock(recent_mutex_);
-    auto& cache = caches[length];
-    if (cache.from != from || cache.closed_to != closed_to) {
-      const std::int64_t days_from = floor_to(from, kDayMs) + (from % kDayMs == 0 ? 0 : kDayMs);
-      const std::int64_t days_to = std::max(days_from, floor_to(closed_to, kDayMs));
-      if (cache.days_from != days_from || cache.days_to != days_to) {
-        cache.days.clear();
-        for (const auto& [id, value] : read(*session, days_from, days_to))
-          cache.days.emplace_back(id, pack(value));
-        cache.days_from = days_from;
-        cache.days_to = days_to;
-      }
-      std::map<ServiceId, Value> closed;
-      for (const auto& [id, stored] : cache.days) closed.emplace(id, unpack(stored));
-      for (const auto& [a, b] : {std::pair{from, std::min(days_from, closed_to)},
-                                 std::pair{std::max(days_to, from), closed_to}}) {
-        if (a >= b) continue;
-        for (const auto& [id, value] : read(*session, a, b)) closed[id].merge(value);
-      }
-      cache.services.clear();
-      for (const auto& [id, value] : closed) cache.services.emplace_back(id, pack(value));
-      cache.from = from;
-      cache.closed_to = closed_to;
-    }
-    std::map<ServiceId, Value> out;
-    for (const auto& [id, stored] : cache.services) out.emplace(id, unpack(stored));
-    // Whole rows up to the end of the current hour: no tick is newer than now.
-    for (const auto& [id, value] : read(*session, closed_to, current_hour + kHourMs))
-      out[id].merge(value);
-    txn.commit();
-    return {from_unix_ms(from), std::move(out)};
-  });
+  return reading(
+      operation, [&](Session& session) -> std::pair<TimePoint, std::map<ServiceId, Value>> {
+        Transaction txn(session.connection());
+        snapshot(session);
+        if (length < kDayMs) {
+          auto out = read(session, ms(now) - length, ms(now));
+          txn.commit();
+          return {now - window, std::move(out)};
+        }
+        const std::int64_t from = floor_to(ms(now) - length, kHourMs);
+        const std::int64_t current_hour = floor_to(ms(now), kHourMs);
+        // The previous hour stays live too: its last ticks may commit just after it ended.
+        const std::int64_t closed_to = std::max(from, current_hour - kHourMs);
+        std::lock_guard lock(recent_mutex_);
+        auto& cache = caches[length];
+        if (cache.from != from || cache.closed_to != closed_to) {
+          const std::int64_t days_from = floor_to(from, kDayMs) + (from % kDayMs == 0 ? 0 : kDayMs);
+          const std::int64_t days_to = std::max(days_from, floor_to(closed_to, kDayMs));
+          if (cache.days_from != days_from || cache.days_to != days_to) {
+            cache.days.clear();
+            for (const auto& [id, value] : read(session, days_from, days_to))
+              cache.days.emplace_back(id, pack(value));
+            cache.days_from = days_from;
+            cache.days_to = days_to;
+          }
+          std::map<ServiceId, Value> closed;
+          for (const auto& [id, stored] : cache.days) closed.emplace(id, unpack(stored));
+          for (const auto& [a, b] : {std::pair{from, std::min(days_from, closed_to)},
+                                     std::pair{std::max(days_to, from), closed_to}}) {
+            if (a >= b) continue;
+            for (const auto& [id, value] : read(session, a, b)) closed[id].merge(value);
+          }
+          cache.services.clear();
+          for (const auto& [id, value] : closed) cache.services.emplace_back(id, pack(value));
+          cache.from = from;
+          cache.closed_to = closed_to;
+        }
+        std::map<ServiceId, Value> out;
+        for (const auto& [id, stored] : cache.services) out.emplace(id, unpack(stored));
+        // Whole rows up to the end of the current hour: no tick is newer than now.
+        for (const auto& [id, value] : read(session, closed_to, current_hour + kHourMs))
+          out[id].merge(value);
+        txn.commit();
+        return {from_unix_ms(from), std::move(out)};
+      });
 }
 
 }  // namespace vigil::postgres

@@ -173,6 +173,18 @@ Session& PostgresStore::writer() {
   return *write_session_;
 }
 
+Session& PostgresStore::begin_writing(std::optional<Transaction>& txn) {
+  Session* session = &writer();
+  try {
+    txn.emplace(session->connection());
+  } catch (const PgError&) {
+    if (session->ok()) throw;
+    session = &writer();
+    txn.emplace(session->connection());
+  }
+  return *session;
+}
+
 void PostgresStore::lock_services(Session& session) { session.exec(kServicesLock); }
 
 std::int64_t PostgresStore::next_revision(Session& session) {
@@ -210,8 +222,8 @@ SyncResult PostgresStore::sync_services(const std::vector<ServiceSpec>& specs, T
 
   std::lock_guard lock(write_mutex_);
   return guarded("sync_services", [&] {
-    Session& session = writer();
-    Transaction txn(session.connection());
+    std::optional<Transaction> txn;
+    Session& session = begin_writing(txn);
     lock_services(session);
     struct Stored {
       Service service;
@@ -264,7 +276,7 @@ SyncResult PostgresStore::sync_services(const std::vector<ServiceSpec>& specs, T
           {text(row.service.id), text(ms(now)), text(revision)});
       result.deactivated.push_back(row.service.spec.name);
     }
-    txn.commit();
+    txn->commit();
     return result;
   });
 }
@@ -272,8 +284,8 @@ SyncResult PostgresStore::sync_services(const std::vector<ServiceSpec>& specs, T
 Service PostgresStore::create_service(const ServiceSpec& spec, TimePoint now) {
   std::lock_guard lock(write_mutex_);
   return guarded("create_service", [&] {
-    Session& session = writer();
-    Transaction txn(session.connection());
+    std::optional<Transaction> txn;
+    Session& session = begin_writing(txn);
     lock_services(session);
     throw_if_name_taken(session, spec.name, std::nullopt);
     Params params{spec.name};
@@ -288,7 +300,7 @@ Service PostgresStore::create_service(const ServiceSpec& spec, TimePoint now) {
       throw_conflict(e, spec.name);
     }
     auto created = read_service_by_id(session, id, false);
-    txn.commit();
+    txn->commit();
     return *created;
   });
 }
@@ -297,8 +309,8 @@ std::optional<Service> PostgresStore::update_service(ServiceId id, const Service
                                                      TimePoint now) {
   std::lock_guard lock(write_mutex_);
   return guarded("update_service", [&]() -> std::optional<Service> {
-    Session& session = writer();
-    Transaction txn(session.connection());
+    std::optional<Transaction> txn;
+    Session& session = begin_writing(txn);
     lock_services(session);
     if (!read_service_by_id(session, id, true)) return std::nullopt;
     throw_if_name_taken(session, spec.name, id);
@@ -314,7 +326,7 @@ std::optional<Service> PostgresStore::update_service(ServiceId id, const Service
       throw_conflict(e, spec.name);
     }
     auto updated = read_service_by_id(session, id, false);
-    txn.commit();
+    txn->commit();
     return updated;
   });
 }
@@ -323,8 +335,8 @@ std::optional<Service> PostgresStore::edit_service(
     ServiceId id, const std::function<ServiceEdit(const Service&)>& edit, TimePoint now) {
   std::lock_guard lock(write_mutex_);
   return guarded("edit_service", [&]() -> std::optional<Service> {
-    Session& session = writer();
-    Transaction txn(session.connection());
+    std::optional<Transaction> txn;
+    Session& session = begin_writing(txn);
     lock_services(session);
     // FOR UPDATE: another process's edit of this row waits until this one commits, then reads
     // its result.
@@ -348,7 +360,7 @@ std::optional<Service> PostgresStore::edit_service(
       throw_conflict(e, edited.spec.name);
     }
     auto updated = read_service_by_id(session, id, false);
-    txn.commit();
+    txn->commit();
     return updated;
   });
 }
@@ -356,15 +368,15 @@ std::optional<Service> PostgresStore::edit_service(
 std::optional<Service> PostgresStore::set_service_active(ServiceId id, bool active, TimePoint now) {
   std::lock_guard lock(write_mutex_);
   return guarded("set_service_active", [&]() -> std::optional<Service> {
-    Session& session = writer();
-    Transaction txn(session.connection());
+    std::optional<Transaction> txn;
+    Session& session = begin_writing(txn);
     lock_services(session);
     const auto r =
         session.run("UPDATE services SET active = $2, revision = $3, updated_at = $4 WHERE id = $1",
                     {text(id), text(active), text(next_revision(session)), text(ms(now))});
     if (r.affected_rows() == 0) return std::nullopt;
     auto changed = read_service_by_id(session, id, false);
-    txn.commit();
+    txn->commit();
     return changed;
   });
 }
@@ -386,8 +398,8 @@ bool PostgresStore::purge_service(ServiceId id) {
   }
   std::lock_guard lock(write_mutex_);
   return guarded("purge_service", [&] {
-    Session& session = writer();
-    Transaction txn(session.connection());
+    std::optional<Transaction> txn;
+    Session& session = begin_writing(txn);
     lock_services(session);
     // Taken while the row still counts: once it is gone, the newest revision may be its own,
     // which a follower has already seen.
@@ -396,45 +408,40 @@ bool PostgresStore::purge_service(ServiceId id) {
       return false;
     session.run("INSERT INTO service_tombstones(revision, service_id) VALUES($1, $2)",
                 {text(revision), text(id)});
-    txn.commit();
+    txn->commit();
     return true;
   });
 }
 
 std::optional<Service> PostgresStore::find_by_push_token(const std::string& token) {
   if (token.empty()) return std::nullopt;
-  return guarded("find_by_push_token", [&]() -> std::optional<Service> {
-    auto session = readers_.acquire();
-    const auto r = session->run(std::string("SELECT ") + kServiceColumns +
-                                    " FROM services s WHERE s.push_token = $1 AND s.active",
-                                {token});
+  return reading("find_by_push_token", [&](Session& session) -> std::optional<Service> {
+    const auto r = session.run(std::string("SELECT ") + kServiceColumns +
+                                   " FROM services s WHERE s.push_token = $1 AND s.active",
+                               {token});
     if (r.rows() == 0) return std::nullopt;
     return read_service(r, 0, 0);
   });
 }
 
 std::int64_t PostgresStore::services_revision() {
-  return guarded("services_revision", [&] {
-    auto session = readers_.acquire();
-    return next_revision(*session) - 1;
-  });
+  return reading("services_revision", [&](Session& session) { return next_revision(session) - 1; });
 }
 
 ServiceChanges PostgresStore::service_changes(std::int64_t after_revision) {
-  return guarded("service_changes", [&] {
-    auto session = readers_.acquire();
+  return reading("service_changes", [&](Session& session) {
     // One snapshot for the three reads.
-    Transaction snapshot(session->connection());
-    session->exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+    Transaction snapshot(session.connection());
+    session.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
     ServiceChanges changes;
-    changes.revision = next_revision(*session) - 1;
+    changes.revision = next_revision(session) - 1;
     if (changes.revision <= after_revision) return changes;
-    const auto changed = session->run(std::string("SELECT ") + kServiceColumns +
-                                          " FROM services s WHERE s.revision > $1 ORDER BY s.id",
-                                      {text(after_revision)});
+    const auto changed = session.run(std::string("SELECT ") + kServiceColumns +
+                                         " FROM services s WHERE s.revision > $1 ORDER BY s.id",
+                                     {text(after_revision)});
     for (int row = 0; row < changed.rows(); ++row)
       changes.changed.push_back(read_service(changed, row, 0));
-    const auto purged = session->run(
+    const auto purged = session.run(
         "SELECT service_id FROM service_tombstones WHERE revision > $1 ORDER BY revision",
         {text(after_revision)});
     for (int row = 0; row < purged.rows(); ++row) changes.purged.push_back(int_at(purged, row, 0));
@@ -471,9 +478,8 @@ std::vector<std::pair<ServiceId, BeatReport>> PostgresStore::take_beats(std::siz
   if (max == 0) return beats;
   // Polled every half second by the runner process: a read first, so an empty queue never
   // takes the write lock.
-  const bool any = guarded("take_beats", [&] {
-    auto session = readers_.acquire();
-    return bool_at(session->run("SELECT EXISTS (SELECT 1 FROM pending_beats)"), 0, 0);
+  const bool any = reading("take_beats", [&](Session& session) {
+    return bool_at(session.run("SELECT EXISTS (SELECT 1 FROM pending_beats)"), 0, 0);
   });
   if (!any) return beats;
   std::lock_guard lock(write_mutex_);

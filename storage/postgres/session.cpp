@@ -37,6 +37,15 @@ SessionPool::Lease SessionPool::acquire() {
   return Lease(*this, std::make_unique<Session>(conninfo_));
 }
 
+void SessionPool::discard_idle() {
+  std::vector<std::unique_ptr<Session>> idle;
+  {
+    std::lock_guard lock(mutex_);
+    idle.swap(idle_);
+  }
+  // Closed outside the lock.
+}
+
 void SessionPool::give_back(std::unique_ptr<Session> session) {
   if (!session || !session->ok() || session->connection().in_transaction()) return;
   std::lock_guard lock(mutex_);

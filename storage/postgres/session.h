@@ -61,6 +61,9 @@ class SessionPool {
 
   // An idle Session, or a new one (PgError when the server cannot be reached).
   Lease acquire();
+  // Closes the idle Sessions: one was found lost, so the others (as old) likely are too, after a
+  // server restart.
+  void discard_idle();
 
  private:
   void give_back(std::unique_ptr<Session> session);

@@ -103,6 +103,15 @@ class PostgresStore final : public Store {
  private:
   // The write session, reconnected when the last one was lost. Needs write_mutex_.
   Session& writer();
+  // BEGIN on the write session, in `txn`. A session found lost at BEGIN (the server restarted,
+  // or ended it) is replaced and BEGIN tried once more: nothing of the transaction has run.
+  // Needs write_mutex_.
+  Session& begin_writing(std::optional<Transaction>& txn);
+  // Runs `body(session)` on a read session as guarded(operation, ...) does. When it fails
+  // because that session's connection was lost (an idle one the server ended), it runs once
+  // more on a new one: reads change nothing, so a second try is always safe.
+  template <typename Body>
+  auto reading(const char* operation, Body&& body) -> decltype(body(std::declval<Session&>()));
   // Services transactions take this advisory lock first, so two processes writing services
   // compute distinct revisions, as SQLite's IMMEDIATE transactions do. Needs a transaction.
   void lock_services(Session& session);
@@ -159,6 +168,22 @@ auto guarded(const char* operation, Body&& body) -> decltype(body()) {
   } catch (const nlohmann::json::exception& e) {
     throw StorageError(std::string("storage: ") + operation + ": bad JSON: " + e.what());
   }
+}
+
+template <typename Body>
+auto PostgresStore::reading(const char* operation, Body&& body)
+    -> decltype(body(std::declval<Session&>())) {
+  return guarded(operation, [&]() -> decltype(body(std::declval<Session&>())) {
+    for (int attempt = 0;; ++attempt) {
+      auto session = readers_.acquire();
+      try {
+        return body(*session);
+      } catch (const PgError&) {
+        if (attempt > 0 || session->ok()) throw;  // the server's answer, or a new session's
+        readers_.discard_idle();
+      }
+    }
+  });
 }
 
 // Columns s.id .. s.repeat_every_ms in the order read_service reads them.

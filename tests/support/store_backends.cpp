@@ -100,8 +100,9 @@ TestDatabase::TestDatabase(StoreBackend backend) : backend_(backend) {
   static std::atomic<int> counter{0};
   schema_ = "test_" + std::to_string(::getpid()) + "_" + std::to_string(++counter);
   administer("CREATE SCHEMA " + schema_);
+  // application_name: how a test finds its store's sessions in pg_stat_activity.
   location_ = shared_server().conninfo + " dbname=" + kPostgresTestDatabase +
-              " options='-c search_path=" + schema_ + "'";
+              " options='-c search_path=" + schema_ + "' application_name=" + schema_;
 }
 
 TestDatabase::~TestDatabase() {

@@ -62,7 +62,8 @@ class TestDatabase {
   std::int64_t count(const std::string& sql) const;
   // Runs `sql` (statements without results) on a connection of its own.
   void exec(const std::string& sql) const;
-  // The SQLite file, or the PostgreSQL conninfo (with its password: for tests only).
+  // The SQLite file, or the PostgreSQL conninfo (with its password: for tests only), whose
+  // sessions have the schema's name as application_name.
   const std::string& location() const { return location_; }
 
  private:
