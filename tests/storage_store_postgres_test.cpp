@@ -171,6 +171,23 @@ TEST_F(PostgresStore, RetentionDropsWholeDaysAndDeletesTheRestRowByRow) {
             10);
 }
 
+TEST_F(PostgresStore, ADayAnotherStoreDroppedIsMadeAgainForALateTick) {
+  const ServiceId id = store->create_service(probed("a"), from_unix_ms(0)).id;
+  const std::int64_t day = 20'000;
+  Metric metric;
+  store->apply(
+      {record_at(id, day * kDay + 1000, metric), record_at(id, day * kDay + 2000, metric)});
+  auto other = db->open();  // another process, running retention
+  const TimePoint cutoff = from_unix_ms((day + 1) * kDay);
+  ASSERT_EQ(other->delete_ticks_older_than(cutoff, cutoff, 100), 2u);
+  first_day = day;
+  last_day = day;
+  ASSERT_TRUE(partition_days().empty());
+  store->apply({record_at(id, day * kDay + 3000, metric)});  // late, but never lost
+  EXPECT_EQ(store->ticks(id, {}).size(), 1u);
+  EXPECT_EQ(partition_days().size(), 1u);
+}
+
 TEST_F(PostgresStore, ADayWithALoneTickStaysUntilTheLoneCutoff) {
   const ServiceId id = store->create_service(probed("a"), from_unix_ms(0)).id;
   const std::int64_t day = 20'000;

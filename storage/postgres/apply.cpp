@@ -86,7 +86,7 @@ void PostgresStore::apply(const std::vector<TickRecord>& batch) {
   std::unordered_set<ServiceId> gone;
   std::unordered_map<std::string, std::int64_t> new_regions;
   std::lock_guard lock(write_mutex_);
-  guarded("apply", [&] {
+  const auto write_batch = [&] {
     gone.clear();
     new_regions.clear();
     // Before the transaction: creating a partition locks the parent table, which readers of
@@ -264,6 +264,17 @@ void PostgresStore::apply(const std::vector<TickRecord>& batch) {
     txn->commit();
     rollup_writer_.committed();
     region_ids_.merge(new_regions);
+  };
+  guarded("apply", [&] {
+    try {
+      write_batch();
+    } catch (const PgError& e) {
+      // No partition for a tick (23514): another process's retention dropped one this store
+      // thought was there. Learn which exist and write the batch again (it was rolled back).
+      if (e.sqlstate() != "23514") throw;
+      partition_days_ = postgres_schema::partition_days(writer());
+      write_batch();
+    }
   });
   if (!gone.empty()) {
     std::size_t skipped = 0;
