@@ -5,13 +5,16 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "core/model.h"
+#include "storage/postgres/connection.h"
 #include "storage/postgres/postgres_store.h"
 #include "storage/postgres/schema.h"
+#include "storage/postgres/session.h"
 #include "storage/store.h"
 #include "support/store_backends.h"
 
@@ -242,6 +245,19 @@ TEST_F(PostgresStore, SessionsTheServerEndedAreReplacedAndNothingIsLost) {
   store->apply({record_at(id, 2000, metric)});  // on a new write session
   EXPECT_EQ(store->ticks(id, {}).size(), 2u);
   EXPECT_EQ(store->create_service(probed("b"), from_unix_ms(3000)).spec.name, "b");
+}
+
+TEST_F(PostgresStore, AReadStuckBehindALockFailsWithinItsTimeoutInsteadOfHanging) {
+  store->create_service(probed("a"), from_unix_ms(0));
+  // Another session holds services locked, as a stuck migration or operator would.
+  postgres::Connection other(db->location());
+  postgres::Transaction holding(other);
+  other.exec("LOCK TABLE services IN ACCESS EXCLUSIVE MODE");
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_THROW(store->list_services(), StorageError);
+  const auto waited = std::chrono::steady_clock::now() - started;
+  EXPECT_GE(waited, postgres::SessionPool::kStatementTimeout);
+  EXPECT_LT(waited, postgres::SessionPool::kStatementTimeout * 3);
 }
 
 }  // namespace

@@ -7,7 +7,11 @@
 
 namespace vigil::postgres {
 
-Session::Session(const std::string& conninfo) : connection_(conninfo) {
+Session::Session(const std::string& conninfo,
+                 std::optional<std::chrono::milliseconds> statement_timeout)
+    : connection_(conninfo) {
+  if (statement_timeout)
+    connection_.exec("SET statement_timeout = " + std::to_string(statement_timeout->count()));
   // Instants are int8 milliseconds, so no setting of the session changes a value; the float
   // output is exact (the default since PostgreSQL 12, set here so a server setting cannot change
   // it).
@@ -34,7 +38,7 @@ SessionPool::Lease SessionPool::acquire() {
     }
   }
   // Connected outside the lock: a slow server must not stall the readers that have a session.
-  return Lease(*this, std::make_unique<Session>(conninfo_));
+  return Lease(*this, std::make_unique<Session>(conninfo_, kStatementTimeout));
 }
 
 void SessionPool::discard_idle() {

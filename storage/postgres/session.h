@@ -6,6 +6,7 @@
 // thread, and each Lease is its holder's alone.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -22,7 +23,10 @@ namespace vigil::postgres {
 class Session {
  public:
   // Connects (PgError when it cannot) and sets what every statement of the store relies on.
-  explicit Session(const std::string& conninfo);
+  // With `statement_timeout`, the server cancels any statement of this session that runs (or
+  // waits for a lock) longer, and it fails with PgError (SQLSTATE 57014).
+  explicit Session(const std::string& conninfo,
+                   std::optional<std::chrono::milliseconds> statement_timeout = std::nullopt);
 
   // Runs `sql` ($1..$n bound to `params`) as a prepared statement, preparing it on this
   // connection the first time this text is seen. Throws PgError as Connection::exec_prepared.
@@ -38,9 +42,13 @@ class Session {
   std::unordered_map<std::string, std::string> prepared_;  // SQL text -> statement name
 };
 
-// Read Sessions, opened on demand and handed out one per caller; a lost one is not kept.
+// Read Sessions, opened on demand and handed out one per caller; a lost one is not kept. Each
+// has a statement timeout, so a stuck server fails a read (the API answers an error) instead of
+// holding its thread.
 class SessionPool {
  public:
+  static constexpr std::chrono::milliseconds kStatementTimeout{5000};
+
   explicit SessionPool(std::string conninfo, std::size_t max_idle = 8)
       : conninfo_(std::move(conninfo)), max_idle_(max_idle) {}
 
