@@ -463,7 +463,7 @@ Store::BeatQueued PostgresStore::enqueue_beat(ServiceId id, const BeatReport& be
       session.run(
           "INSERT INTO pending_beats(service_id, at, up, message, duration_ms)"
           " VALUES($1, $2, $3, $4, $5)",
-          {text(id), text(ms(beat.at)), text(beat.up), beat.message,
+          {text(id), text(ms(beat.at)), text(beat.up), without_nul(beat.message),
            beat.duration_ms ? Param(text(*beat.duration_ms)) : std::nullopt});
     } catch (const PgError& e) {
       if (e.sqlstate() == "23503") return BeatQueued::unknown_service;  // foreign key

@@ -101,6 +101,11 @@ bool null_at(const Result& result, int row, int column);
 // Raw bytes as a bytea parameter ("\x0a01").
 std::string bytea(std::string_view bytes);
 
+// `text` as a text value PostgreSQL accepts: its text type cannot hold the NUL character (valid
+// UTF-8, which SQLite keeps), so each is written as U+FFFD, the replacement character. Outside
+// text (a probe's error, a pushed message) with a NUL in it must not fail a batch forever.
+std::string without_nul(std::string text);
+
 // A one-dimensional array parameter ("{1,2,NULL}") for statements that take a whole batch as
 // arrays and unnest them, so a batch is one statement whatever its size.
 class ArrayText {
@@ -109,7 +114,7 @@ class ArrayText {
   void add(int value) { element(text(value)); }
   void add(double value) { element(text(value)); }
   void add(bool value) { element(text(value)); }
-  // A text element, quoted and escaped; nullopt is NULL.
+  // A text element, quoted and escaped, without_nul; nullopt is NULL.
   void add(const std::optional<std::string>& value);
   void add_null() { element("NULL"); }
   std::string str() const { return text_ + "}"; }
