@@ -1,7 +1,7 @@
-// Service management in storage, against real SQLite files: migration 2 from a
-// version-1 database, API-owned services beside file ones, push tokens, filters and pages,
-// purge (with ticks still on their way), the change feed a runner process follows, queued beats
-// and retention.
+// Service management in storage, against real databases of every backend: migration 2 from a
+// version-1 database (SQLite only), API-owned services beside file ones, push tokens, filters and
+// pages, purge (with ticks still on their way), the change feed a runner process follows, queued
+// beats and retention.
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
@@ -21,6 +21,7 @@
 #include "storage/sqlite_schema.h"
 #include "storage/store.h"
 #include "storage/writer.h"
+#include "support/store_backends.h"
 #include "support/target_server.h"
 
 namespace vigil {
@@ -73,11 +74,19 @@ bool base64url(const std::string& token) {
   return true;
 }
 
-struct StoreFixture : ::testing::Test {
-  TempDir dir;
-  std::string path = dir.file("vigil.db");
-  std::unique_ptr<Store> store = open_sqlite_store(path);
+// Each test on every backend, on a database of its own.
+struct StoreFixture : ::testing::TestWithParam<test::StoreBackend> {
+  void SetUp() override {
+    if (auto reason = test::unavailable(GetParam())) GTEST_SKIP() << *reason;
+    db = std::make_unique<test::TestDatabase>(GetParam());
+    store = db->open();
+  }
+  std::int64_t count(const std::string& sql) const { return db->count(sql); }
+
+  std::unique_ptr<test::TestDatabase> db;
+  std::unique_ptr<Store> store;
 };
+INSTANTIATE_TEST_SUITE_P(Backends, StoreFixture, test::kStoreBackends, test::backend_name);
 
 // The version-1 schema, exactly as migration 1 created it (migrations are append-only).
 constexpr const char* kVersion1Schema = R"sql(
@@ -155,7 +164,7 @@ TEST(StorageManagement, MigrationTwoKeepsVersionOneDataAndAddsDefaults) {
   EXPECT_TRUE(sync.updated.empty());
 }
 
-TEST_F(StoreFixture, CreatedServicesAreOwnedByTheApiAndHeartbeatsGetAPushToken) {
+TEST_P(StoreFixture, CreatedServicesAreOwnedByTheApiAndHeartbeatsGetAPushToken) {
   ServiceSpec spec = heartbeat("backup");
   spec.team = "ops";
   spec.tags = {"cron", "nightly"};
@@ -188,7 +197,7 @@ TEST_F(StoreFixture, CreatedServicesAreOwnedByTheApiAndHeartbeatsGetAPushToken) 
   EXPECT_FALSE(store->find_by_push_token(created.push_token));
 }
 
-TEST_F(StoreFixture, DuplicateNamesAreConflictsWhateverTheSourceOrState) {
+TEST_P(StoreFixture, DuplicateNamesAreConflictsWhateverTheSourceOrState) {
   store->sync_services({probed("from-file")}, at(1000));
   const Service api = store->create_service(probed("from-api"), at(1000));
   EXPECT_THROW(store->create_service(probed("from-file"), at(2000)), ConflictError);
@@ -205,10 +214,10 @@ TEST_F(StoreFixture, DuplicateNamesAreConflictsWhateverTheSourceOrState) {
   }
   const Service other = store->create_service(probed("other"), at(3000));
   EXPECT_THROW(store->update_service(other.id, probed("from-file"), at(4000)), ConflictError);
-  EXPECT_EQ(count(path, "SELECT COUNT(*) FROM services"), 3);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM services"), 3);
 }
 
-TEST_F(StoreFixture, UpdateKeepsTheTokenAndIdentityAndAKindChangeGivesOrTakesIt) {
+TEST_P(StoreFixture, UpdateKeepsTheTokenAndIdentityAndAKindChangeGivesOrTakesIt) {
   const Service beat = store->create_service(heartbeat("job"), at(1000));
   ServiceSpec changed = beat.spec;
   changed.interval = Millis(120'000);
@@ -232,7 +241,7 @@ TEST_F(StoreFixture, UpdateKeepsTheTokenAndIdentityAndAKindChangeGivesOrTakesIt)
   EXPECT_FALSE(store->purge_service(beat.id + 100));
 }
 
-TEST_F(StoreFixture, FileSyncNeverTouchesApiServicesAndFileHeartbeatsGetTokens) {
+TEST_P(StoreFixture, FileSyncNeverTouchesApiServicesAndFileHeartbeatsGetTokens) {
   const Service api = store->create_service(probed("api-owned"), at(1000));
   // A file that also names the API service, then a file without it.
   SyncResult sync = store->sync_services({probed("api-owned"), heartbeat("file-beat")}, at(2000));
@@ -257,7 +266,7 @@ TEST_F(StoreFixture, FileSyncNeverTouchesApiServicesAndFileHeartbeatsGetTokens) 
   EXPECT_EQ(store->get_service(views[0].service.id)->service.push_token, token);
 }
 
-TEST_F(StoreFixture, ListFiltersCombineAndPage) {
+TEST_P(StoreFixture, ListFiltersCombineAndPage) {
   auto make = [&](const std::string& name, const std::string& team, std::vector<std::string> tags,
                   bool muted, std::optional<TimePoint> until, bool beat = false) {
     ServiceSpec spec = beat ? heartbeat(name) : probed(name);
@@ -304,7 +313,7 @@ TEST_F(StoreFixture, ListFiltersCombineAndPage) {
 
 // list_services reads its rows through SQLite's C API (for speed), get_service through
 // SQLiteCpp: both must give the same service, every field, NULLs and empty arrays included.
-TEST_F(StoreFixture, ListedServicesReadEveryFieldAsGetServiceDoes) {
+TEST_P(StoreFixture, ListedServicesReadEveryFieldAsGetServiceDoes) {
   ServiceSpec full = heartbeat("full \"quoted\" caf\u00e9");
   full.headers = {{"X-B", "2"}, {"Accept", "*/*"}};
   full.expected_status = {{200, 299}, {404, 404}};
@@ -361,12 +370,9 @@ TEST_F(StoreFixture, ListedServicesReadEveryFieldAsGetServiceDoes) {
 }
 
 // A failing read through the C API surfaces as the store's StorageError, naming the operation.
-TEST_F(StoreFixture, ListServicesReportsASqliteErrorAsStorageError) {
+TEST_P(StoreFixture, ListServicesReportsASqliteErrorAsStorageError) {
   store->create_service(probed("a"), at(1000));
-  {
-    SQLite::Database db(path, SQLite::OPEN_READWRITE);
-    db.exec("ALTER TABLE service_metrics RENAME TO service_metrics_gone");
-  }
+  db->exec("ALTER TABLE service_metrics RENAME TO service_metrics_gone");
   try {
     store->list_services();
     FAIL() << "list_services read a database without service_metrics";
@@ -375,7 +381,7 @@ TEST_F(StoreFixture, ListServicesReportsASqliteErrorAsStorageError) {
   }
 }
 
-TEST_F(StoreFixture, PurgeDeletesHistoryAndLaterTicksOfItAreSkippedNotFatal) {
+TEST_P(StoreFixture, PurgeDeletesHistoryAndLaterTicksOfItAreSkippedNotFatal) {
   const ServiceId keep = store->create_service(probed("keep"), at(0)).id;
   const ServiceId gone = store->create_service(probed("gone"), at(0)).id;
   Metric mk, mg;
@@ -388,15 +394,12 @@ TEST_F(StoreFixture, PurgeDeletesHistoryAndLaterTicksOfItAreSkippedNotFatal) {
   store->apply({tick(keep, 1000, true, mk, EventKind::uptime)});
   ASSERT_TRUE(store->purge_service(gone));
   EXPECT_FALSE(store->get_service(gone));
-  EXPECT_EQ(
-      count(path, "SELECT COUNT(*) FROM service_ticks WHERE service_id = " + std::to_string(gone)),
-      0);
-  EXPECT_EQ(
-      count(path, "SELECT COUNT(*) FROM service_events WHERE service_id = " + std::to_string(gone)),
-      0);
-  EXPECT_EQ(count(path, "SELECT COUNT(*) FROM service_metrics WHERE service_id = " +
-                            std::to_string(gone)),
+  EXPECT_EQ(count("SELECT COUNT(*) FROM service_ticks WHERE service_id = " + std::to_string(gone)),
             0);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM service_events WHERE service_id = " + std::to_string(gone)),
+            0);
+  EXPECT_EQ(
+      count("SELECT COUNT(*) FROM service_metrics WHERE service_id = " + std::to_string(gone)), 0);
   EXPECT_FALSE(store->purge_service(gone));
 
   // Ticks the runner produced before the purge reach apply() after it, mixed with others.
@@ -405,10 +408,10 @@ TEST_F(StoreFixture, PurgeDeletesHistoryAndLaterTicksOfItAreSkippedNotFatal) {
   const auto kept = store->get_service(keep);
   EXPECT_EQ(kept->metric.tick_count, 2);
   EXPECT_EQ(kept->open_event->kind, EventKind::downtime);
-  EXPECT_EQ(count(path, "SELECT COUNT(*) FROM service_ticks"), 2);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM service_ticks"), 2);
 }
 
-TEST_F(StoreFixture, APurgedServicesIdIsNeverGivenAgain) {
+TEST_P(StoreFixture, APurgedServicesIdIsNeverGivenAgain) {
   store->create_service(probed("first"), at(0));
   const ServiceId gone = store->create_service(probed("gone"), at(0)).id;  // the highest id
   ASSERT_TRUE(store->purge_service(gone));
@@ -419,11 +422,11 @@ TEST_F(StoreFixture, APurgedServicesIdIsNeverGivenAgain) {
   // A tick of the purged service that was still on its way is skipped, not given to another.
   Metric metric;
   store->apply({tick(gone, 1000, true, metric, EventKind::uptime)});
-  EXPECT_EQ(count(path, "SELECT COUNT(*) FROM service_ticks"), 0);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM service_ticks"), 0);
   EXPECT_EQ(store->get_service(api)->metric.tick_count, 0);
 }
 
-TEST_F(StoreFixture, TheWriterSurvivesTicksOfAServicePurgedWhileTheyWereQueued) {
+TEST_P(StoreFixture, TheWriterSurvivesTicksOfAServicePurgedWhileTheyWereQueued) {
   prometheus::Registry registry;
   const ServiceId keep = store->create_service(probed("keep"), at(0)).id;
   const ServiceId gone = store->create_service(probed("gone"), at(0)).id;
@@ -440,7 +443,7 @@ TEST_F(StoreFixture, TheWriterSurvivesTicksOfAServicePurgedWhileTheyWereQueued) 
   EXPECT_EQ(store->get_service(keep)->metric.tick_count, 2);
 }
 
-TEST_F(StoreFixture, ChangesAfterARevisionIncludeWritesPurgesAndFileSyncs) {
+TEST_P(StoreFixture, ChangesAfterARevisionIncludeWritesPurgesAndFileSyncs) {
   const std::int64_t start = store->services_revision();
   const Service a = store->create_service(probed("a"), at(1000));
   const Service b = store->create_service(probed("b"), at(1000));
@@ -467,7 +470,7 @@ TEST_F(StoreFixture, ChangesAfterARevisionIncludeWritesPurgesAndFileSyncs) {
   EXPECT_EQ(store->services_revision(), changes.revision);
 }
 
-TEST_F(StoreFixture, PurgingTheServiceWrittenLastReachesAFollower) {
+TEST_P(StoreFixture, PurgingTheServiceWrittenLastReachesAFollower) {
   const Service only = store->create_service(probed("only"), at(1000));
   const std::int64_t seen = store->services_revision();  // a follower saw the create
   ASSERT_TRUE(store->purge_service(only.id));
@@ -478,7 +481,7 @@ TEST_F(StoreFixture, PurgingTheServiceWrittenLastReachesAFollower) {
   EXPECT_EQ(changes.changed[0].spec.name, "next");
 }
 
-TEST_F(StoreFixture, PushTokensNeverStartWithADash) {
+TEST_P(StoreFixture, PushTokensNeverStartWithADash) {
   // A command line would take such a token for an option. 1 token in 64 would, by chance: with
   // 300 of them, the chance that none does is under 1 %.
   for (int i = 0; i < 300; ++i) {
@@ -488,7 +491,7 @@ TEST_F(StoreFixture, PushTokensNeverStartWithADash) {
   }
 }
 
-TEST_F(StoreFixture, QueuedBeatsAreTakenOnceInOrder) {
+TEST_P(StoreFixture, QueuedBeatsAreTakenOnceInOrder) {
   const ServiceId id = store->create_service(heartbeat("job"), at(0)).id;
   EXPECT_TRUE(store->take_beats(10).empty());
   using Queued = Store::BeatQueued;
@@ -515,20 +518,12 @@ TEST_F(StoreFixture, QueuedBeatsAreTakenOnceInOrder) {
             Queued::unknown_service);
 }
 
-TEST_F(StoreFixture, TheBeatQueueIsBoundedWhenNoRunnerTakesBeats) {
+TEST_P(StoreFixture, TheBeatQueueIsBoundedWhenNoRunnerTakesBeats) {
   const ServiceId id = store->create_service(heartbeat("job"), at(0)).id;
-  {
-    // As if a runner process had been away for a long time.
-    SQLite::Database db(path, SQLite::OPEN_READWRITE);
-    SQLite::Statement fill(db,
-                           "INSERT INTO pending_beats(id, service_id, at, up) VALUES(?, ?, 0, 1)");
-    for (std::int64_t i : {std::int64_t{1}, Store::kMaxPendingBeats}) {
-      fill.bind(1, i);
-      fill.bind(2, id);
-      fill.exec();
-      fill.reset();
-    }
-  }
+  // As if a runner process had been away for a long time.
+  for (std::int64_t i : {std::int64_t{1}, Store::kMaxPendingBeats})
+    db->exec("INSERT INTO pending_beats(id, service_id, at, up) VALUES(" + std::to_string(i) +
+             ", " + std::to_string(id) + ", 0, true)");
   EXPECT_EQ(store->enqueue_beat(id, BeatReport{at(1), true, "", std::nullopt}),
             Store::BeatQueued::full);
   store->take_beats(1);  // the oldest goes: room again
@@ -536,7 +531,7 @@ TEST_F(StoreFixture, TheBeatQueueIsBoundedWhenNoRunnerTakesBeats) {
             Store::BeatQueued::queued);
 }
 
-TEST_F(StoreFixture, HeartbeatRuntimeKnowsItsLastReportBehindMissedTicks) {
+TEST_P(StoreFixture, HeartbeatRuntimeKnowsItsLastReportBehindMissedTicks) {
   const ServiceId id = store->create_service(heartbeat("job"), at(0)).id;
   Metric metric;
   TickRecord report = tick(id, 1000, true, metric, EventKind::uptime);
@@ -556,7 +551,7 @@ TEST_F(StoreFixture, HeartbeatRuntimeKnowsItsLastReportBehindMissedTicks) {
   EXPECT_EQ(store->load_runtime().at(id).last_beat_at, at(4000));
 }
 
-TEST_F(StoreFixture, RetentionDeletesOnlyOldTicksInBatchesAndKeepsMetricsAndEvents) {
+TEST_P(StoreFixture, RetentionDeletesOnlyOldTicksInBatchesAndKeepsMetricsAndEvents) {
   const ServiceId a = store->create_service(probed("a"), at(0)).id;
   const ServiceId b = store->create_service(probed("b"), at(0)).id;
   Metric ma, mb;
@@ -575,15 +570,15 @@ TEST_F(StoreFixture, RetentionDeletesOnlyOldTicksInBatchesAndKeepsMetricsAndEven
   EXPECT_EQ(store->delete_ticks_older_than(at(10'000), std::nullopt, 8), 8u);
   EXPECT_EQ(store->delete_ticks_older_than(at(10'000), std::nullopt, 8), 4u);
   EXPECT_EQ(store->delete_ticks_older_than(at(10'000), std::nullopt, 8), 0u);
-  EXPECT_EQ(count(path, "SELECT COUNT(*) FROM service_ticks"), 30);
-  EXPECT_EQ(count(path, "SELECT COUNT(*) FROM service_ticks WHERE ts < 10000"), 0);
-  EXPECT_EQ(count(path, "SELECT MIN(ts) FROM service_ticks"), 10'000);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM service_ticks"), 30);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM service_ticks WHERE ts < 10000"), 0);
+  EXPECT_EQ(count("SELECT MIN(ts) FROM service_ticks"), 10'000);
   EXPECT_EQ(store->get_service(a)->metric.tick_count, 25);
   EXPECT_EQ(store->get_service(b)->metric.tick_count, 25);
   EXPECT_EQ(store->events(b, 10, std::nullopt).size(), 2u);
 }
 
-TEST_F(StoreFixture, RetentionCleanerRunsAtStartAndLeavesRecentTicks) {
+TEST_P(StoreFixture, RetentionCleanerRunsAtStartAndLeavesRecentTicks) {
   const ServiceId id = store->create_service(probed("a"), at(0)).id;
   Metric metric;
   const std::int64_t now = to_unix_ms(now_ms());
@@ -598,22 +593,22 @@ TEST_F(StoreFixture, RetentionCleanerRunsAtStartAndLeavesRecentTicks) {
       *store, RetentionOptions{
                   .retention = Millis(30 * day), .interval = Millis(3'600'000), .batch_size = 7});
   const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (count(path, "SELECT COUNT(*) FROM service_ticks") > 5 &&
+  while (count("SELECT COUNT(*) FROM service_ticks") > 5 &&
          std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(10ms);
   cleaner.stop();
-  EXPECT_EQ(count(path, "SELECT COUNT(*) FROM service_ticks"), 5);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM service_ticks"), 5);
   EXPECT_EQ(store->get_service(id)->metric.tick_count, 55);
 }
 
-TEST_F(StoreFixture, ZeroRetentionKeepsEverything) {
+TEST_P(StoreFixture, ZeroRetentionKeepsEverything) {
   const ServiceId id = store->create_service(probed("a"), at(0)).id;
   Metric metric;
   store->apply({tick(id, 1000, true, metric, EventKind::uptime)});
   RetentionCleaner cleaner(*store, RetentionOptions{.retention = Millis(0)});
   std::this_thread::sleep_for(100ms);
   cleaner.stop();
-  EXPECT_EQ(count(path, "SELECT COUNT(*) FROM service_ticks"), 1);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM service_ticks"), 1);
 }
 
 // Collects what a ChangeFeed delivers, from its thread.
@@ -640,12 +635,12 @@ struct FeedLog {
   }
 };
 
-TEST_F(StoreFixture, ChangeFeedFollowsAnotherProcessWritesAndBeats) {
+TEST_P(StoreFixture, ChangeFeedFollowsAnotherProcessWritesAndBeats) {
   const ServiceId before = store->create_service(probed("before"), at(0)).id;
   FeedLog log;
   ChangeFeed feed(*store, store->services_revision(), log.handlers(), 50ms);
   // Another process: its own connection to the same file.
-  auto other = open_sqlite_store(path);
+  auto other = db->open();
   const Service beat = other->create_service(heartbeat("job"), at(1000));
   ASSERT_TRUE(log.wait([&] { return !log.changed.empty(); }));
   ASSERT_EQ(other->enqueue_beat(beat.id, BeatReport{at(2000), true, "ok", 3.0}),

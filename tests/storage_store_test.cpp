@@ -1,5 +1,6 @@
-// SqliteStore against real database files in a temporary directory. Checks from "outside" use a
-// second, plain SQLite connection, the way an operator's sqlite3 shell would see the file.
+// The Store against real databases: the contract's tests on every backend (a SQLite file in a
+// temporary directory, a fresh PostgreSQL database), the SQLite file's own tests on SQLite.
+// Checks from "outside" use a connection of their own, the way an operator's shell would.
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <gtest/gtest.h>
 
@@ -15,6 +16,7 @@
 #include "core/model.h"
 #include "storage/sqlite_schema.h"
 #include "storage/store.h"
+#include "support/store_backends.h"
 #include "support/target_server.h"
 
 namespace vigil {
@@ -85,6 +87,22 @@ ServiceId id_of(Store& store, const std::string& name) {
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
+
+// The tests of the Store contract, run on every backend: each on a database of its own.
+class StorageStoreOnBackend : public ::testing::TestWithParam<test::StoreBackend> {
+ protected:
+  void SetUp() override {
+    if (auto reason = test::unavailable(GetParam())) GTEST_SKIP() << *reason;
+    db = std::make_unique<test::TestDatabase>(GetParam());
+  }
+  std::unique_ptr<Store> open_store() const { return db->open(); }
+  std::int64_t count(const std::string& sql) const { return db->count(sql); }
+
+  std::unique_ptr<test::TestDatabase> db;
+};
+INSTANTIATE_TEST_SUITE_P(Backends, StorageStoreOnBackend, test::kStoreBackends, test::backend_name);
+
+// ---- SQLite only: the file, its schema objects, WAL and the locks of other processes ----
 
 TEST(StorageStore, MigrationsCreateTheSchemaAndReopeningChangesNothing) {
   TempDir dir;
@@ -189,9 +207,8 @@ TEST(StorageStore, ConnectionsOpeningAFreshDatabaseAtOnceAllSucceed) {
   }
 }
 
-TEST(StorageStore, SyncInsertsUpdatesDeactivatesAndReactivatesByNameKeepingHistory) {
-  TempDir dir;
-  auto store = open_sqlite_store(dir.file("vigil.db"));
+TEST_P(StorageStoreOnBackend, SyncInsertsUpdatesDeactivatesAndReactivatesByNameKeepingHistory) {
+  auto store = open_store();
 
   auto result = store->sync_services({make_spec("a"), make_spec("b")}, at(1000));
   EXPECT_EQ(result.inserted, (std::vector<std::string>{"a", "b"}));
@@ -239,16 +256,11 @@ TEST(StorageStore, SyncInsertsUpdatesDeactivatesAndReactivatesByNameKeepingHisto
   EXPECT_EQ(store->active_services().size(), 2u);
 }
 
-TEST(StorageStore, SyncOnlyTouchesServicesFromTheFile) {
-  TempDir dir;
-  const auto path = dir.file("vigil.db");
-  auto store = open_sqlite_store(path);
-  {
-    SQLite::Database db(path, SQLite::OPEN_READWRITE);
-    db.exec(
-        "INSERT INTO services(name, url, interval_ms, timeout_ms, method, source, created_at,"
-        " updated_at) VALUES('from-api', 'http://api.test/', 1000, 1000, 'GET', 'api', 1, 1)");
-  }
+TEST_P(StorageStoreOnBackend, SyncOnlyTouchesServicesFromTheFile) {
+  auto store = open_store();
+  db->exec(
+      "INSERT INTO services(id, name, url, interval_ms, timeout_ms, method, source, created_at,"
+      " updated_at) VALUES(1, 'from-api', 'http://api.test/', 1000, 1000, 'GET', 'api', 1, 1)");
   auto result = store->sync_services({make_spec("from-api", "http://file.test/")}, at(1000));
   EXPECT_TRUE(result.inserted.empty() && result.updated.empty() && result.deactivated.empty());
   result = store->sync_services({}, at(2000));
@@ -258,17 +270,15 @@ TEST(StorageStore, SyncOnlyTouchesServicesFromTheFile) {
   EXPECT_EQ(active[0].spec.url, "http://api.test/");
 }
 
-TEST(StorageStore, SyncRefusesDuplicateNamesAndWritesNothing) {
-  TempDir dir;
-  auto store = open_sqlite_store(dir.file("vigil.db"));
+TEST_P(StorageStoreOnBackend, SyncRefusesDuplicateNamesAndWritesNothing) {
+  auto store = open_store();
   EXPECT_THROW(store->sync_services({make_spec("a"), make_spec("b"), make_spec("a")}, at(1)),
                StorageError);
   EXPECT_TRUE(store->active_services().empty());
 }
 
-TEST(StorageStore, SpecFieldsRoundTripExactly) {
-  TempDir dir;
-  auto store = open_sqlite_store(dir.file("vigil.db"));
+TEST_P(StorageStoreOnBackend, SpecFieldsRoundTripExactly) {
+  auto store = open_store();
   ServiceSpec spec = make_spec("api");
   spec.interval = 2500ms;
   spec.timeout = 750ms;
@@ -287,10 +297,8 @@ TEST(StorageStore, SpecFieldsRoundTripExactly) {
   EXPECT_TRUE(result.updated.empty());
 }
 
-TEST(StorageStore, HostileTextIsStoredVerbatim) {
-  TempDir dir;
-  const auto path = dir.file("vigil.db");
-  auto store = open_sqlite_store(path);
+TEST_P(StorageStoreOnBackend, HostileTextIsStoredVerbatim) {
+  auto store = open_store();
   ServiceSpec spec = make_spec("'; DROP TABLE services; --", "http://x.test/?q=' OR 1=1 --");
   spec.method = "GET\"";
   spec.headers = {{"X-Evil", "\"); DELETE FROM services; --"}, {"X-Ünïcode", "grüße ✓ \\n"}};
@@ -299,7 +307,7 @@ TEST(StorageStore, HostileTextIsStoredVerbatim) {
   auto active = store->active_services();
   ASSERT_EQ(active.size(), 1u);
   EXPECT_EQ(active[0].spec, spec);
-  EXPECT_EQ(count(path, "SELECT COUNT(*) FROM services"), 1);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM services"), 1);
 
   Prober probe{active[0].id, {}, {}};
   auto record = probe.next(false, at(10));
@@ -312,10 +320,9 @@ TEST(StorageStore, HostileTextIsStoredVerbatim) {
   EXPECT_EQ(ticks[0].region, record.tick.region);
 }
 
-void expect_up_up_down_down_up(const std::vector<std::size_t>& batch_sizes) {
-  TempDir dir;
-  const auto path = dir.file("vigil.db");
-  auto store = open_sqlite_store(path);
+void expect_up_up_down_down_up(const test::TestDatabase& db,
+                               const std::vector<std::size_t>& batch_sizes) {
+  auto store = db.open();
   store->sync_services({make_spec("svc")}, at(0));
   const ServiceId id = id_of(*store, "svc");
 
@@ -356,22 +363,20 @@ void expect_up_up_down_down_up(const std::vector<std::size_t>& batch_sizes) {
   EXPECT_DOUBLE_EQ(view->metric.uptime_percent, 60.0);
   ASSERT_TRUE(view->open_event);
   EXPECT_EQ(view->open_event->id, events[0].id);
-  EXPECT_EQ(count(path, "SELECT COUNT(*) FROM service_ticks"), 5);
-  EXPECT_EQ(count(path, "SELECT SUM(up) FROM service_ticks"), 3);
+  EXPECT_EQ(db.count("SELECT COUNT(*) FROM service_ticks"), 5);
+  EXPECT_EQ(db.count("SELECT COUNT(*) FROM service_ticks WHERE up"), 3);
 }
 
-TEST(StorageStore, UpUpDownDownUpInOneBatchGivesTwoClosedEventsAndOneOpen) {
-  expect_up_up_down_down_up({5});
+TEST_P(StorageStoreOnBackend, UpUpDownDownUpInOneBatchGivesTwoClosedEventsAndOneOpen) {
+  expect_up_up_down_down_up(*db, {5});
 }
 
-TEST(StorageStore, UpUpDownDownUpAcrossBatchesGivesTwoClosedEventsAndOneOpen) {
-  expect_up_up_down_down_up({1, 2, 1, 1});
+TEST_P(StorageStoreOnBackend, UpUpDownDownUpAcrossBatchesGivesTwoClosedEventsAndOneOpen) {
+  expect_up_up_down_down_up(*db, {1, 2, 1, 1});
 }
 
-TEST(StorageStore, EveryProbedServiceHasExactlyOneOpenEvent) {
-  TempDir dir;
-  const auto path = dir.file("vigil.db");
-  auto store = open_sqlite_store(path);
+TEST_P(StorageStoreOnBackend, EveryProbedServiceHasExactlyOneOpenEvent) {
+  auto store = open_store();
   std::vector<ServiceSpec> specs;
   for (int i = 0; i < 5; ++i) specs.push_back(make_spec("svc" + std::to_string(i)));
   store->sync_services(specs, at(0));
@@ -386,26 +391,23 @@ TEST(StorageStore, EveryProbedServiceHasExactlyOneOpenEvent) {
       records.push_back(probe.next((batch * 7 + i * 3) % 4 != 0, at(ts++)));
     }
     store->apply(records);
-    EXPECT_EQ(count(path, "SELECT COUNT(*) FROM service_events WHERE date_ended IS NULL"), 5);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM service_events WHERE date_ended IS NULL"), 5);
   }
-  EXPECT_EQ(count(path,
-                  "SELECT COUNT(*) FROM (SELECT service_id FROM service_events"
-                  " WHERE date_ended IS NULL GROUP BY service_id HAVING COUNT(*) <> 1)"),
-            0);
-  EXPECT_GT(count(path, "SELECT COUNT(*) FROM service_events"), 10);
+  EXPECT_EQ(
+      count("SELECT COUNT(*) FROM (SELECT service_id FROM service_events"
+            " WHERE date_ended IS NULL GROUP BY service_id HAVING COUNT(*) <> 1) AS open_events"),
+      0);
+  EXPECT_GT(count("SELECT COUNT(*) FROM service_events"), 10);
 
   // The database itself refuses a second open event, whoever writes it.
-  SQLite::Database db(path, SQLite::OPEN_READWRITE);
-  EXPECT_THROW(db.exec("INSERT INTO service_events(service_id, event, date_started, created_at,"
-                       " updated_at) VALUES(" +
-                       std::to_string(probes[0].id) + ", 'uptime', 1, 1, 1)"),
-               SQLite::Exception);
+  EXPECT_ANY_THROW(
+      db->exec("INSERT INTO service_events(service_id, event, date_started,"
+               " created_at, updated_at) VALUES(" +
+               std::to_string(probes[0].id) + ", 'uptime', 1, 1, 1)"));
 }
 
-TEST(StorageStore, AFailingBatchLeavesNothingHalfWritten) {
-  TempDir dir;
-  const auto path = dir.file("vigil.db");
-  auto store = open_sqlite_store(path);
+TEST_P(StorageStoreOnBackend, AFailingBatchLeavesNothingHalfWritten) {
+  auto store = open_store();
   store->sync_services({make_spec("svc")}, at(0));
   const ServiceId id = id_of(*store, "svc");
   Prober probe{id, {}, {}};
@@ -415,19 +417,24 @@ TEST(StorageStore, AFailingBatchLeavesNothingHalfWritten) {
 
   // A status change (closes an event, opens one, moves the metric), then a tick the database
   // refuses (a trigger stands in for a full disk): the last statement of the batch fails.
-  {
-    SQLite::Database db(path, SQLite::OPEN_READWRITE);
-    db.exec(
+  if (GetParam() == test::StoreBackend::sqlite) {
+    db->exec(
         "CREATE TRIGGER refuse_4500 BEFORE INSERT ON service_ticks WHEN NEW.ts = 4500"
         " BEGIN SELECT RAISE(ABORT, 'injected failure'); END");
+  } else {
+    db->exec(
+        "CREATE FUNCTION refuse_4500() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF NEW.ts = 4500 THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$;"
+        " CREATE TRIGGER refuse_4500 BEFORE INSERT ON service_ticks FOR EACH ROW"
+        " EXECUTE FUNCTION refuse_4500()");
   }
   Prober failing = probe;
   std::vector<TickRecord> batch{failing.next(false, at(3000)), failing.next(false, at(4000))};
   batch.push_back(failing.next(false, at(4500)));
   EXPECT_THROW(store->apply(batch), StorageError);
 
-  EXPECT_EQ(count(path, "SELECT COUNT(*) FROM service_ticks"), 2);
-  EXPECT_EQ(count(path, "SELECT COUNT(*) FROM service_metrics"), 1);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM service_ticks"), 2);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM service_metrics"), 1);
   const auto events_after = store->events(id, 10, std::nullopt);
   ASSERT_EQ(events_after.size(), events_before.size());
   EXPECT_FALSE(events_after[0].date_ended);
@@ -438,13 +445,12 @@ TEST(StorageStore, AFailingBatchLeavesNothingHalfWritten) {
   // The write connection is healthy afterwards: the same records without the refused one commit.
   batch.pop_back();
   store->apply(batch);
-  EXPECT_EQ(count(path, "SELECT COUNT(*) FROM service_ticks"), 4);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM service_ticks"), 4);
   EXPECT_EQ(store->get_service(id)->open_event->kind, EventKind::downtime);
 }
 
-TEST(StorageStore, ListServicesShowsMetricAndOpenEventOfActiveServices) {
-  TempDir dir;
-  auto store = open_sqlite_store(dir.file("vigil.db"));
+TEST_P(StorageStoreOnBackend, ListServicesShowsMetricAndOpenEventOfActiveServices) {
+  auto store = open_store();
   store->sync_services({make_spec("a"), make_spec("b"), make_spec("c")}, at(0));
   const ServiceId a = id_of(*store, "a");
   const ServiceId c = id_of(*store, "c");
@@ -471,17 +477,15 @@ TEST(StorageStore, ListServicesShowsMetricAndOpenEventOfActiveServices) {
   EXPECT_EQ(inactive->service.spec.name, "c");
 }
 
-TEST(StorageStore, GetServiceOfAnUnknownIdIsEmpty) {
-  TempDir dir;
-  auto store = open_sqlite_store(dir.file("vigil.db"));
+TEST_P(StorageStoreOnBackend, GetServiceOfAnUnknownIdIsEmpty) {
+  auto store = open_store();
   store->sync_services({make_spec("a")}, at(0));
   EXPECT_TRUE(store->get_service(id_of(*store, "a")));
   EXPECT_FALSE(store->get_service(424242));
 }
 
-TEST(StorageStore, EventsPageNewestFirstByLimitAndBefore) {
-  TempDir dir;
-  auto store = open_sqlite_store(dir.file("vigil.db"));
+TEST_P(StorageStoreOnBackend, EventsPageNewestFirstByLimitAndBefore) {
+  auto store = open_store();
   store->sync_services({make_spec("a"), make_spec("b")}, at(0));
   Prober a{id_of(*store, "a"), {}, {}};
   Prober b{id_of(*store, "b"), {}, {}};
@@ -516,9 +520,8 @@ TEST(StorageStore, EventsPageNewestFirstByLimitAndBefore) {
   EXPECT_TRUE(store->events(a.id, 0, std::nullopt).empty());
 }
 
-TEST(StorageStore, TicksFilterByInclusiveRangeNewestFirst) {
-  TempDir dir;
-  auto store = open_sqlite_store(dir.file("vigil.db"));
+TEST_P(StorageStoreOnBackend, TicksFilterByInclusiveRangeNewestFirst) {
+  auto store = open_store();
   store->sync_services({make_spec("a"), make_spec("b")}, at(0));
   Prober a{id_of(*store, "a"), {}, {}};
   Prober b{id_of(*store, "b"), {}, {}};
@@ -561,14 +564,12 @@ TEST(StorageStore, TicksFilterByInclusiveRangeNewestFirst) {
   EXPECT_EQ(up.error, "");
 }
 
-TEST(StorageStore, LoadRuntimeSurvivesClosingAndReopening) {
-  TempDir dir;
-  const auto path = dir.file("vigil.db");
+TEST_P(StorageStoreOnBackend, LoadRuntimeSurvivesClosingAndReopening) {
   Prober a{0, {}, {}};
   Prober b{0, {}, {}};
   ServiceId never = 0;
   {
-    auto store = open_sqlite_store(path);
+    auto store = open_store();
     store->sync_services({make_spec("a"), make_spec("b"), make_spec("never")}, at(0));
     a.id = id_of(*store, "a");
     b.id = id_of(*store, "b");
@@ -577,7 +578,7 @@ TEST(StorageStore, LoadRuntimeSurvivesClosingAndReopening) {
         {a.next(true, at(1000), 12), b.next(false, at(1100)), a.next(false, at(2000), 30)});
     store->apply({a.next(false, at(3000), 7), b.next(true, at(3100))});
   }
-  auto store = open_sqlite_store(path);
+  auto store = open_store();
   const auto runtime = store->load_runtime();
   ASSERT_EQ(runtime.size(), 2u);
   EXPECT_FALSE(runtime.contains(never));
@@ -594,6 +595,7 @@ TEST(StorageStore, LoadRuntimeSurvivesClosingAndReopening) {
   EXPECT_EQ(rb.last_tick_at, at(3100));
 }
 
+// SQLite only: another process's write lock (PostgreSQL has row locks, not a database lock).
 TEST(StorageStore, ReadsDoNotWaitForAWriterAndWritesWaitForItsLock) {
   TempDir dir;
   const auto path = dir.file("vigil.db");
@@ -626,10 +628,8 @@ TEST(StorageStore, ReadsDoNotWaitForAWriterAndWritesWaitForItsLock) {
   EXPECT_EQ(store->list_services().size(), 2u);
 }
 
-TEST(StorageStore, ConcurrentReadersAndAWriterAgree) {
-  TempDir dir;
-  const auto path = dir.file("vigil.db");
-  auto store = open_sqlite_store(path);
+TEST_P(StorageStoreOnBackend, ConcurrentReadersAndAWriterAgree) {
+  auto store = open_store();
   store->sync_services({make_spec("a")}, at(0));
   Prober probe{id_of(*store, "a"), {}, {}};
 

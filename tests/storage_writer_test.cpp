@@ -1,7 +1,8 @@
-// Writer against a real SqliteStore in a temporary directory.
+// Writer against a real Store: the tests of its storage-facing behaviour on every backend (a
+// SQLite file in a temporary directory, a fresh PostgreSQL database), the others on SQLite.
 //
-// Storage faults are real SQLite failures, injected by a second connection the way another
-// process could: a trigger that makes every tick insert fail with RAISE(ABORT). The brief's
+// Storage faults are real database failures, injected by a second connection the way another
+// process could: a trigger that makes every tick insert fail. The brief's
 // first idea, chmod 0444 on the file, cannot work here: the tests run as root, which ignores file
 // modes, and even for other users an already open connection keeps writing through its open
 // descriptor, so the fault would never reach apply().
@@ -14,7 +15,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,6 +23,7 @@
 #include "storage/store.h"
 #include "storage/write_queue.h"
 #include "storage/writer.h"
+#include "support/store_backends.h"
 #include "support/target_server.h"
 
 namespace vigil {
@@ -33,14 +34,15 @@ using test::TempDir;
 
 TimePoint at(std::int64_t ms) { return from_unix_ms(ms); }
 
-// A store with `n` services named s0..s(n-1); their ids in that order.
+// A store of `backend` with `n` services named s0..s(n-1); their ids in that order.
 struct Fixture {
   TempDir dir;
-  std::string path = dir.file("vigil.db");
-  std::unique_ptr<Store> store = open_sqlite_store(path);
+  test::TestDatabase db;
+  const std::string& path = db.location();  // SQLite's file
+  std::unique_ptr<Store> store = db.open();
   std::vector<ServiceId> ids;
 
-  explicit Fixture(int n) {
+  explicit Fixture(int n, test::StoreBackend backend = test::StoreBackend::sqlite) : db(backend) {
     std::vector<ServiceSpec> specs;
     for (int i = 0; i < n; ++i) {
       ServiceSpec spec;
@@ -53,22 +55,37 @@ struct Fixture {
     for (const auto& service : store->active_services()) ids.push_back(service.id);
   }
 
-  std::int64_t count(const std::string& sql) const {
-    SQLite::Database db(path, SQLite::OPEN_READONLY);
-    return db.execAndGet(sql).getInt64();
-  }
+  std::int64_t count(const std::string& sql) const { return db.count(sql); }
 
   void break_tick_inserts() const {
-    SQLite::Database db(path, SQLite::OPEN_READWRITE);
-    db.exec(
-        "CREATE TRIGGER injected_fault BEFORE INSERT ON service_ticks"
-        " BEGIN SELECT RAISE(ABORT, 'injected storage fault'); END");
+    if (db.backend() == test::StoreBackend::sqlite) {
+      db.exec(
+          "CREATE TRIGGER injected_fault BEFORE INSERT ON service_ticks"
+          " BEGIN SELECT RAISE(ABORT, 'injected storage fault'); END");
+    } else {
+      db.exec(
+          "CREATE OR REPLACE FUNCTION injected_fault() RETURNS trigger LANGUAGE plpgsql AS $$"
+          " BEGIN RAISE EXCEPTION 'injected storage fault'; END $$;"
+          " CREATE TRIGGER injected_fault BEFORE INSERT ON service_ticks FOR EACH ROW"
+          " EXECUTE FUNCTION injected_fault()");
+    }
   }
   void repair_tick_inserts() const {
-    SQLite::Database db(path, SQLite::OPEN_READWRITE);
-    db.exec("DROP TRIGGER injected_fault");
+    db.exec(db.backend() == test::StoreBackend::sqlite
+                ? "DROP TRIGGER injected_fault"
+                : "DROP TRIGGER injected_fault ON service_ticks");
   }
 };
+
+// The tests of the writer over a store, on every backend.
+class StorageWriterOnBackend : public ::testing::TestWithParam<test::StoreBackend> {
+ protected:
+  void SetUp() override {
+    if (auto reason = test::unavailable(GetParam())) GTEST_SKIP() << *reason;
+  }
+};
+INSTANTIATE_TEST_SUITE_P(Backends, StorageWriterOnBackend, test::kStoreBackends,
+                         test::backend_name);
 
 // The n-th record of a service that is always up: an uptime event opens on its first tick.
 TickRecord record(ServiceId id, std::int64_t n) {
@@ -108,8 +125,8 @@ double counter(prometheus::Registry& registry, const std::string& name) {
   return metric ? metric->counter.value : -1;
 }
 
-TEST(StorageWriter, CommitsEveryRecordFromManyThreadsByFlush) {
-  Fixture fx(4);
+TEST_P(StorageWriterOnBackend, CommitsEveryRecordFromManyThreadsByFlush) {
+  Fixture fx(4, GetParam());
   prometheus::Registry registry;
   Writer writer(*fx.store, registry);
   constexpr int kPerThread = 5000;
@@ -136,8 +153,8 @@ TEST(StorageWriter, CommitsEveryRecordFromManyThreadsByFlush) {
   EXPECT_EQ(counter(registry, "vigil_writer_committed_ticks_total"), 4.0 * kPerThread);
 }
 
-TEST(StorageWriter, BatchesHoldManyRecordsUnderLoad) {
-  Fixture fx(1);
+TEST_P(StorageWriterOnBackend, BatchesHoldManyRecordsUnderLoad) {
+  Fixture fx(1, GetParam());
   prometheus::Registry registry;
   Writer writer(*fx.store, registry, {.flush_interval = 100ms, .max_batch = 1000});
   constexpr int kRecords = 20000;
@@ -156,8 +173,8 @@ TEST(StorageWriter, BatchesHoldManyRecordsUnderLoad) {
   EXPECT_EQ(durations->histogram.sample_count, sizes->histogram.sample_count);
 }
 
-TEST(StorageWriter, StopAndDestructionCommitWhatIsQueued) {
-  Fixture fx(1);
+TEST_P(StorageWriterOnBackend, StopAndDestructionCommitWhatIsQueued) {
+  Fixture fx(1, GetParam());
   prometheus::Registry registry;
   // Neither the interval nor the batch size would ever trigger a commit during the test.
   const WriterOptions lazy{.flush_interval = 60s, .max_batch = 1'000'000};
@@ -181,8 +198,8 @@ TEST(StorageWriter, StopAndDestructionCommitWhatIsQueued) {
   EXPECT_EQ(fx.count("SELECT COUNT(*) FROM service_ticks"), 600);
 }
 
-TEST(StorageWriter, KeepsAFailedBatchAndCommitsItOnceStorageRecovers) {
-  Fixture fx(1);
+TEST_P(StorageWriterOnBackend, KeepsAFailedBatchAndCommitsItOnceStorageRecovers) {
+  Fixture fx(1, GetParam());
   prometheus::Registry registry;
   Writer writer(*fx.store, registry, {.flush_interval = 20ms, .max_batch = 1000});
   fx.break_tick_inserts();
@@ -214,8 +231,8 @@ TEST(StorageWriter, KeepsAFailedBatchAndCommitsItOnceStorageRecovers) {
   EXPECT_EQ(fx.store->get_service(fx.ids[0])->metric.tick_count, 50);
 }
 
-TEST(StorageWriter, AFullQueueDropsTheOldestRecordsAndCountsThem) {
-  Fixture fx(1);
+TEST_P(StorageWriterOnBackend, AFullQueueDropsTheOldestRecordsAndCountsThem) {
+  Fixture fx(1, GetParam());
   prometheus::Registry registry;
   // A long interval, so batches are taken only when max_batch records wait: deterministic.
   Writer writer(*fx.store, registry, {.flush_interval = 60s, .max_batch = 5, .max_queue = 10});
@@ -233,20 +250,16 @@ TEST(StorageWriter, AFullQueueDropsTheOldestRecordsAndCountsThem) {
   ASSERT_TRUE(eventually([&] { return writer.committed_records() == 15; }))
       << writer.committed_records() << " committed";
   writer.flush();
-  std::set<std::int64_t> written;
-  {
-    SQLite::Database db(fx.path, SQLite::OPEN_READONLY);
-    SQLite::Statement select(db, "SELECT ts FROM service_ticks");
-    while (select.executeStep()) written.insert(select.getColumn(0).getInt64());
-  }
-  std::set<std::int64_t> expected{0, 1, 2, 3, 4};
-  for (int n = 20; n < 30; ++n) expected.insert(n);
-  EXPECT_EQ(written, expected);
+  // Exactly 0-4 and 20-29.
+  EXPECT_EQ(fx.count("SELECT COUNT(*) FROM service_ticks"), 15);
+  EXPECT_EQ(fx.count("SELECT COUNT(*) FROM service_ticks WHERE ts BETWEEN 0 AND 4"
+                     " OR ts BETWEEN 20 AND 29"),
+            15);
   EXPECT_EQ(writer.committed_records(), 15u);
 }
 
-TEST(StorageWriter, StopGivesUpOnStorageThatNeverRecovers) {
-  Fixture fx(1);
+TEST_P(StorageWriterOnBackend, StopGivesUpOnStorageThatNeverRecovers) {
+  Fixture fx(1, GetParam());
   prometheus::Registry registry;
   Writer writer(*fx.store, registry, {.flush_interval = 20ms, .max_batch = 10});
   fx.break_tick_inserts();
@@ -274,8 +287,8 @@ TEST(StorageWriter, LastAliveAdvancesWhileIdle) {
 
 // /healthz's writer signal: progress is a commit or an empty queue, not a loop that goes round
 // retrying a failing commit.
-TEST(StorageWriter, LastProgressStandsStillWhileCommitsFailAndMovesOnceOneSucceeds) {
-  Fixture fx(1);
+TEST_P(StorageWriterOnBackend, LastProgressStandsStillWhileCommitsFailAndMovesOnceOneSucceeds) {
+  Fixture fx(1, GetParam());
   prometheus::Registry registry;
   Writer writer(*fx.store, registry, {.flush_interval = 20ms, .max_batch = 1000});
   const TimePoint idle = writer.last_progress();
@@ -493,8 +506,8 @@ void expect_row_matches_ticks(Store& store, ServiceId id, RollupResolution resol
   EXPECT_TRUE(row.histogram == expected.histogram);
 }
 
-TEST(StorageWriter, ACorruptRollupRowIsRebuiltFromItsTicksAndTheBatchIsWritten) {
-  Fixture fx(3);
+TEST_P(StorageWriterOnBackend, ACorruptRollupRowIsRebuiltFromItsTicksAndTheBatchIsWritten) {
+  Fixture fx(3, GetParam());
   prometheus::Registry registry;
   Writer writer(*fx.store, registry, {.flush_interval = 20ms});
   constexpr std::int64_t kHour = 3'600'000;
@@ -508,12 +521,11 @@ TEST(StorageWriter, ACorruptRollupRowIsRebuiltFromItsTicksAndTheBatchIsWritten) 
     writer.flush();
   };
   const auto corrupt = [&](const char* table) {
-    // A histogram blob that does not decode, written straight through SQLite.
-    SQLite::Database db(fx.path, SQLite::OPEN_READWRITE);
-    SQLite::Statement update(
-        db, std::string("UPDATE ") + table + " SET histogram = x'ff01' WHERE service_id = ?");
-    update.bind(1, fx.ids[0]);
-    ASSERT_EQ(update.exec(), 1);
+    // A histogram blob that does not decode, written straight into the database.
+    const std::string where = " WHERE service_id = " + std::to_string(fx.ids[0]);
+    ASSERT_EQ(fx.count(std::string("SELECT COUNT(*) FROM ") + table + where), 1);
+    fx.db.exec(std::string("UPDATE ") + table + " SET histogram = " +
+               (GetParam() == test::StoreBackend::sqlite ? "x'ff01'" : "'\\xff01'::bytea") + where);
   };
 
   submit_round(kStart);

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <stdexcept>
@@ -55,7 +56,8 @@ std::string random_password() {
 // Starts `argv` as `identity`, in a process group of its own (so the server and its backends can
 // be killed together), stdout and stderr appended to `log_path`. Returns its PID.
 pid_t spawn(const std::vector<std::string>& argv, const Identity& identity,
-            const std::string& working_dir, const std::string& log_path) {
+            const std::string& working_dir, const std::string& log_path,
+            bool outlive_parent = false) {
   // Built before fork: between fork and exec the child only makes async-signal-safe calls.
   std::vector<std::string> environment = {"PATH=/usr/bin:/bin", "LC_ALL=C", "TZ=UTC",
                                           "HOME=" + working_dir};
@@ -86,8 +88,10 @@ pid_t spawn(const std::vector<std::string>& argv, const Identity& identity,
       ::_exit(126);
     // Set after the change of user (which clears it): a test binary that dies, even by SIGKILL,
     // takes its server with it (SIGQUIT: postgres's immediate shutdown, backends included).
-    ::prctl(PR_SET_PDEATHSIG, SIGQUIT);
-    if (::getppid() == 1) ::_exit(125);
+    if (!outlive_parent) {
+      ::prctl(PR_SET_PDEATHSIG, SIGQUIT);
+      if (::getppid() == 1) ::_exit(125);
+    }
     if (::chdir(working_dir.c_str()) != 0) ::_exit(127);
     ::execve(args[0], args.data(), envp.data());
     ::_exit(127);
@@ -132,8 +136,8 @@ std::optional<std::string> PostgresServer::unavailable_reason() {
   return std::nullopt;
 }
 
-PostgresServer::PostgresServer(std::string database)
-    : database_(std::move(database)), password_(random_password()) {
+PostgresServer::PostgresServer(std::string database, Lifetime lifetime)
+    : database_(std::move(database)), password_(random_password()), lifetime_(lifetime) {
   if (const auto reason = unavailable_reason()) throw std::runtime_error(*reason);
   try {
     start();
@@ -174,7 +178,7 @@ void PostgresServer::start() {
         spawn({bin("postgres"), "-D", data, "-p", std::to_string(port_), "-k", dir_, "-c",
                "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off", "-c",
                "synchronous_commit=off", "-c", "max_connections=40", "-c", "shared_buffers=32MB"},
-              identity, dir_, dir_ + "/postgres.log");
+              identity, dir_, dir_ + "/postgres.log", lifetime_ == Lifetime::until_stopped);
     const auto deadline = std::chrono::steady_clock::now() + 60s;
     bool ready = false;
     std::optional<int> exited;
@@ -205,7 +209,31 @@ void PostgresServer::start() {
     throw std::runtime_error("createdb " + database_ + " failed: " + created.output);
 }
 
-PostgresServer::~PostgresServer() { stop(); }
+PostgresServer::~PostgresServer() {
+  if (lifetime_ == Lifetime::until_stopped && pid_ > 0) {
+    dir_holder_.release();  // stop_detached removes it
+    return;
+  }
+  stop();
+}
+
+void PostgresServer::stop_detached(pid_t pid, const std::string& dir) {
+  // Not this process's child: its end is seen by kill(pid, 0) failing, not by waitpid.
+  const auto exited_within = [pid](std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (::kill(pid, 0) == 0) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(20ms);
+    }
+    return true;
+  };
+  if (pid > 0 && ::kill(pid, SIGINT) == 0 && !exited_within(10s)) {
+    ::kill(-pid, SIGKILL);
+    exited_within(5s);
+  }
+  std::error_code ignored;
+  if (!dir.empty()) std::filesystem::remove_all(dir, ignored);
+}
 
 void PostgresServer::stop() {
   if (pid_ <= 0) return;
@@ -222,6 +250,11 @@ void PostgresServer::stop() {
 std::string PostgresServer::conninfo() const {
   return "host=127.0.0.1 port=" + std::to_string(port_) + " dbname=" + database_ +
          " user=" + user_ + " password=" + password_;
+}
+
+std::string PostgresServer::server_conninfo() const {
+  return "host=127.0.0.1 port=" + std::to_string(port_) + " user=" + user_ +
+         " password=" + password_;
 }
 
 std::string PostgresServer::url() const {

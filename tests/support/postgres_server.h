@@ -7,7 +7,9 @@
 // other user they run as that user.
 //
 // One server per test binary is the intended use (start it in SetUpTestSuite): initdb and the
-// start take about a second or two. Not thread-safe; the server itself serves any thread.
+// start take about a second or two. A server may also outlive the process that started it
+// (Lifetime::until_stopped), for one server shared by a whole ctest run: stop it with
+// stop_detached. Not thread-safe; the server itself serves any thread.
 #pragma once
 
 #include <sys/types.h>
@@ -29,10 +31,18 @@ class PostgresServer {
   // the binaries are missing, or the tests run as root and there is no `postgres` user.
   static std::optional<std::string> unavailable_reason();
 
+  // this_process: stopped by the destructor, and with this process when it dies. until_stopped:
+  // neither; the temp dir stays too, until stop_detached(pid(), dir()).
+  enum class Lifetime { this_process, until_stopped };
+
   // Starts the server and creates `database`, returning once it accepts connections. Throws
   // std::runtime_error with the tail of initdb's or the server's log when a step fails or the
   // server is not ready within 60 s.
-  explicit PostgresServer(std::string database = "vigil_test");
+  explicit PostgresServer(std::string database = "vigil_test",
+                          Lifetime lifetime = Lifetime::this_process);
+  // Stops a server started with Lifetime::until_stopped, by any process: as the destructor
+  // does, then removes `dir`. Returns once the server has exited.
+  static void stop_detached(pid_t pid, const std::string& dir);
   // Stops the server by its PID: SIGINT (postgres's fast shutdown: open sessions are ended,
   // where SIGTERM would wait for them), then SIGKILL of its process group when it has not exited
   // within 10 s; then removes the temp dir. A test binary killed outright takes its server with
@@ -50,6 +60,10 @@ class PostgresServer {
   const std::string& database() const { return database_; }
   // libpq key=value string for 127.0.0.1:port(), the database, the user and its password.
   std::string conninfo() const;
+  // The same without the database: append " dbname=..." for any database of the server.
+  std::string server_conninfo() const;
+  // The temp dir the cluster, its socket and its logs live in.
+  const std::string& dir() const { return dir_; }
   // The same as a postgresql:// URI.
   std::string url() const;
   // The server's log so far (stdout and stderr), for failure messages.
@@ -66,6 +80,7 @@ class PostgresServer {
   std::string password_;
   int port_ = 0;
   pid_t pid_ = -1;
+  Lifetime lifetime_ = Lifetime::this_process;
 };
 
 }  // namespace vigil::test

@@ -66,6 +66,8 @@ class TempDir {
   ~TempDir();
   const std::string& path() const { return path_; }
   std::string file(const std::string& name) const { return path_ + "/" + name; }
+  // Keeps the directory when this is destroyed: its new owner removes it.
+  void release() { path_.clear(); }
 
  private:
   std::string path_;

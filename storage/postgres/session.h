@@ -1,0 +1,128 @@
+// What every part of the PostgreSQL store shares: a Session (a Connection whose statements are
+// prepared once, on first use, by their SQL text), a pool of read Sessions, and the text codecs
+// of the values vigil stores (libpq passes every value as text).
+//
+// Threads: a Session belongs to one thread at a time; the SessionPool may be used from any
+// thread, and each Lease is its holder's alone.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "storage/postgres/connection.h"
+
+namespace vigil::postgres {
+
+class Session {
+ public:
+  // Connects (PgError when it cannot) and sets what every statement of the store relies on.
+  // With `statement_timeout`, the server cancels any statement of this session that runs (or
+  // waits for a lock) longer, and it fails with PgError (SQLSTATE 57014).
+  explicit Session(const std::string& conninfo,
+                   std::optional<std::chrono::milliseconds> statement_timeout = std::nullopt);
+
+  // Runs `sql` ($1..$n bound to `params`) as a prepared statement, preparing it on this
+  // connection the first time this text is seen. Throws PgError as Connection::exec_prepared.
+  Result run(const std::string& sql, const Params& params = {});
+  // Runs `sql` (statements without parameters) unprepared: DDL, BEGIN, SET.
+  Result exec(std::string_view sql) { return connection_.exec(sql); }
+
+  Connection& connection() { return connection_; }
+  bool ok() const { return connection_.ok(); }
+
+ private:
+  Connection connection_;
+  std::unordered_map<std::string, std::string> prepared_;  // SQL text -> statement name
+};
+
+// Read Sessions, opened on demand and handed out one per caller; a lost one is not kept. Each
+// has a statement timeout, so a stuck server fails a read (the API answers an error) instead of
+// holding its thread.
+class SessionPool {
+ public:
+  static constexpr std::chrono::milliseconds kStatementTimeout{5000};
+
+  explicit SessionPool(std::string conninfo, std::size_t max_idle = 8)
+      : conninfo_(std::move(conninfo)), max_idle_(max_idle) {}
+
+  class Lease {
+   public:
+    Lease(SessionPool& pool, std::unique_ptr<Session> session)
+        : pool_(pool), session_(std::move(session)) {}
+    ~Lease() { pool_.give_back(std::move(session_)); }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    Session& operator*() const { return *session_; }
+    Session* operator->() const { return session_.get(); }
+
+   private:
+    SessionPool& pool_;
+    std::unique_ptr<Session> session_;
+  };
+
+  // An idle Session, or a new one (PgError when the server cannot be reached).
+  Lease acquire();
+  // Closes the idle Sessions: one was found lost, so the others (as old) likely are too, after a
+  // server restart.
+  void discard_idle();
+
+ private:
+  void give_back(std::unique_ptr<Session> session);
+
+  const std::string conninfo_;
+  const std::size_t max_idle_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<Session>> idle_;
+};
+
+// ---- values as the text libpq sends and returns ----
+
+std::string text(std::int64_t value);
+std::string text(double value);  // shortest text that reads back as the same double
+inline std::string text(bool value) { return value ? "t" : "f"; }
+inline std::string text(int value) { return text(std::int64_t{value}); }
+
+// The value at (row, column), which must not be NULL (PgError otherwise).
+std::int64_t int_at(const Result& result, int row, int column);
+double double_at(const Result& result, int row, int column);
+bool bool_at(const Result& result, int row, int column);
+std::string text_at(const Result& result, int row, int column);
+// bytea in PostgreSQL's hex output ("\x0a01") as raw bytes.
+std::string bytes_at(const Result& result, int row, int column);
+bool null_at(const Result& result, int row, int column);
+
+// Raw bytes as a bytea parameter ("\x0a01").
+std::string bytea(std::string_view bytes);
+
+// `text` as a text value PostgreSQL accepts: its text type cannot hold the NUL character (valid
+// UTF-8, which SQLite keeps), so each is written as U+FFFD, the replacement character. Outside
+// text (a probe's error, a pushed message) with a NUL in it must not fail a batch forever.
+std::string without_nul(std::string text);
+
+// A one-dimensional array parameter ("{1,2,NULL}") for statements that take a whole batch as
+// arrays and unnest them, so a batch is one statement whatever its size.
+class ArrayText {
+ public:
+  void add(std::int64_t value) { element(text(value)); }
+  void add(int value) { element(text(value)); }
+  void add(double value) { element(text(value)); }
+  void add(bool value) { element(text(value)); }
+  // A text element, quoted and escaped, without_nul; nullopt is NULL.
+  void add(const std::optional<std::string>& value);
+  void add_null() { element("NULL"); }
+  std::string str() const { return text_ + "}"; }
+  bool empty() const { return text_.size() == 1; }
+
+ private:
+  void element(std::string_view value);
+  std::string text_ = "{";
+};
+
+}  // namespace vigil::postgres

@@ -1,0 +1,206 @@
+// PostgresStore, the class behind open_postgres_store, shared by the files that implement it by
+// concern: services.cpp (services, push tokens, revisions, beats), apply.cpp (batches of
+// ticks), reads.cpp (the API's reads and the time series), retention.cpp (partitions and
+// deletes). Internal to storage/postgres/.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "storage/postgres/rollups.h"
+#include "storage/postgres/session.h"
+#include "storage/store.h"
+
+namespace vigil::postgres {
+
+// A summary with its histogram encoded, as summarize_all_recent keeps one per service between
+// calls.
+struct PackedSummary {
+  std::int64_t count = 0;
+  std::int64_t up = 0;
+  std::int64_t down = 0;
+  double sum_ms = 0;
+  double min_ms = 0;
+  double max_ms = 0;
+  std::int64_t phase_count = 0;
+  PhaseTimings phase_sums;
+  std::string histogram;
+
+  static PackedSummary pack(const RollupSummary& s);
+  RollupSummary unpack() const;
+};
+
+// The cached part of one window length of summarize_all_recent or count_all_recent, by service
+// id (as on SQLite): [from, closed_to), and within it the whole days [days_from, days_to).
+template <typename Stored>
+struct WindowCache {
+  std::int64_t from = 0;
+  std::int64_t closed_to = 0;
+  std::vector<std::pair<ServiceId, Stored>> services;
+  std::int64_t days_from = 0;
+  std::int64_t days_to = 0;
+  std::vector<std::pair<ServiceId, Stored>> days;
+};
+
+// Runs `body`, turning the library's exceptions into StorageError naming the operation, so
+// callers only ever see the documented exception types.
+template <typename Body>
+auto guarded(const char* operation, Body&& body) -> decltype(body());
+
+class PostgresStore final : public Store {
+ public:
+  explicit PostgresStore(std::string conninfo);
+
+  SyncResult sync_services(const std::vector<ServiceSpec>& specs, TimePoint now) override;
+  std::vector<Service> active_services() override;
+  std::unordered_map<ServiceId, ServiceRuntime> load_runtime() override;
+  void apply(const std::vector<TickRecord>& batch) override;
+  using Store::list_services;
+  std::vector<ServiceView> list_services(const ServiceFilter& filter) override;
+  std::optional<ServiceView> get_service(ServiceId id) override;
+  std::vector<ServiceFreshness> freshness() override;
+  std::vector<Event> events(ServiceId id, int limit, std::optional<std::int64_t> before) override;
+  std::vector<Tick> ticks(ServiceId id, const TickQuery& query) override;
+  bool ping() override;
+  std::uint64_t corrupt_rows_rebuilt() override;
+  Service create_service(const ServiceSpec& spec, TimePoint now) override;
+  std::optional<Service> update_service(ServiceId id, const ServiceSpec& spec,
+                                        TimePoint now) override;
+  std::optional<Service> edit_service(ServiceId id,
+                                      const std::function<ServiceEdit(const Service&)>& edit,
+                                      TimePoint now) override;
+  std::optional<Service> set_service_active(ServiceId id, bool active, TimePoint now) override;
+  bool purge_service(ServiceId id) override;
+  std::optional<Service> find_by_push_token(const std::string& token) override;
+  std::int64_t services_revision() override;
+  ServiceChanges service_changes(std::int64_t after_revision) override;
+  BeatQueued enqueue_beat(ServiceId id, const BeatReport& beat) override;
+  std::vector<std::pair<ServiceId, BeatReport>> take_beats(std::size_t max) override;
+  std::size_t delete_ticks_older_than(TimePoint cutoff, std::optional<TimePoint> lone_cutoff,
+                                      std::size_t batch_size) override;
+  RollupSummary summarize(ServiceId id, TimePoint from, TimePoint to) override;
+  std::map<ServiceId, RollupSummary> summarize_all(TimePoint from, TimePoint to) override;
+  RecentSummaries summarize_all_recent(Millis window, TimePoint now) override;
+  RecentCounts count_all_recent(Millis window, TimePoint now) override;
+  std::vector<std::pair<TimePoint, RollupSummary>> rollups(ServiceId id,
+                                                           RollupResolution resolution,
+                                                           TimePoint from, TimePoint to) override;
+  std::vector<Event> events_overlapping(ServiceId id, TimePoint from, TimePoint to) override;
+  std::size_t delete_rollups_older_than(RollupResolution resolution, TimePoint cutoff,
+                                        std::size_t batch_size) override;
+
+ private:
+  // The write session, reconnected when the last one was lost. Needs write_mutex_.
+  Session& writer();
+  // BEGIN on the write session, in `txn`. A session found lost at BEGIN (the server restarted,
+  // or ended it) is replaced and BEGIN tried once more: nothing of the transaction has run.
+  // Needs write_mutex_.
+  Session& begin_writing(std::optional<Transaction>& txn);
+  // Runs `body(session)` on a read session as guarded(operation, ...) does. When it fails
+  // because that session's connection was lost (an idle one the server ended), it runs once
+  // more on a new one: reads change nothing, so a second try is always safe.
+  template <typename Body>
+  auto reading(const char* operation, Body&& body) -> decltype(body(std::declval<Session&>()));
+  // Services transactions take this advisory lock first, so two processes writing services
+  // compute distinct revisions, as SQLite's IMMEDIATE transactions do. Needs a transaction.
+  void lock_services(Session& session);
+  std::int64_t next_revision(Session& session);
+  std::optional<Service> read_service_by_id(Session& session, ServiceId id, bool for_update);
+  void throw_if_name_taken(Session& session, const std::string& name,
+                           std::optional<ServiceId> except);
+  // The regions row of `name`, inserted when new; ids it adds go to `added`. Needs write_mutex_
+  // and apply's transaction.
+  std::int64_t region_id(Session& session, const std::string& name,
+                         std::unordered_map<std::string, std::int64_t>& added);
+  // Creates the partitions of `days` that are missing (each in its own statement, outside any
+  // batch transaction). Needs write_mutex_.
+  void ensure_partitions(Session& session, const std::set<std::int64_t>& days);
+  // Retention by rows, as on SQLite (see delete_ticks_older_than). Needs write_mutex_.
+  std::size_t delete_ticks_from(Session& session, ServiceId first_service, std::int64_t all_before,
+                                std::int64_t lone_from, std::int64_t cutoff, std::size_t limit);
+
+  template <typename Value, typename Stored, typename Read, typename Pack, typename Unpack>
+  std::pair<TimePoint, std::map<ServiceId, Value>> recent(
+      const char* operation, Millis window, TimePoint now,
+      std::map<std::int64_t, WindowCache<Stored>>& caches, Read&& read, Pack&& pack,
+      Unpack&& unpack);
+
+  static constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::min();
+
+  const std::string conninfo_;
+  std::string name_;        // host, port, database and user: for messages, never the password
+  std::mutex write_mutex_;  // guards everything below up to readers_
+  std::unique_ptr<Session> write_session_;
+  std::unordered_map<std::string, std::int64_t> region_ids_;  // committed regions rows only
+  std::set<std::int64_t> partition_days_;                     // partitions known to exist
+  postgres_rollups::Writer rollup_writer_;
+  ServiceId retention_cursor_ = 0;
+  std::int64_t lone_checked_before_ = kNever;
+  SessionPool readers_;
+  std::mutex recent_mutex_;
+  std::map<std::int64_t, WindowCache<PackedSummary>> recent_summaries_;
+  std::map<std::int64_t, WindowCache<UptimeCounts>> recent_counts_;
+};
+
+template <typename Body>
+auto guarded(const char* operation, Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const ConflictError&) {
+    throw;  // its message is for the API client as it is
+  } catch (const StorageError& e) {
+    throw StorageError(std::string("storage: ") + operation + ": " + e.what());
+  } catch (const PgError& e) {
+    throw StorageError(std::string("storage: ") + operation + ": " + e.what());
+  } catch (const std::out_of_range& e) {
+    throw StorageError(std::string("storage: ") + operation + ": " + e.what());
+  } catch (const nlohmann::json::exception& e) {
+    throw StorageError(std::string("storage: ") + operation + ": bad JSON: " + e.what());
+  }
+}
+
+template <typename Body>
+auto PostgresStore::reading(const char* operation, Body&& body)
+    -> decltype(body(std::declval<Session&>())) {
+  return guarded(operation, [&]() -> decltype(body(std::declval<Session&>())) {
+    for (int attempt = 0;; ++attempt) {
+      auto session = readers_.acquire();
+      try {
+        return body(*session);
+      } catch (const PgError&) {
+        if (attempt > 0 || session->ok()) throw;  // the server's answer, or a new session's
+        readers_.discard_idle();
+      }
+    }
+  });
+}
+
+// Columns s.id .. s.repeat_every_ms in the order read_service reads them.
+inline constexpr const char* kServiceColumns =
+    "s.id, s.name, s.url, s.interval_ms, s.timeout_ms, s.method, s.headers, s.expected_status, "
+    "s.active, s.created_at, s.updated_at, "
+    "s.kind, s.grace_ms, s.threshold, s.team, s.priority, s.runbook, s.tags, s.muted, "
+    "s.muted_until, s.source, s.push_token, "
+    "s.probe_options, "
+    "s.alert_channels, s.repeat_every_ms";
+inline constexpr int kServiceColumnCount = 25;
+Service read_service(const Result& result, int row, int first);
+
+// An event of service `id` from (id, event, date_started, date_ended, created_at, updated_at).
+Event read_event(const Result& result, int row, ServiceId id);
+
+inline std::int64_t ms(TimePoint t) { return to_unix_ms(t); }
+inline std::int64_t ms(Millis d) { return d.count(); }
+
+}  // namespace vigil::postgres
