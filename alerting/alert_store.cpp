@@ -7,7 +7,7 @@
 #include <random>
 
 #include "core/logging.h"
-#include "storage/sqlite_schema.h"
+#include "storage/sqlite/sqlite_schema.h"
 
 namespace vigil {
 namespace {

@@ -18,7 +18,7 @@
 #include "core/model.h"
 #include "storage/change_feed.h"
 #include "storage/retention.h"
-#include "storage/sqlite_schema.h"
+#include "storage/sqlite/sqlite_schema.h"
 #include "storage/store.h"
 #include "storage/writer.h"
 #include "support/target_server.h"

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "storage/retention.h"
-#include "storage/rollup_sql.h"
+#include "storage/sqlite/rollup_sql.h"
 #include "storage/rollups.h"
 #include "storage/store.h"
 #include "support/target_server.h"
