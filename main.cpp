@@ -33,6 +33,7 @@
 #include "storage/change_feed.h"
 #include "storage/component_beats.h"
 #include "storage/retention.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "storage/writer.h"
 
@@ -201,7 +202,7 @@ int serve(const Settings& settings, Modes modes) {
   // Liveness beats (api/health.h): written by the runner process, read by `vigil api`.
   std::unique_ptr<ComponentBeatStore> beats;
   try {
-    beats = std::make_unique<ComponentBeatStore>(settings.db_file);
+    beats = open_sqlite_component_beats(settings.db_file);
   } catch (const StorageError& e) {
     log_error(std::string("cannot open database: ") + e.what());
     return kExitStartupFailure;
@@ -232,7 +233,8 @@ int serve(const Settings& settings, Modes modes) {
     Writer* sink = writer.get();
     // Alerting: status changes reach the Alerter's queue, never its I/O.
     try {
-      alerter = std::make_unique<Alerter>(settings.db_file, *store, *alerting, registry);
+      alerter = std::make_unique<Alerter>(open_sqlite_alert_store(settings.db_file), *store,
+                                          *alerting, registry);
     } catch (const StorageError& e) {
       log_error(std::string("cannot open alerts: ") + e.what());
       return kExitStartupFailure;
@@ -257,7 +259,7 @@ int serve(const Settings& settings, Modes modes) {
     api_options.service_defaults = settings;
     api_options.commands = commands.get();
     try {
-      alert_reads = std::make_unique<AlertStore>(settings.db_file);
+      alert_reads = open_sqlite_alert_store(settings.db_file);
     } catch (const StorageError& e) {
       log_error(std::string("cannot open alerts: ") + e.what());
       return kExitStartupFailure;

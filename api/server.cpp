@@ -28,7 +28,6 @@
 #include <utility>
 #include <vector>
 
-#include "alerting/alert_store.h"
 #include "alerting/alert_views.h"
 #include "alerting/alerter.h"
 #include "alerting/alerting_config.h"
@@ -49,6 +48,7 @@
 #include "core/json_input.h"
 #include "core/logging.h"
 #include "core/text.h"
+#include "storage/alert_store.h"
 
 namespace vigil {
 
@@ -1122,7 +1122,7 @@ class ApiServer::Impl {
     if (options_.alerting)
       for (const auto& window : options_.alerting->maintenance)
         windows.push_back(maintenance_json(window, now));
-    for (const auto& window : alert_store().maintenance_windows())
+    for (const auto& window : load_maintenance_windows(alert_store()))
       windows.push_back(maintenance_json(window, now));
     send_json(res, 200, envelope(200, json{{"windows", std::move(windows)}}));
   }
@@ -1132,7 +1132,7 @@ class ApiServer::Impl {
     const MaintenanceWindow window =
         validated([&] { return parse_maintenance_window(body, "maintenance"); });
     const TimePoint now = now_ms();
-    const auto stored = alert_store().add_maintenance_window(window, now);
+    const auto stored = store_maintenance_window(alert_store(), window, now);
     send_json(res, 201, envelope(201, json{{"window", maintenance_json(stored, now)}}));
   }
 

@@ -21,8 +21,9 @@
 #include <vector>
 
 #include "core/logging.h"
-#include "storage/sqlite/rollup_sql.h"
 #include "storage/rollups.h"
+#include "storage/sqlite/rollup_sql.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 
 using namespace vigil;

@@ -12,7 +12,7 @@ set(allowed_storage/sqlite "core;storage")
 set(allowed_storage/postgres "core;storage")
 # runner parses a service for `vigil probe` through config.
 set(allowed_runner "core;config")
-set(allowed_alerting "core;storage;storage/sqlite;runner")
+set(allowed_alerting "core;storage;runner")
 set(allowed_api "core;config;storage;runner;alerting")
 
 set(violations "")

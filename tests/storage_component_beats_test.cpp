@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "storage/component_beats.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "support/target_server.h"
 #include "support/vigil_process.h"
@@ -22,7 +23,8 @@ struct BeatsFixture : ::testing::Test {
   test::TempDir dir;
   std::string path = dir.file("vigil.db");
   std::unique_ptr<Store> store = open_sqlite_store(path);  // creates and migrates the file
-  ComponentBeatStore beats{path};
+  std::unique_ptr<ComponentBeatStore> beats_store = open_sqlite_component_beats(path);
+  ComponentBeatStore& beats = *beats_store;
 };
 
 TEST_F(BeatsFixture, RowsAreReplacedPerComponentAndInstanceAndRemovedByInstance) {

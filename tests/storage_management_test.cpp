@@ -18,6 +18,7 @@
 #include "core/model.h"
 #include "storage/change_feed.h"
 #include "storage/retention.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/sqlite/sqlite_schema.h"
 #include "storage/store.h"
 #include "storage/writer.h"

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/model.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/sqlite/sqlite_schema.h"
 #include "storage/store.h"
 #include "support/target_server.h"
