@@ -8,9 +8,15 @@
 
 #include "storage/alert_store.h"
 #include "storage/component_beats.h"
+#include "storage/database.h"
 #include "storage/store.h"
 
 namespace vigil {
+
+// The database file at `path`. Opens nothing yet: each of its open_* calls the function below
+// of the same name. Throws StorageError when `path` is empty or ":memory:" (every connection
+// opens the path again, and a private in-memory database cannot be shared).
+std::unique_ptr<Database> open_sqlite_database(const std::string& path);
 
 // Opens (creating if needed) the SQLite database at `path` in WAL mode and migrates it to the
 // current schema: one write connection, and read connections opened on demand that read
