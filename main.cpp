@@ -32,7 +32,9 @@
 #include "runner/runner.h"
 #include "storage/change_feed.h"
 #include "storage/component_beats.h"
+#include "storage/database.h"
 #include "storage/retention.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "storage/writer.h"
 
@@ -167,6 +169,12 @@ void raise_open_file_limit() {
     log_warn("cannot raise the open-file limit above " + std::to_string(soft));
 }
 
+// The backend the settings choose: SQLite at DB_FILE (a DATABASE_URL is refused before this).
+// Throws StorageError.
+std::unique_ptr<Database> open_database(const Settings& settings) {
+  return open_sqlite_database(settings.db_file);
+}
+
 int serve(const Settings& settings, Modes modes) {
   const sigset_t stop_signals = block_stop_signals();
   raise_open_file_limit();
@@ -190,9 +198,11 @@ int serve(const Settings& settings, Modes modes) {
     }
   }
 
+  std::unique_ptr<Database> database;
   std::unique_ptr<Store> store;
   try {
-    store = open_sqlite_store(settings.db_file);
+    database = open_database(settings);
+    store = database->open_store();
   } catch (const StorageError& e) {
     log_error(std::string("cannot open database: ") + e.what());
     return kExitStartupFailure;
@@ -201,7 +211,7 @@ int serve(const Settings& settings, Modes modes) {
   // Liveness beats (api/health.h): written by the runner process, read by `vigil api`.
   std::unique_ptr<ComponentBeatStore> beats;
   try {
-    beats = std::make_unique<ComponentBeatStore>(settings.db_file);
+    beats = database->open_component_beats();
   } catch (const StorageError& e) {
     log_error(std::string("cannot open database: ") + e.what());
     return kExitStartupFailure;
@@ -232,7 +242,8 @@ int serve(const Settings& settings, Modes modes) {
     Writer* sink = writer.get();
     // Alerting: status changes reach the Alerter's queue, never its I/O.
     try {
-      alerter = std::make_unique<Alerter>(settings.db_file, *store, *alerting, registry);
+      alerter =
+          std::make_unique<Alerter>(database->open_alert_store(), *store, *alerting, registry);
     } catch (const StorageError& e) {
       log_error(std::string("cannot open alerts: ") + e.what());
       return kExitStartupFailure;
@@ -257,7 +268,7 @@ int serve(const Settings& settings, Modes modes) {
     api_options.service_defaults = settings;
     api_options.commands = commands.get();
     try {
-      alert_reads = std::make_unique<AlertStore>(settings.db_file);
+      alert_reads = database->open_alert_store();
     } catch (const StorageError& e) {
       log_error(std::string("cannot open alerts: ") + e.what());
       return kExitStartupFailure;

@@ -3,7 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "alerting/alert_store.h"
+#include "storage/alert_store.h"
 
 namespace vigil {
 

@@ -61,9 +61,10 @@ std::size_t collect_body(char* data, std::size_t size, std::size_t count, void* 
 
 class Alerter::Loop {
  public:
-  Loop(const std::string& db_path, Store& services, AlertingConfig config,
+  Loop(std::unique_ptr<AlertStore> store, Store& services, AlertingConfig config,
        prometheus::Registry& registry, AlerterOptions options)
-      : store_(db_path),
+      : store_holder_(std::move(store)),
+        store_(*store_holder_),
         services_(services),
         config_(std::move(config)),
         options_(std::move(options)),
@@ -276,7 +277,7 @@ class Alerter::Loop {
 
   // Windows created through the API, possibly by another process (`vigil api`): read again
   // before each decision, so one takes effect without a restart.
-  void refresh_windows() { api_windows_ = store_.maintenance_windows(); }
+  void refresh_windows() { api_windows_ = load_maintenance_windows(store_); }
 
   // The status of `service` before the event at `at`: the last one this Alerter saw, else the
   // newest stored event begun before `at` (the writer may or may not have stored this one yet).
@@ -537,7 +538,8 @@ class Alerter::Loop {
     notifications_total_.Add({{"channel", channel}, {"result", result}}).Increment();
   }
 
-  AlertStore store_;
+  std::unique_ptr<AlertStore> store_holder_;
+  AlertStore& store_;
   Store& services_;
   AlertingConfig config_;
   AlerterOptions options_;
@@ -562,9 +564,9 @@ class Alerter::Loop {
   std::thread thread_;
 };
 
-Alerter::Alerter(const std::string& db_path, Store& services, AlertingConfig config,
+Alerter::Alerter(std::unique_ptr<AlertStore> store, Store& services, AlertingConfig config,
                  prometheus::Registry& registry, AlerterOptions options)
-    : loop_(std::make_unique<Loop>(db_path, services, std::move(config), registry,
+    : loop_(std::make_unique<Loop>(std::move(store), services, std::move(config), registry,
                                    std::move(options))) {}
 Alerter::~Alerter() { stop(); }
 void Alerter::start() { loop_->start(); }

@@ -41,9 +41,9 @@
 #include <thread>
 #include <vector>
 
-#include "alerting/alert_store.h"
 #include "alerting/alerting_config.h"
 #include "core/model.h"
+#include "storage/alert_store.h"
 #include "storage/store.h"
 
 namespace prometheus {
@@ -66,9 +66,9 @@ struct AlerterOptions {
 
 class Alerter {
  public:
-  // Opens its own connection to the database at `db_path`. `services` (to read a service's
-  // name, team, mute...) and `registry` must outlive the Alerter. Throws StorageError.
-  Alerter(const std::string& db_path, Store& services, AlertingConfig config,
+  // Owns `store`, its own connection to the alerts (Database::open_alert_store). `services` (to
+  // read a service's name, team, mute...) and `registry` must outlive the Alerter.
+  Alerter(std::unique_ptr<AlertStore> store, Store& services, AlertingConfig config,
           prometheus::Registry& registry, AlerterOptions options = {});
   ~Alerter();  // stop()
   Alerter(const Alerter&) = delete;

@@ -4,10 +4,12 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "core/config_error.h"
+#include "core/logging.h"
 
 namespace vigil {
 namespace {
@@ -205,6 +207,32 @@ json maintenance_json(const MaintenanceWindow& window, TimePoint now) {
   const auto next = window.next_start(now);
   out["next_start"] = next ? seconds_json(to_unix_ms(*next)) : json(nullptr);
   return out;
+}
+
+std::vector<MaintenanceWindow> load_maintenance_windows(AlertStore& store) {
+  // Read every second by the Alerter: a window that does not parse is said once.
+  static std::mutex logged_mutex;
+  static std::set<std::int64_t> logged;
+  std::vector<MaintenanceWindow> out;
+  for (const auto& stored : store.maintenance_windows()) {
+    const std::string where = "maintenance window " + std::to_string(stored.id);
+    try {
+      auto window = parse_maintenance_window(json::parse(stored.definition), where);
+      window.id = stored.id;
+      out.push_back(std::move(window));
+    } catch (const std::exception& e) {
+      std::lock_guard lock(logged_mutex);
+      if (logged.insert(stored.id).second) log_error("skipping stored " + where + ": " + e.what());
+    }
+  }
+  return out;
+}
+
+MaintenanceWindow store_maintenance_window(AlertStore& store, const MaintenanceWindow& window,
+                                           TimePoint at) {
+  MaintenanceWindow stored = window;
+  stored.id = store.add_maintenance_window(maintenance_definition_json(window).dump(), at);
+  return stored;
 }
 
 }  // namespace vigil

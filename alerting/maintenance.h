@@ -1,7 +1,8 @@
 // Maintenance windows: periods during which a service's alerts are recorded but not sent, like a
 // mute. One-off (start, end) or recurring (every day or every week at a local time, for a
 // duration), for named services, for tags, or for every service. They come from the services
-// file's alerting section, or from the API (stored by AlertStore, with an id).
+// file's alerting section, or from the API (kept by the AlertStore as their definition, with an
+// id).
 #pragma once
 
 #include <cstdint>
@@ -13,6 +14,7 @@
 
 #include "alerting/timezone.h"
 #include "core/model.h"
+#include "storage/alert_store.h"
 
 namespace vigil {
 
@@ -57,5 +59,14 @@ nlohmann::json maintenance_definition_json(const MaintenanceWindow& window);
 // What the API shows: the definition plus "id" (null for a services-file window), "source"
 // ("file" or "api"), "active" at `now` and "next_start" (unix seconds or null).
 nlohmann::json maintenance_json(const MaintenanceWindow& window, TimePoint now);
+
+// The windows created through the API, as `store` keeps them, each with its id, oldest first.
+// One that no longer parses (its time zone gone from the system) is logged, once per window in
+// this process, and skipped: the others still count. Throws StorageError.
+std::vector<MaintenanceWindow> load_maintenance_windows(AlertStore& store);
+// Stores `window` (its id is ignored) in `store` and returns it with its new id. Throws
+// StorageError.
+MaintenanceWindow store_maintenance_window(AlertStore& store, const MaintenanceWindow& window,
+                                           TimePoint at);
 
 }  // namespace vigil

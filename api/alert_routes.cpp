@@ -4,7 +4,6 @@
 
 #include <string>
 
-#include "alerting/alert_store.h"
 #include "alerting/alert_views.h"
 #include "alerting/alerter.h"
 #include "alerting/alerting_config.h"
@@ -12,6 +11,7 @@
 #include "api/json_views.h"
 #include "api/params.h"
 #include "api/responses.h"
+#include "storage/alert_store.h"
 
 namespace vigil {
 namespace {
@@ -69,7 +69,7 @@ class AlertRoutes {
     if (options_.alerting)
       for (const auto& window : options_.alerting->maintenance)
         windows.push_back(maintenance_json(window, now));
-    for (const auto& window : alert_store().maintenance_windows())
+    for (const auto& window : load_maintenance_windows(alert_store()))
       windows.push_back(maintenance_json(window, now));
     send_json(res, 200, envelope(200, json{{"windows", std::move(windows)}}));
   }
@@ -79,7 +79,7 @@ class AlertRoutes {
     const MaintenanceWindow window =
         validated([&] { return parse_maintenance_window(body, "maintenance"); });
     const TimePoint now = now_ms();
-    const auto stored = alert_store().add_maintenance_window(window, now);
+    const auto stored = store_maintenance_window(alert_store(), window, now);
     send_json(res, 201, envelope(201, json{{"window", maintenance_json(stored, now)}}));
   }
 

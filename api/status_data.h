@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "alerting/alert_store.h"
 #include "core/model.h"
+#include "storage/alert_store.h"
 #include "storage/store.h"
 
 namespace vigil {

@@ -28,6 +28,7 @@
 #include "runner/runner_metrics.h"
 #include "runner/scheduler.h"
 #include "runner/state_machine.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 
 namespace {

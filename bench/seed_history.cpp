@@ -21,8 +21,9 @@
 #include <vector>
 
 #include "core/logging.h"
-#include "storage/rollup_sql.h"
 #include "storage/rollups.h"
+#include "storage/sqlite/rollup_sql.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 
 using namespace vigil;
@@ -63,7 +64,7 @@ struct Simulated {
 // Writes what vigil's writer would have written, in the order it would have: minute by minute,
 // every service's tick of that minute (so the tick table's pages fill as they do in real life,
 // not one service at a time), the hour and day rows as their period ends. At a 60 s interval a
-// minute has one tick, so no minute rows (storage/rollup_sql.h).
+// minute has one tick, so no minute rows (storage/sqlite/rollup_sql.h).
 void seed(const Options& o) {
   std::filesystem::remove(o.db);
   std::filesystem::remove(o.db + "-wal");

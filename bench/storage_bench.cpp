@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "runner/state_machine.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "storage/writer.h"
 

@@ -2,10 +2,13 @@
 # include cannot creep back in. Run by the build (target `layering`, part of `all`) as
 #   cmake -DSOURCE_DIR=<repo> -DSTAMP=<file> -P cmake/check_layering.cmake
 # Each folder lists the folders it may include besides itself; main.cpp, tests/, bench/ and fuzz/
-# may include anything. storage/postgres is its own library above storage.
+# may include anything. storage/sqlite and storage/postgres are the backends, each its own library
+# above storage: only the program's entry point (main.cpp), tests, benchmarks and fuzz targets,
+# which choose a backend, include them.
 set(allowed_core "")
 set(allowed_config "core")
 set(allowed_storage "core")
+set(allowed_storage/sqlite "core;storage")
 set(allowed_storage/postgres "core;storage")
 # runner parses a service for `vigil probe` through config.
 set(allowed_runner "core;config")
@@ -13,7 +16,7 @@ set(allowed_alerting "core;storage;runner")
 set(allowed_api "core;config;storage;runner;alerting")
 
 set(violations "")
-foreach(folder core config storage storage/postgres runner alerting api)
+foreach(folder core config storage storage/sqlite storage/postgres runner alerting api)
   file(GLOB files ${SOURCE_DIR}/${folder}/*.h ${SOURCE_DIR}/${folder}/*.cpp)
   foreach(file ${files})
     file(STRINGS ${file} includes REGEX "^#include \"[a-z_/]+\\.h\"")

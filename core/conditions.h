@@ -77,7 +77,7 @@ std::vector<StatusRange> parse_status_ranges(const nlohmann::json& list, const s
 std::string format_number(double value);
 
 // "200-399,404": the ranges as text, for messages and reports. It is also the stored form of
-// services.expected_status (storage/sqlite_store.cpp reads it back), so its format is fixed.
+// services.expected_status (the SQLite backend reads it back), so its format is fixed.
 std::string format_status_ranges(const std::vector<StatusRange>& ranges);
 
 }  // namespace vigil

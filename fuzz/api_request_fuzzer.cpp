@@ -27,6 +27,7 @@
 #include "config/config.h"
 #include "core/logging.h"
 #include "fuzz_check.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 
 namespace {

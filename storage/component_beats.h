@@ -1,7 +1,7 @@
 // Liveness beats: the process that runs the runner records, every few seconds, when each of its
-// parts (runner loop, writer, alerter) last made progress, in the component_beats table. Another
-// process on the same database (`vigil api`) reads them to tell a dead or hung runner process
-// from a live one: a beat that stops advancing is the sign, whatever killed or froze it.
+// parts (runner loop, writer, alerter) last made progress, in the database. Another process on
+// the same database (`vigil api`) reads them to tell a dead or hung runner process from a live
+// one: a beat that stops advancing is the sign, whatever killed or froze it.
 #pragma once
 
 #include <condition_variable>
@@ -15,13 +15,9 @@
 
 #include "core/model.h"
 
-namespace SQLite {
-class Database;
-}
-
 namespace vigil {
 
-// One row of component_beats.
+// One part's beat: one per (component, instance).
 struct ComponentBeat {
   std::string component;  // "runner", "writer", "alerter"
   std::string instance;   // PROBER_REGION of the process that runs it
@@ -31,29 +27,22 @@ struct ComponentBeat {
   friend bool operator==(const ComponentBeat&, const ComponentBeat&) = default;
 };
 
-// The component_beats table, on a connection of its own (so neither a writer batch nor an API
-// read waits behind it in this process). Thread-safe: calls are serialised on that connection.
+// Where beats are kept. A backend opens one (storage/database.h) on a connection of its own, so
+// neither a writer batch nor an API read waits behind it in this process, and a short wait for
+// locks, so /healthz answers promptly. Every method may be called from any thread; calls are
+// serialised. Errors (the database locked, full or unreachable) are reported by throwing
+// StorageError, and nothing of the failed call is written.
 class ComponentBeatStore {
  public:
-  // Opens the database at `path`, which open_sqlite_store has created and migrated. Throws
-  // StorageError when it cannot be opened.
-  explicit ComponentBeatStore(const std::string& path);
-  ~ComponentBeatStore();
-  ComponentBeatStore(const ComponentBeatStore&) = delete;
-  ComponentBeatStore& operator=(const ComponentBeatStore&) = delete;
+  virtual ~ComponentBeatStore() = default;
 
-  // Inserts or replaces each (component, instance) row, all in one transaction. Throws
-  // StorageError (a locked or full database: nothing is written).
-  void write(const std::vector<ComponentBeat>& beats);
-  // Deletes every row of `instance`: its parts stopped on purpose and are not silent. Throws
-  // StorageError.
-  void remove(const std::string& instance);
-  // Every row, by component then instance. Throws StorageError.
-  std::vector<ComponentBeat> read();
-
- private:
-  std::mutex mutex_;
-  std::unique_ptr<SQLite::Database> db_;  // guarded by mutex_
+  // Inserts or replaces each (component, instance) beat, all in one transaction.
+  virtual void write(const std::vector<ComponentBeat>& beats) = 0;
+  // Deletes every beat of `instance` (none: not an error): its parts stopped on purpose and
+  // are not silent.
+  virtual void remove(const std::string& instance) = 0;
+  // Every beat, by component then instance.
+  virtual std::vector<ComponentBeat> read() = 0;
 };
 
 // A part's name and when it last progressed, as the process's own signals say (for example

@@ -53,7 +53,7 @@ void RetentionCleaner::clean() {
     }
   };
   try {
-    // A minute's only tick is its minute rollup: it is kept as long as minute rows are.
+    // Minute rollups are kept for the minute retention (see Store::delete_ticks_older_than).
     const std::optional<TimePoint> lone_cutoff =
         options_.minute_retention == Millis::zero()
             ? std::nullopt

@@ -1,5 +1,5 @@
-// Time-series summaries: a mergeable latency histogram and the per-period summary the
-// minute and hour rollup tables hold. Plain values: any thread, no I/O.
+// Time-series summaries: a mergeable latency histogram and the per-period summary a backend keeps
+// for each minute, hour and day. Plain values: any thread, no I/O.
 //
 // Percentile error: buckets are log-spaced kRatio = 1.2 apart from 0.1 ms to ~125 s, and a
 // percentile reports its bucket's geometric middle clamped to the period's [min, max], so for any

@@ -1,10 +1,16 @@
-// Store: every operation the runner and the API need from the database, and nothing about SQL.
-// The SQLite implementation is the embedded default; another backend (PostgreSQL, for several
-// vigil instances) implements the same interface without touching runner/ or api/.
+// Store: every operation the runner and the API need on services, ticks, metrics, events,
+// rollups and the queue of pushed beats, and nothing about SQL. A backend implements it
+// (storage/sqlite/, storage/postgres/) and opens it through its Database (storage/database.h);
+// runner/, alerting/ and api/ know only this contract.
 //
-// Thread-safety: every method may be called from any thread. Writes (sync_services, apply, ...) are
-// serialised on one write connection; reads use their own connections and never block on a
-// write in progress (WAL). Errors are reported by throwing StorageError.
+// Thread-safety: every method may be called from any thread, concurrently. Each write (a method
+// that changes anything) is one transaction, atomic: all of it is committed or none. A read sees
+// committed writes only, and one read is consistent within itself (one snapshot); reads must not
+// wait for a write in progress.
+//
+// Errors: a method that cannot reach or use the database throws StorageError (ConflictError
+// where said); nothing of a failed write is committed. An unknown service id is not an error:
+// each method says what it returns for one.
 #pragma once
 
 #include <algorithm>
@@ -129,7 +135,7 @@ class Store {
   // history is kept). A previously inactive service that reappears is reactivated.
   virtual SyncResult sync_services(const std::vector<ServiceSpec>& specs, TimePoint now) = 0;
 
-  // Active services, ordered by id.
+  // Active services, ordered by id. Throws StorageError on a row that does not decode.
   virtual std::vector<Service> active_services() = 0;
 
   // The runner's starting state for each service that has ticks, keyed by id: its metric and
@@ -144,22 +150,25 @@ class Store {
   virtual void apply(const std::vector<TickRecord>& batch) = 0;
 
   // API reads. Active services only for lists, ordered by id, in one query; get_service also
-  // finds inactive ones.
+  // finds inactive ones (empty for an unknown id).
   virtual std::vector<ServiceView> list_services(const ServiceFilter& filter) = 0;
   std::vector<ServiceView> list_services() { return list_services(ServiceFilter{}); }
   virtual std::optional<ServiceView> get_service(ServiceId id) = 0;
   // Every active service's freshness inputs, ordered by id, in one query.
   virtual std::vector<ServiceFreshness> freshness() = 0;
 
-  // Events of a service, newest first; with `before`, only events whose id is smaller.
+  // Events of a service, newest first, at most `limit` (none when limit <= 0); with `before`,
+  // only events whose id is smaller. Empty for an unknown id.
   virtual std::vector<Event> events(ServiceId id, int limit,
                                     std::optional<std::int64_t> before) = 0;
 
   // Ticks of a service within [from, to] (and after `before`), newest first: by ts, then by
   // seq (the insertion order of ticks with the same ts), both descending. Each has its seq set.
+  // At most query.limit (none when it is <= 0); empty for an unknown id.
   virtual std::vector<Tick> ticks(ServiceId id, const TickQuery& query) = 0;
 
-  // True when a trivial read succeeds (used by /healthz).
+  // True when a trivial read of the database succeeds (used by /healthz); false, with the reason
+  // logged, otherwise. Never throws.
   virtual bool ping() = 0;
 
   // Rollup rows that apply() found corrupt (an hour or day row whose histogram does not decode)
@@ -215,9 +224,9 @@ class Store {
 
   // Retention: deletes up to `batch_size` ticks with ts < cutoff in one short transaction, so
   // the writer never waits long behind it, service by service. Returns how many it deleted
-  // (fewer than batch_size: none is left). Metrics and events stay. A minute's only tick is
-  // that minute's rollup (no minute row is written for it): it stays until `lone_cutoff`
-  // instead, and forever when that is empty.
+  // (fewer than batch_size: none is left). Metrics and events stay, and so does every minute's
+  // rollup until `lone_cutoff` (the minute retention; forever when empty): a backend that keeps
+  // a minute's only tick as that minute's rollup keeps such a tick until then.
   virtual std::size_t delete_ticks_older_than(TimePoint cutoff,
                                               std::optional<TimePoint> lone_cutoff,
                                               std::size_t batch_size) = 0;
@@ -230,15 +239,15 @@ class Store {
   // Exact for counts and sums, percentiles within the histogram's bound, as long as the rows a
   // window needs are still retained.
   virtual RollupSummary summarize(ServiceId id, TimePoint from, TimePoint to) = 0;
-  // The same for every service with ticks in the window, keyed by id, in a fixed number of
-  // queries whatever the number of services.
+  // The same for every service with ticks in the window, keyed by id, at a cost that does not
+  // grow with one read per service.
   virtual std::map<ServiceId, RollupSummary> summarize_all(TimePoint from, TimePoint to) = 0;
   // Every service's summary over the last `window` before `now`, for the many-services views
   // (GET /v1/uptime, vigil_service_uptime_ratio). A window shorter than a day is exact,
   // [now - window, now]. A longer one starts at the UTC hour that contains now - window (up
-  // to an hour more than asked, never less) and is made of whole rollup rows; what ended over
-  // an hour ago is cached until the hour changes, so repeated calls read only the rows of the
-  // current and the previous hour. `from` is where the window started.
+  // to an hour more than asked, never less) and is made of whole rollups. Called often with the
+  // same window (every scrape of /metrics): a backend may keep what ended over an hour ago until
+  // the hour changes. `from` is where the window started.
   struct RecentSummaries {
     TimePoint from;
     std::map<ServiceId, RollupSummary> services;
@@ -251,23 +260,18 @@ class Store {
     std::map<ServiceId, UptimeCounts> services;
   };
   virtual RecentCounts count_all_recent(Millis window, TimePoint now) = 0;
-  // Periods of service `id` that start in [from, to) and had ticks, oldest first: rollup rows,
-  // and for minutes also those whose only tick stands for their row.
+  // Periods of service `id` that start in [from, to) and had ticks, oldest first, with their
+  // summaries; empty for an unknown id.
   virtual std::vector<std::pair<TimePoint, RollupSummary>> rollups(ServiceId id,
                                                                    RollupResolution resolution,
                                                                    TimePoint from,
                                                                    TimePoint to) = 0;
   // Events of service `id` that overlap [from, to) (open ones included), oldest first.
   virtual std::vector<Event> events_overlapping(ServiceId id, TimePoint from, TimePoint to) = 0;
-  // Retention: deletes up to `batch_size` rollup rows of `resolution` whose period starts
-  // before `cutoff`, in one short transaction. Returns how many it deleted.
+  // Retention: deletes up to `batch_size` rollups of `resolution` whose period starts before
+  // `cutoff`, in one short transaction. Returns how many it deleted.
   virtual std::size_t delete_rollups_older_than(RollupResolution resolution, TimePoint cutoff,
                                                 std::size_t batch_size) = 0;
 };
-
-// Opens (creating if needed) the SQLite database at `path` in WAL mode and migrates it to the
-// current schema. Throws StorageError when the file cannot be opened, or was written by a newer
-// vigil (its schema_version is above the one this build knows).
-std::unique_ptr<Store> open_sqlite_store(const std::string& path);
 
 }  // namespace vigil

@@ -75,7 +75,7 @@ class Writer {
   // service's next record.
   std::uint64_t folded_records() const;
   // While commits fail (from the first failed attempt until one succeeds): the last error, as
-  // SQLite reported it ("database or disk is full", "database is locked"); empty otherwise.
+  // the backend reported it (e.g. "database or disk is full"); empty otherwise.
   // /healthz reports it.
   std::string failure() const;
 

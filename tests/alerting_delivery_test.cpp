@@ -23,6 +23,7 @@
 #include "alerting/alerting_config.h"
 #include "config/config.h"
 #include "core/logging.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "support/receiver.h"
 #include "support/target_server.h"
@@ -128,8 +129,8 @@ class AlertingTest : public ::testing::Test {
   }
 
   std::unique_ptr<Alerter> alerter(const json& section, AlerterOptions options = {}) {
-    auto a =
-        std::make_unique<Alerter>(db(), *store_, config(section), registry_, std::move(options));
+    auto a = std::make_unique<Alerter>(open_sqlite_alert_store(db()), *store_, config(section),
+                                       registry_, std::move(options));
     a->start();
     return a;
   }
@@ -496,7 +497,7 @@ TEST_F(AlertingTest, SlackPostMessageUsesTheTokenAndRetriesWhenSlackSaysNotOk) {
            {"token", "${SLACK_API_TOKEN}"}}}}},
        {"default", {"chat"}}},
       "alerting", env_of({{"SLACK_API_TOKEN", "xoxb-1"}, {"SLACK_CHANNEL_ID", "C42"}}));
-  Alerter a(db(), *store_, cfg, registry_, fast());
+  Alerter a(open_sqlite_alert_store(db()), *store_, cfg, registry_, fast());
   a.start();
   a.on_tick(status_change(id, false, now_ms()));
   const auto got = receiver_.wait_for("/api/chat.postMessage", 2);
@@ -515,7 +516,7 @@ TEST_F(AlertingTest, PagerDutyTriggerAndResolveShareTheDedupKey) {
       {{"channels", {{"pd", {{"type", "pagerduty"}, {"url", receiver_.url("/v2/enqueue")}}}}},
        {"default", {"pd"}}},
       "alerting", env_of({{"PAGERDUTY_ROUTING_KEY", "R0UTING"}}));
-  Alerter a(db(), *store_, cfg, registry_, fast());
+  Alerter a(open_sqlite_alert_store(db()), *store_, cfg, registry_, fast());
   a.start();
   a.on_tick(status_change(id, false, from_unix_ms(1'700'000'000'000)));
   ASSERT_EQ(receiver_.wait_for("/v2/enqueue", 1).size(), 1u);
@@ -557,7 +558,7 @@ TEST_F(AlertingTest, NoChannelShowsAProbeUrlsPasswordOrQueryValues) {
          {"pd", {{"type", "pagerduty"}, {"url", receiver_.url("/v2/enqueue")}}}}},
        {"default", {"hook", "chat", "pd"}}},
       "alerting", env_of({{"PAGERDUTY_ROUTING_KEY", "R0UTING"}}));
-  Alerter a(db(), *store_, cfg, registry_, fast());
+  Alerter a(open_sqlite_alert_store(db()), *store_, cfg, registry_, fast());
   a.start();
   a.on_tick(status_change(id, false, from_unix_ms(1'700'000'000'000)));
   const auto hook = receiver_.wait_for("/hook", 1);
@@ -706,9 +707,11 @@ TEST_F(AlertingTest, AnApiWindowSilencesWithoutARestartAndItsEndSendsOneTrigger)
                {"default", {"hook"}}},
               options);
   // Created after the Alerter started, through another connection, as the API does.
-  AlertStore api(db());
+  const auto api_store = open_sqlite_alert_store(db());
+  AlertStore& api = *api_store;
   const auto start = to_unix_seconds(clock.now()) - 60;
-  const auto window = api.add_maintenance_window(
+  const auto window = store_maintenance_window(
+      api,
       parse_maintenance_window({{"services", {"db"}}, {"start", start}, {"end", start + 660}},
                                "maintenance"),
       clock.now());

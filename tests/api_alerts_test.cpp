@@ -11,10 +11,11 @@
 #include <string>
 #include <thread>
 
-#include "alerting/alert_store.h"
 #include "alerting/alerter.h"
 #include "api/server.h"
 #include "core/logging.h"
+#include "storage/alert_store.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "support/receiver.h"
 #include "support/target_server.h"
@@ -44,10 +45,10 @@ class AlertsApiTest : public ::testing::Test {
     config.default_channels = {"hook"};
     AlerterOptions options;
     options.backoff = {};
-    alerter_ =
-        std::make_unique<Alerter>(dir_.file("vigil.db"), *store_, config, registry_, options);
+    alerter_ = std::make_unique<Alerter>(open_sqlite_alert_store(dir_.file("vigil.db")), *store_,
+                                         config, registry_, options);
     alerter_->start();
-    reads_ = std::make_unique<AlertStore>(dir_.file("vigil.db"));
+    reads_ = open_sqlite_alert_store(dir_.file("vigil.db"));
     ApiOptions api_options;
     api_options.alerts = reads_.get();
     api_options.alerter = alerter_.get();

@@ -12,6 +12,7 @@
 
 #include "api/freshness_gauges.h"
 #include "api/server.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "support/prometheus_text.h"
 #include "support/target_server.h"

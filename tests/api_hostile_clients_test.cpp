@@ -32,6 +32,7 @@
 
 #include "api/guarded_server.h"
 #include "api/server.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "support/idle_flood.h"
 #include "support/target_server.h"

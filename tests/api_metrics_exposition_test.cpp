@@ -22,6 +22,7 @@
 #include "api/server.h"
 #include "api/uptime_gauges.h"
 #include "runner/service_series.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "support/prometheus_text.h"
 #include "support/target_server.h"

@@ -15,6 +15,7 @@
 
 #include "api/openapi.h"
 #include "api/server.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "support/markup_check.h"
 #include "support/target_server.h"

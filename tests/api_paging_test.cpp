@@ -21,10 +21,11 @@
 #include <thread>
 #include <vector>
 
-#include "alerting/alert_store.h"
 #include "api/paging.h"
 #include "api/server.h"
 #include "core/logging.h"
+#include "storage/alert_store.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "storage/writer.h"
 #include "support/target_server.h"
@@ -101,7 +102,7 @@ class PagingApiTest : public ::testing::Test {
   void SetUp() override {
     set_log_level(LogLevel::error);
     store_ = open_sqlite_store(dir_.file("vigil.db"));
-    alerts_ = std::make_unique<AlertStore>(dir_.file("vigil.db"));
+    alerts_ = open_sqlite_alert_store(dir_.file("vigil.db"));
     std::vector<ServiceSpec> specs;
     for (int i = 0; i < kServices; ++i) {
       ServiceSpec spec;

@@ -17,10 +17,11 @@
 #include <string>
 #include <vector>
 
-#include "alerting/alert_store.h"
 #include "api/badges.h"
 #include "api/server.h"
 #include "api/status_page.h"
+#include "storage/alert_store.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "support/markup_check.h"
 #include "support/target_server.h"
@@ -311,7 +312,8 @@ TEST_F(StatusPage, ServicePageShowsEventsChartsAndBars) {
   EXPECT_FALSE(load_service_page(*store, nullptr, "Acme", 9999, from_unix_ms(now)));
 
   // Alerts of the service, newest first, their texts escaped.
-  AlertStore alerts(dir.file("vigil.db"));
+  const auto alerts_store = open_sqlite_alert_store(dir.file("vigil.db"));
+  AlertStore& alerts = *alerts_store;
   const auto none = [](const AlertRecord&) { return std::vector<NewNotification>{}; };
   const AlertRecord first = alerts.open_alert(api, "api down", "status <503>", std::nullopt,
                                               from_unix_ms(now - kDay), none);

@@ -8,6 +8,7 @@
 
 #include "api/json_views.h"
 #include "api/server.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "support/parsed_json.h"
 #include "support/phase_sum.h"

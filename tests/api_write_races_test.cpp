@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "api/server.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "support/target_server.h"
 

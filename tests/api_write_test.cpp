@@ -24,6 +24,7 @@
 #include "api/auth.h"
 #include "api/server.h"
 #include "config/config.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "support/target_server.h"
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "support/markup_check.h"
 #include "support/process.h"

@@ -14,6 +14,7 @@
 
 #include "core/model.h"
 #include "storage/change_feed.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "support/target_server.h"
 

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/conditions.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "support/phase_sum.h"
 #include "support/target_server.h"

@@ -15,8 +15,9 @@
 #include <vector>
 
 #include "storage/retention.h"
-#include "storage/rollup_sql.h"
 #include "storage/rollups.h"
+#include "storage/sqlite/rollup_sql.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "support/store_backends.h"
 #include "support/target_server.h"

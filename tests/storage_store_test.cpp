@@ -14,7 +14,8 @@
 #include <vector>
 
 #include "core/model.h"
-#include "storage/sqlite_schema.h"
+#include "storage/sqlite/sqlite_database.h"
+#include "storage/sqlite/sqlite_schema.h"
 #include "storage/store.h"
 #include "support/store_backends.h"
 #include "support/target_server.h"

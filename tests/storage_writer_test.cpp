@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/model.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "storage/write_queue.h"
 #include "storage/writer.h"

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "storage/postgres/postgres_store.h"
+#include "storage/sqlite/sqlite_database.h"
 #include "support/postgres_server.h"
 
 namespace vigil::test {

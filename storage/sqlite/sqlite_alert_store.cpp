@@ -1,18 +1,20 @@
-#include "alerting/alert_store.h"
-
+// SqliteAlertStore: the AlertStore on a write connection of its own to the database file.
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <random>
+#include <string>
+#include <vector>
 
-#include "core/logging.h"
-#include "storage/sqlite_schema.h"
+#include "storage/alert_store.h"
+#include "storage/sqlite/sqlite_connection.h"
+#include "storage/sqlite/sqlite_database.h"
 
-namespace vigil {
+namespace vigil::sqlite {
 namespace {
-
-constexpr int kBusyTimeoutMs = 5000;
 
 const char* const kAlertColumns =
     "alert_id, alert_name, service_id, active, external_reference_id, alert_cycle, reason, "
@@ -77,46 +79,55 @@ NotificationRecord read_notification(SQLite::Statement& row) {
   return n;
 }
 
-template <typename F>
-auto guarded(const std::string& what, F&& body) {
-  try {
-    return body();
-  } catch (const SQLite::Exception& e) {
-    throw StorageError(what + ": " + e.what());
-  }
-}
+class SqliteAlertStore final : public AlertStore {
+ public:
+  // Opens `path` for writing (connect_for_writing: created and migrated if needed).
+  explicit SqliteAlertStore(const std::string& path);
 
-}  // namespace
+  std::optional<AlertRecord> active_alert(ServiceId service) override;
+  std::vector<AlertRecord> active_alerts() override;
+  AlertRecord open_alert(ServiceId service, const std::string& name, const std::string& reason,
+                         const std::optional<std::string>& previous_status, TimePoint at,
+                         const Compose& compose) override;
+  AlertRecord close_alert(std::int64_t id, TimePoint at, const Compose& compose) override;
+  AlertRecord next_cycle(std::int64_t id, TimePoint at, const Compose& compose) override;
+  void add_notifications(std::optional<std::int64_t> alert_id, TimePoint at,
+                         const std::vector<NewNotification>& notifications) override;
+  std::vector<NotificationRecord> due(TimePoint now, std::size_t limit,
+                                      const std::vector<std::int64_t>& skip) override;
+  std::optional<TimePoint> next_due() override;
+  void record_sent(std::int64_t id, int attempt, int code, TimePoint at) override;
+  void record_retry(std::int64_t id, int attempt, std::optional<int> code, const std::string& error,
+                    TimePoint next_attempt_at) override;
+  void record_failed(std::int64_t id, int attempt, std::optional<int> code,
+                     const std::string& error, TimePoint at) override;
+  std::vector<AlertRecord> alerts(const AlertQuery& query) override;
+  std::optional<AlertRecord> alert(std::int64_t id) override;
+  std::vector<NotificationRecord> notifications(std::int64_t alert_id) override;
+  std::vector<StoredMaintenanceWindow> maintenance_windows() override;
+  std::int64_t add_maintenance_window(const std::string& definition, TimePoint at) override;
+  bool delete_maintenance_window(std::int64_t id) override;
 
-const char* to_string(NotificationStatus status) {
-  switch (status) {
-    case NotificationStatus::pending:
-      return "pending";
-    case NotificationStatus::sent:
-      return "sent";
-    case NotificationStatus::failed:
-      return "failed";
-    case NotificationStatus::suppressed:
-      return "suppressed";
-  }
-  return "pending";
-}
+ private:
+  // The caller holds mutex_: `change` runs in a write transaction and returns the alert's id.
+  AlertRecord insert_with(const std::function<std::int64_t()>& change, TimePoint at,
+                          const Compose& compose);
+  std::optional<AlertRecord> alert_locked(std::int64_t id);
+  void insert_notifications_locked(std::optional<std::int64_t> alert_id, TimePoint at,
+                                   const std::vector<NewNotification>& notifications);
 
-AlertStore::AlertStore(const std::string& path) : path_(path) {
-  guarded("cannot open alerts in " + path, [&] {
-    db_ = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE,
-                                             kBusyTimeoutMs);
-    db_->exec("PRAGMA journal_mode = WAL");
-    db_->exec("PRAGMA synchronous = NORMAL");
-    db_->exec("PRAGMA foreign_keys = ON");
-    sqlite_schema::migrate(*db_, path);
+  std::mutex mutex_;
+  std::unique_ptr<SQLite::Database> db_;  // guarded by mutex_
+};
+
+SqliteAlertStore::SqliteAlertStore(const std::string& path) {
+  guarded(("cannot open alerts in " + path).c_str(), [&] {
+    db_ = connect_for_writing(path);
     return 0;
   });
 }
 
-AlertStore::~AlertStore() = default;
-
-std::optional<AlertRecord> AlertStore::alert_locked(std::int64_t id) {
+std::optional<AlertRecord> SqliteAlertStore::alert_locked(std::int64_t id) {
   SQLite::Statement row(*db_,
                         std::string("SELECT ") + kAlertColumns + " FROM alerts WHERE alert_id = ?");
   row.bind(1, id);
@@ -124,7 +135,7 @@ std::optional<AlertRecord> AlertStore::alert_locked(std::int64_t id) {
   return read_alert(row);
 }
 
-std::optional<AlertRecord> AlertStore::active_alert(ServiceId service) {
+std::optional<AlertRecord> SqliteAlertStore::active_alert(ServiceId service) {
   std::lock_guard lock(mutex_);
   return guarded("reading alerts", [&]() -> std::optional<AlertRecord> {
     SQLite::Statement row(*db_, std::string("SELECT ") + kAlertColumns +
@@ -135,7 +146,7 @@ std::optional<AlertRecord> AlertStore::active_alert(ServiceId service) {
   });
 }
 
-std::vector<AlertRecord> AlertStore::active_alerts() {
+std::vector<AlertRecord> SqliteAlertStore::active_alerts() {
   std::lock_guard lock(mutex_);
   return guarded("reading alerts", [&] {
     SQLite::Statement row(*db_, std::string("SELECT ") + kAlertColumns +
@@ -146,8 +157,9 @@ std::vector<AlertRecord> AlertStore::active_alerts() {
   });
 }
 
-void AlertStore::insert_notifications_locked(std::optional<std::int64_t> alert_id, TimePoint at,
-                                             const std::vector<NewNotification>& notifications) {
+void SqliteAlertStore::insert_notifications_locked(
+    std::optional<std::int64_t> alert_id, TimePoint at,
+    const std::vector<NewNotification>& notifications) {
   SQLite::Statement insert(
       *db_,
       "INSERT INTO notifications(alert_id, channel, kind, payload, status, attempt, "
@@ -171,8 +183,8 @@ void AlertStore::insert_notifications_locked(std::optional<std::int64_t> alert_i
   }
 }
 
-AlertRecord AlertStore::insert_with(const std::function<std::int64_t()>& change, TimePoint at,
-                                    const Compose& compose) {
+AlertRecord SqliteAlertStore::insert_with(const std::function<std::int64_t()>& change, TimePoint at,
+                                          const Compose& compose) {
   std::lock_guard lock(mutex_);
   return guarded("writing alerts", [&] {
     SQLite::Transaction txn(*db_, SQLite::TransactionBehavior::IMMEDIATE);
@@ -185,10 +197,10 @@ AlertRecord AlertStore::insert_with(const std::function<std::int64_t()>& change,
   });
 }
 
-AlertRecord AlertStore::open_alert(ServiceId service, const std::string& name,
-                                   const std::string& reason,
-                                   const std::optional<std::string>& previous_status, TimePoint at,
-                                   const Compose& compose) {
+AlertRecord SqliteAlertStore::open_alert(ServiceId service, const std::string& name,
+                                         const std::string& reason,
+                                         const std::optional<std::string>& previous_status,
+                                         TimePoint at, const Compose& compose) {
   return insert_with(
       [&] {
         SQLite::Statement insert(
@@ -210,7 +222,7 @@ AlertRecord AlertStore::open_alert(ServiceId service, const std::string& name,
       at, compose);
 }
 
-AlertRecord AlertStore::close_alert(std::int64_t id, TimePoint at, const Compose& compose) {
+AlertRecord SqliteAlertStore::close_alert(std::int64_t id, TimePoint at, const Compose& compose) {
   return insert_with(
       [&] {
         SQLite::Statement update(*db_,
@@ -224,7 +236,7 @@ AlertRecord AlertStore::close_alert(std::int64_t id, TimePoint at, const Compose
       at, compose);
 }
 
-AlertRecord AlertStore::next_cycle(std::int64_t id, TimePoint at, const Compose& compose) {
+AlertRecord SqliteAlertStore::next_cycle(std::int64_t id, TimePoint at, const Compose& compose) {
   return insert_with(
       [&] {
         SQLite::Statement update(
@@ -236,8 +248,8 @@ AlertRecord AlertStore::next_cycle(std::int64_t id, TimePoint at, const Compose&
       at, compose);
 }
 
-void AlertStore::add_notifications(std::optional<std::int64_t> alert_id, TimePoint at,
-                                   const std::vector<NewNotification>& notifications) {
+void SqliteAlertStore::add_notifications(std::optional<std::int64_t> alert_id, TimePoint at,
+                                         const std::vector<NewNotification>& notifications) {
   std::lock_guard lock(mutex_);
   guarded("writing notifications", [&] {
     SQLite::Transaction txn(*db_, SQLite::TransactionBehavior::IMMEDIATE);
@@ -247,8 +259,8 @@ void AlertStore::add_notifications(std::optional<std::int64_t> alert_id, TimePoi
   });
 }
 
-std::vector<NotificationRecord> AlertStore::due(TimePoint now, std::size_t limit,
-                                                const std::vector<std::int64_t>& skip) {
+std::vector<NotificationRecord> SqliteAlertStore::due(TimePoint now, std::size_t limit,
+                                                      const std::vector<std::int64_t>& skip) {
   std::lock_guard lock(mutex_);
   return guarded("reading notifications", [&] {
     SQLite::Statement row(*db_, std::string("SELECT ") + kNotificationColumns +
@@ -264,7 +276,7 @@ std::vector<NotificationRecord> AlertStore::due(TimePoint now, std::size_t limit
   });
 }
 
-std::optional<TimePoint> AlertStore::next_due() {
+std::optional<TimePoint> SqliteAlertStore::next_due() {
   std::lock_guard lock(mutex_);
   return guarded("reading notifications", [&]() -> std::optional<TimePoint> {
     SQLite::Statement row(
@@ -274,7 +286,7 @@ std::optional<TimePoint> AlertStore::next_due() {
   });
 }
 
-void AlertStore::record_sent(std::int64_t id, int attempt, int code, TimePoint at) {
+void SqliteAlertStore::record_sent(std::int64_t id, int attempt, int code, TimePoint at) {
   std::lock_guard lock(mutex_);
   guarded("writing notifications", [&] {
     SQLite::Statement update(*db_,
@@ -289,8 +301,8 @@ void AlertStore::record_sent(std::int64_t id, int attempt, int code, TimePoint a
   });
 }
 
-void AlertStore::record_retry(std::int64_t id, int attempt, std::optional<int> code,
-                              const std::string& error, TimePoint next_attempt_at) {
+void SqliteAlertStore::record_retry(std::int64_t id, int attempt, std::optional<int> code,
+                                    const std::string& error, TimePoint next_attempt_at) {
   std::lock_guard lock(mutex_);
   guarded("writing notifications", [&] {
     SQLite::Statement update(*db_,
@@ -308,8 +320,8 @@ void AlertStore::record_retry(std::int64_t id, int attempt, std::optional<int> c
   });
 }
 
-void AlertStore::record_failed(std::int64_t id, int attempt, std::optional<int> code,
-                               const std::string& error, TimePoint at) {
+void SqliteAlertStore::record_failed(std::int64_t id, int attempt, std::optional<int> code,
+                                     const std::string& error, TimePoint at) {
   std::lock_guard lock(mutex_);
   guarded("writing notifications", [&] {
     SQLite::Statement update(*db_,
@@ -328,7 +340,7 @@ void AlertStore::record_failed(std::int64_t id, int attempt, std::optional<int> 
   });
 }
 
-std::vector<AlertRecord> AlertStore::alerts(const AlertQuery& query) {
+std::vector<AlertRecord> SqliteAlertStore::alerts(const AlertQuery& query) {
   std::lock_guard lock(mutex_);
   return guarded("reading alerts", [&] {
     std::string sql = std::string("SELECT ") + kAlertColumns + " FROM alerts WHERE 1";
@@ -350,12 +362,12 @@ std::vector<AlertRecord> AlertStore::alerts(const AlertQuery& query) {
   });
 }
 
-std::optional<AlertRecord> AlertStore::alert(std::int64_t id) {
+std::optional<AlertRecord> SqliteAlertStore::alert(std::int64_t id) {
   std::lock_guard lock(mutex_);
   return guarded("reading alerts", [&] { return alert_locked(id); });
 }
 
-std::vector<NotificationRecord> AlertStore::notifications(std::int64_t alert_id) {
+std::vector<NotificationRecord> SqliteAlertStore::notifications(std::int64_t alert_id) {
   std::lock_guard lock(mutex_);
   return guarded("reading notifications", [&] {
     SQLite::Statement row(*db_, std::string("SELECT ") + kNotificationColumns +
@@ -367,54 +379,45 @@ std::vector<NotificationRecord> AlertStore::notifications(std::int64_t alert_id)
   });
 }
 
-// ---- maintenance windows created through the API (schema 6) ----
-
-std::vector<MaintenanceWindow> AlertStore::maintenance_windows() {
+std::vector<StoredMaintenanceWindow> SqliteAlertStore::maintenance_windows() {
   std::lock_guard lock(mutex_);
   return guarded("reading maintenance windows", [&] {
     SQLite::Statement row(*db_, "SELECT id, definition FROM maintenance_windows ORDER BY id");
-    std::vector<MaintenanceWindow> out;
-    while (row.executeStep()) {
-      const std::int64_t id = row.getColumn(0).getInt64();
-      const std::string where = "maintenance window " + std::to_string(id);
-      try {
-        auto window =
-            parse_maintenance_window(nlohmann::json::parse(row.getColumn(1).getString()), where);
-        window.id = id;
-        out.push_back(std::move(window));
-      } catch (const std::exception& e) {
-        // E.g. its time zone was removed from the system: the others still count. Read every
-        // second by the Alerter, so said once.
-        if (unreadable_windows_.insert(id).second)
-          log_error("skipping stored " + where + ": " + e.what());
-      }
-    }
+    std::vector<StoredMaintenanceWindow> out;
+    while (row.executeStep())
+      out.push_back({row.getColumn(0).getInt64(), row.getColumn(1).getString()});
     return out;
   });
 }
 
-MaintenanceWindow AlertStore::add_maintenance_window(const MaintenanceWindow& window,
-                                                     TimePoint at) {
+std::int64_t SqliteAlertStore::add_maintenance_window(const std::string& definition, TimePoint at) {
   std::lock_guard lock(mutex_);
   return guarded("writing a maintenance window", [&] {
     SQLite::Statement insert(
         *db_, "INSERT INTO maintenance_windows(definition, created_at) VALUES(?, ?)");
-    insert.bind(1, maintenance_definition_json(window).dump());
+    insert.bind(1, definition);
     insert.bind(2, to_unix_ms(at));
     insert.exec();
-    MaintenanceWindow stored = window;
-    stored.id = db_->getLastInsertRowid();
-    return stored;
+    return db_->getLastInsertRowid();
   });
 }
 
-bool AlertStore::delete_maintenance_window(std::int64_t id) {
+bool SqliteAlertStore::delete_maintenance_window(std::int64_t id) {
   std::lock_guard lock(mutex_);
   return guarded("deleting a maintenance window", [&] {
     SQLite::Statement remove(*db_, "DELETE FROM maintenance_windows WHERE id = ?");
     remove.bind(1, id);
     return remove.exec() > 0;
   });
+}
+
+}  // namespace
+}  // namespace vigil::sqlite
+
+namespace vigil {
+
+std::unique_ptr<AlertStore> open_sqlite_alert_store(const std::string& path) {
+  return std::make_unique<sqlite::SqliteAlertStore>(path);
 }
 
 }  // namespace vigil

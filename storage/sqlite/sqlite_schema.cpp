@@ -1,4 +1,4 @@
-#include "storage/sqlite_schema.h"
+#include "storage/sqlite/sqlite_schema.h"
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
@@ -8,7 +8,7 @@
 
 #include "core/logging.h"
 #include "core/model.h"
-#include "storage/rollup_sql.h"
+#include "storage/sqlite/rollup_sql.h"
 #include "storage/store.h"
 
 namespace vigil::sqlite_schema {

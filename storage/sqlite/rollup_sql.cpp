@@ -1,4 +1,4 @@
-#include "storage/rollup_sql.h"
+#include "storage/sqlite/rollup_sql.h"
 
 #include <sqlite3.h>
 
