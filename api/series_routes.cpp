@@ -77,11 +77,6 @@ json number_or_null(const std::optional<double>& value) {
 
 double seconds_of(std::int64_t ms) { return double(ms) / 1000.0; }
 
-std::int64_t floor_to(std::int64_t t, std::int64_t step) {
-  const std::int64_t r = t % step;
-  return r < 0 ? t - r - step : t - r;
-}
-
 }  // namespace
 
 json service_metrics(Store& store, ServiceId id, const Params& params, TimePoint now) {

@@ -12,11 +12,6 @@ constexpr std::int64_t kHourMs = 3'600'000;
 constexpr std::int64_t kDayMs = 86'400'000;
 constexpr std::int64_t kSparkStepMs = 15 * kMinuteMs;
 
-std::int64_t floor_to(std::int64_t t, std::int64_t step) {
-  const std::int64_t r = t % step;
-  return r < 0 ? t - r - step : t - r;
-}
-
 // `count` cells of `step` ending with the one holding `now`, oldest first.
 std::vector<BarCell> empty_cells(TimePoint now, std::int64_t step, int count) {
   const std::int64_t last = floor_to(to_unix_ms(now), step);
