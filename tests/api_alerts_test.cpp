@@ -13,6 +13,7 @@
 
 #include "alerting/alert_store.h"
 #include "alerting/alerter.h"
+#include "alerting/webhook.h"
 #include "api/server.h"
 #include "core/logging.h"
 #include "storage/store.h"
@@ -39,7 +40,7 @@ class AlertsApiTest : public ::testing::Test {
     AlertingConfig config;
     ChannelConfig hook;
     hook.name = "hook";
-    hook.url = receiver_.url("/hook");
+    hook.channel = std::make_shared<WebhookChannel>(WebhookConfig{receiver_.url("/hook"), {}});
     config.channels.emplace("hook", hook);
     config.default_channels = {"hook"};
     AlerterOptions options;
