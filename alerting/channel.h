@@ -47,9 +47,12 @@ struct OutgoingRequest {
   std::string body;
 };
 
+// One configured channel, built by its type from its entry (ChannelType::parse). Immutable once
+// built, so its calls are safe from any thread.
 class Channel {
  public:
   virtual ~Channel() = default;
+  // The request that delivers `message`; the Alerter sends it and retries it.
   virtual OutgoingRequest render(const AlertMessage& message) const = 0;
   // Why an answer with a 2xx status is still a failure (Slack's API says {"ok":false}), or
   // empty when the 2xx answer means delivered.
@@ -61,9 +64,9 @@ class Channel {
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
 
 // A channel's entry in the services file as its type reads it: string values with every ${NAME}
-// replaced from the environment. Messages start with at() (".channels.<name>") and name the
-// field; an unset variable is named, a value never shown (it may be a secret). Holds references
-// to the entry and the lookup, which must outlive it.
+// replaced from the environment. Messages start with at() ("services.json: alerting.channels.
+// hook") and name the field; an unset variable is named, a value never shown (it may be a
+// secret). Holds references to the entry and the lookup, which must outlive it.
 class ChannelEntry {
  public:
   ChannelEntry(const nlohmann::json& entry, std::string at, const EnvLookup& env);
