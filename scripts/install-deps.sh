@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages vigil needs, when they are missing.
-#   scripts/install-deps.sh [build|test|sanitize|fuzz|bench]   (default: build)
+#   scripts/install-deps.sh [build|test|sanitize|fuzz|bench|lint]   (default: build)
 # As root it runs apt-get; otherwise it prints the exact apt-get line and exits 1.
 set -euo pipefail
 
@@ -16,8 +16,9 @@ case "$profile" in
   test) packages+=(prometheus sqlite3 curl openssl python3 chromium postgresql-15) ;;  # promtool checks /metrics; sqlite3 and curl for scripted tests; openssl makes the TLS tests' certificates; python3 runs tests/crash; chromium (headless) renders the status page in tests/e2e_status_page_test.cpp; postgresql-15: the PostgreSQL tests start their own server (tests/support/postgres_server.h)
   sanitize) packages+=(prometheus sqlite3 curl openssl python3 postgresql-15 libasan8 libubsan1 libtsan2) ;;  # the test suite under GCC's ASan/UBSan/TSan runtimes
   fuzz) packages+=(clang libclang-rt-14-dev llvm) ;;  # libFuzzer and clang's sanitizer runtimes; llvm-symbolizer for readable reports
+  lint) packages+=(clang-format clang-tidy) ;;  # make format-check and make tidy (.clang-format, .clang-tidy)
   bench) packages+=(python3 sqlite3 nginx-light wrk prometheus-blackbox-exporter libbenchmark-dev) ;;  # bench/vigil_bench.py: the target, the load generator, the exporter compared; micro-benchmarks
-  *) echo "usage: $0 [build|test|sanitize|fuzz|bench]" >&2; exit 2 ;;
+  *) echo "usage: $0 [build|test|sanitize|fuzz|bench|lint]" >&2; exit 2 ;;
 esac
 
 missing=()
