@@ -6,6 +6,7 @@ set -euo pipefail
 
 profile="${1:-build}"
 packages=(build-essential cmake pkg-config
+  lld  # links in half the time of the default linker (CMakeLists.txt, VIGIL_USE_LLD)
   libcpp-httplib-dev libcurl4-openssl-dev libssl-dev libsqlitecpp-dev nlohmann-json3-dev
   prometheus-cpp-dev libre2-dev
   libpq-dev  # the PostgreSQL backend's client library (storage/postgres/)
