@@ -77,7 +77,7 @@ constexpr const char* kUnmatchedRoute = "unmatched";
 // A client error a handler reports with its status and message (400, 404).
 class ApiError : public std::runtime_error {
  public:
-  ApiError(int status, const std::string& message) : std::runtime_error(message), status(status) {}
+  ApiError(int code, const std::string& message) : std::runtime_error(message), status(code) {}
   int status;
 };
 
