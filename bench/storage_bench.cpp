@@ -99,9 +99,10 @@ long long used_bytes(const std::string& path) {
   return (pragma("page_count") - pragma("freelist_count")) * pragma("page_size");
 }
 
-// The CPU (user + system, ms) of the processes in process group `group` so far, with that of
-// their children that have ended: a PostgreSQL server's, whose backends are its children.
-double group_cpu_ms(pid_t group) {
+// The CPU (user + system, ms) so far of process `parent` and its children, with that of their
+// children that have ended: a PostgreSQL server's, whose backends are the postmaster's children
+// (each in a session of its own, so not found by process group).
+double tree_cpu_ms(pid_t parent) {
   const double tick_ms = 1000.0 / double(::sysconf(_SC_CLK_TCK));
   double total = 0;
   DIR* proc = ::opendir("/proc");
@@ -116,7 +117,8 @@ double group_cpu_ms(pid_t group) {
     std::istringstream fields(line.substr(close + 2));
     std::vector<std::string> f;
     for (std::string field; fields >> field && f.size() < 15;) f.push_back(field);
-    if (f.size() < 15 || std::stol(f[2]) != group) continue;  // f[2]: pgrp
+    if (f.size() < 15) continue;
+    if (std::atol(entry->d_name) != parent && std::stol(f[1]) != parent) continue;  // f[1]: ppid
     // f[11..14]: utime, stime, cutime, cstime
     for (int i = 11; i <= 14; ++i) total += double(std::stoll(f[i])) * tick_ms;
   }
@@ -177,7 +179,7 @@ class PostgresBackend final : public Backend {
     return postgres::int_at(
         admin_.exec("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::int8"), 0, 0);
   }
-  double server_cpu_ms() override { return group_cpu_ms(server_.pid()); }
+  double server_cpu_ms() override { return tree_cpu_ms(server_.pid()); }
 
  private:
   std::string conninfo(const std::string& phase) const {
