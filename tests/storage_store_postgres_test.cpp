@@ -271,6 +271,22 @@ TEST_F(PostgresStore, ANulInOutsideTextIsWrittenAsAReplacementCharacter) {
   EXPECT_EQ(beats[0].second.message, "a\xEF\xBF\xBD");
 }
 
+// Ticks are sent in COPY's text format, where a tab, a line break, a backslash and "\N" mean
+// something: in a tick's text they are kept as they were.
+TEST_F(PostgresStore, TextWithCopysSeparatorsInATickIsKeptAsItWas) {
+  const ServiceId id = store->create_service(probed("a"), from_unix_ms(0)).id;
+  Metric metric;
+  TickRecord record = record_at(id, 1000, metric);
+  record.tick.up = false;
+  record.tick.error = "tab\there\nline\r\\N \\. \\";
+  record.tick.message = "\\.";
+  store->apply({record});
+  const auto ticks = store->ticks(id, {});
+  ASSERT_EQ(ticks.size(), 1u);
+  EXPECT_EQ(ticks[0].error, record.tick.error);
+  EXPECT_EQ(ticks[0].message, record.tick.message);
+}
+
 TEST_F(PostgresStore, AReadStuckBehindALockFailsWithinItsTimeoutInsteadOfHanging) {
   store->create_service(probed("a"), from_unix_ms(0));
   // Another session holds services locked, as a stuck migration or operator would.

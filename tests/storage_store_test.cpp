@@ -9,6 +9,7 @@
 #include <fstream>
 #include <future>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -519,6 +520,25 @@ TEST_P(StorageStoreOnBackend, EventsPageNewestFirstByLimitAndBefore) {
   EXPECT_EQ(last[0].id, all[4].id);
   EXPECT_TRUE(store->events(a.id, 2, last.back().id).empty());
   EXPECT_TRUE(store->events(a.id, 0, std::nullopt).empty());
+}
+
+// Ticks of one service in one millisecond are all kept, in one batch or across batches (a later
+// batch's go on after the stored ones), while the other services' ticks of the batch are written
+// as usual.
+TEST_P(StorageStoreOnBackend, TicksOfOneMillisecondAreAllKeptAcrossBatches) {
+  auto store = open_store();
+  store->sync_services({make_spec("a"), make_spec("b")}, at(0));
+  Prober a{id_of(*store, "a"), {}, {}};
+  Prober b{id_of(*store, "b"), {}, {}};
+  store->apply({a.next(true, at(1000), 1), a.next(true, at(1000), 2)});
+  store->apply({b.next(true, at(1000), 3), a.next(false, at(1000), 4), a.next(true, at(1000), 5)});
+  const auto ticks = store->ticks(a.id, {at(1000), at(1000), 100});
+  ASSERT_EQ(ticks.size(), 4u);
+  std::multiset<double> times;
+  for (const auto& tick : ticks) times.insert(tick.response_ms);
+  EXPECT_EQ(times, (std::multiset<double>{1, 2, 4, 5}));
+  EXPECT_EQ(store->ticks(b.id, {}).size(), 1u);
+  EXPECT_EQ(store->summarize(a.id, at(0), at(2000)).count, 4);
 }
 
 TEST_P(StorageStoreOnBackend, TicksFilterByInclusiveRangeNewestFirst) {

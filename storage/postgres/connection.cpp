@@ -225,6 +225,33 @@ Result Connection::exec_prepared(const std::string& name, const Params& params) 
                  what);
 }
 
+long long Connection::copy_in(std::string_view copy_sql, std::string_view data) {
+  const std::string what = "\"" + statement_start(copy_sql) + "\"";
+  if (!connection_) fail(what, nullptr);
+  const std::string text(copy_sql);
+  pg_result* started = PQexec(connection_, text.c_str());
+  if (!started || PQresultStatus(started) != PGRES_COPY_IN) {
+    checked(started, what);  // throws the server's error
+    PQclear(started);
+    fail(what + " (not a COPY FROM STDIN)", nullptr);
+  }
+  PQclear(started);
+  // In pieces, as libpq's buffer takes them (blocking connection: each call waits for room).
+  constexpr std::size_t kPiece = 1 << 20;
+  bool sent = true;
+  for (std::size_t at = 0; sent && at < data.size(); at += kPiece) {
+    const std::size_t n = std::min(kPiece, data.size() - at);
+    sent = PQputCopyData(connection_, data.data() + at, static_cast<int>(n)) == 1;
+  }
+  if (PQputCopyEnd(connection_, sent ? nullptr : "sending the data failed") != 1)
+    fail(what, nullptr);
+  // The COPY's own result, then nothing: what the server says of the rows.
+  Result result = checked(PQgetResult(connection_), what);
+  while (pg_result* extra = PQgetResult(connection_)) PQclear(extra);
+  if (!sent) fail(what, nullptr);
+  return result.affected_rows();
+}
+
 bool Connection::ok() const { return connection_ && PQstatus(connection_) == CONNECTION_OK; }
 
 bool Connection::in_transaction() const {

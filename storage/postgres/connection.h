@@ -102,6 +102,11 @@ class Connection {
   // prepared on this connection, or when the number of parameters is wrong.
   Result exec_prepared(const std::string& name, const Params& params);
 
+  // Runs `copy_sql` (a COPY ... FROM STDIN statement) with `data` as its input, in COPY's text
+  // format (see CopyText), and returns the number of rows it wrote. Throws PgError as exec does:
+  // a row the server refuses fails the whole COPY, and the statement writes nothing.
+  long long copy_in(std::string_view copy_sql, std::string_view data);
+
   // Whether the connection is still usable, as far as libpq knows (it learns of a loss when a
   // statement fails). A lost Connection stays lost: make a new one.
   bool ok() const;

@@ -174,4 +174,40 @@ void ArrayText::add(const std::optional<std::string>& value) {
   element(quoted);
 }
 
+void CopyText::field(std::string_view value) {
+  if (row_started_) text_.push_back('\t');
+  row_started_ = true;
+  text_.append(value);
+}
+
+void CopyText::add(const std::optional<std::string>& value) {
+  if (!value) return add_null();
+  std::string escaped;
+  escaped.reserve(value->size());
+  for (const char c : without_nul(*value)) {
+    switch (c) {
+      case '\\':
+        escaped += "\\\\";
+        break;
+      case '\t':
+        escaped += "\\t";
+        break;
+      case '\n':
+        escaped += "\\n";
+        break;
+      case '\r':
+        escaped += "\\r";
+        break;
+      default:
+        escaped.push_back(c);
+    }
+  }
+  field(escaped);
+}
+
+void CopyText::end_row() {
+  text_.push_back('\n');
+  row_started_ = false;
+}
+
 }  // namespace vigil::postgres

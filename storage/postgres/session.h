@@ -125,4 +125,26 @@ class ArrayText {
   std::string text_ = "{";
 };
 
+// Rows in COPY's text format (columns separated by tabs, \N for NULL, a line a row) for
+// Connection::copy_in: a batch the server reads without the arrays' parsing and unnesting.
+class CopyText {
+ public:
+  void add(std::int64_t value) { field(text(value)); }
+  void add(int value) { field(text(value)); }
+  void add(double value) { field(text(value)); }
+  void add(bool value) { field(text(value)); }
+  // A text value, escaped, without_nul; nullopt is NULL.
+  void add(const std::optional<std::string>& value);
+  void add_null() { field("\\N"); }
+  // Ends the row the values since the last end_row (or the start) make.
+  void end_row();
+  const std::string& str() const { return text_; }
+  bool empty() const { return text_.empty(); }
+
+ private:
+  void field(std::string_view value);
+  std::string text_;
+  bool row_started_ = false;
+};
+
 }  // namespace vigil::postgres

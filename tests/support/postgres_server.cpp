@@ -136,8 +136,11 @@ std::optional<std::string> PostgresServer::unavailable_reason() {
   return std::nullopt;
 }
 
-PostgresServer::PostgresServer(std::string database, Lifetime lifetime)
-    : database_(std::move(database)), password_(random_password()), lifetime_(lifetime) {
+PostgresServer::PostgresServer(std::string database, Lifetime lifetime, Durability durability)
+    : database_(std::move(database)),
+      password_(random_password()),
+      lifetime_(lifetime),
+      durability_(durability) {
   if (const auto reason = unavailable_reason()) throw std::runtime_error(*reason);
   try {
     start();
@@ -173,12 +176,24 @@ void PostgresServer::start() {
   // The port is free when picked but may be taken before postgres binds it: another try then.
   for (int attempt = 1;; ++attempt) {
     port_ = closed_port();
+    std::vector<std::string> argv = {bin("postgres"),
+                                     "-D",
+                                     data,
+                                     "-p",
+                                     std::to_string(port_),
+                                     "-k",
+                                     dir_,
+                                     "-c",
+                                     "listen_addresses=127.0.0.1",
+                                     "-c",
+                                     "max_connections=40"};
     // Durability off (fsync, full pages, synchronous commit): tests do not survive power cuts.
+    if (durability_ == Durability::off)
+      for (const char* setting :
+           {"fsync=off", "full_page_writes=off", "synchronous_commit=off", "shared_buffers=32MB"})
+        argv.insert(argv.end(), {"-c", setting});
     pid_ =
-        spawn({bin("postgres"), "-D", data, "-p", std::to_string(port_), "-k", dir_, "-c",
-               "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off", "-c",
-               "synchronous_commit=off", "-c", "max_connections=40", "-c", "shared_buffers=32MB"},
-              identity, dir_, dir_ + "/postgres.log", lifetime_ == Lifetime::until_stopped);
+        spawn(argv, identity, dir_, dir_ + "/postgres.log", lifetime_ == Lifetime::until_stopped);
     const auto deadline = std::chrono::steady_clock::now() + 60s;
     bool ready = false;
     std::optional<int> exited;

@@ -34,12 +34,16 @@ class PostgresServer {
   // this_process: stopped by the destructor, and with this process when it dies. until_stopped:
   // neither; the temp dir stays too, until stop_detached(pid(), dir()).
   enum class Lifetime { this_process, until_stopped };
+  // off (tests): fsync, full page writes and synchronous commit off, 32 MB of shared buffers.
+  // on (benchmarks): PostgreSQL's defaults, so a commit is on disk when it returns.
+  enum class Durability { off, on };
 
   // Starts the server and creates `database`, returning once it accepts connections. Throws
   // std::runtime_error with the tail of initdb's or the server's log when a step fails or the
   // server is not ready within 60 s.
   explicit PostgresServer(std::string database = "vigil_test",
-                          Lifetime lifetime = Lifetime::this_process);
+                          Lifetime lifetime = Lifetime::this_process,
+                          Durability durability = Durability::off);
   // Stops a server started with Lifetime::until_stopped, by any process: as the destructor
   // does, then removes `dir`. Returns once the server has exited.
   static void stop_detached(pid_t pid, const std::string& dir);
@@ -81,6 +85,7 @@ class PostgresServer {
   int port_ = 0;
   pid_t pid_ = -1;
   Lifetime lifetime_ = Lifetime::this_process;
+  Durability durability_ = Durability::off;
 };
 
 }  // namespace vigil::test
