@@ -2,6 +2,7 @@
 // one (storage/sqlite/sqlite_alert_store.cpp): the same transactions, orders and values.
 #include "storage/alert_store.h"
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -15,6 +16,10 @@
 
 namespace vigil::postgres {
 namespace {
+
+// As SQLite's busy timeout for the alerts connection: a lock held elsewhere, or a stuck server,
+// fails the call (the Alerter counts it and tries again) instead of holding its thread.
+constexpr std::chrono::milliseconds kAlertsStatementTimeout{5000};
 
 const char* const kAlertColumns =
     "alert_id, alert_name, service_id, active, external_reference_id, alert_cycle, reason, "
@@ -127,7 +132,7 @@ class PostgresAlertStore final : public AlertStore {
 
 PostgresAlertStore::PostgresAlertStore(std::string conninfo) : conninfo_(std::move(conninfo)) {
   try {
-    session_ = std::make_unique<Session>(conninfo_);
+    session_ = std::make_unique<Session>(conninfo_, kAlertsStatementTimeout);
   } catch (const PgError& e) {
     throw StorageError(std::string("storage: cannot open alerts in the PostgreSQL database: ") +
                        e.what());
@@ -137,7 +142,7 @@ PostgresAlertStore::PostgresAlertStore(std::string conninfo) : conninfo_(std::mo
 Session& PostgresAlertStore::session() {
   if (!session_ || !session_->ok()) {
     session_.reset();
-    session_ = std::make_unique<Session>(conninfo_);
+    session_ = std::make_unique<Session>(conninfo_, kAlertsStatementTimeout);
   }
   return *session_;
 }

@@ -28,8 +28,10 @@ std::unique_ptr<Database> open_postgres_database(const std::string& conninfo);
 std::unique_ptr<Store> open_postgres_store(const std::string& conninfo);
 
 // The alerts, notifications and maintenance windows of the database, on a connection of its own
-// (reconnected by the next call after it is lost). The schema must have been migrated by
-// open_postgres_store. Throws StorageError when the server cannot be reached.
+// (reconnected by the next call after it is lost) whose statements are cancelled after 5 s (a
+// lock held elsewhere or a stuck server fails the call with StorageError rather than hanging). The
+// schema must have been migrated by open_postgres_store. Throws StorageError when the server cannot
+// be reached.
 std::unique_ptr<AlertStore> open_postgres_alert_store(const std::string& conninfo);
 
 // The component_beats table of the database, on a connection of its own whose statements are
