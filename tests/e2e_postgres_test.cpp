@@ -1,5 +1,6 @@
 // End-to-end on PostgreSQL: the real vigil binary told DATABASE_URL, a real PostgreSQL server
-// (the ctest run's shared one; each test a schema of its own), a real target, real HTTP. What
+// (the ctest run's shared one, each test a schema of its own; one of its own for the test that
+// stops it), a real target, real HTTP. What
 // vigil answers is checked through its API, what it stored straight from the database.
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -14,6 +15,7 @@
 #include <regex>
 #include <string>
 
+#include "support/postgres_server.h"
 #include "support/store_backends.h"
 #include "support/target_server.h"
 #include "support/vigil_process.h"
@@ -43,9 +45,15 @@ class PostgresEndToEnd : public ::testing::Test {
           {"interval_seconds", 0.2}}});
   }
 
-  std::unique_ptr<VigilProcess> start() {
-    return std::make_unique<VigilProcess>(
-        dir, "run", api_port, std::map<std::string, std::string>{{"DATABASE_URL", db->location()}});
+  // `vigil run` on the test's schema; with `password_from_environment`, DATABASE_URL leaves the
+  // password out and libpq takes it from PGPASSWORD.
+  std::unique_ptr<VigilProcess> start(bool password_from_environment = false) {
+    std::map<std::string, std::string> env{{"DATABASE_URL", db->location()}};
+    if (password_from_environment) {
+      env["DATABASE_URL"] = std::regex_replace(db->location(), std::regex(" password=\\S+"), "");
+      env["PGPASSWORD"] = password;
+    }
+    return std::make_unique<VigilProcess>(dir, "run", api_port, env);
   }
 
   std::optional<json> call(const std::string& method, const std::string& path,
@@ -142,7 +150,8 @@ TEST_F(PostgresEndToEnd, ProbesServesPushesAndKeepsItsHistoryAcrossARestart) {
     EXPECT_EQ(db->count("SELECT count(*) FROM component_beats"), 0);
   }
 
-  auto vigil = start();
+  // Restarted with the password in libpq's PGPASSWORD instead of the URL.
+  auto vigil = start(/*password_from_environment=*/true);
   ASSERT_TRUE(eventually([&] { return tick_count("healthy") >= first_ticks + 3; }, 30s))
       << vigil->log();
   const json healthy = service("healthy");
@@ -158,6 +167,62 @@ TEST_F(PostgresEndToEnd, ProbesServesPushesAndKeepsItsHistoryAcrossARestart) {
   EXPECT_TRUE(eventually([&] { return tick_count("nightly") == 2; }, 10s)) << vigil->log();
   EXPECT_EQ(vigil->stop(), 0) << vigil->log();
   EXPECT_FALSE(contains(vigil->log(), password));
+}
+
+// The server goes away under a running vigil: /healthz answers 503 naming it (host and port,
+// never the password) while probing goes on. A server of the test's own, since it is stopped.
+TEST(PostgresEndToEndFaults, HealthzIs503NamingTheServerWhileItIsGone) {
+  if (auto reason = PostgresServer::unavailable_reason()) GTEST_SKIP() << *reason;
+  std::optional<PostgresServer> server;
+  server.emplace("vigil_e2e");
+  const std::string where = "host=127.0.0.1 port=" + std::to_string(server->port());
+  const std::string password = server->password();
+  TargetServer target;
+  TempDir dir;
+  std::ofstream(dir.file("services.json")) << json::array(
+      {{{"name", "healthy"}, {"url", target.url("/hits/healthy")}, {"interval_seconds", 0.2}}});
+  const int api_port = closed_port();
+  VigilProcess vigil(dir, "run", api_port, {{"DATABASE_URL", server->url()}});
+  const auto healthz = [&]() -> std::pair<int, json> {
+    httplib::Client client("127.0.0.1", api_port);
+    client.set_connection_timeout(1);
+    client.set_read_timeout(10);
+    const auto res = client.Get("/healthz");
+    if (!res) return {0, json()};
+    try {
+      return {res->status, json::parse(res->body)};
+    } catch (const json::exception&) {
+      return {res->status, json()};
+    }
+  };
+  // Running, not only listening: the API answers before the runner has started.
+  ASSERT_TRUE(eventually(
+      [&] {
+        const auto [status, body] = healthz();
+        return status == 200 && body["data"]["runner"]["status"] == "alive" &&
+               target.hits("healthy") >= 2;
+      },
+      30s))
+      << vigil.log();
+
+  server.reset();  // stopped by its PID (fast shutdown: vigil's sessions are ended)
+  std::pair<int, json> health;
+  ASSERT_TRUE(eventually(
+      [&] {
+        health = healthz();
+        return health.first == 503;
+      },
+      20s))
+      << health.second.dump() << vigil.log();
+  EXPECT_EQ(health.second["data"]["storage"], "failed") << health.second.dump();
+  const std::string error = health.second["data"].value("storage_error", "");
+  EXPECT_TRUE(contains(error, where)) << error;
+  EXPECT_TRUE(contains(health.second.value("error", ""), where)) << health.second.dump();
+  EXPECT_FALSE(contains(health.second.dump(), password)) << health.second.dump();
+  // Probing goes on without the database.
+  const int hits = target.hits("healthy");
+  EXPECT_TRUE(eventually([&] { return target.hits("healthy") >= hits + 3; }, 10s));
+  EXPECT_FALSE(contains(vigil.log(), password)) << vigil.log();
 }
 
 }  // namespace

@@ -115,6 +115,10 @@ class PostgresAlertStore final : public AlertStore {
   // The session, reconnected when the last one was lost (the server restarted or ended it).
   // Needs mutex_.
   Session& session();
+  // BEGIN on the session, in `txn`. A session found lost at BEGIN (the server restarted, or
+  // ended it) is replaced and BEGIN tried once more: nothing of the transaction has run. Needs
+  // mutex_.
+  Session& begin(std::optional<Transaction>& txn);
   // One statement on its own (its own transaction), guarded as `operation`. Takes mutex_.
   Result run(const char* operation, const std::string& sql, const Params& params);
   // `change` runs in a transaction and returns the alert's id; the alert is read back, and the
@@ -145,6 +149,18 @@ Session& PostgresAlertStore::session() {
     session_ = std::make_unique<Session>(conninfo_, kAlertsStatementTimeout);
   }
   return *session_;
+}
+
+Session& PostgresAlertStore::begin(std::optional<Transaction>& txn) {
+  Session* s = &session();
+  try {
+    txn.emplace(s->connection());
+  } catch (const PgError&) {
+    if (s->ok()) throw;
+    s = &session();
+    txn.emplace(s->connection());
+  }
+  return *s;
 }
 
 Result PostgresAlertStore::run(const char* operation, const std::string& sql,
@@ -196,13 +212,13 @@ AlertRecord PostgresAlertStore::change_with(const std::function<std::int64_t(Ses
                                             TimePoint at, const Compose& compose) {
   std::lock_guard lock(mutex_);
   return guarded("writing alerts", [&] {
-    Session& s = session();
-    Transaction txn(s.connection());
+    std::optional<Transaction> txn;
+    Session& s = begin(txn);
     const std::int64_t id = change(s);
     const auto alert = alert_in(s, id);
     if (!alert) throw StorageError("alert " + std::to_string(id) + " vanished");
     insert_notifications(s, id, at, compose(*alert));
-    txn.commit();
+    txn->commit();
     return *alert;
   });
 }
@@ -247,10 +263,10 @@ void PostgresAlertStore::add_notifications(std::optional<std::int64_t> alert_id,
                                            const std::vector<NewNotification>& notifications) {
   std::lock_guard lock(mutex_);
   guarded("writing notifications", [&] {
-    Session& s = session();
-    Transaction txn(s.connection());
+    std::optional<Transaction> txn;
+    Session& s = begin(txn);
     insert_notifications(s, alert_id, at, notifications);
-    txn.commit();
+    txn->commit();
   });
 }
 
