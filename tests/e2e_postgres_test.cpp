@@ -16,6 +16,7 @@
 #include <string>
 
 #include "support/postgres_server.h"
+#include "support/receiver.h"
 #include "support/store_backends.h"
 #include "support/target_server.h"
 #include "support/vigil_process.h"
@@ -167,6 +168,52 @@ TEST_F(PostgresEndToEnd, ProbesServesPushesAndKeepsItsHistoryAcrossARestart) {
   EXPECT_TRUE(eventually([&] { return tick_count("nightly") == 2; }, 10s)) << vigil->log();
   EXPECT_EQ(vigil->stop(), 0) << vigil->log();
   EXPECT_FALSE(contains(vigil->log(), password));
+}
+
+// Alerting on PostgreSQL: a down service's trigger is delivered once, the alert and its sent
+// notification are stored, /v1/alerts lists it, and after a restart the alert is the same one
+// (still active, not triggered again).
+TEST_F(PostgresEndToEnd, ADownServiceIsAlertedOnceAndItsAlertOutlivesARestart) {
+  Receiver receiver;
+  std::ofstream(dir.file("services.json")) << json{
+      {"services",
+       {{{"name", "refused"},
+         {"url", "http://127.0.0.1:" + std::to_string(closed_port()) + "/"},
+         {"interval_seconds", 0.2}}}},
+      {"alerting",
+       {{"channels", {{"hook", {{"type", "webhook"}, {"url", receiver.url("/hook")}}}}},
+        {"default", {"hook"}}}}}.dump();
+  const auto listed_alerts = [&]() -> json {
+    const auto alerts = call("GET", "/v1/alerts");
+    return alerts ? (*alerts)["data"]["alerts"] : json();
+  };
+  std::int64_t alert_id = 0;
+  {
+    auto vigil = start();
+    ASSERT_TRUE(eventually([&] { return !receiver.bodies("/hook").empty(); }, 30s)) << vigil->log();
+    const json trigger = json::parse(receiver.bodies("/hook").front());
+    EXPECT_EQ(trigger["kind"], "trigger");
+    EXPECT_EQ(trigger["service"], "refused");
+    ASSERT_TRUE(eventually(
+        [&] { return db->count("SELECT count(*) FROM notifications WHERE status = 'sent'") == 1; },
+        10s));
+    EXPECT_EQ(db->count("SELECT count(*) FROM alerts WHERE active"), 1);
+    alert_id = db->count("SELECT alert_id FROM alerts");
+    const json alerts = listed_alerts();
+    ASSERT_EQ(alerts.size(), 1u) << alerts.dump();
+    EXPECT_EQ(alerts[0]["alert_id"], alert_id) << alerts.dump();
+    EXPECT_EQ(vigil->stop(), 0) << vigil->log();
+  }
+
+  auto vigil = start();
+  const std::int64_t ticks = tick_count("refused");
+  ASSERT_TRUE(eventually([&] { return tick_count("refused") >= ticks + 3; }, 30s)) << vigil->log();
+  const json alerts = listed_alerts();
+  ASSERT_EQ(alerts.size(), 1u) << alerts.dump();
+  EXPECT_EQ(alerts[0]["alert_id"], alert_id) << alerts.dump();
+  EXPECT_EQ(db->count("SELECT count(*) FROM notifications"), 1);
+  EXPECT_EQ(receiver.requests("/hook").size(), 1u);
+  EXPECT_EQ(vigil->stop(), 0) << vigil->log();
 }
 
 // The server goes away under a running vigil: /healthz answers 503 naming it (host and port,
