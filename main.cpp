@@ -26,6 +26,7 @@
 #include "config/config.h"
 #include "config/database_url.h"
 #include "core/logging.h"
+#include "core/probe_kind.h"
 #include "core/url_redaction.h"
 #include "runner/curl_handles.h"
 #include "runner/probe_report.h"
@@ -107,9 +108,9 @@ int check_config(const Settings& settings) {
                 << " missed\n";
       continue;
     }
-    // A TCP check sends no HTTP request, so it has no method to show.
-    const bool tcp = spec.url.starts_with("tcp://");
-    std::cout << "  " << spec.name << "  " << (tcp ? "" : spec.method + " ")
+    // A kind that sends no HTTP request (tcp://) has no method to show.
+    const ProbeKindInfo* kind = probe_kind_for(spec.url);
+    std::cout << "  " << spec.name << "  " << (kind && !kind->http ? "" : spec.method + " ")
               << redact_url(spec.url, UrlAudience::writer) << "  every "
               << seconds_text(spec.interval) << " s, timeout " << seconds_text(spec.timeout)
               << " s\n";

@@ -80,8 +80,7 @@ class Alerter::Loop {
                                 "row) by stage; each is tried again at the next check")
                           .Register(registry)) {
     for (const char* stage : kStages) errors_total_.Add({{"stage", stage}});  // visible at 0
-    for (const auto& [name, channel] : config_.channels)
-      channels_.emplace(name, make_channel(channel));
+    for (const auto& [name, channel] : config_.channels) channels_.emplace(name, channel.channel);
     ensure_curl_global_init();
     multi_.reset(curl_multi_init());
     if (!multi_) throw std::runtime_error("alerting: cannot initialise libcurl");
@@ -545,7 +544,7 @@ class Alerter::Loop {
   AlerterOptions options_;
   prometheus::Family<prometheus::Counter>& notifications_total_;
   prometheus::Family<prometheus::Counter>& errors_total_;
-  std::map<std::string, std::unique_ptr<Channel>> channels_;
+  std::map<std::string, std::shared_ptr<const Channel>> channels_;
   CurlMultiPtr multi_;
   std::map<CURL*, std::unique_ptr<Transfer>> in_flight_;  // runner thread only
   std::vector<MaintenanceWindow> api_windows_;            // alerter thread only

@@ -1,7 +1,7 @@
 #include "alerting/alerting_config.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
-#include <set>
 
 #include "core/config_error.h"
 #include "core/json_input.h"
@@ -12,39 +12,6 @@ namespace {
 using json = nlohmann::json;
 
 std::string quoted(const std::string& text) { return json(text).dump(); }
-
-// Replaces every ${NAME} by the variable's value; an unset variable is an error naming it (the
-// value is never shown, it may be a secret).
-std::string substitute(const std::string& text, const std::string& at, const EnvLookup& env) {
-  std::string out;
-  std::size_t i = 0;
-  while (i < text.size()) {
-    const auto open = text.find("${", i);
-    if (open == std::string::npos) break;
-    const auto close = text.find('}', open + 2);
-    if (close == std::string::npos) throw ConfigError(at + ": unterminated ${ in the value");
-    const std::string name = text.substr(open + 2, close - open - 2);
-    const auto value = env ? env(name) : std::nullopt;
-    if (!value) throw ConfigError(at + ": environment variable " + name + " is not set");
-    out += text.substr(i, open - i);
-    out += *value;
-    i = close + 1;
-  }
-  out += text.substr(i);
-  return out;
-}
-
-std::string string_field(const json& object, const std::string& key, const std::string& at,
-                         const EnvLookup& env) {
-  const json& value = object.at(key);
-  if (!value.is_string()) throw ConfigError(at + "." + key + ": expected a string");
-  return substitute(value.get<std::string>(), at + "." + key, env);
-}
-
-void check_http_url(const std::string& url, const std::string& at) {
-  if (!url.starts_with("http://") && !url.starts_with("https://"))
-    throw ConfigError(at + ": expected an http:// or https:// URL");
-}
 
 std::vector<std::string> channel_list(const json& value, const std::string& at,
                                       const std::map<std::string, ChannelConfig>& channels) {
@@ -60,85 +27,71 @@ std::vector<std::string> channel_list(const json& value, const std::string& at,
   return names;
 }
 
+// "a, b or c" (or with `last` another word) of the channel types' names.
+std::string type_names(const char* last) {
+  std::string text;
+  const auto types = channel_types();
+  for (std::size_t i = 0; i < types.size(); ++i)
+    text += std::string(i == 0                  ? ""
+                        : i + 1 == types.size() ? last
+                                                : ", ") +
+            std::string(types[i]->name);
+  return text;
+}
+
+// Every key a channel entry may have: type, each type's keys (once, in the types' order), and
+// repeat_every_seconds.
+const std::vector<std::string>& channel_keys() {
+  static const std::vector<std::string> keys = [] {
+    std::vector<std::string> all = {"type"};
+    for (const ChannelType* type : channel_types())
+      for (const std::string_view key : type->keys)
+        if (std::find(all.begin(), all.end(), key) == all.end()) all.emplace_back(key);
+    all.emplace_back("repeat_every_seconds");
+    return all;
+  }();
+  return keys;
+}
+
+// What every channel has (type, repeat_every_seconds), then the rest by its type: a key of
+// another type is refused.
 ChannelConfig parse_channel(const std::string& name, const json& entry, const std::string& at,
                             const EnvLookup& env) {
   if (!entry.is_object()) throw ConfigError(at + ": expected an object");
-  static const std::set<std::string> known = {
-      "type", "url", "headers", "token", "channel_id", "routing_key", "repeat_every_seconds"};
+  const auto& known = channel_keys();
   for (const auto& [key, value] : entry.items())
-    if (!known.contains(key))
-      throw ConfigError(at + ": unknown key " + quoted(key) +
-                        " (known: type, url, headers, token, channel_id, routing_key, "
-                        "repeat_every_seconds)");
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      std::string list;
+      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+      throw ConfigError(at + ": unknown key " + quoted(key) + " (known: " + list + ")");
+    }
+  if (!entry.contains("type") || !entry["type"].is_string())
+    throw ConfigError(at + ".type: required, one of " + type_names(", "));
+  const auto type_name = entry["type"].get<std::string>();
+  const auto types = channel_types();
+  const auto type = std::find_if(types.begin(), types.end(),
+                                 [&](const ChannelType* t) { return t->name == type_name; });
+  if (type == types.end())
+    throw ConfigError(at + ".type: expected " + type_names(" or ") + ", got " + quoted(type_name));
+  for (const auto& [key, value] : entry.items()) {
+    if (key == "type" || key == "repeat_every_seconds") continue;
+    const auto& own = (*type)->keys;
+    if (std::find(own.begin(), own.end(), key) != own.end()) continue;
+    std::string owners;
+    for (const ChannelType* other : types)
+      if (std::find(other->keys.begin(), other->keys.end(), key) != other->keys.end())
+        owners += std::string(owners.empty() ? "" : " or ") + std::string(other->name);
+    throw ConfigError(at + "." + key + ": only a " + owners + " channel has " + key);
+  }
   ChannelConfig channel;
   channel.name = name;
-  if (!entry.contains("type") || !entry["type"].is_string())
-    throw ConfigError(at + ".type: required, one of webhook, slack, pagerduty");
-  const auto type = entry["type"].get<std::string>();
-  if (type == "webhook") {
-    channel.type = ChannelType::webhook;
-  } else if (type == "slack") {
-    channel.type = ChannelType::slack;
-  } else if (type == "pagerduty") {
-    channel.type = ChannelType::pagerduty;
-  } else {
-    throw ConfigError(at + ".type: expected webhook, slack or pagerduty, got " + quoted(type));
-  }
-  if (entry.contains("url")) channel.url = string_field(entry, "url", at, env);
-  if (entry.contains("token")) channel.token = string_field(entry, "token", at, env);
-  if (entry.contains("channel_id")) channel.channel_id = string_field(entry, "channel_id", at, env);
-  if (entry.contains("routing_key"))
-    channel.routing_key = string_field(entry, "routing_key", at, env);
-  if (entry.contains("headers")) {
-    if (channel.type != ChannelType::webhook)
-      throw ConfigError(at + ".headers: only a webhook channel has headers");
-    const json& headers = entry["headers"];
-    if (!headers.is_object()) throw ConfigError(at + ".headers: expected an object of strings");
-    for (const auto& [key, value] : headers.items()) {
-      const std::string header_at = at + ".headers." + key;
-      if (!value.is_string()) throw ConfigError(header_at + ": expected a string");
-      if (key.empty() || key.find_first_of(":\r\n ") != std::string::npos)
-        throw ConfigError(header_at + ": not a valid header name");
-      const auto text = substitute(value.get<std::string>(), header_at, env);
-      if (text.find_first_of("\r\n") != std::string::npos)
-        throw ConfigError(header_at + ": a header value cannot contain a line break");
-      channel.headers.emplace_back(key, text);
-    }
-  }
   if (entry.contains("repeat_every_seconds")) {
     const json& value = entry["repeat_every_seconds"];
     if (!value.is_number() || value.get<double>() < 1 || value.get<double>() > 1e7)
       throw ConfigError(at + ".repeat_every_seconds: expected a number of seconds from 1");
     channel.repeat_every = Millis(static_cast<std::int64_t>(value.get<double>() * 1000));
   }
-
-  auto from_env = [&](const char* variable) { return env ? env(variable) : std::nullopt; };
-  switch (channel.type) {
-    case ChannelType::webhook:
-      if (channel.url.empty()) throw ConfigError(at + ".url: required for a webhook");
-      break;
-    case ChannelType::slack:
-      if (channel.url.empty() || !channel.token.empty()) {
-        // chat.postMessage: a token and a channel, from the entry or the environment.
-        if (channel.token.empty()) channel.token = from_env("SLACK_API_TOKEN").value_or("");
-        if (channel.channel_id.empty())
-          channel.channel_id = from_env("SLACK_CHANNEL_ID").value_or("");
-        if (channel.token.empty() || channel.channel_id.empty())
-          throw ConfigError(at +
-                            ": a slack channel needs an incoming-webhook \"url\", or a token and "
-                            "channel_id (or SLACK_API_TOKEN and SLACK_CHANNEL_ID)");
-        if (channel.url.empty()) channel.url = "https://slack.com/api/chat.postMessage";
-      }
-      break;
-    case ChannelType::pagerduty:
-      if (channel.routing_key.empty())
-        channel.routing_key = from_env("PAGERDUTY_ROUTING_KEY").value_or("");
-      if (channel.routing_key.empty())
-        throw ConfigError(at + ".routing_key: required (or PAGERDUTY_ROUTING_KEY)");
-      if (channel.url.empty()) channel.url = "https://events.pagerduty.com/v2/enqueue";
-      break;
-  }
-  check_http_url(channel.url, at + ".url");
+  channel.channel = (*type)->parse(ChannelEntry(entry, at, env));
   return channel;
 }
 

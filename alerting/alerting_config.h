@@ -2,33 +2,25 @@
 // config/, because only the Alerter uses it; config/ lets the section through.
 #pragma once
 
-#include <functional>
 #include <map>
+#include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
-#include <utility>
 #include <vector>
 
+#include "alerting/channel.h"
 #include "alerting/maintenance.h"
 #include "core/model.h"
 
 namespace vigil {
 
-enum class ChannelType { webhook, slack, pagerduty };
-
+// A configured channel: what every type has, and the channel its type built from the rest of
+// its entry (which holds that type's own config: WebhookConfig, SlackConfig, ...).
 struct ChannelConfig {
   std::string name;
-  ChannelType type = ChannelType::webhook;
-  // webhook: where to POST (required). slack: the incoming-webhook URL, or with `token` the
-  // chat.postMessage endpoint (default https://slack.com/api/chat.postMessage). pagerduty: the
-  // Events API v2 endpoint (default https://events.pagerduty.com/v2/enqueue).
-  std::string url;
-  std::vector<std::pair<std::string, std::string>> headers;  // webhook only
-  std::string token;        // slack chat.postMessage: SLACK_API_TOKEN
-  std::string channel_id;   // slack chat.postMessage: SLACK_CHANNEL_ID
-  std::string routing_key;  // pagerduty: PAGERDUTY_ROUTING_KEY
   std::optional<Millis> repeat_every;
+  std::shared_ptr<const Channel> channel;  // never null in a parsed config
 };
 
 struct AlertingConfig {
@@ -38,10 +30,6 @@ struct AlertingConfig {
   std::vector<MaintenanceWindow> maintenance;
   bool empty() const { return channels.empty(); }
 };
-
-// Looks up ${NAME} references and the defaults SLACK_API_TOKEN, SLACK_CHANNEL_ID and
-// PAGERDUTY_ROUTING_KEY; empty when unset.
-using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
 
 // Parses the "alerting" object (`where` starts every message, e.g. "services.json: alerting").
 // Throws ConfigError naming the field. Secrets never appear in a message.

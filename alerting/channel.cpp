@@ -1,6 +1,8 @@
 #include "alerting/channel.h"
 
-#include <stdexcept>
+#include <utility>
+
+#include "core/config_error.h"
 
 namespace vigil {
 
@@ -43,16 +45,47 @@ AlertMessage AlertMessage::from_json(const nlohmann::json& j) {
   return m;
 }
 
-std::unique_ptr<Channel> make_channel(const ChannelConfig& config) {
-  switch (config.type) {
-    case ChannelType::webhook:
-      return make_webhook_channel(config);
-    case ChannelType::slack:
-      return make_slack_channel(config);
-    case ChannelType::pagerduty:
-      return make_pagerduty_channel(config);
+ChannelEntry::ChannelEntry(const nlohmann::json& entry, std::string at, const EnvLookup& env)
+    : entry_(entry), at_(std::move(at)), env_(env) {}
+
+bool ChannelEntry::has(const char* key) const { return entry_.contains(key); }
+
+const nlohmann::json& ChannelEntry::value(const char* key) const { return entry_.at(key); }
+
+std::string ChannelEntry::text(const char* key) const {
+  if (!has(key)) return {};
+  const nlohmann::json& value = entry_.at(key);
+  const std::string where = at_ + "." + key;
+  if (!value.is_string()) throw ConfigError(where + ": expected a string");
+  return substituted(value.get<std::string>(), where);
+}
+
+std::string ChannelEntry::substituted(const std::string& text, const std::string& where) const {
+  std::string out;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const auto open = text.find("${", i);
+    if (open == std::string::npos) break;
+    const auto close = text.find('}', open + 2);
+    if (close == std::string::npos) throw ConfigError(where + ": unterminated ${ in the value");
+    const std::string name = text.substr(open + 2, close - open - 2);
+    const auto value = env_ ? env_(name) : std::nullopt;
+    if (!value) throw ConfigError(where + ": environment variable " + name + " is not set");
+    out += text.substr(i, open - i);
+    out += *value;
+    i = close + 1;
   }
-  throw std::logic_error("unknown channel type");
+  out += text.substr(i);
+  return out;
+}
+
+std::string ChannelEntry::env(const char* variable) const {
+  return (env_ ? env_(variable) : std::nullopt).value_or("");
+}
+
+void ChannelEntry::require_http_url(const std::string& url) const {
+  if (!url.starts_with("http://") && !url.starts_with("https://"))
+    throw ConfigError(at_ + ".url: expected an http:// or https:// URL");
 }
 
 }  // namespace vigil

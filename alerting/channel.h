@@ -1,18 +1,20 @@
-// Alert channels: one file each (webhook.cpp, slack.cpp, pagerduty.cpp) behind this interface,
-// as Gatus keeps alerting/provider/<name>/. A channel only turns a message into an HTTP request
-// and judges the answer; the Alerter does the delivery (its own curl multi handle), the retries
-// and the records, so a new channel is a new file and nothing else.
+// Alert channels. Each type of channel is its own file (webhook.cpp, slack.cpp, pagerduty.cpp,
+// each with its header): its config, the checks of its entry in the services file, the request
+// a message becomes and the judgement of the answer, as Gatus keeps alerting/provider/<name>/.
+// The Alerter does the delivery (its own curl multi handle), the retries and the records. A new
+// type of channel is its file and one line in channel_types.cpp.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
-
-#include "alerting/alerting_config.h"
 
 namespace vigil {
 
@@ -45,19 +47,61 @@ struct OutgoingRequest {
   std::string body;
 };
 
+// One configured channel, built by its type from its entry (ChannelType::parse). Immutable once
+// built, so its calls are safe from any thread.
 class Channel {
  public:
   virtual ~Channel() = default;
+  // The request that delivers `message`; the Alerter sends it and retries it.
   virtual OutgoingRequest render(const AlertMessage& message) const = 0;
   // Why an answer with a 2xx status is still a failure (Slack's API says {"ok":false}), or
   // empty when the 2xx answer means delivered.
   virtual std::optional<std::string> rejected(const std::string& /*body*/) const { return {}; }
 };
 
-std::unique_ptr<Channel> make_webhook_channel(const ChannelConfig& config);
-std::unique_ptr<Channel> make_slack_channel(const ChannelConfig& config);
-std::unique_ptr<Channel> make_pagerduty_channel(const ChannelConfig& config);
-// The channel of config.type.
-std::unique_ptr<Channel> make_channel(const ChannelConfig& config);
+// Looks up ${NAME} references and the defaults some types take from the environment
+// (SLACK_API_TOKEN, ...); empty when unset.
+using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+
+// A channel's entry in the services file as its type reads it: string values with every ${NAME}
+// replaced from the environment. Messages start with at() ("services.json: alerting.channels.
+// hook") and name the field; an unset variable is named, a value never shown (it may be a
+// secret). Holds references to the entry and the lookup, which must outlive it.
+class ChannelEntry {
+ public:
+  ChannelEntry(const nlohmann::json& entry, std::string at, const EnvLookup& env);
+
+  const std::string& at() const { return at_; }
+  bool has(const char* key) const;
+  // The value at `key`, which must be present.
+  const nlohmann::json& value(const char* key) const;
+  // The string at `key` with ${NAME} replaced, "" when absent. Throws ConfigError
+  // "<at>.<key>: expected a string", or naming an unset or unterminated reference.
+  std::string text(const char* key) const;
+  // `text` with ${NAME} replaced; messages name `where`. Throws ConfigError.
+  std::string substituted(const std::string& text, const std::string& where) const;
+  // The environment's `variable`, "" when unset (for a key's default).
+  std::string env(const char* variable) const;
+  // Throws ConfigError "<at>.url: expected an http:// or https:// URL" unless `url` is one.
+  void require_http_url(const std::string& url) const;
+
+ private:
+  const nlohmann::json& entry_;
+  std::string at_;
+  const EnvLookup& env_;
+};
+
+// One type of channel: the "type" that names it in the services file, its keys, and how an
+// entry becomes a channel.
+struct ChannelType {
+  std::string_view name;                   // "webhook"
+  std::span<const std::string_view> keys;  // its keys besides type and repeat_every_seconds
+  // Reads and checks the entry's keys (other types' keys are refused before), fills defaults
+  // from the environment, and builds the channel. Throws ConfigError naming the field.
+  std::unique_ptr<Channel> (*parse)(const ChannelEntry& entry);
+};
+
+// Every type, in the order messages list them (channel_types.cpp).
+std::span<const ChannelType* const> channel_types();
 
 }  // namespace vigil

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "api/html.h"
+#include "core/text.h"
 
 namespace vigil::badges {
 namespace {
@@ -64,7 +65,7 @@ Badge uptime_badge(const RollupSummary& window, std::string_view window_name) {
   std::string value = "no data";
   if (percent) {
     // 99.95% shows two decimals; 100% and whole numbers none.
-    value = *percent >= 100.0 ? std::string("100%") : html::fixed(*percent, 2) + "%";
+    value = *percent >= 100.0 ? std::string("100%") : fixed(*percent, 2) + "%";
   }
   return Badge{"uptime " + std::string(window_name.empty() ? "24h" : window_name), value,
                uptime_color(percent)};
@@ -73,7 +74,7 @@ Badge uptime_badge(const RollupSummary& window, std::string_view window_name) {
 Badge response_time_badge(const RollupSummary& window, std::string_view window_name) {
   const auto p95 = window.percentile(0.95);
   std::string value = "no data";
-  if (p95) value = *p95 < 10 ? html::fixed(*p95, 1) + " ms" : html::fixed(*p95, 0) + " ms";
+  if (p95) value = *p95 < 10 ? fixed(*p95, 1) + " ms" : fixed(*p95, 0) + " ms";
   return Badge{"p95 " + std::string(window_name.empty() ? "24h" : window_name), value,
                response_time_color(p95)};
 }
@@ -101,9 +102,8 @@ std::string render_svg(const Badge& badge) {
          "\" height=\"20\" fill=\"url(#s)\"/></g><g fill=\"#fff\" text-anchor=\"middle\" "
          "font-family=\"Verdana,Geneva,DejaVu Sans,sans-serif\" font-size=\"11\">"
          "<text x=\"" +
-         html::fixed(lw / 2.0, 1) + "\" y=\"14\">" + label + "</text><text x=\"" +
-         html::fixed(lw + vw / 2.0, 1) + "\" y=\"14\" class=\"value\">" + value +
-         "</text></g></svg>\n";
+         fixed(lw / 2.0, 1) + "\" y=\"14\">" + label + "</text><text x=\"" +
+         fixed(lw + vw / 2.0, 1) + "\" y=\"14\" class=\"value\">" + value + "</text></g></svg>\n";
   return out;
 }
 

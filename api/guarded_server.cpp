@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <set>
@@ -125,9 +127,10 @@ Address address_of(const sockaddr_storage& addr) {
 }
 
 // Where a connection held by the event loop is. The order is the order of eviction: a
-// connection being closed after an error reply first, then one that has sent nothing of its
-// next request, then one whose head is still arriving.
-enum class State { lingering = 0, idle = 1, reading = 2 };
+// connection being closed after an error reply first, then one that has sent nothing since it
+// was accepted, then one that has sent nothing of its next request, then one whose head is
+// still arriving.
+enum class State { lingering = 0, silent = 1, idle = 2, reading = 3 };
 
 // The eviction order: state first, then age in that state (a sequence number, so unique).
 using OrderKey = std::pair<int, std::uint64_t>;
@@ -135,7 +138,7 @@ using OrderKey = std::pair<int, std::uint64_t>;
 struct Conn {
   int fd = -1;
   Address address;
-  State state = State::idle;
+  State state = State::silent;
   std::uint64_t seq = 0;        // when it entered its state, as an order
   Clock::time_point since;      // when it entered its state (reading: the head's first byte)
   Clock::time_point last_read;  // reading: when bytes last arrived
@@ -152,7 +155,8 @@ class WorkerPool {
  public:
   using Serve = std::function<void(Conn)>;
 
-  WorkerPool(std::size_t max, Serve serve) : max_(std::max<std::size_t>(max, 1)), serve_(serve) {}
+  WorkerPool(std::size_t max, Serve serve)
+      : max_(std::max<std::size_t>(max, 1)), serve_(std::move(serve)) {}
   ~WorkerPool() { shutdown(); }
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
@@ -350,6 +354,9 @@ class GuardedServer::Loop {
         max_requests_(std::max<std::size_t>(server.keep_alive_max_count_, 1)),
         max_connections_(std::max<std::size_t>(limits_.max_connections, 1)),
         max_per_address_(std::max<std::size_t>(limits_.max_connections_per_address, 1)),
+        first_request_grace_(std::max(limits_.first_request_grace, milliseconds::zero())),
+        descriptor_reserve_(limits_.descriptor_reserve),
+        connection_cap_(max_connections_),
         pool_(max_connections_, [this](Conn conn) { serve(std::move(conn)); }) {
     epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
     // Kept open so that, when the process has no descriptor left, one can be freed to accept
@@ -358,6 +365,7 @@ class GuardedServer::Loop {
     const int flags = ::fcntl(listener_, F_GETFL);
     ready_ = epoll_ >= 0 && flags >= 0 && ::fcntl(listener_, F_SETFL, flags | O_NONBLOCK) == 0 &&
              watch(listener_) && watch(server_.wake_fd_);
+    update_connection_cap();
   }
 
   ~Loop() {
@@ -378,9 +386,13 @@ class GuardedServer::Loop {
     auto next_sweep = Clock::now() + kSweepInterval;
     std::array<epoll_event, kMaxEvents> events{};
     while (!stopping()) {
+      // While accepting waits for a grace to end (a few milliseconds), the loop does not sleep:
+      // on a busy machine waking up again would take longer than the wait itself.
       const auto left = std::chrono::duration_cast<milliseconds>(next_sweep - Clock::now());
       const int timeout =
-          static_cast<int>(std::clamp(left, milliseconds::zero(), kSweepInterval).count());
+          accepting_
+              ? static_cast<int>(std::clamp(left, milliseconds::zero(), kSweepInterval).count())
+              : 0;
       const int n = ::epoll_wait(epoll_, events.data(), kMaxEvents, timeout);
       if (n < 0 && errno != EINTR) return;
       for (int i = 0; i < n; ++i) {
@@ -398,6 +410,7 @@ class GuardedServer::Loop {
         }
       }
       const auto now = Clock::now();
+      if (!accepting_ && now >= resume_at_) resume_accepting();
       if (now >= next_sweep) {
         sweep(now);
         next_sweep = now + kSweepInterval;
@@ -422,6 +435,24 @@ class GuardedServer::Loop {
     event.events = EPOLLIN;
     event.data.fd = fd;
     return ::epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &event) == 0;
+  }
+
+  // New connections wait in the listen backlog (which costs the process nothing) until
+  // `until`, or until a connection held is gone.
+  void pause_accepting(Clock::time_point until) {
+    resume_at_ = until;
+    if (!accepting_) return;
+    epoll_event event{};
+    event.data.fd = listener_;
+    accepting_ = ::epoll_ctl(epoll_, EPOLL_CTL_MOD, listener_, &event) != 0;
+  }
+
+  void resume_accepting() {
+    if (accepting_) return;
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.fd = listener_;
+    accepting_ = ::epoll_ctl(epoll_, EPOLL_CTL_MOD, listener_, &event) == 0;
   }
 
   // --- on workers ---
@@ -493,6 +524,10 @@ class GuardedServer::Loop {
 
   void accept_some() {
     for (int i = 0; i < kAcceptBurst; ++i) {
+      // At the cap a newcomer needs a connection to evict; when the only ones are still in
+      // their grace, it waits in the backlog rather than be accepted to be refused.
+      if (held_ >= connection_cap_) take_returned();
+      if (held_ >= connection_cap_ && must_wait_for_room()) return;
       sockaddr_storage addr{};
       socklen_t len = sizeof addr;
       const int fd = ::accept4(listener_, reinterpret_cast<sockaddr*>(&addr), &len,
@@ -503,6 +538,10 @@ class GuardedServer::Loop {
       }
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EMFILE || errno == ENFILE) {
+        // Out of descriptors, and so is the rest of the process.
+        give_back_the_reserve();
+        shed_past_the_cap();
+        if (must_wait_for_room()) return;
         if (evict_oldest(nullptr)) continue;
         shed_one();
       }
@@ -521,12 +560,12 @@ class GuardedServer::Loop {
   }
 
   void admit(int fd, const Address& address) {
-    if (held_ >= max_connections_ || held_by(address) >= max_per_address_) take_returned();
+    if (held_ >= connection_cap_ || held_by(address) >= max_per_address_) take_returned();
     if (held_by(address) >= max_per_address_ && !evict_oldest(&address)) {
       refuse(fd);
       return;
     }
-    if (held_ >= max_connections_ && !evict_oldest(nullptr)) {
+    if (held_ >= connection_cap_ && !evict_oldest(nullptr)) {
       refuse(fd);
       return;
     }
@@ -553,7 +592,7 @@ class GuardedServer::Loop {
       return;
     }
     const bool buffered = !conn.buffer.empty();
-    conn.state = buffered ? State::reading : State::idle;
+    conn.state = buffered ? State::reading : conn.served == 0 ? State::silent : State::idle;
     conn.seq = next_seq_++;
     conn.since = conn.last_read = Clock::now();
     addresses_[conn.address].evictable.insert(conn.key());
@@ -586,7 +625,7 @@ class GuardedServer::Loop {
         }
         continue;
       }
-      if (conn.state == State::idle) move_to(conn, State::reading);
+      if (conn.state == State::silent || conn.state == State::idle) move_to(conn, State::reading);
       conn.last_read = Clock::now();
       conn.buffer.append(chunk, static_cast<std::size_t>(n));
       if (!examine(fd)) return;
@@ -650,8 +689,62 @@ class GuardedServer::Loop {
     close_now(fd);
   }
 
+  // Whether the connection to evict for a newcomer (the first in the eviction order) is one
+  // that has sent nothing since it was accepted and is still within first_request_grace; then
+  // accepting pauses until its grace ends. Without the grace, connections that never send,
+  // reconnecting as fast as they are cut, would cycle through every slot faster than a real
+  // client's request follows its connect (a scheduling delay, a round trip), and the real
+  // client would be closed with the idle ones.
+  bool must_wait_for_room() {
+    if (order_.empty()) return false;
+    const Conn& oldest = conns_.at(order_.begin()->second);
+    if (oldest.state != State::silent) return false;
+    const auto grace_ends = oldest.since + first_request_grace_;
+    if (Clock::now() >= grace_ends) return false;
+    pause_accepting(grace_ends);
+    return true;
+  }
+
+  // How many connections the loop may hold: max_connections, or fewer when more would leave
+  // the rest of the process (the store's connections, the probes' sockets) fewer than
+  // descriptor_reserve descriptors under its soft limit on open files. Read at each sweep: the
+  // limit can be changed from outside, and the others open and close descriptors as they go.
+  void update_connection_cap() {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) {
+      connection_cap_ = max_connections_;
+      return;
+    }
+    std::size_t open = 0;
+    std::error_code error;
+    for (std::filesystem::directory_iterator it("/proc/self/fd", error), end; !error && it != end;
+         it.increment(error))
+      ++open;
+    if (error) {  // not even a descriptor to read the directory: out of them, as on EMFILE
+      give_back_the_reserve();
+      return;
+    }
+    const auto soft = static_cast<std::size_t>(limit.rlim_cur);
+    const std::size_t others = (open > held_ ? open - held_ : 0) + descriptor_reserve_;
+    connection_cap_ = std::min(max_connections_, soft > others ? soft - others : 0);
+  }
+
+  // Out of descriptors: the cap comes down to what is held less the reserve, until the next
+  // sweep counts again.
+  void give_back_the_reserve() {
+    connection_cap_ =
+        std::min(connection_cap_, held_ > descriptor_reserve_ ? held_ - descriptor_reserve_ : 0);
+  }
+
+  // Past a lowered cap: the oldest connections go, as they would for newcomers.
+  void shed_past_the_cap() {
+    while (held_ > connection_cap_ && !must_wait_for_room() && evict_oldest(nullptr)) {
+    }
+  }
+
   // Closes the oldest connection in the loop (of `address` when given), by the eviction
-  // order; false when there is none.
+  // order; false when there is none. The connections of one address at its cap are evicted
+  // regardless of their grace: an address that floods only loses its own connections.
   bool evict_oldest(const Address* address) {
     OrderKey key;
     if (address) {
@@ -671,6 +764,8 @@ class GuardedServer::Loop {
   }
 
   void sweep(Clock::time_point now) {
+    update_connection_cap();
+    shed_past_the_cap();
     const double pressure = this->pressure();
     const auto first_idle = shrink(read_timeout_, pressure);
     const auto next_idle = shrink(keep_alive_timeout_, pressure);
@@ -680,6 +775,7 @@ class GuardedServer::Loop {
     std::vector<int> late;
     for (const auto& [fd, conn] : conns_) {
       switch (conn.state) {
+        case State::silent:
         case State::idle:
           if (now - conn.since >= (conn.served == 0 ? first_idle : next_idle))
             expired.push_back(fd);
@@ -740,6 +836,7 @@ class GuardedServer::Loop {
   void release(const Address& address) {
     if (held_ > 0) --held_;
     crowded_ = held_ * 2 > max_connections_;
+    resume_accepting();  // a slot, and a descriptor, are free
     const auto slots = addresses_.find(address);
     if (slots == addresses_.end()) return;
     if (slots->second.held > 0) --slots->second.held;
@@ -754,9 +851,14 @@ class GuardedServer::Loop {
   const std::size_t max_requests_;
   const std::size_t max_connections_;
   const std::size_t max_per_address_;
+  const milliseconds first_request_grace_;
+  const std::size_t descriptor_reserve_;
+  std::size_t connection_cap_;  // max_connections_, or fewer near the descriptor limit
   int epoll_ = -1;
   int spare_ = -1;
   bool ready_ = false;
+  bool accepting_ = true;                // the listener is in the epoll set
+  Clock::time_point resume_at_;          // when accepting resumes, while paused
   std::unordered_map<int, Conn> conns_;  // in the loop, by descriptor
   std::map<OrderKey, int> order_;        // in the loop, in eviction order
   std::unordered_map<Address, AddressSlots, AddressHash> addresses_;

@@ -21,12 +21,16 @@
 //     keep-alive timeout (between requests); keep-alive is limited by set_keep_alive_max_count;
 //   - at most `max_connections` connections are held, and at most
 //     `max_connections_per_address` from one client address (IPv4 address, IPv6 /64). A new
-//     connection past either cap does not wait and is not refused while an older connection
-//     could make room: the oldest one that is not in a request is closed for it (of the same
-//     address when that address is at its cap): one that has sent nothing first, silently,
-//     then one whose head is still arriving, with a 408. Only when every slot is a request in
-//     progress is the new one answered 503 and closed. If the process runs out of file
-//     descriptors the same eviction makes room;
+//     connection past either cap is not refused while an older connection could make room:
+//     the oldest one that is not in a request is closed for it (of the same address when that
+//     address is at its cap): one that has sent nothing since it was accepted first, then one
+//     idle between requests, both silently, then one whose head is still arriving, with a
+//     408. A connection that has sent nothing is not closed for a newcomer within
+//     `first_request_grace` of its accept (the cap of one address excepted): the newcomer
+//     waits in the listen backlog until then. Only when every slot is a request in progress
+//     is the new one answered 503 and closed. Near the process's limit on open files the cap
+//     is lowered to leave `descriptor_reserve` descriptors to the rest of the process
+//     (checked every 50 ms); if it runs out all the same, the same eviction makes room;
 //   - under pressure (more than half of `max_connections` held) the idle timeouts and the head
 //     deadline shrink, linearly with the number held, down to `pressure_timeout` at the cap.
 // So connections that send nothing, or trickle a head, cannot keep real requests out, however
@@ -61,6 +65,14 @@ struct ConnectionLimits {
   std::size_t max_connections_per_address = 256;
   // What idle timeouts and the head deadline shrink to when `max_connections` are held.
   std::chrono::milliseconds pressure_timeout{1'000};
+  // How long a connection that has sent nothing since it was accepted is safe from eviction:
+  // time for a real client's request to follow its connect. Under a flood of connections that
+  // never send, a newcomer waits about (queued connections / slots) times this.
+  std::chrono::milliseconds first_request_grace{5};
+  // Descriptors left to the rest of the process under its soft limit on open files: near the
+  // limit the cap on connections is lowered to keep them free, so that a flood of connections
+  // cannot leave the store or the probes without a descriptor.
+  std::size_t descriptor_reserve = 8;
 };
 
 class GuardedServer : public httplib::Server {

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdio>
 #include <ctime>
 
 #include "core/text.h"
@@ -74,11 +73,5 @@ std::string format_utc(TimePoint t, const char* format) {
 
 std::string utc_minute(TimePoint t) { return format_utc(t, "%Y-%m-%d %H:%M UTC"); }
 std::string utc_date(TimePoint t) { return format_utc(t, "%Y-%m-%d"); }
-
-std::string fixed(double value, int decimals) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "%.*f", decimals, value);
-  return buffer;
-}
 
 }  // namespace vigil::html

@@ -22,7 +22,4 @@ std::string human_duration(Millis duration);
 std::string utc_minute(TimePoint t);
 std::string utc_date(TimePoint t);
 
-// `value` with `decimals` digits after the point ("99.95").
-std::string fixed(double value, int decimals);
-
 }  // namespace vigil::html

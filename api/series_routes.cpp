@@ -80,11 +80,6 @@ double seconds_of(std::int64_t ms) { return double(ms) / 1000.0; }
 
 }  // namespace
 
-std::int64_t floor_to(std::int64_t t_ms, std::int64_t step_ms) {
-  const std::int64_t r = t_ms % step_ms;
-  return r < 0 ? t_ms - r - step_ms : t_ms - r;
-}
-
 json service_metrics(Store& store, ServiceId id, const Params& params, TimePoint now) {
   const Window window = parse_window(params, now);
   const RollupSummary s =

@@ -38,10 +38,6 @@ nlohmann::json service_series(Store& store, ServiceId id, const Params& params, 
 // p95_ms}]}}, ordered by id.
 nlohmann::json all_uptime(Store& store, const Params& params, TimePoint now);
 
-// The start of the step of `step_ms` (> 0) that holds `t_ms` (unix ms, also before 1970): the
-// bucket a series point or a status page cell covers.
-std::int64_t floor_to(std::int64_t t_ms, std::int64_t step_ms);
-
 }  // namespace vigil::series
 
 namespace vigil {

@@ -9,8 +9,6 @@
 namespace vigil {
 namespace {
 
-using series::floor_to;
-
 constexpr std::int64_t kMinuteMs = 60'000;
 constexpr std::int64_t kHourMs = 3'600'000;
 constexpr std::int64_t kDayMs = 86'400'000;

@@ -4,13 +4,13 @@
 #include <cmath>
 
 #include "api/html.h"
+#include "core/text.h"
 #include "core/url_redaction.h"
 
 namespace vigil {
 namespace {
 
 using html::append_escaped;
-using html::fixed;
 
 constexpr const char* kStyle =
     "body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:72em;padding:1em;"

@@ -14,6 +14,7 @@
 #include "config/database_url.h"
 #include "core/conditions.h"
 #include "core/json_input.h"
+#include "core/probe_kind.h"
 #include "core/probe_options.h"
 #include "core/text.h"
 #include "core/url_redaction.h"
@@ -53,11 +54,6 @@ std::string trim(std::string_view s) {
 }
 
 // A JSON value as the user wrote it, for error messages.
-std::string shown(const json& value) {
-  std::string text = value.dump();
-  return shortened(text, 80);
-}
-
 // Invalid UTF-8 (a .env line is raw bytes) is replaced, not thrown: found by fuzz/settings_fuzzer,
 // `FOO\xff=1` in .env made vigil exit 1 with nlohmann's type_error instead of this ConfigError.
 std::string json_quoted(std::string_view s) {
@@ -96,21 +92,16 @@ bool is_token_char(unsigned char c) {
          std::string_view("!#$%&'*+-.^_`|~").find(char(c)) != std::string_view::npos;
 }
 
-// Checks a probe URL enough to catch typos at start-up: scheme (http, https, or tcp for a TCP
-// check), a host, an optional numeric port in range (required for tcp, which takes nothing
-// after it), no whitespace. Returns the problem, or nothing when the URL is acceptable.
+// Checks a probe URL enough to catch typos at start-up: a scheme some probe kind checks
+// (core/probe_kind.h), a host, an optional numeric port in range (required for an address-only
+// kind such as tcp, which takes nothing after it), no whitespace. Returns the problem, or nothing
+// when the URL is acceptable.
 std::optional<std::string> url_problem(const std::string& url) {
+  const ProbeKindInfo* kind = probe_kind_for(url);
+  if (!kind) return "must start with " + probe_schemes_text();
+  const std::string_view scheme = probe_scheme_of(url);
   std::string_view rest(url);
-  const bool tcp = rest.starts_with("tcp://");
-  if (rest.starts_with("http://")) {
-    rest.remove_prefix(7);
-  } else if (rest.starts_with("https://")) {
-    rest.remove_prefix(8);
-  } else if (tcp) {
-    rest.remove_prefix(6);
-  } else {
-    return "must start with http://, https:// or tcp://";
-  }
+  rest.remove_prefix(scheme.size());
   for (unsigned char c : url)
     if (std::isspace(c) || std::iscntrl(c))
       return "must not contain whitespace or control characters";
@@ -135,9 +126,10 @@ std::optional<std::string> url_problem(const std::string& url) {
     const auto number = parse_integer(port);
     if (!number || *number < 1 || *number > 65535) return "has an invalid port";
   }
-  if (tcp && port.empty()) return "needs a port (tcp://host:port)";
-  if (tcp && rest.size() > authority.size() && rest.substr(authority.size()) != "/")
-    return "takes nothing after the port (tcp://host:port)";
+  if (kind->address_only && port.empty())
+    return "needs a port (" + std::string(scheme) + "host:port)";
+  if (kind->address_only && rest.size() > authority.size() && rest.substr(authority.size()) != "/")
+    return "takes nothing after the port (" + std::string(scheme) + "host:port)";
   return std::nullopt;
 }
 

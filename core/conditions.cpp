@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "core/config_error.h"
+#include "core/json_input.h"
 #include "core/text.h"
 
 namespace vigil {
@@ -17,11 +18,6 @@ namespace {
 using nlohmann::json;
 
 // A JSON value as the user wrote it, for messages.
-std::string shown(const json& value) {
-  std::string text = value.dump();
-  return shortened(text, 80);
-}
-
 std::string quote_text(const std::string& text) { return shown(json(text)); }
 
 std::optional<long long> parse_integer(std::string_view text) {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/config_error.h"
+#include "core/text.h"
 
 namespace vigil {
 namespace {
@@ -85,6 +86,10 @@ json parse_json_input(std::string_view text, const std::string& where,
   } catch (const json::exception& e) {  // parse_error, and out_of_range for 1e400
     throw ConfigError(where + ": not valid JSON: " + e.what());
   }
+}
+
+std::string shown(const json& value) {
+  return shortened(value.dump(-1, ' ', false, json::error_handler_t::replace), 80);
 }
 
 std::string read_config_file(const std::string& path, const std::string& what) {

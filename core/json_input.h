@@ -43,4 +43,8 @@ nlohmann::json parse_json_input(std::string_view text, const std::string& where,
 // ends too).
 std::string read_config_file(const std::string& path, const std::string& what);
 
+// `value` as JSON for a message that quotes it: at most 80 bytes (shortened(), core/text.h),
+// invalid UTF-8 replaced rather than thrown.
+std::string shown(const nlohmann::json& value);
+
 }  // namespace vigil

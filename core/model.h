@@ -24,6 +24,12 @@ inline std::int64_t to_unix_seconds(TimePoint t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
 }
 inline TimePoint from_unix_ms(std::int64_t ms) { return TimePoint(Millis(ms)); }
+// The start of the period of length `step` (> 0) that holds `t`, periods counted from 0: rounds
+// down, also for a negative `t`.
+inline std::int64_t floor_to(std::int64_t t, std::int64_t step) {
+  const std::int64_t r = t % step;
+  return r < 0 ? t - r - step : t - r;
+}
 
 // Minimum interval a service may declare.
 inline constexpr Millis kMinInterval{100};

@@ -6,6 +6,8 @@
 
 #include "core/conditions.h"
 #include "core/config_error.h"
+#include "core/json_input.h"
+#include "core/probe_kind.h"
 #include "core/text.h"
 
 namespace vigil {
@@ -33,11 +35,6 @@ constexpr const char* kKeys[] = {"conditions",
 constexpr std::size_t kMaxBodyBytes = 64 * 1024;
 constexpr int kMaxRedirectsLimit = 50;
 constexpr int kMaxThreshold = 100;
-
-std::string shown(const json& value) {
-  std::string text = value.dump();
-  return shortened(text, 80);
-}
 
 bool boolean(const json& value, const std::string& where) {
   if (!value.is_boolean())
@@ -159,12 +156,15 @@ void check_fit(const json& entry, const std::string& at, const ServiceSpec& spec
                           ": not allowed for a heartbeat (it is not probed; it reports in)");
     return;
   }
-  const bool tcp = spec.url.starts_with("tcp://");
+  // A URL no kind checks is probed (and reported unsupported) as HTTP.
+  const ProbeKindInfo* kind = probe_kind_for(spec.url);
+  const std::string scheme(probe_scheme_of(spec.url));
   const ProbeOptions defaults;
-  if (tcp) {
+  if (kind && !kind->http) {
     const auto refuse = [&](bool differs, const char* key) {
       if (differs)
-        throw ConfigError(at + "." + key + ": does not apply to a tcp:// service (HTTP only)");
+        throw ConfigError(at + "." + key + ": does not apply to a " + scheme +
+                          " service (HTTP only)");
     };
     refuse(spec.method != "GET", "method");
     refuse(!spec.headers.empty(), "headers");
@@ -181,11 +181,15 @@ void check_fit(const json& entry, const std::string& at, const ServiceSpec& spec
     if (o.conditions.compiled)
       for (const auto& check : o.conditions.compiled->checks)
         if (!std::holds_alternative<MaxResponseCheck>(check.check))
-          throw ConfigError(at + ".conditions: a tcp:// service only takes max_response_ms (" +
-                            check.description + " needs an HTTP response)");
-  } else {
-    if (!o.tcp_send.empty()) throw ConfigError(at + ".send: only for a tcp:// service");
-    if (!o.tcp_expect.empty()) throw ConfigError(at + ".expect: only for a tcp:// service");
+          throw ConfigError(at + ".conditions: a " + scheme +
+                            " service only takes max_response_ms (" + check.description +
+                            " needs an HTTP response)");
+  }
+  if (!kind || !kind->conversation) {
+    if (!o.tcp_send.empty())
+      throw ConfigError(at + ".send: only for a " + conversation_schemes_text() + " service");
+    if (!o.tcp_expect.empty())
+      throw ConfigError(at + ".expect: only for a " + conversation_schemes_text() + " service");
   }
   if (!o.body.empty() &&
       (spec.method == "GET" || spec.method == "HEAD" || spec.method == "OPTIONS"))

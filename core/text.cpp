@@ -1,5 +1,7 @@
 #include "core/text.h"
 
+#include <cstdio>
+
 namespace vigil {
 
 bool is_valid_utf8(std::string_view text) {
@@ -51,6 +53,12 @@ std::string shortened(std::string_view text, std::size_t max_bytes) {
   if (text.size() <= max_bytes) return std::string(text);
   const std::size_t keep = max_bytes >= 3 ? max_bytes - 3 : 0;
   return std::string(utf8_prefix(text, keep)) + "...";
+}
+
+std::string fixed(double value, int decimals) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.*f", decimals, value);
+  return text;
 }
 
 }  // namespace vigil

@@ -82,4 +82,7 @@ std::string clean_text(std::string_view text, std::size_t max_bytes = std::strin
 // (max_bytes >= 3). Valid text gives valid text.
 std::string shortened(std::string_view text, std::size_t max_bytes);
 
+// `value` with `decimals` digits after the point ("99.95"), as printf's %.*f.
+std::string fixed(double value, int decimals);
+
 }  // namespace vigil

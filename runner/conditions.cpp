@@ -6,23 +6,13 @@
 #include <cstdio>
 #include <variant>
 
+#include "core/json_input.h"
 #include "core/text.h"
 
 namespace vigil {
 namespace {
 
 using nlohmann::json;
-
-std::string shown(const json& value) {
-  std::string text = value.dump(-1, ' ', false, json::error_handler_t::replace);
-  return shortened(text, 80);
-}
-
-std::string fixed(double value, int decimals) {
-  char text[64];
-  std::snprintf(text, sizeof text, "%.*f", decimals, value);
-  return text;
-}
 
 // The body parsed as JSON once per evaluation, and only when a json check asks.
 class LazyJson {

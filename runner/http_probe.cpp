@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
-#include <cerrno>
 #include <ctime>
 #include <mutex>
 #include <span>
@@ -17,7 +16,7 @@
 
 #include "core/text.h"
 #include "runner/curl_handles.h"
-#include "runner/probe.h"
+#include "runner/curl_probe.h"
 
 #ifndef VIGIL_VERSION
 #error "VIGIL_VERSION must be defined by the build"
@@ -104,32 +103,19 @@ std::string_view trim_blank(std::string_view text) {
   return text;
 }
 
-class HttpProbe final : public Probe {
+class HttpProbe final : public CurlProbe {
  public:
   HttpProbe(const ServiceSpec& spec, const ProbeLimits& limits)
-      : easy_(curl_easy_init()),
+      : CurlProbe(spec),
         // Only the ranges are kept: the spec may change while this probe is in flight.
         expected_status_(spec.expected_status),
         conditions_(spec.probe.conditions.compiled),
-        timeout_(spec.timeout > Millis::zero() ? spec.timeout : Millis(1)),
         max_body_bytes_(limits.max_body_bytes),
         keep_body_(conditions_ && conditions_->needs_body),
         keep_headers_(conditions_ && conditions_->needs_headers) {
-    if (!easy_) throw std::runtime_error("curl_easy_init failed");
-    CURL* e = easy_.get();
+    CURL* e = easy();
     set_text_option(e, CURLOPT_URL, spec.url, "URL");
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, error_);
-    // Runs on the runner thread among thousands of others: no signals, and a new connection
-    // every time so connect and TLS are measured as a first-time visitor sees them.
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
     curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
-#if LIBCURL_VERSION_NUM >= 0x075700
-    // Without it, a probe that times out (or is removed) while its name is still resolving makes
-    // curl join the resolver thread, blocking the whole loop behind one slow DNS server; with it
-    // the resolver thread is detached and cleans up after itself.
-    curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
-#endif
     // A services file must not be able to make vigil read file:// or talk to other protocols,
     // not even through a redirect.
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -138,7 +124,6 @@ class HttpProbe final : public Probe {
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, options.follow_redirects ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS,
                      std::min<long>(limits.max_redirects, options.max_redirects));
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_.count()));
     curl_easy_setopt(
         e, CURLOPT_USERAGENT,
         options.user_agent.empty() ? "vigil/" VIGIL_VERSION : options.user_agent.c_str());
@@ -161,10 +146,6 @@ class HttpProbe final : public Probe {
     // "" disables proxies, http_proxy and friends in the environment included: a stray
     // variable must not reroute probes (and their timings) through some proxy.
     curl_easy_setopt(e, CURLOPT_PROXY, options.proxy.c_str());
-    curl_easy_setopt(e, CURLOPT_IPRESOLVE,
-                     options.ip_version == IpVersion::v4   ? CURL_IPRESOLVE_V4
-                     : options.ip_version == IpVersion::v6 ? CURL_IPRESOLVE_V6
-                                                           : CURL_IPRESOLVE_WHATEVER);
     // Refuses early when Content-Length announces too much; the write callback catches the
     // rest (chunked or lying servers).
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(max_body_bytes_));
@@ -191,18 +172,9 @@ class HttpProbe final : public Probe {
     if (request_headers_) curl_easy_setopt(e, CURLOPT_HTTPHEADER, request_headers_.get());
   }
 
-  HttpProbe(const HttpProbe&) = delete;
-  HttpProbe& operator=(const HttpProbe&) = delete;
-
-  CURL* easy() override { return easy_.get(); }
-
   ProbeResult finish(CURLcode code) override {
-    CURL* e = easy_.get();
+    CURL* e = easy();
     ProbeResult result;
-    const auto mark = [e](CURLINFO info) {
-      curl_off_t us = 0;
-      return curl_easy_getinfo(e, info, &us) == CURLE_OK ? us : curl_off_t{0};
-    };
     const curl_off_t total_us = mark(CURLINFO_TOTAL_TIME_T);
     result.response_ms = static_cast<double>(total_us) / 1000.0;
     long status = 0;
@@ -217,7 +189,7 @@ class HttpProbe final : public Probe {
                           appconnect_us, mark(CURLINFO_STARTTRANSFER_TIME_T), total_us,
                           result.details.final_url.starts_with("https://"));
     if (code != CURLE_OK) {
-      result.error = describe_failure(code);
+      result.error = describe_http_failure(code);
       return result;
     }
     if (!result.status_code) {
@@ -259,12 +231,10 @@ class HttpProbe final : public Probe {
   }
 
   void fill_details(ProbeDetails& details) const {
-    CURL* e = easy_.get();
+    CURL* e = handle();
     details.http = true;
+    details.resolved_ip = primary_ip();
     char* text = nullptr;
-    if (curl_easy_getinfo(e, CURLINFO_PRIMARY_IP, &text) == CURLE_OK && text)
-      details.resolved_ip = text;
-    text = nullptr;
     if (curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &text) == CURLE_OK && text)
       details.final_url = valid_utf8(text);  // a redirect's Location is the server's bytes
     curl_easy_getinfo(e, CURLINFO_REDIRECT_COUNT, &details.redirects);
@@ -314,7 +284,7 @@ class HttpProbe final : public Probe {
   // "TLSv1.3" from OpenSSL, when curl uses it and the connection is TLS; empty otherwise.
   std::string negotiated_tls_version() const {
     const curl_tlssessioninfo* info = nullptr;
-    if (curl_easy_getinfo(easy_.get(), CURLINFO_TLS_SSL_PTR, &info) != CURLE_OK || !info ||
+    if (curl_easy_getinfo(handle(), CURLINFO_TLS_SSL_PTR, &info) != CURLE_OK || !info ||
         info->backend != CURLSSLBACKEND_OPENSSL || !info->internals)
       return {};
     return SSL_get_version(static_cast<const SSL*>(info->internals));
@@ -326,26 +296,18 @@ class HttpProbe final : public Probe {
     return false;
   }
 
-  std::string describe_failure(CURLcode code) const {
-    const std::string timeout_text = "timeout after " + std::to_string(timeout_.count()) + " ms";
+  // The HTTP failures first, then those of every kind (CurlProbe::describe_failure).
+  std::string describe_http_failure(CURLcode code) const {
     if (body_too_large_ || code == CURLE_FILESIZE_EXCEEDED) {
       return "body larger than " + std::to_string(max_body_bytes_) + " bytes";
     }
     switch (code) {
       case CURLE_OPERATION_TIMEDOUT:
         // A resolver that never answers is a DNS problem, not a slow server.
-        if (std::string_view(error_).starts_with("Resolving timed out")) {
-          return "DNS resolution failed: " + failing_host() + " (" + timeout_text + ")";
+        if (detail(code).starts_with("Resolving timed out")) {
+          return "DNS resolution failed: " + failing_host() + " (" + describe_failure(code) + ")";
         }
-        return timeout_text;
-      case CURLE_COULDNT_CONNECT: {
-        long os_errno = 0;
-        curl_easy_getinfo(easy_.get(), CURLINFO_OS_ERRNO, &os_errno);
-        if (os_errno == ECONNREFUSED) return "connection refused";
-        return "connection failed: " + detail(code);
-      }
-      case CURLE_COULDNT_RESOLVE_HOST:
-        return "DNS resolution failed: " + failing_host();
+        return describe_failure(code);
       case CURLE_TOO_MANY_REDIRECTS:
         return "too many redirects";
       case CURLE_UNSUPPORTED_PROTOCOL:
@@ -354,21 +316,15 @@ class HttpProbe final : public Probe {
         return "empty reply from server";
       default:
         if (is_tls_error(code)) return "TLS: " + detail(code);
-        return detail(code);
+        return describe_failure(code);
     }
-  }
-
-  // curl's own sentence for this transfer when it wrote one, its generic text otherwise. Made
-  // valid UTF-8: curl quotes what the server sent (a status line, a header, a host).
-  std::string detail(CURLcode code) const {
-    return error_[0] != '\0' ? valid_utf8(error_) : std::string(curl_easy_strerror(code));
   }
 
   // The host of the URL curl was fetching when it failed: after redirects that is not
   // necessarily the configured one.
-  std::string failing_host() const {
+  std::string failing_host() const override {
     char* effective = nullptr;
-    curl_easy_getinfo(easy_.get(), CURLINFO_EFFECTIVE_URL, &effective);
+    curl_easy_getinfo(handle(), CURLINFO_EFFECTIVE_URL, &effective);
     CurlUrlPtr url(curl_url());
     char* host = nullptr;
     if (effective && url && curl_url_set(url.get(), CURLUPART_URL, effective, 0) == CURLUE_OK &&
@@ -380,11 +336,9 @@ class HttpProbe final : public Probe {
 
   static constexpr std::size_t kMaxHeaders = 200;  // kept per response, for conditions
 
-  CurlEasyPtr easy_;
   CurlSlistPtr request_headers_;
   std::vector<StatusRange> expected_status_;
   std::shared_ptr<const CompiledConditions> conditions_;  // null when there are none
-  Millis timeout_;
   std::size_t max_body_bytes_;
   bool keep_body_;
   bool keep_headers_;
@@ -393,7 +347,6 @@ class HttpProbe final : public Probe {
   std::string body_;                                          // kept only for conditions
   std::vector<std::pair<std::string, std::string>> headers_;  // final response, lower-case names
   std::string tls_version_;
-  char error_[CURL_ERROR_SIZE] = {};  // curl writes here; the probe never moves (heap-owned)
 };
 
 }  // namespace

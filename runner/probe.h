@@ -1,8 +1,9 @@
 // Probe: one check of one service, run as a libcurl easy handle inside the runner's multi loop.
 // A probe kind (http_probe.cpp, tcp_probe.cpp) is one file implementing this interface, the way
-// blackbox_exporter keeps one prober per file; make_probe picks the kind from the URL. The
-// runner adds easy() to its multi handle and calls finish() with the transfer's CURLcode when
-// curl reports it done (after transfer_done/resume, for a probe that talks on afterwards).
+// blackbox_exporter keeps one prober per file; core/probe_kind.h says which kind checks a URL
+// and make_probe (probe_kinds.cpp) builds that kind's probe. A ProbeMulti (probe_multi.h) adds
+// easy() to its multi handle, and the caller calls finish() with the transfer's CURLcode when
+// it reports the probe done (after transfer_done/resume, for a probe that talks on afterwards).
 #pragma once
 
 #include <curl/curl.h>
@@ -109,13 +110,15 @@ std::unique_ptr<Probe> make_http_probe(const ServiceSpec& spec, const ProbeLimit
 // all of that happened (and max_response_ms, its only condition, holds).
 std::unique_ptr<Probe> make_tcp_probe(const ServiceSpec& spec, const ProbeLimits& limits);
 
-// The probe kind for the spec's URL: tcp:// gets a TCP probe, anything else an HTTP probe
-// (which reports other schemes as unsupported).
+// The probe of the kind core/probe_kind.h names for the spec's URL (make_http_probe,
+// make_tcp_probe); a URL no kind checks gets an HTTP probe, which reports its scheme as
+// unsupported. Throws as the kind's factory does.
 std::unique_ptr<Probe> make_probe(const ServiceSpec& spec, const ProbeLimits& limits);
 
-// Runs `probe` to the end on a multi handle of its own, the way the runner does (transfer,
-// then any conversation), and returns its result. For `vigil probe` and tests: it blocks the
-// calling thread for at most the probe's timeout (plus a second of slack).
+// Runs `probe` to the end on a ProbeMulti of its own, through the runner's own loop code
+// (transfer, then any conversation), and returns its result. For `vigil probe` and tests: it
+// blocks the calling thread for at most the probe's timeout (plus a second of slack). Throws
+// std::runtime_error when curl cannot start it.
 ProbeResult run_probe_now(Probe& probe, Millis timeout);
 
 // The non-overlapping phases (config/model.h PhaseTimings) from curl's cumulative

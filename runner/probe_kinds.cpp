@@ -1,57 +1,64 @@
-// Which probe kind checks a service, and running one probe to the end outside the runner
-// (`vigil probe`, tests).
+// Which Probe checks each probe kind (core/probe_kind.h), and running one probe to the end
+// outside the runner (`vigil probe`, tests) through the runner's own ProbeMulti.
 #include <algorithm>
 #include <stdexcept>
 
-#include "runner/curl_handles.h"
+#include "core/probe_kind.h"
 #include "runner/probe.h"
+#include "runner/probe_multi.h"
 
 namespace vigil {
+namespace {
+
+using ProbeFactory = std::unique_ptr<Probe> (*)(const ServiceSpec&, const ProbeLimits&);
+
+struct ProbeKindFactory {
+  ProbeKind kind;
+  ProbeFactory make;
+};
+
+// One row per kind.
+constexpr ProbeKindFactory kFactories[] = {
+    {ProbeKind::http, make_http_probe},
+    {ProbeKind::tcp, make_tcp_probe},
+};
+
+}  // namespace
 
 std::unique_ptr<Probe> make_probe(const ServiceSpec& spec, const ProbeLimits& limits) {
-  if (spec.url.starts_with("tcp://")) return make_tcp_probe(spec, limits);
-  return make_http_probe(spec, limits);
+  // A URL no kind checks goes to the HTTP probe, which reports its scheme as unsupported.
+  const ProbeKindInfo* info = probe_kind_for(spec.url);
+  const ProbeKind kind = info ? info->kind : ProbeKind::http;
+  for (const auto& factory : kFactories)
+    if (factory.kind == kind) return factory.make(spec, limits);
+  throw std::logic_error("no probe for a kind of core/probe_kind.h");
 }
 
 ProbeResult run_probe_now(Probe& probe, Millis timeout) {
   using Clock = std::chrono::steady_clock;
-  ensure_curl_global_init();
-  CurlMultiPtr multi(curl_multi_init());
-  if (!multi) throw std::runtime_error("curl_multi_init failed");
-  if (curl_multi_add_handle(multi.get(), probe.easy()) != CURLM_OK)
-    throw std::runtime_error("curl_multi_add_handle failed");
-  // curl ends the transfer at the probe's timeout; the slack only guards against a bug.
-  const auto deadline = Clock::now() + timeout + std::chrono::seconds(1);
-  const auto wait_ms = [&] {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    return static_cast<int>(std::clamp<long long>(left.count(), 0, 100));
-  };
-
-  CURLcode code = CURLE_OPERATION_TIMEDOUT;
+  using namespace std::chrono_literals;
+  ProbeMulti multi;
+  RunningProbe running{&probe};
+  if (multi.add(running) != CURLM_OK) throw std::runtime_error("curl_multi_add_handle failed");
   bool done = false;
-  while (!done && Clock::now() < deadline) {
-    int running = 0;
-    curl_multi_perform(multi.get(), &running);
-    int queued = 0;
-    while (CURLMsg* message = curl_multi_info_read(multi.get(), &queued)) {
-      if (message->msg != CURLMSG_DONE) continue;
-      code = message->data.result;
-      done = true;
-    }
-    if (!done) curl_multi_poll(multi.get(), nullptr, 0, wait_ms(), nullptr);
+  const ProbeMulti::Done finished = [&](RunningProbe&) { done = true; };
+  // curl ends the transfer, and the probe its conversation, at the probe's timeout; the slack
+  // only guards against a bug.
+  const auto deadline = Clock::now() + timeout + 1s;
+  for (;;) {
+    multi.perform(finished);
+    if (done || Clock::now() >= deadline) break;
+    multi.poll(std::clamp<std::chrono::nanoseconds>(deadline - Clock::now(), 0ns, 100ms));
+    multi.advance(finished);
+    if (done) break;
   }
-
-  // The conversation, if the probe has one: the handle stays in the multi meanwhile.
-  auto wait = probe.transfer_done(code);
-  while (wait) {
-    curl_waitfd fd{wait->socket, wait->events, 0};
-    curl_multi_poll(multi.get(), &fd, 1, wait_ms(), nullptr);
-    wait = probe.resume(fd.revents);
-    if (Clock::now() >= deadline) break;
+  if (!done) {
+    // Given up: a transfer curl never reported counts as timed out; a conversation still going
+    // is the probe's to call a timeout in finish().
+    if (!running.waiting) running.code = CURLE_OPERATION_TIMEDOUT;
+    multi.remove(running);
   }
-  curl_multi_remove_handle(multi.get(), probe.easy());
-  return probe.finish(code);
+  return probe.finish(running.code);
 }
 
 }  // namespace vigil

@@ -9,8 +9,8 @@
 #include <variant>
 
 #include "core/logging.h"
-#include "runner/curl_handles.h"
 #include "runner/heartbeat.h"
+#include "runner/probe_multi.h"
 #include "runner/runner_metrics.h"
 #include "runner/scheduler.h"
 #include "runner/state_machine.h"
@@ -69,9 +69,6 @@ class Runner::Loop {
         steady_(std::move(options_.clock.steady)),
         sink_(std::move(sink)),
         metrics_(registry) {
-    ensure_curl_global_init();
-    multi_.reset(curl_multi_init());
-    if (!multi_) throw std::runtime_error("curl_multi_init failed");
     options_.max_concurrency = std::max<std::size_t>(options_.max_concurrency, 1);
   }
 
@@ -104,10 +101,10 @@ class Runner::Loop {
       commands_.push_back(std::move(command));
       metrics_.queue_depth.Set(double(commands_.size()));
     }
-    curl_multi_wakeup(multi_.get());
+    multi_.wakeup();
   }
 
-  void wake() { curl_multi_wakeup(multi_.get()); }
+  void wake() { multi_.wakeup(); }
 
   void stop() {
     std::lock_guard lock(lifecycle_mutex_);
@@ -116,7 +113,7 @@ class Runner::Loop {
       stop_requested_ = true;
     }
     if (thread_.joinable()) {
-      curl_multi_wakeup(multi_.get());
+      multi_.wakeup();
       thread_.join();
     }
   }
@@ -125,16 +122,14 @@ class Runner::Loop {
   std::size_t in_flight() const { return in_flight_count_.load(); }
 
  private:
-  // A probe the multi handle is running. CURLOPT_PRIVATE points here; the owning Entry holds
-  // it, so abandoning or finishing it is one place.
-  struct InFlight {
+  // A probe multi_ is running. The owning Entry holds it, so abandoning or finishing it is one
+  // place.
+  struct InFlight : RunningProbe {
+    InFlight(ServiceId id, std::unique_ptr<Probe> made, TimePoint at)
+        : RunningProbe{made.get()}, service(id), owned(std::move(made)), started(at) {}
     ServiceId service;
-    std::unique_ptr<Probe> probe;
-    TimePoint started;  // wall clock, becomes tick.ts
-    // Probe depth: a TCP conversation after the transfer (see Probe::transfer_done). While set,
-    // the probe is in talking_ and its easy handle stays in the multi.
-    std::optional<SocketWait> waiting = std::nullopt;
-    CURLcode code = CURLE_OK;  // the transfer's, for finish()
+    std::unique_ptr<Probe> owned;  // RunningProbe::probe
+    TimePoint started;             // wall clock, becomes tick.ts
   };
 
   // Everything the runner keeps per service, kept small for 100,000 services.
@@ -201,12 +196,10 @@ class Runner::Loop {
     }
     // Everything due at `wall` has started (see Runner::last_alive).
     last_alive_ms_ = to_unix_ms(wall);
-    int running = 0;
-    const CURLMcode performed = curl_multi_perform(multi_.get(), &running);
+    const CURLMcode performed = multi_.perform(finished_);
     if (performed != CURLM_OK) {
       log_error(std::string("runner: curl_multi_perform: ") + curl_multi_strerror(performed));
     }
-    collect_finished();
     if (draining) {
       if (in_flight_count_ == 0) return false;
       if (std::chrono::steady_clock::now() >= *drain_deadline_) {
@@ -215,16 +208,13 @@ class Runner::Loop {
       }
     }
 
-    prepare_conversation_fds();  // probe depth: TCP conversations' sockets join the poll
-    const CURLMcode polled = curl_multi_poll(multi_.get(), conversation_fds_.data(),
-                                             static_cast<unsigned>(conversation_fds_.size()),
-                                             poll_timeout_ms(), nullptr);
+    const CURLMcode polled = multi_.poll(poll_timeout());
     if (polled != CURLM_OK) {
       log_error(std::string("runner: curl_multi_poll: ") + curl_multi_strerror(polled));
       std::this_thread::sleep_for(10ms);  // do not spin on a persistent error
     }
     read_clock();  // the poll may have slept a while
-    advance_conversations();
+    multi_.advance(finished_);
     return true;
   }
 
@@ -457,8 +447,7 @@ class Runner::Loop {
   // Drops an in-flight probe without recording anything.
   void abandon(Entry& entry) {
     if (!entry.in_flight) return;
-    std::erase(talking_, entry.in_flight.get());
-    curl_multi_remove_handle(multi_.get(), entry.in_flight->probe->easy());
+    multi_.remove(*entry.in_flight);
     entry.in_flight.reset();
     --in_flight_count_;
     metrics_.in_flight.Set(double(in_flight_count_.load()));
@@ -505,10 +494,8 @@ class Runner::Loop {
       not_started(entry, id, e.what(), wall);
       return;
     }
-    auto in_flight = std::make_unique<InFlight>(InFlight{id, std::move(probe), wall});
-    CURL* easy = in_flight->probe->easy();
-    curl_easy_setopt(easy, CURLOPT_PRIVATE, in_flight.get());
-    const CURLMcode added = curl_multi_add_handle(multi_.get(), easy);
+    auto in_flight = std::make_unique<InFlight>(id, std::move(probe), wall);
+    const CURLMcode added = multi_.add(*in_flight);
     if (added != CURLM_OK) {
       not_started(entry, id, curl_multi_strerror(added), wall);
       return;
@@ -530,57 +517,7 @@ class Runner::Loop {
     schedule_retry(entry, id, result);
   }
 
-  void collect_finished() {
-    int queued = 0;
-    while (CURLMsg* message = curl_multi_info_read(multi_.get(), &queued)) {
-      if (message->msg != CURLMSG_DONE) continue;
-      // Copy out before remove_handle: the message belongs to the handle.
-      CURL* easy = message->easy_handle;
-      const CURLcode code = message->data.result;
-      char* user = nullptr;
-      curl_easy_getinfo(easy, CURLINFO_PRIVATE, &user);
-      auto* done = reinterpret_cast<InFlight*>(user);
-      // Probe depth: a TCP probe may go on talking on the connection; its handle stays in.
-      done->code = code;
-      done->waiting = done->probe->transfer_done(code);
-      if (done->waiting) {
-        talking_.push_back(done);
-        continue;
-      }
-      curl_multi_remove_handle(multi_.get(), easy);
-      finish(done, code);
-    }
-  }
-
-  // ---- probe depth: TCP conversations and retries ----
-
-  // The sockets of the probes in a conversation, for curl_multi_poll's extra fds.
-  void prepare_conversation_fds() {
-    conversation_fds_.clear();
-    for (const InFlight* probe : talking_)
-      conversation_fds_.push_back({probe->waiting->socket, probe->waiting->events, 0});
-  }
-
-  // Lets each conversation whose socket is ready, or whose deadline passed, take its next step;
-  // a finished one is recorded like any probe.
-  void advance_conversations() {
-    if (talking_.empty()) return;
-    // Conversation deadlines are set by the probe on real time, like curl's own timeouts.
-    const auto now = std::chrono::steady_clock::now();
-    std::vector<InFlight*> finished;
-    for (std::size_t i = 0; i < talking_.size(); ++i) {
-      InFlight* probe = talking_[i];
-      const short revents = i < conversation_fds_.size() ? conversation_fds_[i].revents : 0;
-      if (revents == 0 && now < probe->waiting->deadline) continue;
-      probe->waiting = probe->probe->resume(revents);
-      if (!probe->waiting) finished.push_back(probe);
-    }
-    for (InFlight* probe : finished) {
-      std::erase(talking_, probe);
-      curl_multi_remove_handle(multi_.get(), probe->probe->easy());
-      finish(probe, probe->code);
-    }
-  }
+  // ---- probe depth: retries ----
 
   // While failing but not yet down, the next probe comes after retry_interval rather than the
   // interval; the schedule then continues from that slot.
@@ -594,7 +531,9 @@ class Runner::Loop {
     scheduler_.schedule(id, due, entry.generation);
   }
 
-  void finish(InFlight* done, CURLcode code) {
+  // A probe multi_ reports done: recorded for its service.
+  void finish(RunningProbe& running) {
+    auto* done = static_cast<InFlight*>(&running);
     auto it = services_.find(done->service);
     // remove() and upsert() take a probe out of the multi before dropping it, so a finished
     // probe always belongs to its service; anything else is a bug worth a line, not a crash.
@@ -607,7 +546,7 @@ class Runner::Loop {
     --in_flight_count_;
     metrics_.in_flight.Set(double(in_flight_count_.load()));
 
-    const ProbeResult result = owned->probe->finish(code);
+    const ProbeResult result = owned->probe->finish(owned->code);
     record_result(entry, done->service, result, owned->started, {});
     schedule_retry(entry, done->service, result);  // probe depth
   }
@@ -635,10 +574,10 @@ class Runner::Loop {
     }
   }
 
-  // How long curl_multi_poll may sleep: until the next due slot when a probe could start, at
-  // most kMaxSleep. curl shortens it further for its own timers (timeouts, connect retries).
-  // Draining, until the drain bound at most.
-  int poll_timeout_ms() const {
+  // How long the poll may sleep: until the next due slot when a probe could start, at most
+  // kMaxSleep. curl shortens it further for its own timers (timeouts, connect retries), multi_
+  // for conversations. Draining, until the drain bound at most.
+  std::chrono::nanoseconds poll_timeout() const {
     auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(kMaxSleep);
     const auto real_now = std::chrono::steady_clock::now();
     if (drain_deadline_) {
@@ -652,10 +591,7 @@ class Runner::Loop {
       if (const auto next = deadlines_.peek())
         wait = std::clamp<std::chrono::nanoseconds>(next->due - now, 0ns, wait);
     }
-    for (const InFlight* probe : talking_)  // probe depth: a conversation's deadline
-      wait = std::clamp<std::chrono::nanoseconds>(probe->waiting->deadline - real_now, 0ns, wait);
-    // Round up: sleeping 0 ms for a slot 0.3 ms away would spin.
-    return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wait).count());
+    return wait;
   }
 
   RunnerOptions options_;
@@ -663,7 +599,8 @@ class Runner::Loop {
   std::function<SteadyTime()> steady_;
   TickSink sink_;
   RunnerMetrics metrics_;
-  CurlMultiPtr multi_;  // declared before services_: destroyed after every easy handle is out
+  ProbeMulti multi_;  // declared before services_: destroyed after every probe is out
+  const ProbeMulti::Done finished_ = [this](RunningProbe& running) { finish(running); };
 
   // Runner thread only.
   Scheduler scheduler_;
@@ -680,9 +617,6 @@ class Runner::Loop {
   SteadyTime now_steady_;
   // Set when stop() was seen: when in-flight probes are given up (real time).
   std::optional<std::chrono::steady_clock::time_point> drain_deadline_;
-  // Probe depth: probes in a TCP conversation (owned by their Entry), and their poll fds.
-  std::vector<InFlight*> talking_;
-  std::vector<curl_waitfd> conversation_fds_;
 
   // Shared with other threads.
   std::mutex commands_mutex_;

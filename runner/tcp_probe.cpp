@@ -9,12 +9,13 @@
 #include <poll.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <stdexcept>
 
+#include "core/json_input.h"
+#include "core/probe_kind.h"
 #include "core/text.h"
 #include "runner/curl_handles.h"
-#include "runner/probe.h"
+#include "runner/curl_probe.h"
 
 namespace vigil {
 namespace {
@@ -23,63 +24,43 @@ using SteadyClock = std::chrono::steady_clock;
 
 constexpr std::size_t kMaxReceived = 64 * 1024;  // bytes read while looking for `expect`
 
-std::string shown(const std::string& text) {
-  return shortened(
-      nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 80);
-}
+// The text quoted for a message.
+std::string shown(const std::string& text) { return vigil::shown(nlohmann::json(text)); }
 
-class TcpProbe final : public Probe {
+class TcpProbe final : public CurlProbe {
  public:
   TcpProbe(const ServiceSpec& spec, const ProbeLimits&)
-      : easy_(curl_easy_init()),
-        timeout_(spec.timeout > Millis::zero() ? spec.timeout : Millis(1)),
+      : CurlProbe(spec),
         send_(spec.probe.tcp_send),
         expect_(spec.probe.tcp_expect),
         conditions_(spec.probe.conditions.compiled),
         started_(SteadyClock::now()),
-        deadline_(started_ + timeout_) {
-    if (!easy_) throw std::runtime_error("curl_easy_init failed");
+        deadline_(started_ + timeout()) {
     // A line protocol wants its line ended; "\n" is added unless the text already ends one.
     if (!send_.empty() && !send_.ends_with("\n")) send_ += "\n";
     // tcp://host:port -> http://host:port/: curl only connects (CONNECT_ONLY), it never speaks
     // HTTP to it.
-    std::string url = "http://" + spec.url.substr(6);
+    std::string url = "http://" + spec.url.substr(probe_scheme_of(spec.url).size());
     if (!url.ends_with("/")) url += "/";
     CurlUrlPtr parsed(curl_url());
     char* host = nullptr;
     if (parsed && curl_url_set(parsed.get(), CURLUPART_URL, url.c_str(), 0) == CURLUE_OK &&
         curl_url_get(parsed.get(), CURLUPART_HOST, &host, 0) == CURLUE_OK)
       host_ = CurlStringPtr(host).get();
-    CURL* e = easy_.get();
+    CURL* e = easy();
     set_text_option(e, CURLOPT_URL, url, "URL");
     curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, error_);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    // A new connection every time. Not FORBID_REUSE: that would close the connection as soon
-    // as it is made, before the conversation; connect-only connections are never reused anyway.
-    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
-#if LIBCURL_VERSION_NUM >= 0x075700
-    curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);  // see http_probe.cpp
-#endif
+    // Not FORBID_REUSE: that would close the connection as soon as it is made, before the
+    // conversation; connect-only connections are never reused anyway.
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
     curl_easy_setopt(e, CURLOPT_PROXY, "");  // connect to the host itself, whatever the env says
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_.count()));
-    curl_easy_setopt(e, CURLOPT_IPRESOLVE,
-                     spec.probe.ip_version == IpVersion::v4   ? CURL_IPRESOLVE_V4
-                     : spec.probe.ip_version == IpVersion::v6 ? CURL_IPRESOLVE_V6
-                                                              : CURL_IPRESOLVE_WHATEVER);
   }
-
-  TcpProbe(const TcpProbe&) = delete;
-  TcpProbe& operator=(const TcpProbe&) = delete;
-
-  CURL* easy() override { return easy_.get(); }
 
   std::optional<SocketWait> transfer_done(CURLcode code) override {
     connected_at_ = SteadyClock::now();
     if (code != CURLE_OK || (send_.empty() && expect_.empty())) return std::nullopt;
     curl_socket_t socket = CURL_SOCKET_BAD;
-    if (curl_easy_getinfo(easy_.get(), CURLINFO_ACTIVESOCKET, &socket) != CURLE_OK ||
+    if (curl_easy_getinfo(easy(), CURLINFO_ACTIVESOCKET, &socket) != CURLE_OK ||
         socket == CURL_SOCKET_BAD) {
       failure_ = "connection lost before sending";
       return std::nullopt;
@@ -102,12 +83,7 @@ class TcpProbe final : public Probe {
       timed_out_ = true;
       finish_talking();
     }
-    CURL* e = easy_.get();
     ProbeResult result;
-    const auto mark = [e](CURLINFO info) {
-      curl_off_t us = 0;
-      return curl_easy_getinfo(e, info, &us) == CURLE_OK ? us : curl_off_t{0};
-    };
     const curl_off_t connect_us = mark(CURLINFO_TOTAL_TIME_T);
     const auto talked_us =
         talking_
@@ -119,9 +95,7 @@ class TcpProbe final : public Probe {
     const curl_off_t connected_us = mark(CURLINFO_CONNECT_TIME_T);
     result.phases = phases_from_marks(mark(CURLINFO_NAMELOOKUP_TIME_T), connected_us, 0,
                                       code == CURLE_OK ? connected_us : 0, total_us, false);
-    char* ip = nullptr;
-    if (curl_easy_getinfo(e, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip)
-      result.details.resolved_ip = ip;
+    result.details.resolved_ip = primary_ip();
     result.details.body_bytes = static_cast<std::int64_t>(received_.size());
 
     if (code != CURLE_OK) {
@@ -152,8 +126,7 @@ class TcpProbe final : public Probe {
     }
     while (sent_ < send_.size()) {
       std::size_t n = 0;
-      const CURLcode rc =
-          curl_easy_send(easy_.get(), send_.data() + sent_, send_.size() - sent_, &n);
+      const CURLcode rc = curl_easy_send(easy(), send_.data() + sent_, send_.size() - sent_, &n);
       if (rc == CURLE_AGAIN) return SocketWait{socket_, POLLOUT, deadline_};
       if (rc != CURLE_OK) {
         failure_ = "send failed: " + detail(rc);
@@ -165,7 +138,7 @@ class TcpProbe final : public Probe {
     char buffer[4096];
     for (;;) {
       std::size_t n = 0;
-      const CURLcode rc = curl_easy_recv(easy_.get(), buffer, sizeof buffer, &n);
+      const CURLcode rc = curl_easy_recv(easy(), buffer, sizeof buffer, &n);
       if (rc == CURLE_AGAIN) return SocketWait{socket_, POLLIN, deadline_};
       if (rc != CURLE_OK) {
         failure_ = "receive failed: " + detail(rc);
@@ -190,37 +163,15 @@ class TcpProbe final : public Probe {
     done_talking_ = true;
     ended_ = SteadyClock::now();
     if (timed_out_) {
-      failure_ = "timeout after " + std::to_string(timeout_.count()) + " ms " +
+      failure_ = "timeout after " + std::to_string(timeout().count()) + " ms " +
                  (sent_ < send_.size() ? std::string("sending") : "waiting for " + shown(expect_));
     }
     return std::nullopt;
   }
 
-  std::string describe_failure(CURLcode code) const {
-    switch (code) {
-      case CURLE_OPERATION_TIMEDOUT:
-        return "timeout after " + std::to_string(timeout_.count()) + " ms";
-      case CURLE_COULDNT_CONNECT: {
-        long os_errno = 0;
-        curl_easy_getinfo(easy_.get(), CURLINFO_OS_ERRNO, &os_errno);
-        if (os_errno == ECONNREFUSED) return "connection refused";
-        return "connection failed: " + detail(code);
-      }
-      case CURLE_COULDNT_RESOLVE_HOST:
-        return "DNS resolution failed: " + host_;
-      default:
-        return detail(code);
-    }
-  }
+  std::string failing_host() const override { return host_; }
 
-  // curl's sentence can quote what the peer sent: made valid UTF-8 here, where it enters.
-  std::string detail(CURLcode code) const {
-    return error_[0] != '\0' ? valid_utf8(error_) : std::string(curl_easy_strerror(code));
-  }
-
-  CurlEasyPtr easy_;
   std::string host_;
-  Millis timeout_;
   std::string send_;
   std::string expect_;
   std::shared_ptr<const CompiledConditions> conditions_;
@@ -235,7 +186,6 @@ class TcpProbe final : public Probe {
   std::size_t sent_ = 0;
   std::string received_;
   std::string failure_;  // why the conversation failed; empty when it did not (or did not run)
-  char error_[CURL_ERROR_SIZE] = {};
 };
 
 }  // namespace

@@ -22,9 +22,11 @@
 
 #include "alerting/alerter.h"
 #include "alerting/alerting_config.h"
+#include "alerting/webhook.h"
 #include "config/config.h"
 #include "core/logging.h"
 #include "storage/store.h"
+#include "support/eventually.h"
 #include "support/receiver.h"
 #include "support/store_backends.h"
 #include "support/target_server.h"
@@ -52,14 +54,7 @@ class ManualClock {
   std::atomic<std::int64_t> now_;
 };
 
-bool eventually(const std::function<bool()>& done, Clock::duration timeout = 5s) {
-  const auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return done();
-}
+using test::eventually;
 
 double counter(prometheus::Registry& registry, const std::string& channel,
                const std::string& result) {
@@ -800,8 +795,9 @@ TEST(AlertingConfigTest, SubstitutesEnvironmentVariablesAndNamesBadFields) {
                                  {"url", "http://127.0.0.1/${HOOK_PATH}"},
                                  {"headers", {{"Authorization", "Bearer ${HOOK_TOKEN}"}}}}}}}},
                             "alerting", env_of({{"HOOK_PATH", "in"}, {"HOOK_TOKEN", "t0k"}}));
-  EXPECT_EQ(cfg.channels.at("hook").url, "http://127.0.0.1/in");
-  EXPECT_EQ(cfg.channels.at("hook").headers.at(0).second, "Bearer t0k");
+  const auto& hook = dynamic_cast<const WebhookChannel&>(*cfg.channels.at("hook").channel);
+  EXPECT_EQ(hook.config().url, "http://127.0.0.1/in");
+  EXPECT_EQ(hook.config().headers.at(0).second, "Bearer t0k");
 
   expect_config_error({{"channels", {{"hook", {{"type", "webhook"}, {"url", "${NOPE}"}}}}}},
                       "alerting.channels.hook.url: environment variable NOPE is not set");
@@ -835,6 +831,22 @@ TEST(AlertingConfigTest, SubstitutesEnvironmentVariablesAndNamesBadFields) {
   } catch (const ConfigError& e) {
     EXPECT_EQ(std::string(e.what()).find("secret-value"), std::string::npos) << e.what();
   }
+}
+
+TEST(AlertingConfigTest, EachChannelTypeTakesOnlyItsOwnKeys) {
+  expect_config_error(
+      {{"channels",
+        {{"s", {{"type", "slack"}, {"url", "http://x"}, {"headers", json::object()}}}}}},
+      "alerting.channels.s.headers: only a webhook channel has headers");
+  expect_config_error(
+      {{"channels", {{"hook", {{"type", "webhook"}, {"url", "http://x"}, {"routing_key", "k"}}}}}},
+      "alerting.channels.hook.routing_key: only a pagerduty channel has routing_key");
+  expect_config_error({{"channels", {{"hook", {{"type", "webhook"}, {"hdrs", json::object()}}}}}},
+                      "unknown key \"hdrs\" (known: type, url, headers, token, channel_id, "
+                      "routing_key, repeat_every_seconds)");
+  expect_config_error({{"channels", {{"hook", {{"type", "fax"}}}}}},
+                      "alerting.channels.hook.type: expected webhook, slack or pagerduty, got "
+                      "\"fax\"");
 }
 
 TEST(AlertingConfigTest, TheServicesFileMayCarryAnAlertingSection) {

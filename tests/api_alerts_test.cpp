@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "alerting/alerter.h"
+#include "alerting/webhook.h"
 #include "api/server.h"
 #include "core/logging.h"
 #include "storage/alert_store.h"
@@ -43,7 +44,7 @@ class AlertsApiTest : public ::testing::TestWithParam<test::StoreBackend> {
     AlertingConfig config;
     ChannelConfig hook;
     hook.name = "hook";
-    hook.url = receiver_.url("/hook");
+    hook.channel = std::make_shared<WebhookChannel>(WebhookConfig{receiver_.url("/hook"), {}});
     config.channels.emplace("hook", hook);
     config.default_channels = {"hook"};
     AlerterOptions options;

@@ -6,6 +6,7 @@
 // parameter and body. The API must keep answering normal requests in bounded time, answer
 // 408/413/414/431/503 as documented, and answer bad input with 400 and a message, never 500.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <netinet/in.h>
@@ -22,6 +23,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -559,6 +561,77 @@ TEST_F(GuardedServerLimits, AnAddressAtItsCapMakesRoomFromItsOwnConnections) {
     kept->poll_once(0ms);
     EXPECT_FALSE(kept->closed());
   }
+}
+
+// Connections that send nothing and reconnect as soon as they are cut keep the slots full and
+// the listen backlog long; a client whose request follows its connect by a few tens of
+// milliseconds (a busy machine, a round trip) must still be served: the server does not cut a
+// connection that has sent nothing before its grace is over, however fast others arrive.
+TEST_F(GuardedServerLimits, AFloodOfSilentConnectionsDoesNotCutAClientSlowToSendItsRequest) {
+  start(
+      ConnectionLimits{.max_connections = 8, .pressure_timeout = 5s, .first_request_grace = 100ms});
+  test::IdleFlood flood(port_, {"127.0.0.2"}, 32, 30s, 1'000'000);
+  const auto warming = Clock::now() + 10s;
+  while (flood.cuts() < 32 && Clock::now() < warming) std::this_thread::sleep_for(5ms);
+  ASSERT_GE(flood.cuts(), 32u) << "the flood never filled the slots";
+  int served = 0;
+  std::string first_failure;
+  for (int i = 0; i < 5; ++i) {
+    RawClient client(port_);
+    ASSERT_TRUE(client.connected());
+    std::this_thread::sleep_for(30ms);  // connected, its request not sent yet
+    client.send("GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    const std::string response = client.read_until_closed(5s);
+    if (status_of(response) == 200)
+      ++served;
+    else if (first_failure.empty())
+      first_failure = response.empty() ? "closed without an answer" : response.substr(0, 80);
+  }
+  EXPECT_EQ(served, 5) << first_failure;
+}
+
+// Near the limit on open files the server keeps descriptor_reserve descriptors free for the
+// rest of the process (the store, the probes): 64 silent connections are held, then this
+// process's limit is lowered below what it has open (the flood's sockets count here too); the
+// server must give back enough of them that the process can open files again.
+TEST_F(GuardedServerLimits, NearTheDescriptorLimitTheServerLeavesTheReserveToTheProcess) {
+  start(ConnectionLimits{.pressure_timeout = 5s, .descriptor_reserve = 8});
+  constexpr std::size_t kFlood = 64;
+  test::IdleFlood flood(port_, {"127.0.0.2"}, kFlood, 30s, 1'000'000);
+  const auto connecting = Clock::now() + 10s;
+  while (flood.connects() < kFlood && Clock::now() < connecting) std::this_thread::sleep_for(5ms);
+  ASSERT_GE(flood.connects(), kFlood);
+  std::this_thread::sleep_for(200ms);  // the server has accepted them all
+  rlimit original{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &original), 0);
+  const auto open_now = std::distance(std::filesystem::directory_iterator("/proc/self/fd"), {});
+  rlimit lowered = original;
+  lowered.rlim_cur = rlim_t(open_now) - 32;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &lowered), 0);
+  // The server gives back connections (the flood sees them cut and reconnects, which costs
+  // this process nothing: it closes one socket for each it opens).
+  const auto shedding = Clock::now() + 5s;
+  while (flood.cuts() < 32 && Clock::now() < shedding) std::this_thread::sleep_for(5ms);
+  std::vector<int> files;
+  for (int i = 0; i < 4; ++i) {
+    const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) files.push_back(fd);
+  }
+  const std::size_t opened = files.size();
+  for (const int fd : files) ::close(fd);
+  std::string response;
+  {
+    RawClient client(port_);
+    if (client.connected()) {
+      client.send("GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+      response = client.read_until_closed(5s);
+    }
+  }
+  flood.stop();
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &original), 0);
+  EXPECT_GE(flood.cuts(), 32u) << "the server kept every connection";
+  EXPECT_EQ(opened, 4u) << "the server left the process no descriptor";
+  EXPECT_EQ(status_of(response), 200) << response;
 }
 
 TEST_F(GuardedServerLimits, IdleTimeoutsShrinkUnderPressure) {

@@ -110,8 +110,8 @@ TEST_F(OpenApi, DocumentsEveryFieldOfTheHealthBody) {
     report.storage_failure = "storage: apply: database is locked";
     return report;
   });
-  httplib::Client client("127.0.0.1", live.start("127.0.0.1", 0));
-  const auto res = client.Get("/healthz");
+  httplib::Client live_client("127.0.0.1", live.start("127.0.0.1", 0));
+  const auto res = live_client.Get("/healthz");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 503);
   const json body = json::parse(res->body);

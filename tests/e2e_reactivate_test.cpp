@@ -207,8 +207,8 @@ TEST_P(ReactivateEndToEnd, ABeatPushedRightAfterItsHeartbeatWasCreatedIsRecorded
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, ReactivateEndToEnd, ::testing::Values(Mode::single, Mode::split),
-                         [](const auto& info) {
-                           return info.param == Mode::single ? "Run" : "ApiBesideRunner";
+                         [](const auto& instance) {
+                           return instance.param == Mode::single ? "Run" : "ApiBesideRunner";
                          });
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "runner/runner.h"
 #include "support/raw_target.h"
 #include "support/target_server.h"
+#include "support/tick_collector.h"
 
 namespace vigil {
 namespace {
@@ -94,16 +95,7 @@ double histogram_quantile_bound(prometheus::Registry& registry, const std::strin
   return -1;
 }
 
-Service service(ServiceId id, const std::string& name, const std::string& url, Millis interval,
-                Millis timeout) {
-  Service s;
-  s.id = id;
-  s.spec.name = name;
-  s.spec.url = url;
-  s.spec.interval = interval;
-  s.spec.timeout = timeout;
-  return s;
-}
+using test::probed_service;
 
 // The healthy target, answering on its accepting thread. A RawTarget rather than a TargetServer:
 // httplib 0.11.4 (Debian's build) listens with a backlog of 5, so 400 fresh connections a second
@@ -185,11 +177,11 @@ TEST(ReliabilityHostile, HostileTargetsEndDownOnTimeWhileHealthyOnesStayPunctual
 
   std::vector<Service> services;
   for (int i = 1; i <= kHealthy; ++i)
-    services.push_back(service(i, "healthy-" + std::to_string(i), healthy_target.url("/ok"),
-                               kHealthyInterval, 400ms));
+    services.push_back(probed_service(i, "healthy-" + std::to_string(i), healthy_target.url("/ok"),
+                                      kHealthyInterval, 400ms));
   for (std::size_t i = 0; i < hostiles.size(); ++i)
-    services.push_back(service(1000 + ServiceId(i), hostiles[i].name, hostiles[i].url,
-                               kHostileInterval, kHostileTimeout));
+    services.push_back(probed_service(1000 + ServiceId(i), hostiles[i].name, hostiles[i].url,
+                                      kHostileInterval, kHostileTimeout));
 
   prometheus::Registry registry;
   StatsSink stats;

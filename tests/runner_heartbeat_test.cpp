@@ -21,6 +21,7 @@
 #include "support/manual_clock.h"
 #include "support/runner_metrics.h"
 #include "support/target_server.h"
+#include "support/tick_collector.h"
 
 namespace vigil {
 namespace {
@@ -28,48 +29,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-// Every record the runner delivers, with when it arrived.
-class Collector {
- public:
-  struct Arrival {
-    TickRecord record;
-    Clock::time_point at;
-  };
-
-  TickSink sink() {
-    return [this](TickRecord record) {
-      std::lock_guard lock(mutex_);
-      arrivals_.push_back({std::move(record), Clock::now()});
-      changed_.notify_all();
-    };
-  }
-
-  std::vector<Arrival> of(ServiceId id) const {
-    std::lock_guard lock(mutex_);
-    std::vector<Arrival> out;
-    for (const auto& a : arrivals_)
-      if (a.record.tick.service_id == id) out.push_back(a);
-    return out;
-  }
-
-  bool wait_for(ServiceId id, const std::function<bool(const std::vector<Arrival>&)>& done,
-                Clock::duration timeout) const {
-    const auto deadline = Clock::now() + timeout;
-    std::unique_lock lock(mutex_);
-    for (;;) {
-      std::vector<Arrival> mine;
-      for (const auto& a : arrivals_)
-        if (a.record.tick.service_id == id) mine.push_back(a);
-      if (done(mine)) return true;
-      if (changed_.wait_until(lock, deadline) == std::cv_status::timeout) return false;
-    }
-  }
-
- private:
-  mutable std::mutex mutex_;
-  mutable std::condition_variable changed_;
-  std::vector<Arrival> arrivals_;
-};
+using Collector = test::TickCollector;
 
 Service heartbeat(ServiceId id, const std::string& name, Millis interval, Millis grace,
                   int threshold, TimePoint created_at) {
@@ -119,15 +79,15 @@ class HeartbeatTest : public ::testing::Test {
   void advance(Millis by) { ASSERT_TRUE(test::advance(clock_, *runner_, by)); }
   // Advances to `at` (since the clock's start); nothing of `id` may tick before it.
   void advance_to(Millis at) { advance(at - (clock_.wall() - clock_.wall0())); }
-  std::size_t count(ServiceId id) const { return collector_.of(id).size(); }
+  std::size_t count(ServiceId id) const { return collector_.arrivals(id).size(); }
   bool wait_for(ServiceId id, std::size_t n) const {
-    return collector_.wait_for(
+    return collector_.wait_for_arrivals(
         id, [n](const auto& a) { return a.size() >= n; }, 30s);
   }
   // The tick times of `id` since the clock's start.
   std::vector<Millis> times(ServiceId id) const {
     std::vector<Millis> out;
-    for (const auto& a : collector_.of(id)) out.push_back(a.record.tick.ts - clock_.wall0());
+    for (const auto& a : collector_.arrivals(id)) out.push_back(a.record.tick.ts - clock_.wall0());
     return out;
   }
 
@@ -150,7 +110,7 @@ TEST_F(HeartbeatTest, ASilentHeartbeatGoesDownAtItsDeadlineAndStaysDownOneTickPe
   runner_->stop();
 
   EXPECT_EQ(times(1), (std::vector<Millis>{350ms, 700ms, 1050ms}));
-  const auto ticks = collector_.of(1);
+  const auto ticks = collector_.arrivals(1);
   EXPECT_FALSE(ticks[0].record.tick.up);
   EXPECT_EQ(ticks[0].record.tick.error, kMissedHeartbeat);
   EXPECT_FALSE(ticks[0].record.tick.status_code);
@@ -170,7 +130,7 @@ TEST_F(HeartbeatTest, BeatsKeepItUpThenSilenceTakesItDownAndABeatBringsItBack) {
     ASSERT_TRUE(wait_for(1, i + 1));
     advance(100ms);
   }
-  auto ticks = collector_.of(1);
+  auto ticks = collector_.arrivals(1);
   ASSERT_EQ(ticks.size(), 8u);
   for (const auto& t : ticks) EXPECT_TRUE(t.record.tick.up) << t.record.tick.error;
   EXPECT_EQ(ticks.front().record.opens_event, EventKind::uptime);
@@ -182,7 +142,7 @@ TEST_F(HeartbeatTest, BeatsKeepItUpThenSilenceTakesItDownAndABeatBringsItBack) {
   EXPECT_EQ(count(1), 8u);
   advance_to(1050ms);
   ASSERT_TRUE(wait_for(1, 9));
-  ticks = collector_.of(1);
+  ticks = collector_.arrivals(1);
   EXPECT_EQ(times(1).back(), 1050ms);
   EXPECT_EQ(ticks.back().record.tick.error, kMissedHeartbeat);
   EXPECT_EQ(ticks.back().record.opens_event, EventKind::downtime);
@@ -191,7 +151,7 @@ TEST_F(HeartbeatTest, BeatsKeepItUpThenSilenceTakesItDownAndABeatBringsItBack) {
   advance(10ms);
   runner_->record_beat(1, report());
   ASSERT_TRUE(wait_for(1, 10));
-  ticks = collector_.of(1);
+  ticks = collector_.arrivals(1);
   EXPECT_TRUE(ticks.back().record.tick.up);
   EXPECT_EQ(ticks.back().record.opens_event, EventKind::uptime);
   EXPECT_EQ(times(1).back(), 1060ms);
@@ -210,7 +170,7 @@ TEST_F(HeartbeatTest, AFailureReportIsDownAtOnceWhateverTheThreshold) {
   runner_->record_beat(1, report(false, "exit code 3", 40));
   ASSERT_TRUE(wait_for(1, 2));
   runner_->stop();
-  const auto ticks = collector_.of(1);
+  const auto ticks = collector_.arrivals(1);
   EXPECT_EQ(times(1)[1], 10ms);  // the report's own time: the clock did not move to get there
   EXPECT_FALSE(ticks[1].record.tick.up);
   EXPECT_EQ(ticks[1].record.tick.error, "reported down: exit code 3");
@@ -236,8 +196,8 @@ TEST_F(HeartbeatTest, ThresholdThreeNeedsThreeMissedIntervals) {
   runner_->stop();
   EXPECT_EQ(times(2)[1], 200ms);
   EXPECT_EQ(times(1)[1], 600ms);
-  EXPECT_FALSE(collector_.of(1)[1].record.tick.up);
-  EXPECT_FALSE(collector_.of(2)[1].record.tick.up);
+  EXPECT_FALSE(collector_.arrivals(1)[1].record.tick.up);
+  EXPECT_FALSE(collector_.arrivals(2)[1].record.tick.up);
 }
 
 TEST_F(HeartbeatTest, ALateBeatBeforeTheDeadlineIsJustUp) {
@@ -251,7 +211,7 @@ TEST_F(HeartbeatTest, ALateBeatBeforeTheDeadlineIsJustUp) {
   }
   advance(349ms);  // just short of the last deadline
   runner_->stop();
-  const auto ticks = collector_.of(1);
+  const auto ticks = collector_.arrivals(1);
   ASSERT_EQ(ticks.size(), 5u);
   for (const auto& t : ticks) EXPECT_TRUE(t.record.tick.up) << t.record.tick.error;
 }
@@ -271,7 +231,7 @@ TEST_F(HeartbeatTest, AfterARestartASilentHeartbeatIsDownRightAwayAndARecentOneI
   const Service recent_one = heartbeat(2, "recent", 1000ms, 100ms, 1, now - 3600s);
   start({old_one, recent_one}, {{1, went_silent}, {2, recent}});
   ASSERT_TRUE(wait_for(1, 1));
-  const auto down = collector_.of(1)[0];
+  const auto down = collector_.arrivals(1)[0];
   EXPECT_EQ(times(1)[0], 0ms);  // at once, without the clock moving
   EXPECT_FALSE(down.record.tick.up);
   EXPECT_EQ(down.record.tick.error, kMissedHeartbeat);
@@ -283,7 +243,7 @@ TEST_F(HeartbeatTest, AfterARestartASilentHeartbeatIsDownRightAwayAndARecentOneI
       double(to_unix_ms(*went_silent.last_beat_at)) / 1000.0, 0.001);
   // The recent one is due 1.1 s after its last report, 1 s from now.
   advance_to(999ms);
-  EXPECT_TRUE(collector_.of(2).empty());
+  EXPECT_TRUE(collector_.arrivals(2).empty());
   advance_to(1000ms);
   ASSERT_TRUE(wait_for(2, 1));
   runner_->stop();
@@ -331,7 +291,7 @@ TEST_F(HeartbeatTest, ChangesAndRemovalFollowTheCommands) {
   EXPECT_EQ(count(1), 1u);
   advance_to(200ms);
   ASSERT_TRUE(wait_for(1, 2));
-  EXPECT_FALSE(collector_.of(1).back().record.tick.up);
+  EXPECT_FALSE(collector_.arrivals(1).back().record.tick.up);
   // Beats for services that are not heartbeats of this runner are ignored.
   runner_->record_beat(99, report());
   runner_->remove_service(1);
@@ -339,7 +299,7 @@ TEST_F(HeartbeatTest, ChangesAndRemovalFollowTheCommands) {
   advance(1000ms);  // the commands are applied, and no deadline of the removed one fires
   runner_->stop();
   EXPECT_EQ(count(1), 2u);
-  EXPECT_TRUE(collector_.of(99).empty());
+  EXPECT_TRUE(collector_.arrivals(99).empty());
   EXPECT_EQ(gauge(registry_, *runner_, "vigil_heartbeat_last_seen_timestamp_seconds", "job"), -1);
 }
 
@@ -364,7 +324,7 @@ TEST_F(HeartbeatTest, ADeactivatedHeartbeatIgnoresBeatsAndContinuesItsHistoryWhe
   runner_->record_beat(1, report(true, "second"));
   ASSERT_TRUE(wait_for(1, 2));
   runner_->stop();
-  const auto arrivals = collector_.of(1);
+  const auto arrivals = collector_.arrivals(1);
   ASSERT_EQ(arrivals.size(), 2u);
   EXPECT_EQ(arrivals[1].record.tick.message, "second");
   EXPECT_EQ(arrivals[1].record.metric_after.tick_count, 2);
@@ -388,7 +348,7 @@ TEST_F(HeartbeatTest, AHeartbeatReactivatedAfterAPauseGetsAFullPeriodToReportAga
   advance_to(1151ms);
   ASSERT_TRUE(wait_for(1, 2));
   runner_->stop();
-  const auto ticks = collector_.of(1);
+  const auto ticks = collector_.arrivals(1);
   EXPECT_FALSE(ticks[1].record.tick.up);
   EXPECT_EQ(ticks[1].record.tick.error, kMissedHeartbeat);
   EXPECT_GE(times(1)[1], 1150ms);

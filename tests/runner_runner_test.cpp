@@ -23,9 +23,11 @@
 
 #include "core/logging.h"
 #include "runner/scheduler.h"
+#include "support/eventually.h"
 #include "support/manual_clock.h"
 #include "support/runner_metrics.h"
 #include "support/target_server.h"
+#include "support/tick_collector.h"
 
 namespace vigil {
 namespace {
@@ -33,60 +35,8 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-// Every record the runner delivers, in order, safe to read while the runner thread appends.
-class Collector {
- public:
-  TickSink sink() {
-    return [this](TickRecord record) {
-      std::lock_guard lock(mutex_);
-      records_.push_back(std::move(record));
-      changed_.notify_all();
-    };
-  }
-
-  std::vector<TickRecord> of(ServiceId id) const {
-    std::lock_guard lock(mutex_);
-    std::vector<TickRecord> out;
-    for (const auto& r : records_)
-      if (r.tick.service_id == id) out.push_back(r);
-    return out;
-  }
-  std::size_t count(ServiceId id) const { return of(id).size(); }
-
-  // Waits until `done(records of id)` holds; false on timeout.
-  bool wait_for(ServiceId id, const std::function<bool(const std::vector<TickRecord>&)>& done,
-                Clock::duration timeout) const {
-    const auto deadline = Clock::now() + timeout;
-    std::unique_lock lock(mutex_);
-    for (;;) {
-      std::vector<TickRecord> mine;
-      for (const auto& r : records_)
-        if (r.tick.service_id == id) mine.push_back(r);
-      if (done(mine)) return true;
-      if (changed_.wait_until(lock, deadline) == std::cv_status::timeout) return false;
-    }
-  }
-  bool wait_for_count(ServiceId id, std::size_t n, Clock::duration timeout) const {
-    return wait_for(
-        id, [n](const auto& rs) { return rs.size() >= n; }, timeout);
-  }
-
- private:
-  mutable std::mutex mutex_;
-  mutable std::condition_variable changed_;
-  std::vector<TickRecord> records_;
-};
-
-Service service(ServiceId id, const std::string& name, const std::string& url, Millis interval,
-                Millis timeout = 1000ms) {
-  Service s;
-  s.id = id;
-  s.spec.name = name;
-  s.spec.url = url;
-  s.spec.interval = interval;
-  s.spec.timeout = timeout;
-  return s;
-}
+using Collector = test::TickCollector;
+using test::probed_service;
 
 const prometheus::ClientMetric* find_metric(const std::vector<prometheus::MetricFamily>& families,
                                             const std::string& family,
@@ -109,15 +59,7 @@ double gauge_value(prometheus::Registry& registry, const Runner& runner, const s
   return m ? m->gauge.value : -1;
 }
 
-// Polls `condition` every millisecond until it holds or `timeout` (real time) passes.
-bool eventually(const std::function<bool()>& condition, Clock::duration timeout) {
-  const auto deadline = Clock::now() + timeout;
-  while (!condition()) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
+using test::eventually;
 
 class RunnerTest : public ::testing::Test {
  protected:
@@ -146,8 +88,8 @@ TEST_F(RunnerTest, TicksFollowTheConfiguredIntervalsOnTheRunnersClock) {
   options.region = "test-region";
   options.clock = clock.runner_clock();
   Runner runner(options, collector_.sink(), registry_);
-  runner.start({service(1, "rate-a", target_->url("/hits/rate-a"), 100ms),
-                service(2, "rate-b", target_->url("/hits/rate-b"), 200ms)},
+  runner.start({probed_service(1, "rate-a", target_->url("/hits/rate-a"), 100ms),
+                probed_service(2, "rate-b", target_->url("/hits/rate-b"), 200ms)},
                {});
   ASSERT_GT(first_probe_offset("rate-a", 100ms), 0ns);  // no slot at the very start
   ASSERT_GT(first_probe_offset("rate-b", 200ms), 0ns);
@@ -188,7 +130,7 @@ TEST_F(RunnerTest, SwitchGoesUpDownUpWithOneLogLinePerTransition) {
   testing::internal::CaptureStderr();
   {
     Runner runner({}, collector_.sink(), registry_);
-    runner.start({service(1, "switch", target_->url("/switch"), 100ms)}, {});
+    runner.start({probed_service(1, "switch", target_->url("/switch"), 100ms)}, {});
     target_->set_switch_up(true);
     ASSERT_TRUE(collector_.wait_for_count(1, 3, 30s));
     target_->set_switch_up(false);
@@ -236,7 +178,7 @@ TEST_F(RunnerTest, SwitchGoesUpDownUpWithOneLogLinePerTransition) {
 TEST_F(RunnerTest, EachProbeOpensAFreshConnection) {
   // A reused keep-alive connection would hide connect and TLS time from the measurement.
   Runner runner({}, collector_.sink(), registry_);
-  runner.start({service(1, "fresh", target_->url("/conn/fresh"), 100ms)}, {});
+  runner.start({probed_service(1, "fresh", target_->url("/conn/fresh"), 100ms)}, {});
   ASSERT_TRUE(collector_.wait_for_count(1, 6, 30s));
   runner.stop();
   EXPECT_EQ(target_->connections("fresh"), static_cast<int>(collector_.count(1)));
@@ -248,12 +190,12 @@ TEST_F(RunnerTest, HostileTargetsDoNotDelayAHealthyService) {
   options.clock = clock.runner_clock();
   options.drain_timeout = 100ms;
   Runner runner(options, collector_.sink(), registry_);
-  runner.start({service(1, "healthy", target_->url("/hits/healthy"), 100ms),
-                service(2, "trickle", target_->url("/trickle"), 300ms, 5000ms),
-                service(3, "endless", target_->url("/endless"), 100ms, 5000ms),
+  runner.start({probed_service(1, "healthy", target_->url("/hits/healthy"), 100ms),
+                probed_service(2, "trickle", target_->url("/trickle"), 300ms, 5000ms),
+                probed_service(3, "endless", target_->url("/endless"), 100ms, 5000ms),
                 // Never answers within the timeout; /hang, unlike /slow, lets teardown go.
-                service(4, "hang", target_->url("/hang?ms=6000"), 300ms, 5000ms),
-                service(5, "redirects", target_->url("/redirect-loop"), 100ms, 5000ms)},
+                probed_service(4, "hang", target_->url("/hang?ms=6000"), 300ms, 5000ms),
+                probed_service(5, "redirects", target_->url("/redirect-loop"), 100ms, 5000ms)},
                {});
   // Ten slots of the healthy service, each ticking while the trickle and the hang are still in
   // flight: a loop held by either would deliver nothing until its 5 s timeout.
@@ -297,7 +239,7 @@ TEST_F(RunnerTest, ConcurrencyCapHoldsProbesBackAndLatenessIsMeasuredFromTheSlot
   std::vector<Service> services;
   for (int i = 1; i <= 4; ++i)
     services.push_back(
-        service(i, "capped-" + std::to_string(i), target_->url("/slow?ms=200"), 1000ms));
+        probed_service(i, "capped-" + std::to_string(i), target_->url("/slow?ms=200"), 1000ms));
   runner.start(std::move(services), {});
   // Every first slot is due at once; the cap lets the probes through one at a time.
   ASSERT_TRUE(test::advance(clock, runner, 1000ms));
@@ -339,12 +281,12 @@ TEST_F(RunnerTest, UpsertChangesIntervalAndUrlLiveAndKeepsState) {
   RunnerOptions options;
   options.clock = clock.runner_clock();
   Runner runner(options, collector_.sink(), registry_);
-  runner.start({service(1, "live", target_->url("/hits/live-a"), 1000ms)}, {});
+  runner.start({probed_service(1, "live", target_->url("/hits/live-a"), 1000ms)}, {});
   const auto offset = std::chrono::ceil<Millis>(first_probe_offset("live", 1000ms));
   ASSERT_TRUE(test::advance(clock, runner, offset));
   ASSERT_TRUE(collector_.wait_for_count(1, 1, 30s));
 
-  runner.upsert_service(service(1, "live", target_->url("/hits/live-b"), 100ms));
+  runner.upsert_service(probed_service(1, "live", target_->url("/hits/live-b"), 100ms));
   // The phase is kept: the next slot is one new interval after the last one.
   for (int step = 1; step <= 10; ++step) {
     ASSERT_TRUE(test::advance(clock, runner, 100ms));
@@ -371,9 +313,9 @@ TEST_F(RunnerTest, RemoveStopsTicksAndAbandonsTheInFlightProbe) {
   RunnerOptions options;
   options.clock = clock.runner_clock();
   Runner runner(options, collector_.sink(), registry_);
-  runner.start({service(1, "kept", target_->url("/hits/kept"), 100ms),
-                service(2, "hanging", target_->url("/hang?ms=6000"), 100ms, 5000ms),
-                service(3, "removed", target_->url("/hits/removed"), 100ms)},
+  runner.start({probed_service(1, "kept", target_->url("/hits/kept"), 100ms),
+                probed_service(2, "hanging", target_->url("/hang?ms=6000"), 100ms, 5000ms),
+                probed_service(3, "removed", target_->url("/hits/removed"), 100ms)},
                {});
   for (int step = 1; step <= 3; ++step) {
     ASSERT_TRUE(test::advance(clock, runner, 100ms));
@@ -413,8 +355,8 @@ TEST_F(RunnerTest, StopDeliversWhatFinishesWithinTheDrainBoundAndAbortsTheRest) 
   options.drain_timeout = 1000ms;
   Runner runner(options, collector_.sink(), registry_);
   // Long timeouts: only the drain bound can end "never" in time.
-  runner.start({service(1, "slow-ok", target_->url("/slow?ms=300"), 60s, 60s),
-                service(2, "never", target_->url("/hang?ms=10000"), 60s, 60s)},
+  runner.start({probed_service(1, "slow-ok", target_->url("/slow?ms=300"), 60s, 60s),
+                probed_service(2, "never", target_->url("/hang?ms=10000"), 60s, 60s)},
                {});
   ASSERT_TRUE(test::advance(clock, runner, 60s));
   ASSERT_TRUE(eventually([&] { return runner.in_flight() == 2; }, 30s));
@@ -465,7 +407,7 @@ TEST_F(RunnerTest, ResumesStoredStateAndReportsIt) {
   RunnerOptions options;
   options.clock = clock.runner_clock();
   Runner runner(options, collector_.sink(), registry_);
-  runner.start({service(9, "resumed", target_->url("/status/500"), 1000ms)}, {{9, stored}});
+  runner.start({probed_service(9, "resumed", target_->url("/status/500"), 1000ms)}, {{9, stored}});
   // Before its first probe (the clock has not moved) the service already shows the stored state.
   EXPECT_EQ(gauge_value(registry_, runner, "vigil_service_up", {{"service", "resumed"}}), 1);
   EXPECT_DOUBLE_EQ(
@@ -487,10 +429,11 @@ TEST_F(RunnerTest, ResumesStoredStateAndReportsIt) {
 
 TEST_F(RunnerTest, ExposesMetricFamiliesThatPassPromtool) {
   Runner runner({}, collector_.sink(), registry_);
-  runner.start({service(1, "metrics-up", target_->url("/ok"), 100ms),
-                service(2, "metrics-down",
-                        "http://127.0.0.1:" + std::to_string(test::closed_port()) + "/", 100ms)},
-               {});
+  runner.start(
+      {probed_service(1, "metrics-up", target_->url("/ok"), 100ms),
+       probed_service(2, "metrics-down",
+                      "http://127.0.0.1:" + std::to_string(test::closed_port()) + "/", 100ms)},
+      {});
   ASSERT_TRUE(collector_.wait_for_count(1, 2, 30s));
   ASSERT_TRUE(collector_.wait_for_count(2, 2, 30s));
   runner.stop();
@@ -583,9 +526,9 @@ class SteppedRunnerTest : public RunnerTest {
 };
 
 TEST_F(SteppedRunnerTest, DeactivatingThenReactivatingContinuesTheMetricAndTheOpenEvent) {
-  const Service paused = service(1, "paused", target_->url("/hits/paused"), 100ms);
+  const Service paused = probed_service(1, "paused", target_->url("/hits/paused"), 100ms);
   // Probed at every step throughout: what a probe of the paused service would have been.
-  const Service witness = service(2, "witness", target_->url("/hits/witness"), 100ms);
+  const Service witness = probed_service(2, "witness", target_->url("/hits/witness"), 100ms);
   runner_->start({paused, witness}, {});
   for (std::size_t i = 1; i <= 3; ++i) step({{1, i}});
 
@@ -621,7 +564,7 @@ TEST_F(SteppedRunnerTest, DeactivatingThenReactivatingContinuesTheMetricAndTheOp
 
 TEST_F(SteppedRunnerTest, ReactivatedWithAnotherStatusItOpensOneNewEvent) {
   target_->set_switch_up(true);
-  const Service flipped = service(2, "flipped", target_->url("/switch"), 100ms);
+  const Service flipped = probed_service(2, "flipped", target_->url("/switch"), 100ms);
   runner_->start({flipped}, {});
   for (std::size_t i = 1; i <= 2; ++i) step({{2, i}});
   runner_->upsert_service(inactive(flipped));
@@ -654,8 +597,8 @@ TEST_F(SteppedRunnerTest, StateStoredForAnInactiveServiceIsResumedWhenItIsReacti
   stored.open_event_kind = EventKind::uptime;
   stored.open_event_started = now_ms() - 1h;
   stored.last_tick_at = now_ms() - 1h;
-  const Service dormant = service(3, "dormant", target_->url("/hits/dormant"), 100ms);
-  const Service witness = service(4, "witness-2", target_->url("/hits/witness-2"), 100ms);
+  const Service dormant = probed_service(3, "dormant", target_->url("/hits/dormant"), 100ms);
+  const Service witness = probed_service(4, "witness-2", target_->url("/hits/witness-2"), 100ms);
 
   runner_->start({inactive(dormant), witness}, {{3, stored}});
   for (std::size_t i = 1; i <= 3; ++i) step({{4, i}});
@@ -677,7 +620,7 @@ TEST_F(SteppedRunnerTest, APurgeDropsTheKeptState) {
   for (int i = 0; i < 10; ++i) stored.metric.add(true, 10);
   stored.open_event_kind = EventKind::uptime;
   stored.open_event_started = now_ms() - 1h;
-  const Service purged = service(4, "purged", target_->url("/hits/purged"), 100ms);
+  const Service purged = probed_service(4, "purged", target_->url("/hits/purged"), 100ms);
 
   runner_->start({purged}, {{4, stored}});
   step({{4, 1}});
@@ -702,8 +645,8 @@ TEST_F(SteppedRunnerTest, APurgeDropsTheKeptState) {
 TEST_F(SteppedRunnerTest, AProbeThatCannotStartIsADownTickWithTheReasonAndItsScheduleGoesOn) {
   // curl refuses a URL above its 8 MB input limit, so the probe cannot be made.
   const std::string huge = target_->url("/ok?pad=" + std::string(8'000'001, 'a'));
-  runner_->start({service(1, "unstartable", huge, 100ms),
-                  service(2, "fine", target_->url("/hits/fine"), 100ms)},
+  runner_->start({probed_service(1, "unstartable", huge, 100ms),
+                  probed_service(2, "fine", target_->url("/hits/fine"), 100ms)},
                  {});
   for (std::size_t i = 1; i <= 2; ++i) {  // the next slot tries again
     step({{1, i}});
@@ -742,7 +685,7 @@ TEST_F(RunnerTest, AnErrorOnTheRunnerThreadIsLoggedCountedAndProbingGoesOn) {
     return manual.steady();
   };
   Runner runner(options, collector_.sink(), registry_);
-  runner.start({service(1, "survivor", target_->url("/hits/survivor"), 100ms)}, {});
+  runner.start({probed_service(1, "survivor", target_->url("/hits/survivor"), 100ms)}, {});
   testing::internal::CaptureStderr();
   failures = 3;
   ASSERT_TRUE(test::advance(manual, runner, 100ms));

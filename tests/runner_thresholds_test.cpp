@@ -13,6 +13,7 @@
 #include "runner/scheduler.h"
 #include "support/manual_clock.h"
 #include "support/target_server.h"
+#include "support/tick_collector.h"
 
 namespace vigil {
 namespace {
@@ -20,30 +21,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-class Records {
- public:
-  TickSink sink() {
-    return [this](TickRecord record) {
-      std::lock_guard lock(mutex_);
-      records_.push_back(std::move(record));
-      changed_.notify_all();
-    };
-  }
-  bool wait_for(const std::function<bool(const std::vector<TickRecord>&)>& done,
-                Clock::duration timeout) {
-    std::unique_lock lock(mutex_);
-    return changed_.wait_for(lock, timeout, [&] { return done(records_); });
-  }
-  std::vector<TickRecord> all() {
-    std::lock_guard lock(mutex_);
-    return records_;
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::vector<TickRecord> records_;
-};
+using Records = test::TickCollector;
 
 TEST(RunnerThresholds, EventsFollowTheThresholdsWhileTicksStayRaw) {
   test::TargetServer target;
@@ -69,7 +47,7 @@ TEST(RunnerThresholds, EventsFollowTheThresholdsWhileTicksStayRaw) {
   const auto step = [&] {
     ASSERT_TRUE(test::advance(clock, runner, 100ms));
     ++ticks;
-    ASSERT_TRUE(records.wait_for([&](const auto& rs) { return rs.size() >= ticks; }, 30s));
+    ASSERT_TRUE(records.wait_for_all([&](const auto& rs) { return rs.size() >= ticks; }, 30s));
   };
   for (int i = 0; i < 3; ++i) step();
   target.set_switch_up(false);
@@ -116,7 +94,7 @@ TEST(RunnerThresholds, RetryIntervalProbesSoonerUntilDown) {
   runner.start({s}, {});
   const auto count = [&] { return records.all().size(); };
   const auto wait_for = [&](std::size_t n) {
-    return records.wait_for([n](const auto& rs) { return rs.size() >= n; }, 30s);
+    return records.wait_for_all([n](const auto& rs) { return rs.size() >= n; }, 30s);
   };
   // The first slot, then each probe 100 ms after the last failure (not a moment before), down
   // at the third failure, then back to the 1 s interval.

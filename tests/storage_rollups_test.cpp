@@ -503,16 +503,16 @@ TEST_P(RollupStore, RetentionKeepsAMinutesOnlyTickAsLongAsMinuteRows) {
                 record_at(id, old + 60'000, 6, metric),  // two in the next one
                 record_at(id, old + 61'000, 7, metric),
                 record_at(id, old + 40 * day - 1, 8, metric)});  // recent
-  const auto ticks = [&] { return db->count("SELECT COUNT(*) FROM service_ticks"); };
+  const auto tick_rows = [&] { return db->count("SELECT COUNT(*) FROM service_ticks"); };
   const TimePoint cutoff = now_ms() - Millis(30 * day);
   // Minute rows kept for 50 days: the lone tick stays, the minute with a row loses its ticks.
   EXPECT_EQ(store->delete_ticks_older_than(cutoff, now_ms() - Millis(50 * day), 100), 2u);
-  EXPECT_EQ(ticks(), 2);
+  EXPECT_EQ(tick_rows(), 2);
   EXPECT_EQ(store->delete_ticks_older_than(cutoff, std::nullopt, 100), 0u);  // kept forever
   EXPECT_EQ(store->summarize(id, from_unix_ms(old), from_unix_ms(old + 60'000)).count, 1);
   // Minute rows kept for 35 days only: now it goes.
   EXPECT_EQ(store->delete_ticks_older_than(cutoff, now_ms() - Millis(35 * day), 100), 1u);
-  EXPECT_EQ(ticks(), 1);
+  EXPECT_EQ(tick_rows(), 1);
 }
 
 TEST_P(RollupStore, RetentionWalksServicesInBatchesAcrossCalls) {

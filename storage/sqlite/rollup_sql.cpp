@@ -264,11 +264,6 @@ class Summarizer {
 
 }  // namespace
 
-std::int64_t floor_to(std::int64_t t, std::int64_t step) {
-  const std::int64_t r = t % step;
-  return r < 0 ? t - r - step : t - r;
-}
-
 void bind_row(SQLite::Statement& statement, ServiceId id, std::int64_t bucket,
               const RollupSummary& row) {
   statement.bind(1, id);

@@ -31,8 +31,6 @@ inline constexpr std::int64_t kDayMs = 86'400'000;
 inline std::int64_t to_us(double ms) { return std::llround(ms * 1000.0); }
 inline double from_us(std::int64_t us) { return static_cast<double>(us) / 1000.0; }
 
-std::int64_t floor_to(std::int64_t t, std::int64_t step);
-
 // A rollup row's columns with their parameters, to follow "INSERT INTO <table>", and the
 // binding of one row to them: what the writer upserts, and what a seeding tool inserts.
 inline constexpr const char* kRowValues =

@@ -74,18 +74,17 @@ std::pair<TimePoint, std::map<ServiceId, Value>> SqliteStore::recent(
       SQLite::Transaction snapshot(*db);
       return {now - window, read(*db, ms(now) - length, ms(now))};
     }
-    const std::int64_t from = rollup_sql::floor_to(ms(now) - length, rollup_sql::kHourMs);
-    const std::int64_t current_hour = rollup_sql::floor_to(ms(now), rollup_sql::kHourMs);
+    const std::int64_t from = floor_to(ms(now) - length, rollup_sql::kHourMs);
+    const std::int64_t current_hour = floor_to(ms(now), rollup_sql::kHourMs);
     // The previous hour stays live too: its last ticks may commit just after it ended.
     const std::int64_t closed_to = std::max(from, current_hour - rollup_sql::kHourMs);
     std::lock_guard lock(recent_mutex_);
     auto& cache = caches[length];
     if (cache.from != from || cache.closed_to != closed_to) {
       SQLite::Transaction snapshot(*db);
-      const std::int64_t days_from = rollup_sql::floor_to(from, rollup_sql::kDayMs) +
+      const std::int64_t days_from = floor_to(from, rollup_sql::kDayMs) +
                                      (from % rollup_sql::kDayMs == 0 ? 0 : rollup_sql::kDayMs);
-      const std::int64_t days_to =
-          std::max(days_from, rollup_sql::floor_to(closed_to, rollup_sql::kDayMs));
+      const std::int64_t days_to = std::max(days_from, floor_to(closed_to, rollup_sql::kDayMs));
       if (cache.days_from != days_from || cache.days_to != days_to) {
         cache.days.clear();
         for (const auto& [id, value] : read(*db, days_from, days_to))

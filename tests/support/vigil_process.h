@@ -12,20 +12,11 @@
 #include <thread>
 #include <vector>
 
+#include "support/eventually.h"
 #include "support/process.h"
 #include "support/target_server.h"
 
 namespace vigil::test {
-
-// Polls `condition` every 25 ms until it holds or `timeout` passes; returns its last value.
-inline bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  }
-  return condition();
-}
 
 // `vigil <command>` run in `dir` against dir/vigil.db and dir/services.json, its API on
 // 127.0.0.1:api_port, its output in dir/<command>.log. A DATABASE_URL in `extra_env` replaces

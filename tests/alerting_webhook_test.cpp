@@ -1,0 +1,71 @@
+// The webhook channel on its own (alerting/webhook.h): the checks of its entry and the request
+// a message becomes. Delivery through the Alerter is in alerting_delivery_test.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "alerting/webhook.h"
+#include "core/config_error.h"
+
+namespace vigil {
+namespace {
+
+using nlohmann::json;
+
+const EnvLookup kEnv = [](const std::string& name) -> std::optional<std::string> {
+  if (name == "HOOK_TOKEN") return "t0k";
+  return std::nullopt;
+};
+
+std::unique_ptr<Channel> parse(const json& entry) {
+  return kWebhookChannelType.parse(ChannelEntry(entry, "alerting.channels.hook", kEnv));
+}
+
+std::string error_of(const json& entry) {
+  try {
+    parse(entry);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "accepted";
+}
+
+TEST(WebhookChannel, PostsTheMessageAsJsonWithItsHeaders) {
+  const auto channel = parse({{"url", "https://hooks.example/in"},
+                              {"headers", {{"Authorization", "Bearer ${HOOK_TOKEN}"}}}});
+  AlertMessage message;
+  message.kind = "trigger";
+  message.service = "payments";
+  message.status = "down";
+  message.url = "http://user:secret@127.0.0.1/health";
+  const OutgoingRequest request = channel->render(message);
+  EXPECT_EQ(request.url, "https://hooks.example/in");
+  ASSERT_EQ(request.headers.size(), 2u);
+  EXPECT_EQ(request.headers[0],
+            (std::pair<std::string, std::string>{"Content-Type", "application/json"}));
+  EXPECT_EQ(request.headers[1],
+            (std::pair<std::string, std::string>{"Authorization", "Bearer t0k"}));
+  const json body = json::parse(request.body);
+  EXPECT_EQ(body["service"], "payments");
+  EXPECT_EQ(body["url"], "http://user:<redacted>@127.0.0.1/health");
+  EXPECT_FALSE(channel->rejected("anything"));
+}
+
+TEST(WebhookChannel, RefusesWhatItCannotSend) {
+  EXPECT_EQ(error_of(json::object()), "alerting.channels.hook.url: required for a webhook");
+  EXPECT_EQ(error_of({{"url", "ftp://x"}}),
+            "alerting.channels.hook.url: expected an http:// or https:// URL");
+  EXPECT_EQ(error_of({{"url", "http://x"}, {"headers", {{"Bad Name", "v"}}}}),
+            "alerting.channels.hook.headers.Bad Name: not a valid header name");
+  EXPECT_EQ(error_of({{"url", "http://x"}, {"headers", {{"X", "${UNSET}"}}}}),
+            "alerting.channels.hook.headers.X: environment variable UNSET is not set");
+  EXPECT_EQ(error_of({{"url", "http://x"}, {"headers", {{"X", 1}}}}),
+            "alerting.channels.hook.headers.X: expected a string");
+}
+
+}  // namespace
+}  // namespace vigil
