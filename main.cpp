@@ -34,6 +34,7 @@
 #include "storage/change_feed.h"
 #include "storage/component_beats.h"
 #include "storage/database.h"
+#include "storage/postgres/postgres_store.h"
 #include "storage/retention.h"
 #include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
@@ -170,9 +171,10 @@ void raise_open_file_limit() {
     log_warn("cannot raise the open-file limit above " + std::to_string(soft));
 }
 
-// The backend the settings choose: SQLite at DB_FILE (a DATABASE_URL is refused before this).
-// Throws StorageError.
+// The backend the settings choose: PostgreSQL at DATABASE_URL when it is set (load_settings has
+// refused it beside DB_FILE), SQLite at DB_FILE otherwise. Throws StorageError.
 std::unique_ptr<Database> open_database(const Settings& settings) {
+  if (!settings.database_url.empty()) return open_postgres_database(settings.database_url);
   return open_sqlite_database(settings.db_file);
 }
 
@@ -332,8 +334,10 @@ int serve(const Settings& settings, Modes modes) {
         [r = runner.get(), w = writer.get(), a = alerter.get()] { return own_parts(r, w, a); },
         BeatRecorderOptions{.instance = settings.region, .period = settings.health_beat_period});
     log_info("runner started: " + std::to_string(count) + " services, region " + settings.region +
-             ", database " + settings.db_file + ", at most " +
-             std::to_string(settings.max_concurrency) + " probes in flight");
+             ", database " +
+             (settings.database_url.empty() ? settings.db_file
+                                            : redact_connection_string(settings.database_url)) +
+             ", at most " + std::to_string(settings.max_concurrency) + " probes in flight");
   }
 
   int signal_number = 0;
@@ -398,11 +402,6 @@ int main(int argc, char** argv) {
   try {
     const Settings settings = load_settings(merged_environment(read_dotenv(".env")));
     set_log_level(settings.log_level);
-    // Refused rather than ignored: running on SQLite while told PostgreSQL would split the data.
-    if (!settings.database_url.empty())
-      throw ConfigError("DATABASE_URL=" + redact_connection_string(settings.database_url) +
-                        ": the PostgreSQL backend is not built yet; unset DATABASE_URL to use "
-                        "SQLite (DB_FILE)");
     if (command == "check-config") return check_config(settings);
     ensure_curl_global_init();  // before any thread starts
     return serve(settings, modes);

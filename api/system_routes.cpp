@@ -55,14 +55,20 @@ void healthz(Store& store, const ApiOptions& options, const HealthCheck& health,
     failed.push_back("health check");
   }
   data["silent_after_seconds"] = double(options.health_silent_after.count()) / 1000.0;
-  bool storage_ok = false;
+  std::optional<std::string> ping_failure;
   try {
-    storage_ok = store.ping();
+    ping_failure = store.ping_failure();
   } catch (const std::exception& e) {
+    ping_failure = e.what();
     log_error(std::string("api: storage ping failed: ") + e.what());
   }
+  const bool storage_ok = !ping_failure;
   data["storage"] = storage_ok ? "ok" : "failed";
-  if (!storage_ok) failed.push_back("storage");
+  if (!storage_ok) {
+    // Which database cannot be read, and why: an operator's first question.
+    data["storage_error"] = *ping_failure;
+    failed.push_back("storage (" + *ping_failure + ")");
+  }
   if (storage_ok && !storage_failure.empty()) {
     data["storage"] = "failing";
     data["storage_error"] = storage_failure;

@@ -37,6 +37,12 @@ struct AlertRecord {
 
 enum class NotificationStatus { pending, sent, failed, suppressed };
 const char* to_string(NotificationStatus status);
+// The status to_string names `text`; pending for any other text. For backends reading it back.
+NotificationStatus notification_status_from(const std::string& text);
+
+// A fresh external_reference_id for a new alert: 128 random bits as 32 lowercase hex digits
+// (PagerDuty's dedup_key, unique across databases too). For backends; any thread.
+std::string new_external_reference_id();
 
 // One message to one channel about an alert (or a test), with its delivery state.
 struct NotificationRecord {

@@ -167,9 +167,10 @@ class Store {
   // At most query.limit (none when it is <= 0); empty for an unknown id.
   virtual std::vector<Tick> ticks(ServiceId id, const TickQuery& query) = 0;
 
-  // True when a trivial read of the database succeeds (used by /healthz); false, with the reason
-  // logged, otherwise. Never throws.
-  virtual bool ping() = 0;
+  // Nothing when a trivial read of the database succeeds (used by /healthz); otherwise why it
+  // failed, naming the database (a file's path; a server's host, port, database and user, never
+  // its password), also logged. Never throws.
+  virtual std::optional<std::string> ping_failure() = 0;
 
   // Rollup rows that apply() found corrupt (an hour or day row whose histogram does not decode)
   // and rebuilt from the ticks of their period, since the store was opened. Such a row costs no

@@ -1,5 +1,6 @@
 // Alerting: the Alerter against real receivers (cpp-httplib on 127.0.0.1 standing in
-// for a webhook, Slack and PagerDuty), a real SQLite file, real curl. Status changes are fed as
+// for a webhook, Slack and PagerDuty), a real database of each backend (a SQLite file, a
+// PostgreSQL server), real curl. Status changes are fed as
 // the runner feeds them (tick records that open an event); mutes, snoozes and reminders use an
 // injected clock.
 #include <gtest/gtest.h>
@@ -24,10 +25,10 @@
 #include "alerting/webhook.h"
 #include "config/config.h"
 #include "core/logging.h"
-#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "support/eventually.h"
 #include "support/receiver.h"
+#include "support/store_backends.h"
 #include "support/target_server.h"
 
 namespace vigil {
@@ -98,13 +99,16 @@ EnvLookup env_of(std::map<std::string, std::string> values) {
   };
 }
 
-class AlertingTest : public ::testing::Test {
+class AlertingTest : public ::testing::TestWithParam<test::StoreBackend> {
  protected:
   void SetUp() override {
+    if (auto reason = test::unavailable(GetParam())) GTEST_SKIP() << *reason;
     set_log_level(LogLevel::error);
-    store_ = open_sqlite_store(db());
+    db_.emplace(GetParam());
+    store_ = db_->open();
   }
-  std::string db() const { return dir_.file("vigil.db"); }
+  // A new AlertStore on the test's database, as the Alerter and the API each open one.
+  std::unique_ptr<AlertStore> alert_store() const { return db_->database()->open_alert_store(); }
 
   ServiceId add_service(const std::string& name, const std::string& team = "", int priority = 3,
                         bool muted = false, std::optional<TimePoint> muted_until = {}) {
@@ -124,8 +128,8 @@ class AlertingTest : public ::testing::Test {
   }
 
   std::unique_ptr<Alerter> alerter(const json& section, AlerterOptions options = {}) {
-    auto a = std::make_unique<Alerter>(open_sqlite_alert_store(db()), *store_, config(section),
-                                       registry_, std::move(options));
+    auto a = std::make_unique<Alerter>(alert_store(), *store_, config(section), registry_,
+                                       std::move(options));
     a->start();
     return a;
   }
@@ -138,13 +142,15 @@ class AlertingTest : public ::testing::Test {
     return options;
   }
 
-  test::TempDir dir_;
+  std::optional<test::TestDatabase> db_;
   std::unique_ptr<Store> store_;
   prometheus::Registry registry_;
   Receiver receiver_;
 };
 
-TEST_F(AlertingTest, WebhookGetsTheExactTriggerThenResolveJson) {
+INSTANTIATE_TEST_SUITE_P(Backends, AlertingTest, test::kStoreBackends, test::backend_name);
+
+TEST_P(AlertingTest, WebhookGetsTheExactTriggerThenResolveJson) {
   const ServiceId id = add_service("payments", "sre", 2);
   auto a = alerter({{"channels",
                      {{"hook",
@@ -210,7 +216,7 @@ TEST_F(AlertingTest, WebhookGetsTheExactTriggerThenResolveJson) {
   EXPECT_EQ(counter(registry_, "hook", "sent"), 2);
 }
 
-TEST_F(AlertingTest, ServerErrorThenSuccessIsRetriedWithBackoff) {
+TEST_P(AlertingTest, ServerErrorThenSuccessIsRetriedWithBackoff) {
   const ServiceId id = add_service("api");
   receiver_.script("/flaky", {{500, "boom"}, {200, "ok"}});
   auto a =
@@ -234,7 +240,7 @@ TEST_F(AlertingTest, ServerErrorThenSuccessIsRetriedWithBackoff) {
   EXPECT_EQ(counter(registry_, "hook", "sent"), 1);
 }
 
-TEST_F(AlertingTest, AReceiverDownForGoodIsGivenUpAndRecorded) {
+TEST_P(AlertingTest, AReceiverDownForGoodIsGivenUpAndRecorded) {
   const ServiceId id = add_service("api");
   const std::string dead = "http://127.0.0.1:" + std::to_string(test::closed_port()) + "/x";
   auto a = alerter(
@@ -255,7 +261,7 @@ TEST_F(AlertingTest, AReceiverDownForGoodIsGivenUpAndRecorded) {
   EXPECT_EQ(counter(registry_, "hook", "failed"), 1);
 }
 
-TEST_F(AlertingTest, AHangingReceiverTimesOutWithoutHoldingUpOthers) {
+TEST_P(AlertingTest, AHangingReceiverTimesOutWithoutHoldingUpOthers) {
   const ServiceId id = add_service("api");
   auto options = fast();
   options.backoff = {};
@@ -278,7 +284,7 @@ TEST_F(AlertingTest, AHangingReceiverTimesOutWithoutHoldingUpOthers) {
   EXPECT_NE(stuck.error.find("imeout"), std::string::npos) << stuck.error;
 }
 
-TEST_F(AlertingTest, APendingDeliverySurvivesARestart) {
+TEST_P(AlertingTest, APendingDeliverySurvivesARestart) {
   const ServiceId id = add_service("api");
   {
     // Stopped while the delivery hangs: the notification stays pending.
@@ -306,7 +312,7 @@ TEST_F(AlertingTest, APendingDeliverySurvivesARestart) {
   EXPECT_EQ(receiver_.requests("/hook").size(), 1u);  // once, not once per start
 }
 
-TEST_F(AlertingTest, ADowntimeStoredWithoutItsAlertAlertsAtStart) {
+TEST_P(AlertingTest, ADowntimeStoredWithoutItsAlertAlertsAtStart) {
   // The writer committed the down tick, then the process died before the alert was written.
   const ServiceId id = add_service("api");
   TickRecord down = status_change(id, false, now_ms() - 30s, std::nullopt, "connection refused");
@@ -323,10 +329,11 @@ TEST_F(AlertingTest, ADowntimeStoredWithoutItsAlertAlertsAtStart) {
   EXPECT_EQ(body["since"], to_unix_seconds(down.tick.ts));
 }
 
-// Another connection holds SQLite's write lock while a down transition arrives: the Alerter's
-// write fails (busy past its timeout), is counted, and is tried again until the lock is gone;
-// the alert is then written and delivered, once.
-TEST_F(AlertingTest, ADatabaseLockedWhileAServiceGoesDownDelaysTheAlertButNeverDropsIt) {
+// Another connection holds a lock the alert's write needs (SQLite's write lock; PostgreSQL's
+// lock on the alerts table) while a down transition arrives: the Alerter's write fails (busy
+// past its timeout, or cancelled by the statement timeout), is counted, and is tried again until
+// the lock is gone; the alert is then written and delivered, once.
+TEST_P(AlertingTest, ADatabaseLockedWhileAServiceGoesDownDelaysTheAlertButNeverDropsIt) {
   const ServiceId id = add_service("locked");
   auto a =
       alerter({{"channels", {{"hook", {{"type", "webhook"}, {"url", receiver_.url("/hook")}}}}},
@@ -334,16 +341,24 @@ TEST_F(AlertingTest, ADatabaseLockedWhileAServiceGoesDownDelaysTheAlertButNeverD
               fast());
   EXPECT_EQ(alerting_errors(registry_, "status_change"), 0);
   sqlite3* other = nullptr;
-  ASSERT_EQ(sqlite3_open(db().c_str(), &other), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  if (GetParam() == test::StoreBackend::sqlite) {
+    ASSERT_EQ(sqlite3_open(db_->location().c_str(), &other), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  } else {
+    db_->exec("BEGIN; LOCK TABLE alerts IN EXCLUSIVE MODE");
+  }
 
   a->on_tick(status_change(id, false, now_ms()));
-  // The first attempt gives up after the store's busy timeout (5 s).
+  // The first attempt gives up after the store's busy timeout or statement timeout (5 s).
   EXPECT_TRUE(eventually([&] { return alerting_errors(registry_, "status_change") >= 1; }, 20s));
   EXPECT_TRUE(receiver_.requests("/hook").empty());
 
-  ASSERT_EQ(sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(other);
+  if (other) {
+    ASSERT_EQ(sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(other);
+  } else {
+    db_->exec("COMMIT");
+  }
   const auto got = receiver_.wait_for("/hook", 1, 20s);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(json::parse(got[0].body)["kind"], "trigger");
@@ -354,7 +369,7 @@ TEST_F(AlertingTest, ADatabaseLockedWhileAServiceGoesDownDelaysTheAlertButNeverD
   EXPECT_GE(alerting_errors(registry_, "status_change"), 1);
 }
 
-TEST_F(AlertingTest, RoutesByTeamElseDefault) {
+TEST_P(AlertingTest, RoutesByTeamElseDefault) {
   const ServiceId sre = add_service("db", "sre");
   const ServiceId other = add_service("web", "frontend");
   auto a = alerter({{"channels",
@@ -371,7 +386,7 @@ TEST_F(AlertingTest, RoutesByTeamElseDefault) {
   EXPECT_EQ(json::parse(receiver_.requests("/b")[0].body)["service"], "db");
 }
 
-TEST_F(AlertingTest, AMutedServiceIsRecordedButNotNotified) {
+TEST_P(AlertingTest, AMutedServiceIsRecordedButNotNotified) {
   const ServiceId id = add_service("api", "", 3, true);
   auto a =
       alerter({{"channels", {{"hook", {{"type", "webhook"}, {"url", receiver_.url("/hook")}}}}},
@@ -391,7 +406,7 @@ TEST_F(AlertingTest, AMutedServiceIsRecordedButNotNotified) {
   EXPECT_EQ(notes[1].status, NotificationStatus::suppressed);
 }
 
-TEST_F(AlertingTest, WhenASnoozeRunsOutWhileDownOneTriggerGoesOut) {
+TEST_P(AlertingTest, WhenASnoozeRunsOutWhileDownOneTriggerGoesOut) {
   ManualClock clock;
   const ServiceId id = add_service("api", "", 3, true, clock.now() + 10min);
   auto options = fast();
@@ -417,7 +432,7 @@ TEST_F(AlertingTest, WhenASnoozeRunsOutWhileDownOneTriggerGoesOut) {
 }
 
 // /healthz's alerter signal: the loop handled its queue, by the Alerter's clock.
-TEST_F(AlertingTest, LastProgressFollowsTheLoopByItsClock) {
+TEST_P(AlertingTest, LastProgressFollowsTheLoopByItsClock) {
   ManualClock clock;
   auto options = fast();
   options.clock = clock.function();
@@ -431,7 +446,7 @@ TEST_F(AlertingTest, LastProgressFollowsTheLoopByItsClock) {
   EXPECT_LT(a->last_progress(), clock.now());  // a stopped alerter does not progress
 }
 
-TEST_F(AlertingTest, RemindersRepeatWhileDownAndCountCycles) {
+TEST_P(AlertingTest, RemindersRepeatWhileDownAndCountCycles) {
   ManualClock clock;
   const ServiceId id = add_service("api");
   auto options = fast();
@@ -460,7 +475,7 @@ TEST_F(AlertingTest, RemindersRepeatWhileDownAndCountCycles) {
   EXPECT_EQ(a->store().active_alert(id)->alert_cycle, 3);
 }
 
-TEST_F(AlertingTest, SlackIncomingWebhookMessage) {
+TEST_P(AlertingTest, SlackIncomingWebhookMessage) {
   const ServiceId id = add_service("payments");
   auto a = alerter({{"channels", {{"chat", {{"type", "slack"}, {"url", receiver_.url("/slack")}}}}},
                     {"default", {"chat"}}},
@@ -480,7 +495,7 @@ TEST_F(AlertingTest, SlackIncomingWebhookMessage) {
   EXPECT_EQ(got[0].headers.find("Authorization"), got[0].headers.end());
 }
 
-TEST_F(AlertingTest, SlackPostMessageUsesTheTokenAndRetriesWhenSlackSaysNotOk) {
+TEST_P(AlertingTest, SlackPostMessageUsesTheTokenAndRetriesWhenSlackSaysNotOk) {
   const ServiceId id = add_service("payments");
   receiver_.script("/api/chat.postMessage",
                    {{200, R"({"ok":false,"error":"ratelimited"})"}, {200, R"({"ok":true})"}});
@@ -492,7 +507,7 @@ TEST_F(AlertingTest, SlackPostMessageUsesTheTokenAndRetriesWhenSlackSaysNotOk) {
            {"token", "${SLACK_API_TOKEN}"}}}}},
        {"default", {"chat"}}},
       "alerting", env_of({{"SLACK_API_TOKEN", "xoxb-1"}, {"SLACK_CHANNEL_ID", "C42"}}));
-  Alerter a(open_sqlite_alert_store(db()), *store_, cfg, registry_, fast());
+  Alerter a(alert_store(), *store_, cfg, registry_, fast());
   a.start();
   a.on_tick(status_change(id, false, now_ms()));
   const auto got = receiver_.wait_for("/api/chat.postMessage", 2);
@@ -505,13 +520,13 @@ TEST_F(AlertingTest, SlackPostMessageUsesTheTokenAndRetriesWhenSlackSaysNotOk) {
   EXPECT_EQ(n.attempt, 2);
 }
 
-TEST_F(AlertingTest, PagerDutyTriggerAndResolveShareTheDedupKey) {
+TEST_P(AlertingTest, PagerDutyTriggerAndResolveShareTheDedupKey) {
   const ServiceId id = add_service("payments", "sre", 1);
   const auto cfg = parse_alerting_config(
       {{"channels", {{"pd", {{"type", "pagerduty"}, {"url", receiver_.url("/v2/enqueue")}}}}},
        {"default", {"pd"}}},
       "alerting", env_of({{"PAGERDUTY_ROUTING_KEY", "R0UTING"}}));
-  Alerter a(open_sqlite_alert_store(db()), *store_, cfg, registry_, fast());
+  Alerter a(alert_store(), *store_, cfg, registry_, fast());
   a.start();
   a.on_tick(status_change(id, false, from_unix_ms(1'700'000'000'000)));
   ASSERT_EQ(receiver_.wait_for("/v2/enqueue", 1).size(), 1u);
@@ -541,7 +556,7 @@ TEST_F(AlertingTest, PagerDutyTriggerAndResolveShareTheDedupKey) {
   EXPECT_EQ(json::parse(got[1].body), expected_resolve);
 }
 
-TEST_F(AlertingTest, NoChannelShowsAProbeUrlsPasswordOrQueryValues) {
+TEST_P(AlertingTest, NoChannelShowsAProbeUrlsPasswordOrQueryValues) {
   ServiceSpec spec;
   spec.name = "secret";
   spec.url = "http://probe:hunter2@127.0.0.1:1/health?api_key=k3y-value&region=eu";
@@ -553,7 +568,7 @@ TEST_F(AlertingTest, NoChannelShowsAProbeUrlsPasswordOrQueryValues) {
          {"pd", {{"type", "pagerduty"}, {"url", receiver_.url("/v2/enqueue")}}}}},
        {"default", {"hook", "chat", "pd"}}},
       "alerting", env_of({{"PAGERDUTY_ROUTING_KEY", "R0UTING"}}));
-  Alerter a(open_sqlite_alert_store(db()), *store_, cfg, registry_, fast());
+  Alerter a(alert_store(), *store_, cfg, registry_, fast());
   a.start();
   a.on_tick(status_change(id, false, from_unix_ms(1'700'000'000'000)));
   const auto hook = receiver_.wait_for("/hook", 1);
@@ -578,7 +593,7 @@ TEST_F(AlertingTest, NoChannelShowsAProbeUrlsPasswordOrQueryValues) {
       << text;
 }
 
-TEST_F(AlertingTest, TestNotificationGoesToTheNamedChannel) {
+TEST_P(AlertingTest, TestNotificationGoesToTheNamedChannel) {
   auto a = alerter(
       {{"channels", {{"hook", {{"type", "webhook"}, {"url", receiver_.url("/hook")}}}}}}, fast());
   EXPECT_FALSE(a->send_test("nope"));
@@ -588,7 +603,7 @@ TEST_F(AlertingTest, TestNotificationGoesToTheNamedChannel) {
   EXPECT_EQ(json::parse(got[0].body)["kind"], "test");
 }
 
-TEST_F(AlertingTest, AMaintenanceWindowSilencesItsServicesUntilItEnds) {
+TEST_P(AlertingTest, AMaintenanceWindowSilencesItsServicesUntilItEnds) {
   ManualClock clock;
   const ServiceId in_window = add_service("db");
   const ServiceId outside = add_service("web");
@@ -617,7 +632,7 @@ TEST_F(AlertingTest, AMaintenanceWindowSilencesItsServicesUntilItEnds) {
   EXPECT_EQ(receiver_.requests("/hook").size(), 2u);
 }
 
-TEST_F(AlertingTest, PreviousStatusIsNullForAFirstProbeDownAndReadFromStoredEventsAfterStart) {
+TEST_P(AlertingTest, PreviousStatusIsNullForAFirstProbeDownAndReadFromStoredEventsAfterStart) {
   const json section = {
       {"channels", {{"hook", {{"type", "webhook"}, {"url", receiver_.url("/hook")}}}}},
       {"default", {"hook"}}};
@@ -652,7 +667,7 @@ TEST_F(AlertingTest, PreviousStatusIsNullForAFirstProbeDownAndReadFromStoredEven
   EXPECT_EQ(json::parse(got[3].body)["previous_status"], "up");
 }
 
-TEST_F(AlertingTest, AServiceOwnChannelsAndRepeatBeatItsTeamAndChannel) {
+TEST_P(AlertingTest, AServiceOwnChannelsAndRepeatBeatItsTeamAndChannel) {
   ManualClock clock;
   auto options = fast();
   options.clock = clock.function();
@@ -692,7 +707,7 @@ TEST_F(AlertingTest, AServiceOwnChannelsAndRepeatBeatItsTeamAndChannel) {
   EXPECT_TRUE(receiver_.requests("/default").empty());
 }
 
-TEST_F(AlertingTest, AnApiWindowSilencesWithoutARestartAndItsEndSendsOneTrigger) {
+TEST_P(AlertingTest, AnApiWindowSilencesWithoutARestartAndItsEndSendsOneTrigger) {
   ManualClock clock;
   const ServiceId id = add_service("db");
   auto options = fast();
@@ -702,7 +717,7 @@ TEST_F(AlertingTest, AnApiWindowSilencesWithoutARestartAndItsEndSendsOneTrigger)
                {"default", {"hook"}}},
               options);
   // Created after the Alerter started, through another connection, as the API does.
-  const auto api_store = open_sqlite_alert_store(db());
+  const auto api_store = alert_store();
   AlertStore& api = *api_store;
   const auto start = to_unix_seconds(clock.now()) - 60;
   const auto window = store_maintenance_window(

@@ -1,5 +1,5 @@
-// The alerting routes over real HTTP: a real ApiServer, a real SQLite file, a real
-// Alerter delivering to a real receiver on 127.0.0.1.
+// The alerting routes over real HTTP: a real ApiServer on a real database of each backend (a
+// SQLite file, a PostgreSQL server), a real Alerter delivering to a real receiver on 127.0.0.1.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <prometheus/registry.h>
@@ -8,6 +8,7 @@
 #include <chrono>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -16,9 +17,9 @@
 #include "api/server.h"
 #include "core/logging.h"
 #include "storage/alert_store.h"
-#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "support/receiver.h"
+#include "support/store_backends.h"
 #include "support/target_server.h"
 
 namespace vigil {
@@ -29,11 +30,13 @@ using namespace std::chrono_literals;
 
 using test::Receiver;
 
-class AlertsApiTest : public ::testing::Test {
+class AlertsApiTest : public ::testing::TestWithParam<test::StoreBackend> {
  protected:
   void SetUp() override {
+    if (auto reason = test::unavailable(GetParam())) GTEST_SKIP() << *reason;
     set_log_level(LogLevel::error);
-    store_ = open_sqlite_store(dir_.file("vigil.db"));
+    db_.emplace(GetParam());
+    store_ = db_->open();
     ServiceSpec spec;
     spec.name = "payments";
     spec.url = "http://127.0.0.1:1/";
@@ -46,10 +49,10 @@ class AlertsApiTest : public ::testing::Test {
     config.default_channels = {"hook"};
     AlerterOptions options;
     options.backoff = {};
-    alerter_ = std::make_unique<Alerter>(open_sqlite_alert_store(dir_.file("vigil.db")), *store_,
-                                         config, registry_, options);
+    alerter_ = std::make_unique<Alerter>(db_->database()->open_alert_store(), *store_, config,
+                                         registry_, options);
     alerter_->start();
-    reads_ = open_sqlite_alert_store(dir_.file("vigil.db"));
+    reads_ = db_->database()->open_alert_store();
     ApiOptions api_options;
     api_options.alerts = reads_.get();
     api_options.alerter = alerter_.get();
@@ -76,7 +79,7 @@ class AlertsApiTest : public ::testing::Test {
     return {result->status, json::parse(result->body)};
   }
 
-  test::TempDir dir_;
+  std::optional<test::TestDatabase> db_;
   Receiver receiver_;
   std::unique_ptr<Store> store_;
   prometheus::Registry registry_;
@@ -87,7 +90,9 @@ class AlertsApiTest : public ::testing::Test {
   int port_ = 0;
 };
 
-TEST_F(AlertsApiTest, ListsAlertsWithFiltersAndOneWithItsNotifications) {
+INSTANTIATE_TEST_SUITE_P(Backends, AlertsApiTest, test::kStoreBackends, test::backend_name);
+
+TEST_P(AlertsApiTest, ListsAlertsWithFiltersAndOneWithItsNotifications) {
   const TimePoint t0 = from_unix_ms(1'700'000'000'000);
   change(false, t0);
   change(true, t0 + 60s);
@@ -129,7 +134,7 @@ TEST_F(AlertsApiTest, ListsAlertsWithFiltersAndOneWithItsNotifications) {
   EXPECT_EQ(receiver_.requests("/hook").size(), 3u);
 }
 
-TEST_F(AlertsApiTest, BadParametersAre4xx) {
+TEST_P(AlertsApiTest, BadParametersAre4xx) {
   EXPECT_EQ(get("/v1/alerts?active=yes").first, 400);
   EXPECT_EQ(get("/v1/alerts?limit=0").first, 400);
   EXPECT_EQ(get("/v1/alerts?service_id=x").first, 400);
@@ -138,7 +143,7 @@ TEST_F(AlertsApiTest, BadParametersAre4xx) {
   EXPECT_EQ(get("/v1/alerts/12345").first, 404);
 }
 
-TEST_F(AlertsApiTest, TestNotificationIsAWrite) {
+TEST_P(AlertsApiTest, TestNotificationIsAWrite) {
   httplib::Client client("127.0.0.1", port_);
   auto missing = client.Post("/v1/alerts/test", "", "application/json");
   ASSERT_TRUE(missing);
@@ -152,7 +157,7 @@ TEST_F(AlertsApiTest, TestNotificationIsAWrite) {
   EXPECT_EQ(receiver_.wait_for("/hook", 1).size(), 1u);
 }
 
-TEST_F(AlertsApiTest, AChannelThatIsNotUtf8Is400NamingTheParameter) {
+TEST_P(AlertsApiTest, AChannelThatIsNotUtf8Is400NamingTheParameter) {
   httplib::Client client("127.0.0.1", port_);
   for (const std::string channel : {"%FF", "%C3", "ho%C0%AFok"}) {
     auto reply = client.Post("/v1/alerts/test?channel=" + channel, "", "application/json");

@@ -145,7 +145,7 @@ class ApiServerTest : public ::testing::Test {
   }
 
   // Overwrites the database and its WAL and shm files under the open store, so every later read
-  // fails with StorageError ("file is not a database") and ping() is false.
+  // fails with StorageError ("file is not a database") and ping_failure() names the file.
   void corrupt_database() {
     for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
       const auto size = entry.file_size();
@@ -540,6 +540,11 @@ TEST_F(ApiServerTest, HealthzIs503WhenStorageFails) {
   const std::string message = expect_error(reply, 503);
   EXPECT_NE(message.find("storage"), std::string::npos) << message;
   EXPECT_EQ(reply.body["data"]["storage"], "failed");
+  // The database that cannot be read is named, in data.storage_error and in the message.
+  const std::string path = dir_.file("vigil.db");
+  EXPECT_NE(reply.body["data"].value("storage_error", "").find(path), std::string::npos)
+      << reply.raw;
+  EXPECT_NE(message.find(path), std::string::npos) << message;
   EXPECT_EQ(reply.body["data"]["writer"]["status"], "alive");
 }
 

@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -168,25 +169,32 @@ TEST_F(ConfigInput, DotenvQuotedValuesWithCommentsAreUnquoted) {
       << result.output;
 }
 
-// PostgreSQL is not a backend yet: told to use it, vigil refuses to start instead of writing to
-// a SQLite file nobody reads, and shows the URL without its password.
-TEST_F(ConfigInput, DatabaseUrlIsRefusedAtStartWithThePasswordHidden) {
+// DATABASE_URL selects PostgreSQL: with the server unreachable (a closed loopback port) every
+// command that opens the database exits 1 naming the server's host and port, never the
+// password; check-config opens no database. With DB_FILE set as well it is a configuration
+// error naming both.
+TEST_F(ConfigInput, DatabaseUrlWithTheServerUnreachableExits1NamingTheHostWithThePasswordHidden) {
   write("services.json", "[]");
-  const std::string url =
-      "postgresql://vigil:hunter2-pw@127.0.0.1:" + std::to_string(closed_port()) + "/vigil";
-  for (const char* command : {"run", "runner", "api", "check-config"}) {
+  const std::string port = std::to_string(closed_port());
+  const std::string url = "postgresql://vigil:hunter2-pw@127.0.0.1:" + port + "/vigil";
+  for (const char* command : {"run", "runner", "api"}) {
     // A vigil that ignored DATABASE_URL would run on SQLite until killed (exit 137).
     const auto result =
         run_command("cd " + dir.path() + " && env -u DB_FILE DATABASE_URL='" + url +
                     "' SERVICES_FILE=services.json API_PORT=" + std::to_string(closed_port()) +
-                    " timeout -s KILL 10 " + VIGIL_BINARY + " " + command);
-    EXPECT_EQ(result.exit_code, 2) << command << ": " << result.output;
-    EXPECT_TRUE(contains(result.output, "the PostgreSQL backend is not built yet"))
-        << result.output;
-    EXPECT_TRUE(contains(result.output, "postgresql://vigil:<redacted>@127.0.0.1:"))
-        << result.output;
+                    " timeout -s KILL 20 " + VIGIL_BINARY + " " + command);
+    EXPECT_EQ(result.exit_code, 1) << command << ": " << result.output;
+    EXPECT_TRUE(contains(result.output, "cannot open database")) << result.output;
+    EXPECT_TRUE(contains(result.output, "host=127.0.0.1 port=" + port)) << result.output;
     EXPECT_FALSE(contains(result.output, "hunter2")) << result.output;
+    EXPECT_FALSE(std::filesystem::exists(dir.file("vigil.db"))) << command;
   }
+  const auto check = run_command("cd " + dir.path() + " && env -u DB_FILE DATABASE_URL='" + url +
+                                 "' SERVICES_FILE=services.json timeout -s KILL 10 " +
+                                 VIGIL_BINARY + " check-config");
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+  EXPECT_FALSE(contains(check.output, "hunter2")) << check.output;
+
   const auto both = run_command("cd " + dir.path() + " && DB_FILE=vigil.db DATABASE_URL='" + url +
                                 "' timeout -s KILL 10 " + VIGIL_BINARY + " run");
   EXPECT_EQ(both.exit_code, 2) << both.output;

@@ -174,7 +174,7 @@ TEST(StorageStore, UsesWriteAheadLogging) {
   auto store = open_sqlite_store(path);
   SQLite::Database db(path, SQLite::OPEN_READONLY);
   EXPECT_EQ(db.execAndGet("PRAGMA journal_mode").getString(), "wal");
-  EXPECT_TRUE(store->ping());
+  EXPECT_EQ(store->ping_failure(), std::nullopt);
 }
 
 // `vigil runner` and `vigil api` are started together on a database that does not exist yet:
@@ -193,7 +193,7 @@ TEST(StorageStore, ConnectionsOpeningAFreshDatabaseAtOnceAllSucceed) {
         while (ready.load() < kOpeners) std::this_thread::yield();
         try {
           auto store = open_sqlite_store(path);
-          return store->ping() ? std::string() : std::string("ping failed");
+          return store->ping_failure().value_or(std::string());
         } catch (const StorageError& e) {
           return std::string(e.what());
         }
@@ -635,7 +635,7 @@ TEST(StorageStore, ReadsDoNotWaitForAWriterAndWritesWaitForItsLock) {
   const auto views = store->list_services();
   EXPECT_LT(std::chrono::steady_clock::now() - started, 1s);
   ASSERT_EQ(views.size(), 1u);  // the uncommitted row is invisible
-  EXPECT_TRUE(store->ping());
+  EXPECT_EQ(store->ping_failure(), std::nullopt);
 
   auto release = std::async(std::launch::async, [&] {
     std::this_thread::sleep_for(300ms);

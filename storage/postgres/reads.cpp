@@ -256,15 +256,18 @@ std::vector<Tick> PostgresStore::ticks(ServiceId id, const TickQuery& query) {
   });
 }
 
-bool PostgresStore::ping() {
+std::optional<std::string> PostgresStore::ping_failure() {
   try {
     // Reads a real table, so a database without vigil's schema fails, unlike "SELECT 1".
     reading("ping",
             [](Session& session) { return session.run("SELECT COUNT(*) FROM schema_version"); });
-    return true;
+    return std::nullopt;
   } catch (const std::exception& e) {
-    log_warn(std::string("storage: ping failed: ") + e.what());
-    return false;
+    // A lost connection's error names the server already; the name is added for the others.
+    std::string failure = e.what();
+    if (failure.find(name_) == std::string::npos) failure = "database " + name_ + ": " + failure;
+    log_warn("storage: ping failed: " + failure);
+    return failure;
   }
 }
 

@@ -72,7 +72,7 @@ class PostgresStore final : public Store {
   std::vector<ServiceFreshness> freshness() override;
   std::vector<Event> events(ServiceId id, int limit, std::optional<std::int64_t> before) override;
   std::vector<Tick> ticks(ServiceId id, const TickQuery& query) override;
-  bool ping() override;
+  std::optional<std::string> ping_failure() override;
   std::uint64_t corrupt_rows_rebuilt() override;
   Service create_service(const ServiceSpec& spec, TimePoint now) override;
   std::optional<Service> update_service(ServiceId id, const ServiceSpec& spec,

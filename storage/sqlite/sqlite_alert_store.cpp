@@ -5,7 +5,6 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -22,18 +21,6 @@ const char* const kAlertColumns =
 const char* const kNotificationColumns =
     "id, alert_id, channel, kind, payload, status, attempt, next_attempt_at, response_code, "
     "error, created_at, sent_at";
-
-// 128 random bits as hex: PagerDuty's dedup_key, unique across databases too.
-std::string random_reference() {
-  std::random_device random;
-  static const char* const digits = "0123456789abcdef";
-  std::string text;
-  for (int i = 0; i < 8; ++i) {
-    const auto word = random();
-    for (int shift = 0; shift < 16; shift += 4) text += digits[(word >> shift) & 0xf];
-  }
-  return text;
-}
 
 std::optional<TimePoint> optional_time(const SQLite::Column& column) {
   if (column.isNull()) return std::nullopt;
@@ -55,13 +42,6 @@ AlertRecord read_alert(SQLite::Statement& row) {
   return alert;
 }
 
-NotificationStatus status_from(const std::string& text) {
-  if (text == "sent") return NotificationStatus::sent;
-  if (text == "failed") return NotificationStatus::failed;
-  if (text == "suppressed") return NotificationStatus::suppressed;
-  return NotificationStatus::pending;
-}
-
 NotificationRecord read_notification(SQLite::Statement& row) {
   NotificationRecord n;
   n.id = row.getColumn(0).getInt64();
@@ -69,7 +49,7 @@ NotificationRecord read_notification(SQLite::Statement& row) {
   n.channel = row.getColumn(2).getString();
   n.kind = row.getColumn(3).getString();
   n.payload = row.getColumn(4).getString();
-  n.status = status_from(row.getColumn(5).getString());
+  n.status = notification_status_from(row.getColumn(5).getString());
   n.attempt = row.getColumn(6).getInt();
   n.next_attempt_at = optional_time(row.getColumn(7));
   if (!row.getColumn(8).isNull()) n.response_code = row.getColumn(8).getInt();
@@ -209,7 +189,7 @@ AlertRecord SqliteAlertStore::open_alert(ServiceId service, const std::string& n
             "alert_cycle, reason, created_date, previous_status) VALUES(?, ?, 1, ?, 1, ?, ?, ?)");
         insert.bind(1, name);
         insert.bind(2, service);
-        insert.bind(3, random_reference());
+        insert.bind(3, new_external_reference_id());
         insert.bind(4, reason);
         insert.bind(5, to_unix_ms(at));
         if (previous_status)

@@ -38,15 +38,16 @@ SqliteStore::SqliteStore(const std::string& path) : path_(path), readers_(path) 
   }
 }
 
-bool SqliteStore::ping() {
+std::optional<std::string> SqliteStore::ping_failure() {
   try {
     auto db = readers_.acquire();
     // Reads a real table, so a missing or unreadable file fails, unlike "SELECT 1".
     (*db).execAndGet("SELECT COUNT(*) FROM schema_version");
-    return true;
+    return std::nullopt;
   } catch (const std::exception& e) {
-    log_warn(std::string("storage: ping failed: ") + e.what());
-    return false;
+    const std::string failure = "database " + path_ + ": " + e.what();
+    log_warn("storage: ping failed: " + failure);
+    return failure;
   }
 }
 

@@ -136,7 +136,7 @@ class SqliteStore final : public Store {
   std::vector<Event> events_overlapping(ServiceId id, TimePoint from, TimePoint to) override;
   std::size_t delete_rollups_older_than(RollupResolution resolution, TimePoint cutoff,
                                         std::size_t batch_size) override;
-  bool ping() override;
+  std::optional<std::string> ping_failure() override;
 
  private:
   // Opens db_ (connect_for_writing) and prepares apply()'s statements on it.

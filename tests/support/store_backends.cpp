@@ -121,6 +121,11 @@ std::unique_ptr<Store> TestDatabase::open() const {
                                           : open_postgres_store(location_);
 }
 
+std::unique_ptr<Database> TestDatabase::database() const {
+  return backend_ == StoreBackend::sqlite ? open_sqlite_database(location_)
+                                          : open_postgres_database(location_);
+}
+
 std::int64_t TestDatabase::count(const std::string& sql) const {
   if (backend_ == StoreBackend::sqlite) {
     SQLite::Database db(location_, SQLite::OPEN_READONLY);

@@ -20,6 +20,7 @@
 #include <ostream>
 #include <string>
 
+#include "storage/database.h"
 #include "storage/postgres/connection.h"
 #include "storage/store.h"
 #include "support/target_server.h"
@@ -57,6 +58,9 @@ class TestDatabase {
   StoreBackend backend() const { return backend_; }
   // Opens a Store on it (again: a reopening sees what the last one wrote).
   std::unique_ptr<Store> open() const;
+  // The backend's Database on it, for its AlertStore and ComponentBeatStore (open() or
+  // open_store() first: it migrates).
+  std::unique_ptr<Database> database() const;
   // Runs `sql` on a connection of its own, the way an operator's shell would: the integer in
   // its first row and column.
   std::int64_t count(const std::string& sql) const;

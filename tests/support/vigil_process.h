@@ -19,7 +19,8 @@
 namespace vigil::test {
 
 // `vigil <command>` run in `dir` against dir/vigil.db and dir/services.json, its API on
-// 127.0.0.1:api_port, its output in dir/<command>.log.
+// 127.0.0.1:api_port, its output in dir/<command>.log. A DATABASE_URL in `extra_env` replaces
+// dir/vigil.db (DB_FILE is then left unset: both set is a configuration error).
 class VigilProcess {
  public:
   VigilProcess(const TempDir& dir, const std::string& command, int api_port,
@@ -30,6 +31,7 @@ class VigilProcess {
                                               {"DB_FILE", dir.file("vigil.db")},
                                               {"SERVICES_FILE", dir.file("services.json")},
                                               {"LOG_LEVEL", "info"}};
+    if (extra_env.contains("DATABASE_URL")) env.erase("DB_FILE");
     for (auto& [key, value] : extra_env) env[key] = value;
     process_ = std::make_unique<ChildProcess>(VIGIL_BINARY, std::vector<std::string>{command},
                                               dir.path(), env, log_path_);
