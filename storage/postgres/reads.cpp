@@ -344,7 +344,6 @@ std::pair<TimePoint, std::map<ServiceId, Value>> PostgresStore::recent(
     const char* operation, Millis window, TimePoint now,
     std::map<std::int64_t, WindowCache<Stored>>& caches, Read&& read, Pack&& pack,
     Unpack&& unpack) {
-  using postgres_rollups::floor_to;
   const std::int64_t length = window.count();
   return reading(
       operation, [&](Session& session) -> std::pair<TimePoint, std::map<ServiceId, Value>> {

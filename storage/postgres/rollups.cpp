@@ -257,11 +257,6 @@ class Summarizer {
 
 }  // namespace
 
-std::int64_t floor_to(std::int64_t t, std::int64_t step) {
-  const std::int64_t r = t % step;
-  return r < 0 ? t - r - step : t - r;
-}
-
 void Writer::write(Session& session, const std::vector<const Tick*>& ticks) {
   pending_newest_.clear();  // a rolled-back batch's
   pending_repairs_.clear();

@@ -31,7 +31,6 @@ inline constexpr std::int64_t kDayMs = 86'400'000;
 // values.
 inline std::int64_t to_us(double ms) { return std::llround(ms * 1000.0); }
 inline double from_us(std::int64_t us) { return static_cast<double>(us) / 1000.0; }
-std::int64_t floor_to(std::int64_t t, std::int64_t step);
 
 // One per write session; the caller holds the batch's transaction.
 class Writer {
