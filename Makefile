@@ -52,8 +52,11 @@ ASAN_BUILD_DIR ?= build-asan
 #     GuardedServerLimits' head- and request-deadline tests run the same paths in ~2 s;
 #   HostileClients.IdleConnectionsThatReconnectDoNotStarveRequests: 1,000 reconnecting
 #     connections and 600 timed requests, a latency bound; the eviction paths run in
-#     GuardedServerLimits and the e2e out-of-descriptors test.
-ASAN_EXCLUDE = ^(crash_test|api_hostile_clients_test\.HostileClients\.(SlowlorisConnectionsDoNotTakeTheApiDown|IdleConnectionsThatReconnectDoNotStarveRequests))$$
+#     GuardedServerLimits and the e2e out-of-descriptors test;
+#   ReliabilityHostile.HostileTargetsEndDownOnTime...: a p99 lateness bound of 0.1 s for healthy
+#     services beside hostile targets (0.25 s under ASan in CI on 12-07); each hostile target's
+#     path runs under ASan in runner_probe_test and runner_tcp_test.
+ASAN_EXCLUDE = ^(crash_test|api_hostile_clients_test\.HostileClients\.(SlowlorisConnectionsDoNotTakeTheApiDown|IdleConnectionsThatReconnectDoNotStarveRequests)|reliability_hostile_test\.ReliabilityHostile\.HostileTargetsEndDownOnTimeWhileHealthyOnesStayPunctualAndMemoryFlat)$$
 test-asan:
 	@scripts/install-deps.sh sanitize
 	cmake -S . -B $(ASAN_BUILD_DIR) $(SANITIZER_CMAKE) -DVIGIL_SANITIZE=address,undefined \

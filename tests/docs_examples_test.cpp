@@ -292,7 +292,10 @@ TEST(DocsExamples, CurlBlocksRunAgainstARealVigil) {
         const auto services = client.Get("/v1/services", auth);
         const auto alerts = client.Get("/v1/alerts?service_id=2", auth);
         if (!services || services->status != 200 || !alerts || alerts->status != 200) return false;
-        for (const auto& service : json::parse(services->body)["data"]["services"]["data"])
+        // The parsed body is named: a range-for over a member of a temporary would read it after
+        // the temporary is gone.
+        const json listed = json::parse(services->body);
+        for (const auto& service : listed["data"]["services"]["data"])
           if (service["last_tick_at"].is_null()) return false;
         return !json::parse(alerts->body)["data"]["alerts"].empty();
       },

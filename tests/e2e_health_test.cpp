@@ -132,7 +132,12 @@ TEST_F(HealthEndToEnd, AFrozenRunnerMakesTheApiUnhealthyUntilItContinues) {
 
   runner->process().signal(SIGCONT);
   ASSERT_TRUE(eventually([&] { return healthy(); }, 15s)) << get("/healthz").text << runner->log();
-  EXPECT_EQ(get("/").text.find("Monitoring is down"), std::string::npos);
+  // The page judges the beats it reads itself, a moment after /healthz did; under ASan in CI it
+  // once still said "Monitoring is down" right after /healthz turned healthy, so it is given the
+  // same bound to recover.
+  EXPECT_TRUE(eventually(
+      [&] { return get("/").text.find("Monitoring is down") == std::string::npos; }, 15s))
+      << get("/").text;
   EXPECT_EQ(runner->stop(), 0) << runner->log();
   EXPECT_EQ(api.stop(), 0) << api.log();
 }
