@@ -7,20 +7,18 @@
 #include <vector>
 
 #include "core/model.h"
+#include "storage/column_codecs.h"
 
 namespace vigil::postgres_codecs {
 
-// services.headers: JSON [["Name", "value"], ...] in the order they are sent.
-std::string encode_headers(const std::vector<std::pair<std::string, std::string>>& headers);
-std::vector<std::pair<std::string, std::string>> decode_headers(const std::string& text);
-// services.expected_status: "200-399,404" (format_status_ranges) read back; StorageError on
-// malformed text.
-std::vector<StatusRange> decode_status(std::string_view text);
-// services.tags and services.alert_channels: a JSON list of strings.
-std::string encode_tags(const std::vector<std::string>& tags);
-std::vector<std::string> decode_tags(const std::string& text);
+// The spec fields that are not plain columns: as on every backend (storage/column_codecs.h).
+using column_codecs::decode_headers;
+using column_codecs::decode_service_kind;
+using column_codecs::decode_status;
+using column_codecs::decode_tags;
+using column_codecs::encode_headers;
+using column_codecs::encode_tags;
 // StorageError on a kind this build does not know.
-ServiceKind decode_service_kind(const std::string& text);
 EventKind decode_event_kind(const std::string& text);
 ProbeOptions read_probe_options(const std::string& text);
 // A push token: 192 bits from the kernel's CSPRNG, base64url without padding (32 characters),

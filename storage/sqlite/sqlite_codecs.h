@@ -14,6 +14,7 @@
 
 #include "core/model.h"
 #include "core/probe_options.h"
+#include "storage/column_codecs.h"
 
 namespace vigil::sqlite {
 
@@ -21,14 +22,13 @@ namespace vigil::sqlite {
 inline std::int64_t ms(TimePoint t) { return to_unix_ms(t); }
 inline std::int64_t ms(Millis d) { return d.count(); }
 
-// The spec fields that are not plain columns. The decoders throw StorageError, or
-// nlohmann::json::exception for malformed JSON.
-std::string encode_headers(const std::vector<std::pair<std::string, std::string>>& headers);
-std::vector<std::pair<std::string, std::string>> decode_headers(const std::string& text);
-std::vector<StatusRange> decode_status(std::string_view text);
-std::string encode_tags(const std::vector<std::string>& tags);
-std::vector<std::string> decode_tags(const std::string& text);
-ServiceKind decode_service_kind(const std::string& text);
+// The spec fields that are not plain columns: as on every backend (storage/column_codecs.h).
+using column_codecs::decode_headers;
+using column_codecs::decode_service_kind;
+using column_codecs::decode_status;
+using column_codecs::decode_tags;
+using column_codecs::encode_headers;
+using column_codecs::encode_tags;
 ProbeOptions read_probe_options(const std::string& text);
 // service_events.event; StorageError for any other text.
 EventKind require_kind(const std::string& text);

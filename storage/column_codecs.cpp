@@ -1,0 +1,74 @@
+#include "storage/column_codecs.h"
+
+#include <charconv>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+#include "storage/store.h"
+
+namespace vigil::column_codecs {
+namespace {
+
+// Most services have no headers, tags or channels: "[]" skips the JSON parser (GET
+// /v1/services decodes three per service).
+bool is_empty_array(const std::string& text) { return text == "[]"; }
+
+int parse_code(std::string_view text) {
+  int value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size())
+    throw StorageError("malformed expected_status code '" + std::string(text) + "'");
+  return value;
+}
+
+}  // namespace
+
+std::string encode_headers(const std::vector<std::pair<std::string, std::string>>& headers) {
+  auto array = nlohmann::json::array();
+  for (const auto& [name, value] : headers) array.push_back({name, value});
+  return array.dump();
+}
+
+std::vector<std::pair<std::string, std::string>> decode_headers(const std::string& text) {
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (is_empty_array(text)) return headers;
+  for (const auto& pair : nlohmann::json::parse(text))
+    headers.emplace_back(pair.at(0).get<std::string>(), pair.at(1).get<std::string>());
+  return headers;
+}
+
+std::vector<StatusRange> decode_status(std::string_view text) {
+  std::vector<StatusRange> ranges;
+  while (!text.empty()) {
+    const auto comma = text.find(',');
+    const auto item = text.substr(0, comma);
+    const auto dash = item.find('-');
+    if (dash == std::string_view::npos) {
+      const int code = parse_code(item);
+      ranges.push_back({code, code});
+    } else {
+      ranges.push_back({parse_code(item.substr(0, dash)), parse_code(item.substr(dash + 1))});
+    }
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+  }
+  return ranges;
+}
+
+std::string encode_tags(const std::vector<std::string>& tags) {
+  return nlohmann::json(tags).dump();
+}
+
+std::vector<std::string> decode_tags(const std::string& text) {
+  if (is_empty_array(text)) return {};
+  return nlohmann::json::parse(text).get<std::vector<std::string>>();
+}
+
+ServiceKind decode_service_kind(const std::string& text) {
+  if (text == "http") return ServiceKind::http;
+  if (text == "heartbeat") return ServiceKind::heartbeat;
+  throw StorageError("unknown service kind '" + text + "' in services");
+}
+
+}  // namespace vigil::column_codecs

@@ -1,0 +1,27 @@
+// How the spec fields that are not plain columns are stored as text, the same on every backend
+// (so a database can be copied from one to another as it is). Pure functions, safe from any
+// thread. The decoders throw StorageError for text no encoder writes, or
+// nlohmann::json::exception for malformed JSON.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/model.h"
+
+namespace vigil::column_codecs {
+
+// services.headers: JSON [["Name", "value"], ...] in the order they are sent.
+std::string encode_headers(const std::vector<std::pair<std::string, std::string>>& headers);
+std::vector<std::pair<std::string, std::string>> decode_headers(const std::string& text);
+// services.expected_status: "200-399,404" (format_status_ranges) read back.
+std::vector<StatusRange> decode_status(std::string_view text);
+// services.tags and services.alert_channels: a JSON list of strings.
+std::string encode_tags(const std::vector<std::string>& tags);
+std::vector<std::string> decode_tags(const std::string& text);
+// services.kind; StorageError on a kind this build does not know.
+ServiceKind decode_service_kind(const std::string& text);
+
+}  // namespace vigil::column_codecs
