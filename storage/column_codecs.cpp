@@ -1,5 +1,8 @@
 #include "storage/column_codecs.h"
 
+#include <sys/random.h>
+
+#include <cerrno>
 #include <charconv>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -69,6 +72,28 @@ ServiceKind decode_service_kind(const std::string& text) {
   if (text == "http") return ServiceKind::http;
   if (text == "heartbeat") return ServiceKind::heartbeat;
   throw StorageError("unknown service kind '" + text + "' in services");
+}
+
+std::string new_push_token() {
+  unsigned char bytes[24];
+  std::size_t filled = 0;
+  while (filled < sizeof bytes || (bytes[0] >> 2) == 62) {  // 62: '-' in the alphabet
+    if (filled == sizeof bytes) filled = 0;                 // draw again
+    const ssize_t n = ::getrandom(bytes + filled, sizeof bytes - filled, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw StorageError("storage: cannot read random bytes for a push token");
+    }
+    filled += static_cast<std::size_t>(n);
+  }
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string token;
+  for (std::size_t i = 0; i < sizeof bytes; i += 3) {
+    const unsigned v = unsigned(bytes[i]) << 16 | unsigned(bytes[i + 1]) << 8 | bytes[i + 2];
+    for (int shift = 18; shift >= 0; shift -= 6) token += kAlphabet[(v >> shift) & 63];
+  }
+  return token;
 }
 
 }  // namespace vigil::column_codecs

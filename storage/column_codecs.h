@@ -23,5 +23,10 @@ std::string encode_tags(const std::vector<std::string>& tags);
 std::vector<std::string> decode_tags(const std::string& text);
 // services.kind; StorageError on a kind this build does not know.
 ServiceKind decode_service_kind(const std::string& text);
+// services.push_token for a new heartbeat: 192 bits from the kernel's CSPRNG, base64url without
+// padding (32 characters, so it sits in a URL path as is), never starting with '-', which a
+// command line (`vigil beat <token>`, curl) would take for an option. StorageError when no
+// random bytes can be read.
+std::string new_push_token();
 
 }  // namespace vigil::column_codecs

@@ -18,11 +18,9 @@ using column_codecs::decode_status;
 using column_codecs::decode_tags;
 using column_codecs::encode_headers;
 using column_codecs::encode_tags;
+using column_codecs::new_push_token;
 // StorageError on a kind this build does not know.
 EventKind decode_event_kind(const std::string& text);
 ProbeOptions read_probe_options(const std::string& text);
-// A push token: 192 bits from the kernel's CSPRNG, base64url without padding (32 characters),
-// never starting with '-', which a command line would take for an option.
-std::string new_push_token();
 
 }  // namespace vigil::postgres_codecs

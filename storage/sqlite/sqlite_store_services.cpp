@@ -1,7 +1,5 @@
 #include <SQLiteCpp/SQLiteCpp.h>
-#include <sys/random.h>
 
-#include <cerrno>
 #include <cstdint>
 #include <functional>
 #include <iterator>
@@ -24,32 +22,6 @@ constexpr const char* kFileSource = "file";
 // Purge deletes a service's ticks in batches of this many, each its own transaction, so the
 // writer never waits behind one huge delete.
 constexpr std::size_t kPurgeBatch = 5000;
-
-// A push token: 192 bits from the kernel's CSPRNG, base64url without padding (32 characters),
-// so it can sit in a URL path as is.
-// 192 random bits, base64url; never starting with '-', which a command line (`vigil beat
-// <token>`, curl) would take for an option.
-std::string new_push_token() {
-  unsigned char bytes[24];
-  std::size_t filled = 0;
-  while (filled < sizeof bytes || (bytes[0] >> 2) == 62) {  // 62: '-' in the alphabet
-    if (filled == sizeof bytes) filled = 0;                 // draw again
-    const ssize_t n = ::getrandom(bytes + filled, sizeof bytes - filled, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw StorageError("storage: cannot read random bytes for a push token");
-    }
-    filled += static_cast<std::size_t>(n);
-  }
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string token;
-  for (std::size_t i = 0; i < sizeof bytes; i += 3) {
-    const unsigned v = unsigned(bytes[i]) << 16 | unsigned(bytes[i + 1]) << 8 | bytes[i + 2];
-    for (int shift = 18; shift >= 0; shift -= 6) token += kAlphabet[(v >> shift) & 63];
-  }
-  return token;
-}
 
 // The columns a ServiceSpec is stored in (beside name), in the order bind_spec binds them.
 constexpr const char* kSpecColumns[] = {
