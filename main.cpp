@@ -5,6 +5,7 @@
 //   vigil check-config  validate .env and the services file, list the services, start nothing
 //   vigil beat          run a command and report it to a heartbeat's push URL
 //   vigil probe URL     probe once now and print a report (runner/probe_report.h)
+//   vigil migrate       copy a SQLite database into PostgreSQL (storage/migrate/)
 #include <prometheus/registry.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -34,6 +35,7 @@
 #include "storage/change_feed.h"
 #include "storage/component_beats.h"
 #include "storage/database.h"
+#include "storage/migrate/migrate_command.h"
 #include "storage/postgres/postgres_store.h"
 #include "storage/retention.h"
 #include "storage/sqlite/sqlite_database.h"
@@ -57,6 +59,8 @@ void print_usage(std::ostream& out) {
          "                run COMMAND, then report success or failure to a heartbeat\n"
          "  probe URL [options]\n"
          "                probe once now: phases, certificate, conditions (see probe --help)\n"
+         "  migrate --from <sqlite file> --to <postgresql://... or libpq conninfo>\n"
+         "                copy everything of a SQLite database into an empty PostgreSQL one\n"
          "  version       print the version\n"
          "Settings come from .env in the working directory and the environment (see README).\n";
 }
@@ -373,6 +377,9 @@ int main(int argc, char** argv) {
   }
   if (command == "probe") {  // one probe now, no database
     return probe_command(std::vector<std::string>(argv + 2, argv + argc), std::cout, std::cerr);
+  }
+  if (command == "migrate") {  // from the file and URL it is given, not from .env
+    return migrate_command(std::vector<std::string>(argv + 2, argv + argc), std::cout, std::cerr);
   }
   if (command == "beat") {
     try {
