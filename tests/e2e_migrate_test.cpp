@@ -261,8 +261,10 @@ class Migrate : public ::testing::Test {
 // Every row of every copied table, value for value: a digest of each table, computed the same
 // way in both databases from the same column values in the same order.
 TEST_F(Migrate, CopiesEveryTableRowForRow) {
+  const std::string file_before = read_file(sqlite->location());
   const Run run = migrate_history();
   ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_TRUE(read_file(sqlite->location()) == file_before);  // opened read-only
   EXPECT_FALSE(contains(run.output, password)) << run.output;
   for (const auto& table : migrated_tables()) {
     SCOPED_TRACE(table);
@@ -496,6 +498,17 @@ TEST_F(Migrate, ATargetWithDataIsRefusedAndLeftAsItWas) {
   EXPECT_TRUE(contains(again.output, "services")) << again.output;
   EXPECT_FALSE(contains(again.output, password)) << again.output;
   EXPECT_EQ(target_rows_in_all_tables(), before);
+
+  // Any vigil data counts, not only services: here one maintenance window.
+  TestDatabase other(StoreBackend::postgres);
+  other.open();
+  other.database()->open_alert_store()->add_maintenance_window(
+      json{{"start", 1}, {"end", 2}}.dump(), from_unix_ms(kStart));
+  const Run into_other = vigil_migrate({"--from", sqlite->location(), "--to", other.location()});
+  EXPECT_EQ(into_other.exit_code, 2) << into_other.output;
+  EXPECT_TRUE(contains(into_other.output, "(in maintenance_windows)")) << into_other.output;
+  EXPECT_EQ(other.count("SELECT count(*) FROM services"), 0);
+  EXPECT_EQ(other.count("SELECT count(*) FROM maintenance_windows"), 1);
 }
 
 // A row the target refuses half-way (here the last table's: text that is not UTF-8, which SQLite
@@ -551,6 +564,10 @@ TEST_F(Migrate, BadTargetsAndArgumentsAreClearErrors) {
   const Run help = vigil_migrate({"--help"});
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_TRUE(contains(help.output, "--from")) << help.output;
+  // vigil's own usage lists the command.
+  ChildProcess usage(VIGIL_BINARY, {"--help"}, dir.path(), {}, dir.file("usage.log"));
+  EXPECT_EQ(usage.wait_for_exit(10s), 0);
+  EXPECT_TRUE(contains(read_file(dir.file("usage.log")), "migrate --from <sqlite file> --to"));
 }
 
 // A source at an older schema version is refused with what to do, and not migrated by the copy
