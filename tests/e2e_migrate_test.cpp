@@ -219,11 +219,12 @@ class Migrate : public ::testing::Test {
     std::string output;  // stdout and stderr
   };
   // The real binary: `vigil migrate` with `args`.
-  Run vigil_migrate(const std::vector<std::string>& args) {
+  Run vigil_migrate(const std::vector<std::string>& args,
+                    const std::map<std::string, std::string>& env = {}) {
     const std::string log = dir.file("migrate-" + std::to_string(++runs) + ".log");
     std::vector<std::string> argv{"migrate"};
     argv.insert(argv.end(), args.begin(), args.end());
-    ChildProcess process(VIGIL_BINARY, argv, dir.path(), {}, log);
+    ChildProcess process(VIGIL_BINARY, argv, dir.path(), env, log);
     Run run;
     run.exit_code = process.wait_for_exit(60s).value_or(-1);
     run.output = read_file(log);
@@ -410,7 +411,11 @@ std::pair<int, std::string> get(int port, const std::string& path) {
 // The read routes answer the same bytes from `vigil api` on the SQLite file and on the copy; a
 // push to the heartbeat's token and a new service work on the copy.
 TEST_F(Migrate, TheApiAnswersTheSameBeforeAndAfter) {
-  const Run run = migrate_history();
+  // The password from libpq's PGPASSWORD rather than --to.
+  const Run run =
+      vigil_migrate({"--from", sqlite->location(), "--to",
+                     std::regex_replace(pg->location(), std::regex(" password=\\S+"), "")},
+                    {{"PGPASSWORD", password}});
   ASSERT_EQ(run.exit_code, 0) << run.output;
 
   TempDir sqlite_dir, pg_dir;

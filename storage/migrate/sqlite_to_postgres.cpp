@@ -200,12 +200,11 @@ void check_source_version(SQLite::Database& source, const std::string& path) {
   if (version > current)
     throw MigrateRefused(path + " has schema version " + std::to_string(version) +
                          ", this vigil knows up to " + std::to_string(current) +
-                         "; run vigil migrate of a newer vigil");
+                         "; copy it with the vigil that wrote it");
   throw MigrateRefused(path + " has schema version " + std::to_string(version) +
                        ", this vigil copies version " + std::to_string(current) +
-                       " only; start this vigil once on it (DB_FILE=" + path +
-                       " vigil check-config is not enough: vigil api or vigil run migrates it), "
-                       "stop it, then run vigil migrate again");
+                       " only; start this vigil once on it (vigil api or vigil run with DB_FILE=" +
+                       path + " migrates it), stop it, then run vigil migrate again");
 }
 
 // Every table of the source is copied or deliberately left out, and every copied table has the
@@ -246,7 +245,7 @@ void check_columns(SQLite::Database& source, postgres::Session& target) {
   }
 }
 
-// Names the copied tables that hold rows, each checked by one index probe at most.
+// Names the copied tables that hold rows, reading at most one row of each.
 std::vector<std::string> tables_with_rows(postgres::Session& target) {
   std::string sql;
   for (const auto& table : copied_tables()) {
