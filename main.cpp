@@ -7,10 +7,10 @@
 //   vigil probe URL     probe once now and print a report (runner/probe_report.h)
 //   vigil migrate       copy a SQLite database into PostgreSQL (storage/migrate/)
 #include <prometheus/registry.h>
-#include <signal.h>
 #include <sys/resource.h>
 
 #include <chrono>
+#include <csignal>  // and POSIX sigwait, pthread_sigmask, which glibc declares there too
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
