@@ -438,7 +438,9 @@ TEST_F(Migrate, TheApiAnswersTheSameBeforeAndAfter) {
                                     "/v1/alerts?active=true",
                                     "/v1/alerts/" + std::to_string(history.resolved_alert),
                                     "/v1/alerts/" + std::to_string(history.active_alert),
-                                    "/v1/maintenance"};
+                                    "/v1/maintenance",
+                                    "/v1/badges/web/status.svg",
+                                    "/v1/badges/db/uptime.svg"};
   for (const ServiceId id : {history.web, history.db, history.nightly, history.retired}) {
     const std::string service = "/v1/services/" + std::to_string(id);
     for (const std::string& route :
@@ -449,7 +451,10 @@ TEST_F(Migrate, TheApiAnswersTheSameBeforeAndAfter) {
           service + "/series?" + window + "&step=3600",
           service + "/series?" + window + "&step=86400",
           service + "/series?from=" + std::to_string(kEnd / 1000 - 3600) +
-              "&to=" + std::to_string(kEnd / 1000) + "&step=60"})
+              "&to=" + std::to_string(kEnd / 1000) + "&step=60",
+          service + "/ticks?limit=50&from=" + std::to_string((kStart + kDay) / 1000) +
+              "&to=" + std::to_string((kStart + kDay) / 1000 + 7200),
+          service + "/events?limit=2", service + "/badges/response-time.svg"})
       paths.push_back(route);
   }
   int compared = 0;
