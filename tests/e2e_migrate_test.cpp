@@ -43,7 +43,7 @@ bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
-// The ids of the history's services.
+// What the tests refer to in the history: its services' ids, the heartbeat's push token, alerts.
 struct History {
   ServiceId web = 0;
   ServiceId db = 0;
