@@ -26,6 +26,10 @@ constexpr const char* kServicesLock = "SELECT pg_advisory_xact_lock(517097515373
 // after tomorrow. Batches create any other day they need.
 constexpr std::int64_t kPartitionsBehind = 1;
 constexpr std::int64_t kPartitionsAhead = 2;
+// The write session's statements (batches, migrations, retention) have no statement_timeout: a
+// large one may take long on a busy server. The client's bound only ends a wait on a server that
+// stopped answering at all, so the writer retries on a new session rather than hang.
+constexpr SessionLimits kWriteLimits{.reply_timeout = std::chrono::seconds(60)};
 
 // The columns a ServiceSpec is stored in (beside name), in the order spec_params gives them.
 constexpr const char* kSpecColumns[] = {
@@ -147,42 +151,29 @@ Event read_event(const Result& r, int row, ServiceId id) {
 }
 
 PostgresStore::PostgresStore(std::string conninfo)
-    : conninfo_(std::move(conninfo)), readers_(conninfo_) {
+    : conninfo_(std::move(conninfo)), writes_(conninfo_, kWriteLimits), readers_(conninfo_) {
+  Session* session = nullptr;
   try {
-    write_session_ = std::make_unique<Session>(conninfo_);
+    session = &writes_.get();
   } catch (const PgError& e) {
     throw StorageError(std::string("storage: cannot open the PostgreSQL database: ") + e.what());
   }
-  name_ = "(" + write_session_->connection().description() + ")";
+  name_ = "(" + writes_.description() + ")";
   guarded("opening", [&] {
-    postgres_schema::migrate(*write_session_, name_);
-    partition_days_ = postgres_schema::partition_days(*write_session_);
+    postgres_schema::migrate(*session, name_);
+    partition_days_ = postgres_schema::partition_days(*session);
     const std::int64_t today = postgres_schema::partition_day(to_unix_ms(now_ms()));
     std::set<std::int64_t> days;
     for (std::int64_t day = today - kPartitionsBehind; day <= today + kPartitionsAhead; ++day)
       days.insert(day);
-    ensure_partitions(*write_session_, days);
+    ensure_partitions(*session, days);
   });
 }
 
-Session& PostgresStore::writer() {
-  if (!write_session_ || !write_session_->ok()) {
-    write_session_.reset();
-    write_session_ = std::make_unique<Session>(conninfo_);
-  }
-  return *write_session_;
-}
+Session& PostgresStore::writer() { return writes_.get(); }
 
 Session& PostgresStore::begin_writing(std::optional<Transaction>& txn) {
-  Session* session = &writer();
-  try {
-    txn.emplace(session->connection());
-  } catch (const PgError&) {
-    if (session->ok()) throw;
-    session = &writer();
-    txn.emplace(session->connection());
-  }
-  return *session;
+  return writes_.begin(txn);
 }
 
 void PostgresStore::lock_services(Session& session) { session.exec(kServicesLock); }
