@@ -75,12 +75,14 @@ class PostgresFaults : public ::testing::Test {
                                           });
   }
 
-  Reply call(const std::string& path, std::chrono::seconds read_timeout = 30s) {
+  // GET `path`, or POST `body` to it when there is one.
+  Reply call(const std::string& path, const json& body = nullptr) {
     httplib::Client client("127.0.0.1", api_port);
     client.set_connection_timeout(2);
-    client.set_read_timeout(read_timeout);
+    client.set_read_timeout(30s);
     const auto started = SteadyClock::now();
-    const auto res = client.Get(path.c_str());
+    const auto res = body.is_null() ? client.Get(path.c_str())
+                                    : client.Post(path.c_str(), body.dump(), "application/json");
     Reply reply;
     reply.took = SteadyClock::now() - started;
     if (!res) return reply;
@@ -360,6 +362,8 @@ TEST_F(PostgresFaults, AStuckServerMakesTheApiAnswer503WithinSecondsAndAllIsWell
   resume.emplace(*server);
   auto services = std::async(std::launch::async, [&] { return call("/v1/services"); });
   auto health = std::async(std::launch::async, [&] { return call("/healthz"); });
+  const json added = {{"name", "added"}, {"url", target.url("/ok")}, {"interval_seconds", 1}};
+  auto create = std::async(std::launch::async, [&] { return call("/v1/services", added); });
   // Meanwhile the API's other threads serve what needs no database.
   const Reply openapi = call("/openapi.json");
   EXPECT_EQ(openapi.status, 200);
@@ -373,10 +377,17 @@ TEST_F(PostgresFaults, AStuckServerMakesTheApiAnswer503WithinSecondsAndAllIsWell
   EXPECT_TRUE(contains(healthz.body["data"].value("storage_error", ""), where))
       << healthz.body.dump();
   EXPECT_LT(healthz.took, 12s);
+  // A write too: its wait for the write connection (which the writer holds, waiting on the
+  // server) and its statements are bounded as a read's.
+  const Reply created = create.get();
+  EXPECT_EQ(created.status, 503) << created.body.dump();
+  EXPECT_LT(created.took, 12s);
   resume.reset();
 
   ASSERT_TRUE(eventually([&] { return call("/healthz").status == 200; }, 20s)) << vigil->log();
   EXPECT_EQ(call("/v1/services").status, 200);
+  const Reply created_after = call("/v1/services", added);
+  EXPECT_EQ(created_after.status, 201) << created_after.body.dump();
   const std::int64_t resumed_at = wall_ms();
   wait_written_after("healthy", resumed_at + 500, *vigil);
   expect_history_intact("healthy", before, resumed_at + 500);

@@ -215,6 +215,10 @@ void Connection::wait_for(short events, const std::string& what) {
   using Clock = std::chrono::steady_clock;
   const auto deadline = reply_timeout_ ? std::optional(Clock::now() + *reply_timeout_)
                                        : std::optional<Clock::time_point>();
+  // Over TLS, libpq may hold the rest of a record it has already read off the socket, which
+  // poll() cannot see: a wait for an answer then looks into libpq every few milliseconds.
+  const bool answer_may_be_held = events == POLLIN && PQsslInUse(connection_);
+  constexpr int kHeldCheckMs = 20;
   for (;;) {
     int timeout_ms = -1;
     if (deadline) {
@@ -223,9 +227,15 @@ void Connection::wait_for(short events, const std::string& what) {
       if (left <= 0) abandon(what);
       timeout_ms = static_cast<int>(left);
     }
+    if (answer_may_be_held)
+      timeout_ms = timeout_ms < 0 ? kHeldCheckMs : std::min(timeout_ms, kHeldCheckMs);
     pollfd socket{PQsocket(connection_), events, 0};
     const int ready = ::poll(&socket, 1, timeout_ms);
     if (ready < 0 && errno != EINTR) fail(what, nullptr);
+    if (ready == 0 && answer_may_be_held) {
+      if (PQconsumeInput(connection_) == 0) fail(what, nullptr);
+      if (!PQisBusy(connection_)) return;
+    }
     if (ready <= 0) continue;
     // Readable (or closed): libpq reads it, learning of a loss if that is what it was.
     if ((socket.revents & (POLLIN | POLLHUP | POLLERR)) && PQconsumeInput(connection_) == 0)

@@ -141,6 +141,11 @@ class Connection {
   bool check_alive() const;
   // True when inside a transaction block (BEGIN seen, COMMIT or ROLLBACK not yet).
   bool in_transaction() const;
+  // ConnectOptions::reply_timeout, changed from the next wait on.
+  void set_reply_timeout(std::optional<std::chrono::milliseconds> timeout) {
+    reply_timeout_ = timeout;
+  }
+  std::optional<std::chrono::milliseconds> reply_timeout() const { return reply_timeout_; }
   // "host=... port=... dbname=... user=...": what error messages name, never the password.
   const std::string& description() const { return description_; }
 

@@ -170,6 +170,22 @@ PostgresStore::PostgresStore(std::string conninfo)
   });
 }
 
+PostgresStore::ApiWrite::ApiWrite(PostgresStore& store)
+    : store_(store), lock_(store.write_mutex_, std::defer_lock) {
+  if (!lock_.try_lock_for(SessionPool::kStatementTimeout)) {
+    throw StorageUnavailable("the write connection to the database " + store_.name_ +
+                             " stayed busy for " +
+                             std::to_string(SessionPool::kStatementTimeout.count()) +
+                             " ms (the server is slow or does not answer)");
+  }
+  try {
+    store_.writes_.tighten(SessionLimits::answering_within(SessionPool::kStatementTimeout));
+  } catch (...) {
+    store_.writes_.relax();  // the destructor does not run for a constructor that throws
+    throw;
+  }
+}
+
 Session& PostgresStore::writer() { return writes_.get(); }
 
 Session& PostgresStore::begin_writing(std::optional<Transaction>& txn) {
@@ -273,8 +289,8 @@ SyncResult PostgresStore::sync_services(const std::vector<ServiceSpec>& specs, T
 }
 
 Service PostgresStore::create_service(const ServiceSpec& spec, TimePoint now) {
-  std::lock_guard lock(write_mutex_);
   return guarded("create_service", [&] {
+    ApiWrite write(*this);
     std::optional<Transaction> txn;
     Session& session = begin_writing(txn);
     lock_services(session);
@@ -298,8 +314,8 @@ Service PostgresStore::create_service(const ServiceSpec& spec, TimePoint now) {
 
 std::optional<Service> PostgresStore::update_service(ServiceId id, const ServiceSpec& spec,
                                                      TimePoint now) {
-  std::lock_guard lock(write_mutex_);
   return guarded("update_service", [&]() -> std::optional<Service> {
+    ApiWrite write(*this);
     std::optional<Transaction> txn;
     Session& session = begin_writing(txn);
     lock_services(session);
@@ -324,8 +340,8 @@ std::optional<Service> PostgresStore::update_service(ServiceId id, const Service
 
 std::optional<Service> PostgresStore::edit_service(
     ServiceId id, const std::function<ServiceEdit(const Service&)>& edit, TimePoint now) {
-  std::lock_guard lock(write_mutex_);
   return guarded("edit_service", [&]() -> std::optional<Service> {
+    ApiWrite write(*this);
     std::optional<Transaction> txn;
     Session& session = begin_writing(txn);
     lock_services(session);
@@ -357,8 +373,8 @@ std::optional<Service> PostgresStore::edit_service(
 }
 
 std::optional<Service> PostgresStore::set_service_active(ServiceId id, bool active, TimePoint now) {
-  std::lock_guard lock(write_mutex_);
   return guarded("set_service_active", [&]() -> std::optional<Service> {
+    ApiWrite write(*this);
     std::optional<Transaction> txn;
     Session& session = begin_writing(txn);
     lock_services(session);
@@ -376,8 +392,8 @@ bool PostgresStore::purge_service(ServiceId id) {
   // The history goes first, in short transactions, so the writer is never held up for long;
   // the service row (and what the cascade finds left) goes last, with its tombstone.
   for (;;) {
-    std::lock_guard lock(write_mutex_);
     const auto deleted = guarded("purge_service", [&] {
+      ApiWrite write(*this);
       return writer()
           .run(
               "DELETE FROM service_ticks WHERE (service_id, ts, seq) IN (SELECT service_id, ts,"
@@ -387,8 +403,8 @@ bool PostgresStore::purge_service(ServiceId id) {
     });
     if (deleted < kPurgeBatch) break;
   }
-  std::lock_guard lock(write_mutex_);
   return guarded("purge_service", [&] {
+    ApiWrite write(*this);
     std::optional<Transaction> txn;
     Session& session = begin_writing(txn);
     lock_services(session);
@@ -447,8 +463,8 @@ ServiceChanges PostgresStore::service_changes(std::int64_t after_revision) {
 }
 
 Store::BeatQueued PostgresStore::enqueue_beat(ServiceId id, const BeatReport& beat) {
-  std::lock_guard lock(write_mutex_);
   return guarded("enqueue_beat", [&] {
+    ApiWrite write(*this);
     Session& session = writer();
     // Ids only grow, and beats are taken oldest first: the id span bounds the queue length
     // with two index lookups instead of a count.

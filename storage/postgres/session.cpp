@@ -40,13 +40,46 @@ Result Session::run(const std::string& sql, const Params& params) {
   return connection_.exec_prepared(found->second, params);
 }
 
+void Session::limit(const SessionLimits& limits) {
+  auto during = connection_.reply_timeout();
+  if (limits.reply_timeout && (!during || *limits.reply_timeout < *during))
+    during = limits.reply_timeout;
+  connection_.set_reply_timeout(during);
+  connection_.exec(
+      "SET statement_timeout = " +
+      std::to_string(limits.statement_timeout ? limits.statement_timeout->count() : 0));
+  connection_.set_reply_timeout(limits.reply_timeout);
+}
+
 Session& SessionHolder::get() {
   if (!session_ || !session_->alive()) {
     session_.reset();  // closed before its successor connects
-    session_ = std::make_unique<Session>(conninfo_, limits_);
+    session_ = std::make_unique<Session>(conninfo_, tightened_.value_or(limits_));
+    session_tightened_ = tightened_.has_value();
     description_ = session_->connection().description();
   }
   return *session_;
+}
+
+Session& SessionHolder::tighten(const SessionLimits& limits) {
+  tightened_ = limits;
+  Session& session = get();
+  if (!session_tightened_) {
+    session.limit(limits);
+    session_tightened_ = true;
+  }
+  return session;
+}
+
+void SessionHolder::relax() {
+  tightened_.reset();
+  if (!session_ || !session_tightened_) return;
+  try {
+    session_->limit(limits_);
+    session_tightened_ = false;
+  } catch (const PgError&) {
+    session_.reset();  // lost, or left unanswered: its successor starts under limits_
+  }
 }
 
 Session& SessionHolder::begin(std::optional<Transaction>& txn) {

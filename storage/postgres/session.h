@@ -48,6 +48,11 @@ class Session {
   // Runs `sql` (statements without parameters) unprepared: DDL, BEGIN, SET.
   Result exec(std::string_view sql) { return connection_.exec(sql); }
 
+  // Runs the session under `limits` from now on (its statement_timeout and reply timeout; the
+  // connect timeout was used already). The SET is itself bounded by the tighter of the old and
+  // the new reply timeout. Throws PgError.
+  void limit(const SessionLimits& limits);
+
   Connection& connection() { return connection_; }
   bool ok() const { return connection_.ok(); }
   // Connection::check_alive: false for a session the server ended while it was idle.
@@ -76,6 +81,12 @@ class SessionHolder {
   // between the check and BEGIN) is replaced and BEGIN tried once more: nothing of the
   // transaction has run. Throws PgError.
   Session& begin(std::optional<Transaction>& txn);
+  // Runs the session, and any that replaces it, under `limits` instead of the holder's own until
+  // relax(): for a caller that waits on it and needs its statements bounded tighter. Returns
+  // get()'s session; throws PgError as get() and Session::limit.
+  Session& tighten(const SessionLimits& limits);
+  // Back to the holder's own limits. Never throws: a session that cannot be told is dropped.
+  void relax();
   // The server's name as the connection describes it (host, port, database, user), once one
   // was made; empty before.
   const std::string& description() const { return description_; }
@@ -83,7 +94,9 @@ class SessionHolder {
  private:
   const std::string conninfo_;
   const SessionLimits limits_;
+  std::optional<SessionLimits> tightened_;  // set between tighten() and relax()
   std::unique_ptr<Session> session_;
+  bool session_tightened_ = false;  // session_ runs under tightened_
   std::string description_;
 };
 

@@ -101,6 +101,25 @@ class PostgresStore final : public Store {
                                         std::size_t batch_size) override;
 
  private:
+  // The write session for a call the API waits on (services, pushed beats), for as long as it
+  // lives: the write mutex is waited for at most SessionPool::kStatementTimeout (the writer may
+  // hold it with a batch, or be waiting on a server that stopped answering), and the session's
+  // statements are bounded as a read's are (SessionLimits::answering_within) until it ends. So
+  // a slow or stuck server fails the call with StorageUnavailable within seconds instead of
+  // holding the API's thread. Throws StorageUnavailable when the mutex stays taken, PgError as
+  // SessionHolder::tighten; make it inside guarded().
+  class ApiWrite {
+   public:
+    explicit ApiWrite(PostgresStore& store);
+    ~ApiWrite() { store_.writes_.relax(); }
+    ApiWrite(const ApiWrite&) = delete;
+    ApiWrite& operator=(const ApiWrite&) = delete;
+
+   private:
+    PostgresStore& store_;
+    std::unique_lock<std::timed_mutex> lock_;
+  };
+
   // The write session (SessionHolder::get). Needs write_mutex_.
   Session& writer();
   // BEGIN on the write session (SessionHolder::begin). Needs write_mutex_.
@@ -137,8 +156,8 @@ class PostgresStore final : public Store {
   static constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::min();
 
   const std::string conninfo_;
-  std::string name_;        // host, port, database and user: for messages, never the password
-  std::mutex write_mutex_;  // guards everything below up to readers_
+  std::string name_;              // host, port, database and user: for messages, never the password
+  std::timed_mutex write_mutex_;  // guards everything below up to readers_
   SessionHolder writes_;
   std::unordered_map<std::string, std::int64_t> region_ids_;  // committed regions rows only
   std::set<std::int64_t> partition_days_;                     // partitions known to exist
