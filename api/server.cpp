@@ -147,8 +147,12 @@ class ApiServer::Impl {
                            std::exception_ptr ep) noexcept {
     std::string what = "unknown exception";
     bool storage = false;
+    bool unavailable = false;
     try {
       std::rethrow_exception(ep);
+    } catch (const StorageUnavailable& e) {
+      what = e.what();
+      unavailable = true;
     } catch (const StorageError& e) {
       what = e.what();
       storage = true;
@@ -160,6 +164,8 @@ class ApiServer::Impl {
       // Details go to the log only: storage messages can carry paths and SQL.
       log_error("api: " + req.method + " " + loggable_path(req.path) + " failed: " + what);
       res.headers.clear();
+      // The database gone or stuck: nothing was done, and a later try may succeed.
+      if (unavailable) return send_error(res, 503, "storage unavailable");
       send_error(res, 500, storage ? "storage error" : "internal error");
     } catch (...) {
       res.status = 500;

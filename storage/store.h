@@ -9,7 +9,8 @@
 // wait for a write in progress.
 //
 // Errors: a method that cannot reach or use the database throws StorageError (ConflictError
-// where said); nothing of a failed write is committed. An unknown service id is not an error:
+// where said; StorageUnavailable when the database cannot be reached or does not answer in
+// time); nothing of a failed write is committed. An unknown service id is not an error:
 // each method says what it returns for one.
 #pragma once
 
@@ -33,6 +34,14 @@ namespace vigil {
 class StorageError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+// The database cannot be reached or did not answer in time (a database server gone, restarting,
+// stuck, or a lock held elsewhere past the statement's bound): the same call may succeed later.
+// The API answers 503.
+class StorageUnavailable : public StorageError {
+ public:
+  using StorageError::StorageError;
 };
 
 // A write would give a service a name another service already has (the API answers 409).

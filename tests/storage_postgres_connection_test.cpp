@@ -243,5 +243,43 @@ TEST_F(PostgresConnection, ConnectTimeoutBoundsAServerThatNeverAnswers) {
   EXPECT_TRUE(contains(error.what(), "timeout")) << error.what();
 }
 
+// The client's own bound on a statement the server leaves unanswered (here one that sleeps; a
+// stopped server or a vanished machine look the same from the client): the wait ends at the
+// reply timeout, the connection is closed, and the error says so without the password.
+TEST_F(PostgresConnection, ReplyTimeoutEndsAWaitTheServerLeavesUnanswered) {
+  Connection connection(server_->conninfo(), ConnectOptions{.reply_timeout = 500ms});
+  const auto started = std::chrono::steady_clock::now();
+  const PgError error = error_of([&] { connection.exec("SELECT pg_sleep(20)"); });
+  const auto waited = std::chrono::steady_clock::now() - started;
+  EXPECT_GE(waited, 500ms);
+  EXPECT_LT(waited, 5s);
+  EXPECT_EQ(error.fault(), PgFault::no_answer);
+  EXPECT_TRUE(error.unavailable());
+  EXPECT_TRUE(contains(error.what(), "no answer within 500 ms")) << error.what();
+  EXPECT_TRUE(contains(error.what(), "port=" + std::to_string(server_->port()))) << error.what();
+  EXPECT_FALSE(contains(error.what(), server_->password())) << error.what();
+  EXPECT_FALSE(connection.ok());
+  EXPECT_THROW(connection.exec("SELECT 1"), PgError);  // closed: a new Connection is needed
+  // Within the bound, statements answer as usual.
+  Connection prompt(server_->conninfo(), ConnectOptions{.reply_timeout = 5s});
+  EXPECT_EQ(prompt.exec("SELECT 41 + 1").get(0, 0), "42");
+}
+
+// A session the server ended while it was idle (an operator's pg_terminate_backend, a restart)
+// is found lost before another statement is sent on it.
+TEST_F(PostgresConnection, ASessionTheServerEndedIsFoundLostBeforeItIsUsed) {
+  Connection connection = connect();
+  Connection other = connect();
+  const std::string pid = connection.exec("SELECT pg_backend_pid()").get(0, 0).value();
+  EXPECT_TRUE(connection.check_alive());
+  EXPECT_EQ(other.exec("SELECT pg_terminate_backend(" + pid + ", 10000)").get(0, 0), "t");
+  EXPECT_FALSE(connection.check_alive());
+  EXPECT_TRUE(other.check_alive());
+  // A lost connection's failure is the server's state, not the statement's.
+  const PgError error = error_of([&] { connection.exec("SELECT 1"); });
+  EXPECT_EQ(error.fault(), PgFault::connection) << error.what();
+  EXPECT_TRUE(error.unavailable());
+}
+
 }  // namespace
 }  // namespace vigil::postgres

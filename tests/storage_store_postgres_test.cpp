@@ -12,6 +12,7 @@
 
 #include "core/model.h"
 #include "storage/alert_store.h"
+#include "storage/component_beats.h"
 #include "storage/postgres/connection.h"
 #include "storage/postgres/postgres_store.h"
 #include "storage/postgres/schema.h"
@@ -267,6 +268,25 @@ TEST_F(PostgresStore, SessionsTheServerEndedAreReplacedAndNothingIsLost) {
   store->apply({record_at(id, 2000, metric)});  // on a new write session
   EXPECT_EQ(store->ticks(id, {}).size(), 2u);
   EXPECT_EQ(store->create_service(probed("b"), from_unix_ms(3000)).spec.name, "b");
+}
+
+// The alerts' and the component beats' sessions too: each ended session is found lost before
+// the next call sends anything on it, so even a single statement (which cannot be tried again
+// safely once sent) does not fail.
+TEST_F(PostgresStore, AlertsAndBeatsReplaceASessionTheServerEndedWithoutFailingACall) {
+  const auto database = db->database();
+  const auto alerts = database->open_alert_store();
+  const auto beats = database->open_component_beats();
+  const ComponentBeat beat{"runner", "local", from_unix_ms(1000), from_unix_ms(1000), 1};
+  beats->write({beat});
+  EXPECT_TRUE(alerts->active_alerts().empty());
+  ASSERT_GE(db->count("SELECT COUNT(*) FILTER (WHERE pg_terminate_backend(pid, 10000))"
+                      " FROM pg_stat_activity WHERE application_name ="
+                      " current_setting('application_name') AND pid <> pg_backend_pid()"),
+            3);
+  EXPECT_TRUE(alerts->active_alerts().empty());
+  EXPECT_EQ(beats->read(), std::vector<ComponentBeat>{beat});
+  EXPECT_GT(alerts->add_maintenance_window("{}", from_unix_ms(2000)), 0);
 }
 
 // PostgreSQL's text cannot hold NUL, which is valid UTF-8 and may come from outside (a probe's

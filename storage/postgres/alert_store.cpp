@@ -112,13 +112,10 @@ class PostgresAlertStore final : public AlertStore {
   bool delete_maintenance_window(std::int64_t id) override;
 
  private:
-  // The session, reconnected when the last one was lost (the server restarted or ended it).
-  // Needs mutex_.
-  Session& session();
-  // BEGIN on the session, in `txn`. A session found lost at BEGIN (the server restarted, or
-  // ended it) is replaced and BEGIN tried once more: nothing of the transaction has run. Needs
-  // mutex_.
-  Session& begin(std::optional<Transaction>& txn);
+  // The session (SessionHolder::get). Needs mutex_.
+  Session& session() { return session_.get(); }
+  // BEGIN on the session (SessionHolder::begin). Needs mutex_.
+  Session& begin(std::optional<Transaction>& txn) { return session_.begin(txn); }
   // One statement on its own (its own transaction), guarded as `operation`. Takes mutex_.
   Result run(const char* operation, const std::string& sql, const Params& params);
   // `change` runs in a transaction and returns the alert's id; the alert is read back, and the
@@ -129,38 +126,18 @@ class PostgresAlertStore final : public AlertStore {
   void insert_notifications(Session& session, std::optional<std::int64_t> alert_id, TimePoint at,
                             const std::vector<NewNotification>& notifications);
 
-  const std::string conninfo_;
   std::mutex mutex_;
-  std::unique_ptr<Session> session_;  // guarded by mutex_
+  SessionHolder session_;  // guarded by mutex_
 };
 
-PostgresAlertStore::PostgresAlertStore(std::string conninfo) : conninfo_(std::move(conninfo)) {
+PostgresAlertStore::PostgresAlertStore(std::string conninfo)
+    : session_(std::move(conninfo), SessionLimits::answering_within(kAlertsStatementTimeout)) {
   try {
-    session_ = std::make_unique<Session>(conninfo_, kAlertsStatementTimeout);
+    session_.get();
   } catch (const PgError& e) {
     throw StorageError(std::string("storage: cannot open alerts in the PostgreSQL database: ") +
                        e.what());
   }
-}
-
-Session& PostgresAlertStore::session() {
-  if (!session_ || !session_->ok()) {
-    session_.reset();
-    session_ = std::make_unique<Session>(conninfo_, kAlertsStatementTimeout);
-  }
-  return *session_;
-}
-
-Session& PostgresAlertStore::begin(std::optional<Transaction>& txn) {
-  Session* s = &session();
-  try {
-    txn.emplace(s->connection());
-  } catch (const PgError&) {
-    if (s->ok()) throw;
-    s = &session();
-    txn.emplace(s->connection());
-  }
-  return *s;
 }
 
 Result PostgresAlertStore::run(const char* operation, const std::string& sql,

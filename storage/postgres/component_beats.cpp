@@ -28,30 +28,21 @@ class PostgresComponentBeatStore final : public ComponentBeatStore {
   std::vector<ComponentBeat> read() override;
 
  private:
-  // The session, reconnected when the last one was lost. Needs mutex_.
-  Session& session();
+  // The session (SessionHolder::get). Needs mutex_.
+  Session& session() { return session_.get(); }
 
-  const std::string conninfo_;
   std::mutex mutex_;
-  std::unique_ptr<Session> session_;  // guarded by mutex_
+  SessionHolder session_;  // guarded by mutex_
 };
 
 PostgresComponentBeatStore::PostgresComponentBeatStore(std::string conninfo)
-    : conninfo_(std::move(conninfo)) {
+    : session_(std::move(conninfo), SessionLimits::answering_within(kBeatsStatementTimeout)) {
   try {
-    session_ = std::make_unique<Session>(conninfo_, kBeatsStatementTimeout);
+    session_.get();
   } catch (const PgError& e) {
     throw StorageError(std::string("storage: cannot open beats in the PostgreSQL database: ") +
                        e.what());
   }
-}
-
-Session& PostgresComponentBeatStore::session() {
-  if (!session_ || !session_->ok()) {
-    session_.reset();
-    session_ = std::make_unique<Session>(conninfo_, kBeatsStatementTimeout);
-  }
-  return *session_;
 }
 
 void PostgresComponentBeatStore::write(const std::vector<ComponentBeat>& beats) {

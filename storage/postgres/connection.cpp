@@ -1,8 +1,10 @@
 #include "storage/postgres/connection.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <utility>
 
 namespace vigil::postgres {
@@ -148,9 +150,17 @@ Connection::Connection(const std::string& conninfo, ConnectOptions options) {
     const std::string reason = one_line(without(PQerrorMessage(connection_), password_));
     PQfinish(connection_);
     connection_ = nullptr;
-    throw PgError("cannot connect to PostgreSQL (" + description_ + "): " + reason);
+    throw PgError("cannot connect to PostgreSQL (" + description_ + "): " + reason, {},
+                  PgFault::connection);
   }
   PQsetNoticeProcessor(connection_, ignore_notice, nullptr);
+  // Non-blocking, so that every wait for the server is a poll() this class bounds (finish).
+  if (PQsetnonblocking(connection_, 1) != 0) {
+    PQfinish(connection_);
+    connection_ = nullptr;
+    throw PgError("cannot connect to PostgreSQL (" + description_ + "): no non-blocking mode");
+  }
+  reply_timeout_ = options.reply_timeout;
 }
 
 Connection::~Connection() {
@@ -159,6 +169,7 @@ Connection::~Connection() {
 
 Connection::Connection(Connection&& other) noexcept
     : connection_(std::exchange(other.connection_, nullptr)),
+      reply_timeout_(other.reply_timeout_),
       password_(std::move(other.password_)),
       description_(std::move(other.description_)) {}
 
@@ -166,6 +177,7 @@ Connection& Connection::operator=(Connection&& other) noexcept {
   if (this != &other) {
     if (connection_) PQfinish(connection_);
     connection_ = std::exchange(other.connection_, nullptr);
+    reply_timeout_ = other.reply_timeout_;
     password_ = std::move(other.password_);
     description_ = std::move(other.description_);
   }
@@ -185,7 +197,88 @@ void Connection::fail(const std::string& what, pg_result* result) const {
   std::string message = "PostgreSQL (" + description_ + "): " + one_line(reason);
   if (!sqlstate.empty()) message += " [SQLSTATE " + sqlstate + "]";
   message += " in " + what;
-  throw PgError(without(std::move(message), password_), std::move(sqlstate));
+  throw PgError(without(std::move(message), password_), std::move(sqlstate),
+                ok() ? PgFault::statement : PgFault::connection);
+}
+
+void Connection::abandon(const std::string& what) {
+  PQfinish(connection_);  // non-blocking: the goodbye is sent if there is room, never waited on
+  connection_ = nullptr;
+  throw PgError(without("PostgreSQL (" + description_ + "): no answer within " +
+                            std::to_string(reply_timeout_ ? reply_timeout_->count() : 0) +
+                            " ms in " + what + "; the connection was closed",
+                        password_),
+                {}, PgFault::no_answer);
+}
+
+void Connection::wait_for(short events, const std::string& what) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = reply_timeout_ ? std::optional(Clock::now() + *reply_timeout_)
+                                       : std::optional<Clock::time_point>();
+  // Over TLS, libpq may hold the rest of a record it has already read off the socket, which
+  // poll() cannot see: a wait for an answer then looks into libpq every few milliseconds.
+  const bool answer_may_be_held = events == POLLIN && PQsslInUse(connection_);
+  constexpr int kHeldCheckMs = 20;
+  for (;;) {
+    int timeout_ms = -1;
+    if (deadline) {
+      const auto left =
+          std::chrono::ceil<std::chrono::milliseconds>(*deadline - Clock::now()).count();
+      if (left <= 0) abandon(what);
+      timeout_ms = static_cast<int>(left);
+    }
+    if (answer_may_be_held)
+      timeout_ms = timeout_ms < 0 ? kHeldCheckMs : std::min(timeout_ms, kHeldCheckMs);
+    pollfd socket{PQsocket(connection_), events, 0};
+    const int ready = ::poll(&socket, 1, timeout_ms);
+    if (ready < 0 && errno != EINTR) fail(what, nullptr);
+    if (ready == 0 && answer_may_be_held) {
+      if (PQconsumeInput(connection_) == 0) fail(what, nullptr);
+      if (!PQisBusy(connection_)) return;
+    }
+    if (ready <= 0) continue;
+    // Readable (or closed): libpq reads it, learning of a loss if that is what it was.
+    if ((socket.revents & (POLLIN | POLLHUP | POLLERR)) && PQconsumeInput(connection_) == 0)
+      fail(what, nullptr);
+    return;
+  }
+}
+
+void Connection::flush(const std::string& what) {
+  for (;;) {
+    const int left = PQflush(connection_);
+    if (left == 0) return;
+    if (left < 0) fail(what, nullptr);
+    // libpq's rule: wait for either, since the server may answer before it takes the rest.
+    wait_for(POLLIN | POLLOUT, what);
+  }
+}
+
+pg_result* Connection::finish(int sent, const std::string& what) {
+  if (sent != 1) fail(what, nullptr);
+  flush(what);
+  pg_result* kept = nullptr;
+  try {
+    for (;;) {
+      while (PQisBusy(connection_)) wait_for(POLLIN, what);
+      pg_result* next = PQgetResult(connection_);
+      if (!next) return kept;
+      const auto status = PQresultStatus(next);
+      if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) {
+        PQclear(kept);
+        return next;
+      }
+      if (kept && PQresultStatus(kept) == PGRES_FATAL_ERROR) {
+        PQclear(next);  // the first error says why; the server ran nothing after it
+        continue;
+      }
+      PQclear(kept);
+      kept = next;
+    }
+  } catch (...) {
+    PQclear(kept);
+    throw;
+  }
 }
 
 Result Connection::checked(pg_result* result, std::string_view what) const {
@@ -197,31 +290,35 @@ Result Connection::checked(pg_result* result, std::string_view what) const {
 Result Connection::exec(std::string_view sql) {
   if (!connection_) fail("\"" + statement_start(sql) + "\"", nullptr);
   const std::string text(sql);
-  return checked(PQexec(connection_, text.c_str()), "\"" + statement_start(sql) + "\"");
+  const std::string what = "\"" + statement_start(sql) + "\"";
+  return checked(finish(PQsendQuery(connection_, text.c_str()), what), what);
 }
 
 Result Connection::exec(std::string_view sql, const Params& params) {
   if (!connection_) fail("\"" + statement_start(sql) + "\"", nullptr);
   const std::string text(sql);
   const auto values = param_pointers(params);
-  return checked(PQexecParams(connection_, text.c_str(), int(values.size()), nullptr, values.data(),
-                              nullptr, nullptr, /*resultFormat=*/0),
-                 "\"" + statement_start(sql) + "\"");
+  const std::string what = "\"" + statement_start(sql) + "\"";
+  return checked(finish(PQsendQueryParams(connection_, text.c_str(), int(values.size()), nullptr,
+                                          values.data(), nullptr, nullptr, /*resultFormat=*/0),
+                        what),
+                 what);
 }
 
 void Connection::prepare(const std::string& name, std::string_view sql) {
   const std::string what = "preparing \"" + name + "\" as \"" + statement_start(sql) + "\"";
   if (!connection_) fail(what, nullptr);
   const std::string text(sql);
-  checked(PQprepare(connection_, name.c_str(), text.c_str(), 0, nullptr), what);
+  checked(finish(PQsendPrepare(connection_, name.c_str(), text.c_str(), 0, nullptr), what), what);
 }
 
 Result Connection::exec_prepared(const std::string& name, const Params& params) {
   const std::string what = "prepared statement \"" + name + "\"";
   if (!connection_) fail(what, nullptr);
   const auto values = param_pointers(params);
-  return checked(PQexecPrepared(connection_, name.c_str(), int(values.size()), values.data(),
-                                nullptr, nullptr, /*resultFormat=*/0),
+  return checked(finish(PQsendQueryPrepared(connection_, name.c_str(), int(values.size()),
+                                            values.data(), nullptr, nullptr, /*resultFormat=*/0),
+                        what),
                  what);
 }
 
@@ -229,30 +326,42 @@ long long Connection::copy_in(std::string_view copy_sql, std::string_view data) 
   const std::string what = "\"" + statement_start(copy_sql) + "\"";
   if (!connection_) fail(what, nullptr);
   const std::string text(copy_sql);
-  pg_result* started = PQexec(connection_, text.c_str());
+  pg_result* started = finish(PQsendQuery(connection_, text.c_str()), what);
   if (!started || PQresultStatus(started) != PGRES_COPY_IN) {
     checked(started, what);  // throws the server's error
     PQclear(started);
     fail(what + " (not a COPY FROM STDIN)", nullptr);
   }
   PQclear(started);
-  // In pieces, as libpq's buffer takes them (blocking connection: each call waits for room).
+  // In pieces, as libpq's buffer takes them (0: no room yet, wait until the server takes some).
   constexpr std::size_t kPiece = 1 << 20;
   bool sent = true;
   for (std::size_t at = 0; sent && at < data.size(); at += kPiece) {
     const std::size_t n = std::min(kPiece, data.size() - at);
-    sent = PQputCopyData(connection_, data.data() + at, static_cast<int>(n)) == 1;
+    int queued = 0;
+    while ((queued = PQputCopyData(connection_, data.data() + at, static_cast<int>(n))) == 0)
+      wait_for(POLLIN | POLLOUT, what);
+    sent = queued == 1;
   }
-  if (PQputCopyEnd(connection_, sent ? nullptr : "sending the data failed") != 1)
-    fail(what, nullptr);
-  // The COPY's own result, then nothing: what the server says of the rows.
-  Result result = checked(PQgetResult(connection_), what);
-  while (pg_result* extra = PQgetResult(connection_)) PQclear(extra);
+  int ended = 0;
+  while ((ended = PQputCopyEnd(connection_, sent ? nullptr : "sending the data failed")) == 0)
+    wait_for(POLLIN | POLLOUT, what);
+  // The COPY's own result: what the server says of the rows.
+  Result result = checked(finish(ended, what), what);
   if (!sent) fail(what, nullptr);
   return result.affected_rows();
 }
 
 bool Connection::ok() const { return connection_ && PQstatus(connection_) == CONNECTION_OK; }
+
+bool Connection::check_alive() const {
+  if (!ok()) return false;
+  pollfd socket{PQsocket(connection_), POLLIN, 0};
+  // Between statements the server speaks unasked only to end the session (it says why, then
+  // closes the socket), since no session of vigil's listens for notifications. Whatever it
+  // said, the connection is not trusted with another statement.
+  return ::poll(&socket, 1, 0) == 0;
+}
 
 bool Connection::in_transaction() const {
   if (!connection_) return false;

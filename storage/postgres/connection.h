@@ -25,16 +25,34 @@ struct pg_result;
 
 namespace vigil::postgres {
 
+// Who a PgError is owed to.
+enum class PgFault {
+  statement,   // the server refused or failed the statement (see the SQLSTATE), or the result
+               // was not what was expected
+  connection,  // no connection could be made, or it was lost
+  no_answer,   // the server left a statement unanswered past the reply timeout
+};
+
 class PgError : public std::runtime_error {
  public:
-  PgError(const std::string& message, std::string sqlstate = {})
-      : std::runtime_error(message), sqlstate_(std::move(sqlstate)) {}
+  PgError(const std::string& message, std::string sqlstate = {}, PgFault fault = PgFault::statement)
+      : std::runtime_error(message), sqlstate_(std::move(sqlstate)), fault_(fault) {}
   // The server's five-character SQLSTATE ("42P01": undefined table, "23505": unique violation),
   // or empty when the error is not the server's (cannot connect, connection lost).
   const std::string& sqlstate() const { return sqlstate_; }
+  // True when the server, not the statement, is at fault, so the same call may succeed later:
+  // it cannot be reached, the connection was lost or went unanswered past its reply timeout,
+  // the server is shutting down, starting or full, or it cancelled the statement at its
+  // statement_timeout (a lock held elsewhere, an overloaded server).
+  bool unavailable() const {
+    return fault_ != PgFault::statement || sqlstate_.starts_with("08") ||
+           sqlstate_.starts_with("57P") || sqlstate_ == "57014" || sqlstate_ == "53300";
+  }
+  PgFault fault() const { return fault_; }
 
  private:
   std::string sqlstate_;
+  PgFault fault_;
 };
 
 // A statement parameter as text (PostgreSQL converts it to the column's type); nullopt is NULL.
@@ -71,6 +89,12 @@ struct ConnectOptions {
   // The bound on establishing the connection (libpq's connect_timeout, whole seconds, at least 2:
   // libpq raises anything shorter to 2). A connect_timeout in the connection string wins.
   std::chrono::seconds connect_timeout{10};
+  // The bound on the server's silence once connected: how long any one wait for it (to take
+  // what is sent, or to answer a statement) may last. Kept by the client, so it also holds when
+  // the server cannot enforce a statement_timeout (its processes stopped, its machine gone while
+  // the connection looks open). Past it the connection is closed (ok() is false) and the
+  // statement fails with PgError. Nothing: wait as long as the server takes.
+  std::optional<std::chrono::milliseconds> reply_timeout = std::nullopt;
 };
 
 class Connection {
@@ -110,18 +134,41 @@ class Connection {
   // Whether the connection is still usable, as far as libpq knows (it learns of a loss when a
   // statement fails). A lost Connection stays lost: make a new one.
   bool ok() const;
+  // ok(), and the server has said nothing unasked since the last statement, found without
+  // sending anything: a session the server ended meanwhile (pg_terminate_backend, a shutdown or
+  // a restart: it says so and closes the socket) is false here, before a statement is sent on
+  // it. Only between statements.
+  bool check_alive() const;
   // True when inside a transaction block (BEGIN seen, COMMIT or ROLLBACK not yet).
   bool in_transaction() const;
+  // ConnectOptions::reply_timeout, changed from the next wait on.
+  void set_reply_timeout(std::optional<std::chrono::milliseconds> timeout) {
+    reply_timeout_ = timeout;
+  }
+  std::optional<std::chrono::milliseconds> reply_timeout() const { return reply_timeout_; }
   // "host=... port=... dbname=... user=...": what error messages name, never the password.
   const std::string& description() const { return description_; }
 
  private:
   [[noreturn]] void fail(const std::string& what, pg_result* result) const;
   Result checked(pg_result* result, std::string_view what) const;
+  // After a PQsend* call (`sent` its return): sends what libpq holds and collects the results
+  // as PQexec would (the last one, or the first error; a COPY's start as soon as it comes),
+  // every wait bounded by the reply timeout. Throws PgError when the call or the connection
+  // fails.
+  pg_result* finish(int sent, const std::string& what);
+  // Sends what libpq holds, waiting for room as the reply timeout allows.
+  void flush(const std::string& what);
+  // Waits until the socket is ready for `events` (poll's), reading what arrived when it is
+  // readable. Past the reply timeout: abandon.
+  void wait_for(short events, const std::string& what);
+  // Closes the connection the server left unanswered and throws PgError saying so.
+  [[noreturn]] void abandon(const std::string& what);
 
   friend class Transaction;  // reads libpq's transaction status at COMMIT
 
   pg_conn* connection_ = nullptr;
+  std::optional<std::chrono::milliseconds> reply_timeout_;
   std::string password_;  // only to remove it from messages
   std::string description_;
 };

@@ -26,6 +26,10 @@ constexpr const char* kServicesLock = "SELECT pg_advisory_xact_lock(517097515373
 // after tomorrow. Batches create any other day they need.
 constexpr std::int64_t kPartitionsBehind = 1;
 constexpr std::int64_t kPartitionsAhead = 2;
+// The write session's statements (batches, migrations, retention) have no statement_timeout: a
+// large one may take long on a busy server. The client's bound only ends a wait on a server that
+// stopped answering at all, so the writer retries on a new session rather than hang.
+constexpr SessionLimits kWriteLimits{.reply_timeout = std::chrono::seconds(60)};
 
 // The columns a ServiceSpec is stored in (beside name), in the order spec_params gives them.
 constexpr const char* kSpecColumns[] = {
@@ -147,42 +151,45 @@ Event read_event(const Result& r, int row, ServiceId id) {
 }
 
 PostgresStore::PostgresStore(std::string conninfo)
-    : conninfo_(std::move(conninfo)), readers_(conninfo_) {
+    : conninfo_(std::move(conninfo)), writes_(conninfo_, kWriteLimits), readers_(conninfo_) {
+  Session* session = nullptr;
   try {
-    write_session_ = std::make_unique<Session>(conninfo_);
+    session = &writes_.get();
   } catch (const PgError& e) {
     throw StorageError(std::string("storage: cannot open the PostgreSQL database: ") + e.what());
   }
-  name_ = "(" + write_session_->connection().description() + ")";
+  name_ = "(" + writes_.description() + ")";
   guarded("opening", [&] {
-    postgres_schema::migrate(*write_session_, name_);
-    partition_days_ = postgres_schema::partition_days(*write_session_);
+    postgres_schema::migrate(*session, name_);
+    partition_days_ = postgres_schema::partition_days(*session);
     const std::int64_t today = postgres_schema::partition_day(to_unix_ms(now_ms()));
     std::set<std::int64_t> days;
     for (std::int64_t day = today - kPartitionsBehind; day <= today + kPartitionsAhead; ++day)
       days.insert(day);
-    ensure_partitions(*write_session_, days);
+    ensure_partitions(*session, days);
   });
 }
 
-Session& PostgresStore::writer() {
-  if (!write_session_ || !write_session_->ok()) {
-    write_session_.reset();
-    write_session_ = std::make_unique<Session>(conninfo_);
+PostgresStore::ApiWrite::ApiWrite(PostgresStore& store)
+    : store_(store), lock_(store.write_mutex_, std::defer_lock) {
+  if (!lock_.try_lock_for(SessionPool::kStatementTimeout)) {
+    throw StorageUnavailable("the write connection to the database " + store_.name_ +
+                             " stayed busy for " +
+                             std::to_string(SessionPool::kStatementTimeout.count()) +
+                             " ms (the server is slow or does not answer)");
   }
-  return *write_session_;
+  try {
+    store_.writes_.tighten(SessionLimits::answering_within(SessionPool::kStatementTimeout));
+  } catch (...) {
+    store_.writes_.relax();  // the destructor does not run for a constructor that throws
+    throw;
+  }
 }
 
+Session& PostgresStore::writer() { return writes_.get(); }
+
 Session& PostgresStore::begin_writing(std::optional<Transaction>& txn) {
-  Session* session = &writer();
-  try {
-    txn.emplace(session->connection());
-  } catch (const PgError&) {
-    if (session->ok()) throw;
-    session = &writer();
-    txn.emplace(session->connection());
-  }
-  return *session;
+  return writes_.begin(txn);
 }
 
 void PostgresStore::lock_services(Session& session) { session.exec(kServicesLock); }
@@ -282,8 +289,8 @@ SyncResult PostgresStore::sync_services(const std::vector<ServiceSpec>& specs, T
 }
 
 Service PostgresStore::create_service(const ServiceSpec& spec, TimePoint now) {
-  std::lock_guard lock(write_mutex_);
   return guarded("create_service", [&] {
+    ApiWrite write(*this);
     std::optional<Transaction> txn;
     Session& session = begin_writing(txn);
     lock_services(session);
@@ -307,8 +314,8 @@ Service PostgresStore::create_service(const ServiceSpec& spec, TimePoint now) {
 
 std::optional<Service> PostgresStore::update_service(ServiceId id, const ServiceSpec& spec,
                                                      TimePoint now) {
-  std::lock_guard lock(write_mutex_);
   return guarded("update_service", [&]() -> std::optional<Service> {
+    ApiWrite write(*this);
     std::optional<Transaction> txn;
     Session& session = begin_writing(txn);
     lock_services(session);
@@ -333,8 +340,8 @@ std::optional<Service> PostgresStore::update_service(ServiceId id, const Service
 
 std::optional<Service> PostgresStore::edit_service(
     ServiceId id, const std::function<ServiceEdit(const Service&)>& edit, TimePoint now) {
-  std::lock_guard lock(write_mutex_);
   return guarded("edit_service", [&]() -> std::optional<Service> {
+    ApiWrite write(*this);
     std::optional<Transaction> txn;
     Session& session = begin_writing(txn);
     lock_services(session);
@@ -366,8 +373,8 @@ std::optional<Service> PostgresStore::edit_service(
 }
 
 std::optional<Service> PostgresStore::set_service_active(ServiceId id, bool active, TimePoint now) {
-  std::lock_guard lock(write_mutex_);
   return guarded("set_service_active", [&]() -> std::optional<Service> {
+    ApiWrite write(*this);
     std::optional<Transaction> txn;
     Session& session = begin_writing(txn);
     lock_services(session);
@@ -385,8 +392,8 @@ bool PostgresStore::purge_service(ServiceId id) {
   // The history goes first, in short transactions, so the writer is never held up for long;
   // the service row (and what the cascade finds left) goes last, with its tombstone.
   for (;;) {
-    std::lock_guard lock(write_mutex_);
     const auto deleted = guarded("purge_service", [&] {
+      ApiWrite write(*this);
       return writer()
           .run(
               "DELETE FROM service_ticks WHERE (service_id, ts, seq) IN (SELECT service_id, ts,"
@@ -396,8 +403,8 @@ bool PostgresStore::purge_service(ServiceId id) {
     });
     if (deleted < kPurgeBatch) break;
   }
-  std::lock_guard lock(write_mutex_);
   return guarded("purge_service", [&] {
+    ApiWrite write(*this);
     std::optional<Transaction> txn;
     Session& session = begin_writing(txn);
     lock_services(session);
@@ -456,8 +463,8 @@ ServiceChanges PostgresStore::service_changes(std::int64_t after_revision) {
 }
 
 Store::BeatQueued PostgresStore::enqueue_beat(ServiceId id, const BeatReport& beat) {
-  std::lock_guard lock(write_mutex_);
   return guarded("enqueue_beat", [&] {
+    ApiWrite write(*this);
     Session& session = writer();
     // Ids only grow, and beats are taken oldest first: the id span bounds the queue length
     // with two index lookups instead of a count.

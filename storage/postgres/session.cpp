@@ -1,5 +1,6 @@
 #include "storage/postgres/session.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -7,11 +8,22 @@
 
 namespace vigil::postgres {
 
-Session::Session(const std::string& conninfo,
-                 std::optional<std::chrono::milliseconds> statement_timeout)
-    : connection_(conninfo) {
-  if (statement_timeout)
-    connection_.exec("SET statement_timeout = " + std::to_string(statement_timeout->count()));
+SessionLimits SessionLimits::answering_within(std::chrono::milliseconds statement_timeout) {
+  // The server's cancellation travels back within this, unless the server is stuck.
+  constexpr std::chrono::milliseconds kReplyMargin{2000};
+  return SessionLimits{
+      .statement_timeout = statement_timeout,
+      .reply_timeout = statement_timeout + kReplyMargin,
+      .connect_timeout = std::max(std::chrono::seconds(2),
+                                  std::chrono::ceil<std::chrono::seconds>(statement_timeout))};
+}
+
+Session::Session(const std::string& conninfo, const SessionLimits& limits)
+    : connection_(conninfo, ConnectOptions{.connect_timeout = limits.connect_timeout,
+                                           .reply_timeout = limits.reply_timeout}) {
+  if (limits.statement_timeout)
+    connection_.exec("SET statement_timeout = " +
+                     std::to_string(limits.statement_timeout->count()));
   // Instants are int8 milliseconds, so no setting of the session changes a value; the float
   // output is exact (the default since PostgreSQL 12, set here so a server setting cannot change
   // it).
@@ -28,17 +40,74 @@ Result Session::run(const std::string& sql, const Params& params) {
   return connection_.exec_prepared(found->second, params);
 }
 
+void Session::limit(const SessionLimits& limits) {
+  auto during = connection_.reply_timeout();
+  if (limits.reply_timeout && (!during || *limits.reply_timeout < *during))
+    during = limits.reply_timeout;
+  connection_.set_reply_timeout(during);
+  connection_.exec(
+      "SET statement_timeout = " +
+      std::to_string(limits.statement_timeout ? limits.statement_timeout->count() : 0));
+  connection_.set_reply_timeout(limits.reply_timeout);
+}
+
+Session& SessionHolder::get() {
+  if (!session_ || !session_->alive()) {
+    session_.reset();  // closed before its successor connects
+    session_ = std::make_unique<Session>(conninfo_, tightened_.value_or(limits_));
+    session_tightened_ = tightened_.has_value();
+    description_ = session_->connection().description();
+  }
+  return *session_;
+}
+
+Session& SessionHolder::tighten(const SessionLimits& limits) {
+  tightened_ = limits;
+  Session& session = get();
+  if (!session_tightened_) {
+    session.limit(limits);
+    session_tightened_ = true;
+  }
+  return session;
+}
+
+void SessionHolder::relax() {
+  tightened_.reset();
+  if (!session_ || !session_tightened_) return;
+  try {
+    session_->limit(limits_);
+    session_tightened_ = false;
+  } catch (const PgError&) {
+    session_.reset();  // lost, or left unanswered: its successor starts under limits_
+  }
+}
+
+Session& SessionHolder::begin(std::optional<Transaction>& txn) {
+  Session* session = &get();
+  try {
+    txn.emplace(session->connection());
+  } catch (const PgError& e) {
+    if (session->ok() || e.fault() == PgFault::no_answer) throw;  // a stuck server stays stuck
+    session = &get();
+    txn.emplace(session->connection());
+  }
+  return *session;
+}
+
 SessionPool::Lease SessionPool::acquire() {
+  std::vector<std::unique_ptr<Session>> ended;  // closed outside the lock
   {
     std::lock_guard lock(mutex_);
-    if (!idle_.empty()) {
+    while (!idle_.empty()) {
       auto session = std::move(idle_.back());
       idle_.pop_back();
-      return Lease(*this, std::move(session));
+      if (session->alive()) return Lease(*this, std::move(session));
+      ended.push_back(std::move(session));
     }
   }
   // Connected outside the lock: a slow server must not stall the readers that have a session.
-  return Lease(*this, std::make_unique<Session>(conninfo_, kStatementTimeout));
+  return Lease(*this, std::make_unique<Session>(
+                          conninfo_, SessionLimits::answering_within(kStatementTimeout)));
 }
 
 void SessionPool::discard_idle() {

@@ -20,13 +20,27 @@
 
 namespace vigil::postgres {
 
+// What bounds a Session's waits on the server.
+struct SessionLimits {
+  // The server cancels any statement of the session that runs (or waits for a lock) longer,
+  // and it fails with PgError (SQLSTATE 57014). Nothing: no limit.
+  std::optional<std::chrono::milliseconds> statement_timeout = std::nullopt;
+  // ConnectOptions::reply_timeout: the client's own bound, for a server that cannot enforce
+  // statement_timeout (stopped, or gone while the connection looks open).
+  std::optional<std::chrono::milliseconds> reply_timeout = std::nullopt;
+  std::chrono::seconds connect_timeout{10};
+
+  // For a session that serves a caller waiting on it (the API, /healthz, the alerter): its
+  // statements cancelled after `statement_timeout`, the server's silence bounded a little past
+  // it (so a live server's cancellation comes first), and a connect bounded by as much (at
+  // least 2 s, libpq's floor).
+  static SessionLimits answering_within(std::chrono::milliseconds statement_timeout);
+};
+
 class Session {
  public:
   // Connects (PgError when it cannot) and sets what every statement of the store relies on.
-  // With `statement_timeout`, the server cancels any statement of this session that runs (or
-  // waits for a lock) longer, and it fails with PgError (SQLSTATE 57014).
-  explicit Session(const std::string& conninfo,
-                   std::optional<std::chrono::milliseconds> statement_timeout = std::nullopt);
+  explicit Session(const std::string& conninfo, const SessionLimits& limits = {});
 
   // Runs `sql` ($1..$n bound to `params`) as a prepared statement, preparing it on this
   // connection the first time this text is seen. Throws PgError as Connection::exec_prepared.
@@ -34,12 +48,56 @@ class Session {
   // Runs `sql` (statements without parameters) unprepared: DDL, BEGIN, SET.
   Result exec(std::string_view sql) { return connection_.exec(sql); }
 
+  // Runs the session under `limits` from now on (its statement_timeout and reply timeout; the
+  // connect timeout was used already). The SET is itself bounded by the tighter of the old and
+  // the new reply timeout. Throws PgError.
+  void limit(const SessionLimits& limits);
+
   Connection& connection() { return connection_; }
   bool ok() const { return connection_.ok(); }
+  // Connection::check_alive: false for a session the server ended while it was idle.
+  bool alive() const { return connection_.check_alive(); }
 
  private:
   Connection connection_;
   std::unordered_map<std::string, std::string> prepared_;  // SQL text -> statement name
+};
+
+// One Session kept for a caller that uses it again and again (the store's writes, the alerts,
+// the component beats), replaced when it is found lost: the server ended it (found before a
+// statement is sent on it), restarted, or left it unanswered.
+//
+// Threads: as a Session, one at a time (its owner serialises calls, e.g. with a mutex).
+class SessionHolder {
+ public:
+  // Connects nothing yet.
+  SessionHolder(std::string conninfo, SessionLimits limits)
+      : conninfo_(std::move(conninfo)), limits_(limits) {}
+
+  // The session, connected anew when there is none or the last one is lost. Throws PgError
+  // when a new one cannot be made.
+  Session& get();
+  // BEGIN on get()'s session, in `txn`. A session found lost at BEGIN (ended by the server
+  // between the check and BEGIN) is replaced and BEGIN tried once more: nothing of the
+  // transaction has run. Throws PgError.
+  Session& begin(std::optional<Transaction>& txn);
+  // Runs the session, and any that replaces it, under `limits` instead of the holder's own until
+  // relax(): for a caller that waits on it and needs its statements bounded tighter. Returns
+  // get()'s session; throws PgError as get() and Session::limit.
+  Session& tighten(const SessionLimits& limits);
+  // Back to the holder's own limits. Never throws: a session that cannot be told is dropped.
+  void relax();
+  // The server's name as the connection describes it (host, port, database, user), once one
+  // was made; empty before.
+  const std::string& description() const { return description_; }
+
+ private:
+  const std::string conninfo_;
+  const SessionLimits limits_;
+  std::optional<SessionLimits> tightened_;  // set between tighten() and relax()
+  std::unique_ptr<Session> session_;
+  bool session_tightened_ = false;  // session_ runs under tightened_
+  std::string description_;
 };
 
 // Read Sessions, opened on demand and handed out one per caller; a lost one is not kept. Each
@@ -67,7 +125,8 @@ class SessionPool {
     std::unique_ptr<Session> session_;
   };
 
-  // An idle Session, or a new one (PgError when the server cannot be reached).
+  // An idle Session that is still alive, or a new one (PgError when the server cannot be
+  // reached).
   Lease acquire();
   // Closes the idle Sessions: one was found lost, so the others (as old) likely are too, after a
   // server restart.

@@ -101,11 +101,28 @@ class PostgresStore final : public Store {
                                         std::size_t batch_size) override;
 
  private:
-  // The write session, reconnected when the last one was lost. Needs write_mutex_.
+  // The write session for a call the API waits on (services, pushed beats), for as long as it
+  // lives: the write mutex is waited for at most SessionPool::kStatementTimeout (the writer may
+  // hold it with a batch, or be waiting on a server that stopped answering), and the session's
+  // statements are bounded as a read's are (SessionLimits::answering_within) until it ends. So
+  // a slow or stuck server fails the call with StorageUnavailable within seconds instead of
+  // holding the API's thread. Throws StorageUnavailable when the mutex stays taken, PgError as
+  // SessionHolder::tighten; make it inside guarded().
+  class ApiWrite {
+   public:
+    explicit ApiWrite(PostgresStore& store);
+    ~ApiWrite() { store_.writes_.relax(); }
+    ApiWrite(const ApiWrite&) = delete;
+    ApiWrite& operator=(const ApiWrite&) = delete;
+
+   private:
+    PostgresStore& store_;
+    std::unique_lock<std::timed_mutex> lock_;
+  };
+
+  // The write session (SessionHolder::get). Needs write_mutex_.
   Session& writer();
-  // BEGIN on the write session, in `txn`. A session found lost at BEGIN (the server restarted,
-  // or ended it) is replaced and BEGIN tried once more: nothing of the transaction has run.
-  // Needs write_mutex_.
+  // BEGIN on the write session (SessionHolder::begin). Needs write_mutex_.
   Session& begin_writing(std::optional<Transaction>& txn);
   // Runs `body(session)` on a read session as guarded(operation, ...) does. When it fails
   // because that session's connection was lost (an idle one the server ended), it runs once
@@ -139,9 +156,9 @@ class PostgresStore final : public Store {
   static constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::min();
 
   const std::string conninfo_;
-  std::string name_;        // host, port, database and user: for messages, never the password
-  std::mutex write_mutex_;  // guards everything below up to readers_
-  std::unique_ptr<Session> write_session_;
+  std::string name_;              // host, port, database and user: for messages, never the password
+  std::timed_mutex write_mutex_;  // guards everything below up to readers_
+  SessionHolder writes_;
   std::unordered_map<std::string, std::int64_t> region_ids_;  // committed regions rows only
   std::set<std::int64_t> partition_days_;                     // partitions known to exist
   postgres_rollups::Writer rollup_writer_;
@@ -159,9 +176,13 @@ auto guarded(const char* operation, Body&& body) -> decltype(body()) {
     return body();
   } catch (const ConflictError&) {
     throw;  // its message is for the API client as it is
+  } catch (const StorageUnavailable& e) {
+    throw StorageUnavailable(std::string("storage: ") + operation + ": " + e.what());
   } catch (const StorageError& e) {
     throw StorageError(std::string("storage: ") + operation + ": " + e.what());
   } catch (const PgError& e) {
+    if (e.unavailable())
+      throw StorageUnavailable(std::string("storage: ") + operation + ": " + e.what());
     throw StorageError(std::string("storage: ") + operation + ": " + e.what());
   } catch (const std::out_of_range& e) {
     throw StorageError(std::string("storage: ") + operation + ": " + e.what());
@@ -178,8 +199,10 @@ auto PostgresStore::reading(const char* operation, Body&& body)
       auto session = readers_.acquire();
       try {
         return body(*session);
-      } catch (const PgError&) {
-        if (attempt > 0 || session->ok()) throw;  // the server's answer, or a new session's
+      } catch (const PgError& e) {
+        // The server's answer, a new session's failure, or a server that does not answer (and
+        // would not answer a second try either).
+        if (attempt > 0 || session->ok() || e.fault() == PgFault::no_answer) throw;
         readers_.discard_idle();
       }
     }

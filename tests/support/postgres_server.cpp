@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -176,52 +177,113 @@ void PostgresServer::start() {
   // The port is free when picked but may be taken before postgres binds it: another try then.
   for (int attempt = 1;; ++attempt) {
     port_ = closed_port();
-    std::vector<std::string> argv = {bin("postgres"),
-                                     "-D",
-                                     data,
-                                     "-p",
-                                     std::to_string(port_),
-                                     "-k",
-                                     dir_,
-                                     "-c",
-                                     "listen_addresses=127.0.0.1",
-                                     "-c",
-                                     "max_connections=40"};
-    // Durability off (fsync, full pages, synchronous commit): tests do not survive power cuts.
-    if (durability_ == Durability::off)
-      for (const char* setting :
-           {"fsync=off", "full_page_writes=off", "synchronous_commit=off", "shared_buffers=32MB"})
-        argv.insert(argv.end(), {"-c", setting});
-    pid_ =
-        spawn(argv, identity, dir_, dir_ + "/postgres.log", lifetime_ == Lifetime::until_stopped);
-    const auto deadline = std::chrono::steady_clock::now() + 60s;
-    bool ready = false;
-    std::optional<int> exited;
-    const std::string probe = bin("pg_isready") + " -q -h 127.0.0.1 -p " + std::to_string(port_) +
-                              " -t 2 -d postgres -U " + user_;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if ((exited = wait_exit(pid_, 0ms))) break;
-      if (run_command(probe).exit_code == 0) {
-        ready = true;
-        break;
-      }
-      std::this_thread::sleep_for(50ms);
-    }
-    if (ready) break;
-    const std::string log_tail = tail(dir_ + "/postgres.log");
-    if (exited) {
-      pid_ = -1;
-      if (attempt < 3 && log_tail.find("could not bind") != std::string::npos) continue;
-      throw std::runtime_error("postgres exited (status " + std::to_string(*exited) +
-                               ") before accepting connections: " + log_tail);
-    }
-    throw std::runtime_error("postgres did not accept connections within 60 s: " + log_tail);
+    const auto failure = launch();
+    if (!failure) break;
+    if (attempt < 3 && failure->find("could not bind") != std::string::npos) continue;
+    throw std::runtime_error(*failure);
   }
 
   const auto created = run_command(bin("createdb") + " -h " + dir_ + " -p " +
                                    std::to_string(port_) + " -U " + user_ + " " + database_);
   if (created.exit_code != 0)
     throw std::runtime_error("createdb " + database_ + " failed: " + created.output);
+}
+
+std::optional<std::string> PostgresServer::launch() {
+  const Identity identity = *server_identity();
+  std::vector<std::string> argv = {bin("postgres"),
+                                   "-D",
+                                   dir_ + "/data",
+                                   "-p",
+                                   std::to_string(port_),
+                                   "-k",
+                                   dir_,
+                                   "-c",
+                                   "listen_addresses=127.0.0.1",
+                                   "-c",
+                                   "max_connections=40"};
+  // Durability off (fsync, full pages, synchronous commit): tests do not survive power cuts.
+  if (durability_ == Durability::off)
+    for (const char* setting :
+         {"fsync=off", "full_page_writes=off", "synchronous_commit=off", "shared_buffers=32MB"})
+      argv.insert(argv.end(), {"-c", setting});
+  pid_ = spawn(argv, identity, dir_, dir_ + "/postgres.log", lifetime_ == Lifetime::until_stopped);
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  std::optional<int> exited;
+  const std::string probe = bin("pg_isready") + " -q -h 127.0.0.1 -p " + std::to_string(port_) +
+                            " -t 2 -d postgres -U " + user_;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if ((exited = wait_exit(pid_, 0ms))) break;
+    if (run_command(probe).exit_code == 0) return std::nullopt;
+    std::this_thread::sleep_for(50ms);
+  }
+  const std::string log_tail = tail(dir_ + "/postgres.log");
+  if (exited) {
+    pid_ = -1;
+    return "postgres exited (status " + std::to_string(*exited) +
+           ") before accepting connections: " + log_tail;
+  }
+  return "postgres did not accept connections within 60 s: " + log_tail;
+}
+
+void PostgresServer::stop_server() { stop(); }
+
+void PostgresServer::kill_postmaster() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
+void PostgresServer::start_again() {
+  if (pid_ > 0) throw std::runtime_error("start_again: the server still runs");
+  // After a kill, the old backends hold the shared memory until they have noticed and exited:
+  // the new postmaster refuses to start until then.
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  for (;;) {
+    const auto failure = launch();
+    if (!failure) return;
+    // Still running yet not ready within launch's bound: nothing to retry.
+    if (pid_ > 0 || std::chrono::steady_clock::now() >= deadline)
+      throw std::runtime_error(*failure);
+    std::this_thread::sleep_for(100ms);
+  }
+}
+
+namespace {
+
+// The processes whose parent is `parent`, from /proc. PostgreSQL's backends and helpers are the
+// postmaster's children, each in a session of its own (setsid), so not in its process group.
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> children;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", error)) {
+    const std::string name = entry.path().filename();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    // "pid (comm) state ppid ...": comm may hold spaces, so read from its closing parenthesis.
+    const std::string stat = read_file(entry.path().string() + "/stat");
+    const auto close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream fields(stat.substr(close + 1));
+    std::string state;
+    pid_t ppid = 0;
+    if (fields >> state >> ppid && ppid == parent) children.push_back(std::stoi(name));
+  }
+  return children;
+}
+
+}  // namespace
+
+void PostgresServer::pause() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGSTOP);  // first, so that it starts no child meanwhile
+  for (const pid_t child : children_of(pid_)) ::kill(child, SIGSTOP);
+}
+
+void PostgresServer::resume() {
+  if (pid_ <= 0) return;
+  for (const pid_t child : children_of(pid_)) ::kill(child, SIGCONT);
+  ::kill(pid_, SIGCONT);
 }
 
 PostgresServer::~PostgresServer() {
@@ -252,6 +314,7 @@ void PostgresServer::stop_detached(pid_t pid, const std::string& dir) {
 
 void PostgresServer::stop() {
   if (pid_ <= 0) return;
+  resume();  // a paused server could not shut down
   // SIGINT is postgres's fast shutdown: sessions still open are ended, the cluster is shut down
   // cleanly. (SIGTERM, the smart shutdown, would wait for every client to disconnect first.)
   ::kill(pid_, SIGINT);

@@ -73,8 +73,28 @@ class PostgresServer {
   // The server's log so far (stdout and stderr), for failure messages.
   std::string log() const;
 
+  // Faults, for tests of what its clients do (with Lifetime::this_process only):
+  // Fast shutdown, as the destructor does (open sessions are ended), keeping the data dir and
+  // the port for start_again. Returns once the server has exited.
+  void stop_server();
+  // SIGKILL of the postmaster alone, as an operator's kill -9 or a crash: its backends notice
+  // and exit by themselves. Returns once the postmaster has exited.
+  void kill_postmaster();
+  // Starts the server again on the same data dir and port after stop_server or kill_postmaster,
+  // returning once it accepts connections (after a kill: once the old backends are gone and
+  // crash recovery is done). Throws std::runtime_error when it does not within 60 s.
+  void start_again();
+  // SIGSTOP and SIGCONT of the postmaster and all its children (its backends and helpers): a
+  // stuck server, whose sockets stay open. The destructor resumes a paused server before
+  // stopping it.
+  void pause();
+  void resume();
+
  private:
   void start();
+  // Starts postgres on the data dir and port_; nothing once it accepts connections, else why
+  // not (the log's tail).
+  std::optional<std::string> launch();
   void stop();
 
   TempDir dir_holder_;
