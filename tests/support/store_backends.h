@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -72,6 +73,13 @@ class TestDatabase {
   // The SQLite file, or the PostgreSQL conninfo (with its password: for tests only), whose
   // sessions have the schema's name as application_name.
   const std::string& location() const { return location_; }
+  // The environment that points a vigil process at it (VigilProcess's extra_env): `more` with
+  // DB_FILE, or DATABASE_URL, added.
+  std::map<std::string, std::string> vigil_environment(
+      std::map<std::string, std::string> more = {}) const {
+    more[backend_ == StoreBackend::sqlite ? "DB_FILE" : "DATABASE_URL"] = location_;
+    return more;
+  }
 
  private:
   StoreBackend backend_;
