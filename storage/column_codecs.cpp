@@ -96,4 +96,12 @@ std::string new_push_token() {
   return token;
 }
 
+std::string without_nul(std::string text) {
+  constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
+  for (auto at = text.find('\0'); at != std::string::npos;
+       at = text.find('\0', at + kReplacement.size()))
+    text.replace(at, 1, kReplacement);
+  return text;
+}
+
 }  // namespace vigil::column_codecs

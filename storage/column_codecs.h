@@ -29,4 +29,10 @@ ServiceKind decode_service_kind(const std::string& text);
 // random bytes can be read.
 std::string new_push_token();
 
+// Free text from outside (a probe's error, a pushed message, an alert's reason, a receiver's
+// answer) as every backend stores it: each NUL character, which is valid UTF-8 but which
+// PostgreSQL's text cannot hold, as U+FFFD (the replacement character). So such text neither
+// fails a batch forever nor reads back differently from one backend to the other.
+std::string without_nul(std::string text);
+
 }  // namespace vigil::column_codecs

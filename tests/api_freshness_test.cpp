@@ -1,5 +1,5 @@
 // Freshness: last_tick_at and the stale state, from the rule (an injected clock) through a real
-// SQLite store to the JSON, the status filter and /metrics of a real ApiServer.
+// store of each backend to the JSON, the status filter and /metrics of a real ApiServer.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <prometheus/registry.h>
@@ -12,9 +12,9 @@
 
 #include "api/freshness_gauges.h"
 #include "api/server.h"
-#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "support/prometheus_text.h"
+#include "support/store_backends.h"
 #include "support/target_server.h"
 
 namespace vigil {
@@ -70,9 +70,13 @@ TEST(StaleRule, HeartbeatsAndInactiveServicesAreNeverStale) {
 
 // ---- a real store ----
 
-class FreshnessStore : public ::testing::Test {
+class FreshnessStore : public test::StoreBackendTest {
  protected:
-  void SetUp() override { store_ = open_sqlite_store(dir_.file("vigil.db")); }
+  void SetUp() override {
+    StoreBackendTest::SetUp();
+    if (IsSkipped()) return;
+    store_ = database().open();
+  }
 
   // A probed service created at `created`, every 10 s with a 2 s timeout (bound: 22 s).
   ServiceId create(const std::string& name, TimePoint created,
@@ -103,11 +107,12 @@ class FreshnessStore : public ::testing::Test {
     return out;
   }
 
-  test::TempDir dir_;
   std::unique_ptr<Store> store_;
 };
 
-TEST_F(FreshnessStore, ViewsCarryTheLastTickAndTheFilterAgreesWithTheRuleAtTheBound) {
+INSTANTIATE_TEST_SUITE_P(Backends, FreshnessStore, test::kStoreBackends, test::backend_name);
+
+TEST_P(FreshnessStore, ViewsCarryTheLastTickAndTheFilterAgreesWithTheRuleAtTheBound) {
   const TimePoint created = kAt - Millis(10'000);
   const ServiceId up = create("up", created);
   const ServiceId down = create("down", created);
@@ -133,7 +138,7 @@ TEST_F(FreshnessStore, ViewsCarryTheLastTickAndTheFilterAgreesWithTheRuleAtTheBo
     EXPECT_EQ(is_stale(view, bound), view.service.spec.name != "up") << view.service.spec.name;
 }
 
-TEST_F(FreshnessStore, GaugesShowTheLastTickAndStalenessByTheInjectedClock) {
+TEST_P(FreshnessStore, GaugesShowTheLastTickAndStalenessByTheInjectedClock) {
   const ServiceId probed = create("probed", kAt - Millis(60'000));
   const ServiceId beat = create("beat", kAt - Millis(60'000), ServiceKind::heartbeat);
   create("never", kAt - Millis(60'000));
@@ -165,6 +170,7 @@ class FreshnessHttp : public FreshnessStore {
  protected:
   void SetUp() override {
     FreshnessStore::SetUp();
+    if (IsSkipped()) return;
     const TimePoint now = now_ms();
     // Created two hours ago: "fresh" ticked just now, "old" an hour ago.
     fresh_ = create("fresh", now - Millis(7'200'000));
@@ -201,7 +207,9 @@ class FreshnessHttp : public FreshnessStore {
   std::unique_ptr<httplib::Client> client_;
 };
 
-TEST_F(FreshnessHttp, TheJsonAndTheStatusFilterShowStaleServices) {
+INSTANTIATE_TEST_SUITE_P(Backends, FreshnessHttp, test::kStoreBackends, test::backend_name);
+
+TEST_P(FreshnessHttp, TheJsonAndTheStatusFilterShowStaleServices) {
   const json old = get_json("/v1/services/" + std::to_string(old_))["data"]["service"];
   EXPECT_EQ(old["status"], "stale");
   EXPECT_EQ(old["last_tick_at"], old_tick_s_);
@@ -218,7 +226,7 @@ TEST_F(FreshnessHttp, TheJsonAndTheStatusFilterShowStaleServices) {
   EXPECT_NE(bad["error"].get<std::string>().find("status"), std::string::npos) << bad.dump();
 }
 
-TEST_F(FreshnessHttp, MetricsShowTheLastTickAndStaleness) {
+TEST_P(FreshnessHttp, MetricsShowTheLastTickAndStaleness) {
   const auto res = client_->Get("/metrics");
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200);

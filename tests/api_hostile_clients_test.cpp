@@ -5,6 +5,8 @@
 // nothing and reconnect when cut (from several 127.0.0.x addresses), and send every kind of bad
 // parameter and body. The API must keep answering normal requests in bounded time, answer
 // 408/413/414/431/503 as documented, and answer bad input with 400 and a message, never 500.
+// What is tested is the HTTP layer, not the storage: SQLite only (the suite takes half a minute;
+// the storage-backed routes run on both backends in api_server_test and api_write_test).
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>

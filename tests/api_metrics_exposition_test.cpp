@@ -1,7 +1,8 @@
 // GET /metrics over real HTTP from a real ApiServer: the registry's families, the runner's
-// per-service series (written straight as text) and the windowed uptime ratios of a real store,
-// for services with awkward names, against what the prometheus-cpp objects of the same sources
-// give when merged and serialised by TextSerializer (how /metrics was rendered before).
+// per-service series (written straight as text) and the windowed uptime ratios of a real store of
+// each backend, for services with awkward names, against what the prometheus-cpp objects of the
+// same sources give when merged and serialised by TextSerializer (how /metrics was rendered
+// before).
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <prometheus/collectable.h>
@@ -22,9 +23,9 @@
 #include "api/server.h"
 #include "api/uptime_gauges.h"
 #include "runner/service_series.h"
-#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "support/prometheus_text.h"
+#include "support/store_backends.h"
 #include "support/target_server.h"
 
 namespace vigil {
@@ -67,10 +68,12 @@ std::string serialized_by_prometheus_cpp(
   return prometheus::TextSerializer().Serialize(families);
 }
 
-class MetricsExpositionTest : public ::testing::Test {
+class MetricsExpositionTest : public test::StoreBackendTest {
  protected:
   void SetUp() override {
-    store_ = open_sqlite_store(dir_.file("vigil.db"));
+    StoreBackendTest::SetUp();
+    if (IsSkipped()) return;
+    store_ = database().open();
     std::vector<ServiceSpec> specs;
     for (const auto& name : kNames) {
       ServiceSpec spec;
@@ -139,7 +142,7 @@ class MetricsExpositionTest : public ::testing::Test {
         .Observe(0.05);
   }
 
-  test::TempDir dir_;
+  test::TempDir dir_;  // promtool's files
   std::unique_ptr<Store> store_;
   prometheus::Registry registry_;
   std::shared_ptr<ServiceSeriesCollector> series_collector_ =
@@ -147,7 +150,9 @@ class MetricsExpositionTest : public ::testing::Test {
   std::vector<std::shared_ptr<ServiceSeries>> series_;
 };
 
-TEST_F(MetricsExpositionTest, ScrapeHasTheSameFamiliesAndSeriesAsTheSerializedObjects) {
+INSTANTIATE_TEST_SUITE_P(Backends, MetricsExpositionTest, test::kStoreBackends, test::backend_name);
+
+TEST_P(MetricsExpositionTest, ScrapeHasTheSameFamiliesAndSeriesAsTheSerializedObjects) {
   ApiOptions options;
   options.collectables.push_back(series_collector_);
   options.collectables.push_back(std::make_shared<PlainSource>());
@@ -211,7 +216,7 @@ TEST_F(MetricsExpositionTest, ScrapeHasTheSameFamiliesAndSeriesAsTheSerializedOb
 
 // The windowed ratios follow services created and renamed between refreshes (the gauges keep
 // the service names until the store's services revision moves).
-TEST_F(MetricsExpositionTest, WindowedRatiosFollowCreatedAndRenamedServices) {
+TEST_P(MetricsExpositionTest, WindowedRatiosFollowCreatedAndRenamedServices) {
   const UptimeGauges gauges(*store_, std::chrono::seconds(0));
   const auto windowed = [&](const std::string& service) {
     const auto parsed =
@@ -246,7 +251,7 @@ TEST_F(MetricsExpositionTest, WindowedRatiosFollowCreatedAndRenamedServices) {
 }
 
 // A scrape of many services arrives whole although the server writes it in pieces.
-TEST_F(MetricsExpositionTest, LargeScrapeArrivesWhole) {
+TEST_P(MetricsExpositionTest, LargeScrapeArrivesWhole) {
   std::vector<std::shared_ptr<ServiceSeries>> many;
   for (int i = 0; i < 5'000; ++i) {
     auto s = series_collector_->add("svc-" + std::to_string(i));

@@ -1,6 +1,7 @@
 // api/openapi.json against the routes ApiServer actually registers (no route
 // undocumented, no documented route missing), served at /openapi.json and rendered at /docs,
-// whose HTML is parsed with the strict checker.
+// whose HTML is parsed with the strict checker. The routes do not depend on the storage
+// backend: SQLite only (the storage-backed routes run on both backends in api_server_test).
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <prometheus/registry.h>

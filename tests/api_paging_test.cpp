@@ -1,6 +1,7 @@
 // Paging of the four lists (services, events, ticks, alerts) over real HTTP: a real ApiServer on
-// 127.0.0.1, a real SQLite file, alerts written through a real AlertStore and, while pages are
-// walked, new ticks and events written by a real Writer thread. Plus the cursor codec itself.
+// 127.0.0.1, a real store of each backend (a SQLite file, a PostgreSQL schema), alerts written
+// through a real AlertStore and, while pages are walked, new ticks and events written by a real
+// Writer thread. Plus the cursor codec itself.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <prometheus/registry.h>
@@ -25,9 +26,9 @@
 #include "api/server.h"
 #include "core/logging.h"
 #include "storage/alert_store.h"
-#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "storage/writer.h"
+#include "support/store_backends.h"
 #include "support/target_server.h"
 
 namespace vigil {
@@ -97,12 +98,14 @@ struct Walk {
   std::vector<int> page_of;  // page index of each item
 };
 
-class PagingApiTest : public ::testing::Test {
+class PagingApiTest : public test::StoreBackendTest {
  protected:
   void SetUp() override {
+    StoreBackendTest::SetUp();
+    if (IsSkipped()) return;
     set_log_level(LogLevel::error);
-    store_ = open_sqlite_store(dir_.file("vigil.db"));
-    alerts_ = open_sqlite_alert_store(dir_.file("vigil.db"));
+    store_ = database().open();
+    alerts_ = database().database()->open_alert_store();
     std::vector<ServiceSpec> specs;
     for (int i = 0; i < kServices; ++i) {
       ServiceSpec spec;
@@ -196,7 +199,6 @@ class PagingApiTest : public ::testing::Test {
   }
 
   static constexpr int kServices = 253;
-  test::TempDir dir_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<AlertStore> alerts_;
   prometheus::Registry registry_;
@@ -207,7 +209,9 @@ class PagingApiTest : public ::testing::Test {
   std::unique_ptr<httplib::Client> client_;
 };
 
-TEST_F(PagingApiTest, ServicesWalkEveryServiceOnceInIdOrder) {
+INSTANTIATE_TEST_SUITE_P(Backends, PagingApiTest, test::kStoreBackends, test::backend_name);
+
+TEST_P(PagingApiTest, ServicesWalkEveryServiceOnceInIdOrder) {
   for (const int limit : {1, 7, 11, 253, 1000}) {
     const Walk all =
         walk("/v1/services?", limit, [](const json& d) { return nested(d, "services"); });
@@ -240,7 +244,7 @@ TEST_F(PagingApiTest, ServicesWalkEveryServiceOnceInIdOrder) {
 
 // Services are ordered by id, so the ones created during a walk come at its end; the walk still
 // returns each service once, and every one that existed when it started.
-TEST_F(PagingApiTest, ServicesCreatedDuringAWalkComeLastAndOnlyOnce) {
+TEST_P(PagingApiTest, ServicesCreatedDuringAWalkComeLastAndOnlyOnce) {
   int created = 0;
   const Walk all = walk(
       "/v1/services?", 20, [](const json& d) { return nested(d, "services"); },
@@ -263,7 +267,7 @@ TEST_F(PagingApiTest, ServicesCreatedDuringAWalkComeLastAndOnlyOnce) {
   }
 }
 
-TEST_F(PagingApiTest, EventsAndTicksWalkEveryItemOnceNewestFirst) {
+TEST_P(PagingApiTest, EventsAndTicksWalkEveryItemOnceNewestFirst) {
   const ServiceId id = ids_[4];
   // 301 ticks (so 301 events), then a second region's ticks at the same instants as 40 of
   // them: ties on ts that the cursor must split exactly. Another service's ticks interleave.
@@ -314,7 +318,7 @@ TEST_F(PagingApiTest, EventsAndTicksWalkEveryItemOnceNewestFirst) {
   EXPECT_EQ(before["data"]["events"]["data"], by_cursor["data"]["events"]["data"]);
 }
 
-TEST_F(PagingApiTest, AlertsWalkEveryAlertOnceNewestFirst) {
+TEST_P(PagingApiTest, AlertsWalkEveryAlertOnceNewestFirst) {
   const auto none = [](const AlertRecord&) { return std::vector<NewNotification>{}; };
   std::vector<std::int64_t> created;
   for (int i = 0; i < 57; ++i) {
@@ -347,7 +351,7 @@ TEST_F(PagingApiTest, AlertsWalkEveryAlertOnceNewestFirst) {
 // returns what was committed when its first page was read, each item exactly once, newest
 // first: every seeded item, and the new items committed by then as one contiguous block at the
 // head (the newest); items committed later sort before the cursor and so never show up.
-TEST_F(PagingApiTest, WalksLoseAndRepeatNothingWhileTheWriterAddsItems) {
+TEST_P(PagingApiTest, WalksLoseAndRepeatNothingWhileTheWriterAddsItems) {
   const ServiceId id = ids_[7];
   store_->apply(ticks_of(id, 400, kT0Ms, 1000, 0));  // events 1..400 of this database
   constexpr double kFirstNew = 100'000;
@@ -421,7 +425,7 @@ TEST_F(PagingApiTest, WalksLoseAndRepeatNothingWhileTheWriterAddsItems) {
   EXPECT_GT(submitted.load(), before_walks) << "no tick arrived during the walks";
 }
 
-TEST_F(PagingApiTest, BadLimitAndCursorAre400sNamingTheParameter) {
+TEST_P(PagingApiTest, BadLimitAndCursorAre400sNamingTheParameter) {
   const ServiceId id = ids_[0];
   store_->apply(ticks_of(id, 3, kT0Ms, 1000, 0));
   const std::string service = "/v1/services/" + std::to_string(id);

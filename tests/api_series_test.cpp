@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "api/server.h"
-#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
+#include "support/store_backends.h"
 #include "support/target_server.h"
 
 namespace vigil {
@@ -27,10 +27,12 @@ constexpr std::int64_t kBase = 1'699'999'200'000;  // a whole UTC hour
 constexpr std::int64_t kMin = 60'000;
 std::string secs(std::int64_t ms) { return std::to_string(ms / 1000); }
 
-class SeriesApi : public ::testing::Test {
+class SeriesApi : public test::StoreBackendTest {
  protected:
   void SetUp() override {
-    store = open_sqlite_store(dir.file("vigil.db"));
+    StoreBackendTest::SetUp();
+    if (IsSkipped()) return;
+    store = database().open();
     ServiceSpec a, b;
     a.name = "flappy";
     a.url = "http://a.test/";
@@ -97,7 +99,9 @@ class SeriesApi : public ::testing::Test {
   std::unique_ptr<httplib::Client> client;
 };
 
-TEST_F(SeriesApi, MetricsOfAWindowMatchTheTicksAndEvents) {
+INSTANTIATE_TEST_SUITE_P(Backends, SeriesApi, test::kStoreBackends, test::backend_name);
+
+TEST_P(SeriesApi, MetricsOfAWindowMatchTheTicksAndEvents) {
   write_flaps();
   const std::int64_t from = kBase, to = kBase + 60 * kMin;
   const json m = get("/v1/services/" + std::to_string(ids[0]) + "/metrics?from=" + secs(from) +
@@ -126,7 +130,7 @@ TEST_F(SeriesApi, MetricsOfAWindowMatchTheTicksAndEvents) {
   EXPECT_TRUE(m["window"].is_null());
 }
 
-TEST_F(SeriesApi, AWindowEndsNowAndAServiceWithoutTicksHasNulls) {
+TEST_P(SeriesApi, AWindowEndsNowAndAServiceWithoutTicksHasNulls) {
   const json m =
       get("/v1/services/" + std::to_string(ids[1]) + "/metrics?window=7d")["data"]["metrics"];
   EXPECT_EQ(m["window"], "7d");
@@ -139,7 +143,7 @@ TEST_F(SeriesApi, AWindowEndsNowAndAServiceWithoutTicksHasNulls) {
   EXPECT_NEAR(m["to"].get<double>() - m["from"].get<double>(), 7 * 86400, 1e-6);
 }
 
-TEST_F(SeriesApi, SeriesHasOnePointPerStepWithTheTicksOfThatStep) {
+TEST_P(SeriesApi, SeriesHasOnePointPerStepWithTheTicksOfThatStep) {
   write_flaps();
   const std::int64_t from = kBase + 7 * kMin, to = kBase + 62 * kMin;  // not step-aligned
   const json s = get("/v1/services/" + std::to_string(ids[0]) +
@@ -174,7 +178,7 @@ TEST_F(SeriesApi, SeriesHasOnePointPerStepWithTheTicksOfThatStep) {
   EXPECT_EQ(h["points"][4]["count"], 0);
 }
 
-TEST_F(SeriesApi, UptimeListsEveryServiceInOneCall) {
+TEST_P(SeriesApi, UptimeListsEveryServiceInOneCall) {
   write_flaps();
   const json u =
       get("/v1/uptime?from=" + secs(kBase) + "&to=" + secs(kBase + 60 * kMin))["data"]["uptime"];
@@ -189,7 +193,7 @@ TEST_F(SeriesApi, UptimeListsEveryServiceInOneCall) {
   EXPECT_EQ(get("/v1/uptime?window=30d")["data"]["uptime"]["window"], "30d");
 }
 
-TEST_F(SeriesApi, BadWindowsStepsAndIdsAre4xxNamingTheParameter) {
+TEST_P(SeriesApi, BadWindowsStepsAndIdsAre4xxNamingTheParameter) {
   const std::string m = "/v1/services/" + std::to_string(ids[0]) + "/metrics";
   const std::string s = "/v1/services/" + std::to_string(ids[0]) + "/series";
   const auto error_of = [&](const std::string& path, int want) {
@@ -209,7 +213,7 @@ TEST_F(SeriesApi, BadWindowsStepsAndIdsAre4xxNamingTheParameter) {
   error_of("/v1/services/999/series?step=60", 404);
 }
 
-TEST_F(SeriesApi, ExporterHasUptimeRatioPerWindowFromRollupsAndPassesPromtool) {
+TEST_P(SeriesApi, ExporterHasUptimeRatioPerWindowFromRollupsAndPassesPromtool) {
   // Last 2 hours, a tick a minute: down for the last 15 minutes, up before.
   const std::int64_t now = to_unix_ms(now_ms());
   std::vector<TickRecord> batch;

@@ -1,5 +1,6 @@
-// The HTTP API end to end: a real ApiServer on 127.0.0.1, real HTTP calls, a real SQLite store
-// seeded through the Store contract (sync_services + apply).
+// The HTTP API end to end: a real ApiServer on 127.0.0.1, real HTTP calls, a real store of each
+// backend (a SQLite file, a PostgreSQL schema) seeded through the Store contract (sync_services +
+// apply).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -26,8 +27,8 @@
 #include <vector>
 
 #include "api/server.h"
-#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
+#include "support/store_backends.h"
 #include "support/target_server.h"
 
 namespace vigil {
@@ -51,10 +52,12 @@ struct Reply {
   }
 };
 
-class ApiServerTest : public ::testing::Test {
+class ApiServerTest : public test::StoreBackendTest {
  protected:
   void SetUp() override {
-    store_ = open_sqlite_store(dir_.file("vigil.db"));
+    StoreBackendTest::SetUp();
+    if (IsSkipped()) return;
+    store_ = database().open();
     seed();
     ApiOptions options;
     options.health_clock = [this] { return from_unix_ms(clock_ms_.load()); };
@@ -144,14 +147,29 @@ class ApiServerTest : public ::testing::Test {
     return "/v1/services/" + std::to_string(id) + rest;
   }
 
-  // Overwrites the database and its WAL and shm files under the open store, so every later read
-  // fails with StorageError ("file is not a database") and ping_failure() names the file.
+  // Breaks the database under the open store, so every later read fails with StorageError and
+  // ping_failure() names the database. SQLite: overwrites the file and its WAL and shm files
+  // ("file is not a database"). PostgreSQL: drops every table of the test's schema.
   void corrupt_database() {
-    for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
+    if (backend() == test::StoreBackend::postgres) {
+      database().exec(
+          "DO $$ DECLARE t text; BEGIN FOR t IN SELECT tablename FROM pg_tables WHERE schemaname "
+          "= current_schema() LOOP EXECUTE 'DROP TABLE IF EXISTS ' || quote_ident(t) || ' "
+          "CASCADE'; END LOOP; END $$");
+      return;
+    }
+    const auto folder = std::filesystem::path(database().location()).parent_path();
+    for (const auto& entry : std::filesystem::directory_iterator(folder)) {
       const auto size = entry.file_size();
       std::ofstream file(entry.path(), std::ios::binary | std::ios::in | std::ios::out);
       file << std::string(size, '\xAB');
     }
+  }
+
+  // How ping_failure() names the database: the file, or the PostgreSQL database.
+  std::string database_name() {
+    return backend() == test::StoreBackend::sqlite ? database().location()
+                                                   : test::kPostgresTestDatabase;
   }
 
   // Asserts the error envelope and returns its message.
@@ -164,7 +182,7 @@ class ApiServerTest : public ::testing::Test {
     return reply.body.value("error", "<no error field>");
   }
 
-  test::TempDir dir_;
+  test::TempDir dir_;  // files of the test's own (promtool's input and output)
   std::unique_ptr<Store> store_;
   prometheus::Registry registry_;
   // The health clock, and when the writer last progressed by it (just now: alive).
@@ -179,7 +197,14 @@ class ApiServerTest : public ::testing::Test {
   ServiceId beta_id_ = 0;
 };
 
-TEST_F(ApiServerTest, ListsServicesInSeedShape) {
+INSTANTIATE_TEST_SUITE_P(Backends, ApiServerTest, test::kStoreBackends, test::backend_name);
+
+// The server's own behaviour (parsing, routing, methods, limits, health and metrics from its
+// callbacks and registry), where the store is incidental: SQLite only.
+class ApiHttpTest : public ApiServerTest {};
+INSTANTIATE_TEST_SUITE_P(SqliteOnly, ApiHttpTest, test::kSqliteOnly, test::backend_name);
+
+TEST_P(ApiServerTest, ListsServicesInSeedShape) {
   const Reply reply = get("/v1/services");
   ASSERT_EQ(reply.status, 200) << reply.raw;
   EXPECT_EQ(reply.header("Content-Type"), "application/json");
@@ -231,7 +256,7 @@ TEST_F(ApiServerTest, ListsServicesInSeedShape) {
   EXPECT_DOUBLE_EQ(bm["average_response_time_ms"].get<double>(), 580.0);
 }
 
-TEST_F(ApiServerTest, NeverProbedServiceHasNullCurrentStatus) {
+TEST_P(ApiServerTest, NeverProbedServiceHasNullCurrentStatus) {
   ServiceSpec gamma;
   gamma.name = "gamma";
   gamma.url = "http://gamma.test/";
@@ -250,7 +275,7 @@ TEST_F(ApiServerTest, NeverProbedServiceHasNullCurrentStatus) {
   EXPECT_TRUE(list[2]["last_tick_at"].is_null());
 }
 
-TEST_F(ApiServerTest, GetsOneService) {
+TEST_P(ApiServerTest, GetsOneService) {
   const Reply reply = get(service_path(beta_id_));
   ASSERT_EQ(reply.status, 200) << reply.raw;
   const json& service = reply.body["data"]["service"];
@@ -260,7 +285,7 @@ TEST_F(ApiServerTest, GetsOneService) {
   EXPECT_EQ(service["metric"]["data"]["tick_count"], 4);
 }
 
-TEST_F(ApiServerTest, UnknownServiceIs404OnEveryServiceRoute) {
+TEST_P(ApiServerTest, UnknownServiceIs404OnEveryServiceRoute) {
   const ServiceId unknown = beta_id_ + 1000;
   for (const std::string rest : {"", "/events", "/ticks"}) {
     const std::string message = expect_error(get(service_path(unknown, rest)), 404);
@@ -268,7 +293,7 @@ TEST_F(ApiServerTest, UnknownServiceIs404OnEveryServiceRoute) {
   }
 }
 
-TEST_F(ApiServerTest, BadServiceIdIs400) {
+TEST_P(ApiHttpTest, BadServiceIdIs400) {
   for (const std::string id : {"abc", "-1", "0", "99999999999999999999", "1x", "+1", "%201"}) {
     const Reply reply = get("/v1/services/" + id);
     const std::string message = expect_error(reply, 400);
@@ -280,7 +305,7 @@ TEST_F(ApiServerTest, BadServiceIdIs400) {
 
 // Parameters reach the handlers percent-decoded: bytes that are not UTF-8 are refused for every
 // route, before any handler quotes or looks them up, naming what was wrong.
-TEST_F(ApiServerTest, ParametersAndPathSegmentsThatAreNotUtf8Are400NamingThem) {
+TEST_P(ApiHttpTest, ParametersAndPathSegmentsThatAreNotUtf8Are400NamingThem) {
   const std::string alpha = std::to_string(alpha_id_);
   struct Case {
     std::string path;
@@ -304,14 +329,14 @@ TEST_F(ApiServerTest, ParametersAndPathSegmentsThatAreNotUtf8Are400NamingThem) {
   EXPECT_EQ(get("/v1/services?team=%C3%A9quipe").status, 200);
 }
 
-TEST_F(ApiServerTest, UnknownRouteIs404Envelope) {
+TEST_P(ApiHttpTest, UnknownRouteIs404Envelope) {
   for (const std::string path : {"/nope", "/v1", "/v1/services/1/other", "/v1/services/"}) {
     const std::string message = expect_error(get(path), 404);
     EXPECT_EQ(message, "unknown route") << path;
   }
 }
 
-TEST_F(ApiServerTest, EventsNewestFirst) {
+TEST_P(ApiServerTest, EventsNewestFirst) {
   const Reply reply = get(service_path(beta_id_, "/events"));
   ASSERT_EQ(reply.status, 200) << reply.raw;
   const json& events = reply.body["data"]["events"]["data"];
@@ -327,7 +352,7 @@ TEST_F(ApiServerTest, EventsNewestFirst) {
   EXPECT_TRUE(reply.body["data"]["events"]["next"].is_null());
 }
 
-TEST_F(ApiServerTest, EventsPageWithLimitAndCursor) {
+TEST_P(ApiServerTest, EventsPageWithLimitAndCursor) {
   const Reply first = get(service_path(beta_id_, "/events?limit=1"));
   ASSERT_EQ(first.status, 200) << first.raw;
   const json& page1 = first.body["data"]["events"];
@@ -353,7 +378,7 @@ TEST_F(ApiServerTest, EventsPageWithLimitAndCursor) {
   EXPECT_TRUE(before.body["data"]["events"]["next"].is_null());
 }
 
-TEST_F(ApiServerTest, EventsRejectBadLimitAndBefore) {
+TEST_P(ApiHttpTest, EventsRejectBadLimitAndBefore) {
   for (const std::string query : {"limit=0", "limit=1001", "limit=x", "limit=", "limit=-5"}) {
     const std::string message = expect_error(get(service_path(beta_id_, "/events?" + query)), 400);
     EXPECT_NE(message.find("limit"), std::string::npos) << query << ": " << message;
@@ -363,7 +388,7 @@ TEST_F(ApiServerTest, EventsRejectBadLimitAndBefore) {
   EXPECT_NE(message.find("before"), std::string::npos) << message;
 }
 
-TEST_F(ApiServerTest, TicksNewestFirstInRange) {
+TEST_P(ApiServerTest, TicksNewestFirstInRange) {
   const Reply all = get(service_path(beta_id_, "/ticks"));
   ASSERT_EQ(all.status, 200) << all.raw;
   const json& ticks = all.body["data"]["ticks"]["data"];
@@ -385,7 +410,7 @@ TEST_F(ApiServerTest, TicksNewestFirstInRange) {
   EXPECT_EQ(inside[1]["ts"], kT0 + 10);
 }
 
-TEST_F(ApiServerTest, TicksAcceptFractionalSecondsAsInclusiveBounds) {
+TEST_P(ApiServerTest, TicksAcceptFractionalSecondsAsInclusiveBounds) {
   // 10.0005 s is after the tick at exactly 10 s; 20.25 s is after the tick at 20 s.
   const Reply reply =
       get(service_path(beta_id_, "/ticks?from=" + std::to_string(kT0 + 10) +
@@ -396,7 +421,7 @@ TEST_F(ApiServerTest, TicksAcceptFractionalSecondsAsInclusiveBounds) {
   EXPECT_EQ(ticks[0]["ts"], kT0 + 20);
 }
 
-TEST_F(ApiServerTest, TicksLimit) {
+TEST_P(ApiServerTest, TicksLimit) {
   const Reply reply = get(service_path(beta_id_, "/ticks?limit=1"));
   ASSERT_EQ(reply.status, 200) << reply.raw;
   const json& ticks = reply.body["data"]["ticks"]["data"];
@@ -406,7 +431,7 @@ TEST_F(ApiServerTest, TicksLimit) {
   expect_error(get(service_path(beta_id_, "/ticks?limit=1001")), 400);
 }
 
-TEST_F(ApiServerTest, TicksRejectBadTimesNamingTheParameter) {
+TEST_P(ApiHttpTest, TicksRejectBadTimesNamingTheParameter) {
   for (const std::string name : {"from", "to"}) {
     for (const std::string value :
          {"abc", "1e9", "-5", "1.", ".5", "nan", "1%20", "99999999999999999"}) {
@@ -422,7 +447,7 @@ TEST_F(ApiServerTest, TicksRejectBadTimesNamingTheParameter) {
   EXPECT_NE(message.find("from"), std::string::npos) << message;
 }
 
-TEST_F(ApiServerTest, WrongMethodOnKnownPathIs405WithAllow) {
+TEST_P(ApiHttpTest, WrongMethodOnKnownPathIs405WithAllow) {
   const Reply put = to_reply(client_->Put("/v1/services", "{}", "application/json"));
   EXPECT_NE(expect_error(put, 405).find("PUT"), std::string::npos);
   EXPECT_EQ(put.header("Allow"), "GET, HEAD, POST");
@@ -461,7 +486,7 @@ std::string raw_status_line(int port, const std::string& request, std::chrono::m
   return reply.substr(0, reply.find("\r\n"));
 }
 
-TEST_F(ApiServerTest, WrongMethodWithoutDeclaredBodyIsAnsweredAtOnce) {
+TEST_P(ApiHttpTest, WrongMethodWithoutDeclaredBodyIsAnsweredAtOnce) {
   // What `curl -X POST` sends: no Content-Length, so no body.
   const auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(raw_status_line(port_, "PUT /v1/services HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -477,14 +502,14 @@ TEST_F(ApiServerTest, WrongMethodWithoutDeclaredBodyIsAnsweredAtOnce) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
 }
 
-TEST_F(ApiServerTest, OversizedBodyIs413) {
+TEST_P(ApiHttpTest, OversizedBodyIs413) {
   const std::string body(100 * 1024, 'x');
   const Reply reply = to_reply(client_->Post("/v1/services", body, "application/json"));
   const std::string message = expect_error(reply, 413);
   EXPECT_NE(message.find("65536"), std::string::npos) << message;
 }
 
-TEST_F(ApiServerTest, HealthzOkWhenPartsAlive) {
+TEST_P(ApiServerTest, HealthzOkWhenPartsAlive) {
   const Reply reply = get("/healthz");
   ASSERT_EQ(reply.status, 200) << reply.raw;
   EXPECT_EQ(reply.body["data"]["runner"], json({{"status", "not_running"}}));
@@ -496,7 +521,7 @@ TEST_F(ApiServerTest, HealthzOkWhenPartsAlive) {
   EXPECT_FALSE(reply.body.contains("error"));
 }
 
-TEST_F(ApiServerTest, HealthzIs503NamingASilentWriterAndForHowLong) {
+TEST_P(ApiHttpTest, HealthzIs503NamingASilentWriterAndForHowLong) {
   clock_ms_ += 9'600;  // exactly the bound since the writer's progress: still alive
   EXPECT_EQ(get("/healthz").status, 200);
   clock_ms_ += 2'000;
@@ -512,7 +537,7 @@ TEST_F(ApiServerTest, HealthzIs503NamingASilentWriterAndForHowLong) {
   EXPECT_EQ(reply.body["data"]["writer"]["age_seconds"], 0.0);
 }
 
-TEST_F(ApiServerTest, HealthzIs503NamingTheErrorWhileStorageWritesFail) {
+TEST_P(ApiHttpTest, HealthzIs503NamingTheErrorWhileStorageWritesFail) {
   {
     std::lock_guard lock(storage_failure_mutex_);
     storage_failure_ = "storage: apply: database or disk is full";
@@ -534,35 +559,35 @@ TEST_F(ApiServerTest, HealthzIs503NamingTheErrorWhileStorageWritesFail) {
   EXPECT_FALSE(reply.body["data"].contains("storage_error"));
 }
 
-TEST_F(ApiServerTest, HealthzIs503WhenStorageFails) {
+TEST_P(ApiServerTest, HealthzIs503WhenStorageFails) {
   corrupt_database();
   const Reply reply = get("/healthz");
   const std::string message = expect_error(reply, 503);
   EXPECT_NE(message.find("storage"), std::string::npos) << message;
   EXPECT_EQ(reply.body["data"]["storage"], "failed");
   // The database that cannot be read is named, in data.storage_error and in the message.
-  const std::string path = dir_.file("vigil.db");
+  const std::string path = database_name();
   EXPECT_NE(reply.body["data"].value("storage_error", "").find(path), std::string::npos)
       << reply.raw;
   EXPECT_NE(message.find(path), std::string::npos) << message;
   EXPECT_EQ(reply.body["data"]["writer"]["status"], "alive");
 }
 
-TEST_F(ApiServerTest, StorageFailureIs500WithGenericMessage) {
+TEST_P(ApiServerTest, StorageFailureIs500WithGenericMessage) {
   corrupt_database();
   for (const std::string& path :
        {std::string("/v1/services"), service_path(beta_id_), service_path(beta_id_, "/events"),
         service_path(beta_id_, "/ticks")}) {
     const Reply reply = get(path);
     EXPECT_EQ(expect_error(reply, 500), "storage error") << path;
-    // SQLite's message stays in the log.
+    // The database's message stays in the log.
     EXPECT_EQ(reply.raw.find("database"), std::string::npos) << reply.raw;
   }
   // The server survives and still answers.
   EXPECT_EQ(get("/nope").status, 404);
 }
 
-TEST_F(ApiServerTest, KeepAliveRequestsAreNotDelayed) {
+TEST_P(ApiHttpTest, KeepAliveRequestsAreNotDelayed) {
   // With Nagle on, each request after the first on a connection waits ~40 ms for the client's
   // delayed ACK (19 x 40 ms here); without it the whole loop takes a few milliseconds.
   const auto start = std::chrono::steady_clock::now();
@@ -571,7 +596,7 @@ TEST_F(ApiServerTest, KeepAliveRequestsAreNotDelayed) {
   EXPECT_LT(elapsed, std::chrono::milliseconds(400));
 }
 
-TEST_F(ApiServerTest, MetricsExposeApiCountersWithBoundedRouteLabels) {
+TEST_P(ApiHttpTest, MetricsExposeApiCountersWithBoundedRouteLabels) {
   ASSERT_EQ(get("/v1/services").status, 200);
   ASSERT_EQ(get(service_path(alpha_id_)).status, 200);
   ASSERT_EQ(get("/no-such-route-xyz").status, 404);
@@ -596,7 +621,7 @@ TEST_F(ApiServerTest, MetricsExposeApiCountersWithBoundedRouteLabels) {
       << text;
 }
 
-TEST_F(ApiServerTest, MetricsPassPromtool) {
+TEST_P(ApiHttpTest, MetricsPassPromtool) {
   const char* promtool = "/usr/bin/promtool";
   if (!std::filesystem::exists(promtool)) GTEST_SKIP() << "promtool not installed";
   ASSERT_EQ(get("/v1/services").status, 200);
@@ -616,7 +641,7 @@ TEST_F(ApiServerTest, MetricsPassPromtool) {
 
 // Series kept outside the registry (the runner's per-service ones) are collected by /metrics
 // too; a family name both have is exposed once, with every sample, so promtool accepts it.
-TEST_F(ApiServerTest, MetricsMergeCollectablesIntoTheRegistrysFamilies) {
+TEST_P(ApiHttpTest, MetricsMergeCollectablesIntoTheRegistrysFamilies) {
   struct PerService final : prometheus::Collectable {
     std::vector<prometheus::MetricFamily> Collect() const override {
       prometheus::ClientMetric alpha;
@@ -672,7 +697,7 @@ TEST_F(ApiServerTest, MetricsMergeCollectablesIntoTheRegistrysFamilies) {
   server.stop();
 }
 
-TEST_F(ApiServerTest, StartFailsOnBusyPortNamingTheAddress) {
+TEST_P(ApiHttpTest, StartFailsOnBusyPortNamingTheAddress) {
   prometheus::Registry other_registry;
   ApiServer other(*store_, other_registry, {});
   try {
@@ -684,7 +709,7 @@ TEST_F(ApiServerTest, StartFailsOnBusyPortNamingTheAddress) {
   }
 }
 
-TEST_F(ApiServerTest, StopIsPromptWithIdleKeepAliveConnectionAndIdempotent) {
+TEST_P(ApiHttpTest, StopIsPromptWithIdleKeepAliveConnectionAndIdempotent) {
   // The fixture's client keeps its connection open after this request.
   ASSERT_EQ(get("/healthz").status, 200);
   const auto start = std::chrono::steady_clock::now();

@@ -1,7 +1,7 @@
 // The status page, a service's page and badges, against a real
-// SQLite store seeded through the Store API and over real HTTP. Every page and badge is parsed
-// with the strict checker in tests/support/markup_check.h and its figures compared with what
-// the test seeded.
+// store of each backend (a SQLite file, a PostgreSQL schema) seeded through the Store API and over
+// real HTTP. Every page and badge is parsed with the strict checker in tests/support/markup_check.h
+// and its figures compared with what the test seeded.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <prometheus/registry.h>
@@ -21,9 +21,9 @@
 #include "api/server.h"
 #include "api/status_page.h"
 #include "storage/alert_store.h"
-#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "support/markup_check.h"
+#include "support/store_backends.h"
 #include "support/target_server.h"
 
 namespace vigil {
@@ -61,9 +61,13 @@ struct Seeded {
   double ms;
 };
 
-class StatusPage : public ::testing::Test {
+class StatusPage : public test::StoreBackendTest {
  protected:
-  void SetUp() override { store = open_sqlite_store(dir.file("vigil.db")); }
+  void SetUp() override {
+    StoreBackendTest::SetUp();
+    if (IsSkipped()) return;
+    store = database().open();
+  }
 
   // Probed hourly, so that the seeded ticks (every 5 minutes up to now) keep it fresh.
   ServiceId create(const std::string& name, const std::string& team = "",
@@ -130,7 +134,6 @@ class StatusPage : public ::testing::Test {
     return 100.0 * up / n;
   }
 
-  test::TempDir dir;
   std::unique_ptr<Store> store;
   // Mid-hour, so the hour-aligned windows hold exactly the ticks of the last N days.
   std::int64_t now = (to_unix_ms(now_ms()) / kHour) * kHour + 30 * kMin;
@@ -149,7 +152,14 @@ std::string class_text(const MarkupNode& node, const std::string& css) {
   return found.empty() ? std::string("<missing " + css + ">") : found.front()->all_text();
 }
 
-TEST_F(StatusPage, PageIsWellFormedAndShowsTheSeededFigures) {
+INSTANTIATE_TEST_SUITE_P(Backends, StatusPage, test::kStoreBackends, test::backend_name);
+
+// Paging and grouping a thousand services, done in memory over one list_services (read on both
+// backends by the other tests): SQLite only, where the thousand creations cost less.
+class StatusPageLayout : public StatusPage {};
+INSTANTIATE_TEST_SUITE_P(SqliteOnly, StatusPageLayout, test::kSqliteOnly, test::backend_name);
+
+TEST_P(StatusPage, PageIsWellFormedAndShowsTheSeededFigures) {
   seed_standard();
   const StatusPageData data = load_status_page(*store, "Acme <status>", from_unix_ms(now), 1);
   const std::string html = render_status_page(data);
@@ -223,7 +233,7 @@ TEST_F(StatusPage, PageIsWellFormedAndShowsTheSeededFigures) {
   EXPECT_EQ(groups[2]->text.substr(0, 14), "Other services");
 }
 
-TEST_F(StatusPage, ServicesWithoutRecentTicksAreStaleAndTheHeadlineSaysSo) {
+TEST_P(StatusPage, ServicesWithoutRecentTicksAreStaleAndTheHeadlineSaysSo) {
   seed_standard();
   // "api" ticked last at `now`, hourly with a 15 s timeout: stale after 2 h 15 s. "<hostile>"
   // ticked 4 minutes before, "idle" was created a minute before and never probed.
@@ -253,7 +263,7 @@ TEST_F(StatusPage, ServicesWithoutRecentTicksAreStaleAndTheHeadlineSaysSo) {
   EXPECT_EQ(*past.by_id("overall")->attribute("class"), "overall warn");
 }
 
-TEST_F(StatusPage, TheServicePageShowsNoPasswordNorQueryValue) {
+TEST_P(StatusPage, TheServicePageShowsNoPasswordNorQueryValue) {
   ServiceSpec spec;
   spec.name = "secret";
   spec.url = "https://probe:hunter2@example.test/health?api_key=k3y-value&region=eu";
@@ -268,7 +278,7 @@ TEST_F(StatusPage, TheServicePageShowsNoPasswordNorQueryValue) {
             "https://probe:<redacted>@example.test/health?api_key=<redacted>&region=<redacted>");
 }
 
-TEST_F(StatusPage, AThousandServicesArePagedAndGroupsStayInOrder) {
+TEST_P(StatusPageLayout, AThousandServicesArePagedAndGroupsStayInOrder) {
   for (int i = 0; i < 1000; ++i)
     create("svc-" + std::to_string(1000 + i), i % 3 == 0 ? "team-" + std::to_string(i % 7) : "");
   std::size_t seen = 0;
@@ -291,7 +301,7 @@ TEST_F(StatusPage, AThousandServicesArePagedAndGroupsStayInOrder) {
   EXPECT_EQ(load_status_page(*store, "t", from_unix_ms(now), 999).page, first.pages);
 }
 
-TEST_F(StatusPage, ServicePageShowsEventsChartsAndBars) {
+TEST_P(StatusPage, ServicePageShowsEventsChartsAndBars) {
   seed_standard();
   const auto data = load_service_page(*store, nullptr, "Acme", api, from_unix_ms(now));
   ASSERT_TRUE(data);
@@ -312,7 +322,7 @@ TEST_F(StatusPage, ServicePageShowsEventsChartsAndBars) {
   EXPECT_FALSE(load_service_page(*store, nullptr, "Acme", 9999, from_unix_ms(now)));
 
   // Alerts of the service, newest first, their texts escaped.
-  const auto alerts_store = open_sqlite_alert_store(dir.file("vigil.db"));
+  const auto alerts_store = database().database()->open_alert_store();
   AlertStore& alerts = *alerts_store;
   const auto none = [](const AlertRecord&) { return std::vector<NewNotification>{}; };
   const AlertRecord first = alerts.open_alert(api, "api down", "status <503>", std::nullopt,
@@ -393,7 +403,9 @@ class StatusHttp : public StatusPage {
   std::unique_ptr<httplib::Client> client;
 };
 
-TEST_F(StatusHttp, PagesAreServedAsHtml) {
+INSTANTIATE_TEST_SUITE_P(Backends, StatusHttp, test::kStoreBackends, test::backend_name);
+
+TEST_P(StatusHttp, PagesAreServedAsHtml) {
   now = to_unix_ms(now_ms());
   seed_standard();
   start();
@@ -418,7 +430,7 @@ TEST_F(StatusHttp, PagesAreServedAsHtml) {
   EXPECT_EQ(get("/?page=2")->status, 200);  // past the end: the last page
 }
 
-TEST_F(StatusHttp, ASilentRunnerReplacesTheHeadlineWithMonitoringIsDown) {
+TEST_P(StatusHttp, ASilentRunnerReplacesTheHeadlineWithMonitoringIsDown) {
   now = to_unix_ms(now_ms());
   seed_standard();
   const TimePoint judged_at = from_unix_ms(now);
@@ -446,7 +458,7 @@ TEST_F(StatusHttp, ASilentRunnerReplacesTheHeadlineWithMonitoringIsDown) {
   EXPECT_NE(headline().find("1 service down"), std::string::npos) << headline();
 }
 
-TEST_F(StatusHttp, BadgesByIdAndByName) {
+TEST_P(StatusHttp, BadgesByIdAndByName) {
   now = to_unix_ms(now_ms());
   seed_standard();
   start();
@@ -492,7 +504,7 @@ TEST_F(StatusHttp, BadgesByIdAndByName) {
   EXPECT_EQ(get("/v1/badges/api/response-time.svg?window=1y")->status, 400);
 }
 
-TEST_F(StatusHttp, ThePageNeedsTheReadTokenUnlessPublic) {
+TEST_P(StatusHttp, ThePageNeedsTheReadTokenUnlessPublic) {
   ApiOptions options;
   options.read_token = "read-token-0123456789";
   options.status_page_title = "Private";

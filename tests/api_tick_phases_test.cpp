@@ -1,5 +1,5 @@
 // Tick phases in the API: the tick JSON carries "phases_ms" (null without phases), and
-// GET /v1/services/{id}/ticks serves them from a real store over real HTTP.
+// GET /v1/services/{id}/ticks serves them from a real store of each backend over real HTTP.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <prometheus/registry.h>
@@ -8,10 +8,10 @@
 
 #include "api/json_views.h"
 #include "api/server.h"
-#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
 #include "support/parsed_json.h"
 #include "support/phase_sum.h"
+#include "support/store_backends.h"
 #include "support/target_server.h"
 
 namespace vigil {
@@ -50,9 +50,12 @@ TEST(TickPhasesJson, PhasesInMsAndNullWithout) {
       << text;
 }
 
-TEST(TickPhasesApi, TicksRouteShowsPhases) {
-  test::TempDir dir;
-  auto store = open_sqlite_store(dir.file("vigil.db"));
+class TickPhasesApi : public test::StoreBackendTest {};
+
+INSTANTIATE_TEST_SUITE_P(Backends, TickPhasesApi, test::kStoreBackends, test::backend_name);
+
+TEST_P(TickPhasesApi, TicksRouteShowsPhases) {
+  auto store = database().open();
   ServiceSpec spec;
   spec.name = "phased";
   spec.url = "https://phased.test/";

@@ -1,5 +1,5 @@
-// Concurrent writes through the real HTTP API against a real SQLite file: two PATCHes of one
-// service that race must both be kept, and a push that starts after a DELETE has answered must
+// Concurrent writes through the real HTTP API against a real store of each backend: two PATCHes of
+// one service that race must both be kept, and a push that starts after a DELETE has answered must
 // be refused, however the pushes and the DELETE interleave.
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "api/server.h"
-#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
+#include "support/store_backends.h"
 #include "support/target_server.h"
 
 namespace vigil {
@@ -26,14 +26,18 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 using SteadyClock = std::chrono::steady_clock;
 
-class ApiWriteRacesTest : public ::testing::Test {
+class ApiWriteRacesTest : public test::StoreBackendTest {
  protected:
   void SetUp() override {
-    store_ = open_sqlite_store(dir_.file("vigil.db"));
+    StoreBackendTest::SetUp();
+    if (IsSkipped()) return;
+    store_ = database().open();
     server_ = std::make_unique<ApiServer>(*store_, registry_, HealthCheck{}, ApiOptions{});
     port_ = server_->start("127.0.0.1", 0);
   }
-  void TearDown() override { server_->stop(); }
+  void TearDown() override {
+    if (server_) server_->stop();
+  }
 
   // One client per thread: an httplib::Client is not shared between threads.
   std::unique_ptr<httplib::Client> client() const {
@@ -51,14 +55,15 @@ class ApiWriteRacesTest : public ::testing::Test {
     return json::parse(result->body)["data"]["service"];
   }
 
-  test::TempDir dir_;
   std::unique_ptr<Store> store_;
   prometheus::Registry registry_;
   std::unique_ptr<ApiServer> server_;
   int port_ = 0;
 };
 
-TEST_F(ApiWriteRacesTest, TwoConcurrentPatchesOfDifferentFieldsAreBothKept) {
+INSTANTIATE_TEST_SUITE_P(Backends, ApiWriteRacesTest, test::kStoreBackends, test::backend_name);
+
+TEST_P(ApiWriteRacesTest, TwoConcurrentPatchesOfDifferentFieldsAreBothKept) {
   auto main = client();
   const json created = create(
       *main,
@@ -101,7 +106,7 @@ TEST_F(ApiWriteRacesTest, TwoConcurrentPatchesOfDifferentFieldsAreBothKept) {
   EXPECT_EQ(lost, 0) << lost << " of " << kRounds << " rounds lost one of the two changes";
 }
 
-TEST_F(ApiWriteRacesTest, NoPushStartedAfterADeleteAnsweredIsAccepted) {
+TEST_P(ApiWriteRacesTest, NoPushStartedAfterADeleteAnsweredIsAccepted) {
   constexpr int kRounds = 15;
   constexpr int kPushers = 3;
   auto main = client();

@@ -1,7 +1,7 @@
-// The write API and pushes, over real HTTP against a real ApiServer and a real SQLite
-// store. These run the API the way `vigil api` does (no runner in the process): writes land in
-// the store, pushed beats are queued there for the runner process. The runner following them
-// is tested end to end (e2e_manage_test).
+// The write API and pushes, over real HTTP against a real ApiServer and a real store of each
+// backend (a SQLite file, a PostgreSQL schema). These run the API the way `vigil api` does (no
+// runner in the process): writes land in the store, pushed beats are queued there for the runner
+// process. The runner following them is tested end to end (e2e_manage_test).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -24,8 +24,8 @@
 #include "api/auth.h"
 #include "api/server.h"
 #include "config/config.h"
-#include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
+#include "support/store_backends.h"
 #include "support/target_server.h"
 
 namespace vigil {
@@ -121,9 +121,13 @@ std::optional<std::string> non_loopback_address() {
   return found;
 }
 
-class ApiWriteTest : public ::testing::Test {
+class ApiWriteTest : public test::StoreBackendTest {
  protected:
-  void SetUp() override { store_ = open_sqlite_store(dir_.file("vigil.db")); }
+  void SetUp() override {
+    StoreBackendTest::SetUp();
+    if (IsSkipped()) return;
+    store_ = database().open();
+  }
   void TearDown() override {
     client_.reset();
     if (server_) server_->stop();
@@ -177,7 +181,6 @@ class ApiWriteTest : public ::testing::Test {
     return out;
   }
 
-  test::TempDir dir_;
   std::unique_ptr<Store> store_;
   prometheus::Registry registry_;
   std::unique_ptr<ApiServer> server_;
@@ -186,7 +189,13 @@ class ApiWriteTest : public ::testing::Test {
   int port_ = 0;
 };
 
-TEST_F(ApiWriteTest, CreateAnswers201WithTheStoredServiceAndListsIt) {
+INSTANTIATE_TEST_SUITE_P(Backends, ApiWriteTest, test::kStoreBackends, test::backend_name);
+
+// Who may write and read, decided before the store is reached: SQLite only.
+class ApiWriteAuthTest : public ApiWriteTest {};
+INSTANTIATE_TEST_SUITE_P(SqliteOnly, ApiWriteAuthTest, test::kSqliteOnly, test::backend_name);
+
+TEST_P(ApiWriteTest, CreateAnswers201WithTheStoredServiceAndListsIt) {
   start();
   const json created = create({{"name", "payments"},
                                {"url", "https://pay.test/health"},
@@ -219,7 +228,7 @@ TEST_F(ApiWriteTest, CreateAnswers201WithTheStoredServiceAndListsIt) {
   EXPECT_EQ(one.body["data"]["service"]["team"], "payments");
 }
 
-TEST_F(ApiWriteTest, AHeartbeatShowsItsPushTokenOnCreateAndToAuthorisedReadersOnly) {
+TEST_P(ApiWriteTest, AHeartbeatShowsItsPushTokenOnCreateAndToAuthorisedReadersOnly) {
   ApiOptions options;
   options.write_token = kWriteToken;
   options.read_token = kReadToken;
@@ -241,13 +250,13 @@ TEST_F(ApiWriteTest, AHeartbeatShowsItsPushTokenOnCreateAndToAuthorisedReadersOn
   EXPECT_EQ(get(path_of(beat), kReadToken).body["data"]["service"]["push_token"], token);
 }
 
-TEST_F(ApiWriteTest, WithoutTokensALoopbackClientIsAnAuthorisedReader) {
+TEST_P(ApiWriteTest, WithoutTokensALoopbackClientIsAnAuthorisedReader) {
   start();
   const json beat = create({{"name", "backup"}, {"kind", "heartbeat"}, {"interval_seconds", 60}});
   EXPECT_EQ(get(path_of(beat)).body["data"]["service"]["push_token"], beat["push_token"]);
 }
 
-TEST_F(ApiWriteTest, ReadersWithoutAWriteOrReadTokenDoNotSeePushTokens) {
+TEST_P(ApiWriteTest, ReadersWithoutAWriteOrReadTokenDoNotSeePushTokens) {
   ApiOptions options;
   options.write_token = kWriteToken;
   start(options);  // reads open: anyone reads, but only writers see secrets
@@ -259,7 +268,7 @@ TEST_F(ApiWriteTest, ReadersWithoutAWriteOrReadTokenDoNotSeePushTokens) {
   EXPECT_EQ(anonymous.raw.find(beat["push_token"].get<std::string>()), std::string::npos);
 }
 
-TEST_F(ApiWriteTest, EveryValidationErrorIs400WithTheServicesFileMessage) {
+TEST_P(ApiWriteTest, EveryValidationErrorIs400WithTheServicesFileMessage) {
   start();
   const std::vector<json> bad = {
       {{"url", "http://a/"}},
@@ -302,7 +311,7 @@ TEST_F(ApiWriteTest, EveryValidationErrorIs400WithTheServicesFileMessage) {
   EXPECT_TRUE(store_->list_services().empty());
 }
 
-TEST_F(ApiWriteTest, ADuplicateNameIs409AndABodyOver64KiBIs413) {
+TEST_P(ApiWriteTest, ADuplicateNameIs409AndABodyOver64KiBIs413) {
   start();
   store_->sync_services({probed("from-file")}, now_ms());
   const json first = create({{"name", "taken"}, {"url", "http://a/"}});
@@ -321,7 +330,7 @@ TEST_F(ApiWriteTest, ADuplicateNameIs409AndABodyOver64KiBIs413) {
   EXPECT_EQ(store_->list_services().size(), 2u);
 }
 
-TEST_F(ApiWriteTest, PatchMergesOntoTheServiceAndValidatesTheWhole) {
+TEST_P(ApiWriteTest, PatchMergesOntoTheServiceAndValidatesTheWhole) {
   start();
   const json created = create({{"name", "pay"},
                                {"url", "http://a/"},
@@ -360,7 +369,7 @@ TEST_F(ApiWriteTest, PatchMergesOntoTheServiceAndValidatesTheWhole) {
   EXPECT_EQ(patch("/v1/services/abc", {{"team", "x"}}).status, 400);
 }
 
-TEST_F(ApiWriteTest, SnoozeEndsByItselfAndMutingAnewDropsIt) {
+TEST_P(ApiWriteTest, SnoozeEndsByItselfAndMutingAnewDropsIt) {
   start();
   const json created = create({{"name", "noisy"}, {"url", "http://a/"}});
   const auto until = to_unix_seconds(now_ms()) + 2;
@@ -385,7 +394,7 @@ TEST_F(ApiWriteTest, SnoozeEndsByItselfAndMutingAnewDropsIt) {
   EXPECT_TRUE(reply.body["data"]["service"]["muted_until"].is_null());
 }
 
-TEST_F(ApiWriteTest, DeleteDeactivatesKeepingHistoryAndPurgeDeletesIt) {
+TEST_P(ApiWriteTest, DeleteDeactivatesKeepingHistoryAndPurgeDeletesIt) {
   start();
   const json created = create({{"name", "old"}, {"url", "http://a/"}});
   const auto id = created["id"].get<ServiceId>();
@@ -420,7 +429,7 @@ TEST_F(ApiWriteTest, DeleteDeactivatesKeepingHistoryAndPurgeDeletesIt) {
   create({{"name", "old"}, {"url", "http://a/"}});
 }
 
-TEST_F(ApiWriteTest, FileServicesAreChangedInTheFileNotThroughTheApi) {
+TEST_P(ApiWriteTest, FileServicesAreChangedInTheFileNotThroughTheApi) {
   start();
   store_->sync_services({probed("filed")}, now_ms());
   const ServiceId id = store_->list_services()[0].service.id;
@@ -437,7 +446,7 @@ TEST_F(ApiWriteTest, FileServicesAreChangedInTheFileNotThroughTheApi) {
   EXPECT_FALSE(store_->get_service(id));
 }
 
-TEST_F(ApiWriteTest, WritesNeedTheTokenWhenItIsSet) {
+TEST_P(ApiWriteAuthTest, WritesNeedTheTokenWhenItIsSet) {
   ApiOptions options;
   options.write_token = kWriteToken;
   start(options);
@@ -472,7 +481,7 @@ TEST_F(ApiWriteTest, WritesNeedTheTokenWhenItIsSet) {
   EXPECT_EQ(get("/metrics").status, 200);
 }
 
-TEST_F(ApiWriteTest, WithoutATokenWritesAreAcceptedOnlyFromLoopback) {
+TEST_P(ApiWriteAuthTest, WithoutATokenWritesAreAcceptedOnlyFromLoopback) {
   const auto address = non_loopback_address();
   if (!address) GTEST_SKIP() << "no non-loopback IPv4 address on this machine";
   // Listening on a non-loopback address of this machine and connecting to it makes this
@@ -489,7 +498,7 @@ TEST_F(ApiWriteTest, WithoutATokenWritesAreAcceptedOnlyFromLoopback) {
   EXPECT_TRUE(store_->list_services().empty());
 }
 
-TEST_F(ApiWriteTest, AReadTokenGuardsReadsButNotHealthOrPushes) {
+TEST_P(ApiWriteAuthTest, AReadTokenGuardsReadsButNotHealthOrPushes) {
   ApiOptions options;
   options.write_token = kWriteToken;
   options.read_token = kReadToken;
@@ -513,7 +522,7 @@ TEST_F(ApiWriteTest, AReadTokenGuardsReadsButNotHealthOrPushes) {
             403);
 }
 
-TEST_F(ApiWriteTest, ListFiltersAndPages) {
+TEST_P(ApiWriteTest, ListFiltersAndPages) {
   start();
   create({{"name", "a"}, {"url", "http://a/"}, {"team", "payments"}, {"tags", {"prod"}}});
   create({{"name", "b"}, {"url", "http://b/"}, {"team", "payments"}, {"muted", true}});
@@ -558,7 +567,7 @@ TEST_F(ApiWriteTest, ListFiltersAndPages) {
 
 // A job's output in a legacy encoding must not cost the beat: the msg is kept with every byte
 // that is not UTF-8 replaced, never refused and never stored raw.
-TEST_F(ApiWriteTest, APushMessageThatIsNotUtf8IsKeptWithReplacementCharacters) {
+TEST_P(ApiWriteTest, APushMessageThatIsNotUtf8IsKeptWithReplacementCharacters) {
   start();
   const json beat = create({{"name", "job"}, {"kind", "heartbeat"}, {"interval_seconds", 60}});
   const std::string push = "/v1/push/" + beat["push_token"].get<std::string>();
@@ -582,7 +591,7 @@ TEST_F(ApiWriteTest, APushMessageThatIsNotUtf8IsKeptWithReplacementCharacters) {
   for (const auto& [service, report] : beats) EXPECT_FALSE(report.up);
 }
 
-TEST_F(ApiWriteTest, PushesAreQueuedForTheRunnerProcessAndUnknownTokensWriteNothing) {
+TEST_P(ApiWriteTest, PushesAreQueuedForTheRunnerProcessAndUnknownTokensWriteNothing) {
   start();
   const json beat = create({{"name", "job"}, {"kind", "heartbeat"}, {"interval_seconds", 60}});
   const std::string push = "/v1/push/" + beat["push_token"].get<std::string>();
@@ -630,7 +639,7 @@ TEST_F(ApiWriteTest, PushesAreQueuedForTheRunnerProcessAndUnknownTokensWriteNoth
   EXPECT_TRUE(store_->take_beats(100).empty());
 }
 
-TEST_F(ApiWriteTest, BadPushFieldsAre400AndWriteNothing) {
+TEST_P(ApiWriteTest, BadPushFieldsAre400AndWriteNothing) {
   start();
   const json beat = create({{"name", "job"}, {"kind", "heartbeat"}, {"interval_seconds", 60}});
   const std::string push = "/v1/push/" + beat["push_token"].get<std::string>();
@@ -653,7 +662,7 @@ TEST_F(ApiWriteTest, BadPushFieldsAre400AndWriteNothing) {
   EXPECT_EQ(store_->take_beats(100).size(), 1u);
 }
 
-TEST_F(ApiWriteTest, ADeactivatedOrProbedServiceTakesNoPushes) {
+TEST_P(ApiWriteTest, ADeactivatedOrProbedServiceTakesNoPushes) {
   start();
   const json beat = create({{"name", "job"}, {"kind", "heartbeat"}, {"interval_seconds", 60}});
   const std::string push = "/v1/push/" + beat["push_token"].get<std::string>();

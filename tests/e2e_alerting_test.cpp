@@ -1,5 +1,6 @@
 // Alerting end to end: the real vigil binary with an "alerting" section, a service that
-// is down, and a webhook receiver on 127.0.0.1.
+// is down, and a webhook receiver on 127.0.0.1; on a database of each backend (a SQLite file, a
+// PostgreSQL schema).
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
@@ -16,6 +17,7 @@
 
 #include "support/process.h"
 #include "support/receiver.h"
+#include "support/store_backends.h"
 #include "support/target_server.h"
 #include "support/vigil_process.h"
 
@@ -27,7 +29,11 @@ using namespace std::chrono_literals;
 
 using test::Receiver;
 
-TEST(EndToEndAlerting, ADownServiceIsAlertedThroughTheConfiguredWebhook) {
+class EndToEndAlerting : public StoreBackendTest {};
+
+INSTANTIATE_TEST_SUITE_P(Backends, EndToEndAlerting, kStoreBackends, backend_name);
+
+TEST_P(EndToEndAlerting, ADownServiceIsAlertedThroughTheConfiguredWebhook) {
   TempDir dir;
   Receiver receiver;
   const int api_port = closed_port();
@@ -47,12 +53,11 @@ TEST(EndToEndAlerting, ADownServiceIsAlertedThroughTheConfiguredWebhook) {
 
   const std::string log_path = dir.file("run.log");
   ChildProcess vigil(VIGIL_BINARY, {"run"}, dir.path(),
-                     {{"API_PORT", std::to_string(api_port)},
-                      {"API_HOST", "127.0.0.1"},
-                      {"DB_FILE", dir.file("vigil.db")},
-                      {"SERVICES_FILE", dir.file("services.json")},
-                      {"HOOK_TOKEN", "tok-3141592653"},
-                      {"LOG_LEVEL", "debug"}},
+                     database().vigil_environment({{"API_PORT", std::to_string(api_port)},
+                                                   {"API_HOST", "127.0.0.1"},
+                                                   {"SERVICES_FILE", dir.file("services.json")},
+                                                   {"HOOK_TOKEN", "tok-3141592653"},
+                                                   {"LOG_LEVEL", "debug"}}),
                      log_path);
 
   ASSERT_TRUE(eventually([&] { return !receiver.bodies("/hook").empty(); }, 15s))

@@ -1,7 +1,9 @@
 // /healthz of `vigil api` beside a separate `vigil runner` on one database (split mode), with
 // the real binaries: the runner process writes liveness beats, so a runner that is SIGKILLed or
 // frozen (SIGSTOP) turns the api's /healthz into 503 naming the runner, and its status page
-// says monitoring is down; a restarted or continued runner makes it 200 again.
+// says monitoring is down; a restarted or continued runner makes it 200 again. The beats go
+// through the database: the killed runner on both backends (a SQLite file, a PostgreSQL schema),
+// the frozen one, whose beats stop the same way, on SQLite only.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
@@ -11,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/process.h"
+#include "support/store_backends.h"
 #include "support/target_server.h"
 #include "support/vigil_process.h"
 
@@ -24,9 +27,11 @@ using namespace std::chrono_literals;
 const std::map<std::string, std::string> kHealthEnv = {{"HEALTH_BEAT_SECONDS", "0.5"},
                                                        {"HEALTH_SILENT_AFTER_SECONDS", "3"}};
 
-class HealthEndToEnd : public ::testing::Test {
+class HealthEndToEnd : public StoreBackendTest {
  protected:
   void SetUp() override {
+    StoreBackendTest::SetUp();
+    if (IsSkipped()) return;
     const json services = json::array(
         {{{"name", "probed"}, {"url", target.url("/hits/probe")}, {"interval_seconds", 0.2}}});
     std::ofstream(dir.file("services.json")) << services.dump(2);
@@ -47,7 +52,8 @@ class HealthEndToEnd : public ::testing::Test {
   }
 
   std::unique_ptr<VigilProcess> start_runner() {
-    return std::make_unique<VigilProcess>(dir, "runner", api_port, kHealthEnv);
+    return std::make_unique<VigilProcess>(dir, "runner", api_port,
+                                          database().vigil_environment(kHealthEnv));
   }
 
   // data.<part>.status of a /healthz reply; "" when the body has no such object.
@@ -99,9 +105,15 @@ class HealthEndToEnd : public ::testing::Test {
   int api_port = closed_port();
 };
 
-TEST_F(HealthEndToEnd, AKilledRunnerMakesTheApiUnhealthyUntilItIsRestarted) {
+INSTANTIATE_TEST_SUITE_P(Backends, HealthEndToEnd, kStoreBackends, backend_name);
+
+// Frozen rather than killed: the same beats stop, so SQLite only.
+class FrozenHealthEndToEnd : public HealthEndToEnd {};
+INSTANTIATE_TEST_SUITE_P(SqliteOnly, FrozenHealthEndToEnd, kSqliteOnly, backend_name);
+
+TEST_P(HealthEndToEnd, AKilledRunnerMakesTheApiUnhealthyUntilItIsRestarted) {
   auto runner = start_runner();
-  VigilProcess api(dir, "api", api_port, kHealthEnv);
+  VigilProcess api(dir, "api", api_port, database().vigil_environment(kHealthEnv));
   ASSERT_TRUE(eventually([&] { return healthy(); }, 15s))
       << get("/healthz").text << runner->log() << api.log();
   EXPECT_EQ(get("/").text.find("Monitoring is down"), std::string::npos);
@@ -121,9 +133,9 @@ TEST_F(HealthEndToEnd, AKilledRunnerMakesTheApiUnhealthyUntilItIsRestarted) {
   EXPECT_EQ(api.stop(), 0) << api.log();
 }
 
-TEST_F(HealthEndToEnd, AFrozenRunnerMakesTheApiUnhealthyUntilItContinues) {
+TEST_P(FrozenHealthEndToEnd, AFrozenRunnerMakesTheApiUnhealthyUntilItContinues) {
   auto runner = start_runner();
-  VigilProcess api(dir, "api", api_port, kHealthEnv);
+  VigilProcess api(dir, "api", api_port, database().vigil_environment(kHealthEnv));
   ASSERT_TRUE(eventually([&] { return healthy(); }, 15s))
       << get("/healthz").text << runner->log() << api.log();
 

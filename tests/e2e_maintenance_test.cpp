@@ -1,5 +1,6 @@
 // Maintenance windows through the API and per-service alert routing, end to end: the
-// real vigil binary, its SQLite file, a webhook receiver on 127.0.0.1, real HTTP.
+// real vigil binary, its database of each backend (a SQLite file, a PostgreSQL schema), a
+// webhook receiver on 127.0.0.1, real HTTP.
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -15,6 +16,7 @@
 
 #include "support/process.h"
 #include "support/receiver.h"
+#include "support/store_backends.h"
 #include "support/target_server.h"
 #include "support/vigil_process.h"
 
@@ -28,7 +30,7 @@ constexpr const char* kToken = "maintenance-test-token";
 
 using test::Receiver;
 
-class MaintenanceEndToEnd : public ::testing::Test {
+class MaintenanceEndToEnd : public StoreBackendTest {
  protected:
   using EnvMap = std::map<std::string, std::string>;
 
@@ -44,7 +46,8 @@ class MaintenanceEndToEnd : public ::testing::Test {
   }
 
   std::unique_ptr<VigilProcess> start(const std::string& command = "run") {
-    auto vigil = std::make_unique<VigilProcess>(dir, command, port, EnvMap{{"API_TOKEN", kToken}});
+    auto vigil = std::make_unique<VigilProcess>(
+        dir, command, port, database().vigil_environment({{"API_TOKEN", kToken}}));
     const bool up = eventually(
         [&] {
           httplib::Client client("127.0.0.1", port);
@@ -75,7 +78,9 @@ class MaintenanceEndToEnd : public ::testing::Test {
   int port = closed_port();
 };
 
-TEST_F(MaintenanceEndToEnd, ApiWindowsAreValidatedStoredHonouredLiveAndSurviveARestart) {
+INSTANTIATE_TEST_SUITE_P(Backends, MaintenanceEndToEnd, kStoreBackends, backend_name);
+
+TEST_P(MaintenanceEndToEnd, ApiWindowsAreValidatedStoredHonouredLiveAndSurviveARestart) {
   write_services(json::array());
   auto vigil = start();
 
@@ -171,7 +176,7 @@ TEST_F(MaintenanceEndToEnd, ApiWindowsAreValidatedStoredHonouredLiveAndSurviveAR
 
 // Split mode: a window written through `vigil api` silences the alerts of a separate
 // `vigil runner` on the same database, and deleting it there lets the trigger out.
-TEST_F(MaintenanceEndToEnd, AWindowCreatedThroughVigilApiHoldsTheRunnerProcess) {
+TEST_P(MaintenanceEndToEnd, AWindowCreatedThroughVigilApiHoldsTheRunnerProcess) {
   write_services(json::array({{{"name", "refused"},
                                {"url", "http://127.0.0.1:" + std::to_string(closed_port()) + "/"},
                                {"interval_seconds", 0.2}}}));
@@ -184,7 +189,8 @@ TEST_F(MaintenanceEndToEnd, AWindowCreatedThroughVigilApiHoldsTheRunnerProcess) 
   ASSERT_EQ(listed["data"]["windows"].size(), 2u) << listed;
   EXPECT_EQ(listed["data"]["windows"][0]["source"], "file");
 
-  VigilProcess runner(dir, "runner", closed_port(), EnvMap{{"API_TOKEN", kToken}});
+  VigilProcess runner(dir, "runner", closed_port(),
+                      database().vigil_environment({{"API_TOKEN", kToken}}));
   json alerts;
   ASSERT_TRUE(eventually(
       [&] {
@@ -206,7 +212,7 @@ TEST_F(MaintenanceEndToEnd, AWindowCreatedThroughVigilApiHoldsTheRunnerProcess) 
 
 // previous_status of the first transition after a restart comes from the stored events: the
 // service was up before the restart, so its first trigger afterwards says "up".
-TEST_F(MaintenanceEndToEnd, TheFirstTriggerAfterARestartKnowsTheServiceWasUp) {
+TEST_P(MaintenanceEndToEnd, TheFirstTriggerAfterARestartKnowsTheServiceWasUp) {
   TargetServer target;
   write_services(json::array({{{"name", "switch"},
                                {"url", target.url("/switch")},
@@ -237,7 +243,7 @@ TEST_F(MaintenanceEndToEnd, TheFirstTriggerAfterARestartKnowsTheServiceWasUp) {
   EXPECT_EQ(vigil->stop(), 0) << vigil->log();
 }
 
-TEST_F(MaintenanceEndToEnd, AServiceAlertsListIsCheckedAgainstTheChannels) {
+TEST_P(MaintenanceEndToEnd, AServiceAlertsListIsCheckedAgainstTheChannels) {
   write_services(json::array(
       {{{"name", "web"}, {"url", "http://127.0.0.1:1/"}, {"alerts", {"hook", "pager"}}}}));
   const CommandResult checked =

@@ -1,5 +1,6 @@
 // End to end for service management and heartbeats: the real vigil binary, a real
-// target server, a real SQLite file, real HTTP, and `vigil beat` run as a command.
+// target server, a real database of each backend (a SQLite file, a PostgreSQL schema), real
+// HTTP, and `vigil beat` run as a command.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include <thread>
 
 #include "support/process.h"
+#include "support/store_backends.h"
 #include "support/target_server.h"
 #include "support/vigil_process.h"
 
@@ -28,9 +30,13 @@ struct Reply {
   std::string raw;
 };
 
-class ManageEndToEnd : public ::testing::Test {
+class ManageEndToEnd : public StoreBackendTest {
  protected:
-  void SetUp() override { write_services(json::array()); }
+  void SetUp() override {
+    StoreBackendTest::SetUp();
+    if (IsSkipped()) return;
+    write_services(json::array());
+  }
 
   void write_services(const json& services) {
     std::ofstream(dir.file("services.json")) << services.dump(2);
@@ -88,10 +94,16 @@ class ManageEndToEnd : public ::testing::Test {
   int api_port = closed_port();
 };
 
-TEST_F(ManageEndToEnd, APostedServiceIsProbedWithinASecondAndADeleteStopsIt) {
+INSTANTIATE_TEST_SUITE_P(Backends, ManageEndToEnd, kStoreBackends, backend_name);
+
+// The commands check-config and beat, whose outcome does not depend on the backend: SQLite only.
+class ManageCommandEndToEnd : public ManageEndToEnd {};
+INSTANTIATE_TEST_SUITE_P(SqliteOnly, ManageCommandEndToEnd, kSqliteOnly, backend_name);
+
+TEST_P(ManageEndToEnd, APostedServiceIsProbedWithinASecondAndADeleteStopsIt) {
   write_services(json::array(
       {{{"name", "steady"}, {"url", target.url("/hits/steady")}, {"interval_seconds", 0.1}}}));
-  VigilProcess vigil(dir, "run", api_port);
+  VigilProcess vigil(dir, "run", api_port, database().vigil_environment());
   ASSERT_TRUE(eventually([&] { return api_up(); }, 10s)) << vigil.log();
   ASSERT_TRUE(eventually([&] { return target.hits("steady") > 0; }, 5s));
 
@@ -122,9 +134,9 @@ TEST_F(ManageEndToEnd, APostedServiceIsProbedWithinASecondAndADeleteStopsIt) {
   EXPECT_NE(vigil.log().find("API_TOKEN is not set"), std::string::npos) << vigil.log();
 }
 
-TEST_F(ManageEndToEnd, HeartbeatsArePushedGoDownWhenSilentAndFailAtOnce) {
+TEST_P(ManageEndToEnd, HeartbeatsArePushedGoDownWhenSilentAndFailAtOnce) {
   // Debug logs every request: the push token must still never appear in the log.
-  VigilProcess vigil(dir, "run", api_port, {{"LOG_LEVEL", "debug"}});
+  VigilProcess vigil(dir, "run", api_port, database().vigil_environment({{"LOG_LEVEL", "debug"}}));
   ASSERT_TRUE(eventually([&] { return api_up(); }, 10s)) << vigil.log();
   const json beat = create({{"name", "nightly"},
                             {"kind", "heartbeat"},
@@ -180,7 +192,7 @@ TEST_F(ManageEndToEnd, HeartbeatsArePushedGoDownWhenSilentAndFailAtOnce) {
   EXPECT_EQ(log.find(beat["push_token"].get<std::string>()), std::string::npos) << log;
 }
 
-TEST_F(ManageEndToEnd, CheckConfigListsHeartbeatsFromTheFile) {
+TEST_P(ManageCommandEndToEnd, CheckConfigListsHeartbeatsFromTheFile) {
   write_services(json::array({{{"name", "nightly-backup"},
                                {"kind", "heartbeat"},
                                {"interval_seconds", 86400},
@@ -196,10 +208,10 @@ TEST_F(ManageEndToEnd, CheckConfigListsHeartbeatsFromTheFile) {
       << result.output;
 }
 
-TEST_F(ManageEndToEnd, AHeartbeatThatWentSilentWhileVigilWasDownIsDownRightAfterStart) {
+TEST_P(ManageEndToEnd, AHeartbeatThatWentSilentWhileVigilWasDownIsDownRightAfterStart) {
   json beat;
   {
-    VigilProcess vigil(dir, "run", api_port);
+    VigilProcess vigil(dir, "run", api_port, database().vigil_environment());
     ASSERT_TRUE(eventually([&] { return api_up(); }, 10s)) << vigil.log();
     beat = create({{"name", "job"}, {"kind", "heartbeat"}, {"interval_seconds", 2}});
     ASSERT_EQ(request("GET", "/v1/push/" + beat["push_token"].get<std::string>()).status, 200);
@@ -207,7 +219,7 @@ TEST_F(ManageEndToEnd, AHeartbeatThatWentSilentWhileVigilWasDownIsDownRightAfter
     ASSERT_EQ(vigil.stop(), 0) << vigil.log();
   }
   std::this_thread::sleep_for(2500ms);  // past 2 s + 0.2 s grace while nothing ran
-  VigilProcess vigil(dir, "run", api_port);
+  VigilProcess vigil(dir, "run", api_port, database().vigil_environment());
   const auto started = std::chrono::steady_clock::now();
   ASSERT_TRUE(eventually([&] { return api_up() && service(beat["id"])["status"] == "down"; }, 5s))
       << vigil.log();
@@ -217,8 +229,8 @@ TEST_F(ManageEndToEnd, AHeartbeatThatWentSilentWhileVigilWasDownIsDownRightAfter
   EXPECT_EQ(vigil.stop(), 0) << vigil.log();
 }
 
-TEST_F(ManageEndToEnd, VigilBeatWrapsACommandAndReportsItsOutcome) {
-  VigilProcess vigil(dir, "run", api_port);
+TEST_P(ManageCommandEndToEnd, VigilBeatWrapsACommandAndReportsItsOutcome) {
+  VigilProcess vigil(dir, "run", api_port, database().vigil_environment());
   ASSERT_TRUE(eventually([&] { return api_up(); }, 10s)) << vigil.log();
   const json beat = create({{"name", "cron"}, {"kind", "heartbeat"}, {"interval_seconds", 60}});
   const auto id = beat["id"].get<ServiceId>();
@@ -267,10 +279,10 @@ TEST_F(ManageEndToEnd, VigilBeatWrapsACommandAndReportsItsOutcome) {
   EXPECT_EQ(vigil.stop(), 0) << vigil.log();
 }
 
-TEST_F(ManageEndToEnd, SplitRunnerAndApiFollowWritesAndPushesThroughTheDatabase) {
+TEST_P(ManageEndToEnd, SplitRunnerAndApiFollowWritesAndPushesThroughTheDatabase) {
   const std::string token = "e2e-write-token-0123456789";
-  VigilProcess runner(dir, "runner", api_port);
-  VigilProcess api(dir, "api", api_port, {{"API_TOKEN", token}});
+  VigilProcess runner(dir, "runner", api_port, database().vigil_environment());
+  VigilProcess api(dir, "api", api_port, database().vigil_environment({{"API_TOKEN", token}}));
   ASSERT_TRUE(eventually([&] { return api_up(); }, 10s)) << api.log();
   EXPECT_EQ(request("POST", "/v1/services", {{"name", "x"}, {"url", "http://a/"}}).status, 401);
 
@@ -309,12 +321,13 @@ TEST_F(ManageEndToEnd, SplitRunnerAndApiFollowWritesAndPushesThroughTheDatabase)
   EXPECT_EQ(runner.log().find("storage: committing"), std::string::npos) << runner.log();
 }
 
-TEST_F(ManageEndToEnd, RetentionDeletesOldTicksWhileCountersKeepGrowing) {
+TEST_P(ManageEndToEnd, RetentionDeletesOldTicksWhileCountersKeepGrowing) {
   write_services(json::array(
       {{{"name", "busy"}, {"url", target.url("/hits/busy")}, {"interval_seconds", 0.1}}}));
   // 0.00001 days is 0.864 s: every cleanup (each second) leaves under a second of ticks.
   VigilProcess vigil(dir, "run", api_port,
-                     {{"RETENTION_DAYS", "0.00001"}, {"CLEANUP_INTERVAL_SECONDS", "1"}});
+                     database().vigil_environment(
+                         {{"RETENTION_DAYS", "0.00001"}, {"CLEANUP_INTERVAL_SECONDS", "1"}}));
   ASSERT_TRUE(eventually([&] { return api_up(); }, 10s)) << vigil.log();
   const json listing = request("GET", "/v1/services").body;
   const auto id = listing["data"]["services"]["data"][0]["id"].get<ServiceId>();

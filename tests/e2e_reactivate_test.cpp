@@ -1,7 +1,8 @@
 // End to end: a service deactivated (PATCH "active": false, or DELETE without purge) and then
 // reactivated continues its history — its counters match its stored ticks and its open event
 // goes on while its status stays the same — in `vigil run` and in `vigil api` beside
-// `vigil runner`. The real binary, a real target server, a real SQLite file.
+// `vigil runner` (that one on both backends). The real binary, a real target server, a real
+// database (a SQLite file, a PostgreSQL schema).
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -9,11 +10,15 @@
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <ostream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "support/process.h"
+#include "support/store_backends.h"
 #include "support/target_server.h"
 #include "support/vigil_process.h"
 
@@ -25,16 +30,21 @@ using namespace std::chrono_literals;
 using ServiceId = std::int64_t;
 
 enum class Mode { single, split };
+void PrintTo(Mode mode, std::ostream* out) { *out << (mode == Mode::single ? "run" : "split"); }
 
-class ReactivateEndToEnd : public ::testing::TestWithParam<Mode> {
+class ReactivateEndToEnd : public ::testing::TestWithParam<std::tuple<Mode, StoreBackend>> {
  protected:
   void SetUp() override {
+    const auto [mode, backend] = GetParam();
+    if (auto reason = unavailable(backend)) GTEST_SKIP() << *reason;
+    database.emplace(backend);
     std::ofstream(dir.file("services.json")) << "[]";
-    if (GetParam() == Mode::single) {
-      processes.push_back(std::make_unique<VigilProcess>(dir, "run", api_port));
+    const auto env = database->vigil_environment();
+    if (mode == Mode::single) {
+      processes.push_back(std::make_unique<VigilProcess>(dir, "run", api_port, env));
     } else {
-      processes.push_back(std::make_unique<VigilProcess>(dir, "runner", api_port));
-      processes.push_back(std::make_unique<VigilProcess>(dir, "api", api_port));
+      processes.push_back(std::make_unique<VigilProcess>(dir, "runner", api_port, env));
+      processes.push_back(std::make_unique<VigilProcess>(dir, "api", api_port, env));
     }
     ASSERT_TRUE(eventually([&] { return status_of("GET", "/healthz") != 0; }, 10s)) << logs();
   }
@@ -130,6 +140,7 @@ class ReactivateEndToEnd : public ::testing::TestWithParam<Mode> {
   TargetServer target;
   TempDir dir;
   int api_port = closed_port();
+  std::optional<TestDatabase> database;
   std::vector<std::unique_ptr<VigilProcess>> processes;
 };
 
@@ -206,10 +217,20 @@ TEST_P(ReactivateEndToEnd, ABeatPushedRightAfterItsHeartbeatWasCreatedIsRecorded
     EXPECT_TRUE(eventually([&] { return tick_count(id) == 1; }, 3s)) << id << "\n" << logs();
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, ReactivateEndToEnd, ::testing::Values(Mode::single, Mode::split),
-                         [](const auto& instance) {
-                           return instance.param == Mode::single ? "Run" : "ApiBesideRunner";
-                         });
+// The name: the mode, then the backend (a function: a lambda's commas would split the macro's
+// arguments).
+std::string instance_name(const ::testing::TestParamInfo<std::tuple<Mode, StoreBackend>>& info) {
+  return std::string(std::get<0>(info.param) == Mode::single ? "Run" : "ApiBesideRunner") + "_" +
+         backend_name({std::get<1>(info.param), info.index});
+}
+
+// PostgreSQL in the split mode only: there everything the single mode stores goes through the
+// database too, and the change feed besides, so a single-mode run (8 s) would add nothing.
+INSTANTIATE_TEST_SUITE_P(Modes, ReactivateEndToEnd,
+                         ::testing::Values(std::tuple(Mode::single, StoreBackend::sqlite),
+                                           std::tuple(Mode::split, StoreBackend::sqlite),
+                                           std::tuple(Mode::split, StoreBackend::postgres)),
+                         instance_name);
 
 }  // namespace
 }  // namespace vigil::test

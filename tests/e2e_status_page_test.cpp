@@ -2,6 +2,8 @@
 // database seeded through the Store API, headless chromium (loopback only) loads / and
 // /services/{id}, saves screenshots into the build folder, and the DOM it built (--dump-dom) is
 // checked for the service rows. Skipped, with the reason, only when chromium is not installed.
+// SQLite only: what is tested is the browser's rendering, which takes a quarter of a minute;
+// the pages' data from PostgreSQL is checked in api_status_page_test, on both backends.
 #include <gtest/gtest.h>
 #include <httplib.h>
 

@@ -1,4 +1,6 @@
-// End-to-end: the real vigil binary, a real target server, a real SQLite file, real HTTP.
+// End-to-end: the real vigil binary, a real target server, a real database of each backend (a
+// SQLite file, a PostgreSQL schema), real HTTP. The tests of what vigil stores run on both; those
+// of configuration checks and process limits, where the database is incidental, on SQLite only.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
@@ -18,6 +20,7 @@
 #include "runner/scheduler.h"
 #include "support/idle_flood.h"
 #include "support/process.h"
+#include "support/store_backends.h"
 #include "support/target_server.h"
 #include "support/vigil_process.h"
 
@@ -64,8 +67,13 @@ void write_services(const TempDir& dir, const json& services) {
   std::ofstream(dir.file("services.json")) << services.dump(2);
 }
 
-class EndToEnd : public ::testing::Test {
+class EndToEnd : public StoreBackendTest {
  protected:
+  // `vigil <command>` on the test's database.
+  VigilProcess start(const std::string& command) {
+    return VigilProcess(dir, command, api_port, database().vigil_environment());
+  }
+
   TargetServer target;
   TempDir dir;
   int api_port = closed_port();
@@ -95,7 +103,14 @@ class EndToEnd : public ::testing::Test {
   }
 };
 
-TEST_F(EndToEnd, CheckConfigListsValidServices) {
+INSTANTIATE_TEST_SUITE_P(Backends, EndToEnd, kStoreBackends, backend_name);
+
+// Configuration checks, process limits and the shutdown drain bound: the database is
+// incidental (or, for the drain, covered by the SIGINT test on both), so SQLite only.
+class EndToEndProcess : public EndToEnd {};
+INSTANTIATE_TEST_SUITE_P(SqliteOnly, EndToEndProcess, kSqliteOnly, backend_name);
+
+TEST_P(EndToEndProcess, CheckConfigListsValidServices) {
   write_services(dir, two_services());
   auto result = run_command("cd " + dir.path() + " && SERVICES_FILE=services.json " + VIGIL_BINARY +
                             " check-config");
@@ -104,7 +119,7 @@ TEST_F(EndToEnd, CheckConfigListsValidServices) {
   EXPECT_NE(result.output.find("healthy"), std::string::npos) << result.output;
 }
 
-TEST_F(EndToEnd, CheckConfigShowsATcpCheckWithoutAnHttpMethod) {
+TEST_P(EndToEndProcess, CheckConfigShowsATcpCheckWithoutAnHttpMethod) {
   write_services(
       dir, json::array({{{"name", "db"}, {"url", "tcp://127.0.0.1:5432"}, {"interval_seconds", 2}},
                         {{"name", "web"}, {"url", target.url("/ok")}, {"interval_seconds", 2}}}));
@@ -119,7 +134,7 @@ TEST_F(EndToEnd, CheckConfigShowsATcpCheckWithoutAnHttpMethod) {
       << result.output;
 }
 
-TEST_F(EndToEnd, InvalidConfigExitsWithCode2NamingTheField) {
+TEST_P(EndToEndProcess, InvalidConfigExitsWithCode2NamingTheField) {
   write_services(dir,
                  json::array({{{"name", "x"}, {"url", "http://a/"}, {"interval_seconds", "ten"}}}));
   auto result =
@@ -136,9 +151,9 @@ TEST_F(EndToEnd, InvalidConfigExitsWithCode2NamingTheField) {
   EXPECT_NE(result.output.find("API_PORT"), std::string::npos) << result.output;
 }
 
-TEST_F(EndToEnd, RunProbesServesApiAndStopsCleanly) {
+TEST_P(EndToEnd, RunProbesServesApiAndStopsCleanly) {
   write_services(dir, two_services());
-  VigilProcess vigil(dir, "run", api_port);
+  VigilProcess vigil = start("run");
   const json listing = wait_for_ticks(3);
   const json healthy = service_named(listing, "healthy");
   const json refused = service_named(listing, "refused");
@@ -176,7 +191,7 @@ TEST_F(EndToEnd, RunProbesServesApiAndStopsCleanly) {
 
 // Each API connection holds a descriptor: started under a soft limit of 256, vigil raises it
 // to the hard limit, so that the API's connection cap, not the limit, is what bounds them.
-TEST_F(EndToEnd, RaisesItsOpenFileSoftLimitToTheHardLimit) {
+TEST_P(EndToEndProcess, RaisesItsOpenFileSoftLimitToTheHardLimit) {
   write_services(dir, two_services());
   rlimit mine{};
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &mine), 0);
@@ -184,7 +199,7 @@ TEST_F(EndToEnd, RaisesItsOpenFileSoftLimitToTheHardLimit) {
   rlimit lowered = mine;
   lowered.rlim_cur = 256;
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &lowered), 0);
-  VigilProcess vigil(dir, "run", api_port);  // inherits the lowered soft limit
+  VigilProcess vigil = start("run");  // inherits the lowered soft limit
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &mine), 0);
   ASSERT_TRUE(eventually([&] { return get_json(api_port, "/healthz").has_value(); }, 15s))
       << vigil.log();
@@ -198,9 +213,9 @@ TEST_F(EndToEnd, RaisesItsOpenFileSoftLimitToTheHardLimit) {
 // uses, and 200 connections that send nothing are opened, each reopened when cut. /healthz must
 // still answer at once: an idle connection is closed to make room, rather than the new one waiting
 // in the backlog.
-TEST_F(EndToEnd, OutOfDescriptorsIdleConnectionsMakeRoomForRequests) {
+TEST_P(EndToEndProcess, OutOfDescriptorsIdleConnectionsMakeRoomForRequests) {
   write_services(dir, json::array());
-  VigilProcess vigil(dir, "run", api_port);
+  VigilProcess vigil = start("run");
   ASSERT_TRUE(eventually([&] { return get_json(api_port, "/healthz").has_value(); }, 15s))
       << vigil.log();
   const pid_t pid = vigil.process().pid();
@@ -223,11 +238,11 @@ TEST_F(EndToEnd, OutOfDescriptorsIdleConnectionsMakeRoomForRequests) {
   EXPECT_EQ(vigil.stop(), 0) << vigil.log();
 }
 
-TEST_F(EndToEnd, RestartContinuesOpenEventsAndCounters) {
+TEST_P(EndToEnd, RestartContinuesOpenEventsAndCounters) {
   write_services(dir, two_services());
   json first;
   {
-    VigilProcess vigil(dir, "run", api_port);
+    VigilProcess vigil = start("run");
     first = wait_for_ticks(2);
     ASSERT_EQ(vigil.stop(), 0) << vigil.log();
   }
@@ -235,7 +250,7 @@ TEST_F(EndToEnd, RestartContinuesOpenEventsAndCounters) {
   const int first_ticks =
       service_named(first, "healthy")["metric"]["data"]["tick_count"].get<int>();
 
-  VigilProcess vigil(dir, "run", api_port);
+  VigilProcess vigil = start("run");
   const json second = wait_for_ticks(first_ticks + 3);
   const json healthy = service_named(second, "healthy");
   EXPECT_EQ(healthy["current_status"]["id"].get<int>(), first_event_id) << second.dump();
@@ -247,11 +262,11 @@ TEST_F(EndToEnd, RestartContinuesOpenEventsAndCounters) {
   EXPECT_EQ(vigil.stop(), 0) << vigil.log();
 }
 
-TEST_F(EndToEnd, ServiceRemovedFromFileBecomesInactiveWithHistoryKept) {
+TEST_P(EndToEnd, ServiceRemovedFromFileBecomesInactiveWithHistoryKept) {
   write_services(dir, two_services());
   int refused_id = 0;
   {
-    VigilProcess vigil(dir, "run", api_port);
+    VigilProcess vigil = start("run");
     const json listing = wait_for_ticks(1);
     refused_id = service_named(listing, "refused")["id"].get<int>();
     ASSERT_EQ(vigil.stop(), 0) << vigil.log();
@@ -259,7 +274,7 @@ TEST_F(EndToEnd, ServiceRemovedFromFileBecomesInactiveWithHistoryKept) {
   json only_healthy = two_services();
   only_healthy.erase(1);
   write_services(dir, only_healthy);
-  VigilProcess vigil(dir, "run", api_port);
+  VigilProcess vigil = start("run");
   ASSERT_TRUE(eventually([&] { return get_json(api_port, "/v1/services").has_value(); }, 10s));
   const auto listing = get_json(api_port, "/v1/services");
   EXPECT_EQ((*listing)["data"]["services"]["data"].size(), 1u) << listing->dump();
@@ -270,10 +285,10 @@ TEST_F(EndToEnd, ServiceRemovedFromFileBecomesInactiveWithHistoryKept) {
   EXPECT_EQ(vigil.stop(), 0) << vigil.log();
 }
 
-TEST_F(EndToEnd, RunnerAndApiAsSeparateProcessesShareTheDatabase) {
+TEST_P(EndToEnd, RunnerAndApiAsSeparateProcessesShareTheDatabase) {
   write_services(dir, two_services());
-  VigilProcess runner(dir, "runner", api_port);
-  VigilProcess api(dir, "api", api_port);
+  VigilProcess runner = start("runner");
+  VigilProcess api = start("api");
   const json listing = wait_for_ticks(3);
   EXPECT_EQ(service_named(listing, "healthy")["current_status"]["event"], "uptime")
       << listing.dump() << runner.log() << api.log();
@@ -282,12 +297,12 @@ TEST_F(EndToEnd, RunnerAndApiAsSeparateProcessesShareTheDatabase) {
 }
 
 // SIGINT stops like SIGTERM: the probe in flight is let finish, its tick is written, exit 0.
-TEST_F(EndToEnd, SigintLetsTheProbeInFlightFinishAndWritesItsTick) {
+TEST_P(EndToEnd, SigintLetsTheProbeInFlightFinishAndWritesItsTick) {
   write_services(dir, json::array({{{"name", "slow"},
                                     {"url", target.url("/slow?ms=1500")},
                                     {"interval_seconds", 2},
                                     {"timeout_seconds", 1.9}}}));
-  VigilProcess vigil(dir, "run", api_port);
+  VigilProcess vigil = start("run");
   const auto in_flight = [&](int n) {
     httplib::Client client("127.0.0.1", api_port);
     client.set_connection_timeout(1);
@@ -312,7 +327,7 @@ TEST_F(EndToEnd, SigintLetsTheProbeInFlightFinishAndWritesItsTick) {
   EXPECT_NE(log.find("stopped cleanly"), std::string::npos) << log;
 
   // What was written, read back through `vigil api` on the same database file.
-  VigilProcess api(dir, "api", api_port);
+  VigilProcess api = start("api");
   std::optional<json> listing;
   ASSERT_TRUE(
       eventually([&] { return (listing = get_json(api_port, "/v1/services")).has_value(); }, 10s))
@@ -337,7 +352,7 @@ TEST_F(EndToEnd, SigintLetsTheProbeInFlightFinishAndWritesItsTick) {
   EXPECT_EQ(api.stop(), 0) << api.log();
 }
 
-TEST_F(EndToEnd, SigtermWithAProbeThatNeverAnswersExitsWithinTheDrainBoundAndKeepsTheTicks) {
+TEST_P(EndToEndProcess, SigtermWithAProbeThatNeverAnswersExitsWithinTheDrainBoundAndKeepsTheTicks) {
   // A probe of a target that does not answer, with a minute's timeout, whose first slot comes
   // within 100 ms of the start: before the healthy service's 5th slot (slots start in order).
   std::string never;
@@ -351,7 +366,7 @@ TEST_F(EndToEnd, SigtermWithAProbeThatNeverAnswersExitsWithinTheDrainBoundAndKee
                     {"url", target.url("/hang?ms=60000")},
                     {"interval_seconds", 60},
                     {"timeout_seconds", 60}}}));
-  VigilProcess vigil(dir, "run", api_port);
+  VigilProcess vigil = start("run");
   const auto in_flight_probes = [&] {
     httplib::Client client("127.0.0.1", api_port);
     client.set_connection_timeout(1);
@@ -389,7 +404,7 @@ TEST_F(EndToEnd, SigtermWithAProbeThatNeverAnswersExitsWithinTheDrainBoundAndKee
 
   // The queue was flushed: every tick seen before the signal is stored, none for the aborted
   // probe.
-  VigilProcess api(dir, "api", api_port);
+  VigilProcess api = start("api");
   std::optional<json> listing;
   ASSERT_TRUE(
       eventually([&] { return (listing = get_json(api_port, "/v1/services")).has_value(); }, 10s))

@@ -1,7 +1,8 @@
 // End to end for what the views show: a service whose runner is gone turns stale (JSON, status
 // filter, page, /metrics) under `vigil api` alone, and probe URLs never show their password or,
 // to anyone but a writer, their query values (JSON, pages, `vigil beat`'s errors). The real
-// vigil binary, a real target, a real SQLite file, real HTTP.
+// vigil binary, a real target, a real database of each backend (a SQLite file, a PostgreSQL
+// schema), real HTTP; `vigil beat`, which opens no database, on SQLite only.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
@@ -14,6 +15,7 @@
 
 #include "support/process.h"
 #include "support/receiver.h"
+#include "support/store_backends.h"
 #include "support/target_server.h"
 #include "support/vigil_process.h"
 
@@ -28,7 +30,7 @@ struct Reply {
   std::string body;
 };
 
-class ViewsEndToEnd : public ::testing::Test {
+class ViewsEndToEnd : public StoreBackendTest {
  protected:
   void write_services(const json& services) {
     std::ofstream(dir.file("services.json")) << services.dump(2);
@@ -63,7 +65,13 @@ std::optional<double> sample(const std::string& metrics, const std::string& fami
   return std::stod(metrics.substr(at + prefix.size()));
 }
 
-TEST_F(ViewsEndToEnd, AServiceWhoseRunnerIsGoneTurnsStaleUnderVigilApi) {
+INSTANTIATE_TEST_SUITE_P(Backends, ViewsEndToEnd, kStoreBackends, backend_name);
+
+// `vigil beat` opens no database: SQLite only.
+class ViewsCommandEndToEnd : public ViewsEndToEnd {};
+INSTANTIATE_TEST_SUITE_P(SqliteOnly, ViewsCommandEndToEnd, kSqliteOnly, backend_name);
+
+TEST_P(ViewsEndToEnd, AServiceWhoseRunnerIsGoneTurnsStaleUnderVigilApi) {
   // Probed every 0.2 s with a 0.2 s timeout: stale 0.6 s after its last tick.
   write_services(json::array({{{"name", "orders"},
                                {"url", target.url("/ok")},
@@ -72,8 +80,8 @@ TEST_F(ViewsEndToEnd, AServiceWhoseRunnerIsGoneTurnsStaleUnderVigilApi) {
   // /healthz's own silence bound pushed far out: this is about the services' staleness, so the
   // page keeps its headline rather than the "Monitoring is down" banner.
   const std::map<std::string, std::string> env = {{"HEALTH_SILENT_AFTER_SECONDS", "600"}};
-  VigilProcess runner(dir, "runner", api_port, env);
-  VigilProcess api(dir, "api", api_port, env);
+  VigilProcess runner(dir, "runner", api_port, database().vigil_environment(env));
+  VigilProcess api(dir, "api", api_port, database().vigil_environment(env));
   ASSERT_TRUE(eventually([&] { return get("/healthz").status != 0; }, 10s)) << api.log();
   ASSERT_TRUE(eventually(
       [&] {
@@ -118,7 +126,7 @@ TEST_F(ViewsEndToEnd, AServiceWhoseRunnerIsGoneTurnsStaleUnderVigilApi) {
   EXPECT_EQ(api.stop(), 0) << api.log();
 }
 
-TEST_F(ViewsEndToEnd, ProbeUrlSecretsAreShownToNoReaderAndNoPasswordToAnyone) {
+TEST_P(ViewsEndToEnd, ProbeUrlSecretsAreShownToNoReaderAndNoPasswordToAnyone) {
   const std::string url = "http://probe:hunter2@127.0.0.1:" + std::to_string(target.port()) +
                           "/ok?api_key=k3y-value&region=eu";
   write_services(json::array({{{"name", "secret"}, {"url", url}, {"interval_seconds", 0.2}}}));
@@ -126,7 +134,8 @@ TEST_F(ViewsEndToEnd, ProbeUrlSecretsAreShownToNoReaderAndNoPasswordToAnyone) {
   const std::string reader = "e2e-read-token-0123456789";
   VigilProcess vigil(
       dir, "run", api_port,
-      {{"API_TOKEN", writer}, {"API_READ_TOKEN", reader}, {"STATUS_PAGE_PUBLIC", "true"}});
+      database().vigil_environment(
+          {{"API_TOKEN", writer}, {"API_READ_TOKEN", reader}, {"STATUS_PAGE_PUBLIC", "true"}}));
   ASSERT_TRUE(eventually([&] { return services("", reader).size() == 1; }, 10s)) << vigil.log();
   const std::string port = std::to_string(target.port());
   const std::string for_readers =
@@ -167,7 +176,7 @@ TEST_F(ViewsEndToEnd, ProbeUrlSecretsAreShownToNoReaderAndNoPasswordToAnyone) {
   EXPECT_EQ(result.output.find("hunter2"), std::string::npos) << result.output;
 }
 
-TEST_F(ViewsEndToEnd, VigilBeatNeverPrintsThePushUrlsPassword) {
+TEST_P(ViewsCommandEndToEnd, VigilBeatNeverPrintsThePushUrlsPassword) {
   Receiver receiver;
   receiver.script("/v1/push/tok", {{500, "broken"}});
   const std::string origin = receiver.url("");

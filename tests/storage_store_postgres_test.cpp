@@ -289,30 +289,6 @@ TEST_F(PostgresStore, AlertsAndBeatsReplaceASessionTheServerEndedWithoutFailingA
   EXPECT_GT(alerts->add_maintenance_window("{}", from_unix_ms(2000)), 0);
 }
 
-// PostgreSQL's text cannot hold NUL, which is valid UTF-8 and may come from outside (a probe's
-// error, a pushed message): written as U+FFFD, so the batch is not refused forever.
-TEST_F(PostgresStore, ANulInOutsideTextIsWrittenAsAReplacementCharacter) {
-  const ServiceId id = store->create_service(probed("a"), from_unix_ms(0)).id;
-  Metric metric;
-  TickRecord record = record_at(id, 1000, metric);
-  record.tick.up = false;
-  record.tick.error = std::string("bad\0byte", 8);
-  record.tick.message = std::string("\0", 1);
-  store->apply({record});
-  const auto ticks = store->ticks(id, {});
-  ASSERT_EQ(ticks.size(), 1u);
-  EXPECT_EQ(ticks[0].error,
-            "bad\xEF\xBF\xBD"
-            "byte");
-  EXPECT_EQ(ticks[0].message, "\xEF\xBF\xBD");
-  ASSERT_EQ(
-      store->enqueue_beat(id, BeatReport{from_unix_ms(2000), true, std::string("a\0", 2), {}}),
-      Store::BeatQueued::queued);
-  const auto beats = store->take_beats(10);
-  ASSERT_EQ(beats.size(), 1u);
-  EXPECT_EQ(beats[0].second.message, "a\xEF\xBF\xBD");
-}
-
 // Ticks are sent in COPY's text format, where a tab, a line break, a backslash and "\N" mean
 // something: in a tick's text they are kept as they were.
 TEST_F(PostgresStore, TextWithCopysSeparatorsInATickIsKeptAsItWas) {

@@ -322,6 +322,30 @@ TEST_P(StorageStoreOnBackend, HostileTextIsStoredVerbatim) {
   EXPECT_EQ(ticks[0].region, record.tick.region);
 }
 
+// A NUL is valid UTF-8 and may come from outside (a probe's error, a pushed message), but
+// PostgreSQL's text cannot hold it: every backend writes it as U+FFFD, so the batch is not refused
+// forever and the text reads back the same from either.
+TEST_P(StorageStoreOnBackend, ANulInOutsideTextIsWrittenAsAReplacementCharacter) {
+  auto store = open_store();
+  const ServiceId id = store->create_service(make_spec("a"), at(0)).id;
+  Prober probe{id, {}, {}};
+  TickRecord record = probe.next(false, at(1000));
+  record.tick.error = std::string("bad\0byte", 8);
+  record.tick.message = std::string("\0", 1);
+  store->apply({record});
+  const auto ticks = store->ticks(id, {});
+  ASSERT_EQ(ticks.size(), 1u);
+  EXPECT_EQ(ticks[0].error,
+            "bad\xEF\xBF\xBD"
+            "byte");
+  EXPECT_EQ(ticks[0].message, "\xEF\xBF\xBD");
+  ASSERT_EQ(store->enqueue_beat(id, BeatReport{at(2000), true, std::string("a\0", 2), {}}),
+            Store::BeatQueued::queued);
+  const auto beats = store->take_beats(10);
+  ASSERT_EQ(beats.size(), 1u);
+  EXPECT_EQ(beats[0].second.message, "a\xEF\xBF\xBD");
+}
+
 void expect_up_up_down_down_up(const test::TestDatabase& db,
                                const std::vector<std::size_t>& batch_sizes) {
   auto store = db.open();

@@ -224,14 +224,6 @@ void ArrayText::element(std::string_view value) {
   text_.append(value);
 }
 
-std::string without_nul(std::string text) {
-  constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
-  for (auto at = text.find('\0'); at != std::string::npos;
-       at = text.find('\0', at + kReplacement.size()))
-    text.replace(at, 1, kReplacement);
-  return text;
-}
-
 void ArrayText::add(const std::optional<std::string>& value) {
   if (!value) return add_null();
   std::string quoted = "\"";

@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "storage/column_codecs.h"
 #include "storage/postgres/connection.h"
 
 namespace vigil::postgres {
@@ -160,10 +161,8 @@ bool null_at(const Result& result, int row, int column);
 // Raw bytes as a bytea parameter ("\x0a01").
 std::string bytea(std::string_view bytes);
 
-// `text` as a text value PostgreSQL accepts: its text type cannot hold the NUL character (valid
-// UTF-8, which SQLite keeps), so each is written as U+FFFD, the replacement character. Outside
-// text (a probe's error, a pushed message) with a NUL in it must not fail a batch forever.
-std::string without_nul(std::string text);
+// Outside text as PostgreSQL's text type can hold it (storage/column_codecs.h).
+using column_codecs::without_nul;
 
 // A one-dimensional array parameter ("{1,2,NULL}") for statements that take a whole batch as
 // arrays and unnest them, so a batch is one statement whatever its size.

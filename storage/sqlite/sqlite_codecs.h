@@ -30,6 +30,7 @@ using column_codecs::decode_tags;
 using column_codecs::encode_headers;
 using column_codecs::encode_tags;
 using column_codecs::new_push_token;
+using column_codecs::without_nul;
 ProbeOptions read_probe_options(const std::string& text);
 // service_events.event; StorageError for any other text.
 EventKind require_kind(const std::string& text);

@@ -107,13 +107,18 @@ void SqliteStore::apply(const std::vector<TickRecord>& batch) {
       else
         s.insert_tick.bind(4);
       s.insert_tick.bind(5, to_us(tick.response_ms));
+      // Outside text with a NUL (rare) is bound as a copy without it, as every backend stores it.
       if (tick.error.empty())
         s.insert_tick.bind(6);
+      else if (tick.error.find('\0') != std::string::npos)
+        s.insert_tick.bind(6, without_nul(tick.error));
       else
         s.insert_tick.bindNoCopy(6, tick.error);
       s.insert_tick.bind(7, region_id(tick.region, new_regions));
       if (tick.message.empty())
         s.insert_tick.bind(8);
+      else if (tick.message.find('\0') != std::string::npos)
+        s.insert_tick.bind(8, without_nul(tick.message));
       else
         s.insert_tick.bindNoCopy(8, tick.message);
       bind_phases(s.insert_tick, 9, tick.phases);

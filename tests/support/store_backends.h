@@ -8,13 +8,14 @@
 // millisecond where CREATE DATABASE copies the system catalogs (about 0.6 s on a loaded CI
 // machine). Tests of a backend that cannot run here skip with the reason (unavailable()).
 //
-// Use: a value-parameterized fixture over kStoreBackends, calling skip_unless_available in
-// SetUp. Not thread-safe; the stores it opens are.
+// Use: a fixture derived from StoreBackendTest (below), instantiated over kStoreBackends with
+// backend_name. Not thread-safe; the stores it opens are.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -30,6 +31,9 @@ namespace vigil::test {
 enum class StoreBackend { sqlite, postgres };
 
 inline const auto kStoreBackends = ::testing::Values(StoreBackend::sqlite, StoreBackend::postgres);
+// For the tests of a suite where the store is incidental (HTTP parsing, routing, process
+// handling): SQLite only, which keeps the suite's cost down. Say so where it is used.
+inline const auto kSqliteOnly = ::testing::Values(StoreBackend::sqlite);
 // "sqlite" or "postgres": the suffix of a parameterized test's name.
 std::string backend_name(const ::testing::TestParamInfo<StoreBackend>& info);
 
@@ -69,6 +73,13 @@ class TestDatabase {
   // The SQLite file, or the PostgreSQL conninfo (with its password: for tests only), whose
   // sessions have the schema's name as application_name.
   const std::string& location() const { return location_; }
+  // The environment that points a vigil process at it (VigilProcess's extra_env): `more` with
+  // DB_FILE, or DATABASE_URL, added.
+  std::map<std::string, std::string> vigil_environment(
+      std::map<std::string, std::string> more = {}) const {
+    more[backend_ == StoreBackend::sqlite ? "DB_FILE" : "DATABASE_URL"] = location_;
+    return more;
+  }
 
  private:
   StoreBackend backend_;
@@ -77,6 +88,23 @@ class TestDatabase {
   std::string schema_;  // PostgreSQL only
   // The connection count() and exec() use on PostgreSQL, opened on first use.
   mutable std::unique_ptr<postgres::Connection> outside_;
+};
+
+// A value-parameterized fixture over kStoreBackends: each test has a new database of its
+// backend (database()), or is skipped with the reason that backend cannot run here. A derived
+// SetUp calls this one first and returns at once when IsSkipped().
+class StoreBackendTest : public ::testing::TestWithParam<StoreBackend> {
+ protected:
+  void SetUp() override {
+    if (auto reason = unavailable(GetParam())) GTEST_SKIP() << *reason;
+    database_.emplace(GetParam());
+  }
+  // The test's database; only after a SetUp that was not skipped.
+  TestDatabase& database() { return *database_; }
+  StoreBackend backend() const { return GetParam(); }
+
+ private:
+  std::optional<TestDatabase> database_;
 };
 
 }  // namespace vigil::test
