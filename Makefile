@@ -59,7 +59,7 @@ ASAN_BUILD_DIR ?= build-asan
 #   GuardedServerLimits.NearTheDescriptorLimit...: lowers the test process's own open-file limit,
 #     and UBSan's vptr check needs descriptors of its own there ("memory cannot be printed", a
 #     false report on std::thread in CI on 12-07).
-ASAN_EXCLUDE = ^(crash_test|api_hostile_clients_test\.GuardedServerLimits\.NearTheDescriptorLimitTheServerLeavesTheReserveToTheProcess|api_hostile_clients_test\.HostileClients\.(SlowlorisConnectionsDoNotTakeTheApiDown|IdleConnectionsThatReconnectDoNotStarveRequests)|reliability_hostile_test\.ReliabilityHostile\.HostileTargetsEndDownOnTimeWhileHealthyOnesStayPunctualAndMemoryFlat)$$
+ASAN_EXCLUDE = ^(crash_test|api_tests\.GuardedServerLimits\.NearTheDescriptorLimitTheServerLeavesTheReserveToTheProcess|api_tests\.HostileClients\.(SlowlorisConnectionsDoNotTakeTheApiDown|IdleConnectionsThatReconnectDoNotStarveRequests)|reliability_tests\.ReliabilityHostile\.HostileTargetsEndDownOnTimeWhileHealthyOnesStayPunctualAndMemoryFlat)$$
 test-asan:
 	@scripts/install-deps.sh sanitize
 	cmake -S . -B $(ASAN_BUILD_DIR) $(SANITIZER_CMAKE) -DVIGIL_SANITIZE=address,undefined \
@@ -95,19 +95,21 @@ format-check:
 	@scripts/install-deps.sh lint
 	clang-format --dry-run -Werror $(CXX_SOURCES)
 
-# clang-tidy (.clang-tidy) over the sources compiled in BUILD_DIR's compile_commands.json,
+# clang-tidy (.clang-tidy) over the sources compiled in TIDY_BUILD_DIR's compile_commands.json
+# (configured only, without the unity build, so that each file has its own compile command),
 # with the headers they include; any finding fails. About 10 s of CPU per file: TIDY_BASE=<ref>
 # checks only the .cpp files changed since <ref> (and those of changed headers), e.g.
 # `make tidy TIDY_BASE=origin/main`.
 TIDY_BASE ?=
 TIDY_JOBS ?= $(JOBS)
+TIDY_BUILD_DIR ?= build-tidy
 tidy:
 	@scripts/install-deps.sh lint
-	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) > /dev/null
-	@files="$$(scripts/tidy-files.sh $(BUILD_DIR) $(TIDY_BASE))"; \
+	cmake -S . -B $(TIDY_BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DVIGIL_UNITY_BUILD=OFF > /dev/null
+	@files="$$(scripts/tidy-files.sh $(TIDY_BUILD_DIR) $(TIDY_BASE))"; \
 	if [ -z "$$files" ]; then echo "tidy: no C++ file changed"; exit 0; fi; \
 	echo "tidy: $$(echo $$files | wc -w) files"; \
-	echo $$files | xargs -n 1 -P $(TIDY_JOBS) clang-tidy -p $(BUILD_DIR) --quiet
+	echo $$files | xargs -n 1 -P $(TIDY_JOBS) clang-tidy -p $(TIDY_BUILD_DIR) --quiet
 
 # Lints api/openapi.json under Redocly's recommended rules, any finding an error
 # (tools/openapi-lint/redocly.yaml), with the Redocly CLI version pinned by
@@ -124,7 +126,7 @@ lint-openapi:
 		--config tools/openapi-lint/redocly.yaml
 
 clean:
-	rm -rf $(BUILD_DIR) build-asan build-tsan build-fuzz
+	rm -rf $(BUILD_DIR) build-asan build-tsan build-fuzz build-tidy
 
 # The benchmark suite (bench/, docs/benchmarks.md): installs nginx-light, wrk and
 # prometheus-blackbox-exporter, builds vigil for Release in BENCH_BUILD_DIR and prints the tables

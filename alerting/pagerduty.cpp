@@ -8,7 +8,7 @@
 namespace vigil {
 namespace {
 
-constexpr std::string_view kKeys[] = {"url", "routing_key"};
+constexpr std::string_view kPagerDutyKeys[] = {"url", "routing_key"};
 
 std::unique_ptr<Channel> parse_pagerduty(const ChannelEntry& entry) {
   PagerDutyConfig config;
@@ -41,7 +41,7 @@ std::string iso8601(std::int64_t unix_seconds) {
 
 }  // namespace
 
-const ChannelType kPagerDutyChannelType = {"pagerduty", kKeys, parse_pagerduty};
+const ChannelType kPagerDutyChannelType = {"pagerduty", kPagerDutyKeys, parse_pagerduty};
 
 OutgoingRequest PagerDutyChannel::render(const AlertMessage& m) const {
   nlohmann::json body = {{"routing_key", config_.routing_key},

@@ -8,7 +8,7 @@
 namespace vigil {
 namespace {
 
-constexpr std::string_view kKeys[] = {"url", "token", "channel_id"};
+constexpr std::string_view kSlackKeys[] = {"url", "token", "channel_id"};
 
 std::unique_ptr<Channel> parse_slack(const ChannelEntry& entry) {
   SlackConfig config;
@@ -56,7 +56,7 @@ std::string slack_escaped(const std::string& text) {
 
 }  // namespace
 
-const ChannelType kSlackChannelType = {"slack", kKeys, parse_slack};
+const ChannelType kSlackChannelType = {"slack", kSlackKeys, parse_slack};
 
 OutgoingRequest SlackChannel::render(const AlertMessage& m) const {
   const bool down = m.status == "down";

@@ -6,7 +6,7 @@
 namespace vigil {
 namespace {
 
-constexpr std::string_view kKeys[] = {"url", "headers"};
+constexpr std::string_view kWebhookKeys[] = {"url", "headers"};
 
 std::unique_ptr<Channel> parse_webhook(const ChannelEntry& entry) {
   WebhookConfig config;
@@ -33,7 +33,7 @@ std::unique_ptr<Channel> parse_webhook(const ChannelEntry& entry) {
 
 }  // namespace
 
-const ChannelType kWebhookChannelType = {"webhook", kKeys, parse_webhook};
+const ChannelType kWebhookChannelType = {"webhook", kWebhookKeys, parse_webhook};
 
 OutgoingRequest WebhookChannel::render(const AlertMessage& m) const {
   const nlohmann::json body = {

@@ -17,7 +17,7 @@ namespace {
 
 using nlohmann::json;
 
-const EnvLookup kEnv = [](const std::string& name) -> std::optional<std::string> {
+const EnvLookup kPagerDutyEnv = [](const std::string& name) -> std::optional<std::string> {
   if (name == "PAGERDUTY_ROUTING_KEY") return "R0UTING";
   return std::nullopt;
 };
@@ -26,8 +26,8 @@ const EnvLookup kNoEnv = [](const std::string&) -> std::optional<std::string> {
 };
 
 TEST(PagerDutyChannel, TakesTheRoutingKeyFromTheEnvironmentAndPagerDutysEndpoint) {
-  const auto channel =
-      kPagerDutyChannelType.parse(ChannelEntry(json::object(), "alerting.channels.pd", kEnv));
+  const auto channel = kPagerDutyChannelType.parse(
+      ChannelEntry(json::object(), "alerting.channels.pd", kPagerDutyEnv));
   const auto& config = dynamic_cast<const PagerDutyChannel&>(*channel).config();
   EXPECT_EQ(config.routing_key, "R0UTING");
   EXPECT_EQ(config.url, "https://events.pagerduty.com/v2/enqueue");

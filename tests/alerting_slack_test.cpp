@@ -17,7 +17,8 @@ namespace {
 
 using nlohmann::json;
 
-std::unique_ptr<Channel> parse(const json& entry, std::map<std::string, std::string> env = {}) {
+std::unique_ptr<Channel> parse_slack_entry(const json& entry,
+                                           std::map<std::string, std::string> env = {}) {
   const EnvLookup lookup = [&env](const std::string& name) -> std::optional<std::string> {
     const auto found = env.find(name);
     if (found == env.end()) return std::nullopt;
@@ -27,7 +28,7 @@ std::unique_ptr<Channel> parse(const json& entry, std::map<std::string, std::str
 }
 
 TEST(SlackChannel, AnIncomingWebhookNeedsNoTokenAndTakesAny200) {
-  const auto channel = parse({{"url", "https://hooks.slack.example/T/B/X"}});
+  const auto channel = parse_slack_entry({{"url", "https://hooks.slack.example/T/B/X"}});
   const auto& config = dynamic_cast<const SlackChannel&>(*channel).config();
   EXPECT_EQ(config.url, "https://hooks.slack.example/T/B/X");
   EXPECT_TRUE(config.token.empty());
@@ -41,8 +42,8 @@ TEST(SlackChannel, AnIncomingWebhookNeedsNoTokenAndTakesAny200) {
 }
 
 TEST(SlackChannel, PostMessageTakesItsTokenAndChannelFromTheEnvironment) {
-  const auto channel =
-      parse(json::object(), {{"SLACK_API_TOKEN", "xoxb-1"}, {"SLACK_CHANNEL_ID", "C42"}});
+  const auto channel = parse_slack_entry(
+      json::object(), {{"SLACK_API_TOKEN", "xoxb-1"}, {"SLACK_CHANNEL_ID", "C42"}});
   const auto& config = dynamic_cast<const SlackChannel&>(*channel).config();
   EXPECT_EQ(config.url, "https://slack.com/api/chat.postMessage");
   EXPECT_EQ(config.token, "xoxb-1");
@@ -54,7 +55,7 @@ TEST(SlackChannel, PostMessageTakesItsTokenAndChannelFromTheEnvironment) {
 
 TEST(SlackChannel, NeedsAWebhookUrlOrATokenAndChannel) {
   try {
-    parse({{"token", "xoxb-1"}});
+    parse_slack_entry({{"token", "xoxb-1"}});
     ADD_FAILURE() << "a token without a channel accepted";
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("alerting.channels.chat: a slack channel needs"),

@@ -16,18 +16,18 @@ namespace {
 
 using nlohmann::json;
 
-const EnvLookup kEnv = [](const std::string& name) -> std::optional<std::string> {
+const EnvLookup kWebhookEnv = [](const std::string& name) -> std::optional<std::string> {
   if (name == "HOOK_TOKEN") return "t0k";
   return std::nullopt;
 };
 
-std::unique_ptr<Channel> parse(const json& entry) {
-  return kWebhookChannelType.parse(ChannelEntry(entry, "alerting.channels.hook", kEnv));
+std::unique_ptr<Channel> parse_webhook_entry(const json& entry) {
+  return kWebhookChannelType.parse(ChannelEntry(entry, "alerting.channels.hook", kWebhookEnv));
 }
 
 std::string error_of(const json& entry) {
   try {
-    parse(entry);
+    parse_webhook_entry(entry);
   } catch (const ConfigError& e) {
     return e.what();
   }
@@ -35,8 +35,9 @@ std::string error_of(const json& entry) {
 }
 
 TEST(WebhookChannel, PostsTheMessageAsJsonWithItsHeaders) {
-  const auto channel = parse({{"url", "https://hooks.example/in"},
-                              {"headers", {{"Authorization", "Bearer ${HOOK_TOKEN}"}}}});
+  const auto channel =
+      parse_webhook_entry({{"url", "https://hooks.example/in"},
+                           {"headers", {{"Authorization", "Bearer ${HOOK_TOKEN}"}}}});
   AlertMessage message;
   message.kind = "trigger";
   message.service = "payments";

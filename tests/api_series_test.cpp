@@ -24,7 +24,7 @@ namespace {
 using nlohmann::json;
 
 constexpr std::int64_t kBase = 1'699'999'200'000;  // a whole UTC hour
-constexpr std::int64_t kMin = 60'000;
+constexpr std::int64_t kMinuteMs = 60'000;
 std::string secs(std::int64_t ms) { return std::to_string(ms / 1000); }
 
 class SeriesApi : public test::StoreBackendTest {
@@ -48,13 +48,13 @@ class SeriesApi : public test::StoreBackendTest {
   // +10 min, up from +25, down from +40, up from +45 (still open).
   void write_flaps() {
     const auto up_at = [](std::int64_t t) {
-      const std::int64_t m = (t - kBase) / kMin;
+      const std::int64_t m = (t - kBase) / kMinuteMs;
       return !((m >= 10 && m < 25) || (m >= 40 && m < 45));
     };
     std::vector<TickRecord> batch;
     Metric metric;
     std::optional<bool> last;
-    for (std::int64_t t = kBase - 30 * kMin; t < kBase + 90 * kMin; t += 30'000) {
+    for (std::int64_t t = kBase - 30 * kMinuteMs; t < kBase + 90 * kMinuteMs; t += 30'000) {
       TickRecord r;
       r.tick.service_id = ids[0];
       r.tick.ts = from_unix_ms(t);
@@ -103,7 +103,7 @@ INSTANTIATE_TEST_SUITE_P(Backends, SeriesApi, test::kStoreBackends, test::backen
 
 TEST_P(SeriesApi, MetricsOfAWindowMatchTheTicksAndEvents) {
   write_flaps();
-  const std::int64_t from = kBase, to = kBase + 60 * kMin;
+  const std::int64_t from = kBase, to = kBase + 60 * kMinuteMs;
   const json m = get("/v1/services/" + std::to_string(ids[0]) + "/metrics?from=" + secs(from) +
                      "&to=" + secs(to))["data"]["metrics"];
   EXPECT_EQ(m["probe_count"], 120);
@@ -145,18 +145,18 @@ TEST_P(SeriesApi, AWindowEndsNowAndAServiceWithoutTicksHasNulls) {
 
 TEST_P(SeriesApi, SeriesHasOnePointPerStepWithTheTicksOfThatStep) {
   write_flaps();
-  const std::int64_t from = kBase + 7 * kMin, to = kBase + 62 * kMin;  // not step-aligned
+  const std::int64_t from = kBase + 7 * kMinuteMs, to = kBase + 62 * kMinuteMs;  // not step-aligned
   const json s = get("/v1/services/" + std::to_string(ids[0]) +
                      "/series?step=300&from=" + secs(from) + "&to=" + secs(to))["data"]["series"];
   EXPECT_EQ(s["step"], 300);
-  EXPECT_EQ(s["from"], (kBase + 5 * kMin) / 1000);  // aligned down to the step
+  EXPECT_EQ(s["from"], (kBase + 5 * kMinuteMs) / 1000);  // aligned down to the step
   const json& points = s["points"];
   ASSERT_EQ(points.size(), 12u);  // +5 .. +60 min
   for (std::size_t i = 0; i < points.size(); ++i) {
-    const std::int64_t t = kBase + (5 + 5 * std::int64_t(i)) * kMin;
+    const std::int64_t t = kBase + (5 + 5 * std::int64_t(i)) * kMinuteMs;
     EXPECT_EQ(points[i]["t"], t / 1000);
     EXPECT_EQ(points[i]["count"], 10);
-    const auto raw = raw_ms(t, t + 5 * kMin);
+    const auto raw = raw_ms(t, t + 5 * kMinuteMs);
     double sum = 0;
     for (double v : raw) sum += v;
     EXPECT_NEAR(points[i]["mean_ms"].get<double>(), sum / double(raw.size()), 1e-9);
@@ -167,8 +167,8 @@ TEST_P(SeriesApi, SeriesHasOnePointPerStepWithTheTicksOfThatStep) {
 
   // Hours: the two hours of data and empty steps as zeros and nulls.
   const json h = get("/v1/services/" + std::to_string(ids[0]) +
-                     "/series?step=3600&from=" + secs(kBase - 2 * 60 * kMin) +
-                     "&to=" + secs(kBase + 3 * 60 * kMin))["data"]["series"];
+                     "/series?step=3600&from=" + secs(kBase - 2 * 60 * kMinuteMs) +
+                     "&to=" + secs(kBase + 3 * 60 * kMinuteMs))["data"]["series"];
   ASSERT_EQ(h["points"].size(), 5u);
   EXPECT_EQ(h["points"][0]["count"], 0);
   EXPECT_TRUE(h["points"][0]["mean_ms"].is_null());
@@ -180,8 +180,8 @@ TEST_P(SeriesApi, SeriesHasOnePointPerStepWithTheTicksOfThatStep) {
 
 TEST_P(SeriesApi, UptimeListsEveryServiceInOneCall) {
   write_flaps();
-  const json u =
-      get("/v1/uptime?from=" + secs(kBase) + "&to=" + secs(kBase + 60 * kMin))["data"]["uptime"];
+  const json u = get("/v1/uptime?from=" + secs(kBase) +
+                     "&to=" + secs(kBase + 60 * kMinuteMs))["data"]["uptime"];
   ASSERT_EQ(u["services"].size(), 2u);
   EXPECT_EQ(u["services"][0]["id"], ids[0]);
   EXPECT_EQ(u["services"][0]["name"], "flappy");
@@ -221,7 +221,7 @@ TEST_P(SeriesApi, ExporterHasUptimeRatioPerWindowFromRollupsAndPassesPromtool) {
   for (std::int64_t age = 120; age >= 1; --age) {
     TickRecord r;
     r.tick.service_id = ids[0];
-    r.tick.ts = from_unix_ms(now - age * kMin + 500);
+    r.tick.ts = from_unix_ms(now - age * kMinuteMs + 500);
     r.tick.up = age > 15;
     r.tick.response_ms = 10;
     metric.add(r.tick.up, 10);

@@ -27,6 +27,7 @@
 #include "storage/store.h"
 #include "support/store_backends.h"
 #include "support/target_server.h"
+#include "support/test_data.h"
 
 namespace vigil {
 namespace {
@@ -37,7 +38,7 @@ using namespace std::chrono_literals;
 constexpr const char* kWriteToken = "write-token-0123456789abcdef";
 constexpr const char* kReadToken = "read-token-0123456789abcdef";
 
-struct Reply {
+struct WriteReply {
   int status = 0;
   json body;
   std::string raw;
@@ -49,9 +50,9 @@ struct Reply {
   std::string error() const { return body.is_object() ? body.value("error", "") : ""; }
 };
 
-Reply to_reply(const httplib::Result& result) {
+WriteReply to_reply(const httplib::Result& result) {
   if (!result) throw std::runtime_error("request failed: " + httplib::to_string(result.error()));
-  Reply reply;
+  WriteReply reply;
   reply.status = result->status;
   reply.raw = result->body;
   reply.headers = result->headers;
@@ -75,12 +76,7 @@ std::string file_message_as_api(const json& entry) {
   return "";
 }
 
-ServiceSpec probed(const std::string& name) {
-  ServiceSpec spec;
-  spec.name = name;
-  spec.url = "http://" + name + ".test/";
-  return spec;
-}
+using test::probed;
 
 // One raw HTTP/1.1 exchange (httplib::Client always sends a Content-Length with a body method):
 // the whole reply, or "" when nothing arrives within `wait`.
@@ -146,25 +142,25 @@ class ApiWriteTest : public test::StoreBackendTest {
     return {{"Authorization", std::string("Bearer ") + token}};
   }
 
-  Reply get(const std::string& path, const char* token = nullptr) {
+  WriteReply get(const std::string& path, const char* token = nullptr) {
     return to_reply(client_->Get(path.c_str(), auth(token)));
   }
-  Reply post(const std::string& path, const std::string& body, const char* token = nullptr,
-             const char* type = "application/json") {
+  WriteReply post(const std::string& path, const std::string& body, const char* token = nullptr,
+                  const char* type = "application/json") {
     return to_reply(client_->Post(path.c_str(), auth(token), body, type));
   }
-  Reply post(const std::string& path, const json& body, const char* token = nullptr) {
+  WriteReply post(const std::string& path, const json& body, const char* token = nullptr) {
     return post(path, body.dump(), token);
   }
-  Reply patch(const std::string& path, const json& body, const char* token = nullptr) {
+  WriteReply patch(const std::string& path, const json& body, const char* token = nullptr) {
     return to_reply(client_->Patch(path.c_str(), auth(token), body.dump(), "application/json"));
   }
-  Reply del(const std::string& path, const char* token = nullptr) {
+  WriteReply del(const std::string& path, const char* token = nullptr) {
     return to_reply(client_->Delete(path.c_str(), auth(token)));
   }
 
   json create(const json& body, const char* token = nullptr) {
-    const Reply reply = post("/v1/services", body, token);
+    const WriteReply reply = post("/v1/services", body, token);
     EXPECT_EQ(reply.status, 201) << reply.raw;
     return reply.body["data"]["service"];
   }
@@ -174,7 +170,7 @@ class ApiWriteTest : public test::StoreBackendTest {
   }
 
   std::vector<std::string> names(const std::string& query) {
-    const Reply reply = get("/v1/services" + query);
+    const WriteReply reply = get("/v1/services" + query);
     EXPECT_EQ(reply.status, 200) << reply.raw;
     std::vector<std::string> out;
     for (const auto& s : reply.body["data"]["services"]["data"]) out.push_back(s["name"]);
@@ -224,7 +220,7 @@ TEST_P(ApiWriteTest, CreateAnswers201WithTheStoredServiceAndListsIt) {
   EXPECT_EQ(stored->service.spec.interval, 30s);
   EXPECT_EQ(stored->service.source, ServiceSource::api);
   EXPECT_EQ(names(""), std::vector<std::string>{"payments"});
-  const Reply one = get(path_of(created));
+  const WriteReply one = get(path_of(created));
   EXPECT_EQ(one.body["data"]["service"]["team"], "payments");
 }
 
@@ -243,7 +239,7 @@ TEST_P(ApiWriteTest, AHeartbeatShowsItsPushTokenOnCreateAndToAuthorisedReadersOn
   EXPECT_EQ(beat["kind"], "heartbeat");
 
   // Never in a listing, even for writers; in GET one to writers and read-token holders.
-  const Reply listing = get("/v1/services", kWriteToken);
+  const WriteReply listing = get("/v1/services", kWriteToken);
   EXPECT_FALSE(listing.body["data"]["services"]["data"][0].contains("push_token"));
   EXPECT_EQ(listing.raw.find(token), std::string::npos);
   EXPECT_EQ(get(path_of(beat), kWriteToken).body["data"]["service"]["push_token"], token);
@@ -262,7 +258,7 @@ TEST_P(ApiWriteTest, ReadersWithoutAWriteOrReadTokenDoNotSeePushTokens) {
   start(options);  // reads open: anyone reads, but only writers see secrets
   const json beat =
       create({{"name", "b"}, {"kind", "heartbeat"}, {"interval_seconds", 60}}, kWriteToken);
-  const Reply anonymous = get(path_of(beat));
+  const WriteReply anonymous = get(path_of(beat));
   ASSERT_EQ(anonymous.status, 200);
   EXPECT_FALSE(anonymous.body["data"]["service"].contains("push_token"));
   EXPECT_EQ(anonymous.raw.find(beat["push_token"].get<std::string>()), std::string::npos);
@@ -298,7 +294,7 @@ TEST_P(ApiWriteTest, EveryValidationErrorIs400WithTheServicesFileMessage) {
       {{"name", "x"}, {"url", "http://a/"}, {"muted_until", "soon"}},
   };
   for (const json& entry : bad) {
-    const Reply reply = post("/v1/services", entry);
+    const WriteReply reply = post("/v1/services", entry);
     EXPECT_EQ(reply.status, 400) << entry.dump() << " -> " << reply.raw;
     EXPECT_EQ(reply.error(), file_message_as_api(entry)) << entry.dump();
   }
@@ -315,7 +311,7 @@ TEST_P(ApiWriteTest, ADuplicateNameIs409AndABodyOver64KiBIs413) {
   start();
   store_->sync_services({probed("from-file")}, now_ms());
   const json first = create({{"name", "taken"}, {"url", "http://a/"}});
-  const Reply again = post("/v1/services", json{{"name", "taken"}, {"url", "http://b/"}});
+  const WriteReply again = post("/v1/services", json{{"name", "taken"}, {"url", "http://b/"}});
   EXPECT_EQ(again.status, 409) << again.raw;
   EXPECT_NE(again.error().find("\"taken\" is already taken by service " +
                                std::to_string(first["id"].get<int>())),
@@ -324,7 +320,7 @@ TEST_P(ApiWriteTest, ADuplicateNameIs409AndABodyOver64KiBIs413) {
   EXPECT_EQ(post("/v1/services", json{{"name", "from-file"}, {"url", "http://b/"}}).status, 409);
 
   const json big = {{"name", "big"}, {"url", "http://a/"}, {"team", std::string(70 * 1024, 't')}};
-  const Reply too_big = post("/v1/services", big);
+  const WriteReply too_big = post("/v1/services", big);
   EXPECT_EQ(too_big.status, 413) << too_big.raw.substr(0, 200);
   EXPECT_NE(too_big.error().find("65536"), std::string::npos);
   EXPECT_EQ(store_->list_services().size(), 2u);
@@ -339,7 +335,8 @@ TEST_P(ApiWriteTest, PatchMergesOntoTheServiceAndValidatesTheWhole) {
                                {"team", "payments"},
                                {"tags", {"prod"}}});
   const std::string path = path_of(created);
-  Reply reply = patch(path, {{"interval_seconds", 5}, {"tags", {"prod", "eu"}}, {"team", nullptr}});
+  WriteReply reply =
+      patch(path, {{"interval_seconds", 5}, {"tags", {"prod", "eu"}}, {"team", nullptr}});
   ASSERT_EQ(reply.status, 200) << reply.raw;
   const json& patched = reply.body["data"]["service"];
   EXPECT_EQ(patched["id"], created["id"]);
@@ -373,7 +370,7 @@ TEST_P(ApiWriteTest, SnoozeEndsByItselfAndMutingAnewDropsIt) {
   start();
   const json created = create({{"name", "noisy"}, {"url", "http://a/"}});
   const auto until = to_unix_seconds(now_ms()) + 2;
-  Reply reply = patch(path_of(created), {{"muted_until", until}});
+  WriteReply reply = patch(path_of(created), {{"muted_until", until}});
   ASSERT_EQ(reply.status, 200) << reply.raw;
   EXPECT_EQ(reply.body["data"]["service"]["muted"], true);
   EXPECT_EQ(reply.body["data"]["service"]["muted_until"], until);
@@ -408,7 +405,7 @@ TEST_P(ApiWriteTest, DeleteDeactivatesKeepingHistoryAndPurgeDeletesIt) {
   record.opens_event = EventKind::uptime;
   store_->apply({record});
 
-  Reply reply = del(path_of(created));
+  WriteReply reply = del(path_of(created));
   ASSERT_EQ(reply.status, 200) << reply.raw;
   EXPECT_EQ(reply.body["data"]["service"]["active"], false);
   EXPECT_TRUE(names("").empty());
@@ -434,7 +431,7 @@ TEST_P(ApiWriteTest, FileServicesAreChangedInTheFileNotThroughTheApi) {
   store_->sync_services({probed("filed")}, now_ms());
   const ServiceId id = store_->list_services()[0].service.id;
   const std::string path = "/v1/services/" + std::to_string(id);
-  Reply reply = patch(path, {{"team", "x"}});
+  WriteReply reply = patch(path, {{"team", "x"}});
   EXPECT_EQ(reply.status, 409);
   EXPECT_NE(reply.error().find("managed by the services file"), std::string::npos);
   EXPECT_EQ(del(path).status, 409);
@@ -451,7 +448,7 @@ TEST_P(ApiWriteAuthTest, WritesNeedTheTokenWhenItIsSet) {
   options.write_token = kWriteToken;
   start(options);
   const json body = {{"name", "a"}, {"url", "http://a/"}};
-  Reply reply = post("/v1/services", body);
+  WriteReply reply = post("/v1/services", body);
   EXPECT_EQ(reply.status, 401);
   EXPECT_EQ(reply.header("WWW-Authenticate"), "Bearer");
   EXPECT_EQ(reply.error(), "this route needs Authorization: Bearer <API_TOKEN>");
@@ -488,7 +485,7 @@ TEST_P(ApiWriteAuthTest, WithoutATokenWritesAreAcceptedOnlyFromLoopback) {
   // process a client whose address is not loopback.
   start({}, *address);
   const json body = {{"name", "a"}, {"url", "http://a/"}};
-  Reply reply = post("/v1/services", body);
+  WriteReply reply = post("/v1/services", body);
   EXPECT_EQ(reply.status, 403) << reply.raw;
   EXPECT_EQ(reply.error(),
             "writes are accepted only from loopback clients while API_TOKEN is not set");
@@ -515,7 +512,7 @@ TEST_P(ApiWriteAuthTest, AReadTokenGuardsReadsButNotHealthOrPushes) {
   }
   EXPECT_EQ(get("/v1/services").error(), "this route needs Authorization: Bearer <API_READ_TOKEN>");
   EXPECT_EQ(get("/healthz").status, 200);
-  const Reply pushed = get("/v1/push/" + beat["push_token"].get<std::string>());
+  const WriteReply pushed = get("/v1/push/" + beat["push_token"].get<std::string>());
   EXPECT_EQ(pushed.status, 200);
   // The read token does not write.
   EXPECT_EQ(post("/v1/services", json{{"name", "x"}, {"url", "http://a/"}}, kReadToken).status,
@@ -558,7 +555,7 @@ TEST_P(ApiWriteTest, ListFiltersAndPages) {
 
   for (const std::string bad : {"?status=sideways", "?muted=yes", "?kind=tcp2", "?limit=0",
                                 "?limit=1001", "?offset=-1", "?offset=x", "?team="}) {
-    const Reply reply = get("/v1/services" + bad);
+    const WriteReply reply = get("/v1/services" + bad);
     EXPECT_EQ(reply.status, 400) << bad;
     const std::string param = bad.substr(1, bad.find('=') - 1);
     EXPECT_NE(reply.error().find(param), std::string::npos) << bad << ": " << reply.error();
@@ -597,7 +594,7 @@ TEST_P(ApiWriteTest, PushesAreQueuedForTheRunnerProcessAndUnknownTokensWriteNoth
   const std::string push = "/v1/push/" + beat["push_token"].get<std::string>();
   const ServiceId id = beat["id"].get<ServiceId>();
 
-  Reply reply = get(push);
+  WriteReply reply = get(push);
   EXPECT_EQ(reply.status, 200);
   EXPECT_EQ(reply.raw, "OK");
   EXPECT_EQ(to_reply(client_->Head(push.c_str())).status, 200);
@@ -651,7 +648,7 @@ TEST_P(ApiWriteTest, BadPushFieldsAre400AndWriteNothing) {
       {push + "?msg=" + std::string(1025, 'm'), "msg: at most 1024 bytes, got 1025"},
   };
   for (const auto& [path, message] : cases) {
-    const Reply reply = get(path);
+    const WriteReply reply = get(path);
     EXPECT_EQ(reply.status, 400) << path;
     EXPECT_EQ(reply.error(), message) << path;
   }

@@ -7,13 +7,12 @@
 
 #include "config/config.h"
 #include "config/database_url.h"
+#include "support/text.h"
 
 namespace vigil {
 namespace {
 
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
+using test::contains;
 
 // The ConfigError load_settings throws for `env`, or a failure when it throws none.
 std::string config_error(const EnvMap& env) {

@@ -13,10 +13,11 @@ namespace {
 
 using nlohmann::json;
 
-Settings defaults() { return Settings{}; }
+Settings default_settings() { return Settings{}; }
 
 ServiceSpec parse_one(const json& entry) {
-  const auto specs = parse_services(json::array({entry}).dump(), "services.json", defaults());
+  const auto specs =
+      parse_services(json::array({entry}).dump(), "services.json", default_settings());
   EXPECT_EQ(specs.size(), 1u);
   return specs.at(0);
 }
@@ -24,7 +25,7 @@ ServiceSpec parse_one(const json& entry) {
 // The message parse_services gives for a one-service file holding `entry`.
 std::string file_error(const json& entry) {
   try {
-    parse_services(json::array({entry}).dump(), "services.json", defaults());
+    parse_services(json::array({entry}).dump(), "services.json", default_settings());
   } catch (const ConfigError& e) {
     return e.what();
   }
@@ -32,7 +33,7 @@ std::string file_error(const json& entry) {
   return "";
 }
 
-void expect_error(const json& entry, std::initializer_list<std::string> parts) {
+void expect_entry_error(const json& entry, std::initializer_list<std::string> parts) {
   const std::string message = file_error(entry);
   for (const auto& part : parts)
     EXPECT_NE(message.find(part), std::string::npos) << entry.dump() << " -> " << message;
@@ -74,38 +75,40 @@ TEST(ServiceManagementConfig, HeartbeatRejectsProbeKeysAndNeedsAnInterval) {
   for (const char* key : {"url", "timeout_seconds", "method", "headers", "expected_status"}) {
     json entry = heartbeat();
     entry[key] = key == std::string("url") ? json("http://a/") : json(1);
-    expect_error(entry,
-                 {"services[0] (\"backup\")." + std::string(key), "not allowed for a heartbeat"});
+    expect_entry_error(
+        entry, {"services[0] (\"backup\")." + std::string(key), "not allowed for a heartbeat"});
   }
-  expect_error({{"name", "backup"}, {"kind", "heartbeat"}},
-               {"backup\").interval_seconds: required for a heartbeat"});
-  expect_error({{"name", "x"}, {"kind", "cron"}},
-               {".kind: expected \"http\" or \"heartbeat\"", "cron"});
+  expect_entry_error({{"name", "backup"}, {"kind", "heartbeat"}},
+                     {"backup\").interval_seconds: required for a heartbeat"});
+  expect_entry_error({{"name", "x"}, {"kind", "cron"}},
+                     {".kind: expected \"http\" or \"heartbeat\"", "cron"});
   for (const char* key : {"grace_seconds", "threshold"})
-    expect_error({{"name", "web"}, {"url", "http://a/"}, {key, 1}},
-                 {std::string(key) + ": only for a service of kind \"heartbeat\""});
+    expect_entry_error({{"name", "web"}, {"url", "http://a/"}, {key, 1}},
+                       {std::string(key) + ": only for a service of kind \"heartbeat\""});
   // A probed service still needs its url.
-  expect_error({{"name", "web"}}, {"web\").url: required"});
+  expect_entry_error({{"name", "web"}}, {"web\").url: required"});
 }
 
 TEST(ServiceManagementConfig, HeartbeatFieldsAreChecked) {
   for (const json& bad : {json(-1), json("5"), json(nullptr)}) {
     json entry = heartbeat();
     entry["grace_seconds"] = bad;
-    expect_error(entry, {".grace_seconds: expected a number of seconds, 0 or more", bad.dump()});
+    expect_entry_error(entry,
+                       {".grace_seconds: expected a number of seconds, 0 or more", bad.dump()});
   }
   for (const json& bad : {json(0), json(1.5), json(1001), json("2")}) {
     json entry = heartbeat();
     entry["threshold"] = bad;
-    expect_error(entry, {".threshold: expected a whole number of missed intervals from 1 to 1000",
-                         bad.dump()});
+    expect_entry_error(
+        entry,
+        {".threshold: expected a whole number of missed intervals from 1 to 1000", bad.dump()});
   }
-  expect_error(heartbeat(0.05), {".interval_seconds", "below the minimum of 0.1"});
-  expect_error(heartbeat(31'536'001),
-               {".interval_seconds: 31536001.0 is above the maximum of 31536000 (365 days)"});
+  expect_entry_error(heartbeat(0.05), {".interval_seconds", "below the minimum of 0.1"});
+  expect_entry_error(heartbeat(31'536'001),
+                     {".interval_seconds: 31536001.0 is above the maximum of 31536000 (365 days)"});
   json long_grace = heartbeat();
   long_grace["grace_seconds"] = 4e7;
-  expect_error(long_grace, {".grace_seconds:", "above the maximum of 31536000"});
+  expect_entry_error(long_grace, {".grace_seconds:", "above the maximum of 31536000"});
   EXPECT_EQ(parse_one(heartbeat(31'536'000)).interval, Millis(31'536'000'000));
 }
 
@@ -138,35 +141,38 @@ TEST(ServiceManagementConfig, MetadataErrorsNameTheField) {
     entry[key] = value;
     return entry;
   };
-  expect_error(with("team", 7), {"(\"pay\").team: expected a string, got 7"});
-  expect_error(with("team", ""), {".team:", "must be 1 to 200 characters"});
-  expect_error(with("team", " ops"), {".team:", "leading or trailing spaces"});
-  expect_error(with("team", std::string(201, 't')), {".team:", "1 to 200 characters"});
-  expect_error(with("priority", "p6"), {".priority: expected one of \"p1\"", "\"p6\""});
-  expect_error(with("priority", 1), {".priority: expected one of", "got 1"});
-  expect_error(with("runbook", "ftp://wiki/x"),
-               {".runbook: \"ftp://wiki/x\" must start with http"});
-  expect_error(with("runbook", "https://"), {".runbook:", "has no host"});
-  expect_error(with("runbook", 3), {".runbook: expected an http(s) URL"});
-  expect_error(with("tags", "prod"), {".tags: expected a list of at most 32 strings"});
-  expect_error(with("tags", json::array({"a", 1})), {".tags[1]: expected a string, got 1"});
-  expect_error(with("tags", json::array({"a", "a"})), {".tags[1]: duplicate tag \"a\""});
-  expect_error(with("tags", json(std::vector<std::string>(33, "x"))), {".tags: expected a list"});
-  expect_error(with("muted", "yes"), {".muted: expected true or false, got \"yes\""});
-  expect_error(with("muted_until", "tomorrow"), {".muted_until: expected a unix time in seconds"});
-  expect_error(with("muted_until", -5), {".muted_until: expected a unix time"});
+  expect_entry_error(with("team", 7), {"(\"pay\").team: expected a string, got 7"});
+  expect_entry_error(with("team", ""), {".team:", "must be 1 to 200 characters"});
+  expect_entry_error(with("team", " ops"), {".team:", "leading or trailing spaces"});
+  expect_entry_error(with("team", std::string(201, 't')), {".team:", "1 to 200 characters"});
+  expect_entry_error(with("priority", "p6"), {".priority: expected one of \"p1\"", "\"p6\""});
+  expect_entry_error(with("priority", 1), {".priority: expected one of", "got 1"});
+  expect_entry_error(with("runbook", "ftp://wiki/x"),
+                     {".runbook: \"ftp://wiki/x\" must start with http"});
+  expect_entry_error(with("runbook", "https://"), {".runbook:", "has no host"});
+  expect_entry_error(with("runbook", 3), {".runbook: expected an http(s) URL"});
+  expect_entry_error(with("tags", "prod"), {".tags: expected a list of at most 32 strings"});
+  expect_entry_error(with("tags", json::array({"a", 1})), {".tags[1]: expected a string, got 1"});
+  expect_entry_error(with("tags", json::array({"a", "a"})), {".tags[1]: duplicate tag \"a\""});
+  expect_entry_error(with("tags", json(std::vector<std::string>(33, "x"))),
+                     {".tags: expected a list"});
+  expect_entry_error(with("muted", "yes"), {".muted: expected true or false, got \"yes\""});
+  expect_entry_error(with("muted_until", "tomorrow"),
+                     {".muted_until: expected a unix time in seconds"});
+  expect_entry_error(with("muted_until", -5), {".muted_until: expected a unix time"});
   json contradicting = with("muted", false);
   contradicting["muted_until"] = 1'900'000'000;
-  expect_error(contradicting, {".muted_until: a snooze needs \"muted\": true"});
+  expect_entry_error(contradicting, {".muted_until: a snooze needs \"muted\": true"});
   // Unknown keys still fail, and the message lists the new ones.
-  expect_error(with("owner", "x"), {"unknown key \"owner\"", "team", "priority", "muted_until"});
+  expect_entry_error(with("owner", "x"),
+                     {"unknown key \"owner\"", "team", "priority", "muted_until"});
 }
 
 TEST(ServiceManagementConfig, TheSameFunctionGivesTheSameMessageWhateverTheWhere) {
   const json entry = {{"name", "pay"}, {"url", "http://a/"}, {"priority", "high"}};
   std::string api_message;
   try {
-    parse_service_spec(entry, "service", defaults());
+    parse_service_spec(entry, "service", default_settings());
   } catch (const ConfigError& e) {
     api_message = e.what();
   }
@@ -195,9 +201,9 @@ TEST(ServiceManagementConfig, JsonFormReadsBackToAnEqualSpec) {
   beat["tags"] = {"cron"};
   for (const json& entry :
        {probed, beat, heartbeat(), json{{"name", "bare"}, {"url", "http://a/"}}}) {
-    const ServiceSpec spec = parse_service_spec(entry, "service", defaults());
+    const ServiceSpec spec = parse_service_spec(entry, "service", default_settings());
     const json form = service_spec_json(spec);
-    EXPECT_EQ(parse_service_spec(form, "service", defaults()), spec) << form.dump();
+    EXPECT_EQ(parse_service_spec(form, "service", default_settings()), spec) << form.dump();
   }
 }
 
@@ -209,10 +215,10 @@ TEST(ServiceManagementConfig, PatchReplacesFieldsAndNullResetsThem) {
                                                   {"team", "payments"},
                                                   {"tags", {"a", "b"}},
                                                   {"headers", {{"X-A", "1"}}}},
-                                                 "service", defaults());
+                                                 "service", default_settings());
   const auto patched = [&](const json& patch) {
-    return parse_service_spec(merge_service_patch(current, patch, "service", defaults()), "service",
-                              defaults());
+    return parse_service_spec(merge_service_patch(current, patch, "service", default_settings()),
+                              "service", default_settings());
   };
   const ServiceSpec renamed = patched({{"name", "payments"}, {"tags", {"c"}}});
   EXPECT_EQ(renamed.name, "payments");
@@ -236,9 +242,10 @@ TEST(ServiceManagementConfig, PatchReplacesFieldsAndNullResetsThem) {
               std::string::npos)
         << e.what();
   }
-  EXPECT_THROW(merge_service_patch(current, json::array(), "service", defaults()), ConfigError);
+  EXPECT_THROW(merge_service_patch(current, json::array(), "service", default_settings()),
+               ConfigError);
   try {
-    merge_service_patch(current, {{"kind", "heartbeat"}}, "service", defaults());
+    merge_service_patch(current, {{"kind", "heartbeat"}}, "service", default_settings());
     ADD_FAILURE() << "kind change accepted";
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("service.kind: cannot be changed"), std::string::npos);
@@ -273,11 +280,12 @@ TEST(ServiceManagementConfig, DefaultsDerivedFromTheIntervalFollowANewInterval) 
 }
 
 TEST(ServiceManagementConfig, MutingAnewDropsTheOldSnooze) {
-  const ServiceSpec snoozed = parse_service_spec(
-      {{"name", "p"}, {"url", "http://a/"}, {"muted_until", 1'900'000'000}}, "service", defaults());
+  const ServiceSpec snoozed =
+      parse_service_spec({{"name", "p"}, {"url", "http://a/"}, {"muted_until", 1'900'000'000}},
+                         "service", default_settings());
   const auto patched = [&](const json& patch) {
-    return parse_service_spec(merge_service_patch(snoozed, patch, "service", defaults()), "service",
-                              defaults());
+    return parse_service_spec(merge_service_patch(snoozed, patch, "service", default_settings()),
+                              "service", default_settings());
   };
   const ServiceSpec unmuted = patched({{"muted", false}});
   EXPECT_FALSE(unmuted.muted);

@@ -17,7 +17,7 @@ namespace {
 
 using nlohmann::json;
 
-std::vector<ServiceSpec> parse(const json& services) {
+std::vector<ServiceSpec> parse_services_json(const json& services) {
   return parse_services(services.dump(), "services.json", Settings{});
 }
 
@@ -27,9 +27,9 @@ json service(json extra, const std::string& url = "https://example.com/health") 
   return s;
 }
 
-void expect_error(const json& entry, std::initializer_list<std::string> parts) {
+void expect_options_error(const json& entry, std::initializer_list<std::string> parts) {
   try {
-    parse(json::array({entry}));
+    parse_services_json(json::array({entry}));
     FAIL() << "expected a ConfigError for " << entry.dump();
   } catch (const ConfigError& e) {
     const std::string message = e.what();
@@ -39,7 +39,7 @@ void expect_error(const json& entry, std::initializer_list<std::string> parts) {
 }
 
 TEST(ProbeOptions, DefaultsWhenAbsent) {
-  const auto specs = parse(json::array({service({})}));
+  const auto specs = parse_services_json(json::array({service({})}));
   ASSERT_EQ(specs.size(), 1u);
   EXPECT_EQ(specs[0].probe, ProbeOptions{});
   EXPECT_TRUE(specs[0].probe.conditions.empty());
@@ -50,35 +50,35 @@ TEST(ProbeOptions, ParsesEveryKey) {
   test::TempDir dir;
   const std::string pem = dir.file("ca.pem");
   std::ofstream(pem) << "not checked for content, only readability\n";
-  const auto specs =
-      parse(json::array({service({{"method", "POST"},
-                                  {"body", "{\"q\":1}"},
-                                  {"follow_redirects", false},
-                                  {"max_redirects", 3},
-                                  {"insecure_skip_verify", true},
-                                  {"ca_file", pem},
-                                  {"client_cert", pem},
-                                  {"client_key", pem},
-                                  {"proxy", "socks5h://127.0.0.1:1080"},
-                                  {"ip_version", 6},
-                                  {"user_agent", "checker/1"},
-                                  {"failure_threshold", 3},
-                                  {"success_threshold", 2},
-                                  {"interval_seconds", 60},
-                                  {"retry_interval_seconds", 5},
-                                  {"conditions",
-                                   {{"status", {200, "300-302"}},
-                                    {"body_contains", "ok"},
-                                    {"body_not_contains", "error"},
-                                    {"body_regex", "^\\{"},
-                                    {"json",
-                                     {{{"pointer", "/status"}, {"equals", "UP"}},
-                                      {{"pointer", "/n"}, {"lt", 5}, {"gt", 1}}}},
-                                    {"max_response_ms", 500},
-                                    {"header", {{"name", "Content-Type"}, {"contains", "json"}}},
-                                    {"cert_expires_in_days_min", 14}}}}),
-                         service({{"name", "redis"}, {"send", "PING"}, {"expect", "+PONG"}},
-                                 "tcp://10.0.0.5:6379")}));
+  const auto specs = parse_services_json(
+      json::array({service({{"method", "POST"},
+                            {"body", "{\"q\":1}"},
+                            {"follow_redirects", false},
+                            {"max_redirects", 3},
+                            {"insecure_skip_verify", true},
+                            {"ca_file", pem},
+                            {"client_cert", pem},
+                            {"client_key", pem},
+                            {"proxy", "socks5h://127.0.0.1:1080"},
+                            {"ip_version", 6},
+                            {"user_agent", "checker/1"},
+                            {"failure_threshold", 3},
+                            {"success_threshold", 2},
+                            {"interval_seconds", 60},
+                            {"retry_interval_seconds", 5},
+                            {"conditions",
+                             {{"status", {200, "300-302"}},
+                              {"body_contains", "ok"},
+                              {"body_not_contains", "error"},
+                              {"body_regex", "^\\{"},
+                              {"json",
+                               {{{"pointer", "/status"}, {"equals", "UP"}},
+                                {{"pointer", "/n"}, {"lt", 5}, {"gt", 1}}}},
+                              {"max_response_ms", 500},
+                              {"header", {{"name", "Content-Type"}, {"contains", "json"}}},
+                              {"cert_expires_in_days_min", 14}}}}),
+                   service({{"name", "redis"}, {"send", "PING"}, {"expect", "+PONG"}},
+                           "tcp://10.0.0.5:6379")}));
   const ProbeOptions& o = specs[0].probe;
   EXPECT_EQ(o.body, "{\"q\":1}");
   EXPECT_FALSE(o.follow_redirects);
@@ -112,124 +112,135 @@ TEST(ProbeOptions, ParsesEveryKey) {
 }
 
 TEST(ProbeOptions, ConditionsCompareByMeaningNotByPointerOrKeyOrder) {
-  const auto a = parse(json::parse(R"([{"name":"api","url":"http://h/","conditions":
+  const auto a = parse_services_json(json::parse(R"([{"name":"api","url":"http://h/","conditions":
       {"body_contains":"ok","max_response_ms":100}}])"));
-  const auto b = parse(json::parse(R"([{"name":"api","url":"http://h/","conditions":
+  const auto b = parse_services_json(json::parse(R"([{"name":"api","url":"http://h/","conditions":
       {"max_response_ms":100,"body_contains":"ok"}}])"));
   EXPECT_NE(a[0].probe.conditions.compiled, b[0].probe.conditions.compiled);
   EXPECT_EQ(a[0], b[0]);
-  const auto c = parse(json::parse(R"([{"name":"api","url":"http://h/","conditions":
+  const auto c = parse_services_json(json::parse(R"([{"name":"api","url":"http://h/","conditions":
       {"max_response_ms":101,"body_contains":"ok"}}])"));
   EXPECT_NE(a[0], c[0]);
 }
 
 TEST(ProbeOptions, BadConditionsNameTheServiceAndField) {
-  expect_error(service({{"conditions", {{"body_regex", "([a-z"}}}}),
-               {".conditions.body_regex: \"([a-z\" is not a valid regular expression"});
+  expect_options_error(service({{"conditions", {{"body_regex", "([a-z"}}}}),
+                       {".conditions.body_regex: \"([a-z\" is not a valid regular expression"});
   // RE2 refuses what it cannot match in linear time, and says why.
-  expect_error(service({{"conditions", {{"body_regex", "(a)\\1"}}}}),
-               {".conditions.body_regex: \"(a)\\\\1\" is not a valid regular expression: "
-                "invalid escape sequence: \\1 (RE2 syntax: no back-references or look-around)"});
-  expect_error(service({{"conditions", {{"body_regex", "a(?=b)"}}}}),
-               {"is not a valid regular expression: invalid perl operator: (?= (RE2 syntax: no "
-                "back-references or look-around)"});
-  expect_error(
+  expect_options_error(
+      service({{"conditions", {{"body_regex", "(a)\\1"}}}}),
+      {".conditions.body_regex: \"(a)\\\\1\" is not a valid regular expression: "
+       "invalid escape sequence: \\1 (RE2 syntax: no back-references or look-around)"});
+  expect_options_error(
+      service({{"conditions", {{"body_regex", "a(?=b)"}}}}),
+      {"is not a valid regular expression: invalid perl operator: (?= (RE2 syntax: no "
+       "back-references or look-around)"});
+  expect_options_error(
       service({{"conditions", {{"body_regex", "a{1,12345678}"}}}}),
       {"is not a valid regular expression: invalid repetition size: {1,12345678} (RE2 syntax: "
        "repeat counts up to 1000)"});
-  expect_error(service({{"conditions", {{"body_regex", "((a{1000}){1000}){1000}"}}}}),
-               {".conditions.body_regex: ", "is not a valid regular expression"});
-  EXPECT_NO_THROW(parse(json::array({service({{"conditions", {{"body_regex", "id,12345678"}}}})})));
-  expect_error(service({{"conditions", {{"body_matches", "x"}}}}),
-               {".conditions: unknown condition \"body_matches\""});
-  expect_error(service({{"conditions", "ok"}}), {".conditions: expected an object"});
-  expect_error(service({{"conditions", {{"body_contains", ""}}}}),
-               {".conditions.body_contains: expected a non-empty string"});
-  expect_error(service({{"conditions", {{"json", {{{"equals", 1}}}}}}}),
-               {".conditions.json[0].pointer: required"});
-  expect_error(service({{"conditions", {{"json", {{{"pointer", "status"}, {"equals", 1}}}}}}}),
-               {".conditions.json[0].pointer: \"status\" is not a JSON pointer"});
-  expect_error(service({{"conditions", {{"json", {{{"pointer", "/a"}}}}}}}),
-               {".conditions.json[0]: needs one of equals, exists, lt, gt"});
-  expect_error(service({{"conditions", {{"json", {{{"pointer", "/a"}, {"lt", "5"}}}}}}}),
-               {".conditions.json[0].lt: expected a number"});
-  expect_error(service({{"conditions", {{"json", {{{"pointer", "/a"}, {"exists", "yes"}}}}}}}),
-               {".conditions.json[0].exists: expected true or false"});
-  expect_error(service({{"conditions", {{"json", json::array()}}}}),
-               {".conditions.json: expected a non-empty list"});
-  expect_error(service({{"conditions", {{"max_response_ms", -1}}}}),
-               {".conditions.max_response_ms: expected a number of at least 0"});
-  expect_error(service({{"conditions", {{"header", {{"contains", "json"}}}}}}),
-               {".conditions.header.name: required"});
-  expect_error(service({{"conditions", {{"header", {{"name", "a"}, {"equals", "b"}}}}}}),
-               {".conditions.header: unknown key \"equals\""});
-  expect_error(service({{"conditions", {{"cert_expires_in_days_min", "14"}}}}),
-               {".conditions.cert_expires_in_days_min: expected a number"});
-  expect_error(service({{"conditions", {{"status", {700}}}}}),
-               {".conditions.status[0]: status code 700 is not in 100-599"});
-  expect_error(service({{"expected_status", {200}}, {"conditions", {{"status", {204}}}}}),
-               {".conditions.status: disagrees with expected_status"});
+  expect_options_error(service({{"conditions", {{"body_regex", "((a{1000}){1000}){1000}"}}}}),
+                       {".conditions.body_regex: ", "is not a valid regular expression"});
+  EXPECT_NO_THROW(parse_services_json(
+      json::array({service({{"conditions", {{"body_regex", "id,12345678"}}}})})));
+  expect_options_error(service({{"conditions", {{"body_matches", "x"}}}}),
+                       {".conditions: unknown condition \"body_matches\""});
+  expect_options_error(service({{"conditions", "ok"}}), {".conditions: expected an object"});
+  expect_options_error(service({{"conditions", {{"body_contains", ""}}}}),
+                       {".conditions.body_contains: expected a non-empty string"});
+  expect_options_error(service({{"conditions", {{"json", {{{"equals", 1}}}}}}}),
+                       {".conditions.json[0].pointer: required"});
+  expect_options_error(
+      service({{"conditions", {{"json", {{{"pointer", "status"}, {"equals", 1}}}}}}}),
+      {".conditions.json[0].pointer: \"status\" is not a JSON pointer"});
+  expect_options_error(service({{"conditions", {{"json", {{{"pointer", "/a"}}}}}}}),
+                       {".conditions.json[0]: needs one of equals, exists, lt, gt"});
+  expect_options_error(service({{"conditions", {{"json", {{{"pointer", "/a"}, {"lt", "5"}}}}}}}),
+                       {".conditions.json[0].lt: expected a number"});
+  expect_options_error(
+      service({{"conditions", {{"json", {{{"pointer", "/a"}, {"exists", "yes"}}}}}}}),
+      {".conditions.json[0].exists: expected true or false"});
+  expect_options_error(service({{"conditions", {{"json", json::array()}}}}),
+                       {".conditions.json: expected a non-empty list"});
+  expect_options_error(service({{"conditions", {{"max_response_ms", -1}}}}),
+                       {".conditions.max_response_ms: expected a number of at least 0"});
+  expect_options_error(service({{"conditions", {{"header", {{"contains", "json"}}}}}}),
+                       {".conditions.header.name: required"});
+  expect_options_error(service({{"conditions", {{"header", {{"name", "a"}, {"equals", "b"}}}}}}),
+                       {".conditions.header: unknown key \"equals\""});
+  expect_options_error(service({{"conditions", {{"cert_expires_in_days_min", "14"}}}}),
+                       {".conditions.cert_expires_in_days_min: expected a number"});
+  expect_options_error(service({{"conditions", {{"status", {700}}}}}),
+                       {".conditions.status[0]: status code 700 is not in 100-599"});
+  expect_options_error(service({{"expected_status", {200}}, {"conditions", {{"status", {204}}}}}),
+                       {".conditions.status: disagrees with expected_status"});
 }
 
 TEST(ProbeOptions, BadOptionsNameTheField) {
-  expect_error(service({{"max_redirects", 99}}),
-               {".max_redirects: expected a whole number from 0 to 50"});
-  expect_error(service({{"follow_redirects", "yes"}}),
-               {".follow_redirects: expected true or false"});
-  expect_error(service({{"failure_threshold", 0}}),
-               {".failure_threshold: expected a whole number from 1 to 100"});
-  expect_error(service({{"success_threshold", 1.5}}),
-               {".success_threshold: expected a whole number"});
-  expect_error(service({{"retry_interval_seconds", 0.01}}),
-               {".retry_interval_seconds: expected a number of seconds from 0.1 to 31536000"});
-  expect_error(service({{"interval_seconds", 10}, {"retry_interval_seconds", 10}}),
-               {".retry_interval_seconds: must be shorter than the interval of 10 s"});
-  expect_error(service({{"ip_version", 5}}), {".ip_version: expected 4, 6 or \"any\""});
-  expect_error(service({{"proxy", "ftp://p:21"}}),
-               {".proxy: \"ftp://p:21\" must be a URL starting with http://"});
-  expect_error(service({{"user_agent", "a\r\nX-Injected: 1"}}),
-               {".user_agent: must not contain line breaks"});
-  expect_error(service({{"body", "x"}}),
-               {".body: needs method POST, PUT, PATCH or DELETE (method is GET)"});
-  expect_error(service({{"client_key", "/etc/hostname"}}),
-               {".client_key: needs client_cert as well"});
-  expect_error(service({{"ca_file", "/nonexistent/ca.pem"}}),
-               {".ca_file: cannot read \"/nonexistent/ca.pem\""});
-  expect_error(service({{"send", "PING"}}), {".send: only for a tcp:// service"});
-  expect_error(service({{"expect", "PONG"}}), {".expect: only for a tcp:// service"});
+  expect_options_error(service({{"max_redirects", 99}}),
+                       {".max_redirects: expected a whole number from 0 to 50"});
+  expect_options_error(service({{"follow_redirects", "yes"}}),
+                       {".follow_redirects: expected true or false"});
+  expect_options_error(service({{"failure_threshold", 0}}),
+                       {".failure_threshold: expected a whole number from 1 to 100"});
+  expect_options_error(service({{"success_threshold", 1.5}}),
+                       {".success_threshold: expected a whole number"});
+  expect_options_error(
+      service({{"retry_interval_seconds", 0.01}}),
+      {".retry_interval_seconds: expected a number of seconds from 0.1 to 31536000"});
+  expect_options_error(service({{"interval_seconds", 10}, {"retry_interval_seconds", 10}}),
+                       {".retry_interval_seconds: must be shorter than the interval of 10 s"});
+  expect_options_error(service({{"ip_version", 5}}), {".ip_version: expected 4, 6 or \"any\""});
+  expect_options_error(service({{"proxy", "ftp://p:21"}}),
+                       {".proxy: \"ftp://p:21\" must be a URL starting with http://"});
+  expect_options_error(service({{"user_agent", "a\r\nX-Injected: 1"}}),
+                       {".user_agent: must not contain line breaks"});
+  expect_options_error(service({{"body", "x"}}),
+                       {".body: needs method POST, PUT, PATCH or DELETE (method is GET)"});
+  expect_options_error(service({{"client_key", "/etc/hostname"}}),
+                       {".client_key: needs client_cert as well"});
+  expect_options_error(service({{"ca_file", "/nonexistent/ca.pem"}}),
+                       {".ca_file: cannot read \"/nonexistent/ca.pem\""});
+  expect_options_error(service({{"send", "PING"}}), {".send: only for a tcp:// service"});
+  expect_options_error(service({{"expect", "PONG"}}), {".expect: only for a tcp:// service"});
 }
 
 TEST(ProbeOptions, TcpServicesTakeOnlyWhatAppliesToThem) {
   const std::string tcp = "tcp://127.0.0.1:5432";
-  expect_error(service({{"method", "POST"}}, tcp), {".method: does not apply to a tcp:// service"});
-  expect_error(service({{"headers", {{"A", "b"}}}}, tcp), {".headers: does not apply"});
-  expect_error(service({{"expected_status", {204}}}, tcp), {".expected_status: does not apply"});
-  expect_error(service({{"insecure_skip_verify", true}}, tcp),
-               {".insecure_skip_verify: does not apply"});
-  expect_error(service({{"conditions", {{"body_contains", "x"}}}}, tcp),
-               {".conditions: a tcp:// service only takes max_response_ms"});
-  EXPECT_NO_THROW(parse(json::array({service({{"conditions", {{"max_response_ms", 50}}}}, tcp)})));
+  expect_options_error(service({{"method", "POST"}}, tcp),
+                       {".method: does not apply to a tcp:// service"});
+  expect_options_error(service({{"headers", {{"A", "b"}}}}, tcp), {".headers: does not apply"});
+  expect_options_error(service({{"expected_status", {204}}}, tcp),
+                       {".expected_status: does not apply"});
+  expect_options_error(service({{"insecure_skip_verify", true}}, tcp),
+                       {".insecure_skip_verify: does not apply"});
+  expect_options_error(service({{"conditions", {{"body_contains", "x"}}}}, tcp),
+                       {".conditions: a tcp:// service only takes max_response_ms"});
+  EXPECT_NO_THROW(parse_services_json(
+      json::array({service({{"conditions", {{"max_response_ms", 50}}}}, tcp)})));
   // Explicit defaults (as service_spec_json writes them) are fine.
-  EXPECT_NO_THROW(
-      parse(json::array({service({{"method", "GET"}, {"expected_status", {"200-399"}}}, tcp)})));
+  EXPECT_NO_THROW(parse_services_json(
+      json::array({service({{"method", "GET"}, {"expected_status", {"200-399"}}}, tcp)})));
 }
 
 TEST(ProbeOptions, UrlSchemes) {
-  expect_error(service({}, "tcp://db.internal"), {".url: \"tcp://db.internal\" needs a port"});
-  expect_error(service({}, "tcp://db.internal:5432/x"), {"takes nothing after the port"});
-  expect_error(service({}, "tcp://db.internal:0"), {"has an invalid port"});
-  expect_error(service({}, "ftp://example.com/"), {"must start with http://, https:// or tcp://"});
-  EXPECT_NO_THROW(parse(json::array({service({}, "tcp://[::1]:22/")})));
+  expect_options_error(service({}, "tcp://db.internal"),
+                       {".url: \"tcp://db.internal\" needs a port"});
+  expect_options_error(service({}, "tcp://db.internal:5432/x"), {"takes nothing after the port"});
+  expect_options_error(service({}, "tcp://db.internal:0"), {"has an invalid port"});
+  expect_options_error(service({}, "ftp://example.com/"),
+                       {"must start with http://, https:// or tcp://"});
+  EXPECT_NO_THROW(parse_services_json(json::array({service({}, "tcp://[::1]:22/")})));
 }
 
 TEST(ProbeOptions, HeartbeatsTakeNone) {
   json beat = {
       {"name", "api"}, {"kind", "heartbeat"}, {"interval_seconds", 60}, {"failure_threshold", 2}};
-  expect_error(beat, {".failure_threshold: not allowed for a heartbeat"});
+  expect_options_error(beat, {".failure_threshold: not allowed for a heartbeat"});
 }
 
 TEST(ProbeOptions, RoundTripThroughServiceJsonAndTheStoredForm) {
-  const auto specs = parse(json::array(
+  const auto specs = parse_services_json(json::array(
       {service({{"method", "PUT"},
                 {"body", "x"},
                 {"max_redirects", 0},

@@ -14,14 +14,14 @@ namespace {
 
 Settings defaults() { return Settings{}; }
 
-std::vector<ServiceSpec> parse(const std::string& text) {
+std::vector<ServiceSpec> parse_services_text(const std::string& text) {
   return parse_services(text, "services.json", defaults());
 }
 
-// Expects parse() to fail with a message containing every one of `parts`.
-void expect_error(const std::string& text, std::initializer_list<std::string> parts) {
+// Expects parse_services_text() to fail with a message containing every one of `parts`.
+void expect_settings_error(const std::string& text, std::initializer_list<std::string> parts) {
   try {
-    parse(text);
+    parse_services_text(text);
     FAIL() << "expected a ConfigError for " << text;
   } catch (const ConfigError& e) {
     const std::string message = e.what();
@@ -30,7 +30,7 @@ void expect_error(const std::string& text, std::initializer_list<std::string> pa
 }
 
 TEST(ServicesFile, ParsesAllFieldsAndDefaults) {
-  const auto specs = parse(R"([
+  const auto specs = parse_services_text(R"([
     {"name": "api", "url": "https://example.com/health", "interval_seconds": 0.5,
      "timeout_seconds": 0.25, "method": "HEAD", "headers": {"X-Token": "abc"},
      "expected_status": [204, "300-302"]},
@@ -51,71 +51,73 @@ TEST(ServicesFile, ParsesAllFieldsAndDefaults) {
 }
 
 TEST(ServicesFile, AcceptsAnObjectWithServices) {
-  const auto specs = parse(R"({"services": [{"name": "a", "url": "http://a/"}]})");
+  const auto specs = parse_services_text(R"({"services": [{"name": "a", "url": "http://a/"}]})");
   ASSERT_EQ(specs.size(), 1u);
   EXPECT_EQ(specs[0].url, "http://a/");
 }
 
 TEST(ServicesFile, DefaultTimeoutNeverExceedsInterval) {
-  const auto specs = parse(R"([{"name": "fast", "url": "http://a/", "interval_seconds": 0.2}])");
+  const auto specs =
+      parse_services_text(R"([{"name": "fast", "url": "http://a/", "interval_seconds": 0.2}])");
   EXPECT_EQ(specs[0].timeout, Millis(200));
 }
 
 TEST(ServicesFile, RejectsUnknownKey) {
-  expect_error(R"([{"name": "a", "url": "http://a/", "intervall": 3}])",
-               {"services.json", "services[0]", "\"a\"", "unknown key", "\"intervall\""});
+  expect_settings_error(R"([{"name": "a", "url": "http://a/", "intervall": 3}])",
+                        {"services.json", "services[0]", "\"a\"", "unknown key", "\"intervall\""});
 }
 
 TEST(ServicesFile, RejectsBadUrls) {
-  expect_error(R"([{"name": "a", "url": "ftp://a/"}])",
-               {"services[0]", ".url", "ftp://a/", "http://"});
-  expect_error(R"([{"name": "a", "url": "http:///path"}])", {".url", "no host"});
-  expect_error(R"([{"name": "a", "url": "http://a:99999/"}])", {".url", "invalid port"});
-  expect_error(R"([{"name": "a", "url": "http://a b/"}])", {".url", "whitespace"});
-  expect_error(R"([{"name": "a"}])", {".url", "required"});
+  expect_settings_error(R"([{"name": "a", "url": "ftp://a/"}])",
+                        {"services[0]", ".url", "ftp://a/", "http://"});
+  expect_settings_error(R"([{"name": "a", "url": "http:///path"}])", {".url", "no host"});
+  expect_settings_error(R"([{"name": "a", "url": "http://a:99999/"}])", {".url", "invalid port"});
+  expect_settings_error(R"([{"name": "a", "url": "http://a b/"}])", {".url", "whitespace"});
+  expect_settings_error(R"([{"name": "a"}])", {".url", "required"});
 }
 
 TEST(ServicesFile, RejectsDuplicateNames) {
-  expect_error(R"([{"name": "a", "url": "http://a/"}, {"name": "a", "url": "http://b/"}])",
-               {"services[1]", "duplicate name", "\"a\""});
+  expect_settings_error(R"([{"name": "a", "url": "http://a/"}, {"name": "a", "url": "http://b/"}])",
+                        {"services[1]", "duplicate name", "\"a\""});
 }
 
 TEST(ServicesFile, RejectsNonNumberAndTooSmallIntervals) {
-  expect_error(R"([{"name": "a", "url": "http://a/", "interval_seconds": "10"}])",
-               {"interval_seconds", "expected a number", "\"10\""});
-  expect_error(R"([{"name": "a", "url": "http://a/", "interval_seconds": 0.05}])",
-               {"interval_seconds", "0.05", "minimum of 0.1"});
-  expect_error(R"([{"name": "a", "url": "http://a/", "interval_seconds": -1}])",
-               {"interval_seconds", "positive"});
+  expect_settings_error(R"([{"name": "a", "url": "http://a/", "interval_seconds": "10"}])",
+                        {"interval_seconds", "expected a number", "\"10\""});
+  expect_settings_error(R"([{"name": "a", "url": "http://a/", "interval_seconds": 0.05}])",
+                        {"interval_seconds", "0.05", "minimum of 0.1"});
+  expect_settings_error(R"([{"name": "a", "url": "http://a/", "interval_seconds": -1}])",
+                        {"interval_seconds", "positive"});
   // Found by services_file_fuzzer's kin: a huge number of seconds overflowed the milliseconds.
-  expect_error(R"([{"name": "a", "url": "http://a/", "interval_seconds": 1e300}])",
-               {"interval_seconds", "1e+300", "above the maximum of 31536000"});
+  expect_settings_error(R"([{"name": "a", "url": "http://a/", "interval_seconds": 1e300}])",
+                        {"interval_seconds", "1e+300", "above the maximum of 31536000"});
 }
 
 TEST(ServicesFile, RejectsTimeoutAboveInterval) {
-  expect_error(
+  expect_settings_error(
       R"([{"name": "a", "url": "http://a/", "interval_seconds": 1, "timeout_seconds": 2}])",
       {"timeout_seconds", "2", "above the interval of 1 s"});
 }
 
 TEST(ServicesFile, RejectsBadMethodHeadersAndStatuses) {
-  expect_error(R"([{"name": "a", "url": "http://a/", "method": "FETCH"}])", {".method", "FETCH"});
-  expect_error(R"([{"name": "a", "url": "http://a/", "headers": {"Bad Name": "x"}}])",
-               {".headers", "Bad Name"});
-  expect_error(R"([{"name": "a", "url": "http://a/", "headers": {"X": 1}}])",
-               {".headers.X", "string"});
-  expect_error(R"([{"name": "a", "url": "http://a/", "expected_status": ["299-200"]}])",
-               {"expected_status[0]", "299-200"});
-  expect_error(R"([{"name": "a", "url": "http://a/", "expected_status": [700]}])",
-               {"expected_status[0]", "700"});
+  expect_settings_error(R"([{"name": "a", "url": "http://a/", "method": "FETCH"}])",
+                        {".method", "FETCH"});
+  expect_settings_error(R"([{"name": "a", "url": "http://a/", "headers": {"Bad Name": "x"}}])",
+                        {".headers", "Bad Name"});
+  expect_settings_error(R"([{"name": "a", "url": "http://a/", "headers": {"X": 1}}])",
+                        {".headers.X", "string"});
+  expect_settings_error(R"([{"name": "a", "url": "http://a/", "expected_status": ["299-200"]}])",
+                        {"expected_status[0]", "299-200"});
+  expect_settings_error(R"([{"name": "a", "url": "http://a/", "expected_status": [700]}])",
+                        {"expected_status[0]", "700"});
 }
 
 TEST(ServicesFile, RejectsMalformedJsonAndWrongShapes) {
-  expect_error(R"([{"name": "a", "url": )", {"services.json", "not valid JSON"});
-  expect_error(R"({"servics": []})", {"unknown top-level key", "servics"});
-  expect_error(R"("hello")", {"must be a list"});
-  expect_error(R"([42])", {"services[0]", "expected an object"});
-  expect_error(R"([{"name": "", "url": "http://a/"}])", {".name", "non-empty"});
+  expect_settings_error(R"([{"name": "a", "url": )", {"services.json", "not valid JSON"});
+  expect_settings_error(R"({"servics": []})", {"unknown top-level key", "servics"});
+  expect_settings_error(R"("hello")", {"must be a list"});
+  expect_settings_error(R"([42])", {"services[0]", "expected an object"});
+  expect_settings_error(R"([{"name": "", "url": "http://a/"}])", {".name", "non-empty"});
 }
 
 TEST(ServicesFile, MissingFileNamesThePath) {

@@ -16,6 +16,7 @@
 
 #include "support/process.h"
 #include "support/target_server.h"
+#include "support/text.h"
 #include "support/vigil_process.h"
 
 namespace vigil::test {
@@ -23,10 +24,6 @@ namespace {
 
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 class ConfigInput : public ::testing::Test {
  protected:

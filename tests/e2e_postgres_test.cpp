@@ -19,6 +19,7 @@
 #include "support/receiver.h"
 #include "support/store_backends.h"
 #include "support/target_server.h"
+#include "support/text.h"
 #include "support/vigil_process.h"
 
 namespace vigil::test {
@@ -26,10 +27,6 @@ namespace {
 
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 class PostgresEndToEnd : public ::testing::Test {
  protected:

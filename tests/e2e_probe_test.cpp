@@ -10,6 +10,7 @@
 #include "support/process.h"
 #include "support/raw_target.h"
 #include "support/target_server.h"
+#include "support/text.h"
 #include "support/tls_target.h"
 
 namespace vigil::test {
@@ -26,10 +27,6 @@ CommandResult probe(const std::string& args, const TempDir& dir) {
 CommandResult probe_stdout(const std::string& args, const TempDir& dir) {
   return run_command("(cd " + dir.path() + " && " + VIGIL_BINARY + " probe " + args +
                      " 2>/dev/null)");
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
 }
 
 class ProbeCommand : public ::testing::Test {

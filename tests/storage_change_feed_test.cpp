@@ -23,7 +23,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-ServiceSpec heartbeat(const std::string& name) {
+ServiceSpec heartbeat_spec(const std::string& name) {
   ServiceSpec spec;
   spec.name = name;
   spec.kind = ServiceKind::heartbeat;
@@ -58,15 +58,15 @@ TEST(ChangeFeedOrder, PurgesComeFirstAndABeatNeverBeforeItsHeartbeat) {
   test::TempDir dir;
   auto store = open_sqlite_store(dir.file("vigil.db"));
   auto api = open_sqlite_store(dir.file("vigil.db"));  // another process: its own connection
-  const ServiceId old_id = store->create_service(heartbeat("job"), now_ms()).id;
+  const ServiceId old_id = store->create_service(heartbeat_spec("job"), now_ms()).id;
   // Written after it: a purge of the service written last gets a tombstone revision the feed
   // has already seen (a storage bug, reported), and this test is about order.
-  store->create_service(heartbeat("bystander"), now_ms());
+  store->create_service(heartbeat_spec("bystander"), now_ms());
   const std::int64_t revision = store->services_revision();
 
   // Before the first poll: a purge, a heartbeat that takes the purged one's name, and a beat.
   ASSERT_TRUE(api->purge_service(old_id));
-  const Service renewed = api->create_service(heartbeat("job"), now_ms());
+  const Service renewed = api->create_service(heartbeat_spec("job"), now_ms());
   ASSERT_EQ(api->enqueue_beat(renewed.id, BeatReport{now_ms(), true, "renewed", std::nullopt}),
             Store::BeatQueued::queued);
 
@@ -76,7 +76,7 @@ TEST(ChangeFeedOrder, PurgesComeFirstAndABeatNeverBeforeItsHeartbeat) {
       [&](const Service& service) {
         // The API process creates a heartbeat and pushes to it while this poll is under way.
         if (late_id == 0) {
-          late_id = api->create_service(heartbeat("late"), now_ms()).id;
+          late_id = api->create_service(heartbeat_spec("late"), now_ms()).id;
           api->enqueue_beat(late_id, BeatReport{now_ms(), true, "late", std::nullopt});
         }
         log.add("changed " + std::to_string(service.id));

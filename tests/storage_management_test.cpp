@@ -24,6 +24,7 @@
 #include "storage/writer.h"
 #include "support/store_backends.h"
 #include "support/target_server.h"
+#include "support/test_data.h"
 
 namespace vigil {
 namespace {
@@ -31,14 +32,9 @@ namespace {
 using namespace std::chrono_literals;
 using test::TempDir;
 
-TimePoint at(std::int64_t ms) { return from_unix_ms(ms); }
+using test::at;
 
-ServiceSpec probed(const std::string& name) {
-  ServiceSpec spec;
-  spec.name = name;
-  spec.url = "http://" + name + ".test/";
-  return spec;
-}
+using test::probed;
 
 ServiceSpec heartbeat(const std::string& name) {
   ServiceSpec spec;
@@ -64,10 +60,7 @@ TickRecord tick(ServiceId id, std::int64_t ts_ms, bool up, Metric& metric,
   return record;
 }
 
-std::int64_t count(const std::string& path, const std::string& sql) {
-  SQLite::Database db(path, SQLite::OPEN_READONLY);
-  return db.execAndGet(sql).getInt64();
-}
+using test::sqlite_count;
 
 bool base64url(const std::string& token) {
   for (const char c : token)
@@ -90,7 +83,7 @@ struct StoreFixture : ::testing::TestWithParam<test::StoreBackend> {
 INSTANTIATE_TEST_SUITE_P(Backends, StoreFixture, test::kStoreBackends, test::backend_name);
 
 // The version-1 schema, exactly as migration 1 created it (migrations are append-only).
-constexpr const char* kVersion1Schema = R"sql(
+constexpr const char* kVersion1SchemaWithHistory = R"sql(
 CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
 INSERT INTO schema_version VALUES (1, 0);
 CREATE TABLE services (
@@ -129,12 +122,12 @@ TEST(StorageManagement, MigrationTwoKeepsVersionOneDataAndAddsDefaults) {
   const auto path = dir.file("vigil.db");
   {
     SQLite::Database db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
-    db.exec(kVersion1Schema);
+    db.exec(kVersion1SchemaWithHistory);
   }
   auto store = open_sqlite_store(path);
-  EXPECT_EQ(count(path, "SELECT MAX(version) FROM schema_version"),
+  EXPECT_EQ(sqlite_count(path, "SELECT MAX(version) FROM schema_version"),
             sqlite_schema::current_version());
-  EXPECT_EQ(count(path, "SELECT COUNT(*) FROM schema_version WHERE version = 2"), 1);
+  EXPECT_EQ(sqlite_count(path, "SELECT COUNT(*) FROM schema_version WHERE version = 2"), 1);
 
   const auto view = store->get_service(7);
   ASSERT_TRUE(view);

@@ -13,6 +13,7 @@
 #include "support/postgres_server.h"
 #include "support/raw_target.h"
 #include "support/target_server.h"
+#include "support/text.h"
 
 namespace vigil::postgres {
 namespace {
@@ -20,9 +21,7 @@ namespace {
 using test::PostgresServer;
 using namespace std::chrono_literals;
 
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
+using test::contains;
 
 // The PgError `run` throws; a failure when it throws none.
 template <typename Run>

@@ -109,7 +109,7 @@ TEST(StorageProbeOptions, TicksKeepTheirPhases) {
 }
 
 // vigil 0.1's schema (migration 1), as a file it left behind.
-constexpr const char* kVersion1Schema = R"sql(
+constexpr const char* kVersion1SchemaWithOptions = R"sql(
 CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
 INSERT INTO schema_version VALUES (1, 1700000000000);
 CREATE TABLE services (
@@ -149,7 +149,7 @@ TEST(StorageProbeOptions, MigratingAVersion1DatabaseKeepsItsData) {
   const std::string path = dir.file("old.db");
   {
     SQLite::Database db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
-    db.exec(kVersion1Schema);
+    db.exec(kVersion1SchemaWithOptions);
   }
   auto store = open_sqlite_store(path);
 

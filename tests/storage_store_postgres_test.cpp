@@ -19,6 +19,7 @@
 #include "storage/postgres/session.h"
 #include "storage/store.h"
 #include "support/store_backends.h"
+#include "support/test_data.h"
 
 namespace vigil {
 namespace {
@@ -26,14 +27,9 @@ namespace {
 using test::StoreBackend;
 using test::TestDatabase;
 
-constexpr std::int64_t kDay = postgres_schema::kPartitionMs;
+constexpr std::int64_t kPartitionDayMs = postgres_schema::kPartitionMs;
 
-ServiceSpec probed(const std::string& name) {
-  ServiceSpec spec;
-  spec.name = name;
-  spec.url = "http://" + name + ".test/";
-  return spec;
-}
+using test::probed;
 
 TickRecord record_at(ServiceId id, std::int64_t ts, Metric& metric) {
   TickRecord record;
@@ -159,7 +155,7 @@ TEST_F(PostgresStore, OpeningMakesThePartitionsOfTheDaysAroundToday) {
 
 TEST_F(PostgresStore, ATickOfADayWithoutAPartitionGetsOneAndIsNeverLost) {
   const ServiceId id = store->create_service(probed("a"), from_unix_ms(0)).id;
-  const std::int64_t far = to_unix_ms(now_ms()) + 3650 * kDay;  // ten years ahead
+  const std::int64_t far = to_unix_ms(now_ms()) + 3650 * kPartitionDayMs;  // ten years ahead
   Metric metric;
   store->apply({record_at(id, 1000, metric), record_at(id, far, metric)});
   EXPECT_EQ(store->ticks(id, {}).size(), 2u);
@@ -177,23 +173,28 @@ TEST_F(PostgresStore, RetentionDropsWholeDaysAndDeletesTheRestRowByRow) {
   const std::int64_t day = 20'000;  // 2024-10-04
   Metric metric;
   std::vector<TickRecord> batch;
-  for (int i = 0; i < 10; ++i) batch.push_back(record_at(id, day * kDay + i * 1000, metric));
-  for (int i = 0; i < 10; ++i) batch.push_back(record_at(id, (day + 1) * kDay + i * 1000, metric));
+  for (int i = 0; i < 10; ++i)
+    batch.push_back(record_at(id, day * kPartitionDayMs + i * 1000, metric));
+  for (int i = 0; i < 10; ++i)
+    batch.push_back(record_at(id, (day + 1) * kPartitionDayMs + i * 1000, metric));
   store->apply(batch);
   first_day = day;
   last_day = day + 1;
   ASSERT_EQ(partition_days().size(), 2u);
   // Every minute above has ten ticks and so its row: no tick is lone.
-  const TimePoint cutoff = from_unix_ms((day + 1) * kDay + 4500);
+  const TimePoint cutoff = from_unix_ms((day + 1) * kPartitionDayMs + 4500);
   EXPECT_EQ(store->delete_ticks_older_than(cutoff, cutoff, 1000), 15u);
   EXPECT_EQ(partition_days(), std::vector<std::int64_t>{day + 1});  // the whole day dropped
   const auto left = store->ticks(id, {});
   ASSERT_EQ(left.size(), 5u);
-  EXPECT_EQ(left.back().ts, from_unix_ms((day + 1) * kDay + 5000));
+  EXPECT_EQ(left.back().ts, from_unix_ms((day + 1) * kPartitionDayMs + 5000));
   EXPECT_EQ(store->delete_ticks_older_than(cutoff, cutoff, 1000), 0u);
   // Metrics, events and rollups stay.
   EXPECT_EQ(store->get_service(id)->metric.tick_count, 20);
-  EXPECT_EQ(store->summarize(id, from_unix_ms(day * kDay), from_unix_ms((day + 1) * kDay)).count,
+  EXPECT_EQ(store
+                ->summarize(id, from_unix_ms(day * kPartitionDayMs),
+                            from_unix_ms((day + 1) * kPartitionDayMs))
+                .count,
             10);
 }
 
@@ -201,15 +202,15 @@ TEST_F(PostgresStore, ADayAnotherStoreDroppedIsMadeAgainForALateTick) {
   const ServiceId id = store->create_service(probed("a"), from_unix_ms(0)).id;
   const std::int64_t day = 20'000;
   Metric metric;
-  store->apply(
-      {record_at(id, day * kDay + 1000, metric), record_at(id, day * kDay + 2000, metric)});
+  store->apply({record_at(id, day * kPartitionDayMs + 1000, metric),
+                record_at(id, day * kPartitionDayMs + 2000, metric)});
   auto other = db->open();  // another process, running retention
-  const TimePoint cutoff = from_unix_ms((day + 1) * kDay);
+  const TimePoint cutoff = from_unix_ms((day + 1) * kPartitionDayMs);
   ASSERT_EQ(other->delete_ticks_older_than(cutoff, cutoff, 100), 2u);
   first_day = day;
   last_day = day;
   ASSERT_TRUE(partition_days().empty());
-  store->apply({record_at(id, day * kDay + 3000, metric)});  // late, but never lost
+  store->apply({record_at(id, day * kPartitionDayMs + 3000, metric)});  // late, but never lost
   EXPECT_EQ(store->ticks(id, {}).size(), 1u);
   EXPECT_EQ(partition_days().size(), 1u);
 }
@@ -218,11 +219,11 @@ TEST_F(PostgresStore, ADayWithALoneTickStaysUntilTheLoneCutoff) {
   const ServiceId id = store->create_service(probed("a"), from_unix_ms(0)).id;
   const std::int64_t day = 20'000;
   Metric metric;
-  store->apply({record_at(id, day * kDay + 1000, metric)});  // alone in its minute
+  store->apply({record_at(id, day * kPartitionDayMs + 1000, metric)});  // alone in its minute
   first_day = day;
   last_day = day;
-  const TimePoint cutoff = from_unix_ms((day + 2) * kDay);
-  EXPECT_EQ(store->delete_ticks_older_than(cutoff, from_unix_ms(day * kDay), 100), 0u);
+  const TimePoint cutoff = from_unix_ms((day + 2) * kPartitionDayMs);
+  EXPECT_EQ(store->delete_ticks_older_than(cutoff, from_unix_ms(day * kPartitionDayMs), 100), 0u);
   EXPECT_EQ(partition_days().size(), 1u);
   EXPECT_EQ(store->ticks(id, {}).size(), 1u);
   EXPECT_EQ(store->delete_ticks_older_than(cutoff, cutoff, 100), 1u);

@@ -20,6 +20,8 @@
 #include "storage/store.h"
 #include "support/store_backends.h"
 #include "support/target_server.h"
+#include "support/test_data.h"
+#include "support/text.h"
 
 namespace vigil {
 namespace {
@@ -27,7 +29,7 @@ namespace {
 using namespace std::chrono_literals;
 using test::TempDir;
 
-TimePoint at(std::int64_t ms) { return from_unix_ms(ms); }
+using test::at;
 
 ServiceSpec make_spec(const std::string& name, const std::string& url = "http://example.test/") {
   ServiceSpec spec;
@@ -61,10 +63,7 @@ struct Prober {
   }
 };
 
-std::int64_t count(const std::string& path, const std::string& sql) {
-  SQLite::Database db(path, SQLite::OPEN_READONLY);
-  return db.execAndGet(sql).getInt64();
-}
+using test::sqlite_count;
 
 // Every schema object and every schema_version row, as text, to compare two moments.
 std::vector<std::string> schema_snapshot(const std::string& path) {
@@ -86,9 +85,7 @@ ServiceId id_of(Store& store, const std::string& name) {
   return 0;
 }
 
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
+using test::contains;
 
 // The tests of the Store contract, run on every backend: each on a database of its own.
 class StorageStoreOnBackend : public ::testing::TestWithParam<test::StoreBackend> {
@@ -122,9 +119,10 @@ TEST(StorageStore, MigrationsCreateTheSchemaAndReopeningChangesNothing) {
     for (const auto& row : before) found = found || row.rfind(object, 0) == 0;
     EXPECT_TRUE(found) << object;
   }
-  EXPECT_EQ(count(path, "SELECT MAX(version) FROM schema_version"),
+  EXPECT_EQ(sqlite_count(path, "SELECT MAX(version) FROM schema_version"),
             sqlite_schema::current_version());
-  EXPECT_EQ(count(path, "SELECT COUNT(*) FROM schema_version"), sqlite_schema::current_version());
+  EXPECT_EQ(sqlite_count(path, "SELECT COUNT(*) FROM schema_version"),
+            sqlite_schema::current_version());
 
   auto reopened = open_sqlite_store(path);
   EXPECT_EQ(schema_snapshot(path), before);
@@ -152,7 +150,7 @@ TEST(StorageStore, RefusesADatabaseWrittenByANewerVigil) {
                                  "; upgrade vigil";
     EXPECT_TRUE(contains(e.what(), expected)) << e.what();
   }
-  EXPECT_EQ(count(path, "SELECT MAX(version) FROM schema_version"), newer);
+  EXPECT_EQ(sqlite_count(path, "SELECT MAX(version) FROM schema_version"), newer);
 }
 
 TEST(StorageStore, RefusesAFileThatIsNotADatabase) {

@@ -26,6 +26,7 @@
 #include "storage/writer.h"
 #include "support/store_backends.h"
 #include "support/target_server.h"
+#include "support/test_data.h"
 
 namespace vigil {
 namespace {
@@ -33,7 +34,7 @@ namespace {
 using namespace std::chrono_literals;
 using test::TempDir;
 
-TimePoint at(std::int64_t ms) { return from_unix_ms(ms); }
+using test::at;
 
 // A store of `backend` with `n` services named s0..s(n-1); their ids in that order.
 struct Fixture {

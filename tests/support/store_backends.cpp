@@ -74,6 +74,11 @@ void administer(const std::string& sql) {
 
 }  // namespace
 
+std::int64_t sqlite_count(const std::string& path, const std::string& sql) {
+  SQLite::Database db(path, SQLite::OPEN_READONLY);
+  return db.execAndGet(sql).getInt64();
+}
+
 std::string backend_name(const ::testing::TestParamInfo<StoreBackend>& info) {
   return info.param == StoreBackend::sqlite ? "sqlite" : "postgres";
 }

@@ -46,6 +46,9 @@ inline constexpr const char* kPostgresTestDatabase = "vigil_tests";
 // Creates kPostgresTestDatabase on the server `server_conninfo` (no dbname).
 void create_postgres_test_database(const std::string& server_conninfo);
 
+// Runs `sql` on the SQLite file `path`, opened read-only: the integer in its first row and column.
+std::int64_t sqlite_count(const std::string& path, const std::string& sql);
+
 // Prints a backend as its name in test names and failure messages.
 void PrintTo(StoreBackend backend, std::ostream* out);
 
