@@ -23,6 +23,7 @@
 #include "support/postgres_server.h"
 #include "support/receiver.h"
 #include "support/target_server.h"
+#include "support/text.h"
 #include "support/vigil_process.h"
 
 namespace vigil::test {
@@ -32,10 +33,6 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 using SteadyClock = std::chrono::steady_clock;
 
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
-
 std::int64_t wall_ms() { return to_unix_ms(now_ms()); }
 
 // The probe interval of the fast service, and the longest gap its stored ticks may have: a
@@ -43,7 +40,7 @@ std::int64_t wall_ms() { return to_unix_ms(now_ms()); }
 constexpr std::int64_t kIntervalMs = 200;
 constexpr std::int64_t kLongestGapMs = 1500;
 
-struct Reply {
+struct TimedReply {
   int status = 0;  // 0: no answer
   json body;
   SteadyClock::duration took{};
@@ -76,14 +73,14 @@ class PostgresFaults : public ::testing::Test {
   }
 
   // GET `path`, or POST `body` to it when there is one.
-  Reply call(const std::string& path, const json& body = nullptr) {
+  TimedReply call(const std::string& path, const json& body = nullptr) {
     httplib::Client client("127.0.0.1", api_port);
     client.set_connection_timeout(2);
     client.set_read_timeout(30s);
     const auto started = SteadyClock::now();
     const auto res = body.is_null() ? client.Get(path.c_str())
                                     : client.Post(path.c_str(), body.dump(), "application/json");
-    Reply reply;
+    TimedReply reply;
     reply.took = SteadyClock::now() - started;
     if (!res) return reply;
     reply.status = res->status;
@@ -99,7 +96,7 @@ class PostgresFaults : public ::testing::Test {
   void wait_running(VigilProcess& vigil) {
     ASSERT_TRUE(eventually(
         [&] {
-          const Reply health = call("/healthz");
+          const TimedReply health = call("/healthz");
           return health.status == 200 && health.body["data"]["runner"]["status"] == "alive" &&
                  target.hits("healthy") >= 3;
         },
@@ -187,7 +184,7 @@ TEST_F(PostgresFaults, ConnectionLostWhileRunningLosesNothingAndReconnectsByItse
 
   server->stop_server();
   const std::int64_t down_at = wall_ms();
-  Reply health;
+  TimedReply health;
   ASSERT_TRUE(eventually(
       [&] {
         health = call("/healthz");
@@ -199,7 +196,7 @@ TEST_F(PostgresFaults, ConnectionLostWhileRunningLosesNothingAndReconnectsByItse
   EXPECT_TRUE(contains(health.body["data"].value("storage_error", ""), where))
       << health.body.dump();
   expect_password_kept_out(health.body.dump());
-  const Reply services = call("/v1/services");
+  const TimedReply services = call("/v1/services");
   EXPECT_EQ(services.status, 503) << services.body.dump();
   EXPECT_EQ(services.body.value("error", ""), "storage unavailable") << services.body.dump();
   // Probing goes on without the database, for a few seconds of ticks held in memory.
@@ -270,7 +267,7 @@ TEST_F(PostgresCrashFaults, AKilledPostmasterIsRecoveredFromAndPushesAre503While
   const std::int64_t up_at = wall_ms();
   ASSERT_TRUE(eventually([&] { return push() == 200; }, 20s)) << vigil->log();
   ASSERT_TRUE(eventually([&] { return call("/healthz").status == 200; }, 20s)) << vigil->log();
-  const Reply services = call("/v1/services");
+  const TimedReply services = call("/v1/services");
   EXPECT_EQ(services.status, 200) << services.body.dump();
   wait_written_after("healthy", up_at + 500, *vigil);
   expect_history_intact("healthy", before, up_at + 500);
@@ -317,10 +314,10 @@ TEST_F(PostgresFaults, EndedSessionsAreReplacedAndAlertingAndHealthKeepWorking) 
   EXPECT_EQ(json::parse(receiver.bodies("/hook").front())["service"], "flaky");
   EXPECT_TRUE(eventually(
       [&] { return count("SELECT COUNT(*) FROM notifications WHERE status = 'sent'") == 1; }, 10s));
-  const Reply alerts = call("/v1/alerts");
+  const TimedReply alerts = call("/v1/alerts");
   EXPECT_EQ(alerts.status, 200) << alerts.body.dump();
   EXPECT_EQ(alerts.body["data"]["alerts"].size(), 1u) << alerts.body.dump();
-  const Reply health = call("/healthz");
+  const TimedReply health = call("/healthz");
   EXPECT_EQ(health.status, 200) << health.body.dump();
   // New beats were written on a new session.
   EXPECT_TRUE(eventually(
@@ -365,28 +362,28 @@ TEST_F(PostgresFaults, AStuckServerMakesTheApiAnswer503WithinSecondsAndAllIsWell
   const json added = {{"name", "added"}, {"url", target.url("/ok")}, {"interval_seconds", 1}};
   auto create = std::async(std::launch::async, [&] { return call("/v1/services", added); });
   // Meanwhile the API's other threads serve what needs no database.
-  const Reply openapi = call("/openapi.json");
+  const TimedReply openapi = call("/openapi.json");
   EXPECT_EQ(openapi.status, 200);
   EXPECT_LT(openapi.took, 2s);
-  const Reply listed = services.get();
+  const TimedReply listed = services.get();
   EXPECT_EQ(listed.status, 503) << listed.body.dump();
   EXPECT_EQ(listed.body.value("error", ""), "storage unavailable") << listed.body.dump();
   EXPECT_LT(listed.took, 12s);
-  const Reply healthz = health.get();
+  const TimedReply healthz = health.get();
   EXPECT_EQ(healthz.status, 503) << healthz.body.dump();
   EXPECT_TRUE(contains(healthz.body["data"].value("storage_error", ""), where))
       << healthz.body.dump();
   EXPECT_LT(healthz.took, 12s);
   // A write too: its wait for the write connection (which the writer holds, waiting on the
   // server) and its statements are bounded as a read's.
-  const Reply created = create.get();
+  const TimedReply created = create.get();
   EXPECT_EQ(created.status, 503) << created.body.dump();
   EXPECT_LT(created.took, 12s);
   resume.reset();
 
   ASSERT_TRUE(eventually([&] { return call("/healthz").status == 200; }, 20s)) << vigil->log();
   EXPECT_EQ(call("/v1/services").status, 200);
-  const Reply created_after = call("/v1/services", added);
+  const TimedReply created_after = call("/v1/services", added);
   EXPECT_EQ(created_after.status, 201) << created_after.body.dump();
   const std::int64_t resumed_at = wall_ms();
   wait_written_after("healthy", resumed_at + 500, *vigil);
