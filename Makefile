@@ -60,10 +60,13 @@ ASAN_BUILD_DIR ?= build-asan
 #     and UBSan's vptr check needs descriptors of its own there ("memory cannot be printed", a
 #     false report on std::thread in CI on 12-07).
 ASAN_EXCLUDE = ^(crash_test|api_tests\.GuardedServerLimits\.NearTheDescriptorLimitTheServerLeavesTheReserveToTheProcess|api_tests\.HostileClients\.(SlowlorisConnectionsDoNotTakeTheApiDown|IdleConnectionsThatReconnectDoNotStarveRequests)|reliability_tests\.ReliabilityHostile\.HostileTargetsEndDownOnTimeWhileHealthyOnesStayPunctualAndMemoryFlat)$$
+# clang, ASan and UBSan, with libFuzzer's coverage instrumentation (VIGIL_FUZZ): one build that
+# `make fuzz` shares, so that after this it only links its targets.
+ASAN_CMAKE = -DCMAKE_CXX_COMPILER=clang++ $(SANITIZER_CMAKE) -DVIGIL_FUZZ=ON -DVIGIL_BUILD_BENCH=OFF
 test-asan:
 	@scripts/install-deps.sh sanitize
-	cmake -S . -B $(ASAN_BUILD_DIR) $(SANITIZER_CMAKE) -DVIGIL_SANITIZE=address,undefined \
-		-DVIGIL_BUILD_BENCH=OFF
+	@scripts/install-deps.sh fuzz
+	cmake -S . -B $(ASAN_BUILD_DIR) $(ASAN_CMAKE)
 	cmake --build $(ASAN_BUILD_DIR) -j $(JOBS)
 	cd $(ASAN_BUILD_DIR) && $(ASAN_ENV) ctest --output-on-failure --timeout 600 -j $(JOBS) \
 		-E '$(ASAN_EXCLUDE)'
@@ -74,16 +77,15 @@ test-tsan:
 	cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && $(TSAN_ENV) ctest --output-on-failure --timeout 600 -j $(JOBS)
 
-# libFuzzer targets (fuzz/), built with clang, ASan and UBSan; each runs FUZZ_SECONDS from its
-# seed corpus (fuzz/corpus/<target>). New inputs go to build-fuzz/corpus, crashes to
-# build-fuzz/crashes.
+# libFuzzer targets (fuzz/), built in the sanitizer build (clang, ASan and UBSan); each runs
+# FUZZ_SECONDS from its seed corpus (fuzz/corpus/<target>). New inputs go to
+# build-asan/corpus, crashes to build-asan/crashes.
 FUZZ_SECONDS ?= 60
 fuzz:
 	@scripts/install-deps.sh fuzz
-	cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DVIGIL_FUZZ=ON -DVIGIL_BUILD_TESTS=OFF \
-		$(SANITIZER_CMAKE)
-	cmake --build build-fuzz -j $(JOBS) --target fuzz_targets
-	fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+	cmake -S . -B $(ASAN_BUILD_DIR) $(ASAN_CMAKE)
+	cmake --build $(ASAN_BUILD_DIR) -j $(JOBS) --target fuzz_targets
+	fuzz/run.sh $(ASAN_BUILD_DIR) $(FUZZ_SECONDS)
 
 # The project's C++ sources (third-party code is not in the tree).
 CXX_SOURCES = $$(git ls-files '*.cpp' '*.h')

@@ -190,8 +190,9 @@ TEST_P(StatusPage, PageIsWellFormedAndShowsTheSeededFigures) {
     up += s.up;
   }
   for (const auto& [day, counts] : by_day) {
+    const std::string& date = day;  // a lambda cannot capture a structured binding in clang 14
     const auto cell = std::find_if(cells.begin(), cells.end(), [&](const MarkupNode* c) {
-      return c->attribute("title")->starts_with(day);
+      return c->attribute("title")->starts_with(date);
     });
     ASSERT_NE(cell, cells.end()) << day;
     EXPECT_NE(

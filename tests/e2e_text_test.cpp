@@ -181,7 +181,8 @@ TEST(EndToEndText, ReasonsThatAreNotCleanUtf8StillGoDownAlertAndNotify) {
   std::map<std::int64_t, int> alerted;
   const json alert_list = json::parse(alerts->body);
   for (const auto& a : alert_list["data"]["alerts"]) ++alerted[a["service_id"].get<std::int64_t>()];
-  for (const auto& [name, id] : ids) {
+  for (const auto& [name, service_id] : ids) {
+    const std::int64_t id = service_id;  // a lambda cannot capture a structured binding in clang 14
     EXPECT_EQ(alerted[id], 1) << name;
     // The writer stores the event beside the Alerter's work, not before it.
     std::string events;
