@@ -18,9 +18,6 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
-// A failed batch is retried after this long: storage faults (a full disk, a lock held by another
-// process) rarely clear within milliseconds, and retrying faster would only spin.
-constexpr auto kRetryDelay = std::chrono::seconds(1);
 // Once stop() is called, a still-failing batch gets this many more attempts before what is left
 // is dropped, so shutdown cannot hang on a broken disk.
 constexpr int kAttemptsAfterStop = 3;
@@ -28,6 +25,16 @@ constexpr int kAttemptsAfterStop = 3;
 constexpr auto kDropLogInterval = std::chrono::seconds(10);
 
 }  // namespace
+
+std::chrono::milliseconds writer_retry_delay(const WriterOptions& options,
+                                             std::uint64_t failed_attempts, bool stopping) {
+  auto delay = options.first_retry_delay;
+  if (stopping) return delay;
+  for (std::uint64_t i = 1; i < failed_attempts && delay < options.max_retry_delay; ++i) {
+    delay *= 2;
+  }
+  return std::min(delay, std::max(options.max_retry_delay, options.first_retry_delay));
+}
 
 struct Writer::Metrics {
   explicit Metrics(prometheus::Registry& registry)
@@ -308,13 +315,13 @@ void Writer::run() {
     if (streak == 0) {
       log_error("storage: committing " + std::to_string(batch.size()) +
                 " tick record(s) failed, holding them in memory (at most " +
-                std::to_string(options_.max_queue) + " queued) and retrying every " +
-                std::to_string(kRetryDelay.count()) + " s: " + error);
+                std::to_string(options_.max_queue) + " queued) and retrying, at first after " +
+                std::to_string(options_.first_retry_delay.count()) + " ms: " + error);
     }
 
     ++streak;
     metrics_->errors.Increment();
-    next_attempt = SteadyClock::now() + kRetryDelay;
+    next_attempt = SteadyClock::now() + writer_retry_delay(options_, streak, stopping);
     std::uint64_t gave_up = 0;
     {
       std::lock_guard lock(mutex_);

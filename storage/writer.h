@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -37,7 +38,20 @@ struct WriterOptions {
   // change is never dropped while a plain tick is queued, and then only its tick: its event is
   // folded into its service's next queued record (see WriteQueue).
   std::size_t max_queue = 1'000'000;
+  // A failed batch is kept and tried again after first_retry_delay, then after twice as long
+  // each time it fails again, up to max_retry_delay: storage faults (a full disk, a lock held by
+  // another process, a database server restarting) rarely clear within milliseconds, retrying
+  // faster would only spin, and a server coming back is not met by every writer at once.
+  // Once stop() is called, retries are first_retry_delay apart, so shutdown stays bounded.
+  std::chrono::milliseconds first_retry_delay{1000};
+  std::chrono::milliseconds max_retry_delay{5000};
 };
+
+// How long the Writer waits before its next attempt at a batch that has failed
+// `failed_attempts` (>= 1) times in a row: first_retry_delay doubled per further failure, at
+// most max_retry_delay; first_retry_delay while `stopping`.
+std::chrono::milliseconds writer_retry_delay(const WriterOptions& options,
+                                             std::uint64_t failed_attempts, bool stopping);
 
 class Writer {
  public:

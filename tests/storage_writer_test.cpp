@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -203,7 +204,11 @@ TEST_P(StorageWriterOnBackend, StopAndDestructionCommitWhatIsQueued) {
 TEST_P(StorageWriterOnBackend, KeepsAFailedBatchAndCommitsItOnceStorageRecovers) {
   Fixture fx(1, GetParam());
   prometheus::Registry registry;
-  Writer writer(*fx.store, registry, {.flush_interval = 20ms, .max_batch = 1000});
+  Writer writer(*fx.store, registry,
+                {.flush_interval = 20ms,
+                 .max_batch = 1000,
+                 .first_retry_delay = 50ms,
+                 .max_retry_delay = 200ms});
   fx.break_tick_inserts();
   for (int n = 0; n < 50; ++n) writer.submit(record(fx.ids[0], n));
   writer.flush();  // returns once the batch has failed
@@ -216,9 +221,11 @@ TEST_P(StorageWriterOnBackend, KeepsAFailedBatchAndCommitsItOnceStorageRecovers)
   EXPECT_EQ(fx.count("SELECT COUNT(*) FROM service_events"), 0);
   EXPECT_NE(writer.failure().find("storage: apply: "), std::string::npos) << writer.failure();
 
-  std::this_thread::sleep_for(1500ms);  // a retry or two, still failing
-  EXPECT_GE(writer.failed_batches(), 2u);
+  // Retried, still failing, still kept.
+  ASSERT_TRUE(eventually([&] { return writer.failed_batches() >= 4; }))
+      << writer.failed_batches() << " failed";
   EXPECT_EQ(fx.count("SELECT COUNT(*) FROM service_ticks"), 0);
+  EXPECT_EQ(writer.queue_depth(), 50u);
 
   fx.repair_tick_inserts();
   ASSERT_TRUE(eventually([&] { return writer.committed_records() == 50; }))
@@ -273,6 +280,22 @@ TEST_P(StorageWriterOnBackend, StopGivesUpOnStorageThatNeverRecovers) {
   EXPECT_EQ(writer.committed_records(), 0u);
   EXPECT_EQ(writer.queue_depth(), 0u);
   EXPECT_EQ(counter(registry, "vigil_writer_dropped_ticks_total"), 25.0);
+}
+
+// A batch that keeps failing is tried again 1 s after its failure, then 2, 4 and at most 5 s
+// later, so a storage outage is not met with a retry every second by every writer; once stopping,
+// a second apart, so shutdown stays bounded.
+TEST(StorageWriter, RetriesBackOffFromTheFirstDelayToTheLongestAndNotWhileStopping) {
+  const WriterOptions options;
+  EXPECT_EQ(writer_retry_delay(options, 1, false), 1s);
+  EXPECT_EQ(writer_retry_delay(options, 2, false), 2s);
+  EXPECT_EQ(writer_retry_delay(options, 3, false), 4s);
+  EXPECT_EQ(writer_retry_delay(options, 4, false), 5s);
+  EXPECT_EQ(writer_retry_delay(options, 1'000'000, false), 5s);
+  EXPECT_EQ(writer_retry_delay(options, std::numeric_limits<std::uint64_t>::max(), false), 5s);
+  EXPECT_EQ(writer_retry_delay(options, 4, true), 1s);
+  // A longest delay below the first one is the first one.
+  EXPECT_EQ(writer_retry_delay({.first_retry_delay = 2s, .max_retry_delay = 1s}, 3, false), 2s);
 }
 
 TEST(StorageWriter, LastAliveAdvancesWhileIdle) {
