@@ -99,6 +99,9 @@ TEST(EndToEndText, ReasonsThatAreNotCleanUtf8StillGoDownAlertAndNotify) {
                       percent_encoded(json{{"v", value}}.dump()));
   };
   const json fails_unless_ok = {{"json", {{{"pointer", "/v"}, {"equals", "ok"}}}}};
+  // Probed every 2 s with a 2 s timeout, not 0.5 s: a first probe of an ASan-built vigil on a
+  // loaded machine can take over half a second, and its alert would then say "timeout", not the
+  // text this test is about.
   const json services = {
       {"services",
        {{{"name", "push"}, {"kind", "heartbeat"}, {"interval_seconds", 3600}},
@@ -106,15 +109,18 @@ TEST(EndToEndText, ReasonsThatAreNotCleanUtf8StillGoDownAlertAndNotify) {
         // count falls inside one.
         {{"name", "e-acute"},
          {"url", json_target("x" + repeated(e_acute, 60))},
-         {"interval_seconds", 0.5},
+         {"interval_seconds", 2},
+         {"timeout_seconds", 2},
          {"conditions", fails_unless_ok}},
         {{"name", "cjk"},
          {"url", json_target(repeated(cjk, 40))},
-         {"interval_seconds", 0.5},
+         {"interval_seconds", 2},
+         {"timeout_seconds", 2},
          {"conditions", fails_unless_ok}},
         {{"name", "latin1-header"},
          {"url", latin1.url("/")},
-         {"interval_seconds", 0.5},
+         {"interval_seconds", 2},
+         {"timeout_seconds", 2},
          {"conditions", {{"header", {{"name", "x-info"}, {"contains", "ok"}}}}}}}},
       {"alerting",
        {{"channels", {{"hook", {{"type", "webhook"}, {"url", receiver.url("/hook")}}}}},
