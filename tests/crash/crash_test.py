@@ -44,7 +44,6 @@ import http.server
 import json
 import os
 import random
-import shutil
 import signal
 import socket
 import sqlite3
@@ -114,7 +113,8 @@ class Vigil:
         })
         self.log_path = os.path.join(workdir, f"run-{run_index}.log")
         self.log = open(self.log_path, "wb")
-        self.process = subprocess.Popen([binary, "run"], cwd=workdir, env=env,
+        # Absolute: vigil runs in the work directory, and --vigil may be relative to ours.
+        self.process = subprocess.Popen([os.path.abspath(binary), "run"], cwd=workdir, env=env,
                                         stdout=self.log, stderr=subprocess.STDOUT)
 
     def kill(self):
@@ -155,9 +155,11 @@ class Unavailable(Exception):
 
 # --- backends ------------------------------------------------------------------------------------
 #
-# Each backend gives vigil its database and reads it back. read(queries) runs every query of a
-# {name: SQL} dict, all from one state of the database, and answers {name: [row tuples]} with
-# integers as int, text as str and NULL as None. TICK_UP is the tick's up column as 0 or 1.
+# Each backend gives vigil its database and reads it back. settle() returns once the database is
+# what the kill left; survey() answers the names of its tables and what its integrity check
+# found; read(queries) runs every query of a {name: SQL} dict, all from one state of the
+# database, and answers {name: [row tuples]} with integers as int, text as str and NULL as None.
+# TICK_UP is the tick's up column as 0 or 1.
 
 class SqliteDatabase:
     name = "sqlite"
@@ -178,19 +180,16 @@ class SqliteDatabase:
     def exists(self):
         return os.path.exists(self.path)
 
-    def tables(self):
-        sql = "SELECT name FROM sqlite_master WHERE type='table'"
-        return {r[0] for r in self.read({"t": sql})["t"]}
-
-    def integrity_problems(self):
-        rows = self.read({"integrity": "PRAGMA integrity_check",
+    def survey(self):
+        rows = self.read({"tables": "SELECT name FROM sqlite_master WHERE type='table'",
+                          "integrity": "PRAGMA integrity_check",
                           "dangling": "PRAGMA foreign_key_check"})
         problems = []
         if rows["integrity"] != [("ok",)]:
             problems.append(f"integrity_check: {rows['integrity'][:5]}")
         if rows["dangling"]:
             problems.append(f"foreign_key_check: {rows['dangling'][:5]}")
-        return problems
+        return {r[0] for r in rows["tables"]}, problems
 
     def read(self, queries):
         # Read-only: the checker must not checkpoint or repair anything vigil left behind. One
@@ -217,6 +216,9 @@ class PostgresDatabase:
     name = "postgres"
     TICK_UP = "CAST(up AS integer)"  # a boolean column
     SESSIONS_TIMEOUT = 30.0
+    # The server's version, where PostgresServer finds its binaries. Not /usr/bin/psql, Debian's
+    # Perl wrapper that picks a version: it doubles the start of each read.
+    PSQL = "/usr/lib/postgresql/15/bin/psql"
     _NULL = "\x1d"  # psql's text for NULL: a character no stored text here contains
     _END = b"@@end-of-result@@\n"  # after each result of a read: no row starts with it
 
@@ -233,9 +235,8 @@ class PostgresDatabase:
                               f"setup test): {e.strerror}")
         if key != "conninfo":
             raise Unavailable(f"no PostgreSQL server: {rest}")
-        self.psql_binary = shutil.which("psql")
-        if not self.psql_binary:
-            raise Unavailable("psql is not installed (postgresql-client-15)")
+        if not os.access(self.PSQL, os.X_OK):
+            raise Unavailable(f"no {self.PSQL} (postgresql-client-15)")
         # "host=... port=... user=... password=...", written by postgres_fixture: no quoting.
         server = dict(item.split("=", 1) for item in rest.split())
         self.password = server.pop("password", "")
@@ -247,7 +248,7 @@ class PostgresDatabase:
         self.database_conninfo += f" dbname={POSTGRES_TEST_DATABASE}"
         self.schema_conninfo = f"{self.database_conninfo} options='-c search_path={self.schema}'"
         self._psql(f"CREATE SCHEMA {self.schema};\n"
-                   # amcheck, for integrity_problems: once per database, so in public.
+                   # amcheck, for survey(): once per database, so in public.
                    "CREATE EXTENSION IF NOT EXISTS amcheck SCHEMA public;\n",
                    conninfo=self.database_conninfo)
 
@@ -277,23 +278,24 @@ class PostgresDatabase:
     def exists(self):
         return True  # created before the first run
 
-    def tables(self):
-        sql = ("SELECT table_name FROM information_schema.tables "
-               "WHERE table_schema = current_schema()")
-        return {r[0] for r in self.read({"t": sql})["t"]}
-
-    def integrity_problems(self):
+    def survey(self):
         # bt_index_check raises an error at the first index that disagrees with its table. Not
         # in read()'s repeatable-read snapshot: with heapallindexed, amcheck refuses a
         # transaction snapshot for an index built since some rows it must find were written.
-        sql = ("SELECT COUNT(public.bt_index_check(c.oid, true)) FROM pg_class c "
-               "JOIN pg_am a ON a.oid = c.relam JOIN pg_namespace n ON n.oid = c.relnamespace "
-               "WHERE n.nspname = current_schema() AND c.relkind = 'i' AND a.amname = 'btree'")
+        # (The killed vigil's sessions are gone: nothing changes between the two.)
         try:
-            self._read({"indexes": sql}, snapshot=False)
+            rows = self._read({
+                "tables": "SELECT table_name FROM information_schema.tables "
+                          "WHERE table_schema = current_schema()",
+                "amcheck": "SELECT COUNT(public.bt_index_check(c.oid, true)) FROM pg_class c "
+                           "JOIN pg_am a ON a.oid = c.relam "
+                           "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                           "WHERE n.nspname = current_schema() AND c.relkind = 'i' "
+                           "AND a.amname = 'btree'",
+            })
         except CheckFailed as e:
-            return [f"amcheck: {e}"]
-        return []
+            raise CheckFailed(f"amcheck of the schema's indexes: {e}")
+        return {r[0] for r in rows["tables"]}, []
 
     def read(self, queries):
         return self._read(queries, snapshot=True)
@@ -332,7 +334,7 @@ class PostgresDatabase:
         error."""
         try:
             done = subprocess.run(
-                [self.psql_binary, "-X", "-q", "-v", "ON_ERROR_STOP=1", *options,
+                [self.PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", *options,
                  "-d", conninfo or self.schema_conninfo, "-f", "-"],
                 input=script.encode(), capture_output=True, env=self.psql_environment,
                 timeout=60)
@@ -358,8 +360,8 @@ def check_database(db, previous_counts):
     db.settle()
     if not db.exists():
         return {}, {"ticks": 0, "events": 0}  # killed before the database was created
-    problems = db.integrity_problems()
-    if "service_ticks" not in db.tables():
+    tables, problems = db.survey()
+    if "service_ticks" not in tables:
         if problems:
             raise CheckFailed("\n  ".join(problems))
         return {}, {"ticks": 0, "events": 0}  # killed before the first migration committed
