@@ -155,11 +155,11 @@ class Unavailable(Exception):
 
 # --- backends ------------------------------------------------------------------------------------
 #
-# Each backend gives vigil its database and reads it back. settle() returns once the database is
-# what the kill left; survey() answers the names of its tables and what its integrity check
-# found; read(queries) runs every query of a {name: SQL} dict, all from one state of the
-# database, and answers {name: [row tuples]} with integers as int, text as str and NULL as None.
-# TICK_UP is the tick's up column as 0 or 1.
+# Each backend gives vigil its database and reads it back: inspect(queries) waits until the
+# database is what the kill left, then answers None when vigil had not created its tables yet,
+# else (what the storage's own integrity check found, as a list of problems; {name: [row
+# tuples]} for the {name: SQL} dict `queries`, every query run on one state of the database,
+# with integers as int, text as str and NULL as None). TICK_UP is the tick's up column as 0/1.
 
 class SqliteDatabase:
     name = "sqlite"
@@ -174,24 +174,24 @@ class SqliteDatabase:
     def where(self):
         return f"database {self.path}"
 
-    def settle(self):
-        pass  # the file is as the killed process left it
-
-    def exists(self):
-        return os.path.exists(self.path)
-
-    def survey(self):
-        rows = self.read({"tables": "SELECT name FROM sqlite_master WHERE type='table'",
-                          "integrity": "PRAGMA integrity_check",
-                          "dangling": "PRAGMA foreign_key_check"})
+    def inspect(self, queries):
+        if not os.path.exists(self.path):
+            return None  # killed before the database was created
+        first = self._read({"tables": "SELECT name FROM sqlite_master WHERE type='table'",
+                            "integrity": "PRAGMA integrity_check",
+                            "dangling": "PRAGMA foreign_key_check"})
         problems = []
-        if rows["integrity"] != [("ok",)]:
-            problems.append(f"integrity_check: {rows['integrity'][:5]}")
-        if rows["dangling"]:
-            problems.append(f"foreign_key_check: {rows['dangling'][:5]}")
-        return {r[0] for r in rows["tables"]}, problems
+        if first["integrity"] != [("ok",)]:
+            problems.append(f"integrity_check: {first['integrity'][:5]}")
+        if first["dangling"]:
+            problems.append(f"foreign_key_check: {first['dangling'][:5]}")
+        if "service_ticks" not in {r[0] for r in first["tables"]}:
+            if problems:
+                raise CheckFailed("\n  ".join(problems))
+            return None  # killed before the first migration committed
+        return problems, self._read(queries)
 
-    def read(self, queries):
+    def _read(self, queries):
         # Read-only: the checker must not checkpoint or repair anything vigil left behind. One
         # transaction, so every query sees the same state.
         db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
@@ -248,13 +248,13 @@ class PostgresDatabase:
         self.database_conninfo += f" dbname={POSTGRES_TEST_DATABASE}"
         self.schema_conninfo = f"{self.database_conninfo} options='-c search_path={self.schema}'"
         self._psql(f"CREATE SCHEMA {self.schema};\n"
-                   # amcheck, for survey(): once per database, so in public.
+                   # amcheck, for inspect(): once per database, so in public.
                    "CREATE EXTENSION IF NOT EXISTS amcheck SCHEMA public;\n",
                    conninfo=self.database_conninfo)
 
     def vigil_environment(self):
         # As TestDatabase::vigil_environment names a test's schema; application_name is how
-        # settle() finds vigil's sessions. With its password: for tests only, never printed.
+        # inspect() finds vigil's sessions. With its password: for tests only, never printed.
         return {"DATABASE_URL": f"{self.schema_conninfo} password={self.password} "
                                 f"application_name={self.schema}"}
 
@@ -262,64 +262,57 @@ class PostgresDatabase:
         return (f"schema {self.schema} of database {POSTGRES_TEST_DATABASE} on "
                 f"{self.server.get('host')}:{self.server.get('port')}")
 
-    def settle(self):
-        """Returns once the killed vigil's sessions are gone: a session's backend may still be
-        running a statement, even committing it, after its client died. Until then the database
-        is not yet what the kill left."""
-        deadline = time.monotonic() + self.SESSIONS_TIMEOUT
-        sql = ("SELECT COUNT(*) FROM pg_stat_activity "
-               f"WHERE application_name = '{self.schema}'")
-        while (left := self._read({"s": sql})["s"][0][0]) > 0:
-            if time.monotonic() > deadline:
-                raise CheckFailed(f"{left} sessions of the killed vigil still open after "
-                                  f"{self.SESSIONS_TIMEOUT:.0f} s")
-            time.sleep(0.02)
-
-    def exists(self):
-        return True  # created before the first run
-
-    def survey(self):
-        # bt_index_check raises an error at the first index that disagrees with its table. Not
-        # in read()'s repeatable-read snapshot: with heapallindexed, amcheck refuses a
-        # transaction snapshot for an index built since some rows it must find were written.
-        # (The killed vigil's sessions are gone: nothing changes between the two.)
-        try:
-            rows = self._read({
-                "tables": "SELECT table_name FROM information_schema.tables "
-                          "WHERE table_schema = current_schema()",
-                "amcheck": "SELECT COUNT(public.bt_index_check(c.oid, true)) FROM pg_class c "
-                           "JOIN pg_am a ON a.oid = c.relam "
-                           "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                           "WHERE n.nspname = current_schema() AND c.relkind = 'i' "
-                           "AND a.amname = 'btree'",
-            })
-        except CheckFailed as e:
-            raise CheckFailed(f"amcheck of the schema's indexes: {e}")
-        return {r[0] for r in rows["tables"]}, []
-
-    def read(self, queries):
-        return self._read(queries, snapshot=True)
-
-    def _read(self, queries, snapshot=False):
-        script = ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;"] if snapshot else []
+    def inspect(self, queries):
+        """One psql run: waits for the killed vigil's sessions to be gone (a session's backend may
+        still be running a statement, even committing it, after its client died: until then the
+        database is not what the kill left); runs amcheck; then, when vigil's tables exist, the
+        queries in one read-only snapshot."""
+        end = self._END.decode().rstrip()
+        script = [
+            # pg_stat_activity is read once a transaction unless pg_stat_clear_snapshot().
+            "DO $$ DECLARE deadline timestamptz := clock_timestamp() + interval "
+            f"'{self.SESSIONS_TIMEOUT} seconds'; BEGIN "
+            "WHILE EXISTS (SELECT 1 FROM pg_stat_activity "
+            f"WHERE application_name = '{self.schema}') LOOP "
+            "IF clock_timestamp() > deadline THEN RAISE EXCEPTION 'sessions of the killed "
+            f"vigil still open after {self.SESSIONS_TIMEOUT:.0f} s'; END IF; "
+            "PERFORM pg_sleep(0.01); PERFORM pg_stat_clear_snapshot(); END LOOP; END $$;",
+            # bt_index_check raises an error at the first index that disagrees with its table.
+            # Not in the snapshot below: with heapallindexed, amcheck refuses a transaction
+            # snapshot for an index built since some rows it must find were written.
+            "SELECT COUNT(public.bt_index_check(c.oid, true)) FROM pg_class c "
+            "JOIN pg_am a ON a.oid = c.relam JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind = 'i' AND a.amname = 'btree';",
+            f"\\qecho {end}",
+            "SELECT to_regclass('service_ticks') IS NOT NULL AS migrated \\gset",
+            "\\if :migrated",
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;",
+        ]
         for sql in queries.values():
-            script += [f"{sql};", f"\\qecho {self._END.decode().rstrip()}"]
-        if snapshot:
-            script.append("COMMIT;")
-        # Unaligned, tuples only: each row's fields separated by \x1f and the row ended by a
-        # zero byte.
-        out = self._psql("\n".join(script) + "\n",
-                         ["-At", "-F", "\x1f", "-0", "-P", f"null={self._NULL}"])
-        results, pos = {}, 0
+            script += [f"{sql};", f"\\qecho {end}"]
+        script += ["COMMIT;", "\\endif"]
+        out = self._psql("\n".join(script) + "\n", self._ROWS)
+        indexes, pos = self._result(out, 0)
+        if pos == len(out):
+            return None  # killed before the first migration committed
+        results = {}
         for name in queries:
-            rows = []
-            while not out.startswith(self._END, pos):
-                end = out.index(b"\0", pos)
-                rows.append(tuple(self._value(v) for v in out[pos:end].decode().split("\x1f")))
-                pos = end + 1
-            pos += len(self._END)
-            results[name] = rows
-        return results
+            results[name], pos = self._result(out, pos)
+        # A failed amcheck failed the run (CheckFailed with its error); the count says it ran.
+        return ([] if indexes and indexes[0][0] > 0 else ["amcheck checked no index"]), results
+
+    # psql's output: unaligned, tuples only, each row's fields separated by \x1f and the row
+    # ended by a zero byte; _END after each result.
+    _ROWS = ["-At", "-F", "\x1f", "-0", "-P", f"null={_NULL}"]
+
+    def _result(self, out, pos):
+        """The rows of the result at `pos` of psql's output, and the position after it."""
+        rows = []
+        while not out.startswith(self._END, pos):
+            end = out.index(b"\0", pos)
+            rows.append(tuple(self._value(v) for v in out[pos:end].decode().split("\x1f")))
+            pos = end + 1
+        return rows, pos + len(self._END)
 
     def _value(self, text):
         if text == self._NULL:
@@ -357,20 +350,8 @@ def open_database(backend, workdir):
 
 def check_database(db, previous_counts):
     """Checks every invariant; returns {service_id: tick count} and a summary dict."""
-    db.settle()
-    if not db.exists():
-        return {}, {"ticks": 0, "events": 0}  # killed before the database was created
-    tables, problems = db.survey()
-    if "service_ticks" not in tables:
-        if problems:
-            raise CheckFailed("\n  ".join(problems))
-        return {}, {"ticks": 0, "events": 0}  # killed before the first migration committed
-
-    def fail(message):
-        problems.append(message)
-
     up = db.TICK_UP
-    rows = db.read({
+    inspected = db.inspect({
         # A tick row is whole: nothing of a tick can be half there. (Every service here is an
         # HTTP one with the default thresholds, so an up tick has its status code and an event
         # opens at each change of a tick's up/down.)
@@ -400,6 +381,12 @@ def check_database(db, previous_counts):
         "tick_times": f"SELECT service_id, ts, {up} FROM service_ticks "
                       "ORDER BY service_id, ts, seq",
     })
+    if inspected is None:
+        return {}, {"ticks": 0, "events": 0}  # killed before vigil created its tables
+    problems, rows = inspected
+
+    def fail(message):
+        problems.append(message)
 
     if rows["broken"]:
         fail(f"incomplete ticks: {rows['broken']}")
