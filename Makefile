@@ -48,10 +48,11 @@ ASAN_BUILD_DIR ?= build-asan
 # Left out under ASan (they run in `make test`): tests whose length is their load or their
 # deadlines and whose code paths shorter tests run under ASan too, so that they would prove
 # nothing more there but cost minutes of the stage:
-#   crash_test: SIGKILLs vigil at random for ~30 s and checks the database; a killed process
-#     reports nothing to ASan, restart and recovery run in the e2e restart tests, and under
-#     ASan vigil is often too slow to write ticks before its kill (the test then fails its
-#     own coverage check);
+#   crash_test and crash_test_postgres (crash_test(_postgres)?): each SIGKILLs vigil at random
+#     for ~30 s and checks the database, on SQLite and on PostgreSQL; a killed process reports
+#     nothing to ASan, restart and recovery run in the e2e restart tests, and under ASan vigil
+#     is often too slow to write ticks before its kill (the test then fails its own coverage
+#     check);
 #   HostileClients.SlowlorisConnectionsDoNotTakeTheApiDown: waits out the 10 s head deadline;
 #     GuardedServerLimits' head- and request-deadline tests run the same paths in ~2 s;
 #   HostileClients.IdleConnectionsThatReconnectDoNotStarveRequests: 1,000 reconnecting
@@ -68,7 +69,7 @@ ASAN_BUILD_DIR ?= build-asan
 #     variants run under ASan, over the PostgreSQL backend, whose code runs under ASan in the
 #     storage and alerting suites on PostgreSQL, e2e_postgres_test and the migrate tests. They
 #     were 148 s of the stage's 637 s of test time (12-07, clang ASan, 2 cores).
-ASAN_EXCLUDE = ^(crash_test|api_hostile_clients_test\.GuardedServerLimits\.NearTheDescriptorLimitTheServerLeavesTheReserveToTheProcess|api_hostile_clients_test\.HostileClients\.(SlowlorisConnectionsDoNotTakeTheApiDown|IdleConnectionsThatReconnectDoNotStarveRequests)|reliability_hostile_test\.ReliabilityHostile\.HostileTargetsEndDownOnTimeWhileHealthyOnesStayPunctualAndMemoryFlat|(api|e2e)_tests\..*/postgres( .*)?|e2e_tests\.PostgresFaults\..*)$$
+ASAN_EXCLUDE = ^(crash_test(_postgres)?|api_hostile_clients_test\.GuardedServerLimits\.NearTheDescriptorLimitTheServerLeavesTheReserveToTheProcess|api_hostile_clients_test\.HostileClients\.(SlowlorisConnectionsDoNotTakeTheApiDown|IdleConnectionsThatReconnectDoNotStarveRequests)|reliability_hostile_test\.ReliabilityHostile\.HostileTargetsEndDownOnTimeWhileHealthyOnesStayPunctualAndMemoryFlat|(api|e2e)_tests\..*/postgres( .*)?|e2e_tests\.PostgresFaults\..*)$$
 # clang, ASan and UBSan, with libFuzzer's coverage instrumentation (VIGIL_FUZZ): one build that
 # `make fuzz` shares, so that after this it only links its targets.
 ASAN_CMAKE = -DCMAKE_CXX_COMPILER=clang++ $(SANITIZER_CMAKE) -DVIGIL_FUZZ=ON -DVIGIL_BUILD_BENCH=OFF

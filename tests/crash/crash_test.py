@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
-"""Crash safety: kill -9 vigil at random moments, restart it, and check the database.
+r"""Crash safety: kill -9 vigil at random moments, restart it, and check the database.
 
 Starts the real vigil binary on a fresh database with a few hundred services probing local
 targets that flip between up and down, SIGKILLs it at random moments (seeded; the seed is
 printed, pass --seed to replay), restarts it each time, and after every kill reads the database
-straight from SQLite (read-only, so vigil itself does the WAL recovery on its next start):
+straight from its backend (--backend): a SQLite file (read-only, so vigil itself does the WAL
+recovery on its next start), or a schema of its own on the ctest run's PostgreSQL server (read
+with psql in one read-only snapshot, once the killed vigil's sessions are gone). The invariants
+are one list, the same on both backends:
 
-  - PRAGMA integrity_check is ok, and no foreign key is dangling;
+  - the storage is whole: on SQLite PRAGMA integrity_check is ok and no foreign key is
+    dangling; on PostgreSQL every B-tree index of the schema agrees with its table (amcheck's
+    bt_index_check with heapallindexed; the server enforces the foreign keys itself);
+  - every tick's service exists (on PostgreSQL ticks have no foreign key);
   - every service that has ticks has exactly one open event, a service without ticks none;
   - a service's events are contiguous: ordered by start, each date_ended equals the next
     date_started, kinds alternate, no event ends before it starts;
@@ -14,13 +20,23 @@ straight from SQLite (read-only, so vigil itself does the WAL recovery on its ne
     its newest tick (no event without the tick that caused it, and no tick without its event);
   - service_metrics counts equal the stored ticks (tick_count, up_count, down_count) and
     last_tick_at is the newest tick's ts: ticks and metrics were committed together;
+  - the hour, day and minute rollups count exactly the stored ticks;
   - every stored tick is whole (up is 0/1, a down tick has its error, an up tick its status);
   - no committed tick is ever lost: each service's tick count never shrinks from one kill to
     the next.
 
 A last run ends with SIGTERM and must exit 0; the checks run once more. The whole run is bounded
-(--kills, --max-run-seconds) to about a minute. Exit code 0 when every check holds, 1 otherwise.
-Only loopback is used. Needs python3 (standard library only).
+(--kills, --max-run-seconds) to about a minute. Exit code 0 when every check holds, 1 otherwise,
+77 when the backend cannot run here (PostgreSQL: no server, or no psql). Only loopback is used.
+Needs python3 (standard library only), and psql for PostgreSQL.
+
+PostgreSQL: the server is the one named in the file VIGIL_TEST_POSTGRES_INFO points to, written
+by the postgres_fixture test tool (ctest's postgres fixture). To replay a seed by hand:
+
+  build/tests/postgres_fixture start /tmp/pg.info
+  VIGIL_TEST_POSTGRES_INFO=/tmp/pg.info python3 tests/crash/crash_test.py --vigil build/vigil \
+      --backend postgres --seed 1234
+  build/tests/postgres_fixture stop /tmp/pg.info
 """
 
 import argparse
@@ -81,10 +97,14 @@ def closed_port():
 # --- vigil ---------------------------------------------------------------------------------------
 
 class Vigil:
-    def __init__(self, binary, workdir, run_index):
+    def __init__(self, binary, workdir, run_index, database):
         env = dict(os.environ)
+        # Only the variable of the backend under test: vigil refuses DB_FILE and DATABASE_URL
+        # set together.
+        env.pop("DB_FILE", None)
+        env.pop("DATABASE_URL", None)
+        env.update(database.vigil_environment())
         env.update({
-            "DB_FILE": os.path.join(workdir, "vigil.db"),
             "SERVICES_FILE": os.path.join(workdir, "services.json"),
             "API_HOST": "127.0.0.1",
             "API_PORT": "0",  # any free port: the API runs too, but is not what is tested here
@@ -93,7 +113,8 @@ class Vigil:
         })
         self.log_path = os.path.join(workdir, f"run-{run_index}.log")
         self.log = open(self.log_path, "wb")
-        self.process = subprocess.Popen([binary, "run"], cwd=workdir, env=env,
+        # Absolute: vigil runs in the work directory, and --vigil may be relative to ours.
+        self.process = subprocess.Popen([os.path.abspath(binary), "run"], cwd=workdir, env=env,
                                         stdout=self.log, stderr=subprocess.STDOUT)
 
     def kill(self):
@@ -124,60 +145,259 @@ class Vigil:
             return f.read()[-2000:].decode(errors="replace")
 
 
-# --- invariants ----------------------------------------------------------------------------------
-
 class CheckFailed(Exception):
     pass
 
 
-def check_database(db_path, previous_counts):
+class Unavailable(Exception):
+    """The backend cannot run on this machine: the test is skipped with the reason."""
+
+
+# --- backends ------------------------------------------------------------------------------------
+#
+# Each backend gives vigil its database and reads it back: inspect(queries) waits until the
+# database is what the kill left, then answers None when vigil had not created its tables yet,
+# else (what the storage's own integrity check found, as a list of problems; {name: [row
+# tuples]} for the {name: SQL} dict `queries`, every query run on one state of the database,
+# with integers as int, text as str and NULL as None). TICK_UP is the tick's up column as 0/1.
+
+class SqliteDatabase:
+    name = "sqlite"
+    TICK_UP = "up"
+
+    def __init__(self, workdir):
+        self.path = os.path.join(workdir, "vigil.db")
+
+    def vigil_environment(self):
+        return {"DB_FILE": self.path}
+
+    def where(self):
+        return f"database {self.path}"
+
+    def inspect(self, queries):
+        if not os.path.exists(self.path):
+            return None  # killed before the database was created
+        first = self._read({"tables": "SELECT name FROM sqlite_master WHERE type='table'",
+                            "integrity": "PRAGMA integrity_check",
+                            "dangling": "PRAGMA foreign_key_check"})
+        problems = []
+        if first["integrity"] != [("ok",)]:
+            problems.append(f"integrity_check: {first['integrity'][:5]}")
+        if first["dangling"]:
+            problems.append(f"foreign_key_check: {first['dangling'][:5]}")
+        if "service_ticks" not in {r[0] for r in first["tables"]}:
+            if problems:
+                raise CheckFailed("\n  ".join(problems))
+            return None  # killed before the first migration committed
+        return problems, self._read(queries)
+
+    def _read(self, queries):
+        # Read-only: the checker must not checkpoint or repair anything vigil left behind. One
+        # transaction, so every query sees the same state.
+        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+        try:
+            db.execute("BEGIN")
+            return {name: db.execute(sql).fetchall() for name, sql in queries.items()}
+        finally:
+            db.close()
+
+    def drop(self):
+        pass  # the work directory goes with it
+
+
+# The database of the shared server that tests make their schemas in: kPostgresTestDatabase in
+# tests/support/store_backends.h.
+POSTGRES_TEST_DATABASE = "vigil_tests"
+
+
+class PostgresDatabase:
+    """A schema of its own in the ctest run's PostgreSQL server, read with psql."""
+
+    name = "postgres"
+    TICK_UP = "CAST(up AS integer)"  # a boolean column
+    SESSIONS_TIMEOUT = 30.0
+    # The server's version, where PostgresServer finds its binaries. Not /usr/bin/psql, Debian's
+    # Perl wrapper that picks a version: it doubles the start of each read.
+    PSQL = "/usr/lib/postgresql/15/bin/psql"
+    _NULL = "\x1d"  # psql's text for NULL: a character no stored text here contains
+    _END = b"@@end-of-result@@\n"  # after each result of a read: no row starts with it
+
+    def __init__(self):
+        info_path = os.environ.get("VIGIL_TEST_POSTGRES_INFO")
+        if not info_path:
+            raise Unavailable("VIGIL_TEST_POSTGRES_INFO is not set (ctest sets it; see the "
+                              "docstring to run this by hand)")
+        try:
+            with open(info_path) as f:
+                key, _, rest = f.readline().strip().partition(" ")
+        except OSError as e:
+            raise Unavailable(f"cannot read {info_path} (written by the postgres_fixture "
+                              f"setup test): {e.strerror}")
+        if key != "conninfo":
+            raise Unavailable(f"no PostgreSQL server: {rest}")
+        if not os.access(self.PSQL, os.X_OK):
+            raise Unavailable(f"no {self.PSQL} (postgresql-client-15)")
+        # "host=... port=... user=... password=...", written by postgres_fixture: no quoting.
+        server = dict(item.split("=", 1) for item in rest.split())
+        self.password = server.pop("password", "")
+        self.server = server
+        self.schema = f"crash_{os.getpid()}"
+        # psql's password comes from its environment, not its command line.
+        self.psql_environment = dict(os.environ, PGPASSWORD=self.password)
+        self.database_conninfo = " ".join(f"{k}={v}" for k, v in server.items())
+        self.database_conninfo += f" dbname={POSTGRES_TEST_DATABASE}"
+        self.schema_conninfo = f"{self.database_conninfo} options='-c search_path={self.schema}'"
+        self._psql(f"CREATE SCHEMA {self.schema};\n"
+                   # amcheck, for inspect(): once per database, so in public.
+                   "CREATE EXTENSION IF NOT EXISTS amcheck SCHEMA public;\n",
+                   conninfo=self.database_conninfo)
+
+    def vigil_environment(self):
+        # As TestDatabase::vigil_environment names a test's schema; application_name is how
+        # inspect() finds vigil's sessions. With its password: for tests only, never printed.
+        return {"DATABASE_URL": f"{self.schema_conninfo} password={self.password} "
+                                f"application_name={self.schema}"}
+
+    def where(self):
+        return (f"schema {self.schema} of database {POSTGRES_TEST_DATABASE} on "
+                f"{self.server.get('host')}:{self.server.get('port')}")
+
+    def inspect(self, queries):
+        """One psql run: waits for the killed vigil's sessions to be gone (a session's backend may
+        still be running a statement, even committing it, after its client died: until then the
+        database is not what the kill left); runs amcheck; then, when vigil's tables exist, the
+        queries in one read-only snapshot."""
+        end = self._END.decode().rstrip()
+        script = [
+            # pg_stat_activity is read once a transaction unless pg_stat_clear_snapshot().
+            "DO $$ DECLARE deadline timestamptz := clock_timestamp() + interval "
+            f"'{self.SESSIONS_TIMEOUT} seconds'; BEGIN "
+            "WHILE EXISTS (SELECT 1 FROM pg_stat_activity "
+            f"WHERE application_name = '{self.schema}') LOOP "
+            "IF clock_timestamp() > deadline THEN RAISE EXCEPTION 'sessions of the killed "
+            f"vigil still open after {self.SESSIONS_TIMEOUT:.0f} s'; END IF; "
+            "PERFORM pg_sleep(0.01); PERFORM pg_stat_clear_snapshot(); END LOOP; END $$;",
+            # bt_index_check raises an error at the first index that disagrees with its table.
+            # Not in the snapshot below: with heapallindexed, amcheck refuses a transaction
+            # snapshot for an index built since some rows it must find were written.
+            "SELECT COUNT(public.bt_index_check(c.oid, true)) FROM pg_class c "
+            "JOIN pg_am a ON a.oid = c.relam JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind = 'i' AND a.amname = 'btree';",
+            f"\\qecho {end}",
+            "SELECT to_regclass('service_ticks') IS NOT NULL AS migrated \\gset",
+            "\\if :migrated",
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;",
+        ]
+        for sql in queries.values():
+            script += [f"{sql};", f"\\qecho {end}"]
+        script += ["COMMIT;", "\\endif"]
+        out = self._psql("\n".join(script) + "\n", self._ROWS)
+        indexes, pos = self._result(out, 0)
+        if pos == len(out):
+            return None  # killed before the first migration committed
+        results = {}
+        for name in queries:
+            results[name], pos = self._result(out, pos)
+        # A failed amcheck failed the run (CheckFailed with its error); the count says it ran.
+        return ([] if indexes and indexes[0][0] > 0 else ["amcheck checked no index"]), results
+
+    # psql's output: unaligned, tuples only, each row's fields separated by \x1f and the row
+    # ended by a zero byte; _END after each result.
+    _ROWS = ["-At", "-F", "\x1f", "-0", "-P", f"null={_NULL}"]
+
+    def _result(self, out, pos):
+        """The rows of the result at `pos` of psql's output, and the position after it."""
+        rows = []
+        while not out.startswith(self._END, pos):
+            end = out.index(b"\0", pos)
+            rows.append(tuple(self._value(v) for v in out[pos:end].decode().split("\x1f")))
+            pos = end + 1
+        return rows, pos + len(self._END)
+
+    def _value(self, text):
+        if text == self._NULL:
+            return None
+        try:
+            return int(text)  # integers, and sums of them (numeric without a fraction)
+        except ValueError:
+            return text
+
+    def _psql(self, script, options=(), conninfo=None):
+        """Runs `script` on the schema (or `conninfo`); its output, or CheckFailed with psql's
+        error."""
+        try:
+            done = subprocess.run(
+                [self.PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", *options,
+                 "-d", conninfo or self.schema_conninfo, "-f", "-"],
+                input=script.encode(), capture_output=True, env=self.psql_environment,
+                timeout=60)
+        except subprocess.TimeoutExpired:
+            raise CheckFailed("psql did not answer within 60 s")
+        if done.returncode != 0:
+            raise CheckFailed(f"psql exited {done.returncode}: "
+                              f"{done.stderr.decode(errors='replace').strip()}")
+        return done.stdout
+
+    def drop(self):
+        self._psql(f"DROP SCHEMA {self.schema} CASCADE;\n", conninfo=self.database_conninfo)
+
+
+def open_database(backend, workdir):
+    return SqliteDatabase(workdir) if backend == "sqlite" else PostgresDatabase()
+
+
+# --- invariants ----------------------------------------------------------------------------------
+
+def check_database(db, previous_counts):
     """Checks every invariant; returns {service_id: tick count} and a summary dict."""
-    if not os.path.exists(db_path):
-        return {}, {"ticks": 0, "events": 0}  # killed before the database was created
-    # Read-only: the checker must not checkpoint or repair anything vigil left behind.
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        return _check(db, previous_counts)
-    finally:
-        db.close()
-
-
-def _check(db, previous_counts):
-    problems = []
+    up = db.TICK_UP
+    inspected = db.inspect({
+        # A tick row is whole: nothing of a tick can be half there. (Every service here is an
+        # HTTP one with the default thresholds, so an up tick has its status code and an event
+        # opens at each change of a tick's up/down.)
+        "broken": f"SELECT service_id, ts, {up}, status_code, error FROM service_ticks "
+                  f"WHERE {up} NOT IN (0, 1) OR response_us < 0 "
+                  "   OR region_id NOT IN (SELECT id FROM regions) "
+                  f"   OR ({up} = 0 AND (error IS NULL OR error = '')) "
+                  f"   OR ({up} = 1 AND status_code IS NULL) LIMIT 5",
+        "orphans": "SELECT DISTINCT service_id FROM service_ticks "
+                   "WHERE service_id NOT IN (SELECT id FROM services) LIMIT 5",
+        "ticks": f"SELECT service_id, COUNT(*), SUM({up}), MAX(ts) FROM service_ticks "
+                 "GROUP BY service_id",
+        "metrics": "SELECT service_id, tick_count, up_count, down_count, last_tick_at "
+                   "FROM service_metrics",
+        "service_rollups_hour": "SELECT service_id, SUM(count), SUM(up) FROM "
+                                "service_rollups_hour GROUP BY service_id",
+        "service_rollups_day": "SELECT service_id, SUM(count), SUM(up) FROM "
+                               "service_rollups_day GROUP BY service_id",
+        "lone": "SELECT t.service_id, COUNT(*) FROM service_ticks t WHERE NOT EXISTS (SELECT 1 "
+                "FROM service_rollups_minute m WHERE m.service_id = t.service_id "
+                "AND m.bucket = t.ts - t.ts % 60000) GROUP BY t.service_id",
+        "minute_rows": "SELECT service_id, SUM(count) FROM service_rollups_minute "
+                       "GROUP BY service_id",
+        "events": "SELECT service_id, event, date_started, date_ended FROM service_events "
+                  "ORDER BY service_id, date_started, id",
+        "services": "SELECT id FROM services",
+        "tick_times": f"SELECT service_id, ts, {up} FROM service_ticks "
+                      "ORDER BY service_id, ts, seq",
+    })
+    if inspected is None:
+        return {}, {"ticks": 0, "events": 0}  # killed before vigil created its tables
+    problems, rows = inspected
 
     def fail(message):
         problems.append(message)
 
-    integrity = db.execute("PRAGMA integrity_check").fetchall()
-    if integrity != [("ok",)]:
-        fail(f"integrity_check: {integrity[:5]}")
-    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if "service_ticks" not in tables:
-        return {}, {"ticks": 0, "events": 0}  # killed before the first migration committed
-    dangling = db.execute("PRAGMA foreign_key_check").fetchall()
-    if dangling:
-        fail(f"foreign_key_check: {dangling[:5]}")
+    if rows["broken"]:
+        fail(f"incomplete ticks: {rows['broken']}")
+    if rows["orphans"]:
+        fail(f"ticks of services that do not exist: {rows['orphans']}")
 
-    # A tick row is whole: nothing of a tick can be half there. (Every service here is an HTTP
-    # one with the default thresholds, so an up tick has its status code and an event opens at
-    # each change of a tick's up/down.)
-    broken = db.execute(
-        "SELECT service_id, ts, up, status_code, error FROM service_ticks "
-        "WHERE up NOT IN (0, 1) OR response_us < 0 "
-        "   OR region_id NOT IN (SELECT id FROM regions) "
-        "   OR (up = 0 AND (error IS NULL OR error = '')) "
-        "   OR (up = 1 AND status_code IS NULL) LIMIT 5").fetchall()
-    if broken:
-        fail(f"incomplete ticks: {broken}")
-
-    ticks = {}  # service_id -> (count, up, down, first ts, last ts)
-    for sid, count, ups, last in db.execute(
-            "SELECT service_id, COUNT(*), SUM(up), MAX(ts) FROM service_ticks GROUP BY service_id"):
+    ticks = {}  # service_id -> (count, up, down, last ts)
+    for sid, count, ups, last in rows["ticks"]:
         ticks[sid] = (count, ups, count - ups, last)
     metrics = {}
-    for sid, count, ups, downs, last in db.execute(
-            "SELECT service_id, tick_count, up_count, down_count, last_tick_at "
-            "FROM service_metrics"):
+    for sid, count, ups, downs, last in rows["metrics"]:
         metrics[sid] = (count, ups, downs, last)
     for sid in set(ticks) | set(metrics):
         if ticks.get(sid) != metrics.get(sid):
@@ -188,17 +408,12 @@ def _check(db, previous_counts):
     # resolution counts exactly the stored ticks (no retention runs in this test). A minute with
     # one tick has no minute row: that tick stands for it.
     for table in ("service_rollups_hour", "service_rollups_day"):
-        for sid, count, ups in db.execute(
-                f"SELECT service_id, SUM(count), SUM(up) FROM {table} GROUP BY service_id"):
+        for sid, count, ups in rows[table]:
             if (count, ups, count - ups) != ticks.get(sid, (0, 0, 0))[:3]:
                 fail(f"service {sid}: {table} counts {count} ticks ({ups} up) but the ticks "
                      f"table has {ticks.get(sid)}")
-    lone = dict(db.execute(
-        "SELECT t.service_id, COUNT(*) FROM service_ticks t WHERE NOT EXISTS (SELECT 1 FROM "
-        "service_rollups_minute m WHERE m.service_id = t.service_id "
-        "AND m.bucket = t.ts - t.ts % 60000) GROUP BY t.service_id").fetchall())
-    in_rows = dict(db.execute(
-        "SELECT service_id, SUM(count) FROM service_rollups_minute GROUP BY service_id").fetchall())
+    lone = dict(rows["lone"])
+    in_rows = dict(rows["minute_rows"])
     for sid, (count, _, _, _) in ticks.items():
         if lone.get(sid, 0) + in_rows.get(sid, 0) != count:
             fail(f"service {sid}: minute rows count {in_rows.get(sid, 0)} and lone ticks "
@@ -210,15 +425,12 @@ def _check(db, previous_counts):
             fail(f"service {sid}: {before} ticks after an earlier kill, only {now} now")
 
     events = {}
-    for sid, kind, start, end in db.execute(
-            "SELECT service_id, event, date_started, date_ended FROM service_events "
-            "ORDER BY service_id, date_started, id"):
+    for sid, kind, start, end in rows["events"]:
         events.setdefault(sid, []).append((kind, start, end))
-    services = [r[0] for r in db.execute("SELECT id FROM services")]
+    services = [r[0] for r in rows["services"]]
     tick_times = {}
-    for sid, ts, up in db.execute(
-            "SELECT service_id, ts, up FROM service_ticks ORDER BY service_id, ts, seq"):
-        tick_times.setdefault(sid, {})[ts] = up  # the last tick at a given ms wins, as latest
+    for sid, ts, tick_up in rows["tick_times"]:
+        tick_times.setdefault(sid, {})[ts] = tick_up  # the last tick at a given ms wins, as latest
     for sid in services:
         evs = events.get(sid, [])
         if sid not in ticks:
@@ -260,6 +472,10 @@ def _check(db, previous_counts):
     return counts, summary
 
 
+# The exit code of a run skipped because its backend cannot run here (ctest's SKIP_RETURN_CODE).
+SKIPPED = 77
+
+
 # --- the test ------------------------------------------------------------------------------------
 
 def services_file(flip_port, refused_port, count, rng):
@@ -278,23 +494,34 @@ def services_file(flip_port, refused_port, count, rng):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vigil", required=True, help="path to the vigil binary")
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite",
+                        help="the database vigil runs on (default: sqlite)")
     parser.add_argument("--seed", type=int, default=None, help="replay a run (default: random)")
     parser.add_argument("--services", type=int, default=300)
     parser.add_argument("--kills", type=int, default=15)
     parser.add_argument("--max-run-seconds", type=float, default=4.0,
                         help="longest a run lives before its kill (each is uniform in 0.05..this)")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the work directory (and the PostgreSQL schema)")
     args = parser.parse_args()
 
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     rng = random.Random(seed)
-    print(f"crash test: seed {seed} (replay with --seed {seed}), {args.services} services, "
-          f"{args.kills} kills", flush=True)
+    workdir = tempfile.mkdtemp(prefix="vigil-crash-")
+    try:
+        db = open_database(args.backend, workdir)
+    except (Unavailable, CheckFailed) as e:
+        os.rmdir(workdir)
+        if isinstance(e, Unavailable):
+            print(f"crash test ({args.backend}): skipped: {e}")
+            return SKIPPED
+        print(f"crash test ({args.backend}): cannot set up the database: {e}", file=sys.stderr)
+        return 1
+    print(f"crash test ({db.name}): seed {seed} (replay with --seed {seed}), {args.services} "
+          f"services, {args.kills} kills, {db.where()}", flush=True)
 
     server = FlipServer(("127.0.0.1", 0), FlipHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    workdir = tempfile.mkdtemp(prefix="vigil-crash-")
-    db_path = os.path.join(workdir, "vigil.db")
     with open(os.path.join(workdir, "services.json"), "w") as f:
         json.dump(services_file(server.server_address[1], closed_port(), args.services, rng), f)
 
@@ -304,20 +531,20 @@ def main():
     kills_with_ticks = 0
     try:
         for run in range(args.kills):
-            vigil = Vigil(args.vigil, workdir, run)
+            vigil = Vigil(args.vigil, workdir, run, db)
             time.sleep(rng.uniform(0.05, args.max_run_seconds))
             vigil.kill()
             ticks_before = summary["ticks"]
-            counts, summary = check_database(db_path, counts)
+            counts, summary = check_database(db, counts)
             if summary["ticks"] > ticks_before:
                 kills_with_ticks += 1
             print(f"  kill {run + 1}: {summary['ticks']} ticks, {summary['events']} events "
                   f"({time.monotonic() - started:.1f} s)", flush=True)
 
-        vigil = Vigil(args.vigil, workdir, args.kills)
+        vigil = Vigil(args.vigil, workdir, args.kills, db)
         time.sleep(2.0)
         vigil.stop(timeout=20)
-        counts, summary = check_database(db_path, counts)
+        counts, summary = check_database(db, counts)
 
         # The checks above only mean something if the runs wrote ticks and events flipped.
         if kills_with_ticks < args.kills // 2:
@@ -326,15 +553,17 @@ def main():
         if summary["most_events"] < 3:
             raise CheckFailed("no service changed state twice: the targets did not flip")
     except CheckFailed as e:
-        print(f"FAILED (seed {seed}, work directory {workdir} kept):\n  {e}", file=sys.stderr)
+        print(f"FAILED (seed {seed}, work directory {workdir} and {db.where()} kept):\n  {e}",
+              file=sys.stderr)
         return 1
     finally:
         server.shutdown()
 
-    print(f"crash test: ok: {args.kills} kills ({kills_with_ticks} after ticks were written) and a "
-          f"clean stop, {summary['ticks']} ticks and {summary['events']} events over "
-          f"{len(counts)} services checked, {time.monotonic() - started:.1f} s, seed {seed}")
+    print(f"crash test ({db.name}): ok: {args.kills} kills ({kills_with_ticks} after ticks were "
+          f"written) and a clean stop, {summary['ticks']} ticks and {summary['events']} events "
+          f"over {len(counts)} services checked, {time.monotonic() - started:.1f} s, seed {seed}")
     if not args.keep:
+        db.drop()
         for name in os.listdir(workdir):
             os.remove(os.path.join(workdir, name))
         os.rmdir(workdir)
