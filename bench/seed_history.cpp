@@ -311,7 +311,8 @@ std::string time_reads(const Options& o, const std::function<std::unique_ptr<Sto
 // VACUUM (ANALYZE) and CHECKPOINT, as autovacuum and the checkpointer would have left a database
 // that filled over months: the visibility map set (index-only scans), the WAL flushed.
 Measured copy_to_postgres(const Options& o, const std::string& url) {
-  Measured m{.backend = "postgres"};
+  Measured m;
+  m.backend = "postgres";
   const auto copying = Clock::now();
   std::ostringstream progress;
   const MigrateSummary summary = migrate_sqlite_to_postgres(o.db, url, progress);
@@ -375,7 +376,8 @@ int main(int argc, char** argv) {
   }
   set_log_level(LogLevel::warn);
   try {
-    Measured sqlite{.backend = "sqlite"};
+    Measured sqlite;
+    sqlite.backend = "sqlite";
     const auto seeding = Clock::now();
     if (!o.reuse || !std::filesystem::exists(o.db)) {
       seed(o);
