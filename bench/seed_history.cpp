@@ -1,11 +1,15 @@
 // The history bench: seeds a database with months of history directly (ticks, minute and hour
 // rollups, events, metrics, as apply() would have left them), then times the time-series reads
 // the API serves: one service's 30-day summary (GET /v1/services/{id}/metrics?window=30d) and
-// every service's (GET /v1/uptime?window=30d). Prints the seeding time, the DB size and the
-// query times.
+// every service's (GET /v1/uptime?window=30d). With --database-url, the same history is then
+// copied into that (empty) PostgreSQL database as `vigil migrate` copies it (COPY, one
+// transaction), vacuumed and checkpointed, and the same reads are timed there through the same
+// Store calls. Prints, per backend, the seeding (or copy) time, the database's size and the
+// query times, and one JSON line each.
 //
 //   vigil_bench_seed_history --db /tmp/history.db --services 1000 --days 30 --interval 60
 //                            [--repeats 5] [--reuse 1: keep an existing database, time only]
+//                            [--database-url URL: also copy it into PostgreSQL and time there]
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include <chrono>
@@ -13,14 +17,20 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "core/logging.h"
+#include "storage/migrate/sqlite_to_postgres.h"
+#include "storage/postgres/connection.h"
+#include "storage/postgres/postgres_store.h"
+#include "storage/postgres/session.h"
 #include "storage/rollups.h"
 #include "storage/sqlite/rollup_sql.h"
 #include "storage/sqlite/sqlite_database.h"
@@ -41,7 +51,8 @@ struct Options {
   int days = 30;
   int interval_s = 60;
   int repeats = 5;
-  bool reuse = false;  // --reuse 1: time the queries on an existing database
+  bool reuse = false;                       // --reuse 1: time the queries on an existing database
+  std::optional<std::string> database_url;  // --database-url: an empty PostgreSQL database
 };
 
 void insert_rollup(SQLite::Statement& insert, std::int64_t id, std::int64_t bucket,
@@ -217,49 +228,26 @@ void seed(const Options& o) {
               o.days, o.interval_s);
 }
 
-}  // namespace
+// The figures of one backend, printed as one JSON line at the end.
+struct Measured {
+  std::string backend;
+  std::optional<double> load_s;  // seeding (SQLite) or copying (PostgreSQL), when done now
+  std::int64_t ticks = 0;        // in the database
+  std::uint64_t bytes = 0;       // the database's size on disk
+  std::string timings;           // the JSON fields of the read times
+};
 
-int main(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    const std::string value = argv[i + 1];
-    if (flag == "--db")
-      o.db = value;
-    else if (flag == "--services")
-      o.services = std::atoi(value.c_str());
-    else if (flag == "--days")
-      o.days = std::atoi(value.c_str());
-    else if (flag == "--interval")
-      o.interval_s = std::atoi(value.c_str());
-    else if (flag == "--repeats")
-      o.repeats = std::atoi(value.c_str());
-    else if (flag == "--reuse")
-      o.reuse = value == "1";
-    else {
-      std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
-      return 2;
-    }
-  }
-  if (o.services < 1 || o.days < 1 || o.interval_s != 60 || o.repeats < 1) {
-    std::fprintf(stderr, "need --services >= 1, --days >= 1, --interval 60, --repeats >= 1\n");
-    return 2;
-  }
-  set_log_level(LogLevel::warn);
-  const auto seeding = Clock::now();
-  std::optional<double> seed_s;
-  if (!o.reuse || !std::filesystem::exists(o.db)) {
-    seed(o);
-    seed_s = ms_since(seeding) / 1000;
-    std::printf("seeding: %.1f s\n", *seed_s);
-  }
-  std::uintmax_t size = 0;
-  for (const char* suffix : {"", "-wal"})
-    if (std::filesystem::exists(o.db + suffix)) size += std::filesystem::file_size(o.db + suffix);
-  const double db_mib = double(size) / 1048576.0;
-  std::printf("database: %.1f MiB\n", db_mib);
+// The number of ticks stored in the SQLite database at `path`.
+std::int64_t sqlite_tick_count(const std::string& path) {
+  SQLite::Database db(path, SQLite::OPEN_READONLY);
+  return db.execAndGet("SELECT count(*) FROM service_ticks").getInt64();
+}
 
-  auto store = open_sqlite_store(o.db);
+// Times the reads of GET /v1/services/{id}/metrics?window=30d and GET /v1/uptime?window=30d on
+// the stores `open` makes (each call a new store, as a new process would have), best and worst
+// of o.repeats runs each; prints them and returns them as JSON fields.
+std::string time_reads(const Options& o, const std::function<std::unique_ptr<Store>()>& open) {
+  auto store = open();
   const TimePoint to = now_ms();
   const Millis month(30LL * 86'400'000);
   const ServiceId one = store->active_services().front().id;
@@ -295,7 +283,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<Store> fresh;
   time(
       "uptime_30d_cold", "uptime?window=30d (all services), first call of a process",
-      [&] { fresh = open_sqlite_store(o.db); },
+      [&] { fresh = open(); },
       [&] {
         fresh->summarize_all_recent(month, now_ms());
         fresh->list_services();
@@ -314,9 +302,111 @@ int main(int argc, char** argv) {
   std::printf("  (%zu services)\n", count_all);
   time("exact_30d_all", "summarize_all over exactly 30 d (no cache)", nothing,
        [&] { store->summarize_all(now_ms() - month, now_ms()); });
-  std::printf("{\"services\": %d, \"days\": %d, \"ticks_in_window\": %lld, \"db_mib\": %.1f",
-              o.services, o.days, (long long)count_one, db_mib);
-  if (seed_s) std::printf(", \"seeding_s\": %.1f", *seed_s);
-  std::printf("%s}\n", json.c_str());
+  char field[64];
+  std::snprintf(field, sizeof field, ", \"ticks_in_window\": %lld", (long long)count_one);
+  return field + json;
+}
+
+// Copies the SQLite database into the empty PostgreSQL one as `vigil migrate` does, then
+// VACUUM (ANALYZE) and CHECKPOINT, as autovacuum and the checkpointer would have left a database
+// that filled over months: the visibility map set (index-only scans), the WAL flushed.
+Measured copy_to_postgres(const Options& o, const std::string& url) {
+  Measured m;
+  m.backend = "postgres";
+  const auto copying = Clock::now();
+  std::ostringstream progress;
+  const MigrateSummary summary = migrate_sqlite_to_postgres(o.db, url, progress);
+  for (const auto& table : summary.tables)
+    if (table.table == "service_ticks") m.ticks = table.rows;
+  postgres::Connection admin(url);
+  admin.exec("VACUUM (ANALYZE)");
+  admin.exec("CHECKPOINT");
+  m.load_s = ms_since(copying) / 1000;
+  std::printf("copying into PostgreSQL (vigil migrate's COPY), VACUUM, CHECKPOINT: %.1f s\n",
+              *m.load_s);
+  // Every table of the schema with its indexes and TOAST: each tick partition is a table of its
+  // own (the partitioned parent holds nothing).
+  m.bytes = static_cast<std::uint64_t>(
+      postgres::int_at(admin.exec("SELECT sum(pg_total_relation_size(c.oid))::int8 FROM pg_class c"
+                                  " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                                  " WHERE n.nspname = current_schema() AND c.relkind = 'r'"),
+                       0, 0));
+  return m;
+}
+
+void print_json(const Options& o, const Measured& m) {
+  std::printf(
+      "{\"backend\": \"%s\", \"services\": %d, \"days\": %d, \"ticks\": %lld,"
+      " \"db_mib\": %.1f, \"db_bytes_per_tick\": %.1f",
+      m.backend.c_str(), o.services, o.days, (long long)m.ticks, double(m.bytes) / 1048576.0,
+      m.ticks ? double(m.bytes) / double(m.ticks) : 0.0);
+  if (m.load_s) std::printf(", \"load_s\": %.1f", *m.load_s);
+  std::printf("%s}\n", m.timings.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    const std::string value = argv[i + 1];
+    if (flag == "--db")
+      o.db = value;
+    else if (flag == "--services")
+      o.services = std::atoi(value.c_str());
+    else if (flag == "--days")
+      o.days = std::atoi(value.c_str());
+    else if (flag == "--interval")
+      o.interval_s = std::atoi(value.c_str());
+    else if (flag == "--repeats")
+      o.repeats = std::atoi(value.c_str());
+    else if (flag == "--reuse")
+      o.reuse = value == "1";
+    else if (flag == "--database-url")
+      o.database_url = value;
+    else {
+      std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
+      return 2;
+    }
+  }
+  if (o.services < 1 || o.days < 1 || o.interval_s != 60 || o.repeats < 1) {
+    std::fprintf(stderr, "need --services >= 1, --days >= 1, --interval 60, --repeats >= 1\n");
+    return 2;
+  }
+  set_log_level(LogLevel::warn);
+  try {
+    Measured sqlite;
+    sqlite.backend = "sqlite";
+    const auto seeding = Clock::now();
+    if (!o.reuse || !std::filesystem::exists(o.db)) {
+      seed(o);
+      sqlite.load_s = ms_since(seeding) / 1000;
+      std::printf("seeding: %.1f s\n", *sqlite.load_s);
+    }
+    // seed() checkpointed the WAL into the file; an existing database may still have one.
+    for (const char* suffix : {"", "-wal"})
+      if (std::filesystem::exists(o.db + suffix))
+        sqlite.bytes += std::filesystem::file_size(o.db + suffix);
+    sqlite.ticks = sqlite_tick_count(o.db);
+    std::printf("SQLite database: %.1f MiB, %.1f bytes per tick\n",
+                double(sqlite.bytes) / 1048576.0, double(sqlite.bytes) / double(sqlite.ticks));
+    sqlite.timings = time_reads(o, [&] { return open_sqlite_store(o.db); });
+
+    std::optional<Measured> postgres;
+    if (o.database_url) {
+      postgres = copy_to_postgres(o, *o.database_url);
+      std::printf("PostgreSQL database: %.1f MiB, %.1f bytes per tick\n",
+                  double(postgres->bytes) / 1048576.0,
+                  double(postgres->bytes) / double(postgres->ticks));
+      postgres->timings = time_reads(o, [&] { return open_postgres_store(*o.database_url); });
+    }
+    print_json(o, sqlite);
+    if (postgres) print_json(o, *postgres);
+  } catch (const std::exception& e) {
+    // Neither the migrate library nor the PostgreSQL store shows the URL's password.
+    std::fprintf(stderr, "vigil_bench_seed_history: %s\n", e.what());
+    return 1;
+  }
   return 0;
 }

@@ -2,6 +2,8 @@
 // fixture's setup test) starts it detached in a temp dir, with the database the tests make their
 // schemas in, and writes into <info file> how to reach it and how to stop it;
 // `postgres_fixture stop <info file>` (the cleanup test) stops it by PID and removes the dir.
+// `postgres_fixture start <info file> durable`: the same with PostgreSQL's durable defaults (fsync
+// and synchronous commit on), as the benchmarks (bench/vigil_bench.py) measure it.
 //
 // Without PostgreSQL 15 the setup still succeeds: the file says why there is no server, and the
 // PostgreSQL variants of the tests skip with that reason.
@@ -19,7 +21,7 @@ namespace {
 
 using vigil::test::PostgresServer;
 
-int start(const std::string& info_path) {
+int start(const std::string& info_path, PostgresServer::Durability durability) {
   std::ofstream info(info_path, std::ios::trunc);
   if (auto reason = PostgresServer::unavailable_reason()) {
     info << "unavailable " << *reason << "\n";
@@ -28,7 +30,7 @@ int start(const std::string& info_path) {
   }
   try {
     PostgresServer server(vigil::test::kPostgresTestDatabase,
-                          PostgresServer::Lifetime::until_stopped);
+                          PostgresServer::Lifetime::until_stopped, durability);
     // Written before anything else can fail, so the cleanup test can stop it whatever follows.
     info << "conninfo " << server.server_conninfo() << "\n"
          << "pid " << server.pid() << "\n"
@@ -62,8 +64,11 @@ int stop(const std::string& info_path) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 3 && std::string(argv[1]) == "start") return start(argv[2]);
-  if (argc == 3 && std::string(argv[1]) == "stop") return stop(argv[2]);
-  std::cerr << "usage: postgres_fixture start|stop <info file>\n";
+  const std::string command = argc > 1 ? argv[1] : "";
+  if (command == "start" && argc == 3) return start(argv[2], PostgresServer::Durability::off);
+  if (command == "start" && argc == 4 && std::string(argv[3]) == "durable")
+    return start(argv[2], PostgresServer::Durability::on);
+  if (command == "stop" && argc == 3) return stop(argv[2]);
+  std::cerr << "usage: postgres_fixture start <info file> [durable] | stop <info file>\n";
   return 2;
 }
