@@ -246,6 +246,7 @@ int serve(const Settings& settings, Modes modes) {
     RunnerOptions options;
     options.max_concurrency = settings.max_concurrency;
     options.region = settings.region;
+    options.probe.source_ip = settings.source_ip;
     Writer* sink = writer.get();
     // Alerting: status changes reach the Alerter's queue, never its I/O.
     try {

@@ -126,7 +126,7 @@ void BM_MakeHttpProbe(benchmark::State& state) {
   spec.name = "payments";
   spec.url = "http://127.0.0.1:8080/ok";
   spec.timeout = std::chrono::seconds(5);
-  const ProbeLimits limits;
+  const ProbeSettings limits;
   for (auto _ : state) benchmark::DoNotOptimize(make_probe(spec, limits));
 }
 BENCHMARK(BM_MakeHttpProbe);

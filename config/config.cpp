@@ -13,6 +13,7 @@
 
 #include "config/database_url.h"
 #include "core/conditions.h"
+#include "core/ip_literal.h"
 #include "core/json_input.h"
 #include "core/probe_kind.h"
 #include "core/probe_options.h"
@@ -33,6 +34,7 @@ const char* const kKnownVariables[] = {"API_HOST",
                                        "RUNNER_HTTP_TIMEOUT_SECONDS",
                                        "RUNNER_MAX_CONCURRENCY",
                                        "PROBER_REGION",
+                                       "PROBER_SOURCE_IP",
                                        "LOG_LEVEL",
                                        "API_TOKEN",
                                        "API_READ_TOKEN",
@@ -560,6 +562,12 @@ Settings load_settings(const EnvMap& env) {
     settings.storage_queue_max_ticks = std::size_t(*count);
   }
   if (auto v = get("PROBER_REGION")) settings.region = *v;
+  if (auto v = get("PROBER_SOURCE_IP")) {
+    if (!is_ip_literal(*v))
+      throw bad("PROBER_SOURCE_IP", *v,
+                "an IPv4 or IPv6 address of this machine, such as 127.0.0.2");
+    settings.source_ip = *v;
+  }
   if (auto v = get("LOG_LEVEL")) {
     const auto level = parse_log_level(*v);
     if (!level) throw bad("LOG_LEVEL", *v, "one of debug, info, warn, error");

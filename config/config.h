@@ -31,7 +31,10 @@ struct Settings {
   Millis default_timeout{15'000};               // RUNNER_HTTP_TIMEOUT_SECONDS
   std::size_t max_concurrency = 1000;           // RUNNER_MAX_CONCURRENCY
   std::string region = "local";                 // PROBER_REGION
-  LogLevel log_level = LogLevel::info;          // LOG_LEVEL
+  // PROBER_SOURCE_IP: the local address probes leave from unless a service names its own
+  // (source_ip); empty: the system chooses.
+  std::string source_ip;
+  LogLevel log_level = LogLevel::info;  // LOG_LEVEL
   // Service management and heartbeats.
   std::string api_token;       // API_TOKEN: empty means writes only from loopback clients
   std::string api_read_token;  // API_READ_TOKEN: empty means reads are open

@@ -77,11 +77,12 @@ struct ProbeOptions {
   std::string client_key;   // PEM
   std::string proxy;        // empty: no proxy (the http_proxy environment is ignored)
   IpVersion ip_version = IpVersion::any;
-  std::string user_agent;                // empty: "vigil/<version>"
-  std::string tcp_send;                  // tcp:// only: written after connecting
-  std::string tcp_expect;                // tcp:// only: must be read back within the timeout
-  int failure_threshold = 1;             // consecutive down ticks before the service is down
-  int success_threshold = 1;             // consecutive up ticks before it is up again
+  std::string user_agent;     // empty: "vigil/<version>"
+  std::string source_ip;      // local address the probe leaves from; empty: PROBER_SOURCE_IP's
+  std::string tcp_send;       // tcp:// only: written after connecting
+  std::string tcp_expect;     // tcp:// only: must be read back within the timeout
+  int failure_threshold = 1;  // consecutive down ticks before the service is down
+  int success_threshold = 1;  // consecutive up ticks before it is up again
   std::optional<Millis> retry_interval;  // while failing but not yet down
   friend bool operator==(const ProbeOptions&, const ProbeOptions&) = default;
 };

@@ -6,6 +6,7 @@
 
 #include "core/conditions.h"
 #include "core/config_error.h"
+#include "core/ip_literal.h"
 #include "core/json_input.h"
 #include "core/probe_kind.h"
 #include "core/text.h"
@@ -26,6 +27,7 @@ constexpr const char* kKeys[] = {"conditions",
                                  "proxy",
                                  "ip_version",
                                  "user_agent",
+                                 "source_ip",
                                  "send",
                                  "expect",
                                  "failure_threshold",
@@ -120,6 +122,12 @@ void read_options(const json& object, const std::string& at, ProbeOptions& optio
     if (options.user_agent.size() > 512)
       throw ConfigError(at + ".user_agent: must be at most 512 characters");
   }
+  if (object.contains("source_ip")) {
+    options.source_ip = text(object["source_ip"], at + ".source_ip");
+    if (!is_ip_literal(options.source_ip))
+      throw ConfigError(at + ".source_ip: " + shown(object["source_ip"]) +
+                        " must be an IPv4 or IPv6 address of this machine, such as 127.0.0.2");
+  }
   if (object.contains("send")) options.tcp_send = text(object["send"], at + ".send", true);
   if (object.contains("expect")) options.tcp_expect = text(object["expect"], at + ".expect", true);
   if (object.contains("failure_threshold"))
@@ -213,7 +221,7 @@ bool is_probe_option_key(std::string_view key) {
 
 const char* probe_option_keys_text() {
   return "conditions, body, follow_redirects, max_redirects, insecure_skip_verify, ca_file, "
-         "client_cert, client_key, proxy, ip_version, user_agent, send, expect, "
+         "client_cert, client_key, proxy, ip_version, user_agent, source_ip, send, expect, "
          "failure_threshold, success_threshold, retry_interval_seconds";
 }
 
@@ -243,6 +251,7 @@ void add_probe_options_json(const ProbeOptions& o, json& object) {
   if (o.ip_version == IpVersion::v4) object["ip_version"] = 4;
   if (o.ip_version == IpVersion::v6) object["ip_version"] = 6;
   if (!o.user_agent.empty()) object["user_agent"] = o.user_agent;
+  if (!o.source_ip.empty()) object["source_ip"] = o.source_ip;
   if (!o.tcp_send.empty()) object["send"] = o.tcp_send;
   if (!o.tcp_expect.empty()) object["expect"] = o.tcp_expect;
   if (o.failure_threshold != d.failure_threshold) object["failure_threshold"] = o.failure_threshold;

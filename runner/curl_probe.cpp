@@ -7,8 +7,10 @@
 
 namespace vigil {
 
-CurlProbe::CurlProbe(const ServiceSpec& spec)
-    : easy_(curl_easy_init()), timeout_(spec.timeout > Millis::zero() ? spec.timeout : Millis(1)) {
+CurlProbe::CurlProbe(const ServiceSpec& spec, const ProbeSettings& settings)
+    : easy_(curl_easy_init()),
+      timeout_(spec.timeout > Millis::zero() ? spec.timeout : Millis(1)),
+      source_ip_(spec.probe.source_ip.empty() ? settings.source_ip : spec.probe.source_ip) {
   if (!easy_) throw std::runtime_error("curl_easy_init failed");
   CURL* e = easy_.get();
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, error_);
@@ -27,6 +29,11 @@ CurlProbe::CurlProbe(const ServiceSpec& spec)
                    spec.probe.ip_version == IpVersion::v4   ? CURL_IPRESOLVE_V4
                    : spec.probe.ip_version == IpVersion::v6 ? CURL_IPRESOLVE_V6
                                                             : CURL_IPRESOLVE_WHATEVER);
+  if (!source_ip_.empty()) {
+    // "host!" makes curl take it as an address, never as the name of a network interface.
+    const std::string interface = "host!" + source_ip_;
+    curl_easy_setopt(e, CURLOPT_INTERFACE, interface.c_str());  // curl copies it
+  }
 }
 
 curl_off_t CurlProbe::mark(CURLINFO info) const {
@@ -56,6 +63,8 @@ std::string CurlProbe::describe_failure(CURLcode code) const {
     }
     case CURLE_COULDNT_RESOLVE_HOST:
       return "DNS resolution failed: " + failing_host();
+    case CURLE_INTERFACE_FAILED:
+      return "source address " + source_ip_ + ": " + detail(code);
     default:
       return detail(code);
   }

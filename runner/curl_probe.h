@@ -20,9 +20,10 @@ class CurlProbe : public Probe {
 
  protected:
   // Creates the handle with: the error buffer, no signals, a new connection for every probe,
-  // a detached resolver (CURLOPT_QUICK_EXIT), the spec's timeout (at least 1 ms) and IP version.
+  // a detached resolver (CURLOPT_QUICK_EXIT), the spec's timeout (at least 1 ms) and IP version,
+  // and the source address (the spec's source_ip, else settings.source_ip, else the system's).
   // Throws std::runtime_error when curl cannot create the handle.
-  explicit CurlProbe(const ServiceSpec& spec);
+  CurlProbe(const ServiceSpec& spec, const ProbeSettings& settings);
   CurlProbe(const CurlProbe&) = delete;
   CurlProbe& operator=(const CurlProbe&) = delete;
 
@@ -35,8 +36,9 @@ class CurlProbe : public Probe {
   // valid UTF-8: curl quotes what the peer sent (a status line, a header, a host).
   std::string detail(CURLcode code) const;
   // The reason a transfer failed with `code`, for the failures every kind has: "timeout after N
-  // ms", "connection refused", "connection failed: ...", "DNS resolution failed: <host>", else
-  // detail(). A kind checks its own failures first.
+  // ms", "connection refused", "connection failed: ...", "DNS resolution failed: <host>",
+  // "source address <ip>: ..." (not an address of this machine), else detail(). A kind checks
+  // its own failures first.
   std::string describe_failure(CURLcode code) const;
   // The host named in "DNS resolution failed: <host>".
   virtual std::string failing_host() const = 0;
@@ -48,6 +50,7 @@ class CurlProbe : public Probe {
  private:
   CurlEasyPtr easy_;
   Millis timeout_;
+  std::string source_ip_;             // empty: the system's choice
   char error_[CURL_ERROR_SIZE] = {};  // curl writes here; the probe never moves (heap-owned)
 };
 

@@ -105,12 +105,12 @@ std::string_view trim_blank(std::string_view text) {
 
 class HttpProbe final : public CurlProbe {
  public:
-  HttpProbe(const ServiceSpec& spec, const ProbeLimits& limits)
-      : CurlProbe(spec),
+  HttpProbe(const ServiceSpec& spec, const ProbeSettings& settings)
+      : CurlProbe(spec, settings),
         // Only the ranges are kept: the spec may change while this probe is in flight.
         expected_status_(spec.expected_status),
         conditions_(spec.probe.conditions.compiled),
-        max_body_bytes_(limits.max_body_bytes),
+        max_body_bytes_(settings.max_body_bytes),
         keep_body_(conditions_ && conditions_->needs_body),
         keep_headers_(conditions_ && conditions_->needs_headers) {
     CURL* e = easy();
@@ -123,7 +123,7 @@ class HttpProbe final : public CurlProbe {
     const ProbeOptions& options = spec.probe;
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, options.follow_redirects ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS,
-                     std::min<long>(limits.max_redirects, options.max_redirects));
+                     std::min<long>(settings.max_redirects, options.max_redirects));
     curl_easy_setopt(
         e, CURLOPT_USERAGENT,
         options.user_agent.empty() ? "vigil/" VIGIL_VERSION : options.user_agent.c_str());
@@ -351,9 +351,9 @@ class HttpProbe final : public CurlProbe {
 
 }  // namespace
 
-std::unique_ptr<Probe> make_http_probe(const ServiceSpec& spec, const ProbeLimits& limits) {
+std::unique_ptr<Probe> make_http_probe(const ServiceSpec& spec, const ProbeSettings& settings) {
   ensure_curl_global_init();
-  return std::make_unique<HttpProbe>(spec, limits);
+  return std::make_unique<HttpProbe>(spec, settings);
 }
 
 std::optional<TimePoint> ProbeDetails::earliest_cert_expiry() const {

@@ -21,11 +21,17 @@
 
 namespace vigil {
 
-struct ProbeLimits {
+// What every probe of one runner shares, whatever its service says.
+struct ProbeSettings {
   std::size_t max_body_bytes = 1 << 20;  // reading stops (and the probe is down) past this
   // A cap over every service's own max_redirects: at the services file's maximum (50), so the
   // service's setting is what applies.
   long max_redirects = 50;
+  // The local address probes leave from when the service names none (spec.probe.source_ip),
+  // PROBER_SOURCE_IP: for a multi-homed host, or to tell apart several probers on one machine
+  // (127.0.0.2, 127.0.0.3). Empty: the system chooses. An address that is not this machine's
+  // makes the probe down ("source address ...: ..."), never stalls it.
+  std::string source_ip;
 };
 
 // One certificate of the chain the server sent, leaf first (from CURLINFO_CERTINFO).
@@ -97,23 +103,23 @@ class Probe {
 };
 
 // A probe for an http:// or https:// service: fresh connection, the spec's method, headers and
-// timeout, at most `limits.max_redirects` redirects followed, at most `limits.max_body_bytes`
+// timeout, at most `settings.max_redirects` redirects followed, at most `settings.max_body_bytes`
 // read. Up when the final status is in spec.expected_status. Only http and https are allowed,
 // also as redirect targets; the user agent is "vigil/<VIGIL_VERSION>". The probe copies what it
 // needs from `spec`. Throws std::runtime_error when curl cannot create the handle, and
 // std::invalid_argument when curl refuses the URL (longer than its 8 MB input limit).
-std::unique_ptr<Probe> make_http_probe(const ServiceSpec& spec, const ProbeLimits& limits);
+std::unique_ptr<Probe> make_http_probe(const ServiceSpec& spec, const ProbeSettings& settings);
 
 // A probe for a tcp://host:port service: connect only (through the multi loop, like every
 // probe), then, when the spec has them, write spec.probe.tcp_send (a "\n" is added unless it
 // ends with one) and read until spec.probe.tcp_expect appears, all within the timeout. Up when
 // all of that happened (and max_response_ms, its only condition, holds).
-std::unique_ptr<Probe> make_tcp_probe(const ServiceSpec& spec, const ProbeLimits& limits);
+std::unique_ptr<Probe> make_tcp_probe(const ServiceSpec& spec, const ProbeSettings& settings);
 
 // The probe of the kind core/probe_kind.h names for the spec's URL (make_http_probe,
 // make_tcp_probe); a URL no kind checks gets an HTTP probe, which reports its scheme as
 // unsupported. Throws as the kind's factory does.
-std::unique_ptr<Probe> make_probe(const ServiceSpec& spec, const ProbeLimits& limits);
+std::unique_ptr<Probe> make_probe(const ServiceSpec& spec, const ProbeSettings& settings);
 
 // Runs `probe` to the end on a ProbeMulti of its own, through the runner's own loop code
 // (transfer, then any conversation), and returns its result. For `vigil probe` and tests: it

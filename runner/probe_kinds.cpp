@@ -10,7 +10,7 @@
 namespace vigil {
 namespace {
 
-using ProbeFactory = std::unique_ptr<Probe> (*)(const ServiceSpec&, const ProbeLimits&);
+using ProbeFactory = std::unique_ptr<Probe> (*)(const ServiceSpec&, const ProbeSettings&);
 
 struct ProbeKindFactory {
   ProbeKind kind;
@@ -25,12 +25,12 @@ constexpr ProbeKindFactory kFactories[] = {
 
 }  // namespace
 
-std::unique_ptr<Probe> make_probe(const ServiceSpec& spec, const ProbeLimits& limits) {
+std::unique_ptr<Probe> make_probe(const ServiceSpec& spec, const ProbeSettings& settings) {
   // A URL no kind checks goes to the HTTP probe, which reports its scheme as unsupported.
   const ProbeKindInfo* info = probe_kind_for(spec.url);
   const ProbeKind kind = info ? info->kind : ProbeKind::http;
   for (const auto& factory : kFactories)
-    if (factory.kind == kind) return factory.make(spec, limits);
+    if (factory.kind == kind) return factory.make(spec, settings);
   throw std::logic_error("no probe for a kind of core/probe_kind.h");
 }
 

@@ -318,7 +318,7 @@ int probe_command(const std::vector<std::string>& args, std::ostream& out, std::
     err << e.what() << "\n";
     return kProbeExitBadArguments;
   }
-  const auto probe = make_probe(spec, ProbeLimits{});
+  const auto probe = make_probe(spec, ProbeSettings{});
   const ProbeResult result = run_probe_now(*probe, spec.timeout);
   out << (parsed.as_json ? probe_report_json(parsed.url, result) + "\n"
                          : probe_report_text(parsed.url, result));

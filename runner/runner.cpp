@@ -489,7 +489,7 @@ class Runner::Loop {
   void start_probe(Entry& entry, ServiceId id, SteadyTime due, SteadyTime now, TimePoint wall) {
     std::unique_ptr<Probe> probe;
     try {
-      probe = make_probe(entry.spec, options_.limits);
+      probe = make_probe(entry.spec, options_.probe);
     } catch (const std::exception& e) {
       not_started(entry, id, e.what(), wall);
       return;

@@ -38,7 +38,7 @@ struct RunnerClock {
 struct RunnerOptions {
   std::size_t max_concurrency = 1000;  // probes in flight at once; the rest wait, late
   std::string region;                  // written on every tick
-  ProbeLimits limits;
+  ProbeSettings probe;
   RunnerClock clock;
   // How long stop() lets in-flight probes finish (real time, whatever `clock` says). Probes
   // still running then are aborted and record nothing: nothing was measured, and a down tick

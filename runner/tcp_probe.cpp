@@ -29,8 +29,8 @@ std::string shown(const std::string& text) { return vigil::shown(nlohmann::json(
 
 class TcpProbe final : public CurlProbe {
  public:
-  TcpProbe(const ServiceSpec& spec, const ProbeLimits&)
-      : CurlProbe(spec),
+  TcpProbe(const ServiceSpec& spec, const ProbeSettings& settings)
+      : CurlProbe(spec, settings),
         send_(spec.probe.tcp_send),
         expect_(spec.probe.tcp_expect),
         conditions_(spec.probe.conditions.compiled),
@@ -190,9 +190,9 @@ class TcpProbe final : public CurlProbe {
 
 }  // namespace
 
-std::unique_ptr<Probe> make_tcp_probe(const ServiceSpec& spec, const ProbeLimits& limits) {
+std::unique_ptr<Probe> make_tcp_probe(const ServiceSpec& spec, const ProbeSettings& settings) {
   ensure_curl_global_init();
-  return std::make_unique<TcpProbe>(spec, limits);
+  return std::make_unique<TcpProbe>(spec, settings);
 }
 
 }  // namespace vigil

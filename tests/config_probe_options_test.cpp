@@ -62,6 +62,7 @@ TEST(ProbeOptions, ParsesEveryKey) {
                             {"proxy", "socks5h://127.0.0.1:1080"},
                             {"ip_version", 6},
                             {"user_agent", "checker/1"},
+                            {"source_ip", "127.0.0.2"},
                             {"failure_threshold", 3},
                             {"success_threshold", 2},
                             {"interval_seconds", 60},
@@ -88,6 +89,7 @@ TEST(ProbeOptions, ParsesEveryKey) {
   EXPECT_EQ(o.proxy, "socks5h://127.0.0.1:1080");
   EXPECT_EQ(o.ip_version, IpVersion::v6);
   EXPECT_EQ(o.user_agent, "checker/1");
+  EXPECT_EQ(o.source_ip, "127.0.0.2");
   EXPECT_EQ(o.failure_threshold, 3);
   EXPECT_EQ(o.success_threshold, 2);
   EXPECT_EQ(o.retry_interval, Millis(5000));
@@ -191,6 +193,10 @@ TEST(ProbeOptions, BadOptionsNameTheField) {
   expect_options_error(service({{"interval_seconds", 10}, {"retry_interval_seconds", 10}}),
                        {".retry_interval_seconds: must be shorter than the interval of 10 s"});
   expect_options_error(service({{"ip_version", 5}}), {".ip_version: expected 4, 6 or \"any\""});
+  expect_options_error(service({{"source_ip", "eth0"}}),
+                       {".source_ip: \"eth0\" must be an IPv4 or IPv6 address"});
+  expect_options_error(service({{"source_ip", "127.0.0.1:80"}}),
+                       {".source_ip: \"127.0.0.1:80\" must be an IPv4 or IPv6 address"});
   expect_options_error(service({{"proxy", "ftp://p:21"}}),
                        {".proxy: \"ftp://p:21\" must be a URL starting with http://"});
   expect_options_error(service({{"user_agent", "a\r\nX-Injected: 1"}}),
@@ -250,7 +256,8 @@ TEST(ProbeOptions, RoundTripThroughServiceJsonAndTheStoredForm) {
                 {"failure_threshold", 2},
                 {"conditions",
                  {{"status", {200}}, {"json", {{{"pointer", "/a"}, {"exists", true}}}}}}}),
-       service({{"name", "tcp"}, {"send", "PING\r\n"}, {"expect", "PONG"}}, "tcp://127.0.0.1:1")}));
+       service({{"name", "tcp"}, {"send", "PING\r\n"}, {"expect", "PONG"}, {"source_ip", "::1"}},
+               "tcp://127.0.0.1:1")}));
   for (const auto& spec : specs) {
     const json object = service_spec_json(spec);
     const ServiceSpec again = parse_service_spec(object, "round trip", Settings{});

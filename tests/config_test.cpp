@@ -149,6 +149,7 @@ TEST(Settings, ReadsEveryVariable) {
                                     {"RUNNER_HTTP_TIMEOUT_SECONDS", "1"},
                                     {"RUNNER_MAX_CONCURRENCY", "50"},
                                     {"PROBER_REGION", "eu-west"},
+                                    {"PROBER_SOURCE_IP", "127.0.0.2"},
                                     {"LOG_LEVEL", "DEBUG"},
                                     {"STORAGE_QUEUE_MAX_TICKS", "5000"}});
   EXPECT_EQ(s.api_host, "0.0.0.0");
@@ -159,6 +160,7 @@ TEST(Settings, ReadsEveryVariable) {
   EXPECT_EQ(s.default_timeout, Millis(1000));
   EXPECT_EQ(s.max_concurrency, 50u);
   EXPECT_EQ(s.region, "eu-west");
+  EXPECT_EQ(s.source_ip, "127.0.0.2");
   EXPECT_EQ(s.log_level, LogLevel::debug);
   EXPECT_EQ(s.storage_queue_max_ticks, 5000u);
 }
@@ -174,6 +176,7 @@ TEST(Settings, BadValuesNameTheVariableAndValue) {
                                                        {"RUNNER_MAX_CONCURRENCY", "0"},
                                                        {"STORAGE_QUEUE_MAX_TICKS", "0"},
                                                        {"STORAGE_QUEUE_MAX_TICKS", "1e9"},
+                                                       {"PROBER_SOURCE_IP", "localhost"},
                                                        {"LOG_LEVEL", "loud"}};
   for (const auto& [name, value] : cases) {
     try {

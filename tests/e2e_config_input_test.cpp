@@ -129,6 +129,33 @@ TEST_F(ConfigInput, TheApiRefusesTheSameInputWith400) {
   EXPECT_EQ(vigil.stop(), 0) << vigil.log();
 }
 
+// PROBER_SOURCE_IP is where vigil's probes leave from, and a service's source_ip its own, as the
+// target sees them.
+TEST_F(ConfigInput, ProbesLeaveFromProberSourceIpOrTheServicesOwnSourceIp) {
+  TargetServer target;
+  write("services.json", json::array({{{"name", "runner-default"},
+                                       {"url", target.url("/peer/runner-default")},
+                                       {"interval_seconds", 1}},
+                                      {{"name", "own"},
+                                       {"url", target.url("/peer/own")},
+                                       {"interval_seconds", 1},
+                                       {"source_ip", "127.0.0.3"}}})
+                             .dump());
+  const int port = closed_port();
+  VigilProcess vigil(dir, "run", port, {{"PROBER_SOURCE_IP", "127.0.0.2"}});
+  const auto seen_from = [&](const std::string& name, const std::string& address) {
+    const auto peers = target.peers(name);
+    return peers.size() == 1 && peers.begin()->first == address;
+  };
+  ASSERT_TRUE(eventually([&] { return !target.peers("runner-default").empty(); }, 15s))
+      << vigil.log();
+  ASSERT_TRUE(eventually([&] { return !target.peers("own").empty(); }, 15s)) << vigil.log();
+  EXPECT_TRUE(seen_from("runner-default", "127.0.0.2"));
+  EXPECT_TRUE(seen_from("own", "127.0.0.3"));
+
+  EXPECT_EQ(vigil.stop(), 0) << vigil.log();
+}
+
 // .env values quoted and commented as python-dotenv and docker compose read them: before, the
 // quotes stayed in the value and API_PORT="..." was not a port.
 TEST_F(ConfigInput, DotenvQuotedValuesWithCommentsAreUnquoted) {

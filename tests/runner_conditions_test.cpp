@@ -40,7 +40,7 @@ class ConditionsTest : public ::testing::Test {
   }
 
   static ProbeResult run(const ServiceSpec& s) {
-    auto probe = make_probe(s, ProbeLimits{});
+    auto probe = make_probe(s, ProbeSettings{});
     return run_probe_now(*probe, s.timeout);
   }
 

@@ -32,7 +32,7 @@ TEST(ProbeKinds, EveryKindsSchemesAreAcceptedAndGetThatKindsProbe) {
       const ServiceSpec spec = parse_service_spec(entry, "test", Settings{});
       ASSERT_EQ(probe_kind_for(spec.url), &kind);
       EXPECT_EQ(probe_scheme_of(spec.url), std::string(scheme) + "://");
-      const auto probe = make_probe(spec, ProbeLimits{});
+      const auto probe = make_probe(spec, ProbeSettings{});
       const ProbeResult result = run_probe_now(*probe, spec.timeout);
       // The HTTP probe reports HTTP details whatever happened; the TCP probe never does.
       EXPECT_EQ(result.details.http, kind.http);

@@ -33,7 +33,7 @@ class HttpProbeTest : public ::testing::Test {
 
   // Runs the probe's own easy handle to completion; the runner drives the same handle through
   // its multi loop instead.
-  static ProbeResult run(const ServiceSpec& s, ProbeLimits limits = {}) {
+  static ProbeResult run(const ServiceSpec& s, ProbeSettings limits = {}) {
     auto probe = make_http_probe(s, limits);
     const auto t0 = Clock::now();
     const CURLcode code = curl_easy_perform(probe->easy());
@@ -116,7 +116,7 @@ TEST_F(HttpProbeTest, TrickleIsCutAtTheTimeoutEvenThoughBytesKeepComing) {
 }
 
 TEST_F(HttpProbeTest, EndlessBodyIsCutAtTheBodyCap) {
-  ProbeLimits limits;
+  ProbeSettings limits;
   limits.max_body_bytes = 256 * 1024;
   const ProbeResult r = run(spec(target_->url("/endless"), 5000ms), limits);
   EXPECT_FALSE(r.up);
@@ -125,7 +125,7 @@ TEST_F(HttpProbeTest, EndlessBodyIsCutAtTheBodyCap) {
 }
 
 TEST_F(HttpProbeTest, BodyWithinTheCapIsUp) {
-  ProbeLimits limits;
+  ProbeSettings limits;
   limits.max_body_bytes = 2;  // "ok" is exactly 2 bytes
   EXPECT_TRUE(run(spec(target_->url("/ok")), limits).up);
   limits.max_body_bytes = 1;
@@ -133,7 +133,7 @@ TEST_F(HttpProbeTest, BodyWithinTheCapIsUp) {
 }
 
 TEST_F(HttpProbeTest, RedirectLoopIsTooManyRedirects) {
-  ProbeLimits limits;
+  ProbeSettings limits;
   limits.max_redirects = 3;
   const ProbeResult r = run(spec(target_->url("/redirect-loop")), limits);
   EXPECT_FALSE(r.up);
@@ -143,7 +143,7 @@ TEST_F(HttpProbeTest, RedirectLoopIsTooManyRedirects) {
 
 TEST_F(HttpProbeTest, MaxRedirectsIsHonouredUpToTheFilesMaximum) {
   // The limits the runner (and `vigil run`) probe with by default.
-  const ProbeLimits limits = RunnerOptions{}.limits;
+  const ProbeSettings limits = RunnerOptions{}.probe;
   ServiceSpec twenty = spec(target_->url("/redirect/20"));
   twenty.probe.max_redirects = 20;
   const ProbeResult up = run(twenty, limits);
@@ -163,7 +163,7 @@ TEST_F(HttpProbeTest, MaxRedirectsIsHonouredUpToTheFilesMaximum) {
 }
 
 TEST_F(HttpProbeTest, HeadDoesNotReadTheBody) {
-  ProbeLimits limits;
+  ProbeSettings limits;
   limits.max_body_bytes = 16;  // a GET of /endless would exceed this at once
   ServiceSpec head = spec(target_->url("/endless"), 3000ms);
   head.method = "HEAD";

@@ -36,7 +36,7 @@ ServiceSpec tcp_spec(int port, Millis timeout = 1000ms) {
 }
 
 ProbeResult run(const ServiceSpec& s) {
-  auto probe = make_probe(s, ProbeLimits{});
+  auto probe = make_probe(s, ProbeSettings{});
   return run_probe_now(*probe, s.timeout);
 }
 

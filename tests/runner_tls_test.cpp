@@ -50,7 +50,7 @@ class TlsProbeTest : public ::testing::Test {
     return s;
   }
   static ProbeResult run(const ServiceSpec& s) {
-    auto probe = make_probe(s, ProbeLimits{});
+    auto probe = make_probe(s, ProbeSettings{});
     return run_probe_now(*probe, s.timeout);
   }
 

@@ -84,6 +84,16 @@ void RawConnection::finish() {
   fd_ = -1;
 }
 
+std::string RawConnection::peer_address() const {
+  sockaddr_in peer{};
+  socklen_t size = sizeof peer;
+  char text[INET_ADDRSTRLEN] = {};
+  if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&peer), &size) != 0 ||
+      !::inet_ntop(AF_INET, &peer.sin_addr, text, sizeof text))
+    return {};
+  return text;
+}
+
 void RawConnection::close() {
   if (fd_ < 0) return;
   ::close(fd_);

@@ -41,6 +41,8 @@ class RawConnection {
   // Closes with SO_LINGER 0, so the peer sees a TCP reset instead of an orderly end.
   void reset();
   bool stopping() const { return stopping_; }
+  // The client's address ("127.0.0.2"); empty when the socket has none.
+  std::string peer_address() const;
 
  private:
   int fd_;

@@ -71,6 +71,11 @@ TargetServer::TargetServer() : server_(std::make_unique<httplib::Server>()) {
     res.status = ok ? 200 : 400;
     res.set_content(ok ? "present" : "missing", "text/plain");
   });
+  s.Get(R"(/peer/([\w-]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard lock(hits_mutex_);
+    ++peer_addresses_[req.matches[1]][req.remote_addr];
+    res.set_content("peer", "text/plain");
+  });
   s.Get(R"(/conn/([\w-]+))", [this](const httplib::Request& req, httplib::Response& res) {
     std::lock_guard lock(hits_mutex_);
     connection_ports_[req.matches[1]].insert(req.remote_port);
@@ -112,6 +117,12 @@ TargetServer::~TargetServer() {
   stopping_ = true;
   server_->stop();
   if (thread_.joinable()) thread_.join();
+}
+
+std::map<std::string, int> TargetServer::peers(const std::string& name) const {
+  std::lock_guard lock(hits_mutex_);
+  auto it = peer_addresses_.find(name);
+  return it == peer_addresses_.end() ? std::map<std::string, int>{} : it->second;
 }
 
 int TargetServer::connections(const std::string& name) const {

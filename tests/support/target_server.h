@@ -12,6 +12,7 @@
 //                       so a never-answering target does not hold up the test's teardown
 //   /require-header?name=H&value=V   200 when the request has header H equal to V, else 400
 //   /conn/{name}        200, remembering each request's client port per name (see connections())
+//   /peer/{name}        200, counting requests per client address per name (see peers())
 // Probe depth:
 //   /json               200 application/json {"status":"UP","db":{"ok":true,"latency_ms":12},
 //                       "items":[1,2,3],"version":"1.2"}
@@ -44,6 +45,8 @@ class TargetServer {
   int hits(const std::string& name) const;
   // Distinct client ports seen by /conn/{name}: one per TCP connection the client opened.
   int connections(const std::string& name) const;
+  // Requests to /peer/{name} per client address ("127.0.0.2" -> 3).
+  std::map<std::string, int> peers(const std::string& name) const;
 
  private:
   std::unique_ptr<httplib::Server> server_;
@@ -54,6 +57,7 @@ class TargetServer {
   mutable std::mutex hits_mutex_;
   std::map<std::string, int> hits_;
   std::map<std::string, std::set<int>> connection_ports_;
+  std::map<std::string, std::map<std::string, int>> peer_addresses_;
 };
 
 // A 127.0.0.1 port with nothing listening (bound once, then released).
