@@ -95,8 +95,9 @@ void add_push_routes(Router& router, Store& store, ServiceCommands* commands,
           push_tokens.invalidate(token);
           throw ApiError(404, "unknown push token");
         case CommitOutcome::dropped:
-          throw StorageUnavailable("push: the beat's tick was dropped before it was stored (the "
-                                   "write queue is full or vigil is stopping)");
+          throw StorageUnavailable(
+              "push: the beat's tick was dropped before it was stored (the "
+              "write queue is full or vigil is stopping)");
         case CommitOutcome::timed_out:
           throw StorageUnavailable("push: the beat's tick was not committed within " +
                                    std::to_string(kApiWriteWait.count()) +
