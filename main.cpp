@@ -130,7 +130,9 @@ class RunnerCommands final : public ServiceCommands {
   explicit RunnerCommands(Runner& runner) : runner_(runner) {}
   void service_changed(const Service& service) override { runner_.upsert_service(service); }
   void service_purged(ServiceId id) override { runner_.remove_service(id); }
-  void beat(ServiceId id, const BeatReport& beat) override { runner_.record_beat(id, beat); }
+  CommitFuture beat(ServiceId id, const BeatReport& beat) override {
+    return runner_.record_beat(id, beat);
+  }
 
  private:
   Runner& runner_;

@@ -4,6 +4,7 @@
 // Every call only queues: it never blocks on the runner.
 #pragma once
 
+#include "core/commit.h"
 #include "core/model.h"
 
 namespace vigil {
@@ -16,8 +17,10 @@ class ServiceCommands {
   virtual void service_changed(const Service& service) = 0;
   // About to be purged: the runner drops the service and its state.
   virtual void service_purged(ServiceId id) = 0;
-  // A report pushed for heartbeat `id`, whose push token the API has checked.
-  virtual void beat(ServiceId id, const BeatReport& beat) = 0;
+  // A report pushed for heartbeat `id`, whose push token the API has checked. Returns at once
+  // the future of its tick (Runner::record_beat): the push is answered 200 only once that is
+  // `committed`.
+  virtual CommitFuture beat(ServiceId id, const BeatReport& beat) = 0;
 };
 
 }  // namespace vigil

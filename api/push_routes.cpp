@@ -86,8 +86,25 @@ void add_push_routes(Router& router, Store& store, ServiceCommands* commands,
     if (!id) throw ApiError(404, "unknown push token");
     const BeatReport beat = beat_report(req, fail);
     if (commands) {
-      commands->beat(*id, beat);
+      // A 200 means stored: the route waits for the commit of the beat's tick (a waiting
+      // request holds only its own thread, never the runner's loop or the writer).
+      switch (commands->beat(*id, beat).wait_for(kApiWriteWait)) {
+        case CommitOutcome::committed:
+          break;
+        case CommitOutcome::ignored:  // the service was deleted or changed kind meanwhile
+          push_tokens.invalidate(token);
+          throw ApiError(404, "unknown push token");
+        case CommitOutcome::dropped:
+          throw StorageUnavailable(
+              "push: the beat's tick was dropped before it was stored (the "
+              "write queue is full or vigil is stopping)");
+        case CommitOutcome::timed_out:
+          throw StorageUnavailable("push: the beat's tick was not committed within " +
+                                   std::to_string(kApiWriteWait.count()) +
+                                   " ms (storage is failing or slow)");
+      }
     } else {
+      // Committed before it returns: the beat is in the database, for the runner process.
       switch (store.enqueue_beat(*id, beat)) {
         case Store::BeatQueued::queued:
           break;

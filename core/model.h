@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/commit.h"
+
 namespace vigil {
 
 // Wall-clock instants at millisecond precision; the API renders them as unix seconds.
@@ -241,6 +243,10 @@ struct TickRecord {
   // this tick, oldest first, whose own records a full queue dropped. Each is applied like a
   // record's opens_event at its start, before this record's own.
   std::vector<EventStart> folded_events{};
+  // Resolved by the writer once the transaction carrying this record commits (a pushed beat's
+  // tick: the push waits for it); dropped with the record when the record is dropped. Empty
+  // for a record nobody waits on.
+  CommitPromise stored{};
   // True when the record changes no event: the writer may drop it first.
   bool plain() const { return !opens_event && folded_events.empty(); }
 };

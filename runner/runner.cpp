@@ -33,6 +33,7 @@ struct RemoveCommand {
 struct BeatCommand {
   ServiceId id;
   BeatReport beat;
+  CommitPromise stored;  // resolved with the beat's tick, or ignored with the beat
 };
 using Command = std::variant<UpsertCommand, RemoveCommand, BeatCommand>;
 
@@ -245,7 +246,7 @@ class Runner::Loop {
       if (auto* upsert_command = std::get_if<UpsertCommand>(&command)) {
         upsert(std::move(upsert_command->service), now);
       } else if (auto* beat_command = std::get_if<BeatCommand>(&command)) {
-        beat(beat_command->id, std::move(beat_command->beat));
+        beat(beat_command->id, std::move(beat_command->beat), std::move(beat_command->stored));
       } else {
         remove(std::get<RemoveCommand>(command).id);
       }
@@ -419,10 +420,11 @@ class Runner::Loop {
     }
   }
 
-  void beat(ServiceId id, BeatReport beat) {
+  void beat(ServiceId id, BeatReport beat, CommitPromise stored) {
     auto it = services_.find(id);
     if (it == services_.end() || it->second.spec.kind != ServiceKind::heartbeat) {
       log_debug("runner: beat for service " + std::to_string(id) + " ignored: not a heartbeat");
+      stored.ignored();
       return;
     }
     Entry& entry = it->second;
@@ -431,7 +433,7 @@ class Runner::Loop {
     TimePoint at = beat.at;
     if (entry.runtime.last_tick_at && at < *entry.runtime.last_tick_at)
       at = *entry.runtime.last_tick_at;
-    record_result(entry, id, beat_result(beat), at, beat.message);
+    record_result(entry, id, beat_result(beat), at, beat.message, std::move(stored));
     entry.runtime.last_beat_at = at;
     metrics_.record_beat(entry.metrics, entry.spec.name, at);
 
@@ -552,12 +554,14 @@ class Runner::Loop {
   }
 
   // A probe result or heartbeat report through the state machine, the metrics, the log and the
-  // sink: one path for every kind of service. `message` goes with the tick (heartbeats).
+  // sink: one path for every kind of service. `message` goes with the tick (heartbeats), and
+  // so does `stored`, the promise a pushed beat's waiter holds the future of.
   void record_result(Entry& entry, ServiceId id, const ProbeResult& result, TimePoint started,
-                     std::string message) {
+                     std::string message, CommitPromise stored = {}) {
     TickOutcome outcome = apply_probe_result(entry.runtime, id, result, started, options_.region,
                                              thresholds_of(entry.spec));
     outcome.record.tick.message = std::move(message);
+    outcome.record.stored = std::move(stored);
     metrics_.record_probe(entry.metrics, entry.spec.name, result);
     metrics_.record_state(entry.metrics, entry.spec.name, entry.runtime);
     if (outcome.transition) {
@@ -644,8 +648,10 @@ void Runner::upsert_service(Service service) { loop_->enqueue(UpsertCommand{std:
 
 void Runner::remove_service(ServiceId id) { loop_->enqueue(RemoveCommand{id}); }
 
-void Runner::record_beat(ServiceId id, BeatReport beat) {
-  loop_->enqueue(BeatCommand{id, std::move(beat)});
+CommitFuture Runner::record_beat(ServiceId id, BeatReport beat) {
+  auto [stored, future] = make_commit_pair();
+  loop_->enqueue(BeatCommand{id, std::move(beat), std::move(stored)});
+  return future;
 }
 
 void Runner::stop() { loop_->stop(); }

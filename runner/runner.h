@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/commit.h"
 #include "core/model.h"
 #include "runner/probe.h"
 #include "runner/scheduler.h"
@@ -92,7 +93,13 @@ class Runner {
   // record_beat: a pushed report becomes a tick (up, or down at once whatever the threshold,
   // with the message and duration) through the same state machine and sink as a probe, and
   // moves the deadline. A beat for a service the runner does not have as a heartbeat is ignored.
-  void record_beat(ServiceId id, BeatReport beat);
+  // Returns at once (it only queues; the runner loop never waits on the caller) the future of
+  // what became of it: `ignored` for an ignored beat; otherwise the tick goes to the sink
+  // carrying the promise (TickRecord::stored), which the sink resolves `committed` once it is
+  // stored, and which resolves `dropped` when the tick or the command is dropped unresolved
+  // (the runner stopped before applying it, the sink shed it). Whoever answers the push waits
+  // on it, bounded (CommitFuture::wait_for).
+  CommitFuture record_beat(ServiceId id, BeatReport beat);
 
   // Stops scheduling, lets in-flight probes finish for at most options.drain_timeout (each also
   // ends by its own timeout), delivers their ticks to the sink, and joins the thread. Probes

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -43,6 +44,13 @@ class StorageUnavailable : public StorageError {
  public:
   using StorageError::StorageError;
 };
+
+// How long a request the API answers waits for storage before it gives up with
+// StorageUnavailable (503): for the write connection while the writer holds it with a batch or
+// a stuck server holds it (PostgreSQL), and for a pushed beat's tick to be committed by the
+// writer (`vigil run`). Well under a client's usual timeout, long enough to ride out a slow
+// commit.
+inline constexpr std::chrono::milliseconds kApiWriteWait{5000};
 
 // A write would give a service a name another service already has (the API answers 409).
 class ConflictError : public StorageError {

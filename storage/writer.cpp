@@ -126,9 +126,14 @@ void Writer::submit(TickRecord record) {
     if (!drop_new) {
       // A record refused after stop() never gets a sequence number: front_seq() must stay the
       // number of the oldest queued record, or submitted_ when none is, which flush() relies on.
+      const bool awaited = record.stored.awaited();
       shed = queue_.push(std::move(record), submitted_++);
-      // One wake-up when a full batch is ready; the timed wait covers everything else.
-      if (queue_.size() == options_.max_batch) wake_.notify_one();
+      // One wake-up when a full batch is ready, or for the first record someone waits on; the
+      // timed wait covers everything else.
+      if (queue_.size() == options_.max_batch || (awaited && !awaited_queued_)) {
+        awaited_queued_ = awaited_queued_ || awaited;
+        wake_.notify_one();
+      }
     }
     if (shed != WriteQueue::Shed::none) ++handled_;
     if (drop_new || shed == WriteQueue::Shed::plain_tick || shed == WriteQueue::Shed::transition) {
@@ -238,7 +243,7 @@ void Writer::run() {
       std::unique_lock lock(mutex_);
       if (batch.empty()) {
         wake_.wait_for(lock, options_.flush_interval, [&] {
-          return stopping_ || queue_.size() >= options_.max_batch ||
+          return stopping_ || awaited_queued_ || queue_.size() >= options_.max_batch ||
                  flush_target_ > queue_.front_seq().value_or(submitted_);
         });
         const auto take = std::min(queue_.size(), options_.max_batch);
@@ -248,6 +253,8 @@ void Writer::run() {
           batch.reserve(take);
           while (batch.size() < take) batch.push_back(queue_.pop_front());
         }
+        // What is left (a backlog past max_batch) may still hold an awaited record.
+        awaited_queued_ = awaited_queued_ && !queue_.empty();
       } else {
         // Retrying: sleep until the retry is due, in flush_interval steps so last_alive moves.
         const auto until = std::min(next_attempt, SteadyClock::now() + options_.flush_interval);
@@ -286,6 +293,8 @@ void Writer::run() {
       metrics_->batch_duration.Observe(took.count());
       metrics_->committed.Increment(static_cast<double>(batch.size()));
       committed_ += batch.size();
+      // Only now: a waiter told `committed` may answer that the record is stored.
+      for (const TickRecord& record : batch) record.stored.committed();
       if (const auto rebuilt = store_.corrupt_rows_rebuilt(); rebuilt > corrupt_rows_seen) {
         metrics_->corrupt_rows.Increment(static_cast<double>(rebuilt - corrupt_rows_seen));
         corrupt_rows_seen = rebuilt;

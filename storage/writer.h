@@ -2,6 +2,13 @@
 // on disk; the writer drains them in batches (every `flush_interval`, or as soon as `max_batch`
 // records are queued) and applies each batch in one Store transaction, so ticks, metrics and
 // events always agree after a crash.
+//
+// Commits are published per record: a record whose `stored` promise someone waits on (a pushed
+// beat's tick; see core/commit.h) has it resolved `committed` right after the transaction that
+// carries it commits, and `dropped` when the record is dropped instead (shed by a full queue,
+// submitted after stop(), given up at shutdown). Such a record does not wait out the flush
+// interval: the writer takes what is queued as soon as one arrives, so a waiter waits for about
+// one commit, and records that arrive meanwhile share the next one.
 #pragma once
 
 #include <atomic>
@@ -63,7 +70,8 @@ class Writer {
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
 
-  // Queues one record. Never blocks on I/O; safe from any thread.
+  // Queues one record. Never blocks on I/O; safe from any thread. What becomes of it is told
+  // through record.stored (see above) when that is not empty.
   void submit(TickRecord record);
 
   // Blocks until everything submitted before the call is committed (or failed). For shutdown
@@ -115,6 +123,7 @@ class Writer {
   std::uint64_t in_flight_begin_ = 0;  // sequence number of the batch being applied
   std::size_t in_flight_count_ = 0;    // its size; 0 when none; guarded by mutex_
   std::uint64_t flush_target_ = 0;     // flush() waits for records below this; guarded by mutex_
+  bool awaited_queued_ = false;        // a queued record is waited on; guarded by mutex_
   std::chrono::steady_clock::time_point drop_logged_at_{};  // guarded by mutex_
   std::uint64_t drops_unlogged_ = 0;                        // guarded by mutex_
   std::uint64_t folds_unlogged_ = 0;                        // guarded by mutex_

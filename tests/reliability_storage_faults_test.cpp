@@ -372,5 +372,56 @@ TEST_F(StorageFaults, FullQueueDropsTheOldestTicksAndCountsThem) {
   expect_every_probe_accounted(dropped);
 }
 
+// A push is answered 200 only once its tick is committed: readable by another process the
+// moment the answer arrives. While another process holds the database's lock the writer cannot
+// commit, so the push waits out the API's bound for writes (5 s) and is answered 503, never 200;
+// once the lock is gone pushes are 200 again.
+TEST_F(StorageFaults, APushIsAnswered503WhileItsTickCannotBeCommitted) {
+  json services = json::parse(std::ifstream(dir.file("services.json")));
+  services.push_back({{"name", "job"}, {"kind", "heartbeat"}, {"interval_seconds", 3600}});
+  std::ofstream(dir.file("services.json")) << services.dump(2);
+  start();
+  std::string token;
+  {
+    SQLite::Database db(dir.file("vigil.db"), SQLite::OPEN_READONLY);
+    db.setBusyTimeout(5000);
+    token = db.execAndGet("SELECT push_token FROM services WHERE name = 'job'").getString();
+  }
+  ASSERT_FALSE(token.empty());
+  // Pushes from one process, the reads of the tick from this one's own connection.
+  const auto push = [&](const std::string& msg) {
+    httplib::Client client("127.0.0.1", api_port);
+    client.set_read_timeout(15);
+    const auto result = client.Post("/v1/push/" + token + "?msg=" + msg);
+    return result ? result->status : 0;
+  };
+  const auto stored = [&](const std::string& msg) {
+    SQLite::Database db(dir.file("vigil.db"), SQLite::OPEN_READONLY);
+    db.setBusyTimeout(5000);
+    SQLite::Statement count(db, "SELECT COUNT(*) FROM service_ticks WHERE message = ?");
+    count.bind(1, msg);
+    count.executeStep();
+    return count.getColumn(0).getInt64();
+  };
+  for (int i = 0; i < 5; ++i) {
+    const std::string msg = "before-" + std::to_string(i);
+    ASSERT_EQ(push(msg), 200) << log->text();
+    EXPECT_EQ(stored(msg), 1) << msg << " answered 200 but not stored";
+  }
+  {
+    SQLite::Database other(dir.file("vigil.db"), SQLite::OPEN_READWRITE);
+    other.exec("BEGIN EXCLUSIVE");
+    const auto started = std::chrono::steady_clock::now();
+    EXPECT_EQ(push("during"), 503) << log->text();
+    const auto waited = std::chrono::steady_clock::now() - started;
+    EXPECT_GE(waited, 4900ms);
+    EXPECT_LT(waited, 9s);
+    other.exec("COMMIT");
+  }
+  EXPECT_EQ(push("after"), 200) << log->text();
+  EXPECT_EQ(stored("after"), 1);
+  EXPECT_EQ(vigil->stop(), 0) << log->text();
+}
+
 }  // namespace
 }  // namespace vigil::test

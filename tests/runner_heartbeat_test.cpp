@@ -162,6 +162,26 @@ TEST_F(HeartbeatTest, BeatsKeepItUpThenSilenceTakesItDownAndABeatBringsItBack) {
   EXPECT_EQ(gauge(registry_, *runner_, "probe_success", "job"), 1);
 }
 
+// A beat's tick reaches the sink carrying the promise of the future record_beat returned, so
+// whoever answers the push learns when the sink has stored it; a tick the sink lets go of
+// unresolved is reported dropped.
+TEST_F(HeartbeatTest, ABeatsTickCarriesThePromiseItsPusherWaitsOn) {
+  start({job(1, "job", 10'000ms, 0ms)});
+  const CommitFuture stored = runner_->record_beat(1, report(true, "kept"));
+  ASSERT_TRUE(wait_for(1, 1));
+  EXPECT_EQ(stored.wait_for(0ms), CommitOutcome::timed_out);  // the sink has not stored it
+  const TickRecord record = collector_.of(1).back();
+  EXPECT_TRUE(record.stored.awaited());
+  record.stored.committed();
+  EXPECT_EQ(stored.wait_for(0ms), CommitOutcome::committed);
+
+  // Missed-deadline ticks have no waiter.
+  advance_to(10'001ms);
+  ASSERT_TRUE(wait_for(1, 2));
+  EXPECT_FALSE(collector_.of(1).back().stored.awaited());
+  runner_->stop();
+}
+
 TEST_F(HeartbeatTest, AFailureReportIsDownAtOnceWhateverTheThreshold) {
   start({job(1, "job", 2000ms, 100ms, 5)});
   runner_->record_beat(1, report(true));
@@ -292,8 +312,9 @@ TEST_F(HeartbeatTest, ChangesAndRemovalFollowTheCommands) {
   advance_to(200ms);
   ASSERT_TRUE(wait_for(1, 2));
   EXPECT_FALSE(collector_.arrivals(1).back().record.tick.up);
-  // Beats for services that are not heartbeats of this runner are ignored.
-  runner_->record_beat(99, report());
+  // Beats for services that are not heartbeats of this runner are ignored, and their pushers
+  // told so.
+  EXPECT_EQ(runner_->record_beat(99, report()).wait_for(5s), CommitOutcome::ignored);
   runner_->remove_service(1);
   runner_->record_beat(1, report());
   advance(1000ms);  // the commands are applied, and no deadline of the removed one fires

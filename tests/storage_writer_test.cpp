@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/commit.h"
 #include "core/model.h"
 #include "storage/sqlite/sqlite_database.h"
 #include "storage/store.h"
@@ -280,6 +281,72 @@ TEST_P(StorageWriterOnBackend, StopGivesUpOnStorageThatNeverRecovers) {
   EXPECT_EQ(writer.committed_records(), 0u);
   EXPECT_EQ(writer.queue_depth(), 0u);
   EXPECT_EQ(counter(registry, "vigil_writer_dropped_ticks_total"), 25.0);
+}
+
+// A record someone waits on (a pushed beat's tick) is reported committed only once the
+// transaction carrying it has committed: while storage fails the wait times out, and the record
+// is reported the moment its retried batch commits. It does not wait out the flush interval.
+TEST_P(StorageWriterOnBackend, AnAwaitedRecordIsReportedCommittedOnlyOnceItsBatchCommits) {
+  Fixture fx(1, GetParam());
+  prometheus::Registry registry;
+  // A flush interval no test waits out: only the awaited record makes the writer commit.
+  Writer writer(*fx.store, registry,
+                {.flush_interval = 60s, .first_retry_delay = 50ms, .max_retry_delay = 100ms});
+  auto [first, first_stored] = make_commit_pair();
+  TickRecord awaited = record(fx.ids[0], 0);
+  awaited.stored = std::move(first);
+  writer.submit(std::move(awaited));
+  ASSERT_EQ(first_stored.wait_for(10s), CommitOutcome::committed);
+  // Committed means readable by anyone, at once.
+  EXPECT_EQ(fx.count("SELECT COUNT(*) FROM service_ticks"), 1);
+
+  fx.break_tick_inserts();
+  writer.submit(record(fx.ids[0], 1));
+  auto [second, second_stored] = make_commit_pair();
+  TickRecord held = record(fx.ids[0], 2);
+  held.stored = std::move(second);
+  writer.submit(std::move(held));
+  ASSERT_TRUE(eventually([&] { return writer.failed_batches() >= 2; }));
+  EXPECT_EQ(second_stored.wait_for(300ms), CommitOutcome::timed_out);
+  EXPECT_EQ(fx.count("SELECT COUNT(*) FROM service_ticks"), 1);
+
+  fx.repair_tick_inserts();
+  ASSERT_EQ(second_stored.wait_for(10s), CommitOutcome::committed);
+  EXPECT_EQ(fx.count("SELECT COUNT(*) FROM service_ticks"), 3);
+  EXPECT_EQ(writer.dropped_records(), 0u);
+}
+
+// An awaited record the writer drops is reported dropped, never committed: shed by a full queue,
+// given up at shutdown on storage that never recovers, or submitted after stop().
+TEST_P(StorageWriterOnBackend, AnAwaitedRecordThatIsDroppedIsReportedDropped) {
+  Fixture fx(1, GetParam());
+  prometheus::Registry registry;
+  Writer writer(*fx.store, registry,
+                {.flush_interval = 60s, .max_batch = 2, .max_queue = 2, .first_retry_delay = 50ms});
+  fx.break_tick_inserts();
+  const auto awaited = [&](std::int64_t n) {
+    auto [stored, future] = make_commit_pair();
+    TickRecord r = record(fx.ids[0], n);
+    r.stored = std::move(stored);
+    writer.submit(std::move(r));
+    return future;
+  };
+  const CommitFuture in_batch = awaited(0);
+  writer.submit(record(fx.ids[0], 1));
+  ASSERT_TRUE(eventually([&] { return writer.failed_batches() >= 1; }));
+  // Records 0 and 1 are the failing batch; the queue holds 2 and sheds its oldest plain tick.
+  const CommitFuture shed = awaited(2);
+  writer.submit(record(fx.ids[0], 3));
+  EXPECT_EQ(shed.wait_for(0ms), CommitOutcome::timed_out);
+  writer.submit(record(fx.ids[0], 4));
+  EXPECT_EQ(shed.wait_for(5s), CommitOutcome::dropped);
+  const CommitFuture queued = awaited(5);
+
+  writer.stop();
+  EXPECT_EQ(in_batch.wait_for(5s), CommitOutcome::dropped);
+  EXPECT_EQ(queued.wait_for(5s), CommitOutcome::dropped);
+  EXPECT_EQ(awaited(6).wait_for(5s), CommitOutcome::dropped);
+  EXPECT_EQ(fx.count("SELECT COUNT(*) FROM service_ticks"), 0);
 }
 
 // A batch that keeps failing is tried again 1 s after its failure, then 2, 4 and at most 5 s

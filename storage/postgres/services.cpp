@@ -172,10 +172,9 @@ PostgresStore::PostgresStore(std::string conninfo)
 
 PostgresStore::ApiWrite::ApiWrite(PostgresStore& store)
     : store_(store), lock_(store.write_mutex_, std::defer_lock) {
-  if (!lock_.try_lock_for(SessionPool::kStatementTimeout)) {
+  if (!lock_.try_lock_for(kApiWriteWait)) {
     throw StorageUnavailable("the write connection to the database " + store_.name_ +
-                             " stayed busy for " +
-                             std::to_string(SessionPool::kStatementTimeout.count()) +
+                             " stayed busy for " + std::to_string(kApiWriteWait.count()) +
                              " ms (the server is slow or does not answer)");
   }
   try {

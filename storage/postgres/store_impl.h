@@ -102,7 +102,7 @@ class PostgresStore final : public Store {
 
  private:
   // The write session for a call the API waits on (services, pushed beats), for as long as it
-  // lives: the write mutex is waited for at most SessionPool::kStatementTimeout (the writer may
+  // lives: the write mutex is waited for at most kApiWriteWait (store.h; the writer may
   // hold it with a batch, or be waiting on a server that stopped answering), and the session's
   // statements are bounded as a read's are (SessionLimits::answering_within) until it ends. So
   // a slow or stuck server fails the call with StorageUnavailable within seconds instead of

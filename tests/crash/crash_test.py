@@ -23,7 +23,10 @@ are one list, the same on both backends:
   - the hour, day and minute rollups count exactly the stored ticks;
   - every stored tick is whole (up is 0/1, a down tick has its error, an up tick its status);
   - no committed tick is ever lost: each service's tick count never shrinks from one kill to
-    the next.
+    the next;
+  - every acknowledged push is stored: a few heartbeat services are pushed to all along, each
+    push with a msg of its own, and every push answered 200 is one of its heartbeat's ticks,
+    with that msg, after the kill (a 200 means committed).
 
 A last run ends with SIGTERM and must exit 0; the checks run once more. The whole run is bounded
 (--kills, --max-run-seconds) to about a minute. Exit code 0 when every check holds, 1 otherwise,
@@ -40,6 +43,7 @@ by the postgres_fixture test tool (ctest's postgres fixture). To replay a seed b
 """
 
 import argparse
+import http.client
 import http.server
 import json
 import os
@@ -97,7 +101,7 @@ def closed_port():
 # --- vigil ---------------------------------------------------------------------------------------
 
 class Vigil:
-    def __init__(self, binary, workdir, run_index, database):
+    def __init__(self, binary, workdir, run_index, database, api_port):
         env = dict(os.environ)
         # Only the variable of the backend under test: vigil refuses DB_FILE and DATABASE_URL
         # set together.
@@ -107,7 +111,7 @@ class Vigil:
         env.update({
             "SERVICES_FILE": os.path.join(workdir, "services.json"),
             "API_HOST": "127.0.0.1",
-            "API_PORT": "0",  # any free port: the API runs too, but is not what is tested here
+            "API_PORT": str(api_port),  # the same port every run: the pusher's target
             "LOG_LEVEL": "warn",
             "RETENTION_DAYS": "0",  # keep every tick: metric counts must equal stored ticks
         })
@@ -143,6 +147,71 @@ class Vigil:
     def tail(self):
         with open(self.log_path, "rb") as f:
             return f.read()[-2000:].decode(errors="replace")
+
+
+# --- the pusher ----------------------------------------------------------------------------------
+
+class Pusher:
+    """Pushes to the heartbeats without pause from a few threads, one report in flight each, every
+    push with a msg of its own (every seventh a failure report), and remembers each one answered
+    200: a push vigil acknowledged must be stored whatever happens to vigil after. Pushes that
+    fail (vigil killed or starting) are not remembered and are not retried."""
+
+    THREADS = 4
+
+    def __init__(self, api_port):
+        self.api_port = api_port
+        self.lock = threading.Lock()
+        self.tokens = {}  # service_id -> push token, once the database has them
+        self.acknowledged = {}  # msg -> service_id
+        self.refused = 0  # answered, but not 200 (a 503: not committed in time)
+        self.sent = 0
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                        for i in range(self.THREADS)]
+        for thread in self.threads:
+            thread.start()
+
+    def set_tokens(self, tokens):
+        with self.lock:
+            self.tokens = dict(tokens)
+
+    def stop(self):
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join()
+
+    def acknowledged_pushes(self):
+        with self.lock:
+            return dict(self.acknowledged)
+
+    def _run(self, index):
+        number = 0
+        while not self.stopping.is_set():
+            with self.lock:
+                tokens = sorted(self.tokens.items())
+            if not tokens:
+                time.sleep(0.05)
+                continue
+            service_id, token = tokens[(index + number) % len(tokens)]
+            number += 1
+            msg = f"push-{index}-{number}"
+            path = f"/v1/push/{token}" + ("/fail" if number % 7 == 0 else "") + f"?msg={msg}"
+            connection = http.client.HTTPConnection("127.0.0.1", self.api_port, timeout=10)
+            try:
+                connection.request("POST", path)
+                status = connection.getresponse().status
+            except OSError:
+                time.sleep(0.01)  # vigil is down or starting
+                continue
+            finally:
+                connection.close()
+            with self.lock:
+                self.sent += 1
+                if status == 200:
+                    self.acknowledged[msg] = service_id
+                else:
+                    self.refused += 1
 
 
 class CheckFailed(Exception):
@@ -348,18 +417,24 @@ def open_database(backend, workdir):
 
 # --- invariants ----------------------------------------------------------------------------------
 
-def check_database(db, previous_counts):
-    """Checks every invariant; returns {service_id: tick count} and a summary dict."""
+def check_database(db, previous_counts, acknowledged):
+    """Checks every invariant, `acknowledged` being the pushes answered 200 ({msg: service_id});
+    returns {service_id: tick count}, a summary dict and {service_id: push token} of the
+    heartbeats."""
     up = db.TICK_UP
     inspected = db.inspect({
-        # A tick row is whole: nothing of a tick can be half there. (Every service here is an
-        # HTTP one with the default thresholds, so an up tick has its status code and an event
-        # opens at each change of a tick's up/down.)
+        # A tick row is whole: nothing of a tick can be half there. (Every service here has the
+        # default thresholds, so an event opens at each change of a tick's up/down; an HTTP
+        # service's up tick has its status code.)
         "broken": f"SELECT service_id, ts, {up}, status_code, error FROM service_ticks "
                   f"WHERE {up} NOT IN (0, 1) OR response_us < 0 "
                   "   OR region_id NOT IN (SELECT id FROM regions) "
                   f"   OR ({up} = 0 AND (error IS NULL OR error = '')) "
-                  f"   OR ({up} = 1 AND status_code IS NULL) LIMIT 5",
+                  f"   OR ({up} = 1 AND status_code IS NULL AND service_id IN "
+                  "       (SELECT id FROM services WHERE kind = 'http')) LIMIT 5",
+        "heartbeats": "SELECT id, push_token FROM services WHERE kind = 'heartbeat'",
+        # A pushed report is stored as a tick of its heartbeat carrying the push's msg.
+        "pushed": "SELECT service_id, message FROM service_ticks WHERE message LIKE 'push-%'",
         "orphans": "SELECT DISTINCT service_id FROM service_ticks "
                    "WHERE service_id NOT IN (SELECT id FROM services) LIMIT 5",
         "ticks": f"SELECT service_id, COUNT(*), SUM({up}), MAX(ts) FROM service_ticks "
@@ -382,7 +457,8 @@ def check_database(db, previous_counts):
                       "ORDER BY service_id, ts, seq",
     })
     if inspected is None:
-        return {}, {"ticks": 0, "events": 0}  # killed before vigil created its tables
+        # Killed before vigil created its tables.
+        return {}, {"ticks": 0, "events": 0, "most_events": 0, "pushes": 0}, {}
     problems, rows = inspected
 
     def fail(message):
@@ -418,6 +494,12 @@ def check_database(db, previous_counts):
         if lone.get(sid, 0) + in_rows.get(sid, 0) != count:
             fail(f"service {sid}: minute rows count {in_rows.get(sid, 0)} and lone ticks "
                  f"{lone.get(sid, 0)}, but it has {count} ticks")
+
+    stored_pushes = {msg: sid for sid, msg in rows["pushed"]}
+    lost = sorted((msg, sid) for msg, sid in acknowledged.items() if stored_pushes.get(msg) != sid)
+    if lost:
+        fail(f"{len(lost)} of {len(acknowledged)} pushes answered 200 are not stored as a tick of "
+             f"their heartbeat: {lost[:5]}")
 
     for sid, before in previous_counts.items():
         now = ticks.get(sid, (0,))[0]
@@ -468,8 +550,9 @@ def check_database(db, previous_counts):
         "ticks": sum(counts.values()),
         "events": sum(len(e) for e in events.values()),
         "most_events": max((len(e) for e in events.values()), default=0),
+        "pushes": len(acknowledged),
     }
-    return counts, summary
+    return counts, summary, dict(rows["heartbeats"])
 
 
 # The exit code of a run skipped because its backend cannot run here (ctest's SKIP_RETURN_CODE).
@@ -478,8 +561,10 @@ SKIPPED = 77
 
 # --- the test ------------------------------------------------------------------------------------
 
-def services_file(flip_port, refused_port, count, rng):
-    services = []
+def services_file(flip_port, refused_port, count, heartbeats, rng):
+    # Pushed to all along: they never miss their deadline within a run.
+    services = [{"name": f"beat-{i}", "kind": "heartbeat", "interval_seconds": 3600}
+                for i in range(heartbeats)]
     for i in range(count):
         interval = rng.choice([0.2, 0.5, 0.5, 1.0])
         if i % 10 == 9:  # always down, without an HTTP answer
@@ -498,6 +583,7 @@ def main():
                         help="the database vigil runs on (default: sqlite)")
     parser.add_argument("--seed", type=int, default=None, help="replay a run (default: random)")
     parser.add_argument("--services", type=int, default=300)
+    parser.add_argument("--heartbeats", type=int, default=4)
     parser.add_argument("--kills", type=int, default=15)
     parser.add_argument("--max-run-seconds", type=float, default=4.0,
                         help="longest a run lives before its kill (each is uniform in 0.05..this)")
@@ -523,28 +609,35 @@ def main():
     server = FlipServer(("127.0.0.1", 0), FlipHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     with open(os.path.join(workdir, "services.json"), "w") as f:
-        json.dump(services_file(server.server_address[1], closed_port(), args.services, rng), f)
+        json.dump(services_file(server.server_address[1], closed_port(), args.services,
+                                args.heartbeats, rng), f)
+    api_port = closed_port()
+    pusher = Pusher(api_port)
 
     started = time.monotonic()
     counts = {}
-    summary = {"ticks": 0, "events": 0, "most_events": 0}
+    summary = {"ticks": 0, "events": 0, "most_events": 0, "pushes": 0}
     kills_with_ticks = 0
     try:
         for run in range(args.kills):
-            vigil = Vigil(args.vigil, workdir, run, db)
+            vigil = Vigil(args.vigil, workdir, run, db, api_port)
             time.sleep(rng.uniform(0.05, args.max_run_seconds))
             vigil.kill()
             ticks_before = summary["ticks"]
-            counts, summary = check_database(db, counts)
+            # Taken after the kill: every push answered by then is in it.
+            counts, summary, tokens = check_database(db, counts, pusher.acknowledged_pushes())
+            pusher.set_tokens(tokens)
             if summary["ticks"] > ticks_before:
                 kills_with_ticks += 1
-            print(f"  kill {run + 1}: {summary['ticks']} ticks, {summary['events']} events "
+            print(f"  kill {run + 1}: {summary['ticks']} ticks, {summary['events']} events, "
+                  f"{summary['pushes']} acknowledged pushes stored "
                   f"({time.monotonic() - started:.1f} s)", flush=True)
 
-        vigil = Vigil(args.vigil, workdir, args.kills, db)
+        vigil = Vigil(args.vigil, workdir, args.kills, db, api_port)
         time.sleep(2.0)
+        pusher.stop()  # every push answered before SIGTERM: a clean stop loses none either
         vigil.stop(timeout=20)
-        counts, summary = check_database(db, counts)
+        counts, summary, _ = check_database(db, counts, pusher.acknowledged_pushes())
 
         # The checks above only mean something if the runs wrote ticks and events flipped.
         if kills_with_ticks < args.kills // 2:
@@ -552,16 +645,22 @@ def main():
                               "their kill: the test covered too little")
         if summary["most_events"] < 3:
             raise CheckFailed("no service changed state twice: the targets did not flip")
+        if args.heartbeats > 0 and summary["pushes"] < args.kills:
+            raise CheckFailed(f"only {summary['pushes']} pushes were answered 200: the pusher "
+                              "covered too little")
     except CheckFailed as e:
         print(f"FAILED (seed {seed}, work directory {workdir} and {db.where()} kept):\n  {e}",
               file=sys.stderr)
         return 1
     finally:
+        pusher.stop()
         server.shutdown()
 
     print(f"crash test ({db.name}): ok: {args.kills} kills ({kills_with_ticks} after ticks were "
           f"written) and a clean stop, {summary['ticks']} ticks and {summary['events']} events "
-          f"over {len(counts)} services checked, {time.monotonic() - started:.1f} s, seed {seed}")
+          f"over {len(counts)} services checked, {summary['pushes']} acknowledged pushes "
+          f"stored ({pusher.refused} answered 503, of {pusher.sent}), "
+          f"{time.monotonic() - started:.1f} s, seed {seed}")
     if not args.keep:
         db.drop()
         for name in os.listdir(workdir):
