@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/config_error.h"
+#include "core/probe_options.h"
 #include "storage/store.h"
 
 namespace vigil::column_codecs {
@@ -72,6 +74,20 @@ ServiceKind decode_service_kind(const std::string& text) {
   if (text == "http") return ServiceKind::http;
   if (text == "heartbeat") return ServiceKind::heartbeat;
   throw StorageError("unknown service kind '" + text + "' in services");
+}
+
+ProbeOptions read_probe_options(const std::string& text) {
+  try {
+    return decode_probe_options(text);
+  } catch (const ConfigError& e) {
+    throw StorageError(std::string("bad services.probe_options: ") + e.what());
+  }
+}
+
+EventKind decode_event_kind(const std::string& text) {
+  if (text == "uptime") return EventKind::uptime;
+  if (text == "downtime") return EventKind::downtime;
+  throw StorageError("unknown event kind '" + text + "' in service_events");
 }
 
 std::string new_push_token() {

@@ -23,6 +23,11 @@ std::string encode_tags(const std::vector<std::string>& tags);
 std::vector<std::string> decode_tags(const std::string& text);
 // services.kind; StorageError on a kind this build does not know.
 ServiceKind decode_service_kind(const std::string& text);
+// services.probe_options (encode_probe_options, core/probe_options.h) read back; StorageError,
+// not ConfigError, on text that does not decode: it is the database that is wrong, not a config.
+ProbeOptions read_probe_options(const std::string& text);
+// service_events.event: "uptime" or "downtime"; StorageError for any other text.
+EventKind decode_event_kind(const std::string& text);
 // services.push_token for a new heartbeat: 192 bits from the kernel's CSPRNG, base64url without
 // padding (32 characters, so it sits in a URL path as is), never starting with '-', which a
 // command line (`vigil beat <token>`, curl) would take for an option. StorageError when no

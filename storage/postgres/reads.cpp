@@ -4,7 +4,7 @@
 #include <limits>
 
 #include "core/logging.h"
-#include "storage/postgres/codecs.h"
+#include "storage/column_codecs.h"
 #include "storage/postgres/store_impl.h"
 
 namespace vigil::postgres {
@@ -40,7 +40,7 @@ ServiceView read_view(const Result& r, int row) {
     Event event;
     event.id = int_at(r, row, e + 0);
     event.service_id = view.service.id;
-    event.kind = postgres_codecs::decode_event_kind(text_at(r, row, e + 1));
+    event.kind = column_codecs::decode_event_kind(text_at(r, row, e + 1));
     event.date_started = from_unix_ms(int_at(r, row, e + 2));
     event.created_at = from_unix_ms(int_at(r, row, e + 3));
     event.updated_at = from_unix_ms(int_at(r, row, e + 4));
@@ -110,7 +110,7 @@ std::unordered_map<ServiceId, ServiceRuntime> PostgresStore::load_runtime() {
       state.metric.uptime_percent = double_at(r, row, 5);
       state.last_tick_at = from_unix_ms(int_at(r, row, 6));
       if (!null_at(r, row, 7)) {
-        state.open_event_kind = postgres_codecs::decode_event_kind(text_at(r, row, 7));
+        state.open_event_kind = column_codecs::decode_event_kind(text_at(r, row, 7));
         state.open_event_started = from_unix_ms(int_at(r, row, 8));
       }
       if (!null_at(r, row, 9)) state.last_beat_at = from_unix_ms(int_at(r, row, 9));

@@ -16,9 +16,6 @@
 namespace vigil::sqlite {
 namespace {
 
-// Outside text as every backend stores it.
-using column_codecs::without_nul;
-
 const char* const kAlertColumns =
     "alert_id, alert_name, service_id, active, external_reference_id, alert_cycle, reason, "
     "created_date, closed_date, previous_status";
@@ -153,9 +150,9 @@ void SqliteAlertStore::insert_notifications_locked(
       insert.bind(1, *alert_id);
     else
       insert.bind(1);
-    insert.bind(2, without_nul(n.channel));
-    insert.bind(3, without_nul(n.kind));
-    insert.bind(4, without_nul(n.payload));
+    insert.bind(2, column_codecs::without_nul(n.channel));
+    insert.bind(3, column_codecs::without_nul(n.kind));
+    insert.bind(4, column_codecs::without_nul(n.payload));
     insert.bind(5, n.suppressed ? "suppressed" : "pending");
     if (n.suppressed)
       insert.bind(6);
@@ -191,13 +188,13 @@ AlertRecord SqliteAlertStore::open_alert(ServiceId service, const std::string& n
             *db_,
             "INSERT INTO alerts(alert_name, service_id, active, external_reference_id, "
             "alert_cycle, reason, created_date, previous_status) VALUES(?, ?, 1, ?, 1, ?, ?, ?)");
-        insert.bind(1, without_nul(name));
+        insert.bind(1, column_codecs::without_nul(name));
         insert.bind(2, service);
         insert.bind(3, new_external_reference_id());
-        insert.bind(4, without_nul(reason));
+        insert.bind(4, column_codecs::without_nul(reason));
         insert.bind(5, to_unix_ms(at));
         if (previous_status)
-          insert.bind(6, without_nul(*previous_status));
+          insert.bind(6, column_codecs::without_nul(*previous_status));
         else
           insert.bind(6);
         insert.exec();
@@ -297,7 +294,7 @@ void SqliteAlertStore::record_retry(std::int64_t id, int attempt, std::optional<
       update.bind(2, *code);
     else
       update.bind(2);
-    update.bind(3, without_nul(error));
+    update.bind(3, column_codecs::without_nul(error));
     update.bind(4, to_unix_ms(next_attempt_at));
     update.bind(5, id);
     return update.exec();
@@ -317,7 +314,7 @@ void SqliteAlertStore::record_failed(std::int64_t id, int attempt, std::optional
       update.bind(2, *code);
     else
       update.bind(2);
-    update.bind(3, without_nul(error));
+    update.bind(3, column_codecs::without_nul(error));
     update.bind(4, to_unix_ms(at));
     update.bind(5, id);
     return update.exec();
@@ -379,7 +376,7 @@ std::int64_t SqliteAlertStore::add_maintenance_window(const std::string& definit
   return guarded("writing a maintenance window", [&] {
     SQLite::Statement insert(
         *db_, "INSERT INTO maintenance_windows(definition, created_at) VALUES(?, ?)");
-    insert.bind(1, without_nul(definition));
+    insert.bind(1, column_codecs::without_nul(definition));
     insert.bind(2, to_unix_ms(at));
     insert.exec();
     return db_->getLastInsertRowid();

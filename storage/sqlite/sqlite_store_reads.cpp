@@ -107,7 +107,7 @@ ServiceView read_view(const Row& row) {
     Event event;
     event.id = row.getColumn(e + 0).getInt64();
     event.service_id = view.service.id;
-    event.kind = require_kind(row.getColumn(e + 1).getString());
+    event.kind = column_codecs::decode_event_kind(row.getColumn(e + 1).getString());
     event.date_started = from_unix_ms(row.getColumn(e + 2).getInt64());
     event.created_at = from_unix_ms(row.getColumn(e + 3).getInt64());
     event.updated_at = from_unix_ms(row.getColumn(e + 4).getInt64());
@@ -122,7 +122,7 @@ Event read_event(SQLite::Statement& row, ServiceId id) {
   Event event;
   event.id = row.getColumn(0).getInt64();
   event.service_id = id;
-  event.kind = require_kind(row.getColumn(1).getString());
+  event.kind = column_codecs::decode_event_kind(row.getColumn(1).getString());
   event.date_started = from_unix_ms(row.getColumn(2).getInt64());
   if (!row.isColumnNull(3)) event.date_ended = from_unix_ms(row.getColumn(3).getInt64());
   event.created_at = from_unix_ms(row.getColumn(4).getInt64());
@@ -158,7 +158,7 @@ std::unordered_map<ServiceId, ServiceRuntime> SqliteStore::load_runtime() {
       state.metric.uptime_percent = select.getColumn(5).getDouble();
       state.last_tick_at = from_unix_ms(select.getColumn(6).getInt64());
       if (!select.isColumnNull(7)) {
-        state.open_event_kind = require_kind(select.getColumn(7).getString());
+        state.open_event_kind = column_codecs::decode_event_kind(select.getColumn(7).getString());
         state.open_event_started = from_unix_ms(select.getColumn(8).getInt64());
       }
       if (!select.isColumnNull(9))

@@ -37,7 +37,7 @@ void bind_spec(SQLite::Statement& statement, const ServiceSpec& spec, int first)
   statement.bind(i++, ms(spec.interval));
   statement.bind(i++, ms(spec.timeout));
   statement.bind(i++, spec.method);
-  statement.bind(i++, encode_headers(spec.headers));
+  statement.bind(i++, column_codecs::encode_headers(spec.headers));
   statement.bind(i++, format_status_ranges(spec.expected_status));
   statement.bind(i++, to_string(spec.kind));
   statement.bind(i++, ms(spec.grace));
@@ -45,14 +45,14 @@ void bind_spec(SQLite::Statement& statement, const ServiceSpec& spec, int first)
   statement.bind(i++, spec.team);
   statement.bind(i++, spec.priority);
   statement.bind(i++, spec.runbook);
-  statement.bind(i++, encode_tags(spec.tags));
+  statement.bind(i++, column_codecs::encode_tags(spec.tags));
   statement.bind(i++, spec.muted ? 1 : 0);
   if (spec.muted_until)
     statement.bind(i++, ms(*spec.muted_until));
   else
     statement.bind(i++);
   statement.bind(i++, encode_probe_options(spec.probe));
-  statement.bind(i++, encode_tags(spec.alert_channels));
+  statement.bind(i++, column_codecs::encode_tags(spec.alert_channels));
   if (spec.repeat_every)
     statement.bind(i++, ms(*spec.repeat_every));
   else
@@ -118,7 +118,7 @@ std::string update_service_sql(const std::string& also_set) {
 
 void bind_push_token(SQLite::Statement& statement, int index, const ServiceSpec& spec) {
   if (spec.kind == ServiceKind::heartbeat)
-    statement.bind(index, new_push_token());
+    statement.bind(index, column_codecs::new_push_token());
   else
     statement.bind(index);
 }
