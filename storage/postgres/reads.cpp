@@ -56,26 +56,6 @@ void snapshot(Session& session) {
 
 }  // namespace
 
-PackedSummary PackedSummary::pack(const RollupSummary& s) {
-  return {s.count,       s.up,         s.down,
-          s.sum_ms,      s.min_ms,     s.max_ms,
-          s.phase_count, s.phase_sums, s.histogram.encode()};
-}
-
-RollupSummary PackedSummary::unpack() const {
-  RollupSummary s;
-  s.count = count;
-  s.up = up;
-  s.down = down;
-  s.sum_ms = sum_ms;
-  s.min_ms = min_ms;
-  s.max_ms = max_ms;
-  s.phase_count = phase_count;
-  s.phase_sums = phase_sums;
-  s.histogram = LatencyHistogram::decode(histogram.data(), histogram.size());
-  return s;
-}
-
 std::vector<Service> PostgresStore::active_services() {
   return reading("active_services", [&](Session& session) {
     const auto r = session.run(std::string("SELECT ") + kServiceColumns +
@@ -344,52 +324,30 @@ std::pair<TimePoint, std::map<ServiceId, Value>> PostgresStore::recent(
     const char* operation, Millis window, TimePoint now,
     std::map<std::int64_t, WindowCache<Stored>>& caches, Read&& read, Pack&& pack,
     Unpack&& unpack) {
-  const std::int64_t length = window.count();
-  return reading(
-      operation, [&](Session& session) -> std::pair<TimePoint, std::map<ServiceId, Value>> {
-        Transaction txn(session.connection());
-        snapshot(session);
-        if (length < kDayMs) {
-          auto out = read(session, ms(now) - length, ms(now));
-          txn.commit();
-          return {now - window, std::move(out)};
-        }
-        const std::int64_t from = floor_to(ms(now) - length, kHourMs);
-        const std::int64_t current_hour = floor_to(ms(now), kHourMs);
-        // The previous hour stays live too: its last ticks may commit just after it ended.
-        const std::int64_t closed_to = std::max(from, current_hour - kHourMs);
-        std::lock_guard lock(recent_mutex_);
-        auto& cache = caches[length];
-        if (cache.from != from || cache.closed_to != closed_to) {
-          const std::int64_t days_from = floor_to(from, kDayMs) + (from % kDayMs == 0 ? 0 : kDayMs);
-          const std::int64_t days_to = std::max(days_from, floor_to(closed_to, kDayMs));
-          if (cache.days_from != days_from || cache.days_to != days_to) {
-            cache.days.clear();
-            for (const auto& [id, value] : read(session, days_from, days_to))
-              cache.days.emplace_back(id, pack(value));
-            cache.days_from = days_from;
-            cache.days_to = days_to;
-          }
-          std::map<ServiceId, Value> closed;
-          for (const auto& [id, stored] : cache.days) closed.emplace(id, unpack(stored));
-          for (const auto& [a, b] : {std::pair{from, std::min(days_from, closed_to)},
-                                     std::pair{std::max(days_to, from), closed_to}}) {
-            if (a >= b) continue;
-            for (const auto& [id, value] : read(session, a, b)) closed[id].merge(value);
-          }
-          cache.services.clear();
-          for (const auto& [id, value] : closed) cache.services.emplace_back(id, pack(value));
-          cache.from = from;
-          cache.closed_to = closed_to;
-        }
-        std::map<ServiceId, Value> out;
-        for (const auto& [id, stored] : cache.services) out.emplace(id, unpack(stored));
-        // Whole rows up to the end of the current hour: no tick is newer than now.
-        for (const auto& [id, value] : read(session, closed_to, current_hour + kHourMs))
-          out[id].merge(value);
-        txn.commit();
-        return {from_unix_ms(from), std::move(out)};
-      });
+  return reading(operation,
+                 [&](Session& session) -> std::pair<TimePoint, std::map<ServiceId, Value>> {
+                   Transaction txn(session.connection());
+                   snapshot(session);
+                   const auto read_session = [&](std::int64_t a, std::int64_t b) {
+                     return read(session, a, b);
+                   };
+                   const auto cut = cut_recent_window(window, now);
+                   if (!cut) {
+                     auto out = read_session(ms(now) - window.count(), ms(now));
+                     txn.commit();
+                     return {now - window, std::move(out)};
+                   }
+                   std::lock_guard lock(recent_mutex_);
+                   auto& cache = caches[window.count()];
+                   if (cache.stale(*cut))
+                     cache.template refresh<Value>(*cut, read_session, pack, unpack);
+                   std::map<ServiceId, Value> out;
+                   for (const auto& [id, stored] : cache.services) out.emplace(id, unpack(stored));
+                   for (const auto& [id, value] : read_session(cut->closed_to, cut->live_to))
+                     out[id].merge(value);
+                   txn.commit();
+                   return {from_unix_ms(cut->from), std::move(out)};
+                 });
 }
 
 }  // namespace vigil::postgres

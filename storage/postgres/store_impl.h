@@ -20,38 +20,10 @@
 
 #include "storage/postgres/rollups.h"
 #include "storage/postgres/session.h"
+#include "storage/recent_window.h"
 #include "storage/store.h"
 
 namespace vigil::postgres {
-
-// A summary with its histogram encoded, as summarize_all_recent keeps one per service between
-// calls.
-struct PackedSummary {
-  std::int64_t count = 0;
-  std::int64_t up = 0;
-  std::int64_t down = 0;
-  double sum_ms = 0;
-  double min_ms = 0;
-  double max_ms = 0;
-  std::int64_t phase_count = 0;
-  PhaseTimings phase_sums;
-  std::string histogram;
-
-  static PackedSummary pack(const RollupSummary& s);
-  RollupSummary unpack() const;
-};
-
-// The cached part of one window length of summarize_all_recent or count_all_recent, by service
-// id (as on SQLite): [from, closed_to), and within it the whole days [days_from, days_to).
-template <typename Stored>
-struct WindowCache {
-  std::int64_t from = 0;
-  std::int64_t closed_to = 0;
-  std::vector<std::pair<ServiceId, Stored>> services;
-  std::int64_t days_from = 0;
-  std::int64_t days_to = 0;
-  std::vector<std::pair<ServiceId, Stored>> days;
-};
 
 // Runs `body`, turning the library's exceptions into StorageError naming the operation, so
 // callers only ever see the documented exception types.

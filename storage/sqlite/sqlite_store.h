@@ -25,58 +25,13 @@
 #include <vector>
 
 #include "core/model.h"
+#include "storage/recent_window.h"
 #include "storage/rollups.h"
 #include "storage/sqlite/rollup_sql.h"
 #include "storage/sqlite/sqlite_connection.h"
 #include "storage/store.h"
 
 namespace vigil::sqlite {
-
-// A summary with its histogram encoded, as summarize_all_recent keeps one per service between
-// calls: about 100 bytes where a RollupSummary takes about 700.
-struct PackedSummary {
-  std::int64_t count = 0;
-  std::int64_t up = 0;
-  std::int64_t down = 0;
-  double sum_ms = 0;
-  double min_ms = 0;
-  double max_ms = 0;
-  std::int64_t phase_count = 0;
-  PhaseTimings phase_sums;
-  std::string histogram;  // LatencyHistogram::encode()
-
-  static PackedSummary pack(const RollupSummary& s) {
-    return {s.count,       s.up,         s.down,
-            s.sum_ms,      s.min_ms,     s.max_ms,
-            s.phase_count, s.phase_sums, s.histogram.encode()};
-  }
-  RollupSummary unpack() const {
-    RollupSummary s;
-    s.count = count;
-    s.up = up;
-    s.down = down;
-    s.sum_ms = sum_ms;
-    s.min_ms = min_ms;
-    s.max_ms = max_ms;
-    s.phase_count = phase_count;
-    s.phase_sums = phase_sums;
-    s.histogram = LatencyHistogram::decode(histogram.data(), histogram.size());
-    return s;
-  }
-};
-
-// The cached part of one window length of summarize_all_recent or count_all_recent, by service
-// id: [from, closed_to), which moves every hour, and within it the whole days [days_from,
-// days_to), which move once a day, so an hour's refresh reads only the hours around them.
-template <typename Stored>
-struct WindowCache {
-  std::int64_t from = 0;
-  std::int64_t closed_to = 0;
-  std::vector<std::pair<ServiceId, Stored>> services;
-  std::int64_t days_from = 0;
-  std::int64_t days_to = 0;
-  std::vector<std::pair<ServiceId, Stored>> days;
-};
 
 // apply()'s statements, compiled once: apply runs for every batch the writer commits. Each use
 // starts with tryReset(): a statement whose last step threw keeps that error, and reset() would
