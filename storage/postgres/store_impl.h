@@ -21,6 +21,7 @@
 #include "storage/postgres/rollups.h"
 #include "storage/postgres/session.h"
 #include "storage/recent_window.h"
+#include "storage/retention.h"
 #include "storage/store.h"
 
 namespace vigil::postgres {
@@ -115,9 +116,11 @@ class PostgresStore final : public Store {
   // Creates the partitions of `days` that are missing (each in its own statement, outside any
   // batch transaction). Needs write_mutex_.
   void ensure_partitions(Session& session, const std::set<std::int64_t>& days);
-  // Retention by rows, as on SQLite (see delete_ticks_older_than). Needs write_mutex_.
-  std::size_t delete_ticks_from(Session& session, ServiceId first_service, std::int64_t all_before,
-                                std::int64_t lone_from, std::int64_t cutoff, std::size_t limit);
+  // Retention by rows: the pass over the services (TickRetentionWalk::DeleteFrom,
+  // storage/retention.h) on `session`. Needs write_mutex_.
+  TickRetentionWalk::Deleted delete_ticks_from(Session& session, ServiceId first_service,
+                                               std::int64_t all_before, std::int64_t lone_from,
+                                               std::int64_t cutoff, std::size_t limit);
 
   template <typename Value, typename Stored, typename Read, typename Pack, typename Unpack>
   std::pair<TimePoint, std::map<ServiceId, Value>> recent(
@@ -134,8 +137,7 @@ class PostgresStore final : public Store {
   std::unordered_map<std::string, std::int64_t> region_ids_;  // committed regions rows only
   std::set<std::int64_t> partition_days_;                     // partitions known to exist
   postgres_rollups::Writer rollup_writer_;
-  ServiceId retention_cursor_ = 0;
-  std::int64_t lone_checked_before_ = kNever;
+  TickRetentionWalk tick_retention_;
   SessionPool readers_;
   std::mutex recent_mutex_;
   std::map<std::int64_t, WindowCache<PackedSummary>> recent_summaries_;

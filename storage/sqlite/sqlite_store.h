@@ -26,6 +26,7 @@
 
 #include "core/model.h"
 #include "storage/recent_window.h"
+#include "storage/retention.h"
 #include "storage/rollups.h"
 #include "storage/sqlite/rollup_sql.h"
 #include "storage/sqlite/sqlite_connection.h"
@@ -107,12 +108,11 @@ class SqliteStore final : public Store {
   std::int64_t region_id(const std::string& name,
                          std::unordered_map<std::string, std::int64_t>& added);
 
-  // Retention, one pass over the services with id >= first_service, in id order: deletes up
-  // to `limit` ticks with ts < all_before, or with ts in [lone_from, cutoff) whose minute has a
-  // row, in one transaction. Moves retention_cursor_ to the last service it deleted from.
+  // Retention's pass over the services (TickRetentionWalk::DeleteFrom, storage/retention.h).
   // Needs write_mutex_.
-  std::size_t delete_ticks_from(ServiceId first_service, std::int64_t all_before,
-                                std::int64_t lone_from, std::int64_t cutoff, std::size_t limit);
+  TickRetentionWalk::Deleted delete_ticks_from(ServiceId first_service, std::int64_t all_before,
+                                               std::int64_t lone_from, std::int64_t cutoff,
+                                               std::size_t limit);
 
   // The window of summarize_all_recent and count_all_recent (storage/store.h): `read(db, a, b)`
   // gives each service's Value over [a, b); `pack` and `unpack` turn one into what the cache
@@ -123,8 +123,6 @@ class SqliteStore final : public Store {
       std::map<std::int64_t, WindowCache<Stored>>& caches, Read&& read, Pack&& pack,
       Unpack&& unpack);
 
-  static constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::min();
-
   const std::string path_;
   std::mutex write_mutex_;  // guards db_ and apply_statements_
   std::unique_ptr<SQLite::Database> db_;
@@ -132,10 +130,7 @@ class SqliteStore final : public Store {
   // Declared after db_ as well.
   std::unique_ptr<rollup_sql::RollupWriter> rollup_writer_;
   ReadPool readers_;
-  // Retention (guarded by write_mutex_): the service the next batch starts from, and below
-  // which ts every lone tick was found to have no minute row.
-  ServiceId retention_cursor_ = 0;
-  std::int64_t lone_checked_before_ = kNever;
+  TickRetentionWalk tick_retention_;  // guarded by write_mutex_
   // The closed parts of summarize_all_recent's and count_all_recent's windows, by length in ms
   // (guarded by recent_mutex_).
   std::mutex recent_mutex_;
