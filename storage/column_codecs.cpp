@@ -120,4 +120,37 @@ std::string without_nul(std::string text) {
   return text;
 }
 
+Service read_service(const StoredRow& row, int first) {
+  Service service;
+  service.id = row.integer(first + 0);
+  service.spec.name = row.text(first + 1);
+  service.spec.url = row.text(first + 2);
+  service.spec.interval = Millis(row.integer(first + 3));
+  service.spec.timeout = Millis(row.integer(first + 4));
+  service.spec.method = row.text(first + 5);
+  service.spec.headers = decode_headers(row.text(first + 6));
+  service.spec.expected_status = decode_status(row.text(first + 7));
+  service.active = row.boolean(first + 8);
+  service.created_at = from_unix_ms(row.integer(first + 9));
+  service.updated_at = from_unix_ms(row.integer(first + 10));
+  // Kind, heartbeat deadline, metadata, source, push token.
+  const int m = first + 11;
+  service.spec.kind = decode_service_kind(row.text(m + 0));
+  service.spec.grace = Millis(row.integer(m + 1));
+  service.spec.threshold = static_cast<int>(row.integer(m + 2));
+  service.spec.team = row.text(m + 3);
+  service.spec.priority = static_cast<int>(row.integer(m + 4));
+  service.spec.runbook = row.text(m + 5);
+  service.spec.tags = decode_tags(row.text(m + 6));
+  service.spec.muted = row.boolean(m + 7);
+  if (!row.is_null(m + 8)) service.spec.muted_until = from_unix_ms(row.integer(m + 8));
+  service.source = row.text(m + 9) == "api" ? ServiceSource::api : ServiceSource::file;
+  if (!row.is_null(m + 10)) service.push_token = row.text(m + 10);
+  service.spec.probe = read_probe_options(row.text(first + 22));
+  // Alert routing of the service.
+  service.spec.alert_channels = decode_tags(row.text(first + 23));
+  if (!row.is_null(first + 24)) service.spec.repeat_every = Millis(row.integer(first + 24));
+  return service;
+}
+
 }  // namespace vigil::column_codecs

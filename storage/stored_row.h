@@ -1,5 +1,6 @@
 // StoredRow: one row of a query's result as the backend-neutral row readers take it
-// (read_alert and read_notification, storage/alert_store.h), so that the mapping from a row's
+// (read_alert and read_notification, storage/alert_store.h; read_service,
+// storage/column_codecs.h), so that the mapping from a row's
 // columns to a struct is written once and a backend says only how it reads one column.
 //
 // Columns count from 0, in the order of the SELECT. A backend implements it over its own row

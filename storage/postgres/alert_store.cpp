@@ -31,20 +31,6 @@ Param optional_param(const std::optional<int>& value) {
   return text(*value);
 }
 
-// A row of a result as the readers every backend shares take it (storage/stored_row.h).
-class ResultRow final : public StoredRow {
- public:
-  ResultRow(const Result& rows, int row) : rows_(rows), row_(row) {}
-  bool is_null(int column) const override { return null_at(rows_, row_, column); }
-  std::int64_t integer(int column) const override { return int_at(rows_, row_, column); }
-  bool boolean(int column) const override { return bool_at(rows_, row_, column); }
-  std::string text(int column) const override { return text_at(rows_, row_, column); }
-
- private:
-  const Result& rows_;
-  int row_;
-};
-
 std::vector<AlertRecord> read_alerts(const Result& rows) {
   std::vector<AlertRecord> out;
   for (int row = 0; row < rows.rows(); ++row) out.push_back(read_alert(ResultRow(rows, row)));

@@ -25,8 +25,8 @@ constexpr const char* kViewColumnsAndJoins =
 
 ServiceView read_view(const Result& r, int row) {
   ServiceView view;
-  view.service = read_service(r, row, 0);
-  const int m = kServiceColumnCount;
+  view.service = column_codecs::read_service(ResultRow(r, row), 0);
+  const int m = column_codecs::kServiceColumnCount;
   if (!null_at(r, row, m)) {
     view.metric.tick_count = int_at(r, row, m + 0);
     view.metric.up_count = int_at(r, row, m + 1);
@@ -58,10 +58,11 @@ void snapshot(Session& session) {
 
 std::vector<Service> PostgresStore::active_services() {
   return reading("active_services", [&](Session& session) {
-    const auto r = session.run(std::string("SELECT ") + kServiceColumns +
+    const auto r = session.run(std::string("SELECT ") + column_codecs::kServiceColumns +
                                " FROM services s WHERE s.active ORDER BY s.id");
     std::vector<Service> services;
-    for (int row = 0; row < r.rows(); ++row) services.push_back(read_service(r, row, 0));
+    for (int row = 0; row < r.rows(); ++row)
+      services.push_back(column_codecs::read_service(ResultRow(r, row), 0));
     return services;
   });
 }
@@ -133,9 +134,10 @@ std::vector<ServiceView> PostgresStore::list_services(const ServiceFilter& filte
     const std::string limit = param(
         filter.limit && *filter.limit >= 0 ? Param(text(*filter.limit)) : std::nullopt, "int8");
     const std::string offset = param(text(std::max(filter.offset, 0)), "int8");
-    const auto r = session.run(std::string("SELECT ") + kServiceColumns + kViewColumnsAndJoins +
-                                   where + " ORDER BY s.id LIMIT " + limit + " OFFSET " + offset,
-                               params);
+    const auto r =
+        session.run(std::string("SELECT ") + column_codecs::kServiceColumns + kViewColumnsAndJoins +
+                        where + " ORDER BY s.id LIMIT " + limit + " OFFSET " + offset,
+                    params);
     std::vector<ServiceView> views;
     views.reserve(static_cast<std::size_t>(r.rows()));
     for (int row = 0; row < r.rows(); ++row) views.push_back(read_view(r, row));
@@ -145,9 +147,9 @@ std::vector<ServiceView> PostgresStore::list_services(const ServiceFilter& filte
 
 std::optional<ServiceView> PostgresStore::get_service(ServiceId id) {
   return reading("get_service", [&](Session& session) -> std::optional<ServiceView> {
-    const auto r = session.run(
-        std::string("SELECT ") + kServiceColumns + kViewColumnsAndJoins + " WHERE s.id = $1",
-        {text(id)});
+    const auto r = session.run(std::string("SELECT ") + column_codecs::kServiceColumns +
+                                   kViewColumnsAndJoins + " WHERE s.id = $1",
+                               {text(id)});
     if (r.rows() == 0) return std::nullopt;
     return read_view(r, 0);
   });

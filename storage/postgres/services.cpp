@@ -106,37 +106,6 @@ std::string update_service_sql(const std::string& also_set) {
 
 }  // namespace
 
-Service read_service(const Result& r, int row, int first) {
-  Service service;
-  service.id = int_at(r, row, first + 0);
-  service.spec.name = text_at(r, row, first + 1);
-  service.spec.url = text_at(r, row, first + 2);
-  service.spec.interval = Millis(int_at(r, row, first + 3));
-  service.spec.timeout = Millis(int_at(r, row, first + 4));
-  service.spec.method = text_at(r, row, first + 5);
-  service.spec.headers = column_codecs::decode_headers(text_at(r, row, first + 6));
-  service.spec.expected_status = column_codecs::decode_status(text_at(r, row, first + 7));
-  service.active = bool_at(r, row, first + 8);
-  service.created_at = from_unix_ms(int_at(r, row, first + 9));
-  service.updated_at = from_unix_ms(int_at(r, row, first + 10));
-  const int m = first + 11;
-  service.spec.kind = column_codecs::decode_service_kind(text_at(r, row, m + 0));
-  service.spec.grace = Millis(int_at(r, row, m + 1));
-  service.spec.threshold = static_cast<int>(int_at(r, row, m + 2));
-  service.spec.team = text_at(r, row, m + 3);
-  service.spec.priority = static_cast<int>(int_at(r, row, m + 4));
-  service.spec.runbook = text_at(r, row, m + 5);
-  service.spec.tags = column_codecs::decode_tags(text_at(r, row, m + 6));
-  service.spec.muted = bool_at(r, row, m + 7);
-  if (!null_at(r, row, m + 8)) service.spec.muted_until = from_unix_ms(int_at(r, row, m + 8));
-  service.source = text_at(r, row, m + 9) == "api" ? ServiceSource::api : ServiceSource::file;
-  if (!null_at(r, row, m + 10)) service.push_token = text_at(r, row, m + 10);
-  service.spec.probe = column_codecs::read_probe_options(text_at(r, row, first + 22));
-  service.spec.alert_channels = column_codecs::decode_tags(text_at(r, row, first + 23));
-  if (!null_at(r, row, first + 24)) service.spec.repeat_every = Millis(int_at(r, row, first + 24));
-  return service;
-}
-
 Event read_event(const Result& r, int row, ServiceId id) {
   Event event;
   event.id = int_at(r, row, 0);
@@ -203,11 +172,11 @@ std::int64_t PostgresStore::next_revision(Session& session) {
 std::optional<Service> PostgresStore::read_service_by_id(Session& session, ServiceId id,
                                                          bool for_update) {
   const auto r =
-      session.run(std::string("SELECT ") + kServiceColumns + " FROM services s WHERE s.id = $1" +
-                      (for_update ? " FOR UPDATE" : ""),
+      session.run(std::string("SELECT ") + column_codecs::kServiceColumns +
+                      " FROM services s WHERE s.id = $1" + (for_update ? " FOR UPDATE" : ""),
                   {text(id)});
   if (r.rows() == 0) return std::nullopt;
-  return read_service(r, 0, 0);
+  return column_codecs::read_service(ResultRow(r, 0), 0);
 }
 
 void PostgresStore::throw_if_name_taken(Session& session, const std::string& name,
@@ -237,10 +206,11 @@ SyncResult PostgresStore::sync_services(const std::vector<ServiceSpec>& specs, T
     };
     std::vector<Stored> stored;
     std::unordered_map<std::string, std::size_t> by_name;
-    const auto rows = session.run(std::string("SELECT ") + kServiceColumns +
+    const auto rows = session.run(std::string("SELECT ") + column_codecs::kServiceColumns +
                                   ", s.source FROM services s ORDER BY s.id");
     for (int row = 0; row < rows.rows(); ++row) {
-      stored.push_back({read_service(rows, row, 0), text_at(rows, row, kServiceColumnCount)});
+      stored.push_back({column_codecs::read_service(ResultRow(rows, row), 0),
+                        text_at(rows, row, column_codecs::kServiceColumnCount)});
       by_name.emplace(stored.back().service.spec.name, stored.size() - 1);
     }
     const std::int64_t revision = next_revision(session);
@@ -427,11 +397,11 @@ bool PostgresStore::purge_service(ServiceId id) {
 std::optional<Service> PostgresStore::find_by_push_token(const std::string& token) {
   if (token.empty()) return std::nullopt;
   return reading("find_by_push_token", [&](Session& session) -> std::optional<Service> {
-    const auto r = session.run(std::string("SELECT ") + kServiceColumns +
+    const auto r = session.run(std::string("SELECT ") + column_codecs::kServiceColumns +
                                    " FROM services s WHERE s.push_token = $1 AND s.active",
                                {token});
     if (r.rows() == 0) return std::nullopt;
-    return read_service(r, 0, 0);
+    return column_codecs::read_service(ResultRow(r, 0), 0);
   });
 }
 
@@ -447,11 +417,11 @@ ServiceChanges PostgresStore::service_changes(std::int64_t after_revision) {
     ServiceChanges changes;
     changes.revision = next_revision(session) - 1;
     if (changes.revision <= after_revision) return changes;
-    const auto changed = session.run(std::string("SELECT ") + kServiceColumns +
+    const auto changed = session.run(std::string("SELECT ") + column_codecs::kServiceColumns +
                                          " FROM services s WHERE s.revision > $1 ORDER BY s.id",
                                      {text(after_revision)});
     for (int row = 0; row < changed.rows(); ++row)
-      changes.changed.push_back(read_service(changed, row, 0));
+      changes.changed.push_back(column_codecs::read_service(ResultRow(changed, row), 0));
     const auto purged = session.run(
         "SELECT service_id FROM service_tombstones WHERE revision > $1 ORDER BY revision",
         {text(after_revision)});

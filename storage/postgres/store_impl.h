@@ -23,6 +23,7 @@
 #include "storage/recent_window.h"
 #include "storage/retention.h"
 #include "storage/store.h"
+#include "storage/stored_row.h"
 
 namespace vigil::postgres {
 
@@ -183,16 +184,19 @@ auto PostgresStore::reading(const char* operation, Body&& body)
   });
 }
 
-// Columns s.id .. s.repeat_every_ms in the order read_service reads them.
-inline constexpr const char* kServiceColumns =
-    "s.id, s.name, s.url, s.interval_ms, s.timeout_ms, s.method, s.headers, s.expected_status, "
-    "s.active, s.created_at, s.updated_at, "
-    "s.kind, s.grace_ms, s.threshold, s.team, s.priority, s.runbook, s.tags, s.muted, "
-    "s.muted_until, s.source, s.push_token, "
-    "s.probe_options, "
-    "s.alert_channels, s.repeat_every_ms";
-inline constexpr int kServiceColumnCount = 25;
-Service read_service(const Result& result, int row, int first);
+// A row of a result as the readers every backend shares take it (storage/stored_row.h).
+class ResultRow final : public StoredRow {
+ public:
+  ResultRow(const Result& rows, int row) : rows_(rows), row_(row) {}
+  bool is_null(int column) const override { return null_at(rows_, row_, column); }
+  std::int64_t integer(int column) const override { return int_at(rows_, row_, column); }
+  bool boolean(int column) const override { return bool_at(rows_, row_, column); }
+  std::string text(int column) const override { return text_at(rows_, row_, column); }
+
+ private:
+  const Result& rows_;
+  int row_;
+};
 
 // An event of service `id` from (id, event, date_started, date_ended, created_at, updated_at).
 Event read_event(const Result& result, int row, ServiceId id);

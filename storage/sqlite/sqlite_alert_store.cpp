@@ -10,6 +10,7 @@
 
 #include "storage/alert_store.h"
 #include "storage/column_codecs.h"
+#include "storage/sqlite/sqlite_codecs.h"
 #include "storage/sqlite/sqlite_connection.h"
 #include "storage/sqlite/sqlite_database.h"
 
@@ -20,20 +21,6 @@ std::optional<TimePoint> optional_time(const SQLite::Column& column) {
   if (column.isNull()) return std::nullopt;
   return from_unix_ms(column.getInt64());
 }
-
-// A statement stepped onto a row, as the readers every backend shares take it
-// (storage/stored_row.h).
-class StatementRow final : public StoredRow {
- public:
-  explicit StatementRow(const SQLite::Statement& row) : row_(row) {}
-  bool is_null(int column) const override { return row_.isColumnNull(column); }
-  std::int64_t integer(int column) const override { return row_.getColumn(column).getInt64(); }
-  bool boolean(int column) const override { return row_.getColumn(column).getInt() != 0; }
-  std::string text(int column) const override { return row_.getColumn(column).getString(); }
-
- private:
-  const SQLite::Statement& row_;
-};
 
 class SqliteAlertStore final : public AlertStore {
  public:
@@ -93,7 +80,7 @@ std::optional<AlertRecord> SqliteAlertStore::alert_locked(std::int64_t id) {
                         std::string("SELECT ") + kAlertColumns + " FROM alerts WHERE alert_id = ?");
   row.bind(1, id);
   if (!row.executeStep()) return std::nullopt;
-  return read_alert(StatementRow(row));
+  return read_alert(StatementRow<SQLite::Statement>(row));
 }
 
 std::optional<AlertRecord> SqliteAlertStore::active_alert(ServiceId service) {
@@ -103,7 +90,7 @@ std::optional<AlertRecord> SqliteAlertStore::active_alert(ServiceId service) {
                                     " FROM alerts WHERE service_id = ? AND active = 1");
     row.bind(1, service);
     if (!row.executeStep()) return std::nullopt;
-    return read_alert(StatementRow(row));
+    return read_alert(StatementRow<SQLite::Statement>(row));
   });
 }
 
@@ -113,7 +100,7 @@ std::vector<AlertRecord> SqliteAlertStore::active_alerts() {
     SQLite::Statement row(*db_, std::string("SELECT ") + kAlertColumns +
                                     " FROM alerts WHERE active = 1 ORDER BY alert_id");
     std::vector<AlertRecord> out;
-    while (row.executeStep()) out.push_back(read_alert(StatementRow(row)));
+    while (row.executeStep()) out.push_back(read_alert(StatementRow<SQLite::Statement>(row)));
     return out;
   });
 }
@@ -230,7 +217,7 @@ std::vector<NotificationRecord> SqliteAlertStore::due(TimePoint now, std::size_t
     row.bind(1, to_unix_ms(now));
     std::vector<NotificationRecord> out;
     while (out.size() < limit && row.executeStep()) {
-      auto n = read_notification(StatementRow(row));
+      auto n = read_notification(StatementRow<SQLite::Statement>(row));
       if (std::find(skip.begin(), skip.end(), n.id) == skip.end()) out.push_back(std::move(n));
     }
     return out;
@@ -313,7 +300,7 @@ std::vector<AlertRecord> SqliteAlertStore::alerts(const AlertQuery& query) {
     if (query.before_id) row.bind(i++, *query.before_id);
     row.bind(i, query.limit);
     std::vector<AlertRecord> out;
-    while (row.executeStep()) out.push_back(read_alert(StatementRow(row)));
+    while (row.executeStep()) out.push_back(read_alert(StatementRow<SQLite::Statement>(row)));
     return out;
   });
 }
@@ -330,7 +317,8 @@ std::vector<NotificationRecord> SqliteAlertStore::notifications(std::int64_t ale
                                     " FROM notifications WHERE alert_id = ? ORDER BY id");
     row.bind(1, alert_id);
     std::vector<NotificationRecord> out;
-    while (row.executeStep()) out.push_back(read_notification(StatementRow(row)));
+    while (row.executeStep())
+      out.push_back(read_notification(StatementRow<SQLite::Statement>(row)));
     return out;
   });
 }

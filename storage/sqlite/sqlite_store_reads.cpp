@@ -92,8 +92,8 @@ constexpr const char* kViewColumnsAndJoins =
 template <typename Row>
 ServiceView read_view(const Row& row) {
   ServiceView view;
-  view.service = read_service(row, 0);
-  const int m = kServiceColumnCount;
+  view.service = column_codecs::read_service(StatementRow(row), 0);
+  const int m = column_codecs::kServiceColumnCount;
   if (!row.isColumnNull(m)) {
     view.metric.tick_count = row.getColumn(m + 0).getInt64();
     view.metric.up_count = row.getColumn(m + 1).getInt64();
@@ -188,8 +188,9 @@ std::vector<ServiceView> SqliteStore::list_services(const ServiceFilter& filter)
     }
     if (filter.kind) where += " AND s.kind = ?5";
     if (filter.after_id) where += " AND s.id > ?8";
-    RawStatement select(*db, std::string("SELECT ") + kServiceColumns + kViewColumnsAndJoins +
-                                 where + " ORDER BY s.id LIMIT ?6 OFFSET ?7");
+    RawStatement select(*db, std::string("SELECT ") + column_codecs::kServiceColumns +
+                                 kViewColumnsAndJoins + where +
+                                 " ORDER BY s.id LIMIT ?6 OFFSET ?7");
     if (filter.team) select.bind(1, *filter.team);
     if (filter.tag) select.bind(2, *filter.tag);
     if (filter.status) select.bind(3, std::string(to_string(*filter.status)));
@@ -211,8 +212,8 @@ std::vector<ServiceView> SqliteStore::list_services(const ServiceFilter& filter)
 std::optional<ServiceView> SqliteStore::get_service(ServiceId id) {
   return guarded("get_service", [&]() -> std::optional<ServiceView> {
     auto db = readers_.acquire();
-    SQLite::Statement select(
-        *db, std::string("SELECT ") + kServiceColumns + kViewColumnsAndJoins + " WHERE s.id = ?");
+    SQLite::Statement select(*db, std::string("SELECT ") + column_codecs::kServiceColumns +
+                                      kViewColumnsAndJoins + " WHERE s.id = ?");
     select.bind(1, id);
     if (!select.executeStep()) return std::nullopt;
     return read_view(select);
