@@ -16,6 +16,7 @@
 
 #include "core/model.h"
 #include "storage/store.h"
+#include "storage/stored_row.h"
 
 namespace vigil {
 
@@ -59,6 +60,19 @@ struct NotificationRecord {
   TimePoint created_at;
   std::optional<TimePoint> sent_at;  // when delivered, or given up
 };
+
+// The columns of the alerts and notifications tables every backend selects, in the order
+// read_alert and read_notification read them.
+inline constexpr const char* kAlertColumns =
+    "alert_id, alert_name, service_id, active, external_reference_id, alert_cycle, reason, "
+    "created_date, closed_date, previous_status";
+inline constexpr const char* kNotificationColumns =
+    "id, alert_id, channel, kind, payload, status, attempt, next_attempt_at, response_code, "
+    "error, created_at, sent_at";
+// An alert from a row of kAlertColumns, a notification from a row of kNotificationColumns. For
+// backends; whatever `row` throws propagates.
+AlertRecord read_alert(const StoredRow& row);
+NotificationRecord read_notification(const StoredRow& row);
 
 // A notification to record with an alert change: delivered later (pending) or, for a muted
 // service, only recorded (suppressed).

@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/config_error.h"
+#include "core/probe_options.h"
 #include "storage/store.h"
 
 namespace vigil::column_codecs {
@@ -74,6 +76,20 @@ ServiceKind decode_service_kind(const std::string& text) {
   throw StorageError("unknown service kind '" + text + "' in services");
 }
 
+ProbeOptions read_probe_options(const std::string& text) {
+  try {
+    return decode_probe_options(text);
+  } catch (const ConfigError& e) {
+    throw StorageError(std::string("bad services.probe_options: ") + e.what());
+  }
+}
+
+EventKind decode_event_kind(const std::string& text) {
+  if (text == "uptime") return EventKind::uptime;
+  if (text == "downtime") return EventKind::downtime;
+  throw StorageError("unknown event kind '" + text + "' in service_events");
+}
+
 std::string new_push_token() {
   unsigned char bytes[24];
   std::size_t filled = 0;
@@ -102,6 +118,39 @@ std::string without_nul(std::string text) {
        at = text.find('\0', at + kReplacement.size()))
     text.replace(at, 1, kReplacement);
   return text;
+}
+
+Service read_service(const StoredRow& row, int first) {
+  Service service;
+  service.id = row.integer(first + 0);
+  service.spec.name = row.text(first + 1);
+  service.spec.url = row.text(first + 2);
+  service.spec.interval = Millis(row.integer(first + 3));
+  service.spec.timeout = Millis(row.integer(first + 4));
+  service.spec.method = row.text(first + 5);
+  service.spec.headers = decode_headers(row.text(first + 6));
+  service.spec.expected_status = decode_status(row.text(first + 7));
+  service.active = row.boolean(first + 8);
+  service.created_at = from_unix_ms(row.integer(first + 9));
+  service.updated_at = from_unix_ms(row.integer(first + 10));
+  // Kind, heartbeat deadline, metadata, source, push token.
+  const int m = first + 11;
+  service.spec.kind = decode_service_kind(row.text(m + 0));
+  service.spec.grace = Millis(row.integer(m + 1));
+  service.spec.threshold = static_cast<int>(row.integer(m + 2));
+  service.spec.team = row.text(m + 3);
+  service.spec.priority = static_cast<int>(row.integer(m + 4));
+  service.spec.runbook = row.text(m + 5);
+  service.spec.tags = decode_tags(row.text(m + 6));
+  service.spec.muted = row.boolean(m + 7);
+  if (!row.is_null(m + 8)) service.spec.muted_until = from_unix_ms(row.integer(m + 8));
+  service.source = row.text(m + 9) == "api" ? ServiceSource::api : ServiceSource::file;
+  if (!row.is_null(m + 10)) service.push_token = row.text(m + 10);
+  service.spec.probe = read_probe_options(row.text(first + 22));
+  // Alert routing of the service.
+  service.spec.alert_channels = decode_tags(row.text(first + 23));
+  if (!row.is_null(first + 24)) service.spec.repeat_every = Millis(row.integer(first + 24));
+  return service;
 }
 
 }  // namespace vigil::column_codecs

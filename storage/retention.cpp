@@ -1,5 +1,6 @@
 #include "storage/retention.h"
 
+#include <algorithm>
 #include <exception>
 #include <optional>
 #include <string>
@@ -80,6 +81,35 @@ void RetentionCleaner::clean() {
     log_info("retention: deleted " + std::to_string(total) + " tick(s) and rollup row(s) past" +
              " their retention in " + std::to_string(took.count()) + " ms");
   }
+}
+
+std::int64_t TickRetentionWalk::all_before(TimePoint cutoff, std::optional<TimePoint> lone_cutoff) {
+  return std::min(to_unix_ms(cutoff), lone_cutoff ? to_unix_ms(*lone_cutoff) : kNoTime);
+}
+
+std::size_t TickRetentionWalk::delete_ticks(TimePoint cutoff, std::optional<TimePoint> lone_cutoff,
+                                            std::size_t deleted, std::size_t batch_size,
+                                            const DeleteFrom& delete_from) {
+  if (deleted >= batch_size) return deleted;
+  const std::int64_t before = all_before(cutoff, lone_cutoff);
+  // Ticks in [lone_from, cutoff) go only when their minute has a row.
+  const std::int64_t lone_from = std::max(before, lone_checked_before_);
+  bool wrapped = cursor_ == 0;
+  for (;;) {
+    const Deleted pass =
+        delete_from(cursor_, before, lone_from, to_unix_ms(cutoff), batch_size - deleted);
+    deleted += pass.ticks;
+    if (pass.ticks > 0) cursor_ = pass.last_service;
+    if (deleted == batch_size) break;
+    // Fewer than asked: every service from the cursor on is clean.
+    cursor_ = 0;
+    if (wrapped) {
+      lone_checked_before_ = std::max(lone_checked_before_, to_unix_ms(cutoff));
+      break;
+    }
+    wrapped = true;
+  }
+  return deleted;
 }
 
 }  // namespace vigil

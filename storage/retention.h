@@ -10,7 +10,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <limits>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "core/model.h"
@@ -51,6 +55,48 @@ class RetentionCleaner {
   std::condition_variable wake_;
   bool stop_requested_ = false;  // guarded by mutex_
   std::thread thread_;
+};
+
+// The walk a backend's Store::delete_ticks_older_than makes through the services, the same on
+// every backend. Batches take the services in id order from where the last one stopped and wrap
+// around once. A lone tick (its minute's only tick, which stands for the minute's row) is kept
+// while its minute has no row; the walk remembers below which time every lone tick was checked,
+// so later cleanups never look at those again (minute rows are not written for old minutes).
+//
+// Thread-safety: none; a backend keeps one per store and calls it under its write lock.
+class TickRetentionWalk {
+ public:
+  // What one DeleteFrom call deleted: how many ticks, and the highest service id among them
+  // (read only when ticks > 0).
+  struct Deleted {
+    std::size_t ticks = 0;
+    ServiceId last_service = 0;
+  };
+  // The backend's pass, in one transaction, over the services with id >= first_service in id
+  // order: deletes up to `limit` ticks with ts < all_before, or with ts in [lone_from, cutoff)
+  // whose minute has a row (times in unix ms). Whatever it throws propagates out of
+  // delete_ticks, and the walk goes on from where it was.
+  using DeleteFrom =
+      std::function<Deleted(ServiceId first_service, std::int64_t all_before,
+                            std::int64_t lone_from, std::int64_t cutoff, std::size_t limit)>;
+
+  // Ticks before this go whatever their minute: the earlier of `cutoff` and `lone_cutoff`, or no
+  // time at all when there is no lone_cutoff (minute rows are kept forever, and so are lone
+  // ticks).
+  static std::int64_t all_before(TimePoint cutoff, std::optional<TimePoint> lone_cutoff);
+
+  // Store::delete_ticks_older_than's walk: calls `delete_from` until `batch_size` ticks are
+  // gone, counting the `deleted` a backend removed otherwise first (whole partitions), or until
+  // a whole round of the services found fewer. Returns the total, `deleted` included.
+  std::size_t delete_ticks(TimePoint cutoff, std::optional<TimePoint> lone_cutoff,
+                           std::size_t deleted, std::size_t batch_size,
+                           const DeleteFrom& delete_from);
+
+ private:
+  static constexpr std::int64_t kNoTime = std::numeric_limits<std::int64_t>::min();
+
+  ServiceId cursor_ = 0;                        // the service the next batch starts from
+  std::int64_t lone_checked_before_ = kNoTime;  // every lone tick before it has no minute row
 };
 
 }  // namespace vigil

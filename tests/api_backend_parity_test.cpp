@@ -191,15 +191,27 @@ std::string without_reference_ids(std::string body, const Served& served) {
   return body;
 }
 
-TEST(ApiBackendParity, EveryDataRouteAnswersTheSameBytesOnBothBackends) {
-  if (auto reason = test::unavailable(StoreBackend::postgres)) GTEST_SKIP() << *reason;
-  set_log_level(LogLevel::error);
-  Served sqlite(StoreBackend::sqlite);
-  Served postgres(StoreBackend::postgres);
-  const auto ids = seed(sqlite);
-  ASSERT_EQ(seed(postgres), ids);
-  sqlite.start();
-  postgres.start();
+// The same history seeded into a served store of each backend; skipped when there is no
+// PostgreSQL server.
+class ApiBackendParity : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto reason = test::unavailable(StoreBackend::postgres)) GTEST_SKIP() << *reason;
+    set_log_level(LogLevel::error);
+    sqlite_ = std::make_unique<Served>(StoreBackend::sqlite);
+    postgres_ = std::make_unique<Served>(StoreBackend::postgres);
+    ids_ = seed(*sqlite_);
+    ASSERT_EQ(seed(*postgres_), ids_);
+  }
+
+  std::unique_ptr<Served> sqlite_;
+  std::unique_ptr<Served> postgres_;
+  std::vector<ServiceId> ids_;  // the seeded services, the same on both
+};
+
+TEST_F(ApiBackendParity, EveryDataRouteAnswersTheSameBytesOnBothBackends) {
+  sqlite_->start();
+  postgres_->start();
 
   const auto seconds = [](std::int64_t offset_ms) {
     const std::int64_t ms = kT0Ms + offset_ms;
@@ -220,10 +232,10 @@ TEST(ApiBackendParity, EveryDataRouteAnswersTheSameBytesOnBothBackends) {
       "/v1/alerts",
       "/v1/alerts?limit=1",
       "/v1/alerts?active=true",
-      "/v1/alerts?service_id=" + std::to_string(ids[0]),
+      "/v1/alerts?service_id=" + std::to_string(ids_[0]),
       "/v1/uptime?from=" + whole(-3'600'000) + "&to=" + whole(7'200'000),
   };
-  for (const ServiceId id : ids) {
+  for (const ServiceId id : ids_) {
     const std::string service = "/v1/services/" + std::to_string(id);
     for (const std::string& rest :
          {std::string(), std::string("/events"), std::string("/events?limit=2"),
@@ -235,17 +247,17 @@ TEST(ApiBackendParity, EveryDataRouteAnswersTheSameBytesOnBothBackends) {
           std::string("/badges/status.svg")})
       routes.push_back(service + rest);
   }
-  for (const auto& alert : sqlite.alerts->alerts(AlertQuery{}))
+  for (const auto& alert : sqlite_->alerts->alerts(AlertQuery{}))
     routes.push_back("/v1/alerts/" + std::to_string(alert.alert_id));
 
   for (const std::string& route : routes) {
-    const auto from_sqlite = sqlite.client->Get(route.c_str());
-    const auto from_postgres = postgres.client->Get(route.c_str());
+    const auto from_sqlite = sqlite_->client->Get(route.c_str());
+    const auto from_postgres = postgres_->client->Get(route.c_str());
     ASSERT_TRUE(from_sqlite && from_postgres) << route;
     EXPECT_EQ(from_sqlite->status, 200) << route << ": " << from_sqlite->body;
     EXPECT_EQ(from_postgres->status, from_sqlite->status) << route;
-    EXPECT_EQ(without_reference_ids(from_postgres->body, postgres),
-              without_reference_ids(from_sqlite->body, sqlite))
+    EXPECT_EQ(without_reference_ids(from_postgres->body, *postgres_),
+              without_reference_ids(from_sqlite->body, *sqlite_))
         << route;
     // A paged list's next page too (a cursor does not combine with the older offset and before).
     const auto next = from_sqlite->body.find("\"next\":\"");
@@ -257,12 +269,12 @@ TEST(ApiBackendParity, EveryDataRouteAnswersTheSameBytesOnBothBackends) {
           from_sqlite->body.substr(start, from_sqlite->body.find('"', start) - start);
       const std::string page =
           route + (route.find('?') == std::string::npos ? "?" : "&") + "cursor=" + cursor;
-      const auto sqlite_page = sqlite.client->Get(page.c_str());
-      const auto postgres_page = postgres.client->Get(page.c_str());
+      const auto sqlite_page = sqlite_->client->Get(page.c_str());
+      const auto postgres_page = postgres_->client->Get(page.c_str());
       ASSERT_TRUE(sqlite_page && postgres_page) << page;
       EXPECT_EQ(sqlite_page->status, 200) << page << ": " << sqlite_page->body;
-      EXPECT_EQ(without_reference_ids(postgres_page->body, postgres),
-                without_reference_ids(sqlite_page->body, sqlite))
+      EXPECT_EQ(without_reference_ids(postgres_page->body, *postgres_),
+                without_reference_ids(sqlite_page->body, *sqlite_))
           << page;
     }
   }
@@ -270,27 +282,21 @@ TEST(ApiBackendParity, EveryDataRouteAnswersTheSameBytesOnBothBackends) {
 
 // The status page and a service's page are drawn for the time they are asked at: asked of each
 // store for one instant, they must be the same HTML.
-TEST(ApiBackendParity, ThePagesAtOneInstantAreTheSameHtmlOnBothBackends) {
-  if (auto reason = test::unavailable(StoreBackend::postgres)) GTEST_SKIP() << *reason;
-  set_log_level(LogLevel::error);
-  Served sqlite(StoreBackend::sqlite);
-  Served postgres(StoreBackend::postgres);
-  const auto ids = seed(sqlite);
-  ASSERT_EQ(seed(postgres), ids);
+TEST_F(ApiBackendParity, ThePagesAtOneInstantAreTheSameHtmlOnBothBackends) {
   // Within the seeded hours, a day later (the 24 h columns and charts hold all of it), and
   // after the month-long windows have passed it.
   for (const TimePoint now : {at(7'200'000), at(86'400'000 + 1'234), at(40LL * 86'400'000)}) {
-    EXPECT_EQ(render_status_page(load_status_page(*postgres.store, "Acme", now, 1)),
-              render_status_page(load_status_page(*sqlite.store, "Acme", now, 1)))
+    EXPECT_EQ(render_status_page(load_status_page(*postgres_->store, "Acme", now, 1)),
+              render_status_page(load_status_page(*sqlite_->store, "Acme", now, 1)))
         << to_unix_ms(now);
-    for (const ServiceId id : ids) {
+    for (const ServiceId id : ids_) {
       const auto from_sqlite =
-          load_service_page(*sqlite.store, sqlite.alerts.get(), "Acme", id, now);
+          load_service_page(*sqlite_->store, sqlite_->alerts.get(), "Acme", id, now);
       const auto from_postgres =
-          load_service_page(*postgres.store, postgres.alerts.get(), "Acme", id, now);
+          load_service_page(*postgres_->store, postgres_->alerts.get(), "Acme", id, now);
       ASSERT_TRUE(from_sqlite && from_postgres) << id;
-      EXPECT_EQ(without_reference_ids(render_service_page(*from_postgres), postgres),
-                without_reference_ids(render_service_page(*from_sqlite), sqlite))
+      EXPECT_EQ(without_reference_ids(render_service_page(*from_postgres), *postgres_),
+                without_reference_ids(render_service_page(*from_sqlite), *sqlite_))
           << id << " at " << to_unix_ms(now);
     }
   }

@@ -21,13 +21,6 @@ namespace {
 // fails the call (the Alerter counts it and tries again) instead of holding its thread.
 constexpr std::chrono::milliseconds kAlertsStatementTimeout{5000};
 
-const char* const kAlertColumns =
-    "alert_id, alert_name, service_id, active, external_reference_id, alert_cycle, reason, "
-    "created_date, closed_date, previous_status";
-const char* const kNotificationColumns =
-    "id, alert_id, channel, kind, payload, status, attempt, next_attempt_at, response_code, "
-    "error, created_at, sent_at";
-
 std::optional<TimePoint> optional_time(const Result& rows, int row, int column) {
   if (null_at(rows, row, column)) return std::nullopt;
   return from_unix_ms(int_at(rows, row, column));
@@ -38,47 +31,16 @@ Param optional_param(const std::optional<int>& value) {
   return text(*value);
 }
 
-AlertRecord read_alert(const Result& rows, int row) {
-  AlertRecord alert;
-  alert.alert_id = int_at(rows, row, 0);
-  alert.alert_name = text_at(rows, row, 1);
-  alert.service_id = int_at(rows, row, 2);
-  alert.active = bool_at(rows, row, 3);
-  alert.external_reference_id = text_at(rows, row, 4);
-  alert.alert_cycle = int_at(rows, row, 5);
-  alert.reason = text_at(rows, row, 6);
-  alert.created_date = from_unix_ms(int_at(rows, row, 7));
-  alert.closed_date = optional_time(rows, row, 8);
-  if (!null_at(rows, row, 9)) alert.previous_status = text_at(rows, row, 9);
-  return alert;
-}
-
-NotificationRecord read_notification(const Result& rows, int row) {
-  NotificationRecord n;
-  n.id = int_at(rows, row, 0);
-  if (!null_at(rows, row, 1)) n.alert_id = int_at(rows, row, 1);
-  n.channel = text_at(rows, row, 2);
-  n.kind = text_at(rows, row, 3);
-  n.payload = text_at(rows, row, 4);
-  n.status = notification_status_from(text_at(rows, row, 5));
-  n.attempt = static_cast<int>(int_at(rows, row, 6));
-  n.next_attempt_at = optional_time(rows, row, 7);
-  if (!null_at(rows, row, 8)) n.response_code = static_cast<int>(int_at(rows, row, 8));
-  if (!null_at(rows, row, 9)) n.error = text_at(rows, row, 9);
-  n.created_at = from_unix_ms(int_at(rows, row, 10));
-  n.sent_at = optional_time(rows, row, 11);
-  return n;
-}
-
 std::vector<AlertRecord> read_alerts(const Result& rows) {
   std::vector<AlertRecord> out;
-  for (int row = 0; row < rows.rows(); ++row) out.push_back(read_alert(rows, row));
+  for (int row = 0; row < rows.rows(); ++row) out.push_back(read_alert(ResultRow(rows, row)));
   return out;
 }
 
 std::vector<NotificationRecord> read_notifications(const Result& rows) {
   std::vector<NotificationRecord> out;
-  for (int row = 0; row < rows.rows(); ++row) out.push_back(read_notification(rows, row));
+  for (int row = 0; row < rows.rows(); ++row)
+    out.push_back(read_notification(ResultRow(rows, row)));
   return out;
 }
 
@@ -150,7 +112,7 @@ std::optional<AlertRecord> PostgresAlertStore::alert_in(Session& session, std::i
   const auto rows = session.run(
       std::string("SELECT ") + kAlertColumns + " FROM alerts WHERE alert_id = $1", {text(id)});
   if (rows.rows() == 0) return std::nullopt;
-  return read_alert(rows, 0);
+  return read_alert(ResultRow(rows, 0));
 }
 
 std::optional<AlertRecord> PostgresAlertStore::active_alert(ServiceId service) {
@@ -160,7 +122,7 @@ std::optional<AlertRecord> PostgresAlertStore::active_alert(ServiceId service) {
           {text(service)});
   return guarded("reading alerts", [&]() -> std::optional<AlertRecord> {
     if (rows.rows() == 0) return std::nullopt;
-    return read_alert(rows, 0);
+    return read_alert(ResultRow(rows, 0));
   });
 }
 

@@ -4,7 +4,7 @@
 #include <limits>
 
 #include "core/logging.h"
-#include "storage/postgres/codecs.h"
+#include "storage/column_codecs.h"
 #include "storage/postgres/store_impl.h"
 
 namespace vigil::postgres {
@@ -25,8 +25,8 @@ constexpr const char* kViewColumnsAndJoins =
 
 ServiceView read_view(const Result& r, int row) {
   ServiceView view;
-  view.service = read_service(r, row, 0);
-  const int m = kServiceColumnCount;
+  view.service = column_codecs::read_service(ResultRow(r, row), 0);
+  const int m = column_codecs::kServiceColumnCount;
   if (!null_at(r, row, m)) {
     view.metric.tick_count = int_at(r, row, m + 0);
     view.metric.up_count = int_at(r, row, m + 1);
@@ -40,7 +40,7 @@ ServiceView read_view(const Result& r, int row) {
     Event event;
     event.id = int_at(r, row, e + 0);
     event.service_id = view.service.id;
-    event.kind = postgres_codecs::decode_event_kind(text_at(r, row, e + 1));
+    event.kind = column_codecs::decode_event_kind(text_at(r, row, e + 1));
     event.date_started = from_unix_ms(int_at(r, row, e + 2));
     event.created_at = from_unix_ms(int_at(r, row, e + 3));
     event.updated_at = from_unix_ms(int_at(r, row, e + 4));
@@ -56,32 +56,13 @@ void snapshot(Session& session) {
 
 }  // namespace
 
-PackedSummary PackedSummary::pack(const RollupSummary& s) {
-  return {s.count,       s.up,         s.down,
-          s.sum_ms,      s.min_ms,     s.max_ms,
-          s.phase_count, s.phase_sums, s.histogram.encode()};
-}
-
-RollupSummary PackedSummary::unpack() const {
-  RollupSummary s;
-  s.count = count;
-  s.up = up;
-  s.down = down;
-  s.sum_ms = sum_ms;
-  s.min_ms = min_ms;
-  s.max_ms = max_ms;
-  s.phase_count = phase_count;
-  s.phase_sums = phase_sums;
-  s.histogram = LatencyHistogram::decode(histogram.data(), histogram.size());
-  return s;
-}
-
 std::vector<Service> PostgresStore::active_services() {
   return reading("active_services", [&](Session& session) {
-    const auto r = session.run(std::string("SELECT ") + kServiceColumns +
+    const auto r = session.run(std::string("SELECT ") + column_codecs::kServiceColumns +
                                " FROM services s WHERE s.active ORDER BY s.id");
     std::vector<Service> services;
-    for (int row = 0; row < r.rows(); ++row) services.push_back(read_service(r, row, 0));
+    for (int row = 0; row < r.rows(); ++row)
+      services.push_back(column_codecs::read_service(ResultRow(r, row), 0));
     return services;
   });
 }
@@ -110,7 +91,7 @@ std::unordered_map<ServiceId, ServiceRuntime> PostgresStore::load_runtime() {
       state.metric.uptime_percent = double_at(r, row, 5);
       state.last_tick_at = from_unix_ms(int_at(r, row, 6));
       if (!null_at(r, row, 7)) {
-        state.open_event_kind = postgres_codecs::decode_event_kind(text_at(r, row, 7));
+        state.open_event_kind = column_codecs::decode_event_kind(text_at(r, row, 7));
         state.open_event_started = from_unix_ms(int_at(r, row, 8));
       }
       if (!null_at(r, row, 9)) state.last_beat_at = from_unix_ms(int_at(r, row, 9));
@@ -153,9 +134,10 @@ std::vector<ServiceView> PostgresStore::list_services(const ServiceFilter& filte
     const std::string limit = param(
         filter.limit && *filter.limit >= 0 ? Param(text(*filter.limit)) : std::nullopt, "int8");
     const std::string offset = param(text(std::max(filter.offset, 0)), "int8");
-    const auto r = session.run(std::string("SELECT ") + kServiceColumns + kViewColumnsAndJoins +
-                                   where + " ORDER BY s.id LIMIT " + limit + " OFFSET " + offset,
-                               params);
+    const auto r =
+        session.run(std::string("SELECT ") + column_codecs::kServiceColumns + kViewColumnsAndJoins +
+                        where + " ORDER BY s.id LIMIT " + limit + " OFFSET " + offset,
+                    params);
     std::vector<ServiceView> views;
     views.reserve(static_cast<std::size_t>(r.rows()));
     for (int row = 0; row < r.rows(); ++row) views.push_back(read_view(r, row));
@@ -165,9 +147,9 @@ std::vector<ServiceView> PostgresStore::list_services(const ServiceFilter& filte
 
 std::optional<ServiceView> PostgresStore::get_service(ServiceId id) {
   return reading("get_service", [&](Session& session) -> std::optional<ServiceView> {
-    const auto r = session.run(
-        std::string("SELECT ") + kServiceColumns + kViewColumnsAndJoins + " WHERE s.id = $1",
-        {text(id)});
+    const auto r = session.run(std::string("SELECT ") + column_codecs::kServiceColumns +
+                                   kViewColumnsAndJoins + " WHERE s.id = $1",
+                               {text(id)});
     if (r.rows() == 0) return std::nullopt;
     return read_view(r, 0);
   });
@@ -344,52 +326,30 @@ std::pair<TimePoint, std::map<ServiceId, Value>> PostgresStore::recent(
     const char* operation, Millis window, TimePoint now,
     std::map<std::int64_t, WindowCache<Stored>>& caches, Read&& read, Pack&& pack,
     Unpack&& unpack) {
-  const std::int64_t length = window.count();
-  return reading(
-      operation, [&](Session& session) -> std::pair<TimePoint, std::map<ServiceId, Value>> {
-        Transaction txn(session.connection());
-        snapshot(session);
-        if (length < kDayMs) {
-          auto out = read(session, ms(now) - length, ms(now));
-          txn.commit();
-          return {now - window, std::move(out)};
-        }
-        const std::int64_t from = floor_to(ms(now) - length, kHourMs);
-        const std::int64_t current_hour = floor_to(ms(now), kHourMs);
-        // The previous hour stays live too: its last ticks may commit just after it ended.
-        const std::int64_t closed_to = std::max(from, current_hour - kHourMs);
-        std::lock_guard lock(recent_mutex_);
-        auto& cache = caches[length];
-        if (cache.from != from || cache.closed_to != closed_to) {
-          const std::int64_t days_from = floor_to(from, kDayMs) + (from % kDayMs == 0 ? 0 : kDayMs);
-          const std::int64_t days_to = std::max(days_from, floor_to(closed_to, kDayMs));
-          if (cache.days_from != days_from || cache.days_to != days_to) {
-            cache.days.clear();
-            for (const auto& [id, value] : read(session, days_from, days_to))
-              cache.days.emplace_back(id, pack(value));
-            cache.days_from = days_from;
-            cache.days_to = days_to;
-          }
-          std::map<ServiceId, Value> closed;
-          for (const auto& [id, stored] : cache.days) closed.emplace(id, unpack(stored));
-          for (const auto& [a, b] : {std::pair{from, std::min(days_from, closed_to)},
-                                     std::pair{std::max(days_to, from), closed_to}}) {
-            if (a >= b) continue;
-            for (const auto& [id, value] : read(session, a, b)) closed[id].merge(value);
-          }
-          cache.services.clear();
-          for (const auto& [id, value] : closed) cache.services.emplace_back(id, pack(value));
-          cache.from = from;
-          cache.closed_to = closed_to;
-        }
-        std::map<ServiceId, Value> out;
-        for (const auto& [id, stored] : cache.services) out.emplace(id, unpack(stored));
-        // Whole rows up to the end of the current hour: no tick is newer than now.
-        for (const auto& [id, value] : read(session, closed_to, current_hour + kHourMs))
-          out[id].merge(value);
-        txn.commit();
-        return {from_unix_ms(from), std::move(out)};
-      });
+  return reading(operation,
+                 [&](Session& session) -> std::pair<TimePoint, std::map<ServiceId, Value>> {
+                   Transaction txn(session.connection());
+                   snapshot(session);
+                   const auto read_session = [&](std::int64_t a, std::int64_t b) {
+                     return read(session, a, b);
+                   };
+                   const auto cut = cut_recent_window(window, now);
+                   if (!cut) {
+                     auto out = read_session(ms(now) - window.count(), ms(now));
+                     txn.commit();
+                     return {now - window, std::move(out)};
+                   }
+                   std::lock_guard lock(recent_mutex_);
+                   auto& cache = caches[window.count()];
+                   if (cache.stale(*cut))
+                     cache.template refresh<Value>(*cut, read_session, pack, unpack);
+                   std::map<ServiceId, Value> out;
+                   for (const auto& [id, stored] : cache.services) out.emplace(id, unpack(stored));
+                   for (const auto& [id, value] : read_session(cut->closed_to, cut->live_to))
+                     out[id].merge(value);
+                   txn.commit();
+                   return {from_unix_ms(cut->from), std::move(out)};
+                 });
 }
 
 }  // namespace vigil::postgres

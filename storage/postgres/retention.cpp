@@ -1,6 +1,7 @@
 // PostgresStore's retention: whole day partitions of service_ticks dropped, the rest deleted by
 // rows in short transactions (as on SQLite), and rollup rows deleted in batches.
 #include <algorithm>
+#include <functional>
 
 #include "storage/postgres/schema.h"
 #include "storage/postgres/store_impl.h"
@@ -14,7 +15,7 @@ std::size_t PostgresStore::delete_ticks_older_than(TimePoint cutoff,
   std::lock_guard lock(write_mutex_);
   return guarded("delete_ticks_older_than", [&] {
     Session& session = writer();
-    const std::int64_t all_before = std::min(ms(cutoff), lone_cutoff ? ms(*lone_cutoff) : kNever);
+    const std::int64_t all_before = TickRetentionWalk::all_before(cutoff, lone_cutoff);
     std::size_t deleted = 0;
     // A partition whose whole day is before every bound goes at once: no tick of it is kept,
     // lone or not. (Counted first: the caller learns how many ticks went.) Another process may
@@ -32,33 +33,18 @@ std::size_t PostgresStore::delete_ticks_older_than(TimePoint cutoff,
       it = partition_days_.erase(it);
       if (deleted >= batch_size) return deleted;
     }
-    // The rest row by row. Ticks in [lone from, cutoff) go only when their minute has a row.
-    // Minute rows are not written for old minutes, so what an earlier cleanup checked needs no
-    // second look.
-    const std::int64_t lone_from = std::max(all_before, lone_checked_before_);
-    bool wrapped = retention_cursor_ == 0;
-    for (;;) {
-      deleted += delete_ticks_from(session, retention_cursor_, all_before, lone_from, ms(cutoff),
-                                   batch_size - deleted);
-      if (deleted == batch_size) break;
-      // Fewer than asked: every service from the cursor on is clean.
-      retention_cursor_ = 0;
-      if (wrapped) {
-        lone_checked_before_ = std::max(lone_checked_before_, ms(cutoff));
-        break;
-      }
-      wrapped = true;
-    }
-    return deleted;
+    // The rest row by row, as on SQLite.
+    return tick_retention_.delete_ticks(
+        cutoff, lone_cutoff, deleted, batch_size,
+        std::bind_front(&PostgresStore::delete_ticks_from, this, std::ref(session)));
   });
 }
 
-std::size_t PostgresStore::delete_ticks_from(Session& session, ServiceId first_service,
-                                             std::int64_t all_before, std::int64_t lone_from,
-                                             std::int64_t cutoff, std::size_t limit) {
+TickRetentionWalk::Deleted PostgresStore::delete_ticks_from(
+    Session& session, ServiceId first_service, std::int64_t all_before, std::int64_t lone_from,
+    std::int64_t cutoff, std::size_t limit) {
   Transaction txn(session.connection());
-  // Services in id order from the cursor, up to `limit` ticks; the cursor moves to the last
-  // service deleted from, where the next batch starts.
+  // Services in id order from first_service, up to `limit` ticks.
   const auto old = session.run(
       "DELETE FROM service_ticks WHERE (service_id, ts, seq) IN (SELECT service_id, ts, seq FROM"
       " service_ticks WHERE service_id >= $1 AND ts < $2 ORDER BY service_id LIMIT $3)"
@@ -78,9 +64,8 @@ std::size_t PostgresStore::delete_ticks_from(Session& session, ServiceId first_s
     deleted += static_cast<std::size_t>(not_lone.rows());
     for (int row = 0; row < not_lone.rows(); ++row) last = std::max(last, int_at(not_lone, row, 0));
   }
-  if (deleted > 0) retention_cursor_ = last;
   txn.commit();
-  return deleted;
+  return {deleted, last};
 }
 
 std::size_t PostgresStore::delete_rollups_older_than(RollupResolution resolution, TimePoint cutoff,

@@ -6,7 +6,7 @@
 #include "core/conditions.h"
 #include "core/logging.h"
 #include "core/probe_options.h"
-#include "storage/postgres/codecs.h"
+#include "storage/column_codecs.h"
 #include "storage/postgres/postgres_store.h"
 #include "storage/postgres/schema.h"
 #include "storage/postgres/store_impl.h"
@@ -14,8 +14,6 @@
 namespace vigil {
 namespace postgres {
 namespace {
-
-using namespace postgres_codecs;
 
 constexpr const char* kFileSource = "file";
 // Purge deletes a service's ticks in batches of this many, each its own transaction.
@@ -43,7 +41,7 @@ void add_spec_params(Params& params, const ServiceSpec& spec) {
   params.push_back(text(ms(spec.interval)));
   params.push_back(text(ms(spec.timeout)));
   params.push_back(spec.method);
-  params.push_back(encode_headers(spec.headers));
+  params.push_back(column_codecs::encode_headers(spec.headers));
   params.push_back(format_status_ranges(spec.expected_status));
   params.push_back(std::string(to_string(spec.kind)));
   params.push_back(text(ms(spec.grace)));
@@ -51,16 +49,17 @@ void add_spec_params(Params& params, const ServiceSpec& spec) {
   params.push_back(spec.team);
   params.push_back(text(spec.priority));
   params.push_back(spec.runbook);
-  params.push_back(encode_tags(spec.tags));
+  params.push_back(column_codecs::encode_tags(spec.tags));
   params.push_back(text(spec.muted));
   params.push_back(spec.muted_until ? Param(text(ms(*spec.muted_until))) : std::nullopt);
   params.push_back(encode_probe_options(spec.probe));
-  params.push_back(encode_tags(spec.alert_channels));
+  params.push_back(column_codecs::encode_tags(spec.alert_channels));
   params.push_back(spec.repeat_every ? Param(text(ms(*spec.repeat_every))) : std::nullopt);
 }
 
 Param push_token_param(const ServiceSpec& spec) {
-  return spec.kind == ServiceKind::heartbeat ? Param(new_push_token()) : std::nullopt;
+  return spec.kind == ServiceKind::heartbeat ? Param(column_codecs::new_push_token())
+                                             : std::nullopt;
 }
 
 std::string placeholders(int first, int count) {
@@ -107,42 +106,11 @@ std::string update_service_sql(const std::string& also_set) {
 
 }  // namespace
 
-Service read_service(const Result& r, int row, int first) {
-  Service service;
-  service.id = int_at(r, row, first + 0);
-  service.spec.name = text_at(r, row, first + 1);
-  service.spec.url = text_at(r, row, first + 2);
-  service.spec.interval = Millis(int_at(r, row, first + 3));
-  service.spec.timeout = Millis(int_at(r, row, first + 4));
-  service.spec.method = text_at(r, row, first + 5);
-  service.spec.headers = decode_headers(text_at(r, row, first + 6));
-  service.spec.expected_status = decode_status(text_at(r, row, first + 7));
-  service.active = bool_at(r, row, first + 8);
-  service.created_at = from_unix_ms(int_at(r, row, first + 9));
-  service.updated_at = from_unix_ms(int_at(r, row, first + 10));
-  const int m = first + 11;
-  service.spec.kind = decode_service_kind(text_at(r, row, m + 0));
-  service.spec.grace = Millis(int_at(r, row, m + 1));
-  service.spec.threshold = static_cast<int>(int_at(r, row, m + 2));
-  service.spec.team = text_at(r, row, m + 3);
-  service.spec.priority = static_cast<int>(int_at(r, row, m + 4));
-  service.spec.runbook = text_at(r, row, m + 5);
-  service.spec.tags = decode_tags(text_at(r, row, m + 6));
-  service.spec.muted = bool_at(r, row, m + 7);
-  if (!null_at(r, row, m + 8)) service.spec.muted_until = from_unix_ms(int_at(r, row, m + 8));
-  service.source = text_at(r, row, m + 9) == "api" ? ServiceSource::api : ServiceSource::file;
-  if (!null_at(r, row, m + 10)) service.push_token = text_at(r, row, m + 10);
-  service.spec.probe = read_probe_options(text_at(r, row, first + 22));
-  service.spec.alert_channels = decode_tags(text_at(r, row, first + 23));
-  if (!null_at(r, row, first + 24)) service.spec.repeat_every = Millis(int_at(r, row, first + 24));
-  return service;
-}
-
 Event read_event(const Result& r, int row, ServiceId id) {
   Event event;
   event.id = int_at(r, row, 0);
   event.service_id = id;
-  event.kind = decode_event_kind(text_at(r, row, 1));
+  event.kind = column_codecs::decode_event_kind(text_at(r, row, 1));
   event.date_started = from_unix_ms(int_at(r, row, 2));
   if (!null_at(r, row, 3)) event.date_ended = from_unix_ms(int_at(r, row, 3));
   event.created_at = from_unix_ms(int_at(r, row, 4));
@@ -203,11 +171,11 @@ std::int64_t PostgresStore::next_revision(Session& session) {
 std::optional<Service> PostgresStore::read_service_by_id(Session& session, ServiceId id,
                                                          bool for_update) {
   const auto r =
-      session.run(std::string("SELECT ") + kServiceColumns + " FROM services s WHERE s.id = $1" +
-                      (for_update ? " FOR UPDATE" : ""),
+      session.run(std::string("SELECT ") + column_codecs::kServiceColumns +
+                      " FROM services s WHERE s.id = $1" + (for_update ? " FOR UPDATE" : ""),
                   {text(id)});
   if (r.rows() == 0) return std::nullopt;
-  return read_service(r, 0, 0);
+  return column_codecs::read_service(ResultRow(r, 0), 0);
 }
 
 void PostgresStore::throw_if_name_taken(Session& session, const std::string& name,
@@ -237,10 +205,11 @@ SyncResult PostgresStore::sync_services(const std::vector<ServiceSpec>& specs, T
     };
     std::vector<Stored> stored;
     std::unordered_map<std::string, std::size_t> by_name;
-    const auto rows = session.run(std::string("SELECT ") + kServiceColumns +
+    const auto rows = session.run(std::string("SELECT ") + column_codecs::kServiceColumns +
                                   ", s.source FROM services s ORDER BY s.id");
     for (int row = 0; row < rows.rows(); ++row) {
-      stored.push_back({read_service(rows, row, 0), text_at(rows, row, kServiceColumnCount)});
+      stored.push_back({column_codecs::read_service(ResultRow(rows, row), 0),
+                        text_at(rows, row, column_codecs::kServiceColumnCount)});
       by_name.emplace(stored.back().service.spec.name, stored.size() - 1);
     }
     const std::int64_t revision = next_revision(session);
@@ -427,11 +396,11 @@ bool PostgresStore::purge_service(ServiceId id) {
 std::optional<Service> PostgresStore::find_by_push_token(const std::string& token) {
   if (token.empty()) return std::nullopt;
   return reading("find_by_push_token", [&](Session& session) -> std::optional<Service> {
-    const auto r = session.run(std::string("SELECT ") + kServiceColumns +
+    const auto r = session.run(std::string("SELECT ") + column_codecs::kServiceColumns +
                                    " FROM services s WHERE s.push_token = $1 AND s.active",
                                {token});
     if (r.rows() == 0) return std::nullopt;
-    return read_service(r, 0, 0);
+    return column_codecs::read_service(ResultRow(r, 0), 0);
   });
 }
 
@@ -447,11 +416,11 @@ ServiceChanges PostgresStore::service_changes(std::int64_t after_revision) {
     ServiceChanges changes;
     changes.revision = next_revision(session) - 1;
     if (changes.revision <= after_revision) return changes;
-    const auto changed = session.run(std::string("SELECT ") + kServiceColumns +
+    const auto changed = session.run(std::string("SELECT ") + column_codecs::kServiceColumns +
                                          " FROM services s WHERE s.revision > $1 ORDER BY s.id",
                                      {text(after_revision)});
     for (int row = 0; row < changed.rows(); ++row)
-      changes.changed.push_back(read_service(changed, row, 0));
+      changes.changed.push_back(column_codecs::read_service(ResultRow(changed, row), 0));
     const auto purged = session.run(
         "SELECT service_id FROM service_tombstones WHERE revision > $1 ORDER BY revision",
         {text(after_revision)});

@@ -20,38 +20,12 @@
 
 #include "storage/postgres/rollups.h"
 #include "storage/postgres/session.h"
+#include "storage/recent_window.h"
+#include "storage/retention.h"
 #include "storage/store.h"
+#include "storage/stored_row.h"
 
 namespace vigil::postgres {
-
-// A summary with its histogram encoded, as summarize_all_recent keeps one per service between
-// calls.
-struct PackedSummary {
-  std::int64_t count = 0;
-  std::int64_t up = 0;
-  std::int64_t down = 0;
-  double sum_ms = 0;
-  double min_ms = 0;
-  double max_ms = 0;
-  std::int64_t phase_count = 0;
-  PhaseTimings phase_sums;
-  std::string histogram;
-
-  static PackedSummary pack(const RollupSummary& s);
-  RollupSummary unpack() const;
-};
-
-// The cached part of one window length of summarize_all_recent or count_all_recent, by service
-// id (as on SQLite): [from, closed_to), and within it the whole days [days_from, days_to).
-template <typename Stored>
-struct WindowCache {
-  std::int64_t from = 0;
-  std::int64_t closed_to = 0;
-  std::vector<std::pair<ServiceId, Stored>> services;
-  std::int64_t days_from = 0;
-  std::int64_t days_to = 0;
-  std::vector<std::pair<ServiceId, Stored>> days;
-};
 
 // Runs `body`, turning the library's exceptions into StorageError naming the operation, so
 // callers only ever see the documented exception types.
@@ -143,9 +117,11 @@ class PostgresStore final : public Store {
   // Creates the partitions of `days` that are missing (each in its own statement, outside any
   // batch transaction). Needs write_mutex_.
   void ensure_partitions(Session& session, const std::set<std::int64_t>& days);
-  // Retention by rows, as on SQLite (see delete_ticks_older_than). Needs write_mutex_.
-  std::size_t delete_ticks_from(Session& session, ServiceId first_service, std::int64_t all_before,
-                                std::int64_t lone_from, std::int64_t cutoff, std::size_t limit);
+  // Retention by rows: the pass over the services (TickRetentionWalk::DeleteFrom,
+  // storage/retention.h) on `session`. Needs write_mutex_.
+  TickRetentionWalk::Deleted delete_ticks_from(Session& session, ServiceId first_service,
+                                               std::int64_t all_before, std::int64_t lone_from,
+                                               std::int64_t cutoff, std::size_t limit);
 
   template <typename Value, typename Stored, typename Read, typename Pack, typename Unpack>
   std::pair<TimePoint, std::map<ServiceId, Value>> recent(
@@ -162,8 +138,7 @@ class PostgresStore final : public Store {
   std::unordered_map<std::string, std::int64_t> region_ids_;  // committed regions rows only
   std::set<std::int64_t> partition_days_;                     // partitions known to exist
   postgres_rollups::Writer rollup_writer_;
-  ServiceId retention_cursor_ = 0;
-  std::int64_t lone_checked_before_ = kNever;
+  TickRetentionWalk tick_retention_;
   SessionPool readers_;
   std::mutex recent_mutex_;
   std::map<std::int64_t, WindowCache<PackedSummary>> recent_summaries_;
@@ -209,16 +184,19 @@ auto PostgresStore::reading(const char* operation, Body&& body)
   });
 }
 
-// Columns s.id .. s.repeat_every_ms in the order read_service reads them.
-inline constexpr const char* kServiceColumns =
-    "s.id, s.name, s.url, s.interval_ms, s.timeout_ms, s.method, s.headers, s.expected_status, "
-    "s.active, s.created_at, s.updated_at, "
-    "s.kind, s.grace_ms, s.threshold, s.team, s.priority, s.runbook, s.tags, s.muted, "
-    "s.muted_until, s.source, s.push_token, "
-    "s.probe_options, "
-    "s.alert_channels, s.repeat_every_ms";
-inline constexpr int kServiceColumnCount = 25;
-Service read_service(const Result& result, int row, int first);
+// A row of a result as the readers every backend shares take it (storage/stored_row.h).
+class ResultRow final : public StoredRow {
+ public:
+  ResultRow(const Result& rows, int row) : rows_(rows), row_(row) {}
+  bool is_null(int column) const override { return null_at(rows_, row_, column); }
+  std::int64_t integer(int column) const override { return int_at(rows_, row_, column); }
+  bool boolean(int column) const override { return bool_at(rows_, row_, column); }
+  std::string text(int column) const override { return text_at(rows_, row_, column); }
+
+ private:
+  const Result& rows_;
+  int row_;
+};
 
 // An event of service `id` from (id, event, date_started, date_ended, created_at, updated_at).
 Event read_event(const Result& result, int row, ServiceId id);

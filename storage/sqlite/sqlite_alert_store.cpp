@@ -10,57 +10,16 @@
 
 #include "storage/alert_store.h"
 #include "storage/column_codecs.h"
+#include "storage/sqlite/sqlite_codecs.h"
 #include "storage/sqlite/sqlite_connection.h"
 #include "storage/sqlite/sqlite_database.h"
 
 namespace vigil::sqlite {
 namespace {
 
-// Outside text as every backend stores it.
-using column_codecs::without_nul;
-
-const char* const kAlertColumns =
-    "alert_id, alert_name, service_id, active, external_reference_id, alert_cycle, reason, "
-    "created_date, closed_date, previous_status";
-const char* const kNotificationColumns =
-    "id, alert_id, channel, kind, payload, status, attempt, next_attempt_at, response_code, "
-    "error, created_at, sent_at";
-
 std::optional<TimePoint> optional_time(const SQLite::Column& column) {
   if (column.isNull()) return std::nullopt;
   return from_unix_ms(column.getInt64());
-}
-
-AlertRecord read_alert(SQLite::Statement& row) {
-  AlertRecord alert;
-  alert.alert_id = row.getColumn(0).getInt64();
-  alert.alert_name = row.getColumn(1).getString();
-  alert.service_id = row.getColumn(2).getInt64();
-  alert.active = row.getColumn(3).getInt() != 0;
-  alert.external_reference_id = row.getColumn(4).getString();
-  alert.alert_cycle = row.getColumn(5).getInt64();
-  alert.reason = row.getColumn(6).getString();
-  alert.created_date = from_unix_ms(row.getColumn(7).getInt64());
-  alert.closed_date = optional_time(row.getColumn(8));
-  if (!row.getColumn(9).isNull()) alert.previous_status = row.getColumn(9).getString();
-  return alert;
-}
-
-NotificationRecord read_notification(SQLite::Statement& row) {
-  NotificationRecord n;
-  n.id = row.getColumn(0).getInt64();
-  if (!row.getColumn(1).isNull()) n.alert_id = row.getColumn(1).getInt64();
-  n.channel = row.getColumn(2).getString();
-  n.kind = row.getColumn(3).getString();
-  n.payload = row.getColumn(4).getString();
-  n.status = notification_status_from(row.getColumn(5).getString());
-  n.attempt = row.getColumn(6).getInt();
-  n.next_attempt_at = optional_time(row.getColumn(7));
-  if (!row.getColumn(8).isNull()) n.response_code = row.getColumn(8).getInt();
-  n.error = row.getColumn(9).getString();
-  n.created_at = from_unix_ms(row.getColumn(10).getInt64());
-  n.sent_at = optional_time(row.getColumn(11));
-  return n;
 }
 
 class SqliteAlertStore final : public AlertStore {
@@ -93,6 +52,11 @@ class SqliteAlertStore final : public AlertStore {
   bool delete_maintenance_window(std::int64_t id) override;
 
  private:
+  // An attempt that did not deliver notification `id`: `update_sql` sets attempt, response_code,
+  // error and a time (when to try again, or when it was given up) from parameters 1 to 4, for
+  // the notification whose id is parameter 5. Takes mutex_.
+  void record_undelivered(const char* update_sql, std::int64_t id, int attempt,
+                          std::optional<int> code, const std::string& error, TimePoint at);
   // The caller holds mutex_: `change` runs in a write transaction and returns the alert's id.
   AlertRecord insert_with(const std::function<std::int64_t()>& change, TimePoint at,
                           const Compose& compose);
@@ -116,7 +80,7 @@ std::optional<AlertRecord> SqliteAlertStore::alert_locked(std::int64_t id) {
                         std::string("SELECT ") + kAlertColumns + " FROM alerts WHERE alert_id = ?");
   row.bind(1, id);
   if (!row.executeStep()) return std::nullopt;
-  return read_alert(row);
+  return read_alert(StatementRow<SQLite::Statement>(row));
 }
 
 std::optional<AlertRecord> SqliteAlertStore::active_alert(ServiceId service) {
@@ -126,7 +90,7 @@ std::optional<AlertRecord> SqliteAlertStore::active_alert(ServiceId service) {
                                     " FROM alerts WHERE service_id = ? AND active = 1");
     row.bind(1, service);
     if (!row.executeStep()) return std::nullopt;
-    return read_alert(row);
+    return read_alert(StatementRow<SQLite::Statement>(row));
   });
 }
 
@@ -136,7 +100,7 @@ std::vector<AlertRecord> SqliteAlertStore::active_alerts() {
     SQLite::Statement row(*db_, std::string("SELECT ") + kAlertColumns +
                                     " FROM alerts WHERE active = 1 ORDER BY alert_id");
     std::vector<AlertRecord> out;
-    while (row.executeStep()) out.push_back(read_alert(row));
+    while (row.executeStep()) out.push_back(read_alert(StatementRow<SQLite::Statement>(row)));
     return out;
   });
 }
@@ -153,9 +117,9 @@ void SqliteAlertStore::insert_notifications_locked(
       insert.bind(1, *alert_id);
     else
       insert.bind(1);
-    insert.bind(2, without_nul(n.channel));
-    insert.bind(3, without_nul(n.kind));
-    insert.bind(4, without_nul(n.payload));
+    insert.bind(2, column_codecs::without_nul(n.channel));
+    insert.bind(3, column_codecs::without_nul(n.kind));
+    insert.bind(4, column_codecs::without_nul(n.payload));
     insert.bind(5, n.suppressed ? "suppressed" : "pending");
     if (n.suppressed)
       insert.bind(6);
@@ -191,13 +155,13 @@ AlertRecord SqliteAlertStore::open_alert(ServiceId service, const std::string& n
             *db_,
             "INSERT INTO alerts(alert_name, service_id, active, external_reference_id, "
             "alert_cycle, reason, created_date, previous_status) VALUES(?, ?, 1, ?, 1, ?, ?, ?)");
-        insert.bind(1, without_nul(name));
+        insert.bind(1, column_codecs::without_nul(name));
         insert.bind(2, service);
         insert.bind(3, new_external_reference_id());
-        insert.bind(4, without_nul(reason));
+        insert.bind(4, column_codecs::without_nul(reason));
         insert.bind(5, to_unix_ms(at));
         if (previous_status)
-          insert.bind(6, without_nul(*previous_status));
+          insert.bind(6, column_codecs::without_nul(*previous_status));
         else
           insert.bind(6);
         insert.exec();
@@ -253,7 +217,7 @@ std::vector<NotificationRecord> SqliteAlertStore::due(TimePoint now, std::size_t
     row.bind(1, to_unix_ms(now));
     std::vector<NotificationRecord> out;
     while (out.size() < limit && row.executeStep()) {
-      auto n = read_notification(row);
+      auto n = read_notification(StatementRow<SQLite::Statement>(row));
       if (std::find(skip.begin(), skip.end(), n.id) == skip.end()) out.push_back(std::move(n));
     }
     return out;
@@ -287,37 +251,32 @@ void SqliteAlertStore::record_sent(std::int64_t id, int attempt, int code, TimeP
 
 void SqliteAlertStore::record_retry(std::int64_t id, int attempt, std::optional<int> code,
                                     const std::string& error, TimePoint next_attempt_at) {
-  std::lock_guard lock(mutex_);
-  guarded("writing notifications", [&] {
-    SQLite::Statement update(*db_,
-                             "UPDATE notifications SET attempt = ?, response_code = ?, "
-                             "error = ?, next_attempt_at = ? WHERE id = ?");
-    update.bind(1, attempt);
-    if (code)
-      update.bind(2, *code);
-    else
-      update.bind(2);
-    update.bind(3, without_nul(error));
-    update.bind(4, to_unix_ms(next_attempt_at));
-    update.bind(5, id);
-    return update.exec();
-  });
+  record_undelivered(
+      "UPDATE notifications SET attempt = ?, response_code = ?, error = ?, next_attempt_at = ? "
+      "WHERE id = ?",
+      id, attempt, code, error, next_attempt_at);
 }
 
 void SqliteAlertStore::record_failed(std::int64_t id, int attempt, std::optional<int> code,
                                      const std::string& error, TimePoint at) {
+  record_undelivered(
+      "UPDATE notifications SET status = 'failed', attempt = ?, response_code = ?, error = ?, "
+      "next_attempt_at = NULL, sent_at = ? WHERE id = ?",
+      id, attempt, code, error, at);
+}
+
+void SqliteAlertStore::record_undelivered(const char* update_sql, std::int64_t id, int attempt,
+                                          std::optional<int> code, const std::string& error,
+                                          TimePoint at) {
   std::lock_guard lock(mutex_);
   guarded("writing notifications", [&] {
-    SQLite::Statement update(*db_,
-                             "UPDATE notifications SET status = 'failed', attempt = ?, "
-                             "response_code = ?, error = ?, next_attempt_at = NULL, "
-                             "sent_at = ? WHERE id = ?");
+    SQLite::Statement update(*db_, update_sql);
     update.bind(1, attempt);
     if (code)
       update.bind(2, *code);
     else
       update.bind(2);
-    update.bind(3, without_nul(error));
+    update.bind(3, column_codecs::without_nul(error));
     update.bind(4, to_unix_ms(at));
     update.bind(5, id);
     return update.exec();
@@ -341,7 +300,7 @@ std::vector<AlertRecord> SqliteAlertStore::alerts(const AlertQuery& query) {
     if (query.before_id) row.bind(i++, *query.before_id);
     row.bind(i, query.limit);
     std::vector<AlertRecord> out;
-    while (row.executeStep()) out.push_back(read_alert(row));
+    while (row.executeStep()) out.push_back(read_alert(StatementRow<SQLite::Statement>(row)));
     return out;
   });
 }
@@ -358,7 +317,8 @@ std::vector<NotificationRecord> SqliteAlertStore::notifications(std::int64_t ale
                                     " FROM notifications WHERE alert_id = ? ORDER BY id");
     row.bind(1, alert_id);
     std::vector<NotificationRecord> out;
-    while (row.executeStep()) out.push_back(read_notification(row));
+    while (row.executeStep())
+      out.push_back(read_notification(StatementRow<SQLite::Statement>(row)));
     return out;
   });
 }
@@ -379,7 +339,7 @@ std::int64_t SqliteAlertStore::add_maintenance_window(const std::string& definit
   return guarded("writing a maintenance window", [&] {
     SQLite::Statement insert(
         *db_, "INSERT INTO maintenance_windows(definition, created_at) VALUES(?, ?)");
-    insert.bind(1, without_nul(definition));
+    insert.bind(1, column_codecs::without_nul(definition));
     insert.bind(2, to_unix_ms(at));
     insert.exec();
     return db_->getLastInsertRowid();

@@ -3,33 +3,9 @@
 #include <string>
 #include <string_view>
 
-#include "core/config_error.h"
 #include "storage/sqlite/rollup_sql.h"
-#include "storage/store.h"
 
 namespace vigil::sqlite {
-namespace {
-
-std::optional<EventKind> parse_kind(const std::string& text) {
-  if (text == "uptime") return EventKind::uptime;
-  if (text == "downtime") return EventKind::downtime;
-  return std::nullopt;
-}
-
-}  // namespace
-
-EventKind require_kind(const std::string& text) {
-  if (auto kind = parse_kind(text)) return *kind;
-  throw StorageError("unknown event kind '" + text + "' in service_events");
-}
-
-ProbeOptions read_probe_options(const std::string& text) {
-  try {
-    return decode_probe_options(text);
-  } catch (const ConfigError& e) {
-    throw StorageError(std::string("bad services.probe_options: ") + e.what());
-  }
-}
 
 using rollup_sql::from_us;
 using rollup_sql::to_us;

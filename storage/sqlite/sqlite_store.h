@@ -25,58 +25,14 @@
 #include <vector>
 
 #include "core/model.h"
+#include "storage/recent_window.h"
+#include "storage/retention.h"
 #include "storage/rollups.h"
 #include "storage/sqlite/rollup_sql.h"
 #include "storage/sqlite/sqlite_connection.h"
 #include "storage/store.h"
 
 namespace vigil::sqlite {
-
-// A summary with its histogram encoded, as summarize_all_recent keeps one per service between
-// calls: about 100 bytes where a RollupSummary takes about 700.
-struct PackedSummary {
-  std::int64_t count = 0;
-  std::int64_t up = 0;
-  std::int64_t down = 0;
-  double sum_ms = 0;
-  double min_ms = 0;
-  double max_ms = 0;
-  std::int64_t phase_count = 0;
-  PhaseTimings phase_sums;
-  std::string histogram;  // LatencyHistogram::encode()
-
-  static PackedSummary pack(const RollupSummary& s) {
-    return {s.count,       s.up,         s.down,
-            s.sum_ms,      s.min_ms,     s.max_ms,
-            s.phase_count, s.phase_sums, s.histogram.encode()};
-  }
-  RollupSummary unpack() const {
-    RollupSummary s;
-    s.count = count;
-    s.up = up;
-    s.down = down;
-    s.sum_ms = sum_ms;
-    s.min_ms = min_ms;
-    s.max_ms = max_ms;
-    s.phase_count = phase_count;
-    s.phase_sums = phase_sums;
-    s.histogram = LatencyHistogram::decode(histogram.data(), histogram.size());
-    return s;
-  }
-};
-
-// The cached part of one window length of summarize_all_recent or count_all_recent, by service
-// id: [from, closed_to), which moves every hour, and within it the whole days [days_from,
-// days_to), which move once a day, so an hour's refresh reads only the hours around them.
-template <typename Stored>
-struct WindowCache {
-  std::int64_t from = 0;
-  std::int64_t closed_to = 0;
-  std::vector<std::pair<ServiceId, Stored>> services;
-  std::int64_t days_from = 0;
-  std::int64_t days_to = 0;
-  std::vector<std::pair<ServiceId, Stored>> days;
-};
 
 // apply()'s statements, compiled once: apply runs for every batch the writer commits. Each use
 // starts with tryReset(): a statement whose last step threw keeps that error, and reset() would
@@ -152,12 +108,11 @@ class SqliteStore final : public Store {
   std::int64_t region_id(const std::string& name,
                          std::unordered_map<std::string, std::int64_t>& added);
 
-  // Retention, one pass over the services with id >= first_service, in id order: deletes up
-  // to `limit` ticks with ts < all_before, or with ts in [lone_from, cutoff) whose minute has a
-  // row, in one transaction. Moves retention_cursor_ to the last service it deleted from.
+  // Retention's pass over the services (TickRetentionWalk::DeleteFrom, storage/retention.h).
   // Needs write_mutex_.
-  std::size_t delete_ticks_from(ServiceId first_service, std::int64_t all_before,
-                                std::int64_t lone_from, std::int64_t cutoff, std::size_t limit);
+  TickRetentionWalk::Deleted delete_ticks_from(ServiceId first_service, std::int64_t all_before,
+                                               std::int64_t lone_from, std::int64_t cutoff,
+                                               std::size_t limit);
 
   // The window of summarize_all_recent and count_all_recent (storage/store.h): `read(db, a, b)`
   // gives each service's Value over [a, b); `pack` and `unpack` turn one into what the cache
@@ -168,8 +123,6 @@ class SqliteStore final : public Store {
       std::map<std::int64_t, WindowCache<Stored>>& caches, Read&& read, Pack&& pack,
       Unpack&& unpack);
 
-  static constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::min();
-
   const std::string path_;
   std::mutex write_mutex_;  // guards db_ and apply_statements_
   std::unique_ptr<SQLite::Database> db_;
@@ -177,10 +130,7 @@ class SqliteStore final : public Store {
   // Declared after db_ as well.
   std::unique_ptr<rollup_sql::RollupWriter> rollup_writer_;
   ReadPool readers_;
-  // Retention (guarded by write_mutex_): the service the next batch starts from, and below
-  // which ts every lone tick was found to have no minute row.
-  ServiceId retention_cursor_ = 0;
-  std::int64_t lone_checked_before_ = kNever;
+  TickRetentionWalk tick_retention_;  // guarded by write_mutex_
   // The closed parts of summarize_all_recent's and count_all_recent's windows, by length in ms
   // (guarded by recent_mutex_).
   std::mutex recent_mutex_;

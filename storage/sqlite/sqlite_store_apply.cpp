@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/logging.h"
+#include "storage/column_codecs.h"
 #include "storage/sqlite/rollup_sql.h"
 #include "storage/sqlite/sqlite_codecs.h"
 #include "storage/sqlite/sqlite_store.h"
@@ -111,14 +112,14 @@ void SqliteStore::apply(const std::vector<TickRecord>& batch) {
       if (tick.error.empty())
         s.insert_tick.bind(6);
       else if (tick.error.find('\0') != std::string::npos)
-        s.insert_tick.bind(6, without_nul(tick.error));
+        s.insert_tick.bind(6, column_codecs::without_nul(tick.error));
       else
         s.insert_tick.bindNoCopy(6, tick.error);
       s.insert_tick.bind(7, region_id(tick.region, new_regions));
       if (tick.message.empty())
         s.insert_tick.bind(8);
       else if (tick.message.find('\0') != std::string::npos)
-        s.insert_tick.bind(8, without_nul(tick.message));
+        s.insert_tick.bind(8, column_codecs::without_nul(tick.message));
       else
         s.insert_tick.bindNoCopy(8, tick.message);
       bind_phases(s.insert_tick, 9, tick.phases);

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "storage/column_codecs.h"
 #include "storage/sqlite/sqlite_codecs.h"
 #include "storage/sqlite/sqlite_store.h"
 
@@ -25,7 +26,7 @@ Store::BeatQueued SqliteStore::enqueue_beat(ServiceId id, const BeatReport& beat
     insert.bind(1, id);
     insert.bind(2, ms(beat.at));
     insert.bind(3, beat.up ? 1 : 0);
-    insert.bind(4, without_nul(beat.message));
+    insert.bind(4, column_codecs::without_nul(beat.message));
     if (beat.duration_ms)
       insert.bind(5, *beat.duration_ms);
     else

@@ -92,8 +92,8 @@ constexpr const char* kViewColumnsAndJoins =
 template <typename Row>
 ServiceView read_view(const Row& row) {
   ServiceView view;
-  view.service = read_service(row, 0);
-  const int m = kServiceColumnCount;
+  view.service = column_codecs::read_service(StatementRow(row), 0);
+  const int m = column_codecs::kServiceColumnCount;
   if (!row.isColumnNull(m)) {
     view.metric.tick_count = row.getColumn(m + 0).getInt64();
     view.metric.up_count = row.getColumn(m + 1).getInt64();
@@ -107,7 +107,7 @@ ServiceView read_view(const Row& row) {
     Event event;
     event.id = row.getColumn(e + 0).getInt64();
     event.service_id = view.service.id;
-    event.kind = require_kind(row.getColumn(e + 1).getString());
+    event.kind = column_codecs::decode_event_kind(row.getColumn(e + 1).getString());
     event.date_started = from_unix_ms(row.getColumn(e + 2).getInt64());
     event.created_at = from_unix_ms(row.getColumn(e + 3).getInt64());
     event.updated_at = from_unix_ms(row.getColumn(e + 4).getInt64());
@@ -122,7 +122,7 @@ Event read_event(SQLite::Statement& row, ServiceId id) {
   Event event;
   event.id = row.getColumn(0).getInt64();
   event.service_id = id;
-  event.kind = require_kind(row.getColumn(1).getString());
+  event.kind = column_codecs::decode_event_kind(row.getColumn(1).getString());
   event.date_started = from_unix_ms(row.getColumn(2).getInt64());
   if (!row.isColumnNull(3)) event.date_ended = from_unix_ms(row.getColumn(3).getInt64());
   event.created_at = from_unix_ms(row.getColumn(4).getInt64());
@@ -158,7 +158,7 @@ std::unordered_map<ServiceId, ServiceRuntime> SqliteStore::load_runtime() {
       state.metric.uptime_percent = select.getColumn(5).getDouble();
       state.last_tick_at = from_unix_ms(select.getColumn(6).getInt64());
       if (!select.isColumnNull(7)) {
-        state.open_event_kind = require_kind(select.getColumn(7).getString());
+        state.open_event_kind = column_codecs::decode_event_kind(select.getColumn(7).getString());
         state.open_event_started = from_unix_ms(select.getColumn(8).getInt64());
       }
       if (!select.isColumnNull(9))
@@ -188,8 +188,9 @@ std::vector<ServiceView> SqliteStore::list_services(const ServiceFilter& filter)
     }
     if (filter.kind) where += " AND s.kind = ?5";
     if (filter.after_id) where += " AND s.id > ?8";
-    RawStatement select(*db, std::string("SELECT ") + kServiceColumns + kViewColumnsAndJoins +
-                                 where + " ORDER BY s.id LIMIT ?6 OFFSET ?7");
+    RawStatement select(*db, std::string("SELECT ") + column_codecs::kServiceColumns +
+                                 kViewColumnsAndJoins + where +
+                                 " ORDER BY s.id LIMIT ?6 OFFSET ?7");
     if (filter.team) select.bind(1, *filter.team);
     if (filter.tag) select.bind(2, *filter.tag);
     if (filter.status) select.bind(3, std::string(to_string(*filter.status)));
@@ -211,8 +212,8 @@ std::vector<ServiceView> SqliteStore::list_services(const ServiceFilter& filter)
 std::optional<ServiceView> SqliteStore::get_service(ServiceId id) {
   return guarded("get_service", [&]() -> std::optional<ServiceView> {
     auto db = readers_.acquire();
-    SQLite::Statement select(
-        *db, std::string("SELECT ") + kServiceColumns + kViewColumnsAndJoins + " WHERE s.id = ?");
+    SQLite::Statement select(*db, std::string("SELECT ") + column_codecs::kServiceColumns +
+                                      kViewColumnsAndJoins + " WHERE s.id = ?");
     select.bind(1, id);
     if (!select.executeStep()) return std::nullopt;
     return read_view(select);

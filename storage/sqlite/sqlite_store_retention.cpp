@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 
@@ -17,25 +18,8 @@ std::size_t SqliteStore::delete_ticks_older_than(TimePoint cutoff,
   if (batch_size == 0) return 0;
   std::lock_guard lock(write_mutex_);
   return guarded("delete_ticks_older_than", [&] {
-    const std::int64_t all_before = std::min(ms(cutoff), lone_cutoff ? ms(*lone_cutoff) : kNever);
-    // Ticks in [lone from, cutoff) go only when their minute has a row. Minute rows are not
-    // written for old minutes, so what an earlier cleanup checked needs no second look.
-    const std::int64_t lone_from = std::max(all_before, lone_checked_before_);
-    std::size_t deleted = 0;
-    bool wrapped = retention_cursor_ == 0;
-    for (;;) {
-      deleted += delete_ticks_from(retention_cursor_, all_before, lone_from, ms(cutoff),
-                                   batch_size - deleted);
-      if (deleted == batch_size) break;
-      // Fewer than asked: every service from the cursor on is clean.
-      retention_cursor_ = 0;
-      if (wrapped) {
-        lone_checked_before_ = std::max(lone_checked_before_, ms(cutoff));
-        break;
-      }
-      wrapped = true;
-    }
-    return deleted;
+    return tick_retention_.delete_ticks(cutoff, lone_cutoff, 0, batch_size,
+                                        std::bind_front(&SqliteStore::delete_ticks_from, this));
   });
 }
 
@@ -48,9 +32,10 @@ std::size_t SqliteStore::delete_rollups_older_than(RollupResolution resolution, 
   });
 }
 
-std::size_t SqliteStore::delete_ticks_from(ServiceId first_service, std::int64_t all_before,
-                                           std::int64_t lone_from, std::int64_t cutoff,
-                                           std::size_t limit) {
+TickRetentionWalk::Deleted SqliteStore::delete_ticks_from(ServiceId first_service,
+                                                          std::int64_t all_before,
+                                                          std::int64_t lone_from,
+                                                          std::int64_t cutoff, std::size_t limit) {
   SQLite::Transaction txn(*db_, SQLite::TransactionBehavior::IMMEDIATE);
   SQLite::Statement services(*db_, "SELECT id FROM services WHERE id >= ?1 ORDER BY id");
   services.bind(1, first_service);
@@ -65,25 +50,25 @@ std::size_t SqliteStore::delete_ticks_from(ServiceId first_service, std::int64_t
       " t.seq FROM service_ticks t WHERE t.service_id = ?1 AND t.ts >= ?2 AND t.ts < ?3"
       " AND EXISTS (SELECT 1 FROM service_rollups_minute m"
       " WHERE m.bucket = t.ts - t.ts % 60000 AND m.service_id = t.service_id) LIMIT ?4)");
-  std::size_t deleted = 0;
+  TickRetentionWalk::Deleted deleted;
   while (services.executeStep()) {
     const ServiceId id = services.getColumn(0).getInt64();
     old.tryReset();
     old.bind(1, id);
     old.bind(2, all_before);
-    old.bind(3, static_cast<std::int64_t>(limit - deleted));
+    old.bind(3, static_cast<std::int64_t>(limit - deleted.ticks));
     std::size_t here = static_cast<std::size_t>(old.exec());
-    if (deleted + here < limit && lone_from < cutoff) {
+    if (deleted.ticks + here < limit && lone_from < cutoff) {
       not_lone.tryReset();
       not_lone.bind(1, id);
       not_lone.bind(2, lone_from);
       not_lone.bind(3, cutoff);
-      not_lone.bind(4, static_cast<std::int64_t>(limit - deleted - here));
+      not_lone.bind(4, static_cast<std::int64_t>(limit - deleted.ticks - here));
       here += static_cast<std::size_t>(not_lone.exec());
     }
-    deleted += here;
-    if (here > 0) retention_cursor_ = id;
-    if (deleted >= limit) break;
+    deleted.ticks += here;
+    if (here > 0) deleted.last_service = id;
+    if (deleted.ticks >= limit) break;
   }
   txn.commit();
   return deleted;

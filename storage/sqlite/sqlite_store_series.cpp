@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "storage/recent_window.h"
 #include "storage/sqlite/rollup_sql.h"
 #include "storage/sqlite/sqlite_codecs.h"
 #include "storage/sqlite/sqlite_store.h"
@@ -67,49 +68,24 @@ std::pair<TimePoint, std::map<ServiceId, Value>> SqliteStore::recent(
     const char* operation, Millis window, TimePoint now,
     std::map<std::int64_t, WindowCache<Stored>>& caches, Read&& read, Pack&& pack,
     Unpack&& unpack) {
-  const std::int64_t length = window.count();
   return guarded(operation, [&]() -> std::pair<TimePoint, std::map<ServiceId, Value>> {
     auto db = readers_.acquire();
-    if (length < rollup_sql::kDayMs) {
+    const auto read_db = [&](std::int64_t a, std::int64_t b) { return read(*db, a, b); };
+    const auto cut = cut_recent_window(window, now);
+    if (!cut) {
       SQLite::Transaction snapshot(*db);
-      return {now - window, read(*db, ms(now) - length, ms(now))};
+      return {now - window, read_db(ms(now) - window.count(), ms(now))};
     }
-    const std::int64_t from = floor_to(ms(now) - length, rollup_sql::kHourMs);
-    const std::int64_t current_hour = floor_to(ms(now), rollup_sql::kHourMs);
-    // The previous hour stays live too: its last ticks may commit just after it ended.
-    const std::int64_t closed_to = std::max(from, current_hour - rollup_sql::kHourMs);
     std::lock_guard lock(recent_mutex_);
-    auto& cache = caches[length];
-    if (cache.from != from || cache.closed_to != closed_to) {
-      SQLite::Transaction snapshot(*db);
-      const std::int64_t days_from = floor_to(from, rollup_sql::kDayMs) +
-                                     (from % rollup_sql::kDayMs == 0 ? 0 : rollup_sql::kDayMs);
-      const std::int64_t days_to = std::max(days_from, floor_to(closed_to, rollup_sql::kDayMs));
-      if (cache.days_from != days_from || cache.days_to != days_to) {
-        cache.days.clear();
-        for (const auto& [id, value] : read(*db, days_from, days_to))
-          cache.days.emplace_back(id, pack(value));
-        cache.days_from = days_from;
-        cache.days_to = days_to;
-      }
-      std::map<ServiceId, Value> closed;
-      for (const auto& [id, stored] : cache.days) closed.emplace(id, unpack(stored));
-      for (const auto& [a, b] : {std::pair{from, std::min(days_from, closed_to)},
-                                 std::pair{std::max(days_to, from), closed_to}}) {
-        if (a >= b) continue;
-        for (const auto& [id, value] : read(*db, a, b)) closed[id].merge(value);
-      }
-      cache.services.clear();
-      for (const auto& [id, value] : closed) cache.services.emplace_back(id, pack(value));
-      cache.from = from;
-      cache.closed_to = closed_to;
+    auto& cache = caches[window.count()];
+    if (cache.stale(*cut)) {
+      SQLite::Transaction snapshot(*db);  // one consistent view across the closed pieces
+      cache.template refresh<Value>(*cut, read_db, pack, unpack);
     }
     std::map<ServiceId, Value> out;
     for (const auto& [id, stored] : cache.services) out.emplace(id, unpack(stored));
-    // Whole rows up to the end of the current hour: no tick is newer than now.
-    for (const auto& [id, value] : read(*db, closed_to, current_hour + rollup_sql::kHourMs))
-      out[id].merge(value);
-    return {from_unix_ms(from), std::move(out)};
+    for (const auto& [id, value] : read_db(cut->closed_to, cut->live_to)) out[id].merge(value);
+    return {from_unix_ms(cut->from), std::move(out)};
   });
 }
 

@@ -37,7 +37,7 @@ void bind_spec(SQLite::Statement& statement, const ServiceSpec& spec, int first)
   statement.bind(i++, ms(spec.interval));
   statement.bind(i++, ms(spec.timeout));
   statement.bind(i++, spec.method);
-  statement.bind(i++, encode_headers(spec.headers));
+  statement.bind(i++, column_codecs::encode_headers(spec.headers));
   statement.bind(i++, format_status_ranges(spec.expected_status));
   statement.bind(i++, to_string(spec.kind));
   statement.bind(i++, ms(spec.grace));
@@ -45,14 +45,14 @@ void bind_spec(SQLite::Statement& statement, const ServiceSpec& spec, int first)
   statement.bind(i++, spec.team);
   statement.bind(i++, spec.priority);
   statement.bind(i++, spec.runbook);
-  statement.bind(i++, encode_tags(spec.tags));
+  statement.bind(i++, column_codecs::encode_tags(spec.tags));
   statement.bind(i++, spec.muted ? 1 : 0);
   if (spec.muted_until)
     statement.bind(i++, ms(*spec.muted_until));
   else
     statement.bind(i++);
   statement.bind(i++, encode_probe_options(spec.probe));
-  statement.bind(i++, encode_tags(spec.alert_channels));
+  statement.bind(i++, column_codecs::encode_tags(spec.alert_channels));
   if (spec.repeat_every)
     statement.bind(i++, ms(*spec.repeat_every));
   else
@@ -118,7 +118,7 @@ std::string update_service_sql(const std::string& also_set) {
 
 void bind_push_token(SQLite::Statement& statement, int index, const ServiceSpec& spec) {
   if (spec.kind == ServiceKind::heartbeat)
-    statement.bind(index, new_push_token());
+    statement.bind(index, column_codecs::new_push_token());
   else
     statement.bind(index);
 }
@@ -141,11 +141,11 @@ SyncResult SqliteStore::sync_services(const std::vector<ServiceSpec>& specs, Tim
     };
     std::vector<Stored> stored;
     std::unordered_map<std::string, std::size_t> by_name;
-    SQLite::Statement select(*db_, std::string("SELECT ") + kServiceColumns +
+    SQLite::Statement select(*db_, std::string("SELECT ") + column_codecs::kServiceColumns +
                                        ", s.source FROM services s ORDER BY s.id");
     while (select.executeStep()) {
-      stored.push_back(
-          {read_service(select, 0), select.getColumn(kServiceColumnCount).getString()});
+      stored.push_back({column_codecs::read_service(StatementRow(select), 0),
+                        select.getColumn(column_codecs::kServiceColumnCount).getString()});
       by_name.emplace(stored.back().service.spec.name, stored.size() - 1);
     }
 
@@ -209,10 +209,11 @@ SyncResult SqliteStore::sync_services(const std::vector<ServiceSpec>& specs, Tim
 std::vector<Service> SqliteStore::active_services() {
   return guarded("active_services", [&] {
     auto db = readers_.acquire();
-    SQLite::Statement select(*db, std::string("SELECT ") + kServiceColumns +
+    SQLite::Statement select(*db, std::string("SELECT ") + column_codecs::kServiceColumns +
                                       " FROM services s WHERE s.active = 1 ORDER BY s.id");
     std::vector<Service> services;
-    while (select.executeStep()) services.push_back(read_service(select, 0));
+    while (select.executeStep())
+      services.push_back(column_codecs::read_service(StatementRow(select), 0));
     return services;
   });
 }
@@ -343,11 +344,11 @@ std::optional<Service> SqliteStore::find_by_push_token(const std::string& token)
   if (token.empty()) return std::nullopt;
   return guarded("find_by_push_token", [&]() -> std::optional<Service> {
     auto db = readers_.acquire();
-    SQLite::Statement select(*db, std::string("SELECT ") + kServiceColumns +
+    SQLite::Statement select(*db, std::string("SELECT ") + column_codecs::kServiceColumns +
                                       " FROM services s WHERE s.push_token = ? AND s.active = 1");
     select.bind(1, token);
     if (!select.executeStep()) return std::nullopt;
-    return read_service(select, 0);
+    return column_codecs::read_service(StatementRow(select), 0);
   });
 }
 
@@ -366,10 +367,11 @@ ServiceChanges SqliteStore::service_changes(std::int64_t after_revision) {
     ServiceChanges changes;
     changes.revision = next_revision(*db) - 1;
     if (changes.revision <= after_revision) return changes;
-    SQLite::Statement changed(*db, std::string("SELECT ") + kServiceColumns +
+    SQLite::Statement changed(*db, std::string("SELECT ") + column_codecs::kServiceColumns +
                                        " FROM services s WHERE s.revision > ? ORDER BY s.id");
     changed.bind(1, after_revision);
-    while (changed.executeStep()) changes.changed.push_back(read_service(changed, 0));
+    while (changed.executeStep())
+      changes.changed.push_back(column_codecs::read_service(StatementRow(changed), 0));
     SQLite::Statement purged(
         *db, "SELECT service_id FROM service_tombstones WHERE revision > ? ORDER BY revision");
     purged.bind(1, after_revision);
@@ -379,11 +381,11 @@ ServiceChanges SqliteStore::service_changes(std::int64_t after_revision) {
 }
 
 std::optional<Service> SqliteStore::read_service_by_id(SQLite::Database& db, ServiceId id) {
-  SQLite::Statement select(
-      db, std::string("SELECT ") + kServiceColumns + " FROM services s WHERE s.id = ?");
+  SQLite::Statement select(db, std::string("SELECT ") + column_codecs::kServiceColumns +
+                                   " FROM services s WHERE s.id = ?");
   select.bind(1, id);
   if (!select.executeStep()) return std::nullopt;
-  return read_service(select, 0);
+  return column_codecs::read_service(StatementRow(select), 0);
 }
 
 void SqliteStore::throw_if_name_taken(const std::string& name, std::optional<ServiceId> except) {
