@@ -1,7 +1,8 @@
 // What only the PostgreSQL Store has, against a real server (the contract's tests run on it in
 // storage_store_test and the other storage suites): its migrations and their version check, tick
 // partitions made ahead and on demand, retention that drops whole partitions, edits of one
-// service from two stores at once, and a refused password kept out of the error.
+// service and ticks of the same services from two stores at once, and a refused password kept
+// out of the error.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -251,6 +252,51 @@ TEST_F(PostgresStore, EditsOfOneServiceFromTwoStoresAtOnceLoseNothing) {
   first.join();
   second.join();
   EXPECT_EQ(store->get_service(id)->service.spec.tags.size(), 2u * kEdits);
+}
+
+TEST_F(PostgresStore, TicksOfTheSameServicesFromTwoStoresAtOnceAllReachTheirRollups) {
+  // Two writers on one database fold ticks into the same hour and day rows; a row changed by
+  // one between the other's read and write must be merged again, never overwritten.
+  std::vector<ServiceId> ids;
+  for (const char* name : {"a", "b", "c"})
+    ids.push_back(store->create_service(probed(name), from_unix_ms(0)).id);
+  auto other = db->open();  // as another vigil process would
+  const std::int64_t base = to_unix_ms(now_ms()) / 3'600'000 * 3'600'000 - 3'600'000;
+  constexpr int kBatches = 40;
+  const auto write = [&](Store& s, std::int64_t offset) {
+    Metric metric;
+    for (int i = 0; i < kBatches; ++i) {
+      std::vector<TickRecord> batch;
+      // Across an hour's end, so that both hours' rows are contested.
+      for (const ServiceId id : ids)
+        batch.push_back(record_at(id, base + i * 90'000 + offset, metric));
+      s.apply(batch);
+    }
+  };
+  std::thread first([&] { write(*store, 1); });
+  std::thread second([&] { write(*other, 2); });
+  first.join();
+  second.join();
+  const std::int64_t total = 2 * kBatches * static_cast<std::int64_t>(ids.size());
+  ASSERT_EQ(db->count("SELECT COUNT(*) FROM service_ticks"), total);
+  for (const char* table : {"service_rollups_hour", "service_rollups_day"}) {
+    EXPECT_EQ(db->count(std::string("SELECT SUM(count) FROM ") + table), total) << table;
+    const std::string period =
+        table == std::string("service_rollups_hour") ? "3600000" : "86400000";
+    EXPECT_EQ(db->count(std::string("SELECT COUNT(*) FROM ") + table +
+                        " r WHERE r.count != (SELECT COUNT(*) FROM service_ticks t WHERE"
+                        " t.service_id = r.service_id AND t.ts >= r.bucket AND t.ts < r.bucket + " +
+                        period + ")"),
+              0)
+        << table;
+  }
+  for (const ServiceId id : ids) {
+    const RollupSummary summary =
+        store->summarize(id, from_unix_ms(base), from_unix_ms(base + kBatches * 90'000 + 3));
+    EXPECT_EQ(summary.count, 2 * kBatches);
+    EXPECT_EQ(summary.histogram.total(), static_cast<std::uint64_t>(2 * kBatches));
+    EXPECT_DOUBLE_EQ(summary.sum_ms, 5.0 * 2 * kBatches);
+  }
 }
 
 TEST_F(PostgresStore, SessionsTheServerEndedAreReplacedAndNothingIsLost) {
