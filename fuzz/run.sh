@@ -20,26 +20,43 @@ if [[ -z "${ASAN_SYMBOLIZER_PATH:-}" ]] && command -v llvm-symbolizer >/dev/null
   export ASAN_SYMBOLIZER_PATH="$(command -v llvm-symbolizer)"
 fi
 
-failed=()
-for source in "$here"/*_fuzzer.cpp; do
-  target="$(basename "$source" .cpp)"
-  binary="$build/fuzz/$target"
-  [[ -x "$binary" ]] || { echo "missing $binary: build the fuzz_targets target first" >&2; exit 2; }
-  mkdir -p "$build/corpus/$target" "$build/crashes/$target"
-  dict=()
+# One libFuzzer process per target, FUZZ_JOBS (default: the cores) at a time: each is one
+# thread, and the time per target is fixed, so running them side by side divides the wall time.
+jobs="${FUZZ_JOBS:-$(nproc)}"
+run_target() {
+  local target="$1" binary="$build/fuzz/$1" dict=()
   case "$target" in
     api_request_fuzzer) dict=(-dict="$here/http.dict") ;;
     settings_fuzzer) ;;
     *) dict=(-dict="$here/json.dict") ;;
   esac
-  echo "=== $target: ${seconds} s"
-  log="$build/crashes/$target/last-run.log"
   "$binary" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
     -print_final_stats=1 -artifact_prefix="$build/crashes/$target/" "${dict[@]}" "${seed[@]}" \
-    "$build/corpus/$target" "$here/corpus/$target" >"$log" 2>&1
-  code=$?
-  grep -E '^stat::number_of_executed_units|^stat::new_units_added|^#[0-9]+.*DONE' "$log" | tr '\n' ' '
-  echo
+    "$build/corpus/$target" "$here/corpus/$target" >"$build/crashes/$target/last-run.log" 2>&1
+  echo $? >"$build/crashes/$target/last-run.code"
+}
+
+targets=()
+for source in "$here"/*_fuzzer.cpp; do
+  target="$(basename "$source" .cpp)"
+  [[ -x "$build/fuzz/$target" ]] ||
+    { echo "missing $build/fuzz/$target: build the fuzz_targets target first" >&2; exit 2; }
+  mkdir -p "$build/corpus/$target" "$build/crashes/$target"
+  rm -f "$build/crashes/$target/last-run.code"
+  targets+=("$target")
+done
+echo "fuzz: ${#targets[@]} targets, ${seconds} s each, $jobs at a time"
+for target in "${targets[@]}"; do
+  while [[ $(jobs -rp | wc -l) -ge $jobs ]]; do wait -n; done
+  run_target "$target" &
+done
+wait
+
+failed=()
+for target in "${targets[@]}"; do
+  log="$build/crashes/$target/last-run.log"
+  code="$(cat "$build/crashes/$target/last-run.code" 2>/dev/null || echo 1)"
+  echo "=== $target: $(grep -E '^stat::number_of_executed_units|^stat::new_units_added|^#[0-9]+.*DONE' "$log" | tr '\n' ' ')"
   if [[ $code -ne 0 ]]; then
     failed+=("$target")
     echo "--- $target FAILED (exit $code); the end of $log:" >&2
