@@ -1,6 +1,8 @@
 #include "runner/runner.h"
 
 #include <algorithm>
+#include <bit>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -9,6 +11,7 @@
 #include <variant>
 
 #include "core/logging.h"
+#include "core/shards.h"
 #include "runner/heartbeat.h"
 #include "runner/probe_multi.h"
 #include "runner/runner_metrics.h"
@@ -35,7 +38,22 @@ struct BeatCommand {
   BeatReport beat;
   CommitPromise stored;  // resolved with the beat's tick, or ignored with the beat
 };
-using Command = std::variant<UpsertCommand, RemoveCommand, BeatCommand>;
+struct AssignCommand {
+  ShardAssignment assignment;
+  std::promise<void> applied;
+};
+using Command = std::variant<UpsertCommand, RemoveCommand, BeatCommand, AssignCommand>;
+
+static_assert(kShardCount <= 64, "a shard set is one 64-bit mask");
+
+std::uint64_t mask_of(const std::vector<int>& shards) {
+  std::uint64_t mask = 0;
+  for (const int shard : shards)
+    if (shard >= 0 && shard < kShardCount) mask |= std::uint64_t{1} << shard;
+  return mask;
+}
+
+bool in_mask(std::uint64_t mask, ServiceId id) { return (mask >> shard_of(id)) & 1U; }
 
 // Far enough for any heartbeat deadline, near enough that steady_clock (ns) cannot overflow.
 constexpr Millis kFarestDeadline{50LL * 365 * 24 * 3600 * 1000};
@@ -121,6 +139,8 @@ class Runner::Loop {
 
   TimePoint last_alive() const { return from_unix_ms(last_alive_ms_.load()); }
   std::size_t in_flight() const { return in_flight_count_.load(); }
+  bool sharded() const { return options_.sharded; }
+  bool probes(ServiceId id) const { return !options_.sharded || in_mask(owned_mask_.load(), id); }
 
  private:
   // A probe multi_ is running. The owning Entry holds it, so abandoning or finishing it is one
@@ -191,6 +211,13 @@ class Runner::Loop {
                " ms)");
     }
     const bool draining = drain_deadline_.has_value();
+    if (options_.sharded && owned_mask_.load() != 0 &&
+        std::chrono::steady_clock::now() >= lease_until_) {
+      // Nobody renewed the shards' lease in time (the database is unreachable, or whoever
+      // renews is stuck): another member may own them once the lease expires, so stop now.
+      log_warn("runner: shard lease ran out before it was renewed; probing nothing until it is");
+      own_shards(0, {});
+    }
     if (!draining) {
       fire_missed_heartbeats(now, wall);
       start_due_probes(now, wall);
@@ -247,6 +274,11 @@ class Runner::Loop {
         upsert(std::move(upsert_command->service), now);
       } else if (auto* beat_command = std::get_if<BeatCommand>(&command)) {
         beat(beat_command->id, std::move(beat_command->beat), std::move(beat_command->stored));
+      } else if (auto* assign_command = std::get_if<AssignCommand>(&command)) {
+        ShardAssignment& assignment = assign_command->assignment;
+        lease_until_ = assignment.valid_until;
+        own_shards(mask_of(assignment.shards), std::move(assignment.runtime));
+        assign_command->applied.set_value();
       } else {
         remove(std::get<RemoveCommand>(command).id);
       }
@@ -258,6 +290,11 @@ class Runner::Loop {
   void upsert(Service service, SteadyTime now) {
     if (!service.active) {
       deactivate(service.id);
+      return;
+    }
+    if (!probes(service.id)) {
+      // Another member's shard: known, so that it starts at once when its shard comes here.
+      unowned_.insert_or_assign(service.id, std::move(service));
       return;
     }
     auto [it, inserted] = services_.try_emplace(service.id);
@@ -327,6 +364,7 @@ class Runner::Loop {
 
   // Deactivated: no longer probed, its state kept for a reactivation.
   void deactivate(ServiceId id) {
+    unowned_.erase(id);
     auto it = services_.find(id);
     if (it == services_.end()) return;  // already inactive
     ServiceRuntime kept = std::move(it->second.runtime);
@@ -340,6 +378,7 @@ class Runner::Loop {
 
   // Purged: its state goes too.
   void remove(ServiceId id) {
+    unowned_.erase(id);
     kept_.erase(id);
     deactivated_.erase(id);
     auto it = services_.find(id);
@@ -353,6 +392,55 @@ class Runner::Loop {
     // Its heap entry stays behind and is skipped: no service has that id and generation.
     services_.erase(it);
     metrics_.services.Set(double(services_.size()));
+  }
+
+  // ---- shards (sharded runners only) ----
+
+  // Probes the services of the shards in `mask` and no others. A service whose shard went
+  // elsewhere stops (an in-flight probe abandoned, unrecorded) and keeps its state as a
+  // deactivated one does; one whose shard came here starts with its entry in `runtime` (what the
+  // store says, written by whoever probed it before), else with its kept state, else fresh.
+  void own_shards(std::uint64_t mask, std::unordered_map<ServiceId, ServiceRuntime> runtime) {
+    const std::uint64_t before = owned_mask_.load();
+    if (mask == before && runtime.empty()) return;
+    std::vector<ServiceId> lost;
+    for (const auto& [id, entry] : services_)
+      if (!in_mask(mask, id)) lost.push_back(id);
+    for (const ServiceId id : lost) disown(id);
+    owned_mask_.store(mask);
+    std::size_t gained = 0;
+    for (auto it = unowned_.begin(); it != unowned_.end();) {
+      if (!in_mask(mask, it->first)) {
+        ++it;
+        continue;
+      }
+      if (auto stored = runtime.extract(it->first))
+        kept_.insert_or_assign(it->first, std::move(stored.mapped()));
+      deactivated_.erase(it->first);
+      Service service = std::move(it->second);
+      it = unowned_.erase(it);
+      upsert(std::move(service), now_steady_);
+      ++gained;
+    }
+    if (mask != before)
+      log_info("runner: now probing " + std::to_string(std::popcount(mask)) + " of " +
+               std::to_string(kShardCount) + " shards: " + std::to_string(gained) +
+               " services taken, " + std::to_string(lost.size()) + " handed over");
+  }
+
+  void disown(ServiceId id) {
+    auto it = services_.find(id);
+    Entry& entry = it->second;
+    Service service;
+    service.id = id;
+    service.spec = entry.spec;
+    service.created_at = entry.created_at;
+    ServiceRuntime kept = std::move(entry.runtime);
+    kept.consecutive_failures = 0;
+    kept.consecutive_successes = 0;
+    drop(it);
+    kept_.insert_or_assign(id, std::move(kept));
+    unowned_.insert_or_assign(id, std::move(service));
   }
 
   // ---- heartbeats ----
@@ -594,6 +682,8 @@ class Runner::Loop {
       }
       if (const auto next = deadlines_.peek())
         wait = std::clamp<std::chrono::nanoseconds>(next->due - now, 0ns, wait);
+      if (owned_mask_.load() != 0)
+        wait = std::clamp<std::chrono::nanoseconds>(lease_until_ - real_now, 0ns, wait);
     }
     return wait;
   }
@@ -614,6 +704,10 @@ class Runner::Loop {
   // until they are reactivated or purged.
   std::unordered_map<ServiceId, ServiceRuntime> kept_;
   std::unordered_set<ServiceId> deactivated_;  // the ids in kept_ that a deactivation put there
+  // Sharded: the active services of shards this runner does not own, ready for when it does.
+  std::unordered_map<ServiceId, Service> unowned_;
+  // Sharded: until when the owned shards may be probed (real time; see ShardAssignment).
+  std::chrono::steady_clock::time_point lease_until_{};
   std::uint64_t generation_counter_ = 0;
   std::vector<Command> scratch_commands_;
   // Both clocks as read once per round (read_clock): every decision of one round uses one now.
@@ -628,6 +722,8 @@ class Runner::Loop {
   bool stop_requested_ = false;    // guarded by commands_mutex_
   std::atomic<std::int64_t> last_alive_ms_{0};
   std::atomic<std::size_t> in_flight_count_{0};
+  // Sharded: the shards probed (bit n: shard n); written by the runner thread only.
+  std::atomic<std::uint64_t> owned_mask_{0};
 
   std::mutex lifecycle_mutex_;  // serialises start() and stop()
   bool started_ = false;
@@ -653,6 +749,16 @@ CommitFuture Runner::record_beat(ServiceId id, BeatReport beat) {
   loop_->enqueue(BeatCommand{id, std::move(beat), std::move(stored)});
   return future;
 }
+
+std::future<void> Runner::assign_shards(ShardAssignment assignment) {
+  if (!loop_->sharded()) throw std::logic_error("Runner::assign_shards on a runner not sharded");
+  AssignCommand command{std::move(assignment), {}};
+  auto applied = command.applied.get_future();
+  loop_->enqueue(std::move(command));
+  return applied;
+}
+
+bool Runner::probes(ServiceId id) const { return loop_->probes(id); }
 
 void Runner::stop() { loop_->stop(); }
 

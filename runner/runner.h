@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -47,6 +48,21 @@ struct RunnerOptions {
   // Kept well under a supervisor's stop timeout (systemd 90 s, docker 10 s), so the Writer's
   // queue is flushed before a SIGKILL.
   Millis drain_timeout{3000};
+  // In a cluster (core/shards.h): probe only the services of the shards assign_shards() gives,
+  // and none before the first assignment. Off: every active service is probed.
+  bool sharded = false;
+};
+
+// What a sharded runner probes (Runner::assign_shards).
+struct ShardAssignment {
+  std::vector<int> shards;  // the shards owned now (core/shards.h), any order
+  // Until when they may be probed, in real time: the runner stops probing them by itself at
+  // this instant unless a newer assignment came, since another member may own them then.
+  std::chrono::steady_clock::time_point valid_until;
+  // The stored state of services of shards that come to this runner (written by whoever probed
+  // them before); a service of such a shard without an entry continues from what this runner
+  // kept, or starts fresh.
+  std::unordered_map<ServiceId, ServiceRuntime> runtime = {};
 };
 
 // Receives every tick record, on the runner thread. Must not block (Writer::submit qualifies).
@@ -100,6 +116,17 @@ class Runner {
   // (the runner stopped before applying it, the sink shed it). Whoever answers the push waits
   // on it, bounded (CommitFuture::wait_for).
   CommitFuture record_beat(ServiceId id, BeatReport beat);
+
+  // Sharded runners: from the next loop round on, probe the services of `assignment.shards` and
+  // no others; a service whose shard went elsewhere stops at once (its in-flight probe abandoned,
+  // unrecorded), and one whose shard came here starts within one interval, at its usual phase
+  // (first_probe_offset), from assignment.runtime. Heartbeat deadlines follow the same rule. The
+  // future is ready once the runner applied it (broken if the runner stopped first). Safe from
+  // any thread; std::logic_error unless options.sharded.
+  std::future<void> assign_shards(ShardAssignment assignment);
+  // Whether this runner probes (or watches, for a heartbeat) service `id` now: always true
+  // unless sharded. Safe from any thread.
+  bool probes(ServiceId id) const;
 
   // Stops scheduling, lets in-flight probes finish for at most options.drain_timeout (each also
   // ends by its own timeout), delivers their ticks to the sink, and joins the thread. Probes
