@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "storage/alert_store.h"
+#include "storage/cluster.h"
 #include "storage/component_beats.h"
 #include "storage/store.h"
 
@@ -25,6 +26,9 @@ class Database {
   virtual std::unique_ptr<Store> open_store() = 0;
   virtual std::unique_ptr<AlertStore> open_alert_store() = 0;
   virtual std::unique_ptr<ComponentBeatStore> open_component_beats() = 0;
+  // The members and shard leases of a cluster (storage/cluster.h), with statements bounded for
+  // a `lease`. nullptr for a backend that holds one machine's data (SQLite): no cluster there.
+  virtual std::unique_ptr<ClusterStore> open_cluster_store(Millis lease) = 0;
 };
 
 }  // namespace vigil

@@ -17,6 +17,9 @@ class PostgresDatabase final : public Database {
   std::unique_ptr<ComponentBeatStore> open_component_beats() override {
     return open_postgres_component_beats(conninfo_);
   }
+  std::unique_ptr<ClusterStore> open_cluster_store(Millis lease) override {
+    return open_postgres_cluster_store(conninfo_, lease);
+  }
 
  private:
   const std::string conninfo_;

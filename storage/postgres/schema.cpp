@@ -211,6 +211,31 @@ CREATE TABLE component_beats (
   PRIMARY KEY (component, instance)
 );
 )sql"},
+    // A cluster (storage/cluster.h): one row per member process with its lease, and one per
+    // (region, shard) with its holder and lease, both on the server's clock.
+    {4, R"sql(
+CREATE TABLE cluster_members (
+  name         text        PRIMARY KEY,
+  incarnation  text        NOT NULL,
+  region       text        NOT NULL,
+  role         text        NOT NULL,
+  address      text        NOT NULL,
+  version      text        NOT NULL,
+  takes_shards boolean     NOT NULL,
+  started_at   timestamptz NOT NULL,
+  renewed_at   timestamptz NOT NULL,
+  lease_until  timestamptz NOT NULL,
+  last_error   text        NOT NULL DEFAULT ''
+);
+
+CREATE TABLE cluster_shards (
+  region      text        NOT NULL,
+  shard       integer     NOT NULL,
+  owner       text,
+  lease_until timestamptz,
+  PRIMARY KEY (region, shard)
+);
+)sql"},
 };
 
 constexpr int kCurrentVersion = kMigrations[std::size(kMigrations) - 1].version;
