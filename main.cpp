@@ -28,11 +28,14 @@
 #include "config/database_url.h"
 #include "core/logging.h"
 #include "core/probe_kind.h"
+#include "core/random_id.h"
+#include "core/shards.h"
 #include "core/url_redaction.h"
 #include "runner/curl_handles.h"
 #include "runner/probe_report.h"
 #include "runner/runner.h"
 #include "storage/change_feed.h"
+#include "storage/cluster.h"
 #include "storage/component_beats.h"
 #include "storage/database.h"
 #include "storage/migrate/migrate_command.h"
@@ -124,18 +127,33 @@ int check_config(const Settings& settings) {
   return 0;
 }
 
-// The API's way to the runner of this process: every call only queues a command.
+// The API's way to the runner of this process: every call only queues a command. In a cluster,
+// a beat for a heartbeat another member watches goes to the database's beat queue, which that
+// member takes (committed before the answer, as under `vigil api`).
 class RunnerCommands final : public ServiceCommands {
  public:
-  explicit RunnerCommands(Runner& runner) : runner_(runner) {}
+  RunnerCommands(Runner& runner, Store& store) : runner_(runner), store_(store) {}
   void service_changed(const Service& service) override { runner_.upsert_service(service); }
   void service_purged(ServiceId id) override { runner_.remove_service(id); }
   CommitFuture beat(ServiceId id, const BeatReport& beat) override {
-    return runner_.record_beat(id, beat);
+    if (runner_.probes(id)) return runner_.record_beat(id, beat);
+    auto [stored, future] = make_commit_pair();
+    switch (store_.enqueue_beat(id, beat)) {
+      case Store::BeatQueued::queued:
+        stored.committed();
+        break;
+      case Store::BeatQueued::unknown_service:
+        stored.ignored();
+        break;
+      case Store::BeatQueued::full:
+        break;  // dropped: the queue is full
+    }
+    return future;
   }
 
  private:
   Runner& runner_;
+  Store& store_;
 };
 
 int beat_command(const std::vector<std::string>& args) {
@@ -235,7 +253,25 @@ int serve(const Settings& settings, Modes modes) {
   std::unique_ptr<ChangeFeed> feed;
   std::unique_ptr<RetentionCleaner> cleaner;
   std::unique_ptr<ApiServer> api;
+  std::unique_ptr<ClusterStore> cluster_store;  // PostgreSQL only: null on SQLite
+  std::unique_ptr<ClusterMember> member;
   std::unique_ptr<BeatRecorder> beat_recorder;  // destroyed first: it reads the parts above
+
+  try {
+    cluster_store = database->open_cluster_store(settings.cluster_lease);
+  } catch (const StorageError& e) {
+    log_error(std::string("cannot open database: ") + e.what());
+    return kExitStartupFailure;
+  }
+  const MemberIdentity identity{
+      .name = instance_name(settings),
+      .incarnation = random_id(),
+      .region = settings.region,
+      .role = modes.runner ? (modes.api ? "run" : "runner") : "api",
+      .address = modes.api ? settings.api_host + ":" + std::to_string(settings.api_port) : "",
+      .version = VIGIL_VERSION,
+      .takes_shards = modes.runner};
+  const TimePoint started_at = now_ms();
 
   if (modes.runner) {
     const SyncResult sync = store->sync_services(*specs, now_ms());
@@ -249,6 +285,7 @@ int serve(const Settings& settings, Modes modes) {
     options.max_concurrency = settings.max_concurrency;
     options.region = settings.region;
     options.probe.source_ip = settings.source_ip;
+    options.sharded = cluster_store != nullptr;
     Writer* sink = writer.get();
     // Alerting: status changes reach the Alerter's queue, never its I/O.
     try {
@@ -266,7 +303,7 @@ int serve(const Settings& settings, Modes modes) {
           sink->submit(std::move(record));
         },
         registry);
-    commands = std::make_unique<RunnerCommands>(*runner);
+    commands = std::make_unique<RunnerCommands>(*runner, *store);
   }
 
   if (modes.api) {
@@ -288,6 +325,23 @@ int serve(const Settings& settings, Modes modes) {
     if (runner) api_options.collectables.push_back(runner->service_series());
     api_options.alerting = alerting ? &*alerting : nullptr;
     api_options.health_silent_after = settings.health_silent_after;
+    if (cluster_store) {
+      api_options.cluster_members = [&cluster_store] { return cluster_store->members(); };
+    } else {
+      // SQLite: one process has the database; it is the whole cluster.
+      api_options.cluster_members = [&identity, started_at] {
+        MemberView self{.name = identity.name,
+                        .region = identity.region,
+                        .role = identity.role,
+                        .address = identity.address,
+                        .version = identity.version,
+                        .started_at = started_at,
+                        .live = true};
+        if (identity.takes_shards)
+          for (int shard = 0; shard < kShardCount; ++shard) self.shards.push_back(shard);
+        return std::vector<MemberView>{self};
+      };
+    }
     // `vigil run` judges its own threads; `vigil api` the beats a runner process wrote.
     api = std::make_unique<ApiServer>(
         *store, registry,
@@ -315,6 +369,24 @@ int serve(const Settings& settings, Modes modes) {
     }
   }
 
+  if (cluster_store) {
+    // Joined once here, so that a name another live process holds stops this one before it
+    // probes anything; the member's thread renews from then on.
+    try {
+      cluster_store->renew(identity, settings.cluster_lease, "");
+    } catch (const NameTaken& e) {
+      log_error(std::string("cluster: ") + e.what());
+      return kExitStartupFailure;
+    } catch (const StorageError& e) {
+      log_error(std::string("cluster: cannot join: ") + e.what());
+      return kExitStartupFailure;
+    }
+  }
+  if (cluster_store && !modes.runner) {
+    member = std::make_unique<ClusterMember>(*cluster_store, identity,
+                                             ClusterMemberOptions{.lease = settings.cluster_lease},
+                                             ClusterMemberHandlers{}, registry);
+  }
   if (runner) {
     // The revision first: a change made while the services load is then seen again by the
     // feed (harmless) rather than missed.
@@ -331,6 +403,30 @@ int serve(const Settings& settings, Modes modes) {
             [target](const Service& service) { target->upsert_service(service); },
             [target](ServiceId id) { target->remove_service(id); },
             [target](ServiceId id, const BeatReport& beat) { target->record_beat(id, beat); }});
+    if (cluster_store) {
+      // Services are divided among the region's runners: none is probed until the member holds
+      // its shards, and a shard that comes here starts from the state stored by its last owner.
+      Store* reads = store.get();
+      Writer* flushed = writer.get();
+      member = std::make_unique<ClusterMember>(
+          *cluster_store, identity, ClusterMemberOptions{.lease = settings.cluster_lease},
+          ClusterMemberHandlers{
+              .assign =
+                  [target, reads](const std::vector<int>& shards, const std::vector<int>& gained,
+                                  std::chrono::steady_clock::time_point valid_until) {
+                    ShardAssignment assignment{.shards = shards, .valid_until = valid_until};
+                    if (!gained.empty()) {
+                      std::vector<bool> is_gained(kShardCount, false);
+                      for (const int shard : gained) is_gained[std::size_t(shard)] = true;
+                      for (auto& [id, runtime] : reads->load_runtime())
+                        if (is_gained[std::size_t(shard_of(id))])
+                          assignment.runtime.emplace(id, std::move(runtime));
+                    }
+                    return target->assign_shards(std::move(assignment));
+                  },
+              .flush = [flushed] { flushed->flush(); }},
+          registry);
+    }
     cleaner = std::make_unique<RetentionCleaner>(
         *store, RetentionOptions{.retention = settings.tick_retention,
                                  .interval = settings.cleanup_interval,
@@ -347,6 +443,10 @@ int serve(const Settings& settings, Modes modes) {
              ", at most " + std::to_string(settings.max_concurrency) + " probes in flight");
   }
 
+  if (member)
+    log_info("cluster member " + identity.name + " (" + identity.role + ", region " +
+             identity.region + "), lease " + seconds_text(settings.cluster_lease) + " s");
+
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   log_info(std::string("received ") + (signal_number == SIGINT ? "SIGINT" : "SIGTERM") +
@@ -362,6 +462,8 @@ int serve(const Settings& settings, Modes modes) {
   if (alerter) alerter->stop();
   if (cleaner) cleaner->stop();
   if (writer) writer->stop();
+  // Last: every tick is written, so whoever takes the shards over reads their last state.
+  if (member) member->leave();
   log_info("stopped cleanly");
   return 0;
 }

@@ -88,6 +88,7 @@
 #include "api/commands.h"
 #include "api/health.h"
 #include "config/config.h"
+#include "storage/cluster.h"
 #include "storage/store.h"
 
 namespace prometheus {
@@ -136,6 +137,10 @@ struct ApiOptions {
   // (HEALTH_SILENT_AFTER_SECONDS), judged at health_clock() (tests inject one).
   Millis health_silent_after = default_silent_after(kDefaultBeatPeriod);
   std::function<TimePoint()> health_clock = now_ms;
+  // GET /v1/cluster: the members of the cluster this process belongs to (storage/cluster.h),
+  // called on a pool thread per request; it throws StorageError as the store does. Empty: the
+  // route answers 503.
+  std::function<std::vector<MemberView>()> cluster_members;
 };
 
 class ApiServer {

@@ -18,6 +18,7 @@
 #include "api/responses.h"
 #include "api/uptime_gauges.h"
 #include "core/logging.h"
+#include "core/shards.h"
 
 namespace vigil {
 namespace {
@@ -104,6 +105,27 @@ void metrics(prometheus::Registry& registry,
       });
 }
 
+// GET /v1/cluster: data.members (storage/cluster.h's MemberView) and data.shards_per_region.
+void cluster(const ApiOptions& options, httplib::Response& res) {
+  if (!options.cluster_members)
+    throw ApiError(503, "this process does not know its cluster's members");
+  json members = json::array();
+  for (const auto& member : options.cluster_members()) {
+    members.push_back({{"name", member.name},
+                       {"region", member.region},
+                       {"role", member.role},
+                       {"address", member.address},
+                       {"version", member.version},
+                       {"started_at", to_unix_seconds(member.started_at)},
+                       {"lease_age_seconds", double(member.lease_age.count()) / 1000.0},
+                       {"live", member.live},
+                       {"shards", member.shards},
+                       {"last_error", member.last_error}});
+  }
+  send_json(res, 200,
+            envelope(200, {{"shards_per_region", kShardCount}, {"members", std::move(members)}}));
+}
+
 }  // namespace
 
 void add_system_routes(Router& router, Store& store, prometheus::Registry& registry,
@@ -119,6 +141,8 @@ void add_system_routes(Router& router, Store& store, prometheus::Registry& regis
   router.add("/metrics", "/metrics", "GET", Gate::read,
              [&registry, collectables = std::move(collectables)](
                  const auto&, auto& res, const auto&) { metrics(registry, collectables, res); });
+  router.add("/v1/cluster", "/v1/cluster", "GET", Gate::read,
+             [&options](const auto&, auto& res, const auto&) { cluster(options, res); });
   // The API's own documentation, open like /healthz.
   router.add("/openapi.json", "/openapi.json", "GET", Gate::open,
              [](const auto&, auto& res, const auto&) {

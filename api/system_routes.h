@@ -3,6 +3,8 @@
 //                       naming the silent or failing part; open
 //   GET /metrics        the Prometheus text exposition (api/metrics_exposition.h), streamed;
 //                       gated like the /v1 reads
+//   GET /v1/cluster     the members of this process's cluster (ApiOptions::cluster_members);
+//                       gated like the /v1 reads
 //   GET /openapi.json   the OpenAPI document built in (api/openapi.h); open
 //   GET /docs           the HTML page rendered from it; open
 #pragma once

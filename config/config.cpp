@@ -1,10 +1,13 @@
 #include "config/config.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -35,6 +38,8 @@ const char* const kKnownVariables[] = {"API_HOST",
                                        "RUNNER_MAX_CONCURRENCY",
                                        "PROBER_REGION",
                                        "PROBER_SOURCE_IP",
+                                       "INSTANCE_NAME",
+                                       "CLUSTER_LEASE_SECONDS",
                                        "LOG_LEVEL",
                                        "API_TOKEN",
                                        "API_READ_TOKEN",
@@ -568,6 +573,17 @@ Settings load_settings(const EnvMap& env) {
                 "an IPv4 or IPv6 address of this machine, such as 127.0.0.2");
     settings.source_ip = *v;
   }
+  if (auto v = get("INSTANCE_NAME")) {
+    if (v->empty() || v->size() > 200 || has_control_characters(*v))
+      throw bad("INSTANCE_NAME", *v, "1 to 200 characters without control characters");
+    settings.instance_name = *v;
+  }
+  if (auto v = seconds("CLUSTER_LEASE_SECONDS", 1)) {
+    if (*v > Millis{3'600'000})
+      throw bad("CLUSTER_LEASE_SECONDS", *get("CLUSTER_LEASE_SECONDS"),
+                "a number of seconds from 1 to 3600");
+    settings.cluster_lease = *v;
+  }
   if (auto v = get("LOG_LEVEL")) {
     const auto level = parse_log_level(*v);
     if (!level) throw bad("LOG_LEVEL", *v, "one of debug, info, warn, error");
@@ -629,6 +645,13 @@ Settings load_settings(const EnvMap& env) {
     settings.status_page_public = *v == "true";
   }
   return settings;
+}
+
+std::string instance_name(const Settings& settings) {
+  if (!settings.instance_name.empty()) return settings.instance_name;
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::strcpy(host, "vigil");
+  return std::string(host) + ":" + std::to_string(settings.api_port);
 }
 
 std::vector<ServiceSpec> parse_services(const std::string& json_text, const std::string& source,

@@ -34,6 +34,11 @@ struct Settings {
   // PROBER_SOURCE_IP: the local address probes leave from unless a service names its own
   // (source_ip); empty: the system chooses.
   std::string source_ip;
+  // A cluster (several processes on one PostgreSQL database; storage/cluster.h): this process's
+  // name among them (INSTANCE_NAME; empty: the host name and API port, see instance_name()) and
+  // how long a member's lease lasts unrenewed (CLUSTER_LEASE_SECONDS).
+  std::string instance_name;
+  Millis cluster_lease{10'000};
   LogLevel log_level = LogLevel::info;  // LOG_LEVEL
   // Service management and heartbeats.
   std::string api_token;       // API_TOKEN: empty means writes only from loopback clients
@@ -54,6 +59,10 @@ struct Settings {
   Millis health_beat_period{2'000};    // HEALTH_BEAT_SECONDS
   Millis health_silent_after{10'000};  // HEALTH_SILENT_AFTER_SECONDS
 };
+
+// INSTANCE_NAME when set, else "<host name>:<API port>" (unique per process on one host as long
+// as each has its own API port).
+std::string instance_name(const Settings& settings);
 
 // Reads KEY=VALUE lines (blank lines and # comments skipped, optional `export `, values may be
 // quoted). A missing file is an empty map; a malformed line is a ConfigError naming the line.

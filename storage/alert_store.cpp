@@ -1,8 +1,9 @@
 #include "storage/alert_store.h"
 
 #include <optional>
-#include <random>
 #include <string>
+
+#include "core/random_id.h"
 
 namespace vigil {
 
@@ -68,15 +69,6 @@ NotificationRecord read_notification(const StoredRow& row) {
   return n;
 }
 
-std::string new_external_reference_id() {
-  std::random_device random;
-  static const char* const digits = "0123456789abcdef";
-  std::string text;
-  for (int i = 0; i < 8; ++i) {
-    const auto word = random();
-    for (int shift = 0; shift < 16; shift += 4) text += digits[(word >> shift) & 0xf];
-  }
-  return text;
-}
+std::string new_external_reference_id() { return random_id(); }
 
 }  // namespace vigil

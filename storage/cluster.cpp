@@ -96,12 +96,6 @@ void ClusterMember::leave() {
   }
 }
 
-bool ClusterMember::wait_first_round(std::chrono::milliseconds timeout) {
-  std::unique_lock lock(mutex_);
-  changed_.wait_for(lock, timeout, [this] { return rounds_ > 0; });
-  return rounds_ > 0 && last_ok_;
-}
-
 std::string ClusterMember::last_error() const {
   std::lock_guard lock(mutex_);
   return last_error_;
@@ -128,8 +122,6 @@ void ClusterMember::run() {
     lapse_if_due();
     {
       std::lock_guard lock(mutex_);
-      ++rounds_;
-      last_ok_ = error.empty();
       last_error_ = error;
       shards_ = assigned_;
     }

@@ -55,10 +55,10 @@ struct MemberView {
   std::string address;
   std::string version;
   TimePoint started_at;
-  Millis lease_age{0};      // since its last renewal, on the database's clock
-  bool live = false;        // its lease has not run out
-  std::vector<int> shards;  // held with a lease that has not run out, ascending
-  std::string last_error;   // the last renewal error it reported; empty when none
+  Millis lease_age{0};           // since its last renewal, on the database's clock
+  bool live = false;             // its lease has not run out
+  std::vector<int> shards = {};  // held with a lease that has not run out, ascending
+  std::string last_error = {};   // the last renewal error it reported; empty when none
 };
 
 // Another live member holds the name (two processes started with one INSTANCE_NAME).
@@ -132,9 +132,6 @@ class ClusterMember {
   ClusterMember(const ClusterMember&) = delete;
   ClusterMember& operator=(const ClusterMember&) = delete;
 
-  // Blocks until a round has run (successfully or not) or `timeout` passed; true when one
-  // succeeded. For start-up, so that a NameTaken is reported before the process serves.
-  bool wait_first_round(std::chrono::milliseconds timeout);
   // The error of the last round (empty after a success), e.g. NameTaken's message.
   std::string last_error() const;
   // The shards handed to the runner now. Any thread.
@@ -169,8 +166,6 @@ class ClusterMember {
   mutable std::mutex mutex_;
   std::condition_variable changed_;
   bool stop_requested_ = false;  // guarded by mutex_
-  int rounds_ = 0;               // guarded by mutex_
-  bool last_ok_ = false;         // guarded by mutex_
   std::string last_error_;       // guarded by mutex_
   std::vector<int> shards_;      // guarded by mutex_: a copy of assigned_
 

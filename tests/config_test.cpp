@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <string>
@@ -150,6 +151,8 @@ TEST(Settings, ReadsEveryVariable) {
                                     {"RUNNER_MAX_CONCURRENCY", "50"},
                                     {"PROBER_REGION", "eu-west"},
                                     {"PROBER_SOURCE_IP", "127.0.0.2"},
+                                    {"INSTANCE_NAME", "eu-1"},
+                                    {"CLUSTER_LEASE_SECONDS", "4.5"},
                                     {"LOG_LEVEL", "DEBUG"},
                                     {"STORAGE_QUEUE_MAX_TICKS", "5000"}});
   EXPECT_EQ(s.api_host, "0.0.0.0");
@@ -161,6 +164,9 @@ TEST(Settings, ReadsEveryVariable) {
   EXPECT_EQ(s.max_concurrency, 50u);
   EXPECT_EQ(s.region, "eu-west");
   EXPECT_EQ(s.source_ip, "127.0.0.2");
+  EXPECT_EQ(s.instance_name, "eu-1");
+  EXPECT_EQ(instance_name(s), "eu-1");
+  EXPECT_EQ(s.cluster_lease, Millis(4500));
   EXPECT_EQ(s.log_level, LogLevel::debug);
   EXPECT_EQ(s.storage_queue_max_ticks, 5000u);
 }
@@ -177,6 +183,8 @@ TEST(Settings, BadValuesNameTheVariableAndValue) {
                                                        {"STORAGE_QUEUE_MAX_TICKS", "0"},
                                                        {"STORAGE_QUEUE_MAX_TICKS", "1e9"},
                                                        {"PROBER_SOURCE_IP", "localhost"},
+                                                       {"CLUSTER_LEASE_SECONDS", "0.5"},
+                                                       {"CLUSTER_LEASE_SECONDS", "7200"},
                                                        {"LOG_LEVEL", "loud"}};
   for (const auto& [name, value] : cases) {
     try {
@@ -187,6 +195,20 @@ TEST(Settings, BadValuesNameTheVariableAndValue) {
       EXPECT_NE(message.find(name), std::string::npos) << message;
       EXPECT_NE(message.find(value), std::string::npos) << message;
     }
+  }
+}
+
+TEST(Settings, AnInstanceIsNamedByItsHostAndApiPortUnlessNamed) {
+  Settings s = load_settings({{"API_PORT", "8123"}});
+  char host[256] = {};
+  ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
+  EXPECT_EQ(instance_name(s), std::string(host) + ":8123");
+  EXPECT_EQ(s.cluster_lease, Millis(10'000));
+  try {
+    load_settings({{"INSTANCE_NAME", "eu\t1"}});
+    ADD_FAILURE() << "a name with a tab was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("INSTANCE_NAME"), std::string::npos) << e.what();
   }
 }
 

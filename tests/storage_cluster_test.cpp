@@ -163,7 +163,6 @@ TEST_F(ClusterStoreTest, MembersDivideTheShardsAndTakeOverAfterALeaveOrASilence)
   const ClusterMemberOptions options{.lease = 1000ms, .period = 100ms};
   auto member_a = std::make_unique<ClusterMember>(*store_a, runner_member("eu-a"), options,
                                                   a.handlers(), registry_a);
-  ASSERT_TRUE(member_a->wait_first_round(5s));
   ASSERT_TRUE(test::eventually([&] { return a.now().size() == kShardCount; }, 5s));
 
   // b joins: the shards are divided as rendezvous hashing says, each exactly once.

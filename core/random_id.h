@@ -1,0 +1,12 @@
+// Identifiers nobody else will pick: an alert's external reference (PagerDuty's dedup_key), a
+// cluster member's incarnation.
+#pragma once
+
+#include <string>
+
+namespace vigil {
+
+// 128 bits from std::random_device as 32 lowercase hex digits. Any thread.
+std::string random_id();
+
+}  // namespace vigil
