@@ -141,6 +141,19 @@ std::int64_t TestDatabase::count(const std::string& sql) const {
   return value ? std::stoll(*value) : 0;
 }
 
+std::string TestDatabase::text(const std::string& sql) const {
+  if (backend_ == StoreBackend::sqlite) {
+    SQLite::Database db(location_, SQLite::OPEN_READONLY);
+    SQLite::Statement query(db, sql);
+    return query.executeStep() && !query.getColumn(0).isNull() ? query.getColumn(0).getString()
+                                                               : std::string();
+  }
+  if (!outside_) outside_ = std::make_unique<postgres::Connection>(location_);
+  const auto rows = outside_->exec(sql);
+  if (rows.rows() == 0) return {};
+  return rows.get(0, 0).value_or("");
+}
+
 void TestDatabase::exec(const std::string& sql) const {
   if (backend_ == StoreBackend::sqlite) {
     SQLite::Database db(location_, SQLite::OPEN_READWRITE);

@@ -71,6 +71,8 @@ class TestDatabase {
   // Runs `sql` on a connection of its own, the way an operator's shell would: the integer in
   // its first row and column.
   std::int64_t count(const std::string& sql) const;
+  // The same, for a text: the first row's first column; empty when there is no row or it is NULL.
+  std::string text(const std::string& sql) const;
   // Runs `sql` (statements without results) on a connection of its own.
   void exec(const std::string& sql) const;
   // The SQLite file, or the PostgreSQL conninfo (with its password: for tests only), whose

@@ -73,7 +73,7 @@ TargetServer::TargetServer() : server_(std::make_unique<httplib::Server>()) {
   });
   s.Get(R"(/peer/([\w-]+))", [this](const httplib::Request& req, httplib::Response& res) {
     std::lock_guard lock(hits_mutex_);
-    ++peer_addresses_[req.matches[1]][req.remote_addr];
+    peer_hits_[req.matches[1]].push_back({req.remote_addr, std::chrono::steady_clock::now()});
     res.set_content("peer", "text/plain");
   });
   s.Get(R"(/conn/([\w-]+))", [this](const httplib::Request& req, httplib::Response& res) {
@@ -120,9 +120,15 @@ TargetServer::~TargetServer() {
 }
 
 std::map<std::string, int> TargetServer::peers(const std::string& name) const {
+  std::map<std::string, int> counts;
+  for (const auto& hit : peer_hits(name)) ++counts[hit.address];
+  return counts;
+}
+
+std::vector<TargetServer::PeerHit> TargetServer::peer_hits(const std::string& name) const {
   std::lock_guard lock(hits_mutex_);
-  auto it = peer_addresses_.find(name);
-  return it == peer_addresses_.end() ? std::map<std::string, int>{} : it->second;
+  auto it = peer_hits_.find(name);
+  return it == peer_hits_.end() ? std::vector<PeerHit>{} : it->second;
 }
 
 int TargetServer::connections(const std::string& name) const {

@@ -22,12 +22,14 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace httplib {
 class Server;
@@ -47,6 +49,12 @@ class TargetServer {
   int connections(const std::string& name) const;
   // Requests to /peer/{name} per client address ("127.0.0.2" -> 3).
   std::map<std::string, int> peers(const std::string& name) const;
+  // Every request to /peer/{name}: from which client address, and when it arrived.
+  struct PeerHit {
+    std::string address;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::vector<PeerHit> peer_hits(const std::string& name) const;
 
  private:
   std::unique_ptr<httplib::Server> server_;
@@ -57,7 +65,7 @@ class TargetServer {
   mutable std::mutex hits_mutex_;
   std::map<std::string, int> hits_;
   std::map<std::string, std::set<int>> connection_ports_;
-  std::map<std::string, std::map<std::string, int>> peer_addresses_;
+  std::map<std::string, std::vector<PeerHit>> peer_hits_;
 };
 
 // A 127.0.0.1 port with nothing listening (bound once, then released).
