@@ -28,7 +28,6 @@
 #include "config/database_url.h"
 #include "core/logging.h"
 #include "core/probe_kind.h"
-#include "core/random_id.h"
 #include "core/shards.h"
 #include "core/url_redaction.h"
 #include "runner/curl_handles.h"
@@ -264,8 +263,8 @@ int serve(const Settings& settings, Modes modes) {
     return kExitStartupFailure;
   }
   const MemberIdentity identity{
-      .name = instance_name(settings),
-      .incarnation = random_id(),
+      .name = instance_name(settings, modes.api),
+      .incarnation = new_incarnation(),
       .region = settings.region,
       .role = modes.runner ? (modes.api ? "run" : "runner") : "api",
       .address = modes.api ? settings.api_host + ":" + std::to_string(settings.api_port) : "",
@@ -373,7 +372,16 @@ int serve(const Settings& settings, Modes modes) {
     // Joined once here, so that a name another live process holds stops this one before it
     // probes anything; the member's thread renews from then on.
     try {
-      cluster_store->renew(identity, settings.cluster_lease, "");
+      try {
+        cluster_store->renew(identity, settings.cluster_lease, "");
+      } catch (const NameTaken& e) {
+        // Restarted (a supervisor, a crash) before the lease of the process it replaces ran
+        // out: when that process is gone from this host, take its place at once.
+        if (!incarnation_is_dead(e.holder())) throw;
+        log_info("cluster: taking over the name " + identity.name + " from a process gone (" +
+                 e.holder() + ")");
+        cluster_store->renew(identity, settings.cluster_lease, "", e.holder());
+      }
     } catch (const NameTaken& e) {
       log_error(std::string("cluster: ") + e.what());
       return kExitStartupFailure;

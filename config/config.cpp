@@ -1,13 +1,10 @@
 #include "config/config.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -20,6 +17,7 @@
 #include "core/json_input.h"
 #include "core/probe_kind.h"
 #include "core/probe_options.h"
+#include "core/process_identity.h"
 #include "core/text.h"
 #include "core/url_redaction.h"
 
@@ -647,11 +645,9 @@ Settings load_settings(const EnvMap& env) {
   return settings;
 }
 
-std::string instance_name(const Settings& settings) {
+std::string instance_name(const Settings& settings, bool serves_api) {
   if (!settings.instance_name.empty()) return settings.instance_name;
-  char host[256] = {};
-  if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::strcpy(host, "vigil");
-  return std::string(host) + ":" + std::to_string(settings.api_port);
+  return host_name() + ":" + std::to_string(settings.api_port) + (serves_api ? "" : "/runner");
 }
 
 std::vector<ServiceSpec> parse_services(const std::string& json_text, const std::string& source,

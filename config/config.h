@@ -35,7 +35,8 @@ struct Settings {
   // (source_ip); empty: the system chooses.
   std::string source_ip;
   // A cluster (several processes on one PostgreSQL database; storage/cluster.h): this process's
-  // name among them (INSTANCE_NAME; empty: the host name and API port, see instance_name()) and
+  // name among them (INSTANCE_NAME; empty: from the host name and API port, see instance_name())
+  // and
   // how long a member's lease lasts unrenewed (CLUSTER_LEASE_SECONDS).
   std::string instance_name;
   Millis cluster_lease{10'000};
@@ -60,9 +61,10 @@ struct Settings {
   Millis health_silent_after{10'000};  // HEALTH_SILENT_AFTER_SECONDS
 };
 
-// INSTANCE_NAME when set, else "<host name>:<API port>" (unique per process on one host as long
-// as each has its own API port).
-std::string instance_name(const Settings& settings);
+// INSTANCE_NAME when set; else "<host name>:<API port>" for a process that serves the API, and
+// "<host name>:<API port>/runner" for `vigil runner` (so that it and the `vigil api` beside it
+// differ): unique per host as long as each `vigil run` or `vigil api` has its own port.
+std::string instance_name(const Settings& settings, bool serves_api);
 
 // Reads KEY=VALUE lines (blank lines and # comments skipped, optional `export `, values may be
 // quoted). A missing file is an empty map; a malformed line is a ConfigError naming the line.

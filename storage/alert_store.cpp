@@ -3,7 +3,7 @@
 #include <optional>
 #include <string>
 
-#include "core/random_id.h"
+#include "core/process_identity.h"
 
 namespace vigil {
 

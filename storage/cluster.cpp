@@ -4,12 +4,17 @@
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <iterator>
 #include <map>
+#include <sstream>
 
 #include "core/logging.h"
+#include "core/process_identity.h"
 #include "core/shards.h"
 
 namespace vigil {
@@ -43,6 +48,20 @@ std::string shard_list(const std::vector<int>& shards) {
 }
 
 }  // namespace
+
+std::string new_incarnation() {
+  return host_name() + " " + std::to_string(::getpid()) + " " + random_id();
+}
+
+bool incarnation_is_dead(const std::string& incarnation) {
+  std::istringstream fields(incarnation);
+  std::string host;
+  long long pid = 0;
+  if (!(fields >> host >> pid) || pid <= 0) return false;
+  if (host != host_name()) return false;
+  if (pid == ::getpid()) return true;
+  return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+}
 
 ClusterMember::ClusterMember(ClusterStore& store, MemberIdentity identity,
                              ClusterMemberOptions options, ClusterMemberHandlers handlers,
@@ -156,8 +175,9 @@ void ClusterMember::round() {
   // Keep the lease of what the runner probes until it stopped; take what this member should own.
   const std::vector<int> held = store_.hold_shards(identity_, both(desired, assigned_), lease_);
   const std::vector<int> owned = intersection(held, desired);
-  // The shards were held from before `started` on the database's clock, so this is early.
-  const auto valid_until = started + lease_ - period_;
+  // The shards were held from before `started` on the database's clock, so this is early; the
+  // margin covers the runner's reaction and clocks that run at slightly different rates.
+  const auto valid_until = started + lease_ - std::min<Millis>(period_, Millis{1000});
   const bool lapsed = assigned_.empty() || SteadyClock::now() >= valid_until_;
   const std::vector<int> gained = lapsed ? owned : minus(owned, assigned_);
   const std::vector<int> handed = minus(assigned_, owned);
@@ -185,8 +205,9 @@ void ClusterMember::round() {
 
 void ClusterMember::lapse_if_due() {
   if (!identity_.takes_shards || assigned_.empty()) return;
-  // One period of slack before the runner's own stop: this round failed, and the next may too.
-  if (SteadyClock::now() + period_ < valid_until_) return;
+  // The runner stops by itself at valid_until_; this is for the record, so that the next
+  // successful round hands every shard over with its stored state again.
+  if (SteadyClock::now() < valid_until_) return;
   log_warn("cluster: " + identity_.name + " stops probing its " + std::to_string(assigned_.size()) +
            " shards: its lease could not be renewed");
   auto applied = handlers_.assign({}, {}, SteadyClock::now());

@@ -61,11 +61,26 @@ struct MemberView {
   std::string last_error = {};   // the last renewal error it reported; empty when none
 };
 
-// Another live member holds the name (two processes started with one INSTANCE_NAME).
+// Another live member holds the name (two processes started with one INSTANCE_NAME, or a
+// restart before the lease of the process it replaces ran out).
 class NameTaken : public StorageError {
  public:
-  using StorageError::StorageError;
+  NameTaken(const std::string& message, std::string holder)
+      : StorageError(message), holder_(std::move(holder)) {}
+  // The incarnation that holds the name.
+  const std::string& holder() const { return holder_; }
+
+ private:
+  std::string holder_;
 };
+
+// An incarnation for a process starting now: "<host> <pid> <random>", so that a restart on the
+// same host can tell a predecessor that died from one that lives (incarnation_is_dead).
+std::string new_incarnation();
+// Whether `incarnation` names a process of this host that is gone (no such pid, or the pid is
+// this process's own: a container restarted under the same pid). False for another host's, and
+// for text that is not an incarnation.
+bool incarnation_is_dead(const std::string& incarnation);
 
 // The members and shard leases of one database. Every call is one transaction, may be made
 // from any thread (calls are serialised), and throws StorageError when the database cannot be
@@ -77,9 +92,11 @@ class ClusterStore {
   // Registers `member`, or renews its lease, until `lease` from now on the database's clock,
   // with `last_error` (empty: none). Returns the names of the live members of its region that
   // take shards, itself included when it does, ascending. Throws NameTaken when a live member of
-  // another incarnation has the name (its row is left alone).
+  // another incarnation has the name (its row is left alone), unless that incarnation is
+  // `replacing` (a predecessor known to be dead: its row and shards become this member's).
   virtual std::vector<std::string> renew(const MemberIdentity& member, Millis lease,
-                                         const std::string& last_error) = 0;
+                                         const std::string& last_error,
+                                         const std::string& replacing = {}) = 0;
   // Takes, or renews, the lease on each of `shards` of the member's region until `lease` from
   // now: a shard that is free, whose lease ran out, or that is the member's already. Returns the
   // shards the member holds afterwards, ascending.
@@ -119,8 +136,10 @@ struct ClusterMemberHandlers {
 // round per period. A round renews the member, computes the shards it should own among the live
 // runners of its region, holds those (and keeps the lease of those it still probes), hands the
 // runner what it holds and should own, and, once the runner applied that, frees the shards it
-// should no longer own. When renewals fail, it tells the runner to stop probing before the
-// shards' lease could run out (the runner also stops by itself at that instant).
+// should no longer own. When renewals fail, the runner stops probing by itself shortly before the
+// shards' lease could run out (a renewal period, at most a second, before), so a database outage
+// shorter than that is ridden out without a pause; past it, the next successful round hands the
+// shards over again, their services' stored state with them.
 class ClusterMember {
  public:
   // Registers metrics in `registry` (vigil_cluster_*); `store` and `registry` must outlive the

@@ -165,7 +165,8 @@ TEST(Settings, ReadsEveryVariable) {
   EXPECT_EQ(s.region, "eu-west");
   EXPECT_EQ(s.source_ip, "127.0.0.2");
   EXPECT_EQ(s.instance_name, "eu-1");
-  EXPECT_EQ(instance_name(s), "eu-1");
+  EXPECT_EQ(instance_name(s, true), "eu-1");
+  EXPECT_EQ(instance_name(s, false), "eu-1");
   EXPECT_EQ(s.cluster_lease, Millis(4500));
   EXPECT_EQ(s.log_level, LogLevel::debug);
   EXPECT_EQ(s.storage_queue_max_ticks, 5000u);
@@ -202,7 +203,8 @@ TEST(Settings, AnInstanceIsNamedByItsHostAndApiPortUnlessNamed) {
   Settings s = load_settings({{"API_PORT", "8123"}});
   char host[256] = {};
   ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
-  EXPECT_EQ(instance_name(s), std::string(host) + ":8123");
+  EXPECT_EQ(instance_name(s, true), std::string(host) + ":8123");
+  EXPECT_EQ(instance_name(s, false), std::string(host) + ":8123/runner");
   EXPECT_EQ(s.cluster_lease, Millis(10'000));
   try {
     load_settings({{"INSTANCE_NAME", "eu\t1"}});

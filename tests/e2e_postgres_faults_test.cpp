@@ -70,6 +70,11 @@ class PostgresFaults : public ::testing::Test {
                                           std::map<std::string, std::string>{
                                               {"DATABASE_URL", server->url()},
                                               {"HEALTH_BEAT_SECONDS", "1"},
+                                              // These faults are ridden out by probing on: a
+                                              // member pauses only past its lease (the cluster
+                                              // tests cover that), and a killed postmaster's
+                                              // restart takes longer than the default 10 s.
+                                              {"CLUSTER_LEASE_SECONDS", "120"},
                                           });
   }
 

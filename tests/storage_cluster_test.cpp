@@ -3,15 +3,19 @@
 // clean leave and taking a silent member's over when its lease runs out.
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <future>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "core/process_identity.h"
 #include "core/shards.h"
 #include "storage/cluster.h"
 #include "support/eventually.h"
@@ -109,9 +113,46 @@ TEST_F(ClusterStoreTest, ALiveMembersNameIsNotTakenByAnotherProcess) {
       },
       5s));
   EXPECT_THROW(store->renew(first, 10s, ""), NameTaken);
+  // A restart that knows its predecessor is dead takes the name over at once.
+  auto third = first;
+  third.incarnation = "eu-a-3";
+  EXPECT_THROW(store->renew(third, 10s, "", "eu-a-1"), NameTaken);  // not the holder
+  try {
+    store->renew(third, 10s, "");
+    ADD_FAILURE() << "the name was taken from a live member";
+  } catch (const NameTaken& e) {
+    EXPECT_EQ(e.holder(), "eu-a-2");
+  }
+  EXPECT_NO_THROW(store->renew(third, 10s, "", "eu-a-2"));
+  EXPECT_THROW(store->renew(second, 10s, ""), NameTaken);
+  second = third;
   // The errors a member reports are shown.
   store->renew(second, 10s, "the database was unreachable for 3 s");
   EXPECT_EQ(store->members().at(0).last_error, "the database was unreachable for 3 s");
+}
+
+TEST(Incarnation, APredecessorIsDeadOnlyWhenItsPidIsGoneFromThisHost) {
+  const std::string mine = new_incarnation();
+  std::istringstream fields(mine);
+  std::string host, pid, random;
+  fields >> host >> pid >> random;
+  EXPECT_EQ(host, host_name());
+  EXPECT_EQ(pid, std::to_string(::getpid()));
+  EXPECT_EQ(random.size(), 32u);
+  // This process's own pid: a restart in a container that reuses it.
+  EXPECT_TRUE(incarnation_is_dead(mine));
+  // A child that has exited and been reaped: gone.
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ASSERT_GT(child, 0);
+  ASSERT_EQ(::waitpid(child, nullptr, 0), child);
+  EXPECT_TRUE(incarnation_is_dead(host + " " + std::to_string(child) + " x"));
+  // A live process of this host (the parent of this one), another host's, and nonsense: not
+  // known to be dead.
+  EXPECT_FALSE(incarnation_is_dead(host + " " + std::to_string(::getppid()) + " x"));
+  EXPECT_FALSE(incarnation_is_dead("elsewhere.example " + std::to_string(child) + " x"));
+  EXPECT_FALSE(incarnation_is_dead("eu-a-1"));
+  EXPECT_FALSE(incarnation_is_dead(""));
 }
 
 // What a ClusterMember hands its runner, kept for the test.

@@ -93,11 +93,12 @@ TEST_F(PostgresStore, MigrationsRecordEachVersionOnceAndReopeningChangesNothing)
 
 // A database a vigil without the alerting tables migrated (schema version 2, with a service in
 // it) gains them at the next open, its services kept, and its AlertStore works.
-TEST_F(PostgresStore, AVersionTwoDatabaseGainsTheAlertsAndBeatsTables) {
+TEST_F(PostgresStore, AVersionTwoDatabaseGainsTheAlertsBeatsAndClusterTables) {
   const ServiceId id = store->create_service(probed("kept"), now_ms()).id;
   store.reset();
   db->exec(
-      "DROP TABLE alerts, notifications, maintenance_windows, component_beats CASCADE;"
+      "DROP TABLE alerts, notifications, maintenance_windows, component_beats, cluster_members,"
+      " cluster_shards CASCADE;"
       " DELETE FROM schema_version WHERE version > 2");
   store = db->open();
   EXPECT_EQ(db->count("SELECT MAX(version) FROM schema_version"), postgres_schema_version());
@@ -109,6 +110,8 @@ TEST_F(PostgresStore, AVersionTwoDatabaseGainsTheAlertsAndBeatsTables) {
       });
   EXPECT_EQ(alerts->active_alert(id)->alert_id, alert.alert_id);
   EXPECT_EQ(alerts->due(from_unix_ms(1'000), 10, {}).size(), 1u);
+  EXPECT_EQ(db->count("SELECT COUNT(*) FROM cluster_members"), 0);
+  EXPECT_EQ(db->count("SELECT COUNT(*) FROM cluster_shards"), 0);
 }
 
 TEST_F(PostgresStore, RefusesADatabaseMigratedByANewerVigil) {

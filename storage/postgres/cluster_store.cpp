@@ -53,9 +53,10 @@ class PostgresClusterStore final : public ClusterStore {
   }
 
   std::vector<std::string> renew(const MemberIdentity& member, Millis lease,
-                                 const std::string& last_error) override {
+                                 const std::string& last_error,
+                                 const std::string& replacing) override {
     std::lock_guard lock(mutex_);
-    const bool renewed = guarded("renewing the member's lease", [&] {
+    const std::optional<std::string> holder = guarded("renewing the member's lease", [&] {
       // Taken over only from the same incarnation, or from a member whose lease ran out.
       const auto rows = session_.get().run(
           "INSERT INTO cluster_members AS m (name, incarnation, region, role, address, version, "
@@ -70,15 +71,20 @@ class PostgresClusterStore final : public ClusterStore {
           " renewed_at = now(), lease_until = EXCLUDED.lease_until, "
           " last_error = EXCLUDED.last_error "
           "WHERE m.incarnation = EXCLUDED.incarnation OR m.lease_until < now() "
+          " OR m.incarnation = $10 "
           "RETURNING 1",
           {without_nul(member.name), member.incarnation, without_nul(member.region), member.role,
            without_nul(member.address), member.version, text(member.takes_shards),
-           text(std::int64_t{lease.count()}), without_nul(last_error)});
-      return rows.rows() == 1;
+           text(std::int64_t{lease.count()}), without_nul(last_error), without_nul(replacing)});
+      if (rows.rows() == 1) return std::optional<std::string>();
+      const auto held = session_.get().run(
+          "SELECT incarnation FROM cluster_members WHERE name = $1", {without_nul(member.name)});
+      return std::optional<std::string>(held.rows() == 1 ? text_at(held, 0, 0) : "");
     });
-    if (!renewed)
-      throw NameTaken("another live member is named \"" + member.name +
-                      "\": give each process its own INSTANCE_NAME");
+    if (holder)
+      throw NameTaken("another live member is named \"" + member.name + "\" (incarnation " +
+                          *holder + "): give each process its own INSTANCE_NAME",
+                      *holder);
     return guarded("reading the live members", [&] {
       Session& session = session_.get();
       session.run("DELETE FROM cluster_members WHERE lease_until < now() - interval '1 day'");
