@@ -410,7 +410,17 @@ int serve(const Settings& settings, Modes modes) {
         ChangeFeedHandlers{
             [target](const Service& service) { target->upsert_service(service); },
             [target](ServiceId id) { target->remove_service(id); },
-            [target](ServiceId id, const BeatReport& beat) { target->record_beat(id, beat); }});
+            [target, queue = store.get()](ServiceId id, const BeatReport& beat) {
+              // Its shard moved elsewhere since it was taken: back to the queue, for the
+              // member that watches it now.
+              if (target->probes(id)) {
+                target->record_beat(id, beat);
+              } else {
+                queue->enqueue_beat(id, beat);
+              }
+            },
+            cluster_store ? std::function<std::vector<int>()>([target] { return target->shards(); })
+                          : std::function<std::vector<int>()>()});
     if (cluster_store) {
       // Services are divided among the region's runners: none is probed until the member holds
       // its shards, and a shard that comes here starts from the state stored by its last owner.

@@ -140,6 +140,13 @@ class Runner::Loop {
   TimePoint last_alive() const { return from_unix_ms(last_alive_ms_.load()); }
   std::size_t in_flight() const { return in_flight_count_.load(); }
   bool sharded() const { return options_.sharded; }
+  std::vector<int> shards() const {
+    const std::uint64_t mask = options_.sharded ? owned_mask_.load() : ~std::uint64_t{0};
+    std::vector<int> owned;
+    for (int shard = 0; shard < kShardCount; ++shard)
+      if ((mask >> shard) & 1U) owned.push_back(shard);
+    return owned;
+  }
   bool probes(ServiceId id) const { return !options_.sharded || in_mask(owned_mask_.load(), id); }
 
  private:
@@ -759,6 +766,8 @@ std::future<void> Runner::assign_shards(ShardAssignment assignment) {
 }
 
 bool Runner::probes(ServiceId id) const { return loop_->probes(id); }
+
+std::vector<int> Runner::shards() const { return loop_->shards(); }
 
 void Runner::stop() { loop_->stop(); }
 

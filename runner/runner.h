@@ -127,6 +127,9 @@ class Runner {
   // Whether this runner probes (or watches, for a heartbeat) service `id` now: always true
   // unless sharded. Safe from any thread.
   bool probes(ServiceId id) const;
+  // The shards assigned now, ascending (sharded runners; every shard otherwise). Safe from any
+  // thread.
+  std::vector<int> shards() const;
 
   // Stops scheduling, lets in-flight probes finish for at most options.drain_timeout (each also
   // ends by its own timeout), delivers their ticks to the sink, and joins the thread. Probes

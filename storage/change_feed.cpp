@@ -52,7 +52,10 @@ void ChangeFeed::poll() {
   // Beats are taken before changes are read: a beat taken here was pushed to a heartbeat that
   // already existed, so the changes read next (or an earlier poll) hand it over before its beat.
   // Taken beats are gone from the database: they wait in beats_ when the read of changes fails.
-  if (beats_.empty()) beats_ = store_.take_beats(kBeatsPerPoll);
+  if (beats_.empty()) {
+    beats_ = handlers_.shards ? store_.take_beats(kBeatsPerPoll, handlers_.shards())
+                              : store_.take_beats(kBeatsPerPoll);
+  }
   const ServiceChanges changes = store_.service_changes(revision_);
   // Purges first: a service created after a purge may take the purged one's name (the label of
   // its series in the runner).

@@ -25,6 +25,9 @@ struct ChangeFeedHandlers {
   std::function<void(const Service&)> changed;  // created, updated, (de/re)activated
   std::function<void(ServiceId)> purged;
   std::function<void(ServiceId, const BeatReport&)> beat;
+  // In a cluster: the shards whose heartbeats this process watches now (Runner::shards); only
+  // their queued beats are taken, the others are left for their watchers. Empty: every beat.
+  std::function<std::vector<int>()> shards = {};
 };
 
 class ChangeFeed {

@@ -237,8 +237,11 @@ class Store {
   enum class BeatQueued { queued, unknown_service, full };
   static constexpr std::int64_t kMaxPendingBeats = 100'000;
   virtual BeatQueued enqueue_beat(ServiceId id, const BeatReport& beat) = 0;
-  // Removes and returns up to `max` queued beats, oldest first.
-  virtual std::vector<std::pair<ServiceId, BeatReport>> take_beats(std::size_t max) = 0;
+  // Removes and returns up to `max` queued beats, oldest first: of any service, or with `shards`,
+  // only of services in those shards (core/shards.h; a cluster member takes the beats of the
+  // heartbeats it watches and leaves the others for their watchers).
+  virtual std::vector<std::pair<ServiceId, BeatReport>> take_beats(
+      std::size_t max, const std::optional<std::vector<int>>& shards = std::nullopt) = 0;
 
   // Retention: deletes up to `batch_size` ticks with ts < cutoff in one short transaction, so
   // the writer never waits long behind it, service by service. Returns how many it deleted

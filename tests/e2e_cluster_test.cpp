@@ -269,6 +269,55 @@ TEST_F(ClusterEndToEnd, MembersDivideTheServicesAndTakeOverAfterAKillAndAStop) {
   EXPECT_EQ(db->count("SELECT COUNT(*) FROM cluster_members"), 0);  // both left
 }
 
+TEST_F(ClusterEndToEnd, APushToAnyMemberIsStoredByTheMemberThatWatchesItsHeartbeat) {
+  // Heartbeats only: 8 of them, spread over shards (ids 41..48 after the 40 probed services).
+  json services = json::array();
+  for (int i = 0; i < 8; ++i)
+    services.push_back(
+        {{"name", "job" + std::to_string(i)}, {"kind", "heartbeat"}, {"interval_seconds", 30}});
+  std::ofstream(shared.file("services.json")) << services;
+  Member a = start("eu-a", "127.0.0.2");
+  Member b = start("eu-b", "127.0.0.3");
+  ASSERT_TRUE(eventually(
+      [&] {
+        return !divided(a, {"eu-a", "eu-b"}).empty();
+      },
+      30s))
+      << a.process->log() << b.process->log();
+  std::vector<std::string> tokens;
+  for (int i = 0; i < 8; ++i)
+    tokens.push_back(
+        db->text("SELECT push_token FROM services WHERE name = 'job" + std::to_string(i) + "'"));
+  // 80 pushes, alternately to each member's API, each with its own msg.
+  std::vector<std::string> acknowledged;
+  for (int n = 0; n < 80; ++n) {
+    const Member& to = n % 2 ? b : a;
+    httplib::Client client("127.0.0.1", to.port);
+    client.set_read_timeout(10);
+    const std::string msg = "push-" + std::to_string(n);
+    const auto res =
+        client.Get("/v1/push/" + tokens[std::size_t(n) % tokens.size()] + "?msg=" + msg);
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+    acknowledged.push_back(msg);
+  }
+  // Each one becomes a tick of its heartbeat (the member that watches it takes the beats pushed
+  // to the other), and no heartbeat is down.
+  ASSERT_TRUE(eventually(
+      [&] {
+        return db->count("SELECT COUNT(*) FROM service_ticks WHERE message LIKE 'push-%'") == 80;
+      },
+      30s))
+      << db->count("SELECT COUNT(*) FROM service_ticks WHERE message LIKE 'push-%'") << " of 80";
+  EXPECT_EQ(db->count("SELECT COUNT(DISTINCT message) FROM service_ticks WHERE message LIKE "
+                      "'push-%'"),
+            80);
+  EXPECT_EQ(db->count("SELECT COUNT(*) FROM service_ticks WHERE NOT up"), 0);
+  EXPECT_EQ(db->count("SELECT COUNT(*) FROM pending_beats"), 0);
+  EXPECT_EQ(a.process->stop(), 0);
+  EXPECT_EQ(b.process->stop(), 0);
+}
+
 TEST_F(ClusterEndToEnd, ASecondProcessWithALiveMembersNameDoesNotStart) {
   Member a = start("eu-a", "127.0.0.2");
   ASSERT_TRUE(eventually([&] { return cluster(a).has_value(); }, 30s)) << a.process->log();

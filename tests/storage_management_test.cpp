@@ -512,6 +512,26 @@ TEST_P(StoreFixture, QueuedBeatsAreTakenOnceInOrder) {
             Queued::unknown_service);
 }
 
+TEST_P(StoreFixture, AClusterMemberTakesOnlyTheBeatsOfItsShards) {
+  // Heartbeats with ids 1..70: shards 1, 2 and 1 again (id 65) among them.
+  std::vector<ServiceId> ids;
+  for (int i = 0; i < 70; ++i)
+    ids.push_back(store->create_service(heartbeat("job-" + std::to_string(i)), at(0)).id);
+  ASSERT_EQ(ids[0], 1);
+  for (const ServiceId id : {ServiceId{1}, ServiceId{2}, ServiceId{65}})
+    ASSERT_EQ(store->enqueue_beat(id, BeatReport{at(id), true, "", std::nullopt}),
+              Store::BeatQueued::queued);
+  EXPECT_TRUE(store->take_beats(10, std::vector<int>{}).empty());  // no shards: none
+  auto beats = store->take_beats(10, std::vector<int>{1, 5});
+  ASSERT_EQ(beats.size(), 2u);
+  EXPECT_EQ(beats[0].first, 1);
+  EXPECT_EQ(beats[1].first, 65);
+  EXPECT_TRUE(store->take_beats(10, std::vector<int>{1}).empty());  // taken once
+  beats = store->take_beats(10);                                    // every shard
+  ASSERT_EQ(beats.size(), 1u);
+  EXPECT_EQ(beats[0].first, 2);
+}
+
 TEST_P(StoreFixture, TheBeatQueueIsBoundedWhenNoRunnerTakesBeats) {
   const ServiceId id = store->create_service(heartbeat("job"), at(0)).id;
   // As if a runner process had been away for a long time.

@@ -6,6 +6,7 @@
 #include "core/conditions.h"
 #include "core/logging.h"
 #include "core/probe_options.h"
+#include "core/shards.h"
 #include "storage/column_codecs.h"
 #include "storage/postgres/postgres_store.h"
 #include "storage/postgres/schema.h"
@@ -453,13 +454,25 @@ Store::BeatQueued PostgresStore::enqueue_beat(ServiceId id, const BeatReport& be
   });
 }
 
-std::vector<std::pair<ServiceId, BeatReport>> PostgresStore::take_beats(std::size_t max) {
+std::vector<std::pair<ServiceId, BeatReport>> PostgresStore::take_beats(
+    std::size_t max, const std::optional<std::vector<int>>& shards) {
   std::vector<std::pair<ServiceId, BeatReport>> beats;
-  if (max == 0) return beats;
+  if (max == 0 || (shards && shards->empty())) return beats;
+  // NULL: every shard.
+  Param shard_list;
+  if (shards) {
+    ArrayText list;
+    for (const int shard : *shards) list.add(shard);
+    shard_list = list.str();
+  }
   // Polled every half second by the runner process: a read first, so an empty queue never
   // takes the write lock.
   const bool any = reading("take_beats", [&](Session& session) {
-    return bool_at(session.run("SELECT EXISTS (SELECT 1 FROM pending_beats)"), 0, 0);
+    return bool_at(session.run("SELECT EXISTS (SELECT 1 FROM pending_beats WHERE $1::int[] IS NULL"
+                               " OR service_id % " +
+                                   std::to_string(kShardCount) + " = ANY($1::int[]))",
+                               {shard_list}),
+                   0, 0);
   });
   if (!any) return beats;
   std::lock_guard lock(write_mutex_);
@@ -467,10 +480,13 @@ std::vector<std::pair<ServiceId, BeatReport>> PostgresStore::take_beats(std::siz
     beats.clear();
     // One statement: the beats taken are the beats deleted, whoever else takes at once.
     const auto r = writer().run(
-        "DELETE FROM pending_beats WHERE id IN (SELECT id FROM pending_beats ORDER BY id"
-        " LIMIT $1 FOR UPDATE SKIP LOCKED)"
-        " RETURNING id, service_id, at, up, message, duration_ms",
-        {text(static_cast<std::int64_t>(max))});
+        "DELETE FROM pending_beats WHERE id IN (SELECT id FROM pending_beats WHERE $2::int[] IS"
+        " NULL OR service_id % " +
+            std::to_string(kShardCount) +
+            " = ANY($2::int[]) ORDER BY id"
+            " LIMIT $1 FOR UPDATE SKIP LOCKED)"
+            " RETURNING id, service_id, at, up, message, duration_ms",
+        {text(static_cast<std::int64_t>(max)), shard_list});
     std::vector<std::pair<std::int64_t, int>> order;
     for (int row = 0; row < r.rows(); ++row) order.emplace_back(int_at(r, row, 0), row);
     std::sort(order.begin(), order.end());

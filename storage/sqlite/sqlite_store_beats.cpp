@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/shards.h"
 #include "storage/column_codecs.h"
 #include "storage/sqlite/sqlite_codecs.h"
 #include "storage/sqlite/sqlite_store.h"
@@ -42,9 +43,16 @@ Store::BeatQueued SqliteStore::enqueue_beat(ServiceId id, const BeatReport& beat
   });
 }
 
-std::vector<std::pair<ServiceId, BeatReport>> SqliteStore::take_beats(std::size_t max) {
+std::vector<std::pair<ServiceId, BeatReport>> SqliteStore::take_beats(
+    std::size_t max, const std::optional<std::vector<int>>& shards) {
   std::vector<std::pair<ServiceId, BeatReport>> beats;
-  if (max == 0) return beats;
+  if (max == 0 || (shards && shards->empty())) return beats;
+  std::string in_shards;  // "" for every shard, else " WHERE service_id % 64 IN (1,2)"
+  if (shards) {
+    for (const int shard : *shards)
+      in_shards += (in_shards.empty() ? "" : ",") + std::to_string(shard);
+    in_shards = " WHERE service_id % " + std::to_string(kShardCount) + " IN (" + in_shards + ")";
+  }
   // Polled every half second by the runner process: a read first, so an empty queue never
   // takes the write lock.
   const bool any = guarded("take_beats", [&] {
@@ -58,11 +66,12 @@ std::vector<std::pair<ServiceId, BeatReport>> SqliteStore::take_beats(std::size_
     SQLite::Transaction txn(*db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement select(*db_,
                              "SELECT id, service_id, at, up, message, duration_ms FROM"
-                             " pending_beats ORDER BY id LIMIT ?");
+                             " pending_beats" +
+                                 in_shards + " ORDER BY id LIMIT ?");
     select.bind(1, static_cast<std::int64_t>(max));
-    std::int64_t last_id = 0;
+    std::vector<std::int64_t> taken;
     while (select.executeStep()) {
-      last_id = select.getColumn(0).getInt64();
+      taken.push_back(select.getColumn(0).getInt64());
       BeatReport beat;
       beat.at = from_unix_ms(select.getColumn(2).getInt64());
       beat.up = select.getColumn(3).getInt() != 0;
@@ -70,9 +79,12 @@ std::vector<std::pair<ServiceId, BeatReport>> SqliteStore::take_beats(std::size_
       if (!select.isColumnNull(5)) beat.duration_ms = select.getColumn(5).getDouble();
       beats.emplace_back(select.getColumn(1).getInt64(), std::move(beat));
     }
-    SQLite::Statement erase(*db_, "DELETE FROM pending_beats WHERE id <= ?");
-    erase.bind(1, last_id);
-    erase.exec();
+    SQLite::Statement erase(*db_, "DELETE FROM pending_beats WHERE id = ?");
+    for (const std::int64_t id : taken) {
+      erase.bind(1, id);
+      erase.exec();
+      erase.reset();
+    }
     txn.commit();
     return beats;
   });
