@@ -29,6 +29,7 @@
 #include "storage/retention.h"
 #include "storage/rollups.h"
 #include "storage/sqlite/rollup_sql.h"
+#include "storage/sqlite/sqlite_checkpointer.h"
 #include "storage/sqlite/sqlite_connection.h"
 #include "storage/store.h"
 
@@ -129,6 +130,8 @@ class SqliteStore final : public Store {
   std::unique_ptr<ApplyStatements> apply_statements_;  // declared after db_: destroyed first
   // Declared after db_ as well.
   std::unique_ptr<rollup_sql::RollupWriter> rollup_writer_;
+  // Declared after db_ as well: it hooks db_'s commits.
+  std::unique_ptr<Checkpointer> checkpointer_;
   ReadPool readers_;
   TickRetentionWalk tick_retention_;  // guarded by write_mutex_
   // The closed parts of summarize_all_recent's and count_all_recent's windows, by length in ms
