@@ -326,11 +326,12 @@ int serve(const Settings& settings, Modes modes) {
     // Writes made by a `vigil api` process (and beats pushed to it) reach the runner from here.
     Runner* target = runner.get();
     feed = std::make_unique<ChangeFeed>(
-        *store, revision,
-        ChangeFeedHandlers{
-            [target](const Service& service) { target->upsert_service(service); },
-            [target](ServiceId id) { target->remove_service(id); },
-            [target](ServiceId id, const BeatReport& beat) { target->record_beat(id, beat); }});
+        *store, revision, settings.region,
+        ChangeFeedHandlers{[target](const Service& service) { target->upsert_service(service); },
+                           [target](ServiceId id) { target->remove_service(id); },
+                           [target](ServiceId id, const BeatReport& beat, std::int64_t queued) {
+                             return target->record_beat(id, beat, queued);
+                           }});
     cleaner = std::make_unique<RetentionCleaner>(
         *store, RetentionOptions{.retention = settings.tick_retention,
                                  .interval = settings.cleanup_interval,

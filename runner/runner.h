@@ -7,8 +7,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -98,8 +100,11 @@ class Runner {
   // carrying the promise (TickRecord::stored), which the sink resolves `committed` once it is
   // stored, and which resolves `dropped` when the tick or the command is dropped unresolved
   // (the runner stopped before applying it, the sink shed it). Whoever answers the push waits
-  // on it, bounded (CommitFuture::wait_for).
-  CommitFuture record_beat(ServiceId id, BeatReport beat);
+  // on it, bounded (CommitFuture::wait_for). `queued_beat`: the beat's row in the database's
+  // queue when a `vigil api` process queued it (Store::claim_beats), carried by the tick's
+  // record (TickRecord::queued_beat) so that the commit of the tick removes it.
+  CommitFuture record_beat(ServiceId id, BeatReport beat,
+                           std::optional<std::int64_t> queued_beat = std::nullopt);
 
   // Stops scheduling, lets in-flight probes finish for at most options.drain_timeout (each also
   // ends by its own timeout), delivers their ticks to the sink, and joins the thread. Probes

@@ -98,6 +98,7 @@ TEST_F(PostgresStore, AVersionTwoDatabaseGainsTheAlertsAndBeatsTables) {
   store.reset();
   db->exec(
       "DROP TABLE alerts, notifications, maintenance_windows, component_beats CASCADE;"
+      " ALTER TABLE pending_beats DROP COLUMN claimed_by;"
       " DELETE FROM schema_version WHERE version > 2");
   store = db->open();
   EXPECT_EQ(db->count("SELECT MAX(version) FROM schema_version"), postgres_schema_version());

@@ -211,6 +211,11 @@ CREATE TABLE component_beats (
   PRIMARY KEY (component, instance)
 );
 )sql"},
+    // As SQLite's version 9: a queued beat is claimed by a runner process and removed only
+    // with its stored tick.
+    {4, R"sql(
+ALTER TABLE pending_beats ADD COLUMN claimed_by text;
+)sql"},
 };
 
 constexpr int kCurrentVersion = kMigrations[std::size(kMigrations) - 1].version;
