@@ -32,14 +32,14 @@ Checkpointer::~Checkpointer() {
   if (thread_.joinable()) thread_.join();
 }
 
-std::uint64_t Checkpointer::background_checkpoints() const {
+std::uint64_t Checkpointer::passes() const {
   std::lock_guard lock(mutex_);
-  return background_;
+  return passes_;
 }
 
-std::uint64_t Checkpointer::inline_checkpoints() const {
+std::uint64_t Checkpointer::restarts() const {
   std::lock_guard lock(mutex_);
-  return inline_;
+  return restarts_;
 }
 
 int Checkpointer::on_commit(void* self, sqlite3* /*db*/, const char* /*schema*/, int wal_pages) {
@@ -52,24 +52,21 @@ void Checkpointer::committed(int wal_pages) {
     copied_through_ = 0;
     restart_at_ = kMaxWalPages;
   }
-  int inline_mode = -1;  // none
   bool start = false;
   {
     std::unique_lock lock(mutex_);
-    if (wal_pages >= restart_at_) {
-      // The thread cannot keep up, or readers kept the WAL from starting over: this commit's
-      // caller waits for the thread's pass, then copies the rest itself and waits for readers
-      // on older snapshots (RESTART), which bounds the WAL's length.
-      writer_waiting_ = true;
-      idle_.wait(lock, [this] { return !running_; });
-      writer_waiting_ = false;
-      requested_ = false;
+    const bool at_bound = wal_pages >= restart_at_;
+    if (pass_finished_ || at_bound) {
+      // This commit's caller waits (appending nothing) while the thread copies what its pass
+      // left and waits for readers on older snapshots (RESTART): the next transaction starts
+      // the WAL over. At the bound (the thread cannot keep up, or a restart failed) the same
+      // wait bounds the WAL's length.
       pass_finished_ = false;
-      restart_at_ = wal_pages + kCheckpointPages;  // a failed restart is not tried per commit
-      inline_mode = SQLITE_CHECKPOINT_RESTART;
-    } else if (pass_finished_) {
-      pass_finished_ = false;
-      inline_mode = SQLITE_CHECKPOINT_PASSIVE;
+      restart_requested_ = true;
+      restart_wait_ = at_bound ? std::chrono::milliseconds(kBusyTimeoutMs) : kRestartWait;
+      wake_.notify_one();
+      idle_.wait(lock, [this] { return !restart_requested_; });
+      if (at_bound) restart_at_ = wal_pages + kCheckpointPages;  // not tried again per commit
     } else if (!running_ && !requested_ && wal_pages - copied_through_ >= kCheckpointPages) {
       requested_ = true;
       start = true;
@@ -77,58 +74,62 @@ void Checkpointer::committed(int wal_pages) {
     }
   }
   if (start) wake_.notify_one();
-  if (inline_mode >= 0) checkpoint_inline(inline_mode);
-}
-
-void Checkpointer::checkpoint_inline(int mode) {
-  int wal_frames = 0;
-  int copied = 0;
-  const int rc =
-      sqlite3_wal_checkpoint_v2(writer_.getHandle(), nullptr, mode, &wal_frames, &copied);
-  // SQLITE_BUSY: the thread is in a pass (what it leaves is copied after it), or a reader held
-  // its snapshot past the busy timeout (tried again kCheckpointPages later).
-  if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
-    log_warn(std::string("storage: WAL checkpoint failed: ") + sqlite3_errstr(rc));
-    return;
-  }
-  std::lock_guard lock(mutex_);
-  ++inline_;
 }
 
 void Checkpointer::run() {
   bool failing = false;  // one warning per run of failures
+  const auto checkpoint = [&](int mode, int& wal_frames, int& copied) {
+    const int rc =
+        sqlite3_wal_checkpoint_v2(connection_->getHandle(), nullptr, mode, &wal_frames, &copied);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY && !failing) {
+      log_warn(std::string("storage: WAL checkpoint failed, retried as the WAL grows: ") +
+               sqlite3_errmsg(connection_->getHandle()));
+    }
+    failing = rc != SQLITE_OK && rc != SQLITE_BUSY;
+    return rc;
+  };
   for (;;) {
+    bool restart = false;
+    std::chrono::milliseconds wait{0};
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [this] { return requested_ || stopping_; });
+      wake_.wait(lock, [this] { return requested_ || restart_requested_ || stopping_; });
       if (stopping_) return;
+      restart = restart_requested_;
+      wait = restart_wait_;
       requested_ = false;
       running_ = true;
     }
-    // Passes until what is left is small: each copies what the writer appended during the one
-    // before, so they grow shorter while the writer goes on.
-    int copied_before = 0;
-    for (int pass = 0; pass < kMaxPasses; ++pass) {
-      int wal_frames = 0;
-      int copied = 0;
-      const int rc = sqlite3_wal_checkpoint_v2(connection_->getHandle(), nullptr,
-                                               SQLITE_CHECKPOINT_PASSIVE, &wal_frames, &copied);
-      if (rc != SQLITE_OK && rc != SQLITE_BUSY && !failing) {
-        log_warn(std::string("storage: WAL checkpoint failed, retried as the WAL grows: ") +
-                 sqlite3_errmsg(connection_->getHandle()));
+    int wal_frames = 0;
+    int copied = 0;
+    if (restart) {
+      // Waits for readers on older snapshots for at most `wait` (the busy handler).
+      sqlite3_busy_timeout(connection_->getHandle(), static_cast<int>(wait.count()));
+      checkpoint(SQLITE_CHECKPOINT_RESTART, wal_frames, copied);
+    } else {
+      // Passes until what is left is small: each copies what the writer appended during the
+      // one before, so they grow shorter while the writer goes on.
+      int copied_before = 0;
+      for (int pass = 0; pass < kMaxPasses; ++pass) {
+        const int rc = checkpoint(SQLITE_CHECKPOINT_PASSIVE, wal_frames, copied);
+        // A pass that copied little leaves little: what the writer appended while it ran.
+        if (rc != SQLITE_OK || copied - copied_before <= kInlinePages) break;
+        copied_before = copied;
+        std::lock_guard lock(mutex_);
+        if (stopping_ || restart_requested_) break;
       }
-      failing = rc != SQLITE_OK && rc != SQLITE_BUSY;
-      // A pass that copied little leaves little: what the writer appended while it ran.
-      if (rc != SQLITE_OK || copied - copied_before <= kInlinePages) break;
-      copied_before = copied;
-      std::lock_guard lock(mutex_);
-      if (stopping_ || writer_waiting_) break;
     }
     {
       std::lock_guard lock(mutex_);
       running_ = false;
-      pass_finished_ = true;
-      ++background_;
+      if (restart) {
+        ++restarts_;
+        restart_requested_ = false;
+        pass_finished_ = false;  // the RESTART copied everything
+      } else {
+        ++passes_;
+        pass_finished_ = true;
+      }
     }
     idle_.notify_all();
   }

@@ -7,26 +7,26 @@
 // commit that crosses it copies every page back and syncs the file, while every push waiting
 // for the next commit waits too.
 //
-// How: the write connection's autocheckpoint is turned off and a WAL hook (run on the writer's
-// thread after each of its commits, with the WAL's length) takes its place:
-//   - once the WAL has grown by kCheckpointPages since the last checkpoint, the thread runs a
-//     PASSIVE checkpoint on a connection of its own: it copies the frames committed so far
-//     without taking the write lock, so commits go on meanwhile;
-//   - it passes again while the writer appended much during its pass; after that, the
-//     writer's next commit runs a PASSIVE checkpoint itself, which copies only the little
-//     committed during the last pass. Being the writer, nothing is appended while it
-//     runs, so the WAL is then wholly copied and SQLite starts it over at the next transaction
-//     (unless a reader still uses an older snapshot: then it is copied again a cycle later);
-//   - SQLite starts a wholly copied WAL over only when no reader still uses an older snapshot;
-//     a WAL that reaches kMaxWalPages all the same (readers, or a writer faster than the
-//     thread) makes the writer wait for the thread's pass and run a RESTART checkpoint, which
-//     waits for those readers (reads are short), so the WAL's length stays bounded.
+// How: the write connection's autocheckpoint is turned off (and that of the process's other
+// write connections to the file: leave_checkpoints_to_the_store) and a WAL hook, run on the
+// writer's thread after each of its commits with the WAL's length, takes its place:
+//   - once the WAL has grown by kCheckpointPages since the last cycle, the thread runs PASSIVE
+//     checkpoints on a connection of its own: they copy the frames committed so far without
+//     taking the write lock, so commits go on meanwhile; it passes again while a pass copied
+//     much (the writer appended about as much during it);
+//   - then the writer's next commit waits while the thread runs a RESTART checkpoint: it copies
+//     the little left (the writer appends nothing meanwhile) and waits for readers still on an
+//     older snapshot (up to kRestartWait), so SQLite starts the WAL over at the next
+//     transaction;
+//   - a WAL that reaches kMaxWalPages all the same (a failed restart, a writer faster than the
+//     thread) makes the committing writer wait for a RESTART too: the WAL's length is bounded.
 // Durability does not change: a commit is in the WAL before it returns, and a checkpoint syncs
 // the WAL before it copies frames and the database file after, whichever connection runs it.
 #pragma once
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -42,13 +42,15 @@ class Checkpointer {
   // connect_for_writing).
   static constexpr int kCheckpointPages = 16'384;
   // The thread passes again while its last pass copied more than this many pages (at most
-  // kMaxPasses times), since the writer appended about as much meanwhile; then the writer
-  // copies the rest, small, inline.
+  // kMaxPasses times): the writer waits for the RESTART that copies the rest.
   static constexpr int kInlinePages = 1'024;
   static constexpr int kMaxPasses = 8;
-  // A WAL this long (the thread cannot keep up, or a reader held an older snapshot at each
-  // restart): the committing writer waits for the thread's pass and runs a RESTART checkpoint,
-  // which copies the rest and waits for such readers.
+  // How long the RESTART that ends a cycle waits for readers on older snapshots (the writer
+  // waits as long): a longer read (a large page of the API) only delays the WAL's start over,
+  // to the next cycle.
+  static constexpr std::chrono::milliseconds kRestartWait{20};
+  // A WAL this long: the committing writer waits for a RESTART whatever the thread is at, and
+  // that one waits for readers as long as the busy timeout.
   static constexpr int kMaxWalPages = 4 * kCheckpointPages;
 
   // Takes over the checkpoints of `writer`, a write connection to the WAL database at `path`
@@ -61,14 +63,14 @@ class Checkpointer {
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;
 
-  // Checkpoints run so far by the thread and by the writer (inline), for tests. Any thread.
-  std::uint64_t background_checkpoints() const;
-  std::uint64_t inline_checkpoints() const;
+  // Checkpoints run so far by the thread: cycles of PASSIVE passes, and the RESTARTs the writer
+  // waited for. For tests; any thread.
+  std::uint64_t passes() const;
+  std::uint64_t restarts() const;
 
  private:
   static int on_commit(void* self, sqlite3* db, const char* schema, int wal_pages);
-  void committed(int wal_pages);     // the writer's thread, after each of its commits
-  void checkpoint_inline(int mode);  // the writer's thread; SQLITE_CHECKPOINT_*
+  void committed(int wal_pages);  // the writer's thread, after each of its commits
   void run();
 
   SQLite::Database& writer_;
@@ -76,18 +78,19 @@ class Checkpointer {
 
   // The writer's thread only (the hook):
   int copied_through_ = 0;         // the WAL's length when the last checkpoint cycle began
-  int restart_at_ = kMaxWalPages;  // the WAL's length at which the writer next restarts it
+  int restart_at_ = kMaxWalPages;  // the WAL's length at which the writer waits for a RESTART
 
   mutable std::mutex mutex_;
-  std::condition_variable wake_;  // the thread waits for a request
-  std::condition_variable idle_;  // the writer waits for the end of a pass
-  bool requested_ = false;        // a pass is asked of the thread; guarded by mutex_
-  bool running_ = false;          // the thread is in a pass; guarded by mutex_
-  bool pass_finished_ = false;    // a pass ended; the writer copies the rest; guarded by mutex_
-  bool writer_waiting_ = false;   // the writer waits for the pass to end; guarded by mutex_
-  bool stopping_ = false;         // guarded by mutex_
-  std::uint64_t background_ = 0;  // guarded by mutex_
-  std::uint64_t inline_ = 0;      // guarded by mutex_
+  std::condition_variable wake_;               // the thread waits for a request
+  std::condition_variable idle_;               // the writer waits for the end of a RESTART
+  bool requested_ = false;                     // a pass is asked of the thread; guarded by mutex_
+  bool running_ = false;                       // the thread is checkpointing; guarded by mutex_
+  bool pass_finished_ = false;                 // passes ended; a RESTART is due; guarded by mutex_
+  bool restart_requested_ = false;             // the writer waits for a RESTART; guarded by mutex_
+  std::chrono::milliseconds restart_wait_{0};  // for readers, in that RESTART; guarded by mutex_
+  bool stopping_ = false;                      // guarded by mutex_
+  std::uint64_t passes_ = 0;                   // guarded by mutex_
+  std::uint64_t restarts_ = 0;                 // guarded by mutex_
   std::thread thread_;
 };
 

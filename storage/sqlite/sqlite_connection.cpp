@@ -43,6 +43,10 @@ std::unique_ptr<SQLite::Database> connect_for_writing(const std::string& path) {
   return db;
 }
 
+void leave_checkpoints_to_the_store(SQLite::Database& db) {
+  db.exec("PRAGMA wal_autocheckpoint = 0");
+}
+
 ReadPool::Lease ReadPool::acquire() {
   {
     std::lock_guard lock(mutex_);
