@@ -19,7 +19,9 @@
 //     older snapshot (up to kRestartWait), so SQLite starts the WAL over at the next
 //     transaction;
 //   - a WAL that reaches kMaxWalPages all the same (a failed restart, a writer faster than the
-//     thread) makes the committing writer wait for a RESTART too: the WAL's length is bounded.
+//     thread) makes the committing writer wait for a RESTART too, which waits for readers as long
+//     as the busy timeout: the WAL's length is bounded (tried again kCheckpointPages later
+//     when a read held its snapshot longer still).
 // Durability does not change: a commit is in the WAL before it returns, and a checkpoint syncs
 // the WAL before it copies frames and the database file after, whichever connection runs it.
 #pragma once
