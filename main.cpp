@@ -406,18 +406,12 @@ int serve(const Settings& settings, Modes modes) {
     // Writes made by a `vigil api` process (and beats pushed to it) reach the runner from here.
     Runner* target = runner.get();
     feed = std::make_unique<ChangeFeed>(
-        *store, revision,
+        *store, revision, identity.name,
         ChangeFeedHandlers{
             [target](const Service& service) { target->upsert_service(service); },
             [target](ServiceId id) { target->remove_service(id); },
-            [target, queue = store.get()](ServiceId id, const BeatReport& beat) {
-              // Its shard moved elsewhere since it was taken: back to the queue, for the
-              // member that watches it now.
-              if (target->probes(id)) {
-                target->record_beat(id, beat);
-              } else {
-                queue->enqueue_beat(id, beat);
-              }
+            [target](ServiceId id, const BeatReport& beat, std::int64_t queued) {
+              return target->record_beat(id, beat, queued);
             },
             cluster_store ? std::function<std::vector<int>()>([target] { return target->shards(); })
                           : std::function<std::vector<int>()>()});

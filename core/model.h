@@ -247,6 +247,10 @@ struct TickRecord {
   // tick: the push waits for it); dropped with the record when the record is dropped. Empty
   // for a record nobody waits on.
   CommitPromise stored{};
+  // The queued beat (Store::claim_beats) this record's tick stores, removed by the transaction
+  // that stores the tick: a beat pushed to `vigil api` is neither lost nor stored twice when
+  // the runner process dies in between. Empty for every other record.
+  std::optional<std::int64_t> queued_beat{};
   // True when the record changes no event: the writer may drop it first.
   bool plain() const { return !opens_event && folded_events.empty(); }
 };

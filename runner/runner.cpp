@@ -37,6 +37,7 @@ struct BeatCommand {
   ServiceId id;
   BeatReport beat;
   CommitPromise stored;  // resolved with the beat's tick, or ignored with the beat
+  std::optional<std::int64_t> queued_beat;  // TickRecord::queued_beat
 };
 struct AssignCommand {
   ShardAssignment assignment;
@@ -280,7 +281,8 @@ class Runner::Loop {
       if (auto* upsert_command = std::get_if<UpsertCommand>(&command)) {
         upsert(std::move(upsert_command->service), now);
       } else if (auto* beat_command = std::get_if<BeatCommand>(&command)) {
-        beat(beat_command->id, std::move(beat_command->beat), std::move(beat_command->stored));
+        beat(beat_command->id, std::move(beat_command->beat), std::move(beat_command->stored),
+             beat_command->queued_beat);
       } else if (auto* assign_command = std::get_if<AssignCommand>(&command)) {
         ShardAssignment& assignment = assign_command->assignment;
         lease_until_ = assignment.valid_until;
@@ -515,8 +517,15 @@ class Runner::Loop {
     }
   }
 
-  void beat(ServiceId id, BeatReport beat, CommitPromise stored) {
+  void beat(ServiceId id, BeatReport beat, CommitPromise stored,
+            std::optional<std::int64_t> queued_beat) {
     auto it = services_.find(id);
+    if (it == services_.end() && unowned_.contains(id)) {
+      // Another member's shard (it moved since the beat was sent here): `stored` resolves
+      // dropped, not ignored, so whoever holds the beat hands it to that member.
+      log_debug("runner: beat for service " + std::to_string(id) + " dropped: watched elsewhere");
+      return;
+    }
     if (it == services_.end() || it->second.spec.kind != ServiceKind::heartbeat) {
       log_debug("runner: beat for service " + std::to_string(id) + " ignored: not a heartbeat");
       stored.ignored();
@@ -528,7 +537,7 @@ class Runner::Loop {
     TimePoint at = beat.at;
     if (entry.runtime.last_tick_at && at < *entry.runtime.last_tick_at)
       at = *entry.runtime.last_tick_at;
-    record_result(entry, id, beat_result(beat), at, beat.message, std::move(stored));
+    record_result(entry, id, beat_result(beat), at, beat.message, std::move(stored), queued_beat);
     entry.runtime.last_beat_at = at;
     metrics_.record_beat(entry.metrics, entry.spec.name, at);
 
@@ -650,13 +659,15 @@ class Runner::Loop {
 
   // A probe result or heartbeat report through the state machine, the metrics, the log and the
   // sink: one path for every kind of service. `message` goes with the tick (heartbeats), and
-  // so does `stored`, the promise a pushed beat's waiter holds the future of.
+  // so do `stored`, the promise a pushed beat's waiter holds the future of, and `queued_beat`.
   void record_result(Entry& entry, ServiceId id, const ProbeResult& result, TimePoint started,
-                     std::string message, CommitPromise stored = {}) {
+                     std::string message, CommitPromise stored = {},
+                     std::optional<std::int64_t> queued_beat = std::nullopt) {
     TickOutcome outcome = apply_probe_result(entry.runtime, id, result, started, options_.region,
                                              thresholds_of(entry.spec));
     outcome.record.tick.message = std::move(message);
     outcome.record.stored = std::move(stored);
+    outcome.record.queued_beat = queued_beat;
     metrics_.record_probe(entry.metrics, entry.spec.name, result);
     metrics_.record_state(entry.metrics, entry.spec.name, entry.runtime);
     if (outcome.transition) {
@@ -751,9 +762,10 @@ void Runner::upsert_service(Service service) { loop_->enqueue(UpsertCommand{std:
 
 void Runner::remove_service(ServiceId id) { loop_->enqueue(RemoveCommand{id}); }
 
-CommitFuture Runner::record_beat(ServiceId id, BeatReport beat) {
+CommitFuture Runner::record_beat(ServiceId id, BeatReport beat,
+                                 std::optional<std::int64_t> queued_beat) {
   auto [stored, future] = make_commit_pair();
-  loop_->enqueue(BeatCommand{id, std::move(beat), std::move(stored)});
+  loop_->enqueue(BeatCommand{id, std::move(beat), std::move(stored), queued_beat});
   return future;
 }
 

@@ -7,9 +7,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -113,9 +115,13 @@ class Runner {
   // what became of it: `ignored` for an ignored beat; otherwise the tick goes to the sink
   // carrying the promise (TickRecord::stored), which the sink resolves `committed` once it is
   // stored, and which resolves `dropped` when the tick or the command is dropped unresolved
-  // (the runner stopped before applying it, the sink shed it). Whoever answers the push waits
-  // on it, bounded (CommitFuture::wait_for).
-  CommitFuture record_beat(ServiceId id, BeatReport beat);
+  // (the runner stopped before applying it, the sink shed it, or — sharded — the heartbeat is
+  // another member's now). Whoever answers the push waits
+  // on it, bounded (CommitFuture::wait_for). `queued_beat`: the beat's row in the database's
+  // queue when a `vigil api` process queued it (Store::claim_beats), carried by the tick's
+  // record (TickRecord::queued_beat) so that the commit of the tick removes it.
+  CommitFuture record_beat(ServiceId id, BeatReport beat,
+                           std::optional<std::int64_t> queued_beat = std::nullopt);
 
   // Sharded runners: from the next loop round on, probe the services of `assignment.shards` and
   // no others; a service whose shard went elsewhere stops at once (its in-flight probe abandoned,

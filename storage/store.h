@@ -162,7 +162,8 @@ class Store {
   // Writes a batch in one transaction: the ticks, each service's metric after its last tick in
   // the batch, and the event changes (for a record with opens_event: the open event of that
   // service gets date_ended = tick.ts, and a new open event of that kind starts at tick.ts; its
-  // folded_events, each the same at its own start, come first).
+  // folded_events, each the same at its own start, come first); and removes the queued beats
+  // the records stored (TickRecord::queued_beat).
   // Either all of it is committed or none of it (StorageError).
   virtual void apply(const std::vector<TickRecord>& batch) = 0;
 
@@ -232,16 +233,35 @@ class Store {
   virtual std::int64_t services_revision() = 0;
   virtual ServiceChanges service_changes(std::int64_t after_revision) = 0;
 
-  // A beat pushed to a `vigil api` process, kept until the runner process takes it. At most
-  // kMaxPendingBeats wait: past that no runner process is taking them (full).
+  // A beat pushed to a `vigil api` process, kept until the runner process has stored its tick.
+  // At most kMaxPendingBeats wait: past that no runner process is storing them (full).
   enum class BeatQueued { queued, unknown_service, full };
   static constexpr std::int64_t kMaxPendingBeats = 100'000;
   virtual BeatQueued enqueue_beat(ServiceId id, const BeatReport& beat) = 0;
-  // Removes and returns up to `max` queued beats, oldest first: of any service, or with `shards`,
-  // only of services in those shards (core/shards.h; a cluster member takes the beats of the
-  // heartbeats it watches and leaves the others for their watchers).
-  virtual std::vector<std::pair<ServiceId, BeatReport>> take_beats(
-      std::size_t max, const std::optional<std::vector<int>>& shards = std::nullopt) = 0;
+  // Claims for `claimant` (a runner process: its cluster member name, config's instance_name) up
+  // to `max` queued beats that no live runner process has claimed, oldest first, in one
+  // transaction: each is handed to one runner process only. With `shards`, only beats of
+  // services in those shards (core/shards.h): a cluster member takes the beats of the heartbeats
+  // it watches and leaves the others for their watchers. A claim by a member whose lease ran out
+  // (storage/cluster.h; PostgreSQL) counts as none. A claimed beat stays queued until the apply()
+  // that stores its tick removes it (TickRecord::queued_beat) or discard_beats does, so a runner
+  // process that dies first loses none: its next start gives them back (release_beats).
+  struct QueuedBeat {
+    std::int64_t id = 0;  // TickRecord::queued_beat
+    ServiceId service_id = 0;
+    BeatReport beat;
+  };
+  virtual std::vector<QueuedBeat> claim_beats(
+      const std::string& claimant, std::size_t max,
+      const std::optional<std::vector<int>>& shards = std::nullopt) = 0;
+  // Gives back every beat `claimant` has claimed, to be claimed again: for a runner process
+  // starting, whose previous run may have stopped before it stored them.
+  virtual void release_beats(const std::string& claimant) = 0;
+  // Gives back the queued beats `ids` (claimed, not stored), to be claimed again: their
+  // heartbeats' shards went to another member since they were claimed.
+  virtual void unclaim_beats(const std::vector<std::int64_t>& ids) = 0;
+  // Removes queued beats that became no tick (their service is no longer a heartbeat).
+  virtual void discard_beats(const std::vector<std::int64_t>& ids) = 0;
 
   // Retention: deletes up to `batch_size` ticks with ts < cutoff in one short transaction, so
   // the writer never waits long behind it, service by service. Returns how many it deleted

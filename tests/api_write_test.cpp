@@ -577,15 +577,15 @@ TEST_P(ApiWriteTest, APushMessageThatIsNotUtf8IsKeptWithReplacementCharacters) {
   std::string long_message;
   for (int i = 0; i < 1024; ++i) long_message += "%FF";
   EXPECT_EQ(get(push + "/fail?msg=" + long_message).status, 200);
-  const auto beats = store_->take_beats(100);
+  const auto beats = store_->claim_beats("east", 100);
   ASSERT_EQ(beats.size(), 3u);
   const std::string fffd = "\xEF\xBF\xBD";
-  EXPECT_EQ(beats[0].second.message, fffd);
-  EXPECT_EQ(beats[1].second.message, "caf" + fffd);
+  EXPECT_EQ(beats[0].beat.message, fffd);
+  EXPECT_EQ(beats[1].beat.message, "caf" + fffd);
   std::string cut;
   while (cut.size() + fffd.size() <= 1024) cut += fffd;
-  EXPECT_EQ(beats[2].second.message, cut);
-  for (const auto& [service, report] : beats) EXPECT_FALSE(report.up);
+  EXPECT_EQ(beats[2].beat.message, cut);
+  for (const auto& queued : beats) EXPECT_FALSE(queued.beat.up);
 }
 
 TEST_P(ApiWriteTest, PushesAreQueuedForTheRunnerProcessAndUnknownTokensWriteNothing) {
@@ -609,22 +609,22 @@ TEST_P(ApiWriteTest, PushesAreQueuedForTheRunnerProcessAndUnknownTokensWriteNoth
       raw_exchange(port_, "POST " + push + "/fail HTTP/1.1\r\nHost: x\r\n\r\n", 2000ms);
   EXPECT_EQ(raw.substr(0, raw.find("\r\n")), "HTTP/1.1 200 OK");
 
-  const auto beats = store_->take_beats(100);
+  const auto beats = store_->claim_beats("east", 100);
   ASSERT_EQ(beats.size(), 6u);
-  for (const auto& [service, report] : beats) EXPECT_EQ(service, id);
-  EXPECT_TRUE(beats[0].second.up);
-  EXPECT_FALSE(beats[0].second.duration_ms);
-  EXPECT_TRUE(beats[1].second.up);  // HEAD
-  EXPECT_EQ(beats[2].second.message, "nightly run");
-  EXPECT_EQ(beats[2].second.duration_ms, 1500.5);
-  EXPECT_FALSE(beats[3].second.up);
-  EXPECT_EQ(beats[3].second.message, "from a form");
-  EXPECT_FALSE(beats[4].second.up);
-  EXPECT_EQ(beats[4].second.message, "disk full");
-  EXPECT_EQ(beats[4].second.duration_ms, 20);
-  EXPECT_FALSE(beats[5].second.up);
+  for (const auto& queued : beats) EXPECT_EQ(queued.service_id, id);
+  EXPECT_TRUE(beats[0].beat.up);
+  EXPECT_FALSE(beats[0].beat.duration_ms);
+  EXPECT_TRUE(beats[1].beat.up);  // HEAD
+  EXPECT_EQ(beats[2].beat.message, "nightly run");
+  EXPECT_EQ(beats[2].beat.duration_ms, 1500.5);
+  EXPECT_FALSE(beats[3].beat.up);
+  EXPECT_EQ(beats[3].beat.message, "from a form");
+  EXPECT_FALSE(beats[4].beat.up);
+  EXPECT_EQ(beats[4].beat.message, "disk full");
+  EXPECT_EQ(beats[4].beat.duration_ms, 20);
+  EXPECT_FALSE(beats[5].beat.up);
   const auto now = now_ms();
-  for (const auto& [service, report] : beats) EXPECT_LE(now - report.at, 10s);
+  for (const auto& queued : beats) EXPECT_LE(now - queued.beat.at, 10s);
 
   // Unknown tokens: 404 and nothing queued, whatever else the request says.
   for (const std::string& path : std::vector<std::string>{
@@ -633,7 +633,7 @@ TEST_P(ApiWriteTest, PushesAreQueuedForTheRunnerProcessAndUnknownTokensWriteNoth
     EXPECT_EQ(get(path).error(), "unknown push token");
     EXPECT_EQ(get(path + "?status=bogus").status, 404) << path;
   }
-  EXPECT_TRUE(store_->take_beats(100).empty());
+  EXPECT_TRUE(store_->claim_beats("east", 100).empty());
 }
 
 TEST_P(ApiWriteTest, BadPushFieldsAre400AndWriteNothing) {
@@ -656,7 +656,7 @@ TEST_P(ApiWriteTest, BadPushFieldsAre400AndWriteNothing) {
             "body: unknown key \"when\" (known: status, msg, duration_ms)");
   EXPECT_EQ(post(push, json{{"msg", 5}}).error(), "msg: wrong type, got 5");
   EXPECT_EQ(get(push + "?msg=" + std::string(1024, 'm')).status, 200);  // exactly the limit
-  EXPECT_EQ(store_->take_beats(100).size(), 1u);
+  EXPECT_EQ(store_->claim_beats("east", 100).size(), 1u);
 }
 
 TEST_P(ApiWriteTest, ADeactivatedOrProbedServiceTakesNoPushes) {

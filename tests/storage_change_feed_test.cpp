@@ -82,8 +82,13 @@ TEST(ChangeFeedOrder, PurgesComeFirstAndABeatNeverBeforeItsHeartbeat) {
         log.add("changed " + std::to_string(service.id));
       },
       [&](ServiceId id) { log.add("purged " + std::to_string(id)); },
-      [&](ServiceId id, const BeatReport&) { log.add("beat " + std::to_string(id)); }};
-  ChangeFeed feed(*store, revision, std::move(handlers), 50ms);
+      [&](ServiceId id, const BeatReport&, std::int64_t) {
+        log.add("beat " + std::to_string(id));
+        auto [promise, future] = make_commit_pair();
+        promise.committed();
+        return future;
+      }};
+  ChangeFeed feed(*store, revision, "east", std::move(handlers), 50ms);
   ASSERT_TRUE(log.wait_for("changed " + std::to_string(renewed.id)));
   ASSERT_NE(late_id, 0);
   ASSERT_TRUE(log.wait_for("beat " + std::to_string(late_id)));
@@ -94,7 +99,7 @@ TEST(ChangeFeedOrder, PurgesComeFirstAndABeatNeverBeforeItsHeartbeat) {
   EXPECT_EQ(log.calls(), (std::vector<std::string>{
                              "purged " + std::to_string(old_id), "changed " + renewed_text,
                              "beat " + renewed_text, "changed " + late_text, "beat " + late_text}));
-  EXPECT_TRUE(store->take_beats(10).empty());  // each beat handed over once
+  EXPECT_TRUE(store->claim_beats("west", 10).empty());  // each beat handed over once
 }
 
 }  // namespace

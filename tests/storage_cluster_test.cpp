@@ -94,6 +94,23 @@ TEST_F(ClusterStoreTest, ShardLeasesHaveOneHolderUntilFreedOrRunOut) {
   EXPECT_EQ(store->renew(a, 10s, ""), (std::vector<std::string>{"eu-a"}));
 }
 
+TEST_F(ClusterStoreTest, BeatsClaimedByAMemberWhoseLeaseRanOutAreClaimedAgain) {
+  auto store = open();
+  auto beats = db->open();
+  ServiceSpec spec;
+  spec.name = "job";
+  spec.kind = ServiceKind::heartbeat;
+  spec.interval = 60s;
+  const ServiceId id = beats->create_service(spec, now_ms()).id;
+  ASSERT_EQ(beats->enqueue_beat(id, BeatReport{now_ms(), true, "", std::nullopt}),
+            Store::BeatQueued::queued);
+  const auto dying = runner_member("eu-dying");
+  store->renew(dying, 300ms, "");
+  ASSERT_EQ(beats->claim_beats("eu-dying", 10).size(), 1u);
+  EXPECT_TRUE(beats->claim_beats("eu-b", 10).empty());  // its claim holds while it lives
+  ASSERT_TRUE(test::eventually([&] { return beats->claim_beats("eu-b", 10).size() == 1; }, 5s));
+}
+
 TEST_F(ClusterStoreTest, ALiveMembersNameIsNotTakenByAnotherProcess) {
   auto store = open();
   auto first = runner_member("eu-a");

@@ -485,34 +485,59 @@ TEST_P(StoreFixture, PushTokensNeverStartWithADash) {
   }
 }
 
-TEST_P(StoreFixture, QueuedBeatsAreTakenOnceInOrder) {
+TEST_P(StoreFixture, QueuedBeatsAreClaimedOnceInOrderAndLeaveOnlyWithTheirTick) {
   const ServiceId id = store->create_service(heartbeat("job"), at(0)).id;
-  EXPECT_TRUE(store->take_beats(10).empty());
+  EXPECT_TRUE(store->claim_beats("east", 10).empty());
   using Queued = Store::BeatQueued;
   EXPECT_EQ(store->enqueue_beat(id, BeatReport{at(1000), true, "first", 12.5}), Queued::queued);
   EXPECT_EQ(store->enqueue_beat(id, BeatReport{at(2000), false, "disk full", std::nullopt}),
             Queued::queued);
   EXPECT_EQ(store->enqueue_beat(id, BeatReport{at(3000), true, "", std::nullopt}), Queued::queued);
-  auto beats = store->take_beats(2);
+  auto beats = store->claim_beats("east", 2);
   ASSERT_EQ(beats.size(), 2u);
-  EXPECT_EQ(beats[0].first, id);
-  EXPECT_EQ(beats[0].second.at, at(1000));
-  EXPECT_TRUE(beats[0].second.up);
-  EXPECT_EQ(beats[0].second.message, "first");
-  EXPECT_EQ(beats[0].second.duration_ms, 12.5);
-  EXPECT_FALSE(beats[1].second.up);
-  EXPECT_EQ(beats[1].second.message, "disk full");
-  EXPECT_FALSE(beats[1].second.duration_ms);
-  beats = store->take_beats(10);
-  ASSERT_EQ(beats.size(), 1u);
-  EXPECT_EQ(beats[0].second.at, at(3000));
-  EXPECT_TRUE(store->take_beats(10).empty());
+  EXPECT_LT(beats[0].id, beats[1].id);
+  EXPECT_EQ(beats[0].service_id, id);
+  EXPECT_EQ(beats[0].beat.at, at(1000));
+  EXPECT_TRUE(beats[0].beat.up);
+  EXPECT_EQ(beats[0].beat.message, "first");
+  EXPECT_EQ(beats[0].beat.duration_ms, 12.5);
+  EXPECT_FALSE(beats[1].beat.up);
+  EXPECT_EQ(beats[1].beat.message, "disk full");
+  EXPECT_FALSE(beats[1].beat.duration_ms);
+  const auto third = store->claim_beats("east", 10);
+  ASSERT_EQ(third.size(), 1u);
+  EXPECT_EQ(third[0].beat.at, at(3000));
+  // Claimed: no runner process gets them again, yet they are all still queued.
+  EXPECT_TRUE(store->claim_beats("east", 10).empty());
+  EXPECT_TRUE(store->claim_beats("west", 10).empty());
+  EXPECT_EQ(count("SELECT COUNT(*) FROM pending_beats"), 3);
+
+  // The first one's tick is stored: it leaves the queue with it, in the same transaction.
+  Metric metric;
+  TickRecord record = tick(id, 1000, true, metric, EventKind::uptime);
+  record.queued_beat = beats[0].id;
+  store->apply({record});
+  EXPECT_EQ(count("SELECT COUNT(*) FROM pending_beats"), 2);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM service_ticks"), 1);
+
+  // Its runner process stops before storing the others; started again, it gives them back.
+  store->release_beats("east");
+  beats = store->claim_beats("east", 10);
+  ASSERT_EQ(beats.size(), 2u);
+  EXPECT_EQ(beats[0].beat.message, "disk full");
+  EXPECT_EQ(beats[1].beat.at, at(3000));
+  // One that became no tick is discarded.
+  store->discard_beats({beats[0].id, beats[1].id});
+  EXPECT_EQ(count("SELECT COUNT(*) FROM pending_beats"), 0);
+  store->release_beats("east");
+  EXPECT_TRUE(store->claim_beats("east", 10).empty());
+
   ASSERT_TRUE(store->purge_service(id));
   EXPECT_EQ(store->enqueue_beat(id, BeatReport{at(4000), true, "", std::nullopt}),
             Queued::unknown_service);
 }
 
-TEST_P(StoreFixture, AClusterMemberTakesOnlyTheBeatsOfItsShards) {
+TEST_P(StoreFixture, AClusterMemberClaimsOnlyTheBeatsOfItsShardsAndGivesBackMovedOnes) {
   // Heartbeats with ids 1..70: shards 1, 2 and 1 again (id 65) among them.
   std::vector<ServiceId> ids;
   for (int i = 0; i < 70; ++i)
@@ -521,15 +546,20 @@ TEST_P(StoreFixture, AClusterMemberTakesOnlyTheBeatsOfItsShards) {
   for (const ServiceId id : {ServiceId{1}, ServiceId{2}, ServiceId{65}})
     ASSERT_EQ(store->enqueue_beat(id, BeatReport{at(id), true, "", std::nullopt}),
               Store::BeatQueued::queued);
-  EXPECT_TRUE(store->take_beats(10, std::vector<int>{}).empty());  // no shards: none
-  auto beats = store->take_beats(10, std::vector<int>{1, 5});
+  EXPECT_TRUE(store->claim_beats("eu-a", 10, std::vector<int>{}).empty());  // no shards: none
+  auto beats = store->claim_beats("eu-a", 10, std::vector<int>{1, 5});
   ASSERT_EQ(beats.size(), 2u);
-  EXPECT_EQ(beats[0].first, 1);
-  EXPECT_EQ(beats[1].first, 65);
-  EXPECT_TRUE(store->take_beats(10, std::vector<int>{1}).empty());  // taken once
-  beats = store->take_beats(10);                                    // every shard
-  ASSERT_EQ(beats.size(), 1u);
-  EXPECT_EQ(beats[0].first, 2);
+  EXPECT_EQ(beats[0].service_id, 1);
+  EXPECT_EQ(beats[1].service_id, 65);
+  EXPECT_TRUE(store->claim_beats("eu-b", 10, std::vector<int>{1}).empty());  // claimed once
+  // Shard 1 moved to eu-b before the ticks were stored: eu-a gives the beat of 65 back.
+  store->unclaim_beats({beats[1].id});
+  const auto moved = store->claim_beats("eu-b", 10, std::vector<int>{1});
+  ASSERT_EQ(moved.size(), 1u);
+  EXPECT_EQ(moved[0].service_id, 65);
+  const auto rest = store->claim_beats("eu-c", 10);  // every shard
+  ASSERT_EQ(rest.size(), 1u);
+  EXPECT_EQ(rest[0].service_id, 2);
 }
 
 TEST_P(StoreFixture, TheBeatQueueIsBoundedWhenNoRunnerTakesBeats) {
@@ -540,7 +570,13 @@ TEST_P(StoreFixture, TheBeatQueueIsBoundedWhenNoRunnerTakesBeats) {
              ", " + std::to_string(id) + ", 0, true)");
   EXPECT_EQ(store->enqueue_beat(id, BeatReport{at(1), true, "", std::nullopt}),
             Store::BeatQueued::full);
-  store->take_beats(1);  // the oldest goes: room again
+  // The oldest goes with its tick: room again.
+  const auto oldest = store->claim_beats("east", 1);
+  ASSERT_EQ(oldest.size(), 1u);
+  Metric metric;
+  TickRecord record = tick(id, 1, true, metric, EventKind::uptime);
+  record.queued_beat = oldest[0].id;
+  store->apply({record});
   EXPECT_EQ(store->enqueue_beat(id, BeatReport{at(1), true, "", std::nullopt}),
             Store::BeatQueued::queued);
 }
@@ -632,11 +668,26 @@ struct FeedLog {
   std::vector<Service> changed;
   std::vector<ServiceId> purged;
   std::vector<std::pair<ServiceId, BeatReport>> beats;
+  std::vector<std::int64_t> queued_ids;
+  // What becomes of each beat's tick; by default it is committed at once (nothing stored: the
+  // queued beat stays, claimed).
+  std::function<CommitFuture(ServiceId, std::int64_t)> tick = [](ServiceId, std::int64_t) {
+    auto [promise, future] = make_commit_pair();
+    promise.committed();
+    return future;
+  };
 
   ChangeFeedHandlers handlers() {
     return {[this](const Service& s) { add([&] { changed.push_back(s); }); },
             [this](ServiceId id) { add([&] { purged.push_back(id); }); },
-            [this](ServiceId id, const BeatReport& b) { add([&] { beats.emplace_back(id, b); }); }};
+            [this](ServiceId id, const BeatReport& b, std::int64_t queued) {
+              CommitFuture future = tick(id, queued);
+              add([&] {
+                beats.emplace_back(id, b);
+                queued_ids.push_back(queued);
+              });
+              return future;
+            }};
   }
   void add(const std::function<void()>& change) {
     std::lock_guard lock(mutex);
@@ -652,7 +703,7 @@ struct FeedLog {
 TEST_P(StoreFixture, ChangeFeedFollowsAnotherProcessWritesAndBeats) {
   const ServiceId before = store->create_service(probed("before"), at(0)).id;
   FeedLog log;
-  ChangeFeed feed(*store, store->services_revision(), log.handlers(), 50ms);
+  ChangeFeed feed(*store, store->services_revision(), "east", log.handlers(), 50ms);
   // Another process: its own connection to the same file.
   auto other = db->open();
   const Service beat = other->create_service(heartbeat("job"), at(1000));
@@ -672,7 +723,55 @@ TEST_P(StoreFixture, ChangeFeedFollowsAnotherProcessWritesAndBeats) {
   EXPECT_EQ(log.beats[0].first, beat.id);
   EXPECT_EQ(log.beats[0].second.message, "ok");
   EXPECT_EQ(log.purged, std::vector<ServiceId>{before});
-  EXPECT_TRUE(store->take_beats(10).empty());  // taken once
+  EXPECT_TRUE(store->claim_beats("west", 10).empty());  // claimed once
+}
+
+// A runner process that dies after its feed handed a beat over and before the beat's tick was
+// committed: `vigil api` answered that push 200, so the next start hands it over again, and a
+// beat whose tick is committed is never handed twice.
+TEST_P(StoreFixture, ABeatWhoseTickWasNotCommittedWhenTheRunnerDiedIsHandedOverAgain) {
+  auto api = db->open();  // the `vigil api` process
+  const Service job = api->create_service(heartbeat("job"), at(0));
+  const Service other_job = api->create_service(heartbeat("other-job"), at(0));
+  const std::int64_t revision = store->services_revision();
+  ASSERT_EQ(api->enqueue_beat(job.id, BeatReport{at(1000), true, "lost?", std::nullopt}),
+            Store::BeatQueued::queued);
+  ASSERT_EQ(api->enqueue_beat(other_job.id, BeatReport{at(1000), true, "stored", std::nullopt}),
+            Store::BeatQueued::queued);
+  {
+    // The first run: other-job's tick is committed, job's is still in the writer's queue (its
+    // promise kept unresolved) when the process dies.
+    FeedLog log;
+    std::vector<CommitPromise> in_the_writer;
+    log.tick = [&](ServiceId id, std::int64_t queued) {
+      auto [promise, future] = make_commit_pair();
+      if (id == other_job.id) {
+        Metric metric;
+        TickRecord record = tick(id, 1000, true, metric, EventKind::uptime);
+        record.queued_beat = queued;
+        store->apply({record});
+        promise.committed();
+      } else {
+        in_the_writer.push_back(promise);
+      }
+      return future;
+    };
+    ChangeFeed feed(*store, revision, "east", log.handlers(), 20ms);
+    ASSERT_TRUE(log.wait([&] { return log.beats.size() == 2; }));
+    feed.stop();
+  }
+  EXPECT_EQ(count("SELECT COUNT(*) FROM pending_beats"), 1);
+
+  // The next run of the same runner process (same region).
+  auto restarted = db->open();
+  FeedLog log;
+  ChangeFeed feed(*restarted, restarted->services_revision(), "east", log.handlers(), 20ms);
+  ASSERT_TRUE(log.wait([&] { return !log.beats.empty(); }));
+  feed.stop();
+  std::lock_guard lock(log.mutex);
+  ASSERT_EQ(log.beats.size(), 1u);
+  EXPECT_EQ(log.beats[0].first, job.id);
+  EXPECT_EQ(log.beats[0].second.message, "lost?");
 }
 
 }  // namespace

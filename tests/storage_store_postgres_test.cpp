@@ -99,6 +99,7 @@ TEST_F(PostgresStore, AVersionTwoDatabaseGainsTheAlertsBeatsAndClusterTables) {
   db->exec(
       "DROP TABLE alerts, notifications, maintenance_windows, component_beats, cluster_members,"
       " cluster_shards CASCADE;"
+      " ALTER TABLE pending_beats DROP COLUMN claimed_by;"
       " DELETE FROM schema_version WHERE version > 2");
   store = db->open();
   EXPECT_EQ(db->count("SELECT MAX(version) FROM schema_version"), postgres_schema_version());

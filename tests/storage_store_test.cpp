@@ -339,9 +339,9 @@ TEST_P(StorageStoreOnBackend, ANulInOutsideTextIsWrittenAsAReplacementCharacter)
   EXPECT_EQ(ticks[0].message, "\xEF\xBF\xBD");
   ASSERT_EQ(store->enqueue_beat(id, BeatReport{at(2000), true, std::string("a\0", 2), {}}),
             Store::BeatQueued::queued);
-  const auto beats = store->take_beats(10);
+  const auto beats = store->claim_beats("east", 10);
   ASSERT_EQ(beats.size(), 1u);
-  EXPECT_EQ(beats[0].second.message, "a\xEF\xBF\xBD");
+  EXPECT_EQ(beats[0].beat.message, "a\xEF\xBF\xBD");
 }
 
 void expect_up_up_down_down_up(const test::TestDatabase& db,

@@ -262,6 +262,17 @@ void PostgresStore::apply(const std::vector<TickRecord>& batch) {
           params);
     }
 
+    // The queued beats these ticks store (those of purged services went with them).
+    ArrayText queued_beats;
+    bool any_queued = false;
+    for (const auto& record : batch) {
+      if (!record.queued_beat) continue;
+      queued_beats.add(*record.queued_beat);
+      any_queued = true;
+    }
+    if (any_queued)
+      session.run("DELETE FROM pending_beats WHERE id = ANY($1::int8[])", {queued_beats.str()});
+
     std::vector<const Tick*> inserted;
     inserted.reserve(rows.size());
     for (const auto& row : rows) inserted.push_back(row.tick);

@@ -211,9 +211,14 @@ CREATE TABLE component_beats (
   PRIMARY KEY (component, instance)
 );
 )sql"},
+    // As SQLite's version 9: a queued beat is claimed by a runner process and removed only
+    // with its stored tick.
+    {4, R"sql(
+ALTER TABLE pending_beats ADD COLUMN claimed_by text;
+)sql"},
     // A cluster (storage/cluster.h): one row per member process with its lease, and one per
     // (region, shard) with its holder and lease, both on the server's clock.
-    {4, R"sql(
+    {5, R"sql(
 CREATE TABLE cluster_members (
   name         text        PRIMARY KEY,
   incarnation  text        NOT NULL,

@@ -1,5 +1,6 @@
 // PostgresStore: opening, services (file sync, the write API, revisions, push tokens) and the
 // beat queue.
+#include <algorithm>
 #include <string>
 #include <unordered_set>
 
@@ -454,51 +455,83 @@ Store::BeatQueued PostgresStore::enqueue_beat(ServiceId id, const BeatReport& be
   });
 }
 
-std::vector<std::pair<ServiceId, BeatReport>> PostgresStore::take_beats(
-    std::size_t max, const std::optional<std::vector<int>>& shards) {
-  std::vector<std::pair<ServiceId, BeatReport>> beats;
+std::vector<Store::QueuedBeat> PostgresStore::claim_beats(
+    const std::string& claimant, std::size_t max, const std::optional<std::vector<int>>& shards) {
+  std::vector<QueuedBeat> beats;
   if (max == 0 || (shards && shards->empty())) return beats;
-  // NULL: every shard.
-  Param shard_list;
+  Param shard_list;  // NULL: every shard
   if (shards) {
     ArrayText list;
     for (const int shard : *shards) list.add(shard);
     shard_list = list.str();
   }
+  // Unclaimed, or claimed by a cluster member whose lease ran out (it died before it stored
+  // them), and of the shards asked for.
+  const std::string claimable =
+      " (claimed_by IS NULL OR NOT EXISTS (SELECT 1 FROM cluster_members m"
+      " WHERE m.name = pending_beats.claimed_by AND m.lease_until > now()))"
+      " AND ($1::int[] IS NULL OR service_id % " +
+      std::to_string(kShardCount) + " = ANY($1::int[]))";
   // Polled every half second by the runner process: a read first, so an empty queue never
   // takes the write lock.
-  const bool any = reading("take_beats", [&](Session& session) {
-    return bool_at(session.run("SELECT EXISTS (SELECT 1 FROM pending_beats WHERE $1::int[] IS NULL"
-                               " OR service_id % " +
-                                   std::to_string(kShardCount) + " = ANY($1::int[]))",
+  const bool any = reading("claim_beats", [&](Session& session) {
+    return bool_at(session.run("SELECT EXISTS (SELECT 1 FROM pending_beats WHERE" + claimable + ")",
                                {shard_list}),
                    0, 0);
   });
   if (!any) return beats;
   std::lock_guard lock(write_mutex_);
-  return guarded("take_beats", [&] {
+  return guarded("claim_beats", [&] {
     beats.clear();
-    // One statement: the beats taken are the beats deleted, whoever else takes at once.
+    // One statement: the beats claimed are those this call marked, whoever else claims at once.
     const auto r = writer().run(
-        "DELETE FROM pending_beats WHERE id IN (SELECT id FROM pending_beats WHERE $2::int[] IS"
-        " NULL OR service_id % " +
-            std::to_string(kShardCount) +
-            " = ANY($2::int[]) ORDER BY id"
-            " LIMIT $1 FOR UPDATE SKIP LOCKED)"
+        "UPDATE pending_beats SET claimed_by = $2 WHERE id IN (SELECT id FROM pending_beats"
+        " WHERE" +
+            claimable +
+            " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)"
             " RETURNING id, service_id, at, up, message, duration_ms",
-        {text(static_cast<std::int64_t>(max)), shard_list});
-    std::vector<std::pair<std::int64_t, int>> order;
-    for (int row = 0; row < r.rows(); ++row) order.emplace_back(int_at(r, row, 0), row);
-    std::sort(order.begin(), order.end());
-    for (const auto& [id, row] : order) {
-      BeatReport beat;
-      beat.at = from_unix_ms(int_at(r, row, 2));
-      beat.up = bool_at(r, row, 3);
-      beat.message = text_at(r, row, 4);
-      if (!null_at(r, row, 5)) beat.duration_ms = double_at(r, row, 5);
-      beats.emplace_back(int_at(r, row, 1), std::move(beat));
+        {shard_list, claimant, text(static_cast<std::int64_t>(max))});
+    for (int row = 0; row < r.rows(); ++row) {
+      QueuedBeat queued;
+      queued.id = int_at(r, row, 0);
+      queued.service_id = int_at(r, row, 1);
+      queued.beat.at = from_unix_ms(int_at(r, row, 2));
+      queued.beat.up = bool_at(r, row, 3);
+      queued.beat.message = text_at(r, row, 4);
+      if (!null_at(r, row, 5)) queued.beat.duration_ms = double_at(r, row, 5);
+      beats.push_back(std::move(queued));
     }
+    // RETURNING gives no order.
+    std::ranges::sort(beats, {}, &QueuedBeat::id);
     return beats;
+  });
+}
+
+void PostgresStore::release_beats(const std::string& claimant) {
+  std::lock_guard lock(write_mutex_);
+  guarded("release_beats", [&] {
+    writer().run("UPDATE pending_beats SET claimed_by = NULL WHERE claimed_by = $1", {claimant});
+  });
+}
+
+void PostgresStore::unclaim_beats(const std::vector<std::int64_t>& ids) {
+  if (ids.empty()) return;
+  ArrayText id_array;
+  for (const std::int64_t id : ids) id_array.add(id);
+  std::lock_guard lock(write_mutex_);
+  guarded("unclaim_beats", [&] {
+    writer().run("UPDATE pending_beats SET claimed_by = NULL WHERE id = ANY($1::int8[])",
+                 {id_array.str()});
+  });
+}
+
+void PostgresStore::discard_beats(const std::vector<std::int64_t>& ids) {
+  if (ids.empty()) return;
+  ArrayText id_array;
+  for (const std::int64_t id : ids) id_array.add(id);
+  std::lock_guard lock(write_mutex_);
+  guarded("discard_beats", [&] {
+    writer().run("DELETE FROM pending_beats WHERE id = ANY($1::int8[])", {id_array.str()});
   });
 }
 

@@ -60,8 +60,11 @@ class PostgresStore final : public Store {
   std::int64_t services_revision() override;
   ServiceChanges service_changes(std::int64_t after_revision) override;
   BeatQueued enqueue_beat(ServiceId id, const BeatReport& beat) override;
-  std::vector<std::pair<ServiceId, BeatReport>> take_beats(
-      std::size_t max, const std::optional<std::vector<int>>& shards) override;
+  std::vector<QueuedBeat> claim_beats(const std::string& claimant, std::size_t max,
+                                      const std::optional<std::vector<int>>& shards) override;
+  void release_beats(const std::string& claimant) override;
+  void unclaim_beats(const std::vector<std::int64_t>& ids) override;
+  void discard_beats(const std::vector<std::int64_t>& ids) override;
   std::size_t delete_ticks_older_than(TimePoint cutoff, std::optional<TimePoint> lone_cutoff,
                                       std::size_t batch_size) override;
   RollupSummary summarize(ServiceId id, TimePoint from, TimePoint to) override;

@@ -71,6 +71,7 @@ class SqliteAlertStore final : public AlertStore {
 SqliteAlertStore::SqliteAlertStore(const std::string& path) {
   guarded(("cannot open alerts in " + path).c_str(), [&] {
     db_ = connect_for_writing(path);
+    leave_checkpoints_to_the_store(*db_);
     return 0;
   });
 }

@@ -35,6 +35,7 @@ class SqliteComponentBeatStore final : public ComponentBeatStore {
 SqliteComponentBeatStore::SqliteComponentBeatStore(const std::string& path) {
   guarded(("cannot open " + path + " for beats").c_str(), [&] {
     db_ = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READWRITE, kBeatsBusyTimeoutMs);
+    leave_checkpoints_to_the_store(*db_);
     return 0;
   });
 }

@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include "storage/sqlite/sqlite_checkpointer.h"
 #include "storage/sqlite/sqlite_schema.h"
 
 namespace vigil::sqlite {
@@ -35,10 +36,15 @@ std::unique_ptr<SQLite::Database> connect_for_writing(const std::string& path) {
   // Each batch dirties pages all over the per-service indexes and rollup tables; letting the
   // WAL grow to 64 MB (16,384 pages, not 1,000) before a checkpoint copies them back writes a
   // hot page once per many commits: measured +30 % ticks/s at 1,000-10,000 services.
-  db->exec("PRAGMA wal_autocheckpoint = 16384");
+  // (The store's writer hands its checkpoints to a thread of its own: sqlite_checkpointer.h.)
+  db->exec("PRAGMA wal_autocheckpoint = " + std::to_string(Checkpointer::kCheckpointPages));
   db->exec("PRAGMA foreign_keys = ON");
   sqlite_schema::migrate(*db, path);
   return db;
+}
+
+void leave_checkpoints_to_the_store(SQLite::Database& db) {
+  db.exec("PRAGMA wal_autocheckpoint = 0");
 }
 
 ReadPool::Lease ReadPool::acquire() {

@@ -26,6 +26,12 @@ inline constexpr int kBusyTimeoutMs = 5000;
 // (WAL refused, a schema from a newer vigil).
 std::unique_ptr<SQLite::Database> connect_for_writing(const std::string& path);
 
+// For a write connection beside the process's SqliteStore on the same file (alerts, liveness
+// beats): its commits never checkpoint, since a connection's autocheckpoint copies the whole WAL
+// inside its commit, holding the checkpoint lock the store's Checkpointer needs
+// (sqlite_checkpointer.h), which checkpoints the file for every connection of the process.
+void leave_checkpoints_to_the_store(SQLite::Database& db);
+
 // Runs `body`, turning the library's exceptions into StorageError naming the operation, so
 // callers only ever see the one documented exception type.
 template <typename Body>

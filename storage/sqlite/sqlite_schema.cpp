@@ -381,6 +381,11 @@ CREATE TABLE component_beats (
   PRIMARY KEY (component, instance)
 ) WITHOUT ROWID;
 )sql"},
+    // A queued beat is claimed by a runner process (its region) and removed only with its
+    // stored tick, so that a runner process that dies in between loses none.
+    {9, R"sql(
+ALTER TABLE pending_beats ADD COLUMN claimed_by TEXT;
+)sql"},
 };
 
 constexpr int kCurrentVersion = kMigrations[std::size(kMigrations) - 1].version;

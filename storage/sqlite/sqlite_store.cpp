@@ -30,6 +30,7 @@ SqliteStore::SqliteStore(const std::string& path) : path_(path), readers_(path) 
           (e.getErrorCode() & 0xff) == SQLITE_BUSY || (e.getErrorCode() & 0xff) == SQLITE_LOCKED;
       if (!busy || std::chrono::steady_clock::now() >= deadline)
         throw StorageError("storage: cannot open database " + path + ": " + e.what());
+      checkpointer_.reset();
       rollup_writer_.reset();
       apply_statements_.reset();
       db_.reset();
@@ -55,6 +56,7 @@ void SqliteStore::open_write_connection() {
   db_ = connect_for_writing(path_);
   apply_statements_ = std::make_unique<ApplyStatements>(*db_);
   rollup_writer_ = std::make_unique<rollup_sql::RollupWriter>(*db_);
+  checkpointer_ = std::make_unique<Checkpointer>(path_, *db_);
 }
 
 }  // namespace vigil::sqlite

@@ -29,6 +29,7 @@
 #include "storage/retention.h"
 #include "storage/rollups.h"
 #include "storage/sqlite/rollup_sql.h"
+#include "storage/sqlite/sqlite_checkpointer.h"
 #include "storage/sqlite/sqlite_connection.h"
 #include "storage/store.h"
 
@@ -48,6 +49,7 @@ struct ApplyStatements {
   SQLite::Statement close_open_event;
   SQLite::Statement open_event;
   SQLite::Statement upsert_metric;
+  SQLite::Statement delete_queued_beat;
 };
 
 class SqliteStore final : public Store {
@@ -79,8 +81,11 @@ class SqliteStore final : public Store {
   std::int64_t services_revision() override;
   ServiceChanges service_changes(std::int64_t after_revision) override;
   BeatQueued enqueue_beat(ServiceId id, const BeatReport& beat) override;
-  std::vector<std::pair<ServiceId, BeatReport>> take_beats(
-      std::size_t max, const std::optional<std::vector<int>>& shards) override;
+  std::vector<QueuedBeat> claim_beats(const std::string& claimant, std::size_t max,
+                                      const std::optional<std::vector<int>>& shards) override;
+  void release_beats(const std::string& claimant) override;
+  void unclaim_beats(const std::vector<std::int64_t>& ids) override;
+  void discard_beats(const std::vector<std::int64_t>& ids) override;
   std::size_t delete_ticks_older_than(TimePoint cutoff, std::optional<TimePoint> lone_cutoff,
                                       std::size_t batch_size) override;
   RollupSummary summarize(ServiceId id, TimePoint from, TimePoint to) override;
@@ -130,6 +135,8 @@ class SqliteStore final : public Store {
   std::unique_ptr<ApplyStatements> apply_statements_;  // declared after db_: destroyed first
   // Declared after db_ as well.
   std::unique_ptr<rollup_sql::RollupWriter> rollup_writer_;
+  // Declared after db_ as well: it hooks db_'s commits.
+  std::unique_ptr<Checkpointer> checkpointer_;
   ReadPool readers_;
   TickRetentionWalk tick_retention_;  // guarded by write_mutex_
   // The closed parts of summarize_all_recent's and count_all_recent's windows, by length in ms

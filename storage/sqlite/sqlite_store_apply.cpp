@@ -51,7 +51,8 @@ ApplyStatements::ApplyStatements(SQLite::Database& db)
                     " average_response_time_ms = excluded.average_response_time_ms,"
                     " uptime_percent = excluded.uptime_percent,"
                     " last_tick_at = MAX(service_metrics.last_tick_at, excluded.last_tick_at),"
-                    " updated_at = excluded.updated_at") {}
+                    " updated_at = excluded.updated_at"),
+      delete_queued_beat(db, "DELETE FROM pending_beats WHERE id = ?") {}
 
 void SqliteStore::apply(const std::vector<TickRecord>& batch) {
   if (batch.empty()) return;
@@ -97,6 +98,11 @@ void SqliteStore::apply(const std::vector<TickRecord>& batch) {
     for (const auto& [id, index] : by_service) {
       const auto& record = batch[index];
       const auto& tick = record.tick;
+      if (record.queued_beat) {  // stored with this tick, or gone with its purged service
+        s.delete_queued_beat.tryReset();
+        s.delete_queued_beat.bind(1, *record.queued_beat);
+        s.delete_queued_beat.exec();
+      }
       // Every parameter is rebound for every row, so the bindNoCopy pointers into `batch` are
       // never read after this call returns.
       s.insert_tick.tryReset();

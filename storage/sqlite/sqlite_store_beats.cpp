@@ -1,8 +1,10 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -43,50 +45,92 @@ Store::BeatQueued SqliteStore::enqueue_beat(ServiceId id, const BeatReport& beat
   });
 }
 
-std::vector<std::pair<ServiceId, BeatReport>> SqliteStore::take_beats(
-    std::size_t max, const std::optional<std::vector<int>>& shards) {
-  std::vector<std::pair<ServiceId, BeatReport>> beats;
+std::vector<Store::QueuedBeat> SqliteStore::claim_beats(
+    const std::string& claimant, std::size_t max, const std::optional<std::vector<int>>& shards) {
+  std::vector<QueuedBeat> beats;
   if (max == 0 || (shards && shards->empty())) return beats;
-  std::string in_shards;  // "" for every shard, else " WHERE service_id % 64 IN (1,2)"
+  // Unclaimed, and of the shards asked for (a list of integers, spliced as digits).
+  std::string claimable = " claimed_by IS NULL";
   if (shards) {
-    for (const int shard : *shards)
-      in_shards += (in_shards.empty() ? "" : ",") + std::to_string(shard);
-    in_shards = " WHERE service_id % " + std::to_string(kShardCount) + " IN (" + in_shards + ")";
+    std::string list;
+    for (const int shard : *shards) list += (list.empty() ? "" : ",") + std::to_string(shard);
+    claimable += " AND service_id % " + std::to_string(kShardCount) + " IN (" + list + ")";
   }
   // Polled every half second by the runner process: a read first, so an empty queue never
   // takes the write lock.
-  const bool any = guarded("take_beats", [&] {
+  const bool any = guarded("claim_beats", [&] {
     auto db = readers_.acquire();
-    return (*db).execAndGet("SELECT EXISTS (SELECT 1 FROM pending_beats)").getInt() != 0;
+    return (*db)
+               .execAndGet("SELECT EXISTS (SELECT 1 FROM pending_beats WHERE" + claimable + ")")
+               .getInt() != 0;
   });
   if (!any) return beats;
   std::lock_guard lock(write_mutex_);
-  return guarded("take_beats", [&] {
+  return guarded("claim_beats", [&] {
     beats.clear();
     SQLite::Transaction txn(*db_, SQLite::TransactionBehavior::IMMEDIATE);
-    SQLite::Statement select(*db_,
-                             "SELECT id, service_id, at, up, message, duration_ms FROM"
-                             " pending_beats" +
-                                 in_shards + " ORDER BY id LIMIT ?");
-    select.bind(1, static_cast<std::int64_t>(max));
-    std::vector<std::int64_t> taken;
-    while (select.executeStep()) {
-      taken.push_back(select.getColumn(0).getInt64());
-      BeatReport beat;
-      beat.at = from_unix_ms(select.getColumn(2).getInt64());
-      beat.up = select.getColumn(3).getInt() != 0;
-      beat.message = select.getColumn(4).getString();
-      if (!select.isColumnNull(5)) beat.duration_ms = select.getColumn(5).getDouble();
-      beats.emplace_back(select.getColumn(1).getInt64(), std::move(beat));
-    }
-    SQLite::Statement erase(*db_, "DELETE FROM pending_beats WHERE id = ?");
-    for (const std::int64_t id : taken) {
-      erase.bind(1, id);
-      erase.exec();
-      erase.reset();
+    SQLite::Statement claim(*db_,
+                            "UPDATE pending_beats SET claimed_by = ?1 WHERE id IN (SELECT id FROM"
+                            " pending_beats WHERE" +
+                                claimable +
+                                " ORDER BY id LIMIT ?2)"
+                                " RETURNING id, service_id, at, up, message, duration_ms");
+    claim.bind(1, claimant);
+    claim.bind(2, static_cast<std::int64_t>(max));
+    while (claim.executeStep()) {
+      QueuedBeat queued;
+      queued.id = claim.getColumn(0).getInt64();
+      queued.service_id = claim.getColumn(1).getInt64();
+      queued.beat.at = from_unix_ms(claim.getColumn(2).getInt64());
+      queued.beat.up = claim.getColumn(3).getInt() != 0;
+      queued.beat.message = claim.getColumn(4).getString();
+      if (!claim.isColumnNull(5)) queued.beat.duration_ms = claim.getColumn(5).getDouble();
+      beats.push_back(std::move(queued));
     }
     txn.commit();
+    // RETURNING gives no order.
+    std::ranges::sort(beats, {}, &QueuedBeat::id);
     return beats;
+  });
+}
+
+void SqliteStore::release_beats(const std::string& claimant) {
+  std::lock_guard lock(write_mutex_);
+  guarded("release_beats", [&] {
+    SQLite::Statement release(*db_,
+                              "UPDATE pending_beats SET claimed_by = NULL WHERE claimed_by = ?");
+    release.bind(1, claimant);
+    release.exec();
+  });
+}
+
+void SqliteStore::unclaim_beats(const std::vector<std::int64_t>& ids) {
+  if (ids.empty()) return;
+  std::lock_guard lock(write_mutex_);
+  guarded("unclaim_beats", [&] {
+    SQLite::Transaction txn(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement release(*db_, "UPDATE pending_beats SET claimed_by = NULL WHERE id = ?");
+    for (const std::int64_t id : ids) {
+      release.tryReset();
+      release.bind(1, id);
+      release.exec();
+    }
+    txn.commit();
+  });
+}
+
+void SqliteStore::discard_beats(const std::vector<std::int64_t>& ids) {
+  if (ids.empty()) return;
+  std::lock_guard lock(write_mutex_);
+  guarded("discard_beats", [&] {
+    SQLite::Transaction txn(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement erase(*db_, "DELETE FROM pending_beats WHERE id = ?");
+    for (const std::int64_t id : ids) {
+      erase.tryReset();
+      erase.bind(1, id);
+      erase.exec();
+    }
+    txn.commit();
   });
 }
 
