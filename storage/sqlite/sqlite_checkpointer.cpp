@@ -113,7 +113,7 @@ void Checkpointer::run() {
       for (int pass = 0; pass < kMaxPasses; ++pass) {
         const int rc = checkpoint(SQLITE_CHECKPOINT_PASSIVE, wal_frames, copied);
         // A pass that copied little leaves little: what the writer appended while it ran.
-        if (rc != SQLITE_OK || copied - copied_before <= kInlinePages) break;
+        if (rc != SQLITE_OK || copied - copied_before <= kPassAgainPages) break;
         copied_before = copied;
         std::lock_guard lock(mutex_);
         if (stopping_ || restart_requested_) break;

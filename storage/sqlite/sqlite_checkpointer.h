@@ -45,7 +45,7 @@ class Checkpointer {
   static constexpr int kCheckpointPages = 16'384;
   // The thread passes again while its last pass copied more than this many pages (at most
   // kMaxPasses times): the writer waits for the RESTART that copies the rest.
-  static constexpr int kInlinePages = 1'024;
+  static constexpr int kPassAgainPages = 1'024;
   static constexpr int kMaxPasses = 8;
   // How long the RESTART that ends a cycle waits for readers on older snapshots (the writer
   // waits as long): a longer read (a large page of the API) only delays the WAL's start over,
