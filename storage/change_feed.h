@@ -47,7 +47,8 @@ class ChangeFeed {
  public:
   // Starts the thread; the first poll is one interval away. `from_revision` is what the caller
   // already has (Store::services_revision() read before it loaded the services); `claimant`
-  // names this runner process among those on the database (its region). `store` must outlive
+  // names this runner process among those on the database (its cluster member name, config's
+  // instance_name: a restart under the same name gives back what it claimed). `store` must outlive
   // the feed.
   ChangeFeed(Store& store, std::int64_t from_revision, std::string claimant,
              ChangeFeedHandlers handlers,
