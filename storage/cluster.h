@@ -104,7 +104,8 @@ class ClusterStore {
                                        Millis lease) = 0;
   // Frees those of `shards` the member holds in its region.
   virtual void release_shards(const MemberIdentity& member, const std::vector<int>& shards) = 0;
-  // Removes the member's row (if it is still this incarnation's) and frees its shards.
+  // Removes the member's row (if it is still this incarnation's), frees its shards and gives
+  // back the queued beats it claimed (Store::claim_beats).
   virtual void leave(const MemberIdentity& member) = 0;
   // Every member, live or not, by region then name. Rows whose lease ran out more than a day
   // ago are deleted by renew().

@@ -242,10 +242,10 @@ class Store {
   // to `max` queued beats that no live runner process has claimed, oldest first, in one
   // transaction: each is handed to one runner process only. With `shards`, only beats of
   // services in those shards (core/shards.h): a cluster member takes the beats of the heartbeats
-  // it watches and leaves the others for their watchers. A claim by a member whose lease ran out
-  // (storage/cluster.h; PostgreSQL) counts as none. A claimed beat stays queued until the apply()
-  // that stores its tick removes it (TickRecord::queued_beat) or discard_beats does, so a runner
-  // process that dies first loses none: its next start gives them back (release_beats).
+  // it watches and leaves the others for their watchers. A claim by a cluster member whose lease
+  // ran out (storage/cluster.h; PostgreSQL) counts as none. A claimed beat stays queued until the
+  // apply() that stores its tick removes it (TickRecord::queued_beat) or discard_beats does, so a
+  // runner process that dies first loses none: its next start gives them back (release_beats).
   struct QueuedBeat {
     std::int64_t id = 0;  // TickRecord::queued_beat
     ServiceId service_id = 0;

@@ -109,6 +109,12 @@ TEST_F(ClusterStoreTest, BeatsClaimedByAMemberWhoseLeaseRanOutAreClaimedAgain) {
   ASSERT_EQ(beats->claim_beats("eu-dying", 10).size(), 1u);
   EXPECT_TRUE(beats->claim_beats("eu-b", 10).empty());  // its claim holds while it lives
   ASSERT_TRUE(test::eventually([&] { return beats->claim_beats("eu-b", 10).size() == 1; }, 5s));
+  // A member that leaves gives back what it claimed.
+  const auto b = runner_member("eu-b");
+  store->renew(b, 10s, "");
+  EXPECT_TRUE(beats->claim_beats("eu-c", 10).empty());
+  store->leave(b);
+  EXPECT_EQ(beats->claim_beats("eu-c", 10).size(), 1u);
 }
 
 TEST_F(ClusterStoreTest, ALiveMembersNameIsNotTakenByAnotherProcess) {

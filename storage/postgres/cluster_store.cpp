@@ -87,6 +87,11 @@ class PostgresClusterStore final : public ClusterStore {
                       *holder);
     return guarded("reading the live members", [&] {
       Session& session = session_.get();
+      // Gone for a day: their rows go, and with them what they had claimed (claim_beats counts
+      // a claim by a member whose lease ran out as none, but only while its row is there).
+      session.run(
+          "UPDATE pending_beats SET claimed_by = NULL WHERE claimed_by IN (SELECT name FROM "
+          "cluster_members WHERE lease_until < now() - interval '1 day')");
       session.run("DELETE FROM cluster_members WHERE lease_until < now() - interval '1 day'");
       const auto rows = session.run(
           "SELECT name FROM cluster_members WHERE region = $1 AND takes_shards "
@@ -146,9 +151,13 @@ class PostgresClusterStore final : public ClusterStore {
       const auto gone = session.run(
           "DELETE FROM cluster_members WHERE name = $1 AND incarnation = $2 RETURNING 1",
           {without_nul(member.name), member.incarnation});
-      // Another incarnation holds the name now: its shards are its own.
+      // Another incarnation holds the name now: its shards and claims are its own.
       if (gone.rows() == 1) {
         session.run("UPDATE cluster_shards SET owner = NULL, lease_until = NULL WHERE owner = $1",
+                    {without_nul(member.name)});
+        // Beats it claimed and did not store (a stop leaves none handed to its runner unstored,
+        // but some may not have been handed yet).
+        session.run("UPDATE pending_beats SET claimed_by = NULL WHERE claimed_by = $1",
                     {without_nul(member.name)});
       }
       txn->commit();

@@ -468,8 +468,8 @@ std::vector<Store::QueuedBeat> PostgresStore::claim_beats(
   // Unclaimed, or claimed by a cluster member whose lease ran out (it died before it stored
   // them), and of the shards asked for.
   const std::string claimable =
-      " (claimed_by IS NULL OR NOT EXISTS (SELECT 1 FROM cluster_members m"
-      " WHERE m.name = pending_beats.claimed_by AND m.lease_until > now()))"
+      " (claimed_by IS NULL OR EXISTS (SELECT 1 FROM cluster_members m"
+      " WHERE m.name = pending_beats.claimed_by AND m.lease_until < now()))"
       " AND ($1::int[] IS NULL OR service_id % " +
       std::to_string(kShardCount) + " = ANY($1::int[]))";
   // Polled every half second by the runner process: a read first, so an empty queue never
