@@ -246,7 +246,7 @@ class Runner::Loop {
       if (auto* upsert_command = std::get_if<UpsertCommand>(&command)) {
         upsert(std::move(upsert_command->service), now);
       } else if (auto* beat_command = std::get_if<BeatCommand>(&command)) {
-        beat(beat_command->id, std::move(beat_command->beat), std::move(beat_command->stored));
+        beat(beat_command->id, beat_command->beat, std::move(beat_command->stored));
       } else {
         remove(std::get<RemoveCommand>(command).id);
       }
@@ -266,7 +266,7 @@ class Runner::Loop {
     bool resumed = false;
     if (inserted) {
       if (auto kept = kept_.extract(service.id)) {
-        entry.runtime = std::move(kept.mapped());
+        entry.runtime = kept.mapped();
         resumed = true;
         // Back from a deactivation (not a restart, whose state comes from the store): the time
         // it was off is not silence.
@@ -329,12 +329,12 @@ class Runner::Loop {
   void deactivate(ServiceId id) {
     auto it = services_.find(id);
     if (it == services_.end()) return;  // already inactive
-    ServiceRuntime kept = std::move(it->second.runtime);
+    ServiceRuntime kept = it->second.runtime;
     // A run of results does not span the time the service was off (nor does it a restart).
     kept.consecutive_failures = 0;
     kept.consecutive_successes = 0;
     drop(it);
-    kept_.insert_or_assign(id, std::move(kept));
+    kept_.insert_or_assign(id, kept);
     deactivated_.insert(id);
   }
 
@@ -420,7 +420,7 @@ class Runner::Loop {
     }
   }
 
-  void beat(ServiceId id, BeatReport beat, CommitPromise stored) {
+  void beat(ServiceId id, const BeatReport& beat, CommitPromise stored) {
     auto it = services_.find(id);
     if (it == services_.end() || it->second.spec.kind != ServiceKind::heartbeat) {
       log_debug("runner: beat for service " + std::to_string(id) + " ignored: not a heartbeat");
