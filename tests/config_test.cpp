@@ -1,8 +1,8 @@
 #include "config/config.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <vector>
