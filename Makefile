@@ -122,8 +122,8 @@ format-check:
 
 # clang-tidy (.clang-tidy) over the sources compiled in TIDY_BUILD_DIR's compile_commands.json
 # (configured only, without the unity build, so that each file has its own compile command),
-# with the headers they include; any finding fails. About 6 s of CPU per file, so:
-#   make tidy                      every file (~20 min of CPU)
+# with the headers they include; any finding fails. About 7 s of CPU per file, so:
+#   make tidy                      every file (~21 min of CPU)
 #   make tidy TIDY_BASE=<ref>      the .cpp files changed since <ref> and one file including each
 #                                  changed header (every file if .clang-tidy changed), e.g.
 #                                  TIDY_BASE=origin/main; CI passes the commit in $(TIDY_CLEAN)
