@@ -461,12 +461,8 @@ class Alerter::Loop {
     transfer->easy.reset(curl_easy_init());
     if (!transfer->easy) return;  // out of memory: tried again next round
     CURL* easy = transfer->easy.get();
-    for (const auto& [name, value] : request.headers) {
-      curl_slist* grown = curl_slist_append(transfer->headers.get(), (name + ": " + value).c_str());
-      if (!grown) return;
-      transfer->headers.release();
-      transfer->headers.reset(grown);
-    }
+    for (const auto& [name, value] : request.headers)
+      if (!append_line(transfer->headers, name + ": " + value)) return;
     curl_easy_setopt(easy, CURLOPT_URL, request.url.c_str());
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, static_cast<long>(request.body.size()));

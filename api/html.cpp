@@ -29,10 +29,9 @@ void append_escaped(std::string& out, std::string_view text) {
           out += "&#39;";
           break;
         default:
-          // Control characters are not allowed in XML (SVG) at all.
-          if (c < 0x20 && c != '\t' && c != '\n')
-            out += "\xEF\xBF\xBD";
-          else if (c == 0x7F)
+          // Control characters (C0 but tab and newline, and DEL) become U+FFFD: XML (SVG) does
+          // not allow the C0 ones at all.
+          if ((c < 0x20 && c != '\t' && c != '\n') || c == 0x7F)
             out += "\xEF\xBF\xBD";
           else
             out += static_cast<char>(c);

@@ -181,7 +181,7 @@ std::string render_docs_html(std::string_view document_json) {
   std::vector<std::string> tags;
   if (document.contains("tags") && document["tags"].is_array())
     for (const auto& tag : document["tags"]) tags.push_back(text_of(tag, "name"));
-  tags.push_back("");
+  tags.emplace_back();  // "": the untagged ones
   const auto tagged = [](const json& operation, const std::string& tag) {
     if (!operation.contains("tags") || !operation["tags"].is_array() || operation["tags"].empty())
       return tag.empty();

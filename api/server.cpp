@@ -137,14 +137,14 @@ class ApiServer::Impl {
     server_.set_read_timeout(kIoTimeout);
     server_.set_write_timeout(kIoTimeout);
     server_.set_exception_handler([](const httplib::Request& req, httplib::Response& res,
-                                     std::exception_ptr ep) { on_exception(req, res, ep); });
+                                     const std::exception_ptr& ep) { on_exception(req, res, ep); });
     server_.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       on_response(req, res);
     });
   }
 
   static void on_exception(const httplib::Request& req, httplib::Response& res,
-                           std::exception_ptr ep) noexcept {
+                           const std::exception_ptr& ep) noexcept {
     std::string what = "unknown exception";
     bool storage = false;
     bool unavailable = false;

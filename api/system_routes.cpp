@@ -53,7 +53,7 @@ void healthz(Store& store, const ApiOptions& options, const HealthCheck& health,
   } catch (const std::exception& e) {
     log_error(std::string("api: health check failed: ") + e.what());
     for (const std::string_view part : kHealthParts) data[std::string(part)] = "unknown";
-    failed.push_back("health check");
+    failed.emplace_back("health check");
   }
   data["silent_after_seconds"] = double(options.health_silent_after.count()) / 1000.0;
   std::optional<std::string> ping_failure;

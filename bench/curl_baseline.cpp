@@ -104,7 +104,8 @@ int main(int argc, char** argv) {
     if (started >= max_probes || std::chrono::steady_clock::now() >= end) return;
     slots[slot] = make_probe(urls[static_cast<std::size_t>(started) % urls.size()]);
     if (!slots[slot]) return;
-    curl_easy_setopt(slots[slot].get(), CURLOPT_PRIVATE, reinterpret_cast<char*>(slot));
+    // The handle knows its slot: slots is never resized, so the address stays.
+    curl_easy_setopt(slots[slot].get(), CURLOPT_PRIVATE, &slots[slot]);
     curl_multi_add_handle(multi.get(), slots[slot].get());
     ++started;
   };
@@ -118,14 +119,15 @@ int main(int argc, char** argv) {
       if (message->msg != CURLMSG_DONE) continue;
       CURL* easy = message->easy_handle;
       const CURLcode code = message->data.result;
-      char* slot_text = nullptr;
-      curl_easy_getinfo(easy, CURLINFO_PRIVATE, &slot_text);
+      char* owner = nullptr;
+      curl_easy_getinfo(easy, CURLINFO_PRIVATE, &owner);
       long status = 0;
       curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
       if (code == CURLE_OK && status >= 200 && status < 400) ++ok;
       ++finished;
       curl_multi_remove_handle(multi.get(), easy);
-      const auto slot = reinterpret_cast<std::size_t>(slot_text);
+      const auto slot =
+          static_cast<std::size_t>(static_cast<EasyPtr*>(static_cast<void*>(owner)) - slots.data());
       slots[slot].reset();
       start_in(slot);
     }

@@ -218,7 +218,7 @@ void parse_heartbeat_fields(const json& entry, const std::string& at, ServiceSpe
 // A short single-line label: team, a tag.
 std::string label_field(const json& value, const std::string& where) {
   if (!value.is_string()) throw ConfigError(where + ": expected a string, got " + shown(value));
-  const auto text = value.get<std::string>();
+  auto text = value.get<std::string>();
   if (text.empty() || text != trim(text) || text.size() > kMaxTextField ||
       has_control_characters(text))
     throw ConfigError(where + ": " + shown(value) +
@@ -432,7 +432,7 @@ ServiceSpec parse_service(const json& entry, const std::string& where, const Set
 // its #) and is trimmed. A quote not closed on its line, or text after the closing quote, is a
 // ConfigError starting with `where`.
 std::string dotenv_value(std::string_view rest, const std::string& where) {
-  const std::string value = trim(rest);
+  std::string value = trim(rest);
   if (value.starts_with('#') && !rest.starts_with('#')) return "";  // KEY= # only a comment
   if (value.empty() || (value.front() != '"' && value.front() != '\'')) {
     for (std::size_t i = 1; i < value.size(); ++i)

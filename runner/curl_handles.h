@@ -32,6 +32,15 @@ using CurlSlistPtr = std::unique_ptr<curl_slist, CurlSlistDeleter>;
 using CurlUrlPtr = std::unique_ptr<CURLU, CurlUrlDeleter>;
 using CurlStringPtr = std::unique_ptr<char, CurlStringDeleter>;
 
+// Appends `line` to `list` (curl_slist_append: the list keeps its head, or gets one when empty).
+// Returns false, `list` unchanged, when curl cannot allocate the line.
+inline bool append_line(CurlSlistPtr& list, const std::string& line) {
+  curl_slist* head = curl_slist_append(list.get(), line.c_str());
+  if (!head) return false;
+  if (!list) list.reset(head);
+  return true;
+}
+
 // curl_global_init once per process, before the first handle. libcurl 7.84+ makes it thread-safe,
 // but calling it exactly once keeps us correct on older builds too. Throws std::runtime_error
 // when libcurl cannot initialise.

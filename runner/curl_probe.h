@@ -16,6 +16,8 @@ namespace vigil {
 
 class CurlProbe : public Probe {
  public:
+  CurlProbe(const CurlProbe&) = delete;
+  CurlProbe& operator=(const CurlProbe&) = delete;
   CURL* easy() override { return handle(); }
 
  protected:
@@ -24,8 +26,6 @@ class CurlProbe : public Probe {
   // and the source address (the spec's source_ip, else settings.source_ip, else the system's).
   // Throws std::runtime_error when curl cannot create the handle.
   CurlProbe(const ServiceSpec& spec, const ProbeSettings& settings);
-  CurlProbe(const CurlProbe&) = delete;
-  CurlProbe& operator=(const CurlProbe&) = delete;
 
   // A cumulative time mark of the finished transfer (CURLINFO_*_TIME_T) in microseconds; 0 when
   // curl has none.

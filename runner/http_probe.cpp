@@ -165,9 +165,8 @@ class HttpProbe final : public CurlProbe {
     for (const auto& [name, value] : spec.headers) {
       // "Name;" is curl's way to send a header with an empty value.
       const std::string line = value.empty() ? name + ";" : name + ": " + value;
-      curl_slist* appended = curl_slist_append(request_headers_.get(), line.c_str());
-      if (!appended) throw std::runtime_error("curl_slist_append failed");
-      if (!request_headers_) request_headers_.reset(appended);
+      if (!append_line(request_headers_, line))
+        throw std::runtime_error("curl_slist_append failed");
     }
     if (request_headers_) curl_easy_setopt(e, CURLOPT_HTTPHEADER, request_headers_.get());
   }

@@ -281,7 +281,7 @@ class Runner::Loop {
       if (auto* upsert_command = std::get_if<UpsertCommand>(&command)) {
         upsert(std::move(upsert_command->service), now);
       } else if (auto* beat_command = std::get_if<BeatCommand>(&command)) {
-        beat(beat_command->id, std::move(beat_command->beat), std::move(beat_command->stored),
+        beat(beat_command->id, beat_command->beat, std::move(beat_command->stored),
              beat_command->queued_beat);
       } else if (auto* assign_command = std::get_if<AssignCommand>(&command)) {
         ShardAssignment& assignment = assign_command->assignment;
@@ -312,7 +312,7 @@ class Runner::Loop {
     bool resumed = false;
     if (inserted) {
       if (auto kept = kept_.extract(service.id)) {
-        entry.runtime = std::move(kept.mapped());
+        entry.runtime = kept.mapped();
         resumed = true;
         // Back from a deactivation (not a restart, whose state comes from the store): the time
         // it was off is not silence.
@@ -376,12 +376,12 @@ class Runner::Loop {
     unowned_.erase(id);
     auto it = services_.find(id);
     if (it == services_.end()) return;  // already inactive
-    ServiceRuntime kept = std::move(it->second.runtime);
+    ServiceRuntime kept = it->second.runtime;
     // A run of results does not span the time the service was off (nor does it a restart).
     kept.consecutive_failures = 0;
     kept.consecutive_successes = 0;
     drop(it);
-    kept_.insert_or_assign(id, std::move(kept));
+    kept_.insert_or_assign(id, kept);
     deactivated_.insert(id);
   }
 
@@ -444,7 +444,7 @@ class Runner::Loop {
     service.id = id;
     service.spec = entry.spec;
     service.created_at = entry.created_at;
-    ServiceRuntime kept = std::move(entry.runtime);
+    ServiceRuntime kept = entry.runtime;
     kept.consecutive_failures = 0;
     kept.consecutive_successes = 0;
     drop(it);
@@ -517,7 +517,7 @@ class Runner::Loop {
     }
   }
 
-  void beat(ServiceId id, BeatReport beat, CommitPromise stored,
+  void beat(ServiceId id, const BeatReport& beat, CommitPromise stored,
             std::optional<std::int64_t> queued_beat) {
     auto it = services_.find(id);
     if (it == services_.end() && unowned_.contains(id)) {

@@ -2,10 +2,10 @@
 // zoneinfo files (Debian package tzdata) and against TZif files built here byte by byte, the
 // footer's POSIX TZ rule, recurring windows across DST changes, and per-service routing.
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>

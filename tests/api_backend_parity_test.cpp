@@ -103,9 +103,9 @@ std::vector<ServiceId> seed(Served& served) {
   from_file.interval = Millis(1'500);
   store.sync_services({from_file}, at(-7'200'000));
   const ServiceId file_id = store.active_services().at(0).id;
-  const std::vector<ServiceId> ids = {store.create_service(full, at(-3'600'000)).id,
-                                      store.create_service(beat, at(-3'600'000)).id,
-                                      store.create_service(idle, at(-1'800'000)).id, file_id};
+  std::vector<ServiceId> ids = {store.create_service(full, at(-3'600'000)).id,
+                                store.create_service(beat, at(-3'600'000)).id,
+                                store.create_service(idle, at(-1'800'000)).id, file_id};
 
   const std::vector<double> response_ms = {0.001,   12.345678, 1e-3 * 7, 999.999, 120000.5, 0.1,
                                            33.3333, 2.5,       1.0,      0.0,     47.125};

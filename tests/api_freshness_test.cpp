@@ -101,7 +101,7 @@ class FreshnessStore : public test::StoreBackendTest {
     store_->apply({record});
   }
 
-  std::vector<std::string> names(ServiceFilter filter) {
+  std::vector<std::string> names(const ServiceFilter& filter) {
     std::vector<std::string> out;
     for (const auto& view : store_->list_services(filter)) out.push_back(view.service.spec.name);
     return out;

@@ -10,11 +10,11 @@
 // the same files must lead to files and headings that exist.
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <signal.h>
 
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <map>

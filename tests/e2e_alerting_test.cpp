@@ -3,10 +3,10 @@
 // PostgreSQL schema).
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <signal.h>
 
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <fstream>
 #include <functional>
 #include <mutex>

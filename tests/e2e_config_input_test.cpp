@@ -3,9 +3,9 @@
 // message naming the file, the field or the key; and a .env quoted as dotenv users write it.
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <signal.h>
 
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>

@@ -6,9 +6,9 @@
 // the frozen one, whose beats stop the same way, on SQLite only.
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <signal.h>
 
 #include <chrono>
+#include <csignal>
 #include <fstream>
 #include <nlohmann/json.hpp>
 

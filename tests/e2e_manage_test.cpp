@@ -3,9 +3,9 @@
 // HTTP, and `vigil beat` run as a command.
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <signal.h>
 
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <functional>

@@ -126,8 +126,8 @@ TEST_F(BrowserEndToEnd, ChromiumRendersTheStatusPageAndAServicePage) {
   const std::string dom = browse(base + "/", "--dump-dom");
   // The DOM chromium built: one row per service with its state, the names as text.
   ASSERT_NE(dom.find("svc-" + std::to_string(ids[0])), std::string::npos) << dom.substr(0, 2000);
-  for (std::size_t i = 0; i < ids.size(); ++i) {
-    const std::string marker = "id=\"svc-" + std::to_string(ids[i]) + "\"";
+  for (const auto id : ids) {
+    const std::string marker = "id=\"svc-" + std::to_string(id) + "\"";
     EXPECT_NE(dom.find(marker), std::string::npos) << marker;
   }
   EXPECT_NE(dom.find("web &lt;frontend&gt;"), std::string::npos);

@@ -3,10 +3,10 @@
 // of configuration checks and process limits, where the database is incidental, on SQLite only.
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <signal.h>
 #include <sys/resource.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>

@@ -5,9 +5,9 @@
 // schema), real HTTP; `vigil beat`, which opens no database, on SQLite only.
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <signal.h>
 
 #include <chrono>
+#include <csignal>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>

@@ -52,7 +52,7 @@ struct Stats {
 class StatsSink {
  public:
   TickSink sink() {
-    return [this](TickRecord record) {
+    return [this](const TickRecord& record) {
       std::lock_guard lock(mutex_);
       Stats& s = stats_[record.tick.service_id];
       ++s.ticks;

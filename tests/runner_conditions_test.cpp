@@ -84,7 +84,7 @@ TEST_F(ConditionsTest, CatastrophicRegexOnAHostileBodyKeepsOtherProbesOnTime) {
   std::condition_variable changed;
   std::vector<Tick> hostile;
   std::vector<Tick> steady;
-  const auto sink = [&](TickRecord record) {
+  const auto sink = [&](const TickRecord& record) {
     std::lock_guard lock(mutex);
     (record.tick.service_id == kHostile ? hostile : steady).push_back(record.tick);
     changed.notify_all();

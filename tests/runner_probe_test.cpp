@@ -33,7 +33,7 @@ class HttpProbeTest : public ::testing::Test {
 
   // Runs the probe's own easy handle to completion; the runner drives the same handle through
   // its multi loop instead.
-  static ProbeResult run(const ServiceSpec& s, ProbeSettings limits = {}) {
+  static ProbeResult run(const ServiceSpec& s, const ProbeSettings& limits = {}) {
     auto probe = make_http_probe(s, limits);
     const auto t0 = Clock::now();
     const CURLcode code = curl_easy_perform(probe->easy());

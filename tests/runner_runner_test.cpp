@@ -448,7 +448,7 @@ TEST_F(RunnerTest, ExposesMetricFamiliesThatPassPromtool) {
       return f.name == name;
     })) << name;
   }
-  const auto value = [&](const char* family, std::map<std::string, std::string> labels) {
+  const auto value = [&](const char* family, const std::map<std::string, std::string>& labels) {
     const auto* m = find_metric(families, family, labels);
     return m ? m->gauge.value : -1;
   };

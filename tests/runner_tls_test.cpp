@@ -150,7 +150,7 @@ TEST_F(TlsProbeTest, RunnerExportsTlsAndPhaseMetricsThatPassPromtool) {
   std::map<ServiceId, int> ticks;
   Runner runner(
       {},
-      [&](TickRecord record) {
+      [&](const TickRecord& record) {
         std::lock_guard lock(mutex);
         ++ticks[record.tick.service_id];
         changed.notify_all();

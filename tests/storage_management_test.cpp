@@ -47,7 +47,7 @@ ServiceSpec heartbeat(const std::string& name) {
 }
 
 TickRecord tick(ServiceId id, std::int64_t ts_ms, bool up, Metric& metric,
-                std::optional<EventKind> opens = std::nullopt, std::string error = {}) {
+                std::optional<EventKind> opens = std::nullopt, const std::string& error = {}) {
   TickRecord record;
   record.tick.service_id = id;
   record.tick.ts = at(ts_ms);
@@ -280,7 +280,7 @@ TEST_P(StoreFixture, ListFiltersCombineAndPage) {
   store->apply(
       {tick(a, 1000, true, ma, EventKind::uptime), tick(b, 1000, false, mb, EventKind::downtime)});
 
-  const auto ids = [&](ServiceFilter filter) {
+  const auto ids = [&](const ServiceFilter& filter) {
     std::vector<ServiceId> out;
     for (const auto& view : store->list_services(filter)) out.push_back(view.service.id);
     return out;

@@ -380,7 +380,7 @@ TEST_P(RollupStore, EventsOverlappingIncludeThoseStraddlingTheEdges) {
     std::vector<std::string> kinds;
     for (const auto& e :
          store->events_overlapping(ids[0], from_unix_ms(kBase + from), from_unix_ms(kBase + to)))
-      kinds.push_back(to_string(e.kind));
+      kinds.emplace_back(to_string(e.kind));
     return kinds;
   };
   EXPECT_EQ(events(300'000, 900'000), (std::vector<std::string>{"uptime", "downtime"}));

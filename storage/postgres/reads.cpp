@@ -298,9 +298,9 @@ std::vector<std::pair<TimePoint, RollupSummary>> PostgresStore::rollups(ServiceI
                                                                         TimePoint to) {
   return reading("rollups", [&](Session& session) {
     std::vector<std::pair<TimePoint, RollupSummary>> out;
-    for (auto& [bucket, summary] :
+    for (const auto& [bucket, summary] :
          postgres_rollups::rows(session, resolution, id, ms(from), ms(to)))
-      out.emplace_back(from_unix_ms(bucket), std::move(summary));
+      out.emplace_back(from_unix_ms(bucket), summary);
     return out;
   });
 }

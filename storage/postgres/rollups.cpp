@@ -279,8 +279,8 @@ void Writer::write(Session& session, const std::vector<const Tick*>& ticks) {
     minutes.insert(key);
   }
   std::vector<std::pair<Key, RollupSummary>> minute_rows;
-  for (auto& [key, summary] : summarize_ticks(session, minutes, kMinuteMs))
-    if (summary.count >= 2) minute_rows.emplace_back(key, std::move(summary));
+  for (const auto& [key, summary] : summarize_ticks(session, minutes, kMinuteMs))
+    if (summary.count >= 2) minute_rows.emplace_back(key, summary);
   upsert(session, RollupResolution::minute, minute_rows);
 
   for (const RollupResolution resolution : {RollupResolution::hour, RollupResolution::day}) {
@@ -320,8 +320,8 @@ void Writer::write(Session& session, const std::vector<const Tick*>& ticks) {
     }
     // A corrupt row is rebuilt from the ticks of its period (this batch's included), so that one
     // bad row cannot fail, and forever retry, the batch of every service.
-    for (auto& [key, summary] : summarize_ticks(session, corrupt, step))
-      if (summary.count > 0) merged[key] = std::move(summary);
+    for (const auto& [key, summary] : summarize_ticks(session, corrupt, step))
+      if (summary.count > 0) merged[key] = summary;
     upsert(session, resolution, {merged.begin(), merged.end()});
   }
 }

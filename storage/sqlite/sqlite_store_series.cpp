@@ -57,8 +57,8 @@ std::vector<std::pair<TimePoint, RollupSummary>> SqliteStore::rollups(ServiceId 
   return guarded("rollups", [&] {
     auto db = readers_.acquire();
     std::vector<std::pair<TimePoint, RollupSummary>> out;
-    for (auto& [bucket, summary] : rollup_sql::rows(*db, resolution, id, ms(from), ms(to)))
-      out.emplace_back(from_unix_ms(bucket), std::move(summary));
+    for (const auto& [bucket, summary] : rollup_sql::rows(*db, resolution, id, ms(from), ms(to)))
+      out.emplace_back(from_unix_ms(bucket), summary);
     return out;
   });
 }

@@ -2,9 +2,8 @@
 // Header-only: VIGIL_BINARY is defined per test executable by tests/CMakeLists.txt.
 #pragma once
 
-#include <signal.h>
-
 #include <chrono>
+#include <csignal>
 #include <functional>
 #include <map>
 #include <memory>
