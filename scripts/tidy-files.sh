@@ -25,7 +25,10 @@ includer_of() {
   local suffix=$1
   while :; do
     local found
-    found=$(git grep -l -F "#include \"$suffix\"" -- '*.cpp' | compiled | head -n 1)
+    # The whole list, then its first line: `| head -n 1` would end the pipeline early, and
+    # under pipefail its SIGPIPE would fail the script.
+    found=$(git grep -l -F "#include \"$suffix\"" -- '*.cpp' | compiled)
+    found=${found%%$'\n'*}
     if [[ -n "$found" ]]; then
       echo "$found"
       return
