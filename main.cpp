@@ -430,9 +430,9 @@ int serve(const Settings& settings, Modes modes) {
                     if (!gained.empty()) {
                       std::vector<bool> is_gained(kShardCount, false);
                       for (const int shard : gained) is_gained[std::size_t(shard)] = true;
-                      for (auto& [id, runtime] : reads->load_runtime())
+                      for (const auto& [id, runtime] : reads->load_runtime())
                         if (is_gained[std::size_t(shard_of(id))])
-                          assignment.runtime.emplace(id, std::move(runtime));
+                          assignment.runtime.emplace(id, runtime);
                     }
                     return target->assign_shards(std::move(assignment));
                   },

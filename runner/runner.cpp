@@ -424,7 +424,7 @@ class Runner::Loop {
         continue;
       }
       if (auto stored = runtime.extract(it->first))
-        kept_.insert_or_assign(it->first, std::move(stored.mapped()));
+        kept_.insert_or_assign(it->first, stored.mapped());
       deactivated_.erase(it->first);
       Service service = std::move(it->second);
       it = unowned_.erase(it);
@@ -448,7 +448,7 @@ class Runner::Loop {
     kept.consecutive_failures = 0;
     kept.consecutive_successes = 0;
     drop(it);
-    kept_.insert_or_assign(id, std::move(kept));
+    kept_.insert_or_assign(id, kept);
     unowned_.insert_or_assign(id, std::move(service));
   }
 
