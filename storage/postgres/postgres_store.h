@@ -44,7 +44,8 @@ std::unique_ptr<ComponentBeatStore> open_postgres_component_beats(const std::str
 // whose statements are bounded by a fifth of `lease` (at least 0.5 s), reconnected by the next
 // call after it is lost. The schema must have been migrated by open_postgres_store. Throws
 // StorageError when the server cannot be reached.
-std::unique_ptr<ClusterStore> open_postgres_cluster_store(const std::string& conninfo, Millis lease);
+std::unique_ptr<ClusterStore> open_postgres_cluster_store(const std::string& conninfo,
+                                                          Millis lease);
 
 // The schema version this build migrates PostgreSQL databases to.
 int postgres_schema_version();
