@@ -191,6 +191,9 @@ void PostgresServer::start() {
 
 std::optional<std::string> PostgresServer::launch() {
   const Identity identity = *server_identity();
+  // max_connections: one server serves the whole ctest run, several tests at a time, and a vigil
+  // process holds up to a dozen sessions (writer, readers, alerts, beats, cluster); two cluster
+  // members beside other end-to-end tests went past 40.
   std::vector<std::string> argv = {bin("postgres"),
                                    "-D",
                                    dir_ + "/data",
@@ -201,7 +204,7 @@ std::optional<std::string> PostgresServer::launch() {
                                    "-c",
                                    "listen_addresses=127.0.0.1",
                                    "-c",
-                                   "max_connections=40"};
+                                   "max_connections=200"};
   // Durability off (fsync, full pages, synchronous commit): tests do not survive power cuts.
   if (durability_ == Durability::off)
     for (const char* setting :
