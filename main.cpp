@@ -288,8 +288,11 @@ int serve(const Settings& settings, Modes modes) {
     Writer* sink = writer.get();
     // Alerting: status changes reach the Alerter's queue, never its I/O.
     try {
-      alerter =
-          std::make_unique<Alerter>(database->open_alert_store(), *store, *alerting, registry);
+      // In a cluster the alerts of the services this member's runner watches are its own.
+      AlerterOptions alerter_options;
+      if (cluster_store) alerter_options.shards = [&runner] { return runner->shards(); };
+      alerter = std::make_unique<Alerter>(database->open_alert_store(), *store, *alerting, registry,
+                                          alerter_options);
     } catch (const StorageError& e) {
       log_error(std::string("cannot open alerts: ") + e.what());
       return kExitStartupFailure;
@@ -436,7 +439,8 @@ int serve(const Settings& settings, Modes modes) {
                     }
                     return target->assign_shards(std::move(assignment));
                   },
-              .flush = [flushed] { flushed->flush(); }},
+              .flush = [flushed] { flushed->flush(); },
+              .taken = [a = alerter.get()](const std::vector<int>&) { a->reconcile_again(); }},
           registry);
     }
     cleaner = std::make_unique<RetentionCleaner>(

@@ -13,6 +13,7 @@
 
 #include "alerting/channel.h"
 #include "core/logging.h"
+#include "core/shards.h"
 #include "core/text.h"
 #include "core/url_redaction.h"
 #include "runner/curl_handles.h"
@@ -124,6 +125,8 @@ class Alerter::Loop {
     return true;
   }
 
+  void reconcile_again() { reconcile_requested_ = true; }
+
   void flush() {
     std::unique_lock lock(mutex_);
     const std::uint64_t target = queued_;
@@ -181,6 +184,7 @@ class Alerter::Loop {
 
       const TimePoint now = options_.clock();
       if (now >= next_check) {
+        if (reconcile_requested_.exchange(false)) reconciled_ = false;
         if (!reconciled_)
           reconciled_ =
               guard(kStageReconcile, "reconciling with the stored events", [&] { reconcile(); });
@@ -195,7 +199,8 @@ class Alerter::Loop {
 
       Millis wait = std::min(kMaxWait, options_.check_interval);
       guard(kStageDelivery, "reading the next delivery", [&] {
-        if (const auto due = store_.next_due(); due && in_flight_.size() < options_.max_in_flight)
+        if (const auto due = store_.next_due(shards());
+            due && in_flight_.size() < options_.max_in_flight)
           wait = std::clamp(std::chrono::duration_cast<Millis>(*due - options_.clock()), Millis(1),
                             wait);
       });
@@ -354,8 +359,10 @@ class Alerter::Loop {
     // 1,000,000 services down).
     if (config_.empty()) return;
     refresh_windows();
+    const auto watched = shards();
     for (const auto& alert : store_.active_alerts())
-      guard(kStageCheck, "checking an alert", [&] { check_alert(alert, now); });
+      if (watches(watched, alert.service_id))
+        guard(kStageCheck, "checking an alert", [&] { check_alert(alert, now); });
   }
 
   // A late trigger or the reminders of one active alert.
@@ -398,14 +405,24 @@ class Alerter::Loop {
     }
   }
 
+  // The shards this member watches (AlerterOptions::shards); nothing: every service.
+  std::optional<std::vector<int>> shards() const {
+    if (!options_.shards) return std::nullopt;
+    return options_.shards();
+  }
+  static bool watches(const std::optional<std::vector<int>>& watched, ServiceId id) {
+    return !watched || std::binary_search(watched->begin(), watched->end(), shard_of(id));
+  }
+
   // At start: what the events say and the alerts do not (a downtime begun, or ended, while no
   // Alerter was running) becomes a queued status change, handled first by the thread.
   void reconcile() {
     std::deque<StatusEvent> found;
     std::set<ServiceId> listed;
+    const auto watched = shards();
     for (const auto& view : services_.list_services()) {
       listed.insert(view.service.id);
-      if (!view.open_event) continue;
+      if (!view.open_event || !watches(watched, view.service.id)) continue;
       const auto active = store_.active_alert(view.service.id);
       if (view.open_event->kind == EventKind::downtime && !active) {
         std::string reason = "down";
@@ -422,7 +439,7 @@ class Alerter::Loop {
     }
     // An alert of a service that is gone (deactivated) is closed.
     for (const auto& alert : store_.active_alerts()) {
-      if (listed.contains(alert.service_id)) continue;
+      if (listed.contains(alert.service_id) || !watches(watched, alert.service_id)) continue;
       if (const auto view = services_.get_service(alert.service_id))
         close(view->service, alert, options_.clock());
     }
@@ -435,7 +452,8 @@ class Alerter::Loop {
     if (in_flight_.size() >= options_.max_in_flight) return;
     std::vector<std::int64_t> busy;
     for (const auto& [easy, transfer] : in_flight_) busy.push_back(transfer->notification.id);
-    for (auto& n : store_.due(now, options_.max_in_flight - in_flight_.size(), busy)) start(n);
+    for (auto& n : store_.due(now, options_.max_in_flight - in_flight_.size(), busy, shards()))
+      start(n);
   }
 
   void start(const NotificationRecord& n) {
@@ -547,6 +565,7 @@ class Alerter::Loop {
   std::map<ServiceId, EventKind> last_kind_;              // alerter thread only
   std::deque<StatusEvent> retry_;                         // alerter thread only
   bool reconciled_ = false;                               // alerter thread (after start)
+  std::atomic<bool> reconcile_requested_{false};          // reconcile_again(), any thread
 
   std::mutex mutex_;
   std::condition_variable handled_cv_;
@@ -565,6 +584,7 @@ Alerter::Alerter(std::unique_ptr<AlertStore> store, Store& services, AlertingCon
                                    std::move(options))) {}
 Alerter::~Alerter() { stop(); }
 void Alerter::start() { loop_->start(); }
+void Alerter::reconcile_again() { loop_->reconcile_again(); }
 void Alerter::on_tick(const TickRecord& record) { loop_->on_tick(record); }
 bool Alerter::send_test(const std::string& channel) { return loop_->send_test(channel); }
 void Alerter::stop() { loop_->stop(); }

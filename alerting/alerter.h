@@ -62,6 +62,11 @@ struct AlerterOptions {
   std::function<TimePoint()> clock = now_ms;
   // How often mutes and reminders are re-checked.
   Millis check_interval{1'000};
+  // In a cluster (storage/cluster.h): the shards whose services this process watches now
+  // (Runner::shards). Reminders, late triggers, the reconcile with stored events and deliveries
+  // then cover only their alerts (and the channel tests of those shards, AlertStore::due), so
+  // each is decided and sent by one member. Empty: every service.
+  std::function<std::vector<int>()> shards = {};
 };
 
 class Alerter {
@@ -79,6 +84,10 @@ class Alerter {
   void start();
   // A tick record from the runner; only one that opens an event matters. Never blocks.
   void on_tick(const TickRecord& record);
+  // Reconciles with the stored events again at the next check: for a cluster member whose runner
+  // took shards over (a downtime that began while their last watcher was dying still alerts).
+  // Any thread.
+  void reconcile_again();
   // Queues a test notification to `channel`; false when there is no such channel.
   bool send_test(const std::string& channel);
   // Stops the thread; deliveries in flight are abandoned (they stay pending and are tried

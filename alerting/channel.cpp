@@ -24,6 +24,11 @@ nlohmann::json AlertMessage::to_json() const {
           {"external_reference_id", external_reference_id}};
 }
 
+std::string AlertMessage::idempotency_key() const {
+  if (external_reference_id.empty()) return {};
+  return external_reference_id + "-" + std::to_string(alert_cycle) + "-" + kind;
+}
+
 AlertMessage AlertMessage::from_json(const nlohmann::json& j) {
   AlertMessage m;
   m.kind = j.at("kind").get<std::string>();

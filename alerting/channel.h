@@ -39,6 +39,11 @@ struct AlertMessage {
 
   nlohmann::json to_json() const;
   static AlertMessage from_json(const nlohmann::json& j);  // throws nlohmann::json::exception
+  // What makes this message one event for a receiver that deduplicates:
+  // "<external_reference_id>-<alert_cycle>-<kind>", the same for every delivery of it (a retry,
+  // or the same event recorded twice by two cluster members) and unique across databases.
+  // Empty for a message without an external reference (none that the Alerter sends).
+  std::string idempotency_key() const;
 };
 
 struct OutgoingRequest {

@@ -50,8 +50,13 @@ OutgoingRequest WebhookChannel::render(const AlertMessage& m) const {
       {"priority", m.priority},
       {"runbook", m.runbook},
       {"alert_id", m.alert_id},
-      {"alert_cycle", m.alert_cycle}};
+      {"alert_cycle", m.alert_cycle},
+      {"idempotency_key", m.idempotency_key()}};
   OutgoingRequest request{config_.url, {{"Content-Type", "application/json"}}, body.dump()};
+  // The convention of payment and webhook APIs: a receiver that sees the key twice drops the
+  // second (a retry after a lost answer, a delivery repeated by another cluster member).
+  if (const std::string key = m.idempotency_key(); !key.empty())
+    request.headers.emplace_back("Idempotency-Key", key);
   for (const auto& header : config_.headers) request.headers.push_back(header);
   return request;
 }

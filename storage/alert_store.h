@@ -132,11 +132,16 @@ class AlertStore {
                                  const std::vector<NewNotification>& notifications) = 0;
 
   // Pending notifications due at `now` (next_attempt_at <= now), by next_attempt_at then id, at
-  // most `limit`, leaving out the ids in `skip` (in flight).
-  virtual std::vector<NotificationRecord> due(TimePoint now, std::size_t limit,
-                                              const std::vector<std::int64_t>& skip) = 0;
-  // The earliest next_attempt_at of a pending notification; empty when none is pending.
-  virtual std::optional<TimePoint> next_due() = 0;
+  // most `limit`, leaving out the ids in `skip` (in flight). With `shards` (a cluster member's,
+  // core/shards.h), only those it delivers: of an alert whose service is in one of them, or of
+  // no alert (a channel test) whose own id is, so that each is delivered by one member.
+  virtual std::vector<NotificationRecord> due(
+      TimePoint now, std::size_t limit, const std::vector<std::int64_t>& skip,
+      const std::optional<std::vector<int>>& shards = std::nullopt) = 0;
+  // The earliest next_attempt_at of a pending notification (of `shards`, as due()); empty when
+  // none is pending.
+  virtual std::optional<TimePoint> next_due(
+      const std::optional<std::vector<int>>& shards = std::nullopt) = 0;
   // The outcome of one delivery attempt of notification `id` (`attempt` counts from 1): sent
   // (with the answer's code), to be retried at `next_attempt_at`, or given up (failed). An
   // unknown id changes nothing and is not an error.

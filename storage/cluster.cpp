@@ -187,6 +187,7 @@ void ClusterMember::round() {
     throw StorageError("the runner did not apply the shard assignment within a period");
   }
   applied.get();
+  if (!gained.empty() && handlers_.taken) handlers_.taken(gained);
   if (owned != assigned_)
     log_info("cluster: " + identity_.name + " probes shards " + shard_list(owned) + " (of " +
              std::to_string(live.size()) + " runners in region " + identity_.region + ")");

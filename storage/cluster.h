@@ -131,6 +131,9 @@ struct ClusterMemberHandlers {
   // Blocks until every tick produced so far is committed (Writer::flush): called before shards
   // are freed, so whoever takes one over reads the last state of its services.
   std::function<void()> flush;
+  // Once the runner applied an assignment that brought `gained` shards (their alerts are this
+  // member's to decide from then on: Alerter::reconcile_again). May be empty.
+  std::function<void(const std::vector<int>& gained)> taken = {};
 };
 
 // The thread that keeps a member's lease and, for a member that takes shards, its shards: one

@@ -26,6 +26,7 @@
 #include "alerting/webhook.h"
 #include "config/config.h"
 #include "core/logging.h"
+#include "core/shards.h"
 #include "storage/store.h"
 #include "support/eventually.h"
 #include "support/receiver.h"
@@ -181,8 +182,11 @@ TEST_P(AlertingTest, WebhookGetsTheExactTriggerThenResolveJson) {
                                  {"priority", 2},
                                  {"runbook", "https://runbooks.example/payments"},
                                  {"alert_id", alert->alert_id},
-                                 {"alert_cycle", 1}};
+                                 {"alert_cycle", 1},
+                                 {"idempotency_key", alert->external_reference_id + "-1-trigger"}};
   EXPECT_EQ(json::parse(got[0].body), expected_trigger);
+  EXPECT_EQ(got[0].headers.find("Idempotency-Key")->second,
+            alert->external_reference_id + "-1-trigger");
   EXPECT_EQ(got[0].headers.find("X-Secret")->second, "s3");
   EXPECT_EQ(got[0].headers.find("Content-Type")->second, "application/json");
 
@@ -198,6 +202,7 @@ TEST_P(AlertingTest, WebhookGetsTheExactTriggerThenResolveJson) {
   expected_resolve["since"] = 1'700'000'095;
   expected_resolve["duration_s"] = 95;
   expected_resolve["reason"] = "up again";
+  expected_resolve["idempotency_key"] = alert->external_reference_id + "-1-resolve";
   EXPECT_EQ(json::parse(got[1].body), expected_resolve);
 
   EXPECT_FALSE(a->store().active_alert(id));
@@ -217,6 +222,57 @@ TEST_P(AlertingTest, WebhookGetsTheExactTriggerThenResolveJson) {
   EXPECT_EQ(counter(registry_, "hook", "sent"), 2);
 }
 
+TEST_P(AlertingTest, AClusterMemberDeliversOnlyForItsShardsAndTakesOverAnotherMembersOutbox) {
+  const ServiceId mine = add_service("mine");
+  const ServiceId theirs = add_service("theirs");
+  ASSERT_NE(shard_of(mine), shard_of(theirs));
+  // Another member's alert, recorded with its pending trigger, not delivered yet.
+  const auto other = alert_store();
+  other->open_alert(
+      theirs, "theirs down", "down", std::nullopt, now_ms(), [](const AlertRecord& alert) {
+        AlertMessage m;
+        m.kind = "trigger";
+        m.service = "theirs";
+        m.service_id = alert.service_id;
+        m.alert_id = alert.alert_id;
+        m.external_reference_id = alert.external_reference_id;
+        return std::vector<NewNotification>{{"hook", "trigger", m.to_json().dump(), false}};
+      });
+  std::mutex mutex;
+  std::vector<int> watched{shard_of(mine)};
+  AlerterOptions options = fast();
+  options.shards = [&] {
+    std::lock_guard lock(mutex);
+    return watched;
+  };
+  auto a =
+      alerter({{"channels", {{"hook", {{"type", "webhook"}, {"url", receiver_.url("/hook")}}}}},
+               {"default", {"hook"}}},
+              options);
+  a->on_tick(status_change(mine, false, now_ms()));
+  auto got = receiver_.wait_for("/hook", 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(json::parse(got[0].body)["service"], "mine");
+  // Many delivery rounds later, the other member's trigger is still its own to send.
+  ASSERT_TRUE(eventually([&] { return counter(registry_, "hook", "sent") == 1; }));
+  const auto check_rounds = std::chrono::steady_clock::now() + 300ms;  // 15 check intervals
+  ASSERT_TRUE(eventually([&] { return std::chrono::steady_clock::now() > check_rounds; }));
+  EXPECT_EQ(receiver_.requests("/hook").size(), 1u);
+  // Its shard comes here (that member died): the pending trigger goes out, once.
+  {
+    std::lock_guard lock(mutex);
+    watched = {std::min(shard_of(mine), shard_of(theirs)),
+               std::max(shard_of(mine), shard_of(theirs))};
+  }
+  a->reconcile_again();
+  got = receiver_.wait_for("/hook", 2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(json::parse(got[1].body)["service"], "theirs");
+  const auto waited = std::chrono::steady_clock::now() + 300ms;
+  ASSERT_TRUE(eventually([&] { return std::chrono::steady_clock::now() > waited; }));
+  EXPECT_EQ(receiver_.requests("/hook").size(), 2u);
+}
+
 TEST_P(AlertingTest, ServerErrorThenSuccessIsRetriedWithBackoff) {
   const ServiceId id = add_service("api");
   receiver_.script("/flaky", {{500, "boom"}, {200, "ok"}});
@@ -228,6 +284,8 @@ TEST_P(AlertingTest, ServerErrorThenSuccessIsRetriedWithBackoff) {
   const auto got = receiver_.wait_for("/flaky", 2);
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got[0].body, got[1].body);  // the same message, tried again
+  EXPECT_EQ(got[0].headers.find("Idempotency-Key")->second,
+            got[1].headers.find("Idempotency-Key")->second);
   ASSERT_TRUE(eventually([&] {
     const auto alert = a->store().active_alert(id);
     if (!alert) return false;

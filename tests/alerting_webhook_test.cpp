@@ -6,6 +6,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "alerting/webhook.h"
@@ -53,7 +54,36 @@ TEST(WebhookChannel, PostsTheMessageAsJsonWithItsHeaders) {
   const json body = json::parse(request.body);
   EXPECT_EQ(body["service"], "payments");
   EXPECT_EQ(body["url"], "http://user:<redacted>@127.0.0.1/health");
+  EXPECT_EQ(body["idempotency_key"], "");  // no external reference: no key
   EXPECT_FALSE(channel->rejected("anything"));
+}
+
+TEST(WebhookChannel, EachEventOfAnAlertCarriesItsOwnIdempotencyKey) {
+  const auto channel = parse_webhook_entry({{"url", "https://hooks.example/in"}});
+  AlertMessage message;
+  message.kind = "trigger";
+  message.service = "payments";
+  message.alert_id = 7;
+  message.alert_cycle = 1;
+  message.external_reference_id = "0123456789abcdef0123456789abcdef";
+  const auto key_of = [&](const AlertMessage& m) {
+    const OutgoingRequest request = channel->render(m);
+    std::string header;
+    for (const auto& [name, value] : request.headers)
+      if (name == "Idempotency-Key") header = value;
+    EXPECT_EQ(json::parse(request.body)["idempotency_key"], header);
+    return header;
+  };
+  const std::string trigger = key_of(message);
+  EXPECT_EQ(trigger, "0123456789abcdef0123456789abcdef-1-trigger");
+  EXPECT_EQ(key_of(message), trigger);  // a retry is the same event
+  AlertMessage reminder = message;
+  reminder.kind = "repeat";
+  reminder.alert_cycle = 2;
+  AlertMessage resolve = message;
+  resolve.kind = "resolve";
+  const std::set<std::string> keys{trigger, key_of(reminder), key_of(resolve)};
+  EXPECT_EQ(keys.size(), 3u);
 }
 
 TEST(WebhookChannel, RefusesWhatItCannotSend) {

@@ -20,6 +20,7 @@
 
 #include "core/shards.h"
 #include "support/eventually.h"
+#include "support/receiver.h"
 #include "support/store_backends.h"
 #include "support/target_server.h"
 #include "support/vigil_process.h"
@@ -314,6 +315,48 @@ TEST_F(ClusterEndToEnd, APushToAnyMemberIsStoredByTheMemberThatWatchesItsHeartbe
             80);
   EXPECT_EQ(db->count("SELECT COUNT(*) FROM service_ticks WHERE NOT up"), 0);
   EXPECT_EQ(db->count("SELECT COUNT(*) FROM pending_beats"), 0);
+  EXPECT_EQ(a.process->stop(), 0);
+  EXPECT_EQ(b.process->stop(), 0);
+}
+
+TEST_F(ClusterEndToEnd, EachAlertIsSentOnceByTheMemberThatProbesItsService) {
+  // 16 services that are down from their first probe, alerting one webhook.
+  Receiver receiver;
+  json services = json::array();
+  for (int i = 0; i < 16; ++i)
+    services.push_back({{"name", "down" + std::to_string(i)},
+                        {"url", "http://127.0.0.1:" + std::to_string(closed_port()) + "/"},
+                        {"interval_seconds", 0.2}});
+  const json file = {
+      {"services", services},
+      {"alerting",
+       {{"channels", {{"hook", {{"type", "webhook"}, {"url", receiver.url("/hook")}}}}},
+        {"default", {"hook"}}}}};
+  std::ofstream(shared.file("services.json")) << file.dump();
+  Member a = start("eu-a", "127.0.0.2");
+  Member b = start("eu-b", "127.0.0.3");
+  ASSERT_TRUE(eventually(
+      [&] {
+        return !divided(a, {"eu-a", "eu-b"}).empty();
+      },
+      30s))
+      << a.process->log() << b.process->log();
+  ASSERT_TRUE(eventually([&] { return receiver.requests("/hook").size() >= 16; }, 30s))
+      << receiver.requests("/hook").size() << " of 16";
+  // Both members have had many delivery rounds since: still one trigger per service, each
+  // with its own idempotency key.
+  const auto settled = SteadyClock::now() + 2s;
+  ASSERT_TRUE(eventually([&] { return SteadyClock::now() > settled; }, 5s));
+  std::map<std::string, int> triggers;
+  std::set<std::string> keys;
+  for (const auto& request : receiver.requests("/hook")) {
+    const json body = json::parse(request.body);
+    if (body["kind"] == "trigger") ++triggers[body["service"].get<std::string>()];
+    keys.insert(body["idempotency_key"].get<std::string>());
+  }
+  EXPECT_EQ(triggers.size(), 16u);
+  for (const auto& [service, count] : triggers) EXPECT_EQ(count, 1) << service;
+  EXPECT_EQ(keys.size(), receiver.requests("/hook").size());
   EXPECT_EQ(a.process->stop(), 0);
   EXPECT_EQ(b.process->stop(), 0);
 }

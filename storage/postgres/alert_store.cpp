@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/shards.h"
 #include "storage/postgres/postgres_store.h"
 #include "storage/postgres/store_impl.h"
 
@@ -59,8 +60,9 @@ class PostgresAlertStore final : public AlertStore {
   void add_notifications(std::optional<std::int64_t> alert_id, TimePoint at,
                          const std::vector<NewNotification>& notifications) override;
   std::vector<NotificationRecord> due(TimePoint now, std::size_t limit,
-                                      const std::vector<std::int64_t>& skip) override;
-  std::optional<TimePoint> next_due() override;
+                                      const std::vector<std::int64_t>& skip,
+                                      const std::optional<std::vector<int>>& shards) override;
+  std::optional<TimePoint> next_due(const std::optional<std::vector<int>>& shards) override;
   void record_sent(std::int64_t id, int attempt, int code, TimePoint at) override;
   void record_retry(std::int64_t id, int attempt, std::optional<int> code, const std::string& error,
                     TimePoint next_attempt_at) override;
@@ -209,23 +211,47 @@ void PostgresAlertStore::add_notifications(std::optional<std::int64_t> alert_id,
   });
 }
 
-std::vector<NotificationRecord> PostgresAlertStore::due(TimePoint now, std::size_t limit,
-                                                        const std::vector<std::int64_t>& skip) {
+namespace {
+
+// A notification's shard (AlertStore::due) is in `$n::int[]`, or that parameter is NULL.
+std::string of_shards(int parameter) {
+  const std::string array = "$" + std::to_string(parameter) + "::int[]";
+  return " AND (" + array +
+         " IS NULL OR (CASE WHEN alert_id IS NULL THEN id ELSE (SELECT a.service_id FROM alerts "
+         "a WHERE a.alert_id = notifications.alert_id) END) % " +
+         std::to_string(kShardCount) + " = ANY(" + array + "))";
+}
+
+Param shard_array(const std::optional<std::vector<int>>& shards) {
+  if (!shards) return std::nullopt;
+  ArrayText list;
+  for (const int shard : *shards) list.add(shard);
+  return list.str();
+}
+
+}  // namespace
+
+std::vector<NotificationRecord> PostgresAlertStore::due(
+    TimePoint now, std::size_t limit, const std::vector<std::int64_t>& skip,
+    const std::optional<std::vector<int>>& shards) {
   ArrayText skipped;
   for (const auto id : skip) skipped.add(id);
-  const auto rows = run("reading notifications",
-                        std::string("SELECT ") + kNotificationColumns +
-                            " FROM notifications WHERE status = 'pending' AND "
-                            "next_attempt_at <= $1 AND NOT (id = ANY($2::bigint[])) "
-                            "ORDER BY next_attempt_at, id LIMIT $3",
-                        {text(ms(now)), skipped.str(), text(static_cast<std::int64_t>(limit))});
+  const auto rows = run(
+      "reading notifications",
+      std::string("SELECT ") + kNotificationColumns +
+          " FROM notifications WHERE status = 'pending' AND "
+          "next_attempt_at <= $1 AND NOT (id = ANY($2::bigint[]))" +
+          of_shards(4) + " ORDER BY next_attempt_at, id LIMIT $3",
+      {text(ms(now)), skipped.str(), text(static_cast<std::int64_t>(limit)), shard_array(shards)});
   return guarded("reading notifications", [&] { return read_notifications(rows); });
 }
 
-std::optional<TimePoint> PostgresAlertStore::next_due() {
+std::optional<TimePoint> PostgresAlertStore::next_due(
+    const std::optional<std::vector<int>>& shards) {
   const auto rows =
       run("reading notifications",
-          "SELECT MIN(next_attempt_at) FROM notifications WHERE status = 'pending'", {});
+          "SELECT MIN(next_attempt_at) FROM notifications WHERE status = 'pending'" + of_shards(1),
+          {shard_array(shards)});
   return guarded("reading notifications", [&]() -> std::optional<TimePoint> {
     if (rows.rows() == 0) return std::nullopt;
     return optional_time(rows, 0, 0);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/shards.h"
 #include "storage/alert_store.h"
 #include "storage/column_codecs.h"
 #include "storage/sqlite/sqlite_codecs.h"
@@ -37,8 +38,9 @@ class SqliteAlertStore final : public AlertStore {
   void add_notifications(std::optional<std::int64_t> alert_id, TimePoint at,
                          const std::vector<NewNotification>& notifications) override;
   std::vector<NotificationRecord> due(TimePoint now, std::size_t limit,
-                                      const std::vector<std::int64_t>& skip) override;
-  std::optional<TimePoint> next_due() override;
+                                      const std::vector<std::int64_t>& skip,
+                                      const std::optional<std::vector<int>>& shards) override;
+  std::optional<TimePoint> next_due(const std::optional<std::vector<int>>& shards) override;
   void record_sent(std::int64_t id, int attempt, int code, TimePoint at) override;
   void record_retry(std::int64_t id, int attempt, std::optional<int> code, const std::string& error,
                     TimePoint next_attempt_at) override;
@@ -208,13 +210,30 @@ void SqliteAlertStore::add_notifications(std::optional<std::int64_t> alert_id, T
   });
 }
 
-std::vector<NotificationRecord> SqliteAlertStore::due(TimePoint now, std::size_t limit,
-                                                      const std::vector<std::int64_t>& skip) {
+namespace {
+
+// A notification's shard (AlertStore::due) is one of `shards` (integers, spliced as digits);
+// empty text for every shard.
+std::string of_shards(const std::optional<std::vector<int>>& shards) {
+  if (!shards) return {};
+  std::string list;
+  for (const int shard : *shards) list += (list.empty() ? "" : ",") + std::to_string(shard);
+  return " AND (CASE WHEN alert_id IS NULL THEN id ELSE (SELECT a.service_id FROM alerts a WHERE "
+         "a.alert_id = notifications.alert_id) END) % " +
+         std::to_string(kShardCount) + " IN (" + list + ")";
+}
+
+}  // namespace
+
+std::vector<NotificationRecord> SqliteAlertStore::due(
+    TimePoint now, std::size_t limit, const std::vector<std::int64_t>& skip,
+    const std::optional<std::vector<int>>& shards) {
   std::lock_guard lock(mutex_);
   return guarded("reading notifications", [&] {
     SQLite::Statement row(*db_, std::string("SELECT ") + kNotificationColumns +
                                     " FROM notifications WHERE status = 'pending' AND "
-                                    "next_attempt_at <= ? ORDER BY next_attempt_at, id");
+                                    "next_attempt_at <= ?" +
+                                    of_shards(shards) + " ORDER BY next_attempt_at, id");
     row.bind(1, to_unix_ms(now));
     std::vector<NotificationRecord> out;
     while (out.size() < limit && row.executeStep()) {
@@ -225,11 +244,12 @@ std::vector<NotificationRecord> SqliteAlertStore::due(TimePoint now, std::size_t
   });
 }
 
-std::optional<TimePoint> SqliteAlertStore::next_due() {
+std::optional<TimePoint> SqliteAlertStore::next_due(const std::optional<std::vector<int>>& shards) {
   std::lock_guard lock(mutex_);
   return guarded("reading notifications", [&]() -> std::optional<TimePoint> {
     SQLite::Statement row(
-        *db_, "SELECT MIN(next_attempt_at) FROM notifications WHERE status = 'pending'");
+        *db_, "SELECT MIN(next_attempt_at) FROM notifications WHERE status = 'pending'" +
+                  of_shards(shards));
     if (!row.executeStep()) return std::nullopt;
     return optional_time(row.getColumn(0));
   });
