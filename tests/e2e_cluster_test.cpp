@@ -102,6 +102,14 @@ class ClusterEndToEnd : public ::testing::Test {
     return owners;
   }
 
+  // Whether `a` and `b` (eu-a and eu-b) come to hold the shards rendezvous hashing gives them.
+  ::testing::AssertionResult both_divided(const Member& a, const Member& b) {
+    if (eventually([&] { return !divided(a, {"eu-a", "eu-b"}).empty(); }, 30s))
+      return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "the shards were not divided:\n"
+                                         << a.process->log() << b.process->log();
+  }
+
   // The service ids, by name, from the database.
   std::map<std::string, ServiceId> ids() {
     std::map<std::string, ServiceId> out;
@@ -279,12 +287,7 @@ TEST_F(ClusterEndToEnd, APushToAnyMemberIsStoredByTheMemberThatWatchesItsHeartbe
   std::ofstream(shared.file("services.json")) << services;
   Member a = start("eu-a", "127.0.0.2");
   Member b = start("eu-b", "127.0.0.3");
-  ASSERT_TRUE(eventually(
-      [&] {
-        return !divided(a, {"eu-a", "eu-b"}).empty();
-      },
-      30s))
-      << a.process->log() << b.process->log();
+  ASSERT_TRUE(both_divided(a, b));
   std::vector<std::string> tokens;
   for (int i = 0; i < 8; ++i)
     tokens.push_back(
@@ -335,12 +338,7 @@ TEST_F(ClusterEndToEnd, EachAlertIsSentOnceByTheMemberThatProbesItsService) {
   std::ofstream(shared.file("services.json")) << file.dump();
   Member a = start("eu-a", "127.0.0.2");
   Member b = start("eu-b", "127.0.0.3");
-  ASSERT_TRUE(eventually(
-      [&] {
-        return !divided(a, {"eu-a", "eu-b"}).empty();
-      },
-      30s))
-      << a.process->log() << b.process->log();
+  ASSERT_TRUE(both_divided(a, b));
   ASSERT_TRUE(eventually([&] { return receiver.requests("/hook").size() >= 16; }, 30s))
       << receiver.requests("/hook").size() << " of 16";
   // Both members have had many delivery rounds since: still one trigger per service, each

@@ -515,24 +515,23 @@ void PostgresStore::release_beats(const std::string& claimant) {
 }
 
 void PostgresStore::unclaim_beats(const std::vector<std::int64_t>& ids) {
-  if (ids.empty()) return;
-  ArrayText id_array;
-  for (const std::int64_t id : ids) id_array.add(id);
-  std::lock_guard lock(write_mutex_);
-  guarded("unclaim_beats", [&] {
-    writer().run("UPDATE pending_beats SET claimed_by = NULL WHERE id = ANY($1::int8[])",
-                 {id_array.str()});
-  });
+  for_each_queued_beat("unclaim_beats",
+                       "UPDATE pending_beats SET claimed_by = NULL WHERE id = ANY($1::int8[])",
+                       ids);
 }
 
 void PostgresStore::discard_beats(const std::vector<std::int64_t>& ids) {
+  for_each_queued_beat("discard_beats", "DELETE FROM pending_beats WHERE id = ANY($1::int8[])",
+                       ids);
+}
+
+void PostgresStore::for_each_queued_beat(const char* operation, const std::string& sql,
+                                         const std::vector<std::int64_t>& ids) {
   if (ids.empty()) return;
   ArrayText id_array;
   for (const std::int64_t id : ids) id_array.add(id);
   std::lock_guard lock(write_mutex_);
-  guarded("discard_beats", [&] {
-    writer().run("DELETE FROM pending_beats WHERE id = ANY($1::int8[])", {id_array.str()});
-  });
+  guarded(operation, [&] { writer().run(sql, {id_array.str()}); });
 }
 
 }  // namespace postgres

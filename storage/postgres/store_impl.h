@@ -79,6 +79,9 @@ class PostgresStore final : public Store {
                                         std::size_t batch_size) override;
 
  private:
+  // Runs `sql` ($1: an int8[] of queued beats' ids) on `ids`, in one statement.
+  void for_each_queued_beat(const char* operation, const std::string& sql,
+                            const std::vector<std::int64_t>& ids);
   // The write session for a call the API waits on (services, pushed beats), for as long as it
   // lives: the write mutex is waited for at most kApiWriteWait (store.h; the writer may
   // hold it with a batch, or be waiting on a server that stopped answering), and the session's

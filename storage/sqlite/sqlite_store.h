@@ -101,6 +101,9 @@ class SqliteStore final : public Store {
   std::optional<std::string> ping_failure() override;
 
  private:
+  // Runs `sql` (one ? for a queued beat's id) for each of `ids`, in one transaction.
+  void for_each_queued_beat(const char* operation, const char* sql,
+                            const std::vector<std::int64_t>& ids);
   // Opens db_ (connect_for_writing) and prepares apply()'s statements on it.
   void open_write_connection();
 

@@ -105,30 +105,25 @@ void SqliteStore::release_beats(const std::string& claimant) {
 }
 
 void SqliteStore::unclaim_beats(const std::vector<std::int64_t>& ids) {
-  if (ids.empty()) return;
-  std::lock_guard lock(write_mutex_);
-  guarded("unclaim_beats", [&] {
-    SQLite::Transaction txn(*db_, SQLite::TransactionBehavior::IMMEDIATE);
-    SQLite::Statement release(*db_, "UPDATE pending_beats SET claimed_by = NULL WHERE id = ?");
-    for (const std::int64_t id : ids) {
-      release.tryReset();
-      release.bind(1, id);
-      release.exec();
-    }
-    txn.commit();
-  });
+  for_each_queued_beat("unclaim_beats", "UPDATE pending_beats SET claimed_by = NULL WHERE id = ?",
+                       ids);
 }
 
 void SqliteStore::discard_beats(const std::vector<std::int64_t>& ids) {
+  for_each_queued_beat("discard_beats", "DELETE FROM pending_beats WHERE id = ?", ids);
+}
+
+void SqliteStore::for_each_queued_beat(const char* operation, const char* sql,
+                                       const std::vector<std::int64_t>& ids) {
   if (ids.empty()) return;
   std::lock_guard lock(write_mutex_);
-  guarded("discard_beats", [&] {
+  guarded(operation, [&] {
     SQLite::Transaction txn(*db_, SQLite::TransactionBehavior::IMMEDIATE);
-    SQLite::Statement erase(*db_, "DELETE FROM pending_beats WHERE id = ?");
+    SQLite::Statement statement(*db_, sql);
     for (const std::int64_t id : ids) {
-      erase.tryReset();
-      erase.bind(1, id);
-      erase.exec();
+      statement.tryReset();
+      statement.bind(1, id);
+      statement.exec();
     }
     txn.commit();
   });
