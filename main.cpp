@@ -474,6 +474,9 @@ int serve(const Settings& settings, Modes modes) {
   // A clean stop removes this process's beats: stopped on purpose is not silent.
   if (beat_recorder) beat_recorder->stop();
   if (feed) feed->stop();
+  // No more rounds (they would hand shards to a runner that is stopping); the leases stay held
+  // until leave() below.
+  if (member) member->stop();
   if (runner) runner->stop();
   if (alerter) alerter->stop();
   if (cleaner) cleaner->stop();
