@@ -126,33 +126,19 @@ int check_config(const Settings& settings) {
   return 0;
 }
 
-// The API's way to the runner of this process: every call only queues a command. In a cluster,
-// a beat for a heartbeat another member watches goes to the database's beat queue, which that
-// member takes (committed before the answer, as under `vigil api`).
+// The API's way to the runner of this process: every call only queues a command.
 class RunnerCommands final : public ServiceCommands {
  public:
-  RunnerCommands(Runner& runner, Store& store) : runner_(runner), store_(store) {}
+  explicit RunnerCommands(Runner& runner) : runner_(runner) {}
   void service_changed(const Service& service) override { runner_.upsert_service(service); }
   void service_purged(ServiceId id) override { runner_.remove_service(id); }
   CommitFuture beat(ServiceId id, const BeatReport& beat) override {
-    if (runner_.probes(id)) return runner_.record_beat(id, beat);
-    auto [stored, future] = make_commit_pair();
-    switch (store_.enqueue_beat(id, beat)) {
-      case Store::BeatQueued::queued:
-        stored.committed();
-        break;
-      case Store::BeatQueued::unknown_service:
-        stored.ignored();
-        break;
-      case Store::BeatQueued::full:
-        break;  // dropped: the queue is full
-    }
-    return future;
+    return runner_.record_beat(id, beat);
   }
+  bool watches(ServiceId id) const override { return runner_.probes(id); }
 
  private:
   Runner& runner_;
-  Store& store_;
 };
 
 int beat_command(const std::vector<std::string>& args) {
@@ -305,7 +291,7 @@ int serve(const Settings& settings, Modes modes) {
           sink->submit(std::move(record));
         },
         registry);
-    commands = std::make_unique<RunnerCommands>(*runner, *store);
+    commands = std::make_unique<RunnerCommands>(*runner);
   }
 
   if (modes.api) {
@@ -331,7 +317,7 @@ int serve(const Settings& settings, Modes modes) {
       api_options.cluster_members = [&cluster_store] { return cluster_store->members(); };
     } else {
       // SQLite: one process has the database; it is the whole cluster.
-      api_options.cluster_members = [&identity, started_at] {
+      api_options.cluster_members = [&identity, &runner, started_at] {
         MemberView self{.name = identity.name,
                         .region = identity.region,
                         .role = identity.role,
@@ -339,8 +325,7 @@ int serve(const Settings& settings, Modes modes) {
                         .version = identity.version,
                         .started_at = started_at,
                         .live = true};
-        if (identity.takes_shards)
-          for (int shard = 0; shard < kShardCount; ++shard) self.shards.push_back(shard);
+        if (runner) self.shards = runner->shards();  // every shard: the runner is not sharded
         return std::vector<MemberView>{self};
       };
     }

@@ -21,6 +21,10 @@ class ServiceCommands {
   // the future of its tick (Runner::record_beat): the push is answered 200 only once that is
   // `committed`.
   virtual CommitFuture beat(ServiceId id, const BeatReport& beat) = 0;
+  // Whether this process's runner watches heartbeat `id` now. In a cluster another member may
+  // (storage/cluster.h): the API then queues the beat in the database for it, as under
+  // `vigil api`, instead of calling beat().
+  virtual bool watches(ServiceId id) const = 0;
 };
 
 }  // namespace vigil

@@ -85,7 +85,7 @@ void add_push_routes(Router& router, Store& store, ServiceCommands* commands,
     const auto id = push_tokens.find(token);
     if (!id) throw ApiError(404, "unknown push token");
     const BeatReport beat = beat_report(req, fail);
-    if (commands) {
+    if (commands && commands->watches(*id)) {
       // A 200 means stored: the route waits for the commit of the beat's tick (a waiting
       // request holds only its own thread, never the runner's loop or the writer).
       switch (commands->beat(*id, beat).wait_for(kApiWriteWait)) {
@@ -104,7 +104,8 @@ void add_push_routes(Router& router, Store& store, ServiceCommands* commands,
                                    " ms (storage is failing or slow)");
       }
     } else {
-      // Committed before it returns: the beat is in the database, for the runner process.
+      // Committed before it returns: the beat is in the database, for the runner process that
+      // watches the heartbeat.
       switch (store.enqueue_beat(*id, beat)) {
         case Store::BeatQueued::queued:
           break;
