@@ -9,9 +9,9 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include "core/shards.h"
 #include "storage/postgres/postgres_store.h"
 #include "storage/postgres/store_impl.h"
 
@@ -213,21 +213,11 @@ void PostgresAlertStore::add_notifications(std::optional<std::int64_t> alert_id,
 
 namespace {
 
-// A notification's shard (AlertStore::due) is in `$n::int[]`, or that parameter is NULL.
-std::string of_shards(int parameter) {
-  const std::string array = "$" + std::to_string(parameter) + "::int[]";
-  return " AND (" + array +
-         " IS NULL OR (CASE WHEN alert_id IS NULL THEN id ELSE (SELECT a.service_id FROM alerts "
-         "a WHERE a.alert_id = notifications.alert_id) END) % " +
-         std::to_string(kShardCount) + " = ANY(" + array + "))";
-}
-
-Param shard_array(const std::optional<std::vector<int>>& shards) {
-  if (!shards) return std::nullopt;
-  ArrayText list;
-  for (const int shard : *shards) list.add(shard);
-  return list.str();
-}
+// A notification's shard (AlertStore::due): its alert's service's, or its own id's for a
+// channel test.
+constexpr std::string_view kNotificationShardOf =
+    "CASE WHEN alert_id IS NULL THEN id ELSE (SELECT a.service_id FROM alerts a WHERE "
+    "a.alert_id = notifications.alert_id) END";
 
 }  // namespace
 
@@ -240,8 +230,8 @@ std::vector<NotificationRecord> PostgresAlertStore::due(
       "reading notifications",
       std::string("SELECT ") + kNotificationColumns +
           " FROM notifications WHERE status = 'pending' AND "
-          "next_attempt_at <= $1 AND NOT (id = ANY($2::bigint[]))" +
-          of_shards(4) + " ORDER BY next_attempt_at, id LIMIT $3",
+          "next_attempt_at <= $1 AND NOT (id = ANY($2::bigint[])) AND " +
+          in_shards(kNotificationShardOf, 4) + " ORDER BY next_attempt_at, id LIMIT $3",
       {text(ms(now)), skipped.str(), text(static_cast<std::int64_t>(limit)), shard_array(shards)});
   return guarded("reading notifications", [&] { return read_notifications(rows); });
 }
@@ -250,7 +240,8 @@ std::optional<TimePoint> PostgresAlertStore::next_due(
     const std::optional<std::vector<int>>& shards) {
   const auto rows =
       run("reading notifications",
-          "SELECT MIN(next_attempt_at) FROM notifications WHERE status = 'pending'" + of_shards(1),
+          "SELECT MIN(next_attempt_at) FROM notifications WHERE status = 'pending' AND " +
+              in_shards(kNotificationShardOf, 1),
           {shard_array(shards)});
   return guarded("reading notifications", [&]() -> std::optional<TimePoint> {
     if (rows.rows() == 0) return std::nullopt;

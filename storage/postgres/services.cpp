@@ -459,19 +459,14 @@ std::vector<Store::QueuedBeat> PostgresStore::claim_beats(
     const std::string& claimant, std::size_t max, const std::optional<std::vector<int>>& shards) {
   std::vector<QueuedBeat> beats;
   if (max == 0 || (shards && shards->empty())) return beats;
-  Param shard_list;  // NULL: every shard
-  if (shards) {
-    ArrayText list;
-    for (const int shard : *shards) list.add(shard);
-    shard_list = list.str();
-  }
+  const Param shard_list = shard_array(shards);
   // Unclaimed, or claimed by a cluster member whose lease ran out (it died before it stored
   // them), and of the shards asked for.
   const std::string claimable =
       " (claimed_by IS NULL OR EXISTS (SELECT 1 FROM cluster_members m"
       " WHERE m.name = pending_beats.claimed_by AND m.lease_until < now()))"
-      " AND ($1::int[] IS NULL OR service_id % " +
-      std::to_string(kShardCount) + " = ANY($1::int[]))";
+      " AND " +
+      in_shards("service_id", 1);
   // Polled every half second by the runner process: a read first, so an empty queue never
   // takes the write lock.
   const bool any = reading("claim_beats", [&](Session& session) {
@@ -505,6 +500,19 @@ std::vector<Store::QueuedBeat> PostgresStore::claim_beats(
     std::ranges::sort(beats, {}, &QueuedBeat::id);
     return beats;
   });
+}
+
+Param shard_array(const std::optional<std::vector<int>>& shards) {
+  if (!shards) return std::nullopt;
+  ArrayText list;
+  for (const int shard : *shards) list.add(shard);
+  return list.str();
+}
+
+std::string in_shards(std::string_view expression, int parameter) {
+  const std::string array = "$" + std::to_string(parameter) + "::int[]";
+  return "(" + array + " IS NULL OR (" + std::string(expression) + ") % " +
+         std::to_string(kShardCount) + " = ANY(" + array + "))";
 }
 
 void PostgresStore::release_beats(const std::string& claimant) {

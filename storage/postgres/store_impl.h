@@ -14,6 +14,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -210,5 +211,12 @@ Event read_event(const Result& result, int row, ServiceId id);
 
 inline std::int64_t ms(TimePoint t) { return to_unix_ms(t); }
 inline std::int64_t ms(Millis d) { return d.count(); }
+
+// A cluster member's shards (core/shards.h) as an int[] parameter; NULL, for every shard,
+// without them.
+Param shard_array(const std::optional<std::vector<int>>& shards);
+// "(NULL parameter, or the shard of `expression` is in it)": `parameter` is the $n of a
+// shard_array.
+std::string in_shards(std::string_view expression, int parameter);
 
 }  // namespace vigil::postgres

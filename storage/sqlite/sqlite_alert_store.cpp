@@ -6,9 +6,9 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include "core/shards.h"
 #include "storage/alert_store.h"
 #include "storage/column_codecs.h"
 #include "storage/sqlite/sqlite_codecs.h"
@@ -212,16 +212,11 @@ void SqliteAlertStore::add_notifications(std::optional<std::int64_t> alert_id, T
 
 namespace {
 
-// A notification's shard (AlertStore::due) is one of `shards` (integers, spliced as digits);
-// empty text for every shard.
-std::string of_shards(const std::optional<std::vector<int>>& shards) {
-  if (!shards) return {};
-  std::string list;
-  for (const int shard : *shards) list += (list.empty() ? "" : ",") + std::to_string(shard);
-  return " AND (CASE WHEN alert_id IS NULL THEN id ELSE (SELECT a.service_id FROM alerts a WHERE "
-         "a.alert_id = notifications.alert_id) END) % " +
-         std::to_string(kShardCount) + " IN (" + list + ")";
-}
+// A notification's shard (AlertStore::due): its alert's service's, or its own id's for a
+// channel test.
+constexpr std::string_view kNotificationShardOf =
+    "CASE WHEN alert_id IS NULL THEN id ELSE (SELECT a.service_id FROM alerts a WHERE "
+    "a.alert_id = notifications.alert_id) END";
 
 }  // namespace
 
@@ -233,7 +228,8 @@ std::vector<NotificationRecord> SqliteAlertStore::due(
     SQLite::Statement row(*db_, std::string("SELECT ") + kNotificationColumns +
                                     " FROM notifications WHERE status = 'pending' AND "
                                     "next_attempt_at <= ?" +
-                                    of_shards(shards) + " ORDER BY next_attempt_at, id");
+                                    and_in_shards(kNotificationShardOf, shards) +
+                                    " ORDER BY next_attempt_at, id");
     row.bind(1, to_unix_ms(now));
     std::vector<NotificationRecord> out;
     while (out.size() < limit && row.executeStep()) {
@@ -249,7 +245,7 @@ std::optional<TimePoint> SqliteAlertStore::next_due(const std::optional<std::vec
   return guarded("reading notifications", [&]() -> std::optional<TimePoint> {
     SQLite::Statement row(
         *db_, "SELECT MIN(next_attempt_at) FROM notifications WHERE status = 'pending'" +
-                  of_shards(shards));
+                  and_in_shards(kNotificationShardOf, shards));
     if (!row.executeStep()) return std::nullopt;
     return optional_time(row.getColumn(0));
   });

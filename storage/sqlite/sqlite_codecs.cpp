@@ -3,6 +3,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/shards.h"
 #include "storage/sqlite/rollup_sql.h"
 
 namespace vigil::sqlite {
@@ -31,6 +32,15 @@ std::optional<PhaseTimings> read_phases(const SQLite::Statement& row, int first)
   p.processing_ms = from_us(row.getColumn(first + 3).getInt64());
   p.transfer_ms = from_us(row.getColumn(first + 4).getInt64());
   return p;
+}
+
+std::string and_in_shards(std::string_view expression,
+                          const std::optional<std::vector<int>>& shards) {
+  if (!shards) return {};
+  std::string list;
+  for (const int shard : *shards) list += (list.empty() ? "" : ",") + std::to_string(shard);
+  return " AND (" + std::string(expression) + ") % " + std::to_string(kShardCount) + " IN (" +
+         list + ")";
 }
 
 }  // namespace vigil::sqlite

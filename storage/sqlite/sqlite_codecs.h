@@ -21,6 +21,11 @@ namespace vigil::sqlite {
 inline std::int64_t ms(TimePoint t) { return to_unix_ms(t); }
 inline std::int64_t ms(Millis d) { return d.count(); }
 
+// " AND (<expression>) % 64 IN (1,5)" for a cluster member's shards (core/shards.h); empty, for
+// every shard, without them. The shards are integers, spliced as digits.
+std::string and_in_shards(std::string_view expression,
+                          const std::optional<std::vector<int>>& shards);
+
 // The five phase columns of a tick, in whole microseconds: bound at ?first.. (NULL without
 // phases), read from column `first` on (NULL resolve_us means no phases).
 void bind_phases(SQLite::Statement& statement, int first, const std::optional<PhaseTimings>& p);

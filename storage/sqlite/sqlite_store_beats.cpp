@@ -8,7 +8,6 @@
 #include <utility>
 #include <vector>
 
-#include "core/shards.h"
 #include "storage/column_codecs.h"
 #include "storage/sqlite/sqlite_codecs.h"
 #include "storage/sqlite/sqlite_store.h"
@@ -49,13 +48,8 @@ std::vector<Store::QueuedBeat> SqliteStore::claim_beats(
     const std::string& claimant, std::size_t max, const std::optional<std::vector<int>>& shards) {
   std::vector<QueuedBeat> beats;
   if (max == 0 || (shards && shards->empty())) return beats;
-  // Unclaimed, and of the shards asked for (a list of integers, spliced as digits).
-  std::string claimable = " claimed_by IS NULL";
-  if (shards) {
-    std::string list;
-    for (const int shard : *shards) list += (list.empty() ? "" : ",") + std::to_string(shard);
-    claimable += " AND service_id % " + std::to_string(kShardCount) + " IN (" + list + ")";
-  }
+  // Unclaimed, and of the shards asked for.
+  const std::string claimable = " claimed_by IS NULL" + and_in_shards("service_id", shards);
   // Polled every half second by the runner process: a read first, so an empty queue never
   // takes the write lock.
   const bool any = guarded("claim_beats", [&] {
