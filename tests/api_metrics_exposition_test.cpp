@@ -24,6 +24,7 @@
 #include "api/uptime_gauges.h"
 #include "runner/service_series.h"
 #include "storage/store.h"
+#include "support/eventually.h"
 #include "support/prometheus_text.h"
 #include "support/store_backends.h"
 #include "support/target_server.h"
@@ -164,6 +165,14 @@ TEST_P(MetricsExpositionTest, ScrapeHasTheSameFamiliesAndSeriesAsTheSerializedOb
   client.set_read_timeout(std::chrono::seconds(10));
   // The server's own request families get their first series with the first request.
   ASSERT_TRUE(client.Get("/healthz"));
+  // A request's metrics are recorded once its response is written, which may be after the
+  // client has read it: wait for them, so that the scrape cannot come first.
+  ASSERT_TRUE(test::eventually([&] {
+    for (const auto& family : registry_.Collect())
+      if (family.name == "vigil_api_request_duration_seconds" && !family.metric.empty())
+        return true;
+    return false;
+  }));
   const auto reply = client.Get("/metrics");
   ASSERT_TRUE(reply);
   ASSERT_EQ(reply->status, 200);
