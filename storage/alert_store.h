@@ -69,6 +69,12 @@ inline constexpr const char* kAlertColumns =
 inline constexpr const char* kNotificationColumns =
     "id, alert_id, channel, kind, payload, status, attempt, next_attempt_at, response_code, "
     "error, created_at, sent_at";
+// A notification's shard as SQL over the notifications table (AlertStore::due): its alert's
+// service's id, or its own id for a channel test (no alert); the backends take it modulo the
+// shard count.
+inline constexpr const char* kNotificationShardOf =
+    "CASE WHEN alert_id IS NULL THEN id ELSE (SELECT a.service_id FROM alerts a WHERE "
+    "a.alert_id = notifications.alert_id) END";
 // An alert from a row of kAlertColumns, a notification from a row of kNotificationColumns. For
 // backends; whatever `row` throws propagates.
 AlertRecord read_alert(const StoredRow& row);

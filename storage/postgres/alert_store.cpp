@@ -9,7 +9,6 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "storage/postgres/postgres_store.h"
@@ -210,16 +209,6 @@ void PostgresAlertStore::add_notifications(std::optional<std::int64_t> alert_id,
     txn->commit();
   });
 }
-
-namespace {
-
-// A notification's shard (AlertStore::due): its alert's service's, or its own id's for a
-// channel test.
-constexpr std::string_view kNotificationShardOf =
-    "CASE WHEN alert_id IS NULL THEN id ELSE (SELECT a.service_id FROM alerts a WHERE "
-    "a.alert_id = notifications.alert_id) END";
-
-}  // namespace
 
 std::vector<NotificationRecord> PostgresAlertStore::due(
     TimePoint now, std::size_t limit, const std::vector<std::int64_t>& skip,

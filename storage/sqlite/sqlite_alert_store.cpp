@@ -6,7 +6,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "storage/alert_store.h"
@@ -209,16 +208,6 @@ void SqliteAlertStore::add_notifications(std::optional<std::int64_t> alert_id, T
     return 0;
   });
 }
-
-namespace {
-
-// A notification's shard (AlertStore::due): its alert's service's, or its own id's for a
-// channel test.
-constexpr std::string_view kNotificationShardOf =
-    "CASE WHEN alert_id IS NULL THEN id ELSE (SELECT a.service_id FROM alerts a WHERE "
-    "a.alert_id = notifications.alert_id) END";
-
-}  // namespace
 
 std::vector<NotificationRecord> SqliteAlertStore::due(
     TimePoint now, std::size_t limit, const std::vector<std::int64_t>& skip,
